@@ -1,0 +1,1 @@
+"""ufm benchmarks: scripts that time solvers and write JSON to ``benchmarks/results/``."""

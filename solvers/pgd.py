@@ -1,0 +1,289 @@
+"""Projected gradient for UFM problems, the whole loop inside one jit-compiled ``lax.while_loop``.
+
+**Variables.** ``Z (N, d)`` (projected onto the problem's set after every step), and for CE ``W (K, d)`` and, with
+``bias``, ``b (K,)`` (free).
+
+**Metric and step-size rule** (why no tuning is needed for tau in [0.05, 5] and N up to 10^4). Every sample's
+row moves by its *own* gradient, ``N * dL/dz_i``, which is O(rho / tau) whatever N is (the loss is a mean over
+N anchors); ``W`` and ``b`` move by their plain gradients. The initial step is ``eta0 = tau / rho^2`` for SC
+(one step moves a row by O(1) of the radius) and ``1 / rho^2`` for CE (``1`` with ``constraint="none"``);
+``lr`` overrides it. The default optimizer ``"pgd"`` then adapts the step by Armijo backtracking on the
+projected step (halve until ``f(x+) <= f(x) + <g, x+ - x> + ||x+ - x||^2 / (2 eta)`` in that metric) and grows
+it by 1.25 after each accepted step, capped at ``1000 * eta0``. The optax optimizers ``"sgd"``,
+``"momentum"``, ``"nesterov"`` and ``"adam"`` (or any ``optax.GradientTransformation`` you pass) use the fixed
+rate ``0.5 * eta0`` (``0.01 * rho`` for adam) and no line search.
+
+**Stopping.** After step t, with ``x+ = P(x - eta g)``: the gradient mapping ``G = (x - x+) / eta`` (row RMS,
+in units of ``eta0``) and the relative loss change. The run has converged when
+``eta0 * rms(G) <= sqrt(tol) * rho`` *and* ``|f(x+) - f(x)| <= tol * (1 + |f(x)|)``, or when the line search
+can no longer decrease the loss (numerical stationarity). ``tol=0`` runs exactly ``steps`` steps. Default
+``tol``: 1e-12 in float64, 1e-6 in float32.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ufm.constraints import project
+from ufm.losses import batch_index, ce_loss, sc_loss
+
+__all__ = ["Solution", "solve", "OPTIMIZERS", "objective", "NonFiniteLoss"]
+
+OPTIMIZERS = ("pgd", "sgd", "momentum", "nesterov", "adam")
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite: raised, never returned."""
+
+
+@dataclass
+class Solution:
+    """A solver's answer. Arrays are NumPy: ``Z (N, d)``, ``W (K, d)`` or None, ``b (K,)`` or None,
+    ``history (steps + 1,)`` the objective before the first step and after each step."""
+
+    Z: np.ndarray
+    W: np.ndarray | None
+    b: np.ndarray | None
+    loss: float
+    history: np.ndarray
+    steps: int
+    converged: bool
+    seconds: float
+    dtype: str
+    seed: int
+    problem: object = field(default=None, repr=False)
+    gradient_mapping: float = float("nan")
+    optimizer: str = "pgd"
+    lr: float = float("nan")
+
+
+class _Static(NamedTuple):
+    """What fixes the compiled program: shapes and discrete choices."""
+
+    loss: str
+    constraint: str
+    bias: bool
+    N: int
+    K: int
+    dim: int
+    batch_shape: tuple | None
+    steps: int
+    optimizer: object
+    dtype: str
+
+
+def _hyper(problem, dtype):
+    """The numbers of a problem, as arrays (traced: a vmap over problems may vary them)."""
+    return {
+        "tau": jnp.asarray(problem.tau, dtype),
+        "radius": jnp.asarray(problem.radius, dtype),
+        "nonneg": jnp.asarray(problem.nonneg),
+        "weight_decay": jnp.asarray(problem.weight_decay, dtype),
+        "feature_decay": jnp.asarray(problem.feature_decay, dtype),
+        "labels": jnp.asarray(problem.label_array, jnp.int32),
+        "batches": None if problem.batches is None else batch_index(list(problem.batches), problem.N),
+    }
+
+
+def objective(static: _Static, x, h):
+    """The objective ``x -> f`` of a problem: SC loss, or CE + ``lambda_W ||W||^2 + lambda_Z ||Z||^2 / N``."""
+    if static.loss == "sc":
+        return sc_loss(x["Z"], h["labels"], h["tau"], h["batches"])
+    out = ce_loss(x["Z"], x["W"], h["labels"], x.get("b"))
+    out = out + h["weight_decay"] * jnp.sum(x["W"] ** 2)
+    return out + h["feature_decay"] * jnp.sum(x["Z"] ** 2) / static.N
+
+
+def _project(static, x, h):
+    return {**x, "Z": project(x["Z"], static.constraint, h["radius"], h["nonneg"])}
+
+
+def _metric(static):
+    """Weights of the step metric per variable: rows of Z move by N * gradient (see module doc)."""
+    return {"Z": 1.0 / static.N, "W": 1.0, "b": 1.0}
+
+
+def default_eta0(static, h):
+    """Initial step of the rule in the module doc."""
+    if static.loss == "sc":
+        return h["tau"] / h["radius"] ** 2
+    if static.constraint == "none":
+        return jnp.ones_like(h["radius"])
+    return 1.0 / h["radius"] ** 2
+
+
+def _optax(name, lr):
+    if not isinstance(name, str):
+        return name
+    return {"sgd": lambda: optax.sgd(lr), "momentum": lambda: optax.sgd(lr, momentum=0.9),
+            "nesterov": lambda: optax.sgd(lr, momentum=0.9, nesterov=True),
+            "adam": lambda: optax.adam(lr)}[name]()
+
+
+def init_params(static, key, h):
+    """Random feasible start: Gaussian rows (absolute values under ReLU) projected; small Gaussian W; b = 0."""
+    dt = jnp.dtype(static.dtype)
+    kz, kw = jax.random.split(key)
+    Z = jax.random.normal(kz, (static.N, static.dim), dt)
+    Z = jnp.where(h["nonneg"], jnp.abs(Z), Z)
+    if static.constraint == "none":
+        Z = Z * 0.1
+    x = {"Z": Z}
+    if static.loss == "ce":
+        x["W"] = 0.1 * jax.random.normal(kw, (static.K, static.dim), dt)
+        if static.bias:
+            x["b"] = jnp.zeros((static.K,), dt)
+    return _project(static, x, h)
+
+
+def _run(static: _Static, h, key, lr, tol):
+    """The compiled loop. Returns a dict of final state arrays (see ``solve``)."""
+    tm = jax.tree_util.tree_map
+    f = lambda x: objective(static, x, h)  # noqa: E731
+    vg = jax.value_and_grad(f)
+    w = _metric(static)
+    eta0 = jnp.where(lr > 0, lr, default_eta0(static, h))
+    scale = jnp.where(static.constraint == "none", 1.0, h["radius"])
+    x0 = init_params(static, key, h)
+    f0, g0 = vg(x0)
+    eps = jnp.finfo(jnp.dtype(static.dtype)).eps
+
+    def scaled(g):
+        return {k: g[k] / w[k] for k in g}
+
+    def inner(a, b):  # <a, b> in the metric
+        return sum(w[k] * jnp.sum(a[k] * b[k]) for k in a)
+
+    def rms_rows(d):  # per-row RMS displacement (Z rows, W rows, b counted as one row)
+        n = static.N + (static.K if "W" in d else 0) + (1 if "b" in d else 0)
+        return jnp.sqrt(sum(jnp.sum(v ** 2) for v in d.values()) / n)
+
+    hist0 = jnp.full((static.steps + 1,), jnp.nan, jnp.dtype(static.dtype)).at[0].set(f0)
+    base = {"x": x0, "f": f0, "g": g0, "t": jnp.int32(0), "hist": hist0, "done": ~jnp.isfinite(f0),
+            "gm": jnp.asarray(jnp.inf, hist0.dtype), "finite": jnp.isfinite(f0)}
+
+    def stop_test(s, xn, fn, step):
+        d = tm(lambda a, b: a - b, s["x"], xn)
+        gm = rms_rows(d) / step * eta0
+        small = (gm <= jnp.sqrt(tol) * scale) & (jnp.abs(fn - s["f"]) <= tol * (1 + jnp.abs(s["f"])))
+        return gm, small & (tol > 0)
+
+    def finish(s, xn, fn, gn, gm, conv, extra):
+        t = s["t"] + 1
+        return {**s, **extra, "x": xn, "f": fn, "g": gn, "t": t, "hist": s["hist"].at[t].set(fn),
+                "done": conv | ~jnp.isfinite(fn), "gm": gm, "finite": jnp.isfinite(fn)}
+
+    if static.optimizer == "pgd":
+        base["eta"] = eta0
+
+        def body(s):
+            x, fx, g = s["x"], s["f"], scaled(s["g"])
+
+            def trial(eta):
+                xn = _project(static, tm(lambda a, b: a - eta * b, x, g), h)
+                fn, gn = vg(xn)
+                d = tm(lambda a, b: a - b, xn, x)
+                rhs = fx + inner(g, d) + inner(d, d) / (2 * eta)
+                ok = fn <= rhs + 10 * eps * jnp.abs(fx)
+                return xn, fn, gn, ok
+
+            def shrink(c):
+                eta, k = c[0] * 0.5, c[-1] + 1
+                return (eta, *trial(eta), k)
+
+            c = jax.lax.while_loop(lambda c: ~c[4] & (c[5] < 50), shrink, (s["eta"], *trial(s["eta"]), 0))
+            eta, xn, fn, gn, ok, _ = c
+            stalled = ~ok  # no step decreases the loss: numerically stationary
+            xn, fn, gn = jax.lax.cond(ok, lambda: (xn, fn, gn), lambda: (x, fx, s["g"]))
+            gm, conv = stop_test(s, xn, fn, eta)
+            conv = conv | (stalled & (tol > 0))
+            eta = jnp.where(ok, jnp.minimum(eta * 1.25, 1000 * eta0), s["eta"])
+            return finish(s, xn, fn, gn, gm, conv, {"eta": eta})
+    else:
+        rate = jnp.where(lr > 0, lr, jnp.where(static.optimizer == "adam", 0.01 * scale, 0.5 * eta0))
+        opt = _optax(static.optimizer, rate)
+        base["opt"] = opt.init(x0)
+        base["eta"] = rate
+
+        def body(s):
+            u, opt_state = opt.update(scaled(s["g"]), s["opt"], s["x"])
+            xn = _project(static, optax.apply_updates(s["x"], u), h)
+            fn, gn = vg(xn)
+            gm, conv = stop_test(s, xn, fn, rate)
+            return finish(s, xn, fn, gn, gm, conv, {"opt": opt_state})
+
+    s = jax.lax.while_loop(lambda s: (s["t"] < static.steps) & ~s["done"], body, base)
+    s.pop("opt", None)
+    s.pop("g")
+    return s
+
+
+_run_jit = jax.jit(_run, static_argnums=0)
+
+
+def static_of(problem, steps, optimizer, dtype) -> _Static:
+    shape = None if problem.batches is None else tuple(batch_index(list(problem.batches), problem.N).shape)
+    return _Static(problem.loss, problem.constraint, problem.bias, problem.N, problem.K, problem.dim, shape,
+                   int(steps), optimizer, dtype)
+
+
+def _check_args(steps, lr, optimizer, tol, dtype):
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if lr is not None and not (np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0 (or None for the rule), got {lr!r}")
+    if isinstance(optimizer, str) and optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS} or an optax.GradientTransformation, "
+                         f"got {optimizer!r}")
+    if tol is not None and not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    if dtype not in (None, "float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+
+
+def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd", tol: float | None = None,
+          seed: int = 0, dtype: str | None = None) -> Solution:
+    """Minimise ``problem`` by projected gradient from a random start drawn from ``seed``.
+
+    Args:
+      problem: a ``ufm.Problem``.
+      steps: the most steps to take (``tol=0``: exactly this many).
+      lr: initial (``pgd``) or fixed (optax optimizers) step in the metric of the module doc; None: the rule.
+      optimizer: ``"pgd"`` (backtracking, default), ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``, or an
+        ``optax.GradientTransformation`` (it brings its own learning rate).
+      tol: stopping tolerance (module doc); None: 1e-12 in float64, 1e-6 in float32.
+      seed: the random start. dtype: ``"float32"`` (default) or ``"float64"``.
+    Raises:
+      NonFiniteLoss: when the loss becomes NaN or infinite (with what to try).
+    """
+    _check_args(steps, lr, optimizer, tol, dtype)
+    dtype = dtype or "float32"
+    tol = (1e-12 if dtype == "float64" else 1e-6) if tol is None else float(tol)
+    start = time.perf_counter()
+    with jax.enable_x64(dtype == "float64"):
+        static = static_of(problem, steps, optimizer, dtype)
+        h = _hyper(problem, jnp.dtype(dtype))
+        s = _run_jit(static, h, jax.random.PRNGKey(seed), jnp.asarray(lr or 0.0, dtype), jnp.asarray(tol, dtype))
+        s = jax.device_get(s)
+    return _solution(problem, s, start, dtype, seed, optimizer)
+
+
+def _solution(problem, s, start, dtype, seed, optimizer):
+    t = int(s["t"])
+    if not bool(s["finite"]):
+        raise NonFiniteLoss(f"the loss became non-finite at step {t}; try dtype='float64', a larger tau or a "
+                            "smaller lr")
+    x = s["x"]
+    return Solution(
+        Z=np.asarray(x["Z"]), W=None if "W" not in x else np.asarray(x["W"]),
+        b=None if "b" not in x else np.asarray(x["b"]), loss=float(s["f"]),
+        history=np.asarray(s["hist"][: t + 1]), steps=t, converged=bool(s["done"]),
+        seconds=time.perf_counter() - start, dtype=dtype, seed=int(seed), problem=problem,
+        gradient_mapping=float(s["gm"]), optimizer=optimizer if isinstance(optimizer, str) else "custom",
+        lr=float(s["eta"]))

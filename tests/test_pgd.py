@@ -1,0 +1,98 @@
+import numpy as np
+import optax
+import pytest
+
+from solvers import pgd, solve
+from ufm import Problem, geometry, predict, theory
+
+
+def gram_error(sol, target_K):
+    """Max entry-wise error of the normalised Gram against the collapsed target ``target_K[y_i, y_j]``."""
+    y = sol.problem.label_array
+    Zn = geometry.normalize_rows(sol.Z)
+    return np.abs(Zn @ Zn.T - target_K[np.ix_(y, y)]).max()
+
+
+@pytest.mark.parametrize("tau", [0.2, 1.0])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ufm_plus_imbalanced_reaches_orthogonal_frame(tau, seed):
+    p = Problem(counts=(20, 20, 3, 3), tau=tau, dim=6, nonneg=True)
+    sol = solve(p, dtype="float64", seed=seed)
+    assert sol.converged and sol.dtype == "float64" and sol.Z.dtype == np.float64
+    assert abs(sol.loss - theory.sc_of_loss(p.counts, tau)) <= 1e-6
+    assert sol.loss >= theory.sc_of_loss(p.counts, tau) - 1e-12  # the closed form is a lower bound
+    assert gram_error(sol, np.eye(4)) <= 1e-6
+    assert np.all(sol.Z >= 0) and np.allclose(np.linalg.norm(sol.Z, axis=1), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_balanced_sc_reaches_simplex_etf(seed):
+    p = Problem(counts=(6,) * 4, tau=0.5, dim=4)
+    sol = solve(p, dtype="float64", seed=seed)
+    assert abs(sol.loss - theory.sc_etf_loss(6, 4, 0.5)) <= 1e-6
+    assert gram_error(sol, theory.etf_gram(4)) <= 1e-6
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_l2_regularised_ce_on_ball_reaches_r_w(seed):
+    p = Problem(counts=(6,) * 4, loss="ce", constraint="ball", weight_decay=5e-3)
+    loss, r_w, _ = theory.ce_etf_loss(4, 5e-3, 1.0)
+    sol = solve(p, dtype="float64", seed=seed, tol=1e-14)
+    assert abs(sol.loss - loss) <= 1e-6
+    assert np.abs(geometry.classifier_norms(sol.W) - r_w).max() <= 1e-6
+    assert np.allclose(np.linalg.norm(sol.Z, axis=1), 1.0, atol=1e-6)  # ball solutions lie on the sphere
+    assert gram_error(sol, theory.etf_gram(4)) <= 1e-6
+    # classifier rows aligned with the class means
+    mu = geometry.normalize_rows(geometry.class_means(sol.Z, p.label_array))
+    assert np.allclose(geometry.normalize_rows(sol.W), mu, atol=1e-6)
+
+
+def test_ce_with_feature_decay_reaches_zhu_minimum():
+    p = Problem(counts=(6,) * 4, loss="ce", constraint="none", weight_decay=5e-3, feature_decay=1e-3)
+    sol = solve(p, dtype="float64", tol=1e-14)
+    assert abs(sol.loss - predict(p).loss) <= 1e-6
+
+
+def test_imbalanced_sc_is_not_an_etf_and_beats_it():
+    """No closed form: the solver's value lies below the ETF embedding's loss (symmetry breaks)."""
+    from ufm import sc_loss
+
+    p = Problem(counts=(20, 20, 3, 3), tau=0.2, dim=6)
+    sol = solve(p, dtype="float64")
+    w, V = np.linalg.eigh(theory.etf_gram(4))
+    M = (V * np.sqrt(np.maximum(w, 0)))[:, 1:]  # ETF means in R^3
+    Z = np.pad(M[p.label_array], ((0, 0), (0, 3)))
+    assert sol.loss < float(sc_loss(Z, p.label_array, 0.2)) - 1e-4
+
+
+def test_tol_zero_runs_exactly_steps_and_float32():
+    p = Problem(counts=(20, 20, 3, 3), tau=0.2, dim=6, nonneg=True)
+    sol = solve(p, steps=37, tol=0)
+    assert sol.steps == 37 and len(sol.history) == 38 and not sol.converged
+    assert sol.dtype == "float32" and sol.Z.dtype == np.float32
+    assert np.all(np.diff(sol.history) <= 1e-6)  # pgd never increases the loss (up to float32 rounding)
+    again = solve(p, steps=37, tol=0)
+    assert np.array_equal(sol.Z, again.Z)  # same seed, same result
+    other = solve(p, steps=37, tol=0, seed=1)
+    assert not np.array_equal(sol.Z, other.Z)
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam", optax.sgd(0.05, momentum=0.9)])
+def test_optax_optimizers(optimizer):
+    p = Problem(counts=(20, 20, 3, 3), tau=0.2, dim=6, nonneg=True)
+    sol = solve(p, dtype="float64", optimizer=optimizer, steps=3000, tol=1e-12)
+    assert abs(sol.loss - theory.sc_of_loss(p.counts, 0.2)) <= 1e-4
+
+
+def test_non_finite_loss_raises():
+    p = Problem(counts=(6,) * 4, loss="ce", constraint="none", weight_decay=5e-3, feature_decay=1e-3)
+    with pytest.raises(pgd.NonFiniteLoss, match="non-finite"):
+        solve(p, optimizer="sgd", lr=1e30, steps=50)
+
+
+@pytest.mark.parametrize("kwargs,word", [(dict(steps=0), "steps"), (dict(lr=-1.0), "lr"),
+                                         (dict(optimizer="lbfgs"), "optimizer"), (dict(tol=-1.0), "tol"),
+                                         (dict(dtype="float16"), "dtype")])
+def test_bad_solver_arguments(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        solve(Problem(counts=(2, 2)), **kwargs)

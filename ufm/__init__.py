@@ -1,0 +1,16 @@
+"""ufm: the unconstrained-features model of classification losses.
+
+State a problem (:class:`Problem`), evaluate its losses (:func:`sc_loss`, :func:`ce_loss`), project onto its
+constraints (:func:`project`), measure geometry (:mod:`ufm.geometry`) and compare with theory
+(:mod:`ufm.theory`). Solvers live in the sibling package ``solvers``.
+"""
+from . import batching, geometry, theory
+from .constraints import project
+from .losses import ce_loss, sc_loss
+from .problem import Problem
+from .theory import predict
+
+__version__ = "0.1.0"
+
+__all__ = ["Problem", "sc_loss", "ce_loss", "project", "predict", "geometry", "theory", "batching",
+           "__version__"]

@@ -1,0 +1,135 @@
+"""Shared pieces of the ``ufm`` command line: problem flags, JSON output, errors (exit 2 = bad input)."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import warnings
+
+import numpy as np
+
+
+class UsageError(Exception):
+    """Bad input found after parsing: reported on stderr with exit code 2, no traceback."""
+
+
+def int_list(text: str) -> list[int]:
+    """``"30,30,3,3"`` -> ``[30, 30, 3, 3]``; an argparse type (errors exit 2)."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def add_problem_args(p: argparse.ArgumentParser, default_counts="30,30,3,3"):
+    """The flags that state a ``ufm.Problem``."""
+    g = p.add_argument_group("problem")
+    g.add_argument("--loss", choices=["sc", "ce"], default="sc", help="supervised contrastive or cross-entropy")
+    g.add_argument("--counts", type=int_list, default=int_list(default_counts),
+                   help=f"samples per class, comma-separated (default {default_counts})")
+    g.add_argument("--tau", type=float, default=0.1, help="SC temperature (default 0.1)")
+    g.add_argument("--dim", type=int, default=None, help="embedding dimension d (default: K)")
+    g.add_argument("--nonneg", action="store_true", help="UFM+: non-negative features (a ReLU before the loss)")
+    g.add_argument("--constraint", choices=["sphere", "ball", "none"], default="sphere")
+    g.add_argument("--radius", type=float, default=1.0, help="rho, the sphere/ball radius (default 1)")
+    g.add_argument("--weight-decay", type=float, default=None, help="CE lambda_W (default 5e-3)")
+    g.add_argument("--feature-decay", type=float, default=0.0, help="CE lambda_Z on ||Z||^2/N (default 0)")
+    g.add_argument("--bias", action="store_true", help="CE classifier bias")
+    return g
+
+
+def add_solver_args(p: argparse.ArgumentParser):
+    g = p.add_argument_group("solver")
+    g.add_argument("--steps", type=int, default=5000, help="most projected-gradient steps (default 5000)")
+    g.add_argument("--lr", type=float, default=None, help="initial/fixed step (default: the tau/N rule)")
+    g.add_argument("--optimizer", default="pgd", choices=["pgd", "sgd", "momentum", "nesterov", "adam"])
+    g.add_argument("--tol", type=float, default=None, help="stopping tolerance (default 1e-12 x64, 1e-6 f32)")
+    g.add_argument("--seed", type=int, default=0, help="random start (default 0)")
+    g.add_argument("--x64", action="store_true", help="float64 (needed for 1e-6 claims)")
+    return g
+
+
+def add_output_args(p: argparse.ArgumentParser):
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--out", metavar="DIR", default=None, help="write result.json and arrays here")
+
+
+def problem_from_args(args):
+    """Build the ``ufm.Problem``; a bad value raises ``UsageError`` naming the field."""
+    from ufm import Problem
+
+    kwargs = dict(counts=args.counts, loss=args.loss, tau=args.tau, dim=args.dim, constraint=args.constraint,
+                  radius=args.radius, nonneg=args.nonneg, weight_decay=args.weight_decay,
+                  feature_decay=args.feature_decay, bias=args.bias)
+    kwargs.update(getattr(args, "_problem_extra", {}))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            return Problem(**kwargs)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def clean(obj):
+    """JSON-ready copy: NumPy scalars/arrays to Python, non-finite floats to None (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return clean(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def dumps(obj) -> str:
+    return json.dumps(clean(obj), allow_nan=False)
+
+
+def versions() -> dict:
+    import jax
+
+    import ufm
+
+    return {"ufm": ufm.__version__, "jax": jax.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def write_json(path, obj):
+    """Write atomically (temp file + rename) so a killed run never leaves half a file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(clean(obj), indent=2, allow_nan=False))
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def ensure_dir(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {path}: cannot create the folder ({e.strerror})") from None
+    return path
+
+
+def fmt_matrix(M, indent="  ") -> str:
+    return "\n".join(indent + " ".join(f"{v:7.3f}" for v in row) for row in np.asarray(M))
+
+
+def eprint(*a):
+    print(*a, file=sys.stderr)

@@ -1,0 +1,73 @@
+"""``ufm solve``: minimise one problem and report loss, geometry and the theory's prediction."""
+from __future__ import annotations
+
+import os
+
+from .common import (add_output_args, add_problem_args, add_solver_args, dumps, ensure_dir, fmt_matrix,
+                     problem_from_args, versions, write_json)
+
+HELP = "minimise a UFM problem by projected gradient; report loss, geometry and prediction"
+
+
+def add_parser(sub):
+    p = sub.add_parser("solve", help=HELP, description=HELP)
+    add_problem_args(p)
+    add_solver_args(p)
+    add_output_args(p)
+    return p
+
+
+def run_solve(problem, args):
+    """Solve with the solver flags of ``args``; returns the Solution."""
+    from solvers.pgd import solve
+
+    try:
+        return solve(problem, steps=args.steps, lr=args.lr, optimizer=args.optimizer, tol=args.tol,
+                     seed=args.seed, dtype="float64" if args.x64 else "float32")
+    except ValueError as e:
+        from .common import UsageError
+
+        raise UsageError(str(e)) from None
+
+
+def summary(rep) -> str:
+    """A short human summary of a solve report."""
+    p, pred, g = rep["problem"], rep["prediction"], rep["geometry"]
+    counts = ",".join(map(str, p["counts"]))
+    what = f"{p['loss'].upper()}, counts {counts} (N={sum(p['counts'])}, K={len(p['counts'])}), dim={p['dim']}"
+    if p["loss"] == "sc":
+        what += f", tau={p['tau']:g}"
+    else:
+        what += f", weight_decay={p['weight_decay']:g}"
+    what += f", {p['constraint']} r={p['radius']:g}" + (", nonneg (UFM+)" if p["nonneg"] else "")
+    state = "converged" if rep["converged"] else "NOT converged (raise --steps)"
+    lines = [what, f"loss       {rep['loss']:.10f}   ({rep['dtype']}, {rep['steps']} steps, {state}, "
+                   f"{rep['seconds']:.2f} s)"]
+    if pred["loss"] is not None:
+        lines.append(f"predicted  {pred['loss']:.10f}   ({pred['geometry']}: {pred['reason']})")
+        lines.append(f"difference {rep['loss'] - pred['loss']:.2e}")
+    else:
+        lines.append(f"predicted  {pred['geometry']}: {pred['reason']}")
+    lines.append("cosines between class means:")
+    lines.append(fmt_matrix(g["mean_cosines"]))
+    lines.append(f"delta_gm {g['delta_gm']:.3e} (0 at OF)   etf_distance {g['etf_distance']:.3e}   "
+                 f"nc1 {g['nc1']:.3e}")
+    if g["classifier_norms"] is not None:
+        lines.append("classifier norms " + " ".join(f"{v:.4f}" for v in g["classifier_norms"]))
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from solvers.report import save_arrays, solution_report
+
+    problem = problem_from_args(args)
+    if args.out:
+        ensure_dir(args.out)
+    sol = run_solve(problem, args)
+    rep = solution_report(sol)
+    rep["versions"] = versions()
+    if args.out:
+        write_json(os.path.join(args.out, "result.json"), rep)
+        save_arrays(os.path.join(args.out, "solution.npz"), sol)
+    print(dumps(rep) if args.json else summary(rep))
+    return 0

@@ -1,0 +1,119 @@
+"""Geometry of embeddings: class means, mean cosines, NC1, distance to the OF and to the simplex ETF.
+
+Functions of NumPy arrays (``Z (N, d)``, ``labels (N,)`` ints in ``0..K-1``, ``W (K, d)``); they know nothing
+about solvers. REFERENCE.md §6.
+
+**Global mean.** ``weighting="classes"`` (default) takes the plain mean of the class means (Papyan et al.,
+Kini et al.'s code); ``weighting="samples"`` the sample-weighted mean of all rows (Zhu et al.). They differ
+under imbalance. NC1 and ``etf_distance`` take the choice as an argument.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["class_means", "mean_cosines", "nc1", "delta_gm", "etf_distance", "classifier_norms",
+           "normalize_rows", "report"]
+
+
+def _num_classes(labels, K):
+    return int(np.max(labels)) + 1 if K is None else K
+
+
+def normalize_rows(Z):
+    """Rows divided by their norms (zero rows stay zero). ``(N, d) -> (N, d)``."""
+    Z = np.asarray(Z, dtype=np.float64)
+    n = np.linalg.norm(Z, axis=1, keepdims=True)
+    return np.divide(Z, n, out=np.zeros_like(Z), where=n > 0)
+
+
+def class_means(Z, labels, K=None):
+    """Class means ``mu_c`` as a ``(K, d)`` array (a class with no sample gives a zero row)."""
+    Z = np.asarray(Z, dtype=np.float64)
+    labels = np.asarray(labels)
+    K = _num_classes(labels, K)
+    sums = np.zeros((K, Z.shape[1]))
+    np.add.at(sums, labels, Z)
+    n = np.bincount(labels, minlength=K)[:, None]
+    return sums / np.maximum(n, 1)
+
+
+def _global_mean(mu, labels, weighting):
+    if weighting == "classes":
+        return mu.mean(axis=0)
+    if weighting == "samples":
+        n = np.bincount(labels, minlength=mu.shape[0])
+        return (n @ mu) / n.sum()
+    raise ValueError(f"weighting must be 'classes' or 'samples', got {weighting!r}")
+
+
+def mean_cosines(Z, labels, K=None):
+    """``(K, K)`` Gram ``MᵀM`` of the normalised class means: cosines between class means (1 on the diagonal)."""
+    M = normalize_rows(class_means(Z, labels, K))
+    return M @ M.T
+
+
+def nc1(Z, labels, K=None, weighting="classes"):
+    """NC1 = ``Tr(Sigma_W Sigma_B^+) / K`` (0 at within-class collapse).
+
+    ``Sigma_W = (1/N) sum_i (z_i - mu_{y_i})(...)ᵀ``, ``Sigma_B = (1/K) sum_c (mu_c - mu_G)(...)ᵀ``, with the
+    global mean ``mu_G`` chosen by ``weighting`` (module doc).
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    labels = np.asarray(labels)
+    mu = class_means(Z, labels, K)
+    D = Z - mu[labels]
+    sigma_w = D.T @ D / Z.shape[0]
+    C = mu - _global_mean(mu, labels, weighting)
+    sigma_b = C.T @ C / mu.shape[0]
+    return float(np.trace(sigma_w @ np.linalg.pinv(sigma_b, rcond=1e-10, hermitian=True)) / mu.shape[0])
+
+
+def delta_gm(Z, labels, K=None):
+    """Delta_GM of Kini et al.: ``|| MᵀM / ||MᵀM||_F - I_K / sqrt(K) ||_F``; 0 at an orthogonal frame."""
+    G = mean_cosines(Z, labels, K)
+    K = G.shape[0]
+    return float(np.linalg.norm(G / np.linalg.norm(G) - np.eye(K) / np.sqrt(K)))
+
+
+def etf_distance(Z, labels, K=None, weighting="classes"):
+    """Zhu et al.'s ``|| G_c / ||G_c||_F - (I - 11ᵀ/K) / sqrt(K-1) ||_F`` on the centred normalised means.
+
+    0 at a simplex ETF. Note: an orthogonal frame centred by the plain mean of its class means *is* a simplex
+    ETF, so this is 0 there too with ``weighting="classes"``; use ``delta_gm`` or ``mean_cosines`` to tell OF
+    from ETF. Returns 0.0 for a single class.
+    """
+    labels = np.asarray(labels)
+    M = normalize_rows(class_means(Z, labels, K))
+    K = M.shape[0]
+    if K < 2:
+        return 0.0
+    C = M - _global_mean(M, labels, weighting)
+    G = C @ C.T
+    nrm = np.linalg.norm(G)
+    target = (np.eye(K) - np.ones((K, K)) / K) / np.sqrt(K - 1)
+    if nrm == 0:
+        return float(np.linalg.norm(target))
+    return float(np.linalg.norm(G / nrm - target))
+
+
+def classifier_norms(W):
+    """Row norms ``||w_c||`` of the classifier ``W (K, d)``."""
+    return np.linalg.norm(np.asarray(W, dtype=np.float64), axis=1)
+
+
+def report(Z, labels, K=None, W=None, normalize=True):
+    """All metrics as a JSON-ready dict: ``mean_cosines`` (K x K list), ``nc1``, ``delta_gm``,
+    ``etf_distance``, ``classifier_norms`` (list, or None without ``W``).
+
+    ``normalize=True`` normalises the rows first (the SC convention: geometry of directions).
+    """
+    X = normalize_rows(Z) if normalize else np.asarray(Z, dtype=np.float64)
+    labels = np.asarray(labels)
+    return {
+        "mean_cosines": mean_cosines(X, labels, K).tolist(),
+        "nc1": nc1(X, labels, K),
+        "delta_gm": delta_gm(X, labels, K),
+        "etf_distance": etf_distance(X, labels, K),
+        "classifier_norms": None if W is None else classifier_norms(W).tolist(),
+        "global_mean": "classes",
+    }

@@ -1,0 +1,102 @@
+"""Losses of the unconstrained-features model, as pure JAX functions.
+
+Conventions (REFERENCE.md §1-2): ``Z`` is ``(N, d)``, one row per sample; ``labels`` is an int array ``(N,)``
+with values ``0..K-1``; ``W`` is ``(K, d)``; logits of the SC loss are ``<z_i, z_k> / tau``.
+
+``sc_loss`` is ufm's normalisation: the *mean over anchor slots* ``L = (1/T) sum_B sum_{i in B} l_i(B)`` with
+``T = sum_B |B|``. The papers' sum is ``T * L``; SupContrast with base temperature ``b`` returns
+``(tau / b) * L`` on one batch. Anchors without a positive in their batch contribute 0 but still count as
+slots and as negatives for the others.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["sc_loss", "sc_loss_dense", "ce_loss", "batch_index"]
+
+
+def batch_index(batches, n: int):
+    """Batches as a padded int array ``(n_batches, b)``: ``-1`` marks an empty slot.
+
+    ``batches`` is ``None`` (the full batch ``[0..n-1]``), a list of index lists (ragged, padded here), or an
+    int array already padded with ``-1``. A sample may appear in several batches.
+    """
+    if batches is None:
+        return jnp.arange(n, dtype=jnp.int32)[None, :]
+    if isinstance(batches, (list, tuple)):
+        width = max((len(b) for b in batches), default=0)
+        out = np.full((len(batches), width), -1, dtype=np.int32)
+        for row, b in zip(out, batches):
+            row[: len(b)] = b
+        return jnp.asarray(out)
+    return jnp.asarray(batches, dtype=jnp.int32)
+
+
+def _masked_logsumexp(S, mask):
+    """Row log-sum-exp of ``S`` over the entries where ``mask`` is True; rows with no entry give ``-inf``.
+
+    The maximum is taken *after* masking, so a masked-out diagonal (``1/tau`` on the sphere) never enters it:
+    this is what keeps float32 finite at ``tau = 1e-3``.
+    """
+    m = jnp.max(jnp.where(mask, S, -jnp.inf), axis=-1, keepdims=True)
+    m = jax.lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0.0))
+    total = jnp.sum(jnp.where(mask, jnp.exp(jnp.where(mask, S - m, -jnp.inf)), 0.0), axis=-1)
+    any_ = jnp.any(mask, axis=-1)
+    return jnp.where(any_, jnp.log(jnp.where(any_, total, 1.0)) + m[..., 0], -jnp.inf)
+
+
+def sc_loss_dense(Z, labels, tau, batches=None):
+    """SC loss with one ``(b, b)`` similarity matrix per batch (the simple, reference implementation).
+
+    Args:
+      Z: ``(N, d)`` embeddings. labels: ``(N,)`` ints. tau: temperature (scalar, may be traced).
+      batches: see :func:`batch_index`; ``None`` is the full batch.
+    Returns:
+      scalar, the mean over anchor slots (ufm normalisation).
+    """
+    labels = jnp.asarray(labels)
+    idx = batch_index(batches, Z.shape[0])
+    valid = idx >= 0
+    safe = jnp.where(valid, idx, 0)
+    Zb, yb = Z[safe], labels[safe]  # (nb, b, d), (nb, b)
+    S = jnp.einsum("nid,njd->nij", Zb, Zb) / tau
+    b = idx.shape[1]
+    other = valid[:, :, None] & valid[:, None, :] & ~jnp.eye(b, dtype=bool)
+    pos = other & (yb[:, :, None] == yb[:, None, :])
+    n_pos = pos.sum(-1)
+    lse = _masked_logsumexp(S, other)
+    pos_mean = jnp.sum(jnp.where(pos, S, 0.0), axis=-1) / jnp.maximum(n_pos, 1)
+    per_anchor = jnp.where(n_pos > 0, jnp.where(n_pos > 0, lse, 0.0) - pos_mean, 0.0)
+    return per_anchor.sum() / jnp.maximum(valid.sum(), 1)
+
+
+def sc_loss(Z, labels, tau, batches=None):
+    """Supervised contrastive loss, ufm normalisation (mean over anchor slots), REFERENCE.md §1.
+
+    ``l_i(B) = mean_{j in P_B(i)} [ -s_ij + log sum_{k in B, k != i} exp(s_ik) ]``, ``s_ik = <z_i, z_k>/tau``.
+
+    Args:
+      Z: ``(N, d)`` embeddings (not normalised here: the constraint does that).
+      labels: ``(N,)`` int class labels.
+      tau: temperature > 0.
+      batches: ``None`` (full batch), a list of index lists, or an int array ``(n_batches, b)`` padded with -1.
+    Returns:
+      scalar loss; multiply by ``T = sum_B |B|`` for the papers' sum.
+    """
+    return sc_loss_dense(Z, labels, tau, batches)
+
+
+def ce_loss(Z, W, labels, bias=None):
+    """Mean cross-entropy ``(1/N) sum_i -log softmax(W z_i + b)_{y_i}``, REFERENCE.md §2.
+
+    Args: Z ``(N, d)``, W ``(K, d)``, labels ``(N,)`` ints, bias ``(K,)`` or None.
+    The regularisers (weight and feature decay) are added by the problem's objective, not here.
+    """
+    logits = Z @ W.T
+    if bias is not None:
+        logits = logits + bias
+    labels = jnp.asarray(labels)
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    return jnp.mean(lse - jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0])

@@ -1,0 +1,192 @@
+"""``Problem``: an immutable statement of an unconstrained-features problem, validated on construction."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .constraints import CONSTRAINTS
+
+LOSSES = ("sc", "ce")
+DEFAULT_CE_WEIGHT_DECAY = 5e-3
+
+__all__ = ["Problem", "LOSSES", "DEFAULT_CE_WEIGHT_DECAY"]
+
+
+def _int_tuple(name, values):
+    try:
+        values = list(values)
+    except TypeError:
+        raise ValueError(f"{name} must be a list of integers, got {values!r}") from None
+    out = []
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise ValueError(f"{name} must hold integers, got {v!r}")
+        if isinstance(v, numbers.Integral):
+            out.append(int(v))
+        elif float(v).is_integer():
+            out.append(int(v))
+        else:
+            raise ValueError(f"{name} must hold integers, got {v!r}")
+    return tuple(out)
+
+
+def _real(name, v, *, positive=False, nonneg=False):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
+        raise ValueError(f"{name} must be a finite number, got {v!r}")
+    v = float(v)
+    if positive and v <= 0:
+        raise ValueError(f"{name} must be > 0, got {v}")
+    if nonneg and v < 0:
+        raise ValueError(f"{name} must be >= 0, got {v}")
+    return v
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An unconstrained-features problem: what is asked, not how it is solved.
+
+    Fields (names from the papers):
+      counts: samples per class ``(n_1, ..., n_K)``; samples are ordered class by class. Or give ``labels``.
+      loss: ``"sc"`` (supervised contrastive) or ``"ce"`` (cross-entropy with a linear classifier ``W``).
+      tau: SC temperature (logits ``<z_i, z_k>/tau``); unused by CE.
+      dim: embedding dimension ``d``; defaults to ``K`` (room for an orthogonal frame).
+      constraint: ``"sphere"`` (``||z_i|| = radius``), ``"ball"`` (``<= radius``) or ``"none"`` (CE with
+        ``feature_decay > 0`` only, as in Zhu et al. 2021).
+      radius: ``rho``. nonneg: UFM+ (a ReLU before the loss: ``Z >= 0``).
+      weight_decay: CE ``lambda_W`` on ``||W||_F^2`` (default 5e-3 for CE; must be > 0: without it the CE loss
+        only tends to 0 as ``||W||`` grows and no minimiser exists). SC has no ``W``.
+      feature_decay: CE ``lambda_Z`` on ``||Z||_F^2 / N``. bias: CE classifier bias ``b`` (unregularised).
+      labels: explicit labels ``(N,)`` in ``0..K-1`` instead of ``counts`` (any order).
+      batching: the batching scheme (``"full"``: one batch of all samples); see ``ufm.batching``.
+      batches: explicit batches (tuple of index tuples) instead of a scheme.
+    """
+
+    counts: tuple[int, ...] | None = None
+    loss: str = "sc"
+    tau: float = 0.1
+    dim: int | None = None
+    constraint: str = "sphere"
+    radius: float = 1.0
+    nonneg: bool = False
+    weight_decay: float | None = None
+    feature_decay: float = 0.0
+    bias: bool = False
+    labels: tuple[int, ...] | None = field(default=None, repr=False)
+    batching: str = "full"
+    batches: tuple[tuple[int, ...], ...] | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        if self.counts is None and self.labels is None:
+            raise ValueError("counts: give the class counts (or labels); there are no classes")
+        if self.labels is not None:
+            labels = _int_tuple("labels", self.labels)
+            if not labels:
+                raise ValueError("labels: empty; there are no classes")
+            K = len(self.counts) if self.counts is not None else max(labels) + 1
+            bad = [y for y in labels if not 0 <= y < K]
+            if bad:
+                raise ValueError(f"labels must lie in 0..{K - 1}, got {bad[0]}")
+            counts = tuple(int(c) for c in np.bincount(labels, minlength=K))
+            missing = [c for c, n in enumerate(counts) if n == 0]
+            if missing:
+                raise ValueError(f"labels: class {missing[0]} has no sample; labels must use every class 0..{K - 1}")
+            if self.counts is not None and _int_tuple("counts", self.counts) != counts:
+                raise ValueError(f"counts {self.counts} disagree with the labels' counts {counts}")
+            set_("labels", labels)
+        else:
+            counts = _int_tuple("counts", self.counts)
+        if not counts:
+            raise ValueError("counts: empty; there are no classes")
+        for c, n in enumerate(counts):
+            if n <= 0:
+                raise ValueError(f"counts: class {c} has {n} samples; every class needs at least one")
+        set_("counts", counts)
+
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        set_("tau", _real("tau", self.tau, positive=True))
+        K = len(counts)
+        dim = K if self.dim is None else self.dim
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+            raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
+        set_("dim", int(dim))
+        if self.constraint not in CONSTRAINTS:
+            raise ValueError(f"constraint must be one of {CONSTRAINTS}, got {self.constraint!r}")
+        set_("radius", _real("radius", self.radius, positive=True))
+        set_("nonneg", bool(self.nonneg))
+        set_("bias", bool(self.bias))
+        set_("feature_decay", _real("feature_decay", self.feature_decay, nonneg=True))
+        wd = self.weight_decay
+        if self.loss == "ce":
+            wd = _real("weight_decay", DEFAULT_CE_WEIGHT_DECAY if wd is None else wd, nonneg=True)
+            if wd == 0:
+                raise ValueError(
+                    "weight_decay must be > 0 for CE: without it the loss only tends to 0 as ||W|| grows "
+                    "and no minimiser exists")
+            if self.constraint == "none" and self.feature_decay == 0:
+                raise ValueError("constraint 'none' needs feature_decay > 0 (Zhu et al.); "
+                                 "otherwise use 'sphere' or 'ball'")
+        else:
+            wd = _real("weight_decay", 0.0 if wd is None else wd, nonneg=True)
+            if wd != 0:
+                raise ValueError("weight_decay applies to loss='ce' only (SC has no classifier W)")
+            if self.feature_decay != 0:
+                raise ValueError("feature_decay applies to loss='ce' only (SC features lie on the sphere or ball)")
+            if self.bias:
+                raise ValueError("bias applies to loss='ce' only")
+            if self.constraint == "none":
+                raise ValueError("constraint 'none' is for CE with feature_decay > 0; SC needs 'sphere' or 'ball' "
+                                 "(unbounded SC features have no minimiser)")
+        set_("weight_decay", wd)
+
+        from . import batching  # local: batching imports Problem's helpers lazily too
+
+        set_("batches", batching.validate(self.batching, self.batches, self.N))
+        if self.nonneg and self.dim < K:
+            warnings.warn(f"nonneg with dim={self.dim} < K={K}: no orthogonal frame fits", stacklevel=3)
+
+    # -- derived --------------------------------------------------------------------------------------------
+    @property
+    def K(self) -> int:
+        """Number of classes."""
+        return len(self.counts)
+
+    @property
+    def N(self) -> int:
+        """Number of samples."""
+        return int(sum(self.counts))
+
+    @property
+    def label_array(self) -> np.ndarray:
+        """Labels ``(N,)`` int32: explicit labels, else ``counts[0]`` zeros, then ``counts[1]`` ones, ..."""
+        if self.labels is not None:
+            return np.asarray(self.labels, dtype=np.int32)
+        return np.repeat(np.arange(self.K, dtype=np.int32), self.counts)
+
+    @property
+    def balanced(self) -> bool:
+        return len(set(self.counts)) == 1
+
+    def to_dict(self) -> dict:
+        """All fields as JSON-ready values (tuples become lists)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, tuple):
+                v = [list(x) if isinstance(x, tuple) else x for x in v]
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Problem":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def replace(self, **changes) -> "Problem":
+        return dataclasses.replace(self, **changes)
