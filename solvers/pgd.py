@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ufm.batching import batch_list
 from ufm.constraints import project
 from ufm.losses import batch_index, ce_loss, sc_loss
 
@@ -87,8 +88,14 @@ def _hyper(problem, dtype):
         "weight_decay": jnp.asarray(problem.weight_decay, dtype),
         "feature_decay": jnp.asarray(problem.feature_decay, dtype),
         "labels": jnp.asarray(problem.label_array, jnp.int32),
-        "batches": None if problem.batches is None else batch_index(list(problem.batches), problem.N),
+        "batches": _batches(problem),
     }
+
+
+def _batches(problem):
+    """The fixed batch set of the objective as a padded array, or None (full batch)."""
+    b = batch_list(problem)
+    return None if b is None else batch_index(b, problem.N)
 
 
 def objective(static: _Static, x, h):
@@ -228,7 +235,8 @@ _run_jit = jax.jit(_run, static_argnums=0)
 
 
 def static_of(problem, steps, optimizer, dtype) -> _Static:
-    shape = None if problem.batches is None else tuple(batch_index(list(problem.batches), problem.N).shape)
+    b = _batches(problem)
+    shape = None if b is None else tuple(b.shape)
     return _Static(problem.loss, problem.constraint, problem.bias, problem.N, problem.K, problem.dim, shape,
                    int(steps), optimizer, dtype)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+from .batching import pad
 
 __all__ = ["sc_loss", "sc_loss_dense", "ce_loss", "batch_index"]
 
@@ -26,11 +26,7 @@ def batch_index(batches, n: int):
     if batches is None:
         return jnp.arange(n, dtype=jnp.int32)[None, :]
     if isinstance(batches, (list, tuple)):
-        width = max((len(b) for b in batches), default=0)
-        out = np.full((len(batches), width), -1, dtype=np.int32)
-        for row, b in zip(out, batches):
-            row[: len(b)] = b
-        return jnp.asarray(out)
+        return jnp.asarray(pad(batches))
     return jnp.asarray(batches, dtype=jnp.int32)
 
 

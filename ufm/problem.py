@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import batching
 from .constraints import CONSTRAINTS
 
 LOSSES = ("sc", "ce")
@@ -64,6 +65,7 @@ class Problem:
       labels: explicit labels ``(N,)`` in ``0..K-1`` instead of ``counts`` (any order).
       batching: the batching scheme (``"full"``: one batch of all samples); see ``ufm.batching``.
       batches: explicit batches (tuple of index tuples) instead of a scheme.
+      batch_seed: the seed of the scheme's random partitions (``fixed``, ``shuffled``, ``binding``).
     """
 
     counts: tuple[int, ...] | None = None
@@ -79,6 +81,7 @@ class Problem:
     labels: tuple[int, ...] | None = field(default=None, repr=False)
     batching: str = "full"
     batches: tuple[tuple[int, ...], ...] | None = field(default=None, repr=False)
+    batch_seed: int = 0
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -145,9 +148,10 @@ class Problem:
                                  "(unbounded SC features have no minimiser)")
         set_("weight_decay", wd)
 
-        from . import batching  # local: batching imports Problem's helpers lazily too
-
         set_("batches", batching.validate(self.batching, self.batches, self.N))
+        if isinstance(self.batch_seed, bool) or not isinstance(self.batch_seed, numbers.Integral):
+            raise ValueError(f"batch_seed must be an integer, got {self.batch_seed!r}")
+        set_("batch_seed", int(self.batch_seed))
         if self.nonneg and self.dim < K:
             warnings.warn(f"nonneg with dim={self.dim} < K={K}: no orthogonal frame fits", stacklevel=3)
 

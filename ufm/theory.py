@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .batching import EPOCH_SCHEMES, batch_list, parse_scheme
+
 __all__ = ["sc_etf_loss", "sc_of_loss", "ce_classifier_radius", "ce_etf_loss", "etf_gram", "of_gram",
            "etf_delta_gm", "Prediction", "predict"]
 
@@ -147,14 +149,18 @@ def predict(problem) -> Prediction:
     """The geometry and minimum theory predicts for ``problem`` (REFERENCE §4), or ``"unknown"`` with why."""
     p, K = problem, problem.K
     unknown = lambda why: Prediction("unknown", None, why)  # noqa: E731
-    full = p.batches is None and p.batching == "full"
+    if p.batches is None and parse_scheme(p.batching).name in EPOCH_SCHEMES + ("subsets",):
+        return unknown(f"batching {p.batching!r}: a new batch set every epoch; no fixed objective to predict")
+    batches = batch_list(p)
+    full = batches is None
     if K < 2:
         return unknown("one class: no between-class geometry")
     if p.loss == "sc":
         if p.nonneg:
             if p.dim < K:
                 return unknown(f"UFM+ with dim={p.dim} < K={K}: no orthogonal frame fits")
-            loss = sc_of_loss(p.counts, p.tau, p.radius, batches=p.batches, labels=p.label_array)
+            loss = sc_of_loss(p.counts, p.tau, p.radius, batches=batches,
+                              labels=None if batches is None else p.label_array)
             return Prediction("of", loss, "SC + ReLU (UFM+), any counts: orthogonal frame (Kini et al. 2024)")
         if not full:
             return unknown("SC without ReLU under mini-batches: no closed form")
