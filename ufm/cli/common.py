@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import platform
 import sys
 import warnings
 
 import numpy as np
+
+from ufm.records import clean, dumps, write_json  # noqa: F401  (re-exported for the commands)
 
 
 class UsageError(Exception):
@@ -80,27 +80,6 @@ def problem_from_args(args):
         raise UsageError(str(e)) from None
 
 
-def clean(obj):
-    """JSON-ready copy: NumPy scalars/arrays to Python, non-finite floats to None (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
-def dumps(obj) -> str:
-    return json.dumps(clean(obj), allow_nan=False)
-
-
 def versions() -> dict:
     import jax
 
@@ -108,15 +87,6 @@ def versions() -> dict:
 
     return {"ufm": ufm.__version__, "jax": jax.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
-
-
-def write_json(path, obj):
-    """Write atomically (temp file + rename) so a killed run never leaves half a file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(clean(obj), indent=2, allow_nan=False))
-        fh.write("\n")
-    os.replace(tmp, path)
 
 
 def ensure_dir(path):

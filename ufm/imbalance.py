@@ -1,0 +1,55 @@
+"""Class counts of the imbalance profiles of the papers (REFERENCE.md §7).
+
+* STEP (Kini et al.): the first ``K - round(K * minority_fraction)`` classes are majorities with
+  ``round(R * n_min)`` samples, the others minorities with ``n_min``.
+* Long-tail: ``n_c = round(n_max * R^(-c/(K-1)))``, ``c = 0..K-1``, with ``n_max = round(R * n_min)`` so the
+  last class has ``n_min`` samples.
+
+``R >= 1`` is the imbalance ratio (majority / minority); ``R = 1`` is balanced.
+"""
+from __future__ import annotations
+
+import math
+
+__all__ = ["step_counts", "long_tail_counts", "counts_for", "majority_classes"]
+
+
+def _check(K, n_min, R):
+    if not isinstance(K, int) or K < 2:
+        raise ValueError(f"classes must be an integer >= 2, got {K!r}")
+    if not isinstance(n_min, int) or n_min < 1:
+        raise ValueError(f"n_min must be an integer >= 1, got {n_min!r}")
+    if not (math.isfinite(R) and R >= 1):
+        raise ValueError(f"ratio R must be a finite number >= 1, got {R!r}")
+
+
+def step_counts(K: int, n_min: int, R: float, minority_fraction: float = 0.5) -> tuple[int, ...]:
+    """STEP imbalance: ``K - m`` majority classes of ``round(R n_min)``, then ``m = round(K f)`` minorities."""
+    _check(K, n_min, R)
+    if not 0 < minority_fraction < 1:
+        raise ValueError(f"minority_fraction must lie in (0, 1), got {minority_fraction!r}")
+    m = min(max(round(K * minority_fraction), 1), K - 1)
+    return (round(R * n_min),) * (K - m) + (n_min,) * m
+
+
+def long_tail_counts(K: int, n_min: int, R: float) -> tuple[int, ...]:
+    """Long-tail imbalance: ``n_c = round(n_max R^(-c/(K-1)))`` with ``n_max = round(R n_min)``."""
+    _check(K, n_min, R)
+    n_max = round(R * n_min)
+    return tuple(max(1, round(n_max * R ** (-c / (K - 1)))) for c in range(K))
+
+
+def counts_for(profile: str, K: int, n_min: int, R: float, minority_fraction: float = 0.5):
+    """Counts for ``profile`` in ``{"step", "long-tail"}``."""
+    if profile == "step":
+        return step_counts(K, n_min, R, minority_fraction)
+    if profile in ("long-tail", "longtail"):
+        return long_tail_counts(K, n_min, R)
+    raise ValueError(f"imbalance must be 'step' or 'long-tail', got {profile!r}")
+
+
+def majority_classes(K: int, minority_fraction: float = 0.5) -> list[bool]:
+    """Which classes are majorities (head) in both profiles: the first ``K - round(K f)``. Structural, so the
+    balanced point ``R = 1`` splits the classes the same way as the others."""
+    m = min(max(round(K * minority_fraction), 1), K - 1)
+    return [c < K - m for c in range(K)]
