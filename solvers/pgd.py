@@ -37,6 +37,7 @@ from ufm.losses import batch_index, ce_loss, sc_loss
 __all__ = ["Solution", "solve", "OPTIMIZERS", "objective", "NonFiniteLoss"]
 
 OPTIMIZERS = ("pgd", "sgd", "momentum", "nesterov", "adam")
+ETA_MAX = 1000  # the step never grows beyond ETA_MAX * eta0
 
 
 class NonFiniteLoss(RuntimeError):
@@ -149,15 +150,17 @@ def init_params(static, key, h):
     return _project(static, x, h)
 
 
-def _run(static: _Static, h, key, lr, tol):
-    """The compiled loop. Returns a dict of final state arrays (see ``solve``)."""
+def _run(static: _Static, h, key, lr, tol, init=None):
+    """The compiled loop from a random start drawn from ``key``, with the arrays of ``init`` (a dict with some
+    of ``Z``, ``W``, ``b``) put in their place and projected. Returns a dict of final state arrays."""
     tm = jax.tree_util.tree_map
     f = lambda x: objective(static, x, h)  # noqa: E731
     vg = jax.value_and_grad(f)
     w = _metric(static)
     eta0 = jnp.where(lr > 0, lr, default_eta0(static, h))
     scale = jnp.where(static.constraint == "none", 1.0, h["radius"])
-    x0 = init_params(static, key, h)
+    x0 = init_params(static, key, h) if init is None else _project(static, {**init_params(static, key, h),
+                                                                               **init}, h)
     f0, g0 = vg(x0)
     eps = jnp.finfo(jnp.dtype(static.dtype)).eps
 
@@ -210,7 +213,7 @@ def _run(static: _Static, h, key, lr, tol):
             xn, fn, gn = jax.lax.cond(ok, lambda: (xn, fn, gn), lambda: (x, fx, s["g"]))
             gm, conv = stop_test(s, xn, fn, eta)
             conv = conv | (stalled & (tol > 0))
-            eta = jnp.where(ok, jnp.minimum(eta * 1.25, 1000 * eta0), s["eta"])
+            eta = jnp.where(ok, jnp.minimum(eta * 1.25, ETA_MAX * eta0), s["eta"])
             return finish(s, xn, fn, gn, gm, conv, {"eta": eta})
     else:
         rate = jnp.where(lr > 0, lr, jnp.where(static.optimizer == "adam", 0.01 * scale, 0.5 * eta0))
@@ -241,6 +244,26 @@ def static_of(problem, steps, optimizer, dtype) -> _Static:
                    int(steps), optimizer, dtype)
 
 
+def _init_arrays(init, static):
+    """A warm start as a dict of arrays of the solver's dtype (None: a random start)."""
+    if init is None:
+        return None
+    if isinstance(init, Solution):
+        init = {"Z": init.Z, "W": init.W, "b": init.b}
+    elif not isinstance(init, dict):
+        init = {"Z": init}
+    shapes = {"Z": (static.N, static.dim), "W": (static.K, static.dim), "b": (static.K,)}
+    out = {}
+    for k, v in init.items():
+        if v is None or (k != "Z" and static.loss != "ce") or (k == "b" and not static.bias):
+            continue
+        v = jnp.asarray(v, jnp.dtype(static.dtype))
+        if k not in shapes or v.shape != shapes[k]:
+            raise ValueError(f"init: {k} must have shape {shapes.get(k)}, got {v.shape}")
+        out[k] = v
+    return out
+
+
 def _check_args(steps, lr, optimizer, tol, dtype):
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
@@ -256,7 +279,7 @@ def _check_args(steps, lr, optimizer, tol, dtype):
 
 
 def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd", tol: float | None = None,
-          seed: int = 0, dtype: str | None = None) -> Solution:
+          seed: int = 0, dtype: str | None = None, init=None) -> Solution:
     """Minimise ``problem`` by projected gradient from a random start drawn from ``seed``.
 
     Args:
@@ -267,6 +290,8 @@ def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd
         ``optax.GradientTransformation`` (it brings its own learning rate).
       tol: stopping tolerance (module doc); None: 1e-12 in float64, 1e-6 in float32.
       seed: the random start. dtype: ``"float32"`` (default) or ``"float64"``.
+      init: a warm start: a ``Solution``, a ``Z`` array ``(N, d)``, or a dict with some of ``Z``, ``W``, ``b``
+        (what it lacks is drawn from ``seed``); projected onto the feasible set first.
     Raises:
       NonFiniteLoss: when the loss becomes NaN or infinite (with what to try).
     """
@@ -277,7 +302,8 @@ def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd
     with jax.enable_x64(dtype == "float64"):
         static = static_of(problem, steps, optimizer, dtype)
         h = _hyper(problem, jnp.dtype(dtype))
-        s = _run_jit(static, h, jax.random.PRNGKey(seed), jnp.asarray(lr or 0.0, dtype), jnp.asarray(tol, dtype))
+        s = _run_jit(static, h, jax.random.PRNGKey(seed), jnp.asarray(lr or 0.0, dtype), jnp.asarray(tol, dtype),
+                     _init_arrays(init, static))
         s = jax.device_get(s)
     return _solution(problem, s, start, dtype, seed, optimizer)
 

@@ -96,3 +96,13 @@ def test_non_finite_loss_raises():
 def test_bad_solver_arguments(kwargs, word):
     with pytest.raises(ValueError, match=word):
         solve(Problem(counts=(2, 2)), **kwargs)
+
+
+def test_warm_start_from_a_solution_continues_at_the_minimum():
+    p = Problem(counts=(20, 20, 3, 3), tau=0.2, dim=6, nonneg=True)
+    first = solve(p, dtype="float64")
+    again = solve(p, dtype="float64", init=first, seed=7)
+    assert again.steps < first.steps and abs(again.loss - first.loss) <= 1e-9
+    assert np.abs(again.Z - first.Z).max() <= 1e-5
+    with pytest.raises(ValueError, match="init"):
+        solve(p, init=np.zeros((3, 6)))
