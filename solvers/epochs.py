@@ -8,12 +8,16 @@ same batches in the same order (``solvers.pgd.solve`` minimises those determinis
 ``problem.batch_seed``). For each batch ``B`` in turn: the gradient ``g`` of ``L_B``, the SC loss of ``B``
 alone (mean over its ``|B|`` anchors: ``solvers.pgd.objective`` with the batch set ``{B}``); each row moves by
 its own gradient ``|B| g_i`` (the metric of ``solvers.pgd``) times the step ``eta``; then the rows are projected
-(``solvers.pgd._project``). ``eta`` defaults to ``0.5 tau / rho^2`` (the rate ``solvers.pgd`` gives its
-optax optimizers) and stays constant: under UFM+ the OF minimises every batch's loss at once, so the
-stochastic gradients vanish there and no decay is needed. ``optimizer="sgd"`` (also ``"pgd"``) is plain
-projected stochastic gradient; ``"momentum"``, ``"nesterov"``, ``"adam"`` or an ``optax.GradientTransformation``
-transform the batch gradients instead. Each epoch is one jit-compiled ``lax.scan`` over its batches (one
-compilation for all epochs: every epoch has the same batch shapes).
+(``solvers.pgd._project``). The default ``optimizer="pgd"`` chooses ``eta`` per batch by ``solvers.pgd``'s
+Armijo backtracking *on that batch's loss* (a stochastic line search: start from the last step, halve until the
+projected step passes, grow by 1.25 after it, at most ``1000 eta0``, ``eta0 = tau / rho^2``). This suits the
+problem: under UFM+ the OF minimises every batch's loss at once (interpolation), so the stochastic gradients
+vanish there and no decay is needed; and at small ``tau`` the pull between classes is ``exp(-rho^2/tau)``-weak,
+which the line search compensates with long steps (at ``tau = 0.1`` it reaches the OF in tens of epochs where a
+constant step needs thousands). ``"sgd"`` is a constant step (``lr``, default ``0.5 tau / rho^2``); ``"momentum"``,
+``"nesterov"``, ``"adam"`` or an ``optax.GradientTransformation`` transform the batch gradients instead. Each
+epoch is one jit-compiled ``lax.scan`` over its batches (one compilation for all epochs: every epoch has the
+same batch shapes).
 
 **Stopping.** After each epoch, the RMS displacement of the rows over the epoch (``moves``): converged when it
 has been at most ``sqrt(tol) * rho`` in each of the last ``patience`` epochs (``tol`` defaults as in
@@ -84,20 +88,49 @@ class EpochSolution(Solution):
 
 def _init(static, name, h, key, lr):
     x = init_params(static, key, h)
-    return x, _optax(name, lr).init(x)
+    return x, ({"eta": lr} if name == "pgd" else _optax(name, lr).init(x))
 
 
-def _epoch(static, name, h, x, opt_state, batches, lr):
-    """One epoch: a scan over the rows of ``batches (n_batches, width)``; returns ``x, opt_state, move``."""
-    opt = _optax(name, lr)
+def _armijo(static, h, x, B, eta, eta0):
+    """One projected gradient step on the loss of batch ``B`` with ``solvers.pgd``'s Armijo rule in the metric
+    where rows move by ``|B|`` times their gradient: halve ``eta`` until the step passes, then grow it by 1.25
+    (at most ``1000 eta0``); no step passes after 50 halvings: stay."""
+    f = lambda x: objective(static, x, {**h, "batches": B[None]})  # noqa: E731
+    n = jnp.sum(B >= 0)
+    fx, g = jax.value_and_grad(f)(x)
+    eps = jnp.finfo(fx.dtype).eps
 
-    def step(carry, B):
-        x, s = carry
-        g = jax.grad(lambda x: objective(static, x, {**h, "batches": B[None]}))(x)
-        u, s = opt.update({"Z": g["Z"] * jnp.sum(B >= 0)}, s, x)
-        return (_project(static, optax.apply_updates(x, u), h), s), None
+    def trial(eta):
+        xn = _project(static, {"Z": x["Z"] - eta * n * g["Z"]}, h)
+        d = xn["Z"] - x["Z"]
+        ok = f(xn) <= fx + jnp.sum(g["Z"] * d) + jnp.sum(d * d) / (2 * eta * n) + 10 * eps * jnp.abs(fx)
+        return xn, ok
 
-    (xn, s), _ = jax.lax.scan(step, (x, opt_state), batches)
+    def shrink(c):
+        return (c[0] * 0.5, *trial(c[0] * 0.5), c[3] + 1)
+
+    eta, xn, ok, _ = jax.lax.while_loop(lambda c: ~c[2] & (c[3] < 50), shrink, (eta, *trial(eta), 0))
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), xn, x), jnp.where(
+        ok, jnp.minimum(eta * 1.25, 1000 * eta0), eta)
+
+
+def _epoch(static, name, h, x, state, batches, lr):
+    """One epoch: a scan over the rows of ``batches (n_batches, width)``; returns ``x, state, move``."""
+    if name == "pgd":
+        def step(carry, B):
+            x, s = carry
+            x, eta = _armijo(static, h, x, B, s["eta"], lr)
+            return (x, {"eta": eta}), None
+    else:
+        opt = _optax(name, lr)
+
+        def step(carry, B):
+            x, s = carry
+            g = jax.grad(lambda x: objective(static, x, {**h, "batches": B[None]}))(x)
+            u, s = opt.update({"Z": g["Z"] * jnp.sum(B >= 0)}, s, x)
+            return (_project(static, optax.apply_updates(x, u), h), s), None
+
+    (xn, s), _ = jax.lax.scan(step, (x, state), batches)
     return xn, s, jnp.sqrt(jnp.mean(jnp.sum((xn["Z"] - x["Z"]) ** 2, axis=1)))
 
 
@@ -110,7 +143,7 @@ _epoch_jit = jax.jit(_epoch, static_argnums=(0, 1))
 _loss_jit = jax.jit(_loss, static_argnums=0)
 
 
-def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, optimizer="sgd",
+def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, optimizer="pgd",
           tol: float | None = None, patience: int = 10, seed: int = 0, dtype: str | None = None,
           progress: bool | None = None) -> EpochSolution:
     """Minimise an SC ``problem`` by stochastic projected gradient over ``epochs`` epochs (module doc).
@@ -118,9 +151,10 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
     Args:
       problem: a ``ufm.Problem`` with ``loss="sc"`` (its ``batch_seed`` draws the batches).
       epochs: the most epochs (``tol=0``: exactly this many).
-      lr: the step ``eta`` in the metric of the module doc (None: ``0.5 tau / rho^2``; adam: ``0.01 rho``).
-      optimizer: ``"sgd"`` (or ``"pgd"``, the same here), ``"momentum"``, ``"nesterov"``, ``"adam"``, or an
-        ``optax.GradientTransformation`` (it brings its own rate).
+      lr: the first (``pgd``) or fixed step ``eta`` in the metric of the module doc (None: ``tau / rho^2`` for
+        pgd, ``0.5 tau / rho^2`` for the optax optimizers, ``0.01 rho`` for adam).
+      optimizer: ``"pgd"`` (stochastic Armijo line search), ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``,
+        or an ``optax.GradientTransformation`` (it brings its own rate).
       tol: stopping tolerance on the RMS row displacement of an epoch, ``sqrt(tol) * rho``; patience: in how
         many consecutive epochs (module doc).
       seed: the random start (the same start as ``solvers.pgd.solve`` with this seed).
@@ -132,11 +166,11 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
         raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
-    _check_args(1, lr, "sgd" if optimizer == "pgd" else optimizer, tol, dtype)
+    _check_args(1, lr, optimizer, tol, dtype)
     if problem.loss != "sc":
         raise ValueError("loss: the epoch solver is for SC; a CE problem's loss is a mean of per-sample terms, so "
                          "solve it full-batch with solvers.pgd.solve")
-    name = "sgd" if optimizer == "pgd" else optimizer
+    name = optimizer
     dtype = dtype or "float32"
     tol = (1e-12 if dtype == "float64" else 1e-6) if tol is None else float(tol)
     start = time.perf_counter()
@@ -146,7 +180,8 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
         flat = problem.replace(batching="full", batches=None)
         static = static_of(flat, 1, "sgd", dtype)
         h = _hyper(flat, jnp.dtype(dtype))
-        rate = lr or float(0.01 * problem.radius if name == "adam" else 0.5 * problem.tau / problem.radius**2)
+        rate = lr or float(0.01 * problem.radius if name == "adam" else
+                           (1.0 if name == "pgd" else 0.5) * problem.tau / problem.radius**2)
         rate = jnp.asarray(rate, dtype)
         x, opt_state = _init_jit(static, name, h, jax.random.PRNGKey(seed), rate)
         sets = [jnp.asarray(pad(epoch_batch_list(problem, 0)))]
@@ -185,5 +220,5 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
         Z=np.asarray(x["Z"]), W=None, b=None, loss=loss, history=np.asarray(history), steps=run * len(sets[0]),
         converged=converged, seconds=time.perf_counter() - start, dtype=dtype, seed=int(seed), problem=problem,
         gradient_mapping=move, optimizer=optimizer if isinstance(optimizer, str) else "custom",
-        lr=float(rate), moves=np.asarray(moves), epochs=run, batches_per_epoch=len(sets[0]), delta_gm=np.asarray(dgm), of_loss=of_loss,
+        lr=float(opt_state["eta"] if name == "pgd" else rate), moves=np.asarray(moves), epochs=run, batches_per_epoch=len(sets[0]), delta_gm=np.asarray(dgm), of_loss=of_loss,
         full_batch_loss=full, objective=f"mean over the anchor slots of {describe(problem, run)}")
