@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
 from solvers import epochs as epoch_solver
@@ -75,7 +76,8 @@ def main(argv=None):
             runs = [run_one(counts, scheme, a, seed) for seed in range(a.seeds)]
             rows.append({"R": R, "counts": list(counts), "batching": scheme, **summarise(runs), "runs": runs})
             print(f"R={R:g} {scheme}: done ({time.perf_counter() - start:.0f} s)", flush=True)
-    res = {"command": "python -m benchmarks.batching_experiment " + " ".join(argv or []),
+    argv = sys.argv[1:] if argv is None else argv
+    res = {"command": " ".join(["python -m benchmarks.batching_experiment", *argv]),
            "settings": vars(a), "machine": describe(), "rows": rows}
     os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "benchmarks", "results", "batching_experiment.json"), "w") as fh:

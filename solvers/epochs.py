@@ -31,7 +31,8 @@ epoch, i.e. the slot-weighted mean of the epoch objectives), at the final ``Z``.
 closed form ``of_loss`` (``ufm.theory.sc_of_loss`` on that batch set) and ``ufm.interaction`` says whether the
 OF is its unique minimiser. ``history[e]``: the objective of epoch ``e``'s batches at the end of epoch ``e``
 (``history[0]``: epoch 0's batches at the start); ``delta_gm[e]`` likewise; ``full_batch_loss`` the loss of
-one batch of all samples. Progress goes to stderr (by default once a run has lasted 2 s).
+one batch of all samples (NaN above ``FULL_BATCH_MAX`` samples); ``moves[e]`` the RMS row displacement of epoch
+``e``. Progress goes to stderr (by default once a run has lasted 2 s).
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ from .pgd import NonFiniteLoss, Solution, _check_args, _hyper, _optax, _project,
 __all__ = ["solve", "EpochSolution", "DEFAULT_EPOCHS"]
 
 DEFAULT_EPOCHS = 1000
+FULL_BATCH_MAX = 4096  # full_batch_loss holds one N x N block: NaN above this N
 
 
 @dataclass
@@ -91,12 +93,21 @@ def _init(static, name, h, key, lr):
     return x, ({"eta": lr} if name == "pgd" else _optax(name, lr).init(x))
 
 
-def _armijo(static, h, x, B, eta, eta0):
-    """One projected gradient step on the loss of batch ``B`` with ``solvers.pgd``'s Armijo rule in the metric
-    where rows move by ``|B|`` times their gradient: halve ``eta`` until the step passes, then grow it by 1.25
-    (at most ``1000 eta0``); no step passes after 50 halvings: stay."""
-    f = lambda x: objective(static, x, {**h, "batches": B[None]})  # noqa: E731
-    n = jnp.sum(B >= 0)
+def _rows(static, h, x, B):
+    """The batch ``B`` (a padded row of indices) as a problem of its own: its rows of ``Z``, its labels and the
+    local batch ``[0..|B|-1]``; plus the indices to write the rows back (padding goes out of range: dropped).
+    A step then costs O(|B| d), not O(N d)."""
+    valid = B >= 0
+    safe = jnp.where(valid, B, 0)
+    hb = {**h, "labels": h["labels"][safe], "batches": jnp.where(valid, jnp.arange(B.shape[0]), -1)[None]}
+    return {"Z": x["Z"][safe]}, hb, jnp.where(valid, B, static.N), jnp.sum(valid)
+
+
+def _armijo(static, h, x, n, eta, eta0):
+    """One projected gradient step on the loss of one batch (``x``, ``h`` from :func:`_rows`, ``n = |B|``) with
+    ``solvers.pgd``'s Armijo rule in the metric where rows move by ``n`` times their gradient: halve ``eta``
+    until the step passes, then grow it by 1.25 (at most ``1000 eta0``); no step passes after 50 halvings: stay."""
+    f = lambda x: objective(static, x, h)  # noqa: E731
     fx, g = jax.value_and_grad(f)(x)
     eps = jnp.finfo(fx.dtype).eps
 
@@ -116,19 +127,18 @@ def _armijo(static, h, x, B, eta, eta0):
 
 def _epoch(static, name, h, x, state, batches, lr):
     """One epoch: a scan over the rows of ``batches (n_batches, width)``; returns ``x, state, move``."""
-    if name == "pgd":
-        def step(carry, B):
-            x, s = carry
-            x, eta = _armijo(static, h, x, B, s["eta"], lr)
-            return (x, {"eta": eta}), None
-    else:
-        opt = _optax(name, lr)
+    opt = None if name == "pgd" else _optax(name, lr)
 
-        def step(carry, B):
-            x, s = carry
-            g = jax.grad(lambda x: objective(static, x, {**h, "batches": B[None]}))(x)
-            u, s = opt.update({"Z": g["Z"] * jnp.sum(B >= 0)}, s, x)
-            return (_project(static, optax.apply_updates(x, u), h), s), None
+    def step(carry, B):
+        x, s = carry
+        xb, hb, back, n = _rows(static, h, x, B)
+        if opt is None:
+            xb, eta = _armijo(static, hb, xb, n, s["eta"], lr)
+            return ({"Z": x["Z"].at[back].set(xb["Z"], mode="drop")}, {"eta": eta}), None
+        # optax state (momentum, adam moments) spans all rows: the step does too
+        g = jax.grad(lambda xb: objective(static, xb, hb))(xb)["Z"] * n
+        u, s = opt.update({"Z": jnp.zeros_like(x["Z"]).at[back].add(g, mode="drop")}, s, x)
+        return (_project(static, optax.apply_updates(x, u), h), s), None
 
     (xn, s), _ = jax.lax.scan(step, (x, state), batches)
     return xn, s, jnp.sqrt(jnp.mean(jnp.sum((xn["Z"] - x["Z"]) ** 2, axis=1)))
@@ -136,6 +146,10 @@ def _epoch(static, name, h, x, state, batches, lr):
 
 def _loss(static, x, h, batches):
     return objective(static, x, {**h, "batches": batches})
+
+
+def _delta_gm(x, labels, K):
+    return geometry.delta_gm(geometry.normalize_rows(np.asarray(x["Z"])), labels, K)
 
 
 _init_jit = jax.jit(_init, static_argnums=(0, 1))
@@ -186,7 +200,7 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
         x, opt_state = _init_jit(static, name, h, jax.random.PRNGKey(seed), rate)
         sets = [jnp.asarray(pad(epoch_batch_list(problem, 0)))]
         history = [float(_loss_jit(static, x, h, sets[0]))]
-        dgm = [geometry.delta_gm(geometry.normalize_rows(np.asarray(x["Z"])), labels, problem.K)]
+        dgm = [_delta_gm(x, labels, problem.K)]
         converged, move, moves = False, float("nan"), []
         for e in range(epochs):
             if e > 0:
@@ -199,7 +213,7 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
             move = float(mv) / problem.radius
             moves.append(move)
             history.append(f)
-            dgm.append(geometry.delta_gm(geometry.normalize_rows(np.asarray(x["Z"])), labels, problem.K))
+            dgm.append(_delta_gm(x, labels, problem.K))
             if progress is None and not bar.enabled and time.perf_counter() - start > 2.0:
                 bar.enabled = True
             bar.update(1, f"loss {f:.6g} delta_gm {dgm[-1]:.2e} move {move:.1e}")
@@ -208,17 +222,22 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
                 break
         run = len(sets)
         slots = np.asarray([int(jnp.sum(B >= 0)) for B in sets], dtype=np.float64)
-        loss = float(sum(float(_loss_jit(static, x, h, B)) * t for B, t in zip(sets, slots)) / slots.sum())
-        full = float(_loss_jit(static, x, h, None))
+        loss = float(np.dot([float(_loss_jit(static, x, h, B)) for B in sets], slots) / slots.sum())
+        full = float(_loss_jit(static, x, h, None)) if problem.N <= FULL_BATCH_MAX else float("nan")
         x = jax.device_get(x)
-    of_loss = None
-    if problem.nonneg and problem.constraint == "sphere" and problem.dim >= problem.K:
-        of = [theory.sc_of_loss(problem.counts, problem.tau, problem.radius, batches=np.asarray(B), labels=labels)
-              for B in sets]
-        of_loss = float(np.dot(of, slots) / slots.sum())
     return EpochSolution(
         Z=np.asarray(x["Z"]), W=None, b=None, loss=loss, history=np.asarray(history), steps=run * len(sets[0]),
         converged=converged, seconds=time.perf_counter() - start, dtype=dtype, seed=int(seed), problem=problem,
         gradient_mapping=move, optimizer=optimizer if isinstance(optimizer, str) else "custom",
-        lr=float(opt_state["eta"] if name == "pgd" else rate), moves=np.asarray(moves), epochs=run, batches_per_epoch=len(sets[0]), delta_gm=np.asarray(dgm), of_loss=of_loss,
+        lr=float(opt_state["eta"] if name == "pgd" else rate), moves=np.asarray(moves), epochs=run,
+        batches_per_epoch=len(sets[0]), delta_gm=np.asarray(dgm), of_loss=_of_minimum(problem, sets, slots),
         full_batch_loss=full, objective=f"mean over the anchor slots of {describe(problem, run)}")
+
+
+def _of_minimum(problem, sets, slots):
+    """The UFM+ minimum of the batches of all epochs (slot-weighted mean of the epochs' minima), or None."""
+    if not (problem.nonneg and problem.constraint == "sphere" and problem.dim >= problem.K):
+        return None
+    of = [theory.sc_of_loss(problem.counts, problem.tau, problem.radius, batches=np.asarray(B),
+                            labels=problem.label_array) for B in sets]
+    return float(np.dot(of, slots) / slots.sum())
