@@ -2,6 +2,8 @@
 loss, and binding's guarantee for random partitions."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reference import sc_loss_loops
 
 from ufm import Problem, batching, interaction, predict, theory
@@ -170,3 +172,24 @@ def test_brute_force_random_batchings_agree_with_a_numerical_search():
         found = bool(np.any((loss - best <= 1e-7) & (dev >= 0.3)))
         assert found is (not v.unique_of), (labels, batches, v.reason, loss - best, dev)
     assert verdicts.count(True) >= 6 and verdicts.count(False) >= 4 and verdicts.count(None) <= 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_verdict_is_invariant_under_relabelling_samples_and_classes(data):
+    K = data.draw(st.integers(2, 3))
+    counts = data.draw(st.lists(st.integers(1, 3), min_size=K, max_size=K))
+    y = labels_of(counts)
+    N = len(y)
+    batches = data.draw(st.lists(st.lists(st.integers(0, N - 1), min_size=1, max_size=N, unique=True),
+                                 min_size=1, max_size=4))
+    dim = data.draw(st.integers(K, K + 1))
+    sigma = np.asarray(data.draw(st.permutations(range(N))))  # sample i becomes sigma[i]
+    pi = np.asarray(data.draw(st.permutations(range(K))))  # class c becomes pi[c]
+    y2 = np.empty(N, int)
+    y2[sigma] = pi[y]
+    v = interaction.check(batches, y, dim, K, verify=False)
+    w = interaction.check([[int(sigma[i]) for i in B] for B in batches], y2, dim, K, verify=False)
+    assert v.unique_of is w.unique_of
+    assert sorted(pi[v.disconnected_classes].tolist()) == w.disconnected_classes
+    assert sorted(tuple(sorted(pi[list(q)].tolist())) for q in v.unmet_class_pairs) == w.unmet_class_pairs
