@@ -48,7 +48,7 @@ def summary(rep) -> str:
     else:
         what += f", weight_decay={p['weight_decay']:g}"
     what += f", {p['constraint']} r={p['radius']:g}" + (", nonneg (UFM+)" if p["nonneg"] else "")
-    state = "converged" if rep["converged"] else "NOT converged (raise --steps)"
+    state = "converged" if rep["converged"] else f"NOT converged (raise --{'epochs' if 'batching' in rep else 'steps'})"
     lines = [what, f"loss       {rep['loss']:.10f}   ({rep['dtype']}, {rep['steps']} steps, {state}, "
                    f"{rep['seconds']:.2f} s)"]
     if pred["loss"] is not None:
