@@ -1,8 +1,23 @@
 """solvers: the engines that answer a ``ufm.Problem``.
 
-``solvers.pgd``: jit-compiled projected gradient (JAX + optax).
+``solvers.pgd``: jit-compiled projected gradient (JAX + optax) on a fixed objective (full batch or a fixed
+batch set). ``solvers.epochs``: stochastic projected gradient over epochs (batchings that reshuffle).
+``solvers.solve`` picks between them.
 """
-from . import pgd
-from .pgd import Solution, solve
+from . import epochs, pgd
+from .pgd import Solution
 
-__all__ = ["pgd", "solve", "Solution"]
+__all__ = ["pgd", "epochs", "solve", "Solution"]
+
+
+def solve(problem, **kwargs) -> Solution:
+    """Solve ``problem``: ``solvers.epochs.solve`` for an epoch scheme (``shuffled``, ``binding``) or when
+    ``epochs=`` is given (stochastic passes over any batching), else ``solvers.pgd.solve`` (deterministic, on the
+    full batch or the fixed batch set). Keyword arguments go to the chosen solver."""
+    from ufm.batching import is_epoch_scheme
+
+    if is_epoch_scheme(problem) or "epochs" in kwargs:
+        if "steps" in kwargs:
+            raise ValueError(f"steps: batching {problem.batching!r} runs over epochs; give epochs=, not steps=")
+        return epochs.solve(problem, **kwargs)
+    return pgd.solve(problem, **kwargs)

@@ -12,7 +12,8 @@ def solution_report(solution) -> dict:
     """The keys of ``ufm solve --json`` (a stable contract):
     ``problem``, ``loss``, ``steps``, ``converged``, ``seconds``, ``dtype``, ``seed``, ``geometry``
     {``mean_cosines``, ``nc1``, ``delta_gm``, ``etf_distance``, ``classifier_norms``}, ``prediction``
-    {``geometry``, ``loss``, ``reason``, ...}, and ``gap_to_prediction`` (loss minus predicted minimum, or None).
+    {``geometry``, ``loss``, ``reason``, ``unique``, ...}, and ``gap_to_prediction`` (loss minus predicted minimum,
+    or None). A run over epochs (``solvers.epochs``) adds ``batching`` (``EpochSolution.batching_report``).
     SC geometry is that of the normalised rows; CE geometry that of the raw rows.
     """
     p = solution.problem
@@ -31,6 +32,7 @@ def solution_report(solution) -> dict:
         "geometry": geo,
         "prediction": pred.to_dict(),
         "gap_to_prediction": None if pred.loss is None else solution.loss - pred.loss,
+        **({"batching": solution.batching_report()} if hasattr(solution, "batching_report") else {}),
     }
 
 

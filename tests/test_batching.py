@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ufm import Problem, batching
+from ufm import Problem, batching, theory
 
 LABELS = np.repeat([0, 1, 2], [10, 10, 2])
 
@@ -52,3 +52,64 @@ def test_fixed_scheme_defines_the_problems_batches():
     with pytest.raises(ValueError, match="every epoch"):
         batching.batch_list(Problem(counts=[10, 10, 2], batching="shuffled:4"))
     assert batching.pad([np.array([1, 2, 3]), np.array([4])]).tolist() == [[1, 2, 3], [4, -1, -1]]
+
+
+def test_subsets_enumerate_or_sample_and_the_expectation_formula():
+    p = Problem(counts=(4, 3, 2), batching="subsets:4", tau=0.4)
+    bl = batching.batch_list(p)
+    assert len(bl) == 126 and len({tuple(b) for b in bl}) == 126
+    exact = theory.sc_of_loss_subsets(p.counts, 4, 0.4)
+    assert exact == pytest.approx(theory.sc_of_loss(p.counts, 0.4, batches=bl, labels=p.label_array), rel=1e-12)
+    big = Problem(counts=(40, 30, 20), batching="subsets:6", tau=0.4, batch_seed=1)
+    sample = batching.batch_list(big)
+    assert len(sample) == batching.subsets_sample_size(6) == 2000 and "sample" in batching.describe(big)
+    assert all(len(set(b)) == 6 and 0 <= min(b) and max(b) < 90 for b in sample)
+    est = theory.sc_of_loss(big.counts, 0.4, batches=sample, labels=big.label_array)
+    assert est == pytest.approx(theory.sc_of_loss_subsets(big.counts, 6, 0.4), rel=0.05)
+    assert sample != batching.batch_list(big.replace(batch_seed=2))
+
+
+def test_explicit_batches_from_text_and_files(tmp_path):
+    assert batching.parse_batches("0,1,3;2,4,5") == ((0, 1, 3), (2, 4, 5))
+    assert batching.parse_batches("0 1 3\n2, 4,5  # a comment\n\n") == ((0, 1, 3), (2, 4, 5))
+    (tmp_path / "b.txt").write_text("0,1,3\n2,4,5\n")
+    (tmp_path / "b.json").write_text("[[0, 1, 3], [2, 4, 5]]")
+    for name in ("b.txt", "b.json"):
+        assert batching.batches_from_text(str(tmp_path / name)) == ((0, 1, 3), (2, 4, 5))
+    assert batching.batches_from_text("0,1;2") == ((0, 1), (2,))
+
+
+@pytest.mark.parametrize("text,word", [("0,1;;2", "batch 1 is empty"), ("0,1;x", "'x'"), ("", "no batch"),
+                                       ("0,1.5", "'1.5'"), ("missing.txt", "neither")])
+def test_bad_explicit_batch_text(text, word):
+    with pytest.raises(ValueError, match=word) as e:
+        batching.batches_from_text(text)
+    assert str(e.value).startswith("batches")
+
+
+def test_bad_batch_files(tmp_path):
+    (tmp_path / "bad.json").write_text("{\"a\": 1}")
+    (tmp_path / "broken.json").write_text("[[0, 1]")
+    for name, word in [("bad.json", "list of index lists"), ("broken.json", "not valid JSON")]:
+        with pytest.raises(ValueError, match=word):
+            batching.read_batches(tmp_path / name)
+    with pytest.raises(ValueError, match="cannot read"):
+        batching.read_batches(tmp_path / "absent.txt")
+
+
+@pytest.mark.parametrize("batches,word", [(((0, 1), (2, 9)), "outside 0..5"), (((0, 1), ()), "batch 1 is empty"),
+                                          (((0, -1),), "outside"), (((0, 0, 1),), "repeats")])
+def test_explicit_batches_are_validated_by_the_problem(batches, word):
+    with pytest.raises(ValueError, match=word):
+        Problem(counts=[3, 3], batches=batches)
+
+
+def test_union_of_epochs_and_descriptions():
+    p = Problem(counts=[10, 10, 2], batching="shuffled:4", batch_seed=1)
+    assert batching.is_epoch_scheme(p) and not batching.is_epoch_scheme(p.replace(batching="fixed:4"))
+    u = batching.union_batches(p, 3)
+    assert len(u) == 18 and u[6:12] == batching.epoch_batch_list(p, 1)
+    assert "3 epochs" in batching.describe(p, 3)
+    f = p.replace(batching="fixed:4")
+    assert batching.union_batches(f, 3) == batching.batch_list(f) == batching.epoch_batch_list(f, 7)
+    assert batching.union_batches(p.replace(batching="full"), 2) == [list(range(22))]

@@ -65,3 +65,27 @@ def test_predict():
     assert predict(Problem(counts=[4, 4], loss="ce", bias=True)).geometry == "unknown"
     p = predict(Problem(counts=[3, 3], tau=0.5, batches=[[0, 1, 3], [2, 4, 5]], nonneg=True))
     assert p.geometry == "of" and p.loss == pytest.approx(theory.sc_of_loss([3, 3], 0.5, batches=[[0, 1, 3], [2, 4, 5]]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_minibatch_of_formula_equals_loss_at_of_for_random_batchings(seed):
+    """REFERENCE §4.3 for any fixed batching: overlapping batches, repeated batches, batches without positives."""
+    rng = np.random.default_rng(seed)
+    counts = list(rng.integers(1, 5, size=3))
+    N = sum(counts)
+    batches = [sorted(rng.choice(N, int(rng.integers(1, N + 1)), replace=False).tolist()) for _ in range(5)]
+    batches.append(batches[0])
+    rho, tau = 1.5, float(rng.uniform(0.1, 1.0))
+    Z, y = collapse(rho * np.eye(4)[:3], counts)
+    assert theory.sc_of_loss(counts, tau, rho, batches=batches) == pytest.approx(
+        sc_loss_loops(Z, y, tau, batches), rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("kwargs,unique", [
+    (dict(counts=(30, 30, 3, 3)), True), (dict(counts=(3, 1, 1)), False), (dict(counts=(3, 2, 1)), True),
+    (dict(counts=(3, 3), constraint="ball"), None), (dict(counts=(6, 6, 2), batching="shuffled:4"), None),
+    (dict(counts=(6, 6, 2), batching="binding:4"), True), (dict(counts=(6, 1, 1), batching="binding:4"), False)])
+def test_predict_knows_when_the_of_is_unique(kwargs, unique):
+    pred = predict(Problem(nonneg=True, **kwargs))
+    assert pred.geometry == "of" and pred.unique is unique
+    assert ("not the unique" in pred.reason) is (unique is False)

@@ -9,7 +9,15 @@ Schemes, for ``N`` samples and batch size ``b``:
   * ``binding:b``: Kini et al.'s batch-binding. The *binding examples* are the first example of every class;
     the other samples are shuffled every epoch and cut into batches of ``b``, then the K binding examples are
     appended to every batch (so a batch holds up to ``b + K`` samples).
-  * ``subsets:b``: all ``b``-subsets of the samples (see ``ufm.batching`` functions for enumeration).
+  * ``subsets:b``: all ``b``-subsets of the samples, one fixed batch set (no epochs). Enumerated exactly (in
+    lexicographic order) when there are at most ``SUBSETS_EXACT_MAX`` of them; otherwise a seeded sample of
+    ``subsets_sample_size(b)`` subsets, each drawn uniformly (independently, from ``batch_seed``). All subsets
+    have the same size, so the sampled objective is an unbiased estimate of the all-subsets objective (the
+    expectation of one random batch's mean loss); ``ufm.theory.sc_of_loss_subsets`` gives the exact OF minimum
+    of the all-subsets objective whatever ``N``.
+
+Explicit batches: a tuple of index tuples (``Problem.batches``), from text ``"0,1,3;2,4,5"``
+(:func:`parse_batches`) or a file (:func:`read_batches`). A sample may sit in several batches.
 
 **Last partial batch: kept.** When ``b`` does not divide the number of samples to cut, the last batch is
 smaller; every sample is seen once per epoch. The same rule for every scheme.
@@ -21,7 +29,12 @@ Batches travel as an int array ``(n_batches, width)`` padded with ``-1`` (``ufm.
 """
 from __future__ import annotations
 
+import itertools
+import json
+import math
 import numbers
+import os
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -29,8 +42,12 @@ import numpy as np
 SCHEMES = ("full", "fixed", "shuffled", "binding", "subsets")
 EPOCH_SCHEMES = ("shuffled", "binding")  # a new batch set every epoch
 
-__all__ = ["SCHEMES", "EPOCH_SCHEMES", "Scheme", "parse_scheme", "validate", "binding_examples",
-           "epoch_batches", "batch_list", "pad"]
+__all__ = ["SCHEMES", "EPOCH_SCHEMES", "SUBSETS_EXACT_MAX", "Scheme", "parse_scheme", "validate",
+           "binding_examples", "epoch_batches", "batch_list", "pad", "subset_batches", "subsets_sample_size",
+           "parse_batches", "read_batches", "batches_from_text", "is_epoch_scheme", "epoch_batch_list", "union_batches",
+           "describe"]
+
+SUBSETS_EXACT_MAX = 2000  # subsets:b enumerates all C(N, b) subsets up to this many, else samples
 
 
 class Scheme(NamedTuple):
@@ -122,7 +139,7 @@ def epoch_batches(scheme: str | Scheme, labels, epoch: int = 0, batch_seed: int 
     if s.name == "full":
         return [np.arange(n)]
     if s.name == "subsets":
-        raise ValueError("batching: 'subsets' has no epochs; see the subsets functions")
+        raise ValueError("batching: 'subsets' is one fixed batch set, not an epoch scheme: use batch_list")
     rng = np.random.default_rng([batch_seed, 0 if s.name == "fixed" else epoch])
     if s.name == "binding":
         bound = binding_examples(labels)
@@ -143,4 +160,126 @@ def batch_list(problem):
         return None
     if s.name == "fixed":
         return [b.tolist() for b in epoch_batches(s, problem.label_array, 0, problem.batch_seed)]
-    raise ValueError(f"batching {problem.batching!r} draws new batches every epoch: use epoch_batches")
+    if s.name == "subsets":
+        return subset_batches(problem.N, s.b, problem.batch_seed)[0]
+    raise ValueError(f"batching {problem.batching!r} draws new batches every epoch, so it has no fixed "
+                     "objective: solve it with solvers.solve (stochastic epochs, solvers.epochs), or take "
+                     "one epoch's batches with epoch_batch_list / several with union_batches")
+
+
+def subsets_sample_size(b: int) -> int:
+    """How many ``b``-subsets ``subsets:b`` samples when there are too many to enumerate:
+    ``min(2000, max(64, 4_000_000 // b**2))`` (the loss holds one ``b x b`` block per batch)."""
+    return min(2000, max(64, 4_000_000 // b**2))
+
+
+def subset_batches(n: int, b: int, batch_seed: int = 0) -> tuple[list[list[int]], bool]:
+    """The batch set of ``subsets:b`` for ``n`` samples: ``(batches, exact)``.
+
+    ``exact=True``: all ``C(n, b)`` subsets in lexicographic order (when ``C(n, b) <= SUBSETS_EXACT_MAX``).
+    ``exact=False``: ``subsets_sample_size(b)`` subsets drawn independently and uniformly (each sorted), from
+    ``numpy.random.default_rng([batch_seed, 0])``.
+    """
+    if math.comb(n, b) <= SUBSETS_EXACT_MAX:
+        return [list(c) for c in itertools.combinations(range(n), b)], True
+    rng = np.random.default_rng([batch_seed, 0])
+    return [sorted(rng.choice(n, b, replace=False).tolist()) for _ in range(subsets_sample_size(b))], False
+
+
+_BATCH_TEXT = re.compile(r"^[\d\s,;]*$")
+
+
+def parse_batches(text: str) -> tuple[tuple[int, ...], ...]:
+    """Explicit batches from text: batches separated by ``;`` or new lines, indices by ``,`` or spaces;
+    ``#`` starts a comment. ``"0,1,3;2,4,5"`` -> ``((0, 1, 3), (2, 4, 5))``. Raises ``ValueError`` naming
+    ``batches`` for an empty batch or a non-integer entry (ranges are checked by ``validate``)."""
+    lines = [line.split("#", 1)[0] for line in str(text).splitlines()]
+    parts = [p for line in lines for p in line.split(";")]
+    while parts and not parts[-1].strip():  # a trailing separator or blank line ends the list
+        parts.pop()
+    out = []
+    for k, part in enumerate(parts):
+        items = [v for v in re.split(r"[,\s]+", part.strip()) if v]
+        if not items:
+            raise ValueError(f"batches: batch {k} is empty (in {text.strip()[:60]!r})")
+        try:
+            out.append(tuple(int(v) for v in items))
+        except ValueError:
+            bad = next(v for v in items if not v.lstrip("-").isdigit())
+            raise ValueError(f"batches: batch {k} holds {bad!r}, not a sample index") from None
+    if not out:
+        raise ValueError("batches: no batch given")
+    return tuple(out)
+
+
+def read_batches(path) -> tuple[tuple[int, ...], ...]:
+    """Explicit batches from a file: ``.json`` holds a list of index lists; any other file is text for
+    :func:`parse_batches` (one batch per line, or ``;``-separated). ``ValueError`` naming ``batches``."""
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except OSError as e:
+        raise ValueError(f"batches: cannot read {str(path)!r} ({e.strerror})") from None
+    if not str(path).endswith(".json"):
+        return parse_batches(text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"batches: {str(path)!r} is not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(data, list) or not all(isinstance(b, list) for b in data):
+        raise ValueError(f"batches: {str(path)!r} must hold a list of index lists, e.g. [[0, 1, 3], [2, 4, 5]]")
+    return tuple(tuple(b) for b in data)
+
+
+def batches_from_text(text: str):
+    """A ``--batches`` value: the path of an existing file (:func:`read_batches`), else index text
+    (:func:`parse_batches`)."""
+    if os.path.isfile(text):
+        return read_batches(text)
+    if _BATCH_TEXT.match(text) or "," in text or ";" in text:
+        return parse_batches(text)
+    raise ValueError(f"batches: {text!r} is neither index text like '0,1,3;2,4,5' nor a file")
+
+
+def is_epoch_scheme(problem) -> bool:
+    """Whether ``problem`` draws a new batch set every epoch (``shuffled``, ``binding``)."""
+    return problem.batches is None and parse_scheme(problem.batching).name in EPOCH_SCHEMES
+
+
+def epoch_batch_list(problem, epoch: int = 0) -> list[list[int]]:
+    """The batches of one epoch of ``problem`` (any batching; a fixed set is the same every epoch; the full
+    batch is ``[[0..N-1]]``)."""
+    if is_epoch_scheme(problem):
+        return [b.tolist() for b in epoch_batches(problem.batching, problem.label_array, epoch,
+                                                  problem.batch_seed)]
+    fixed = batch_list(problem)
+    return [list(range(problem.N))] if fixed is None else fixed
+
+
+def union_batches(problem, epochs: int = 1) -> list[list[int]]:
+    """The batch set of ``epochs`` epochs: for an epoch scheme the batches of epochs ``0..epochs-1`` one
+    after the other (the objective a run of that many epochs minimises on average); for a fixed set (and the
+    full batch) its batches once (repeating a set leaves its mean loss unchanged)."""
+    if not is_epoch_scheme(problem):
+        return epoch_batch_list(problem)
+    return [b for e in range(epochs) for b in epoch_batch_list(problem, e)]
+
+
+def describe(problem, epochs: int = 1) -> str:
+    """In words, the batch set that :func:`union_batches` returns."""
+    if problem.batches is not None:
+        return f"{len(problem.batches)} explicit batches"
+    s = parse_scheme(problem.batching)
+    if s.name == "full":
+        return "the full batch"
+    if s.name == "fixed":
+        return f"one fixed partition into batches of {s.b} (batch_seed {problem.batch_seed})"
+    if s.name == "subsets":
+        total = math.comb(problem.N, s.b)
+        if total <= SUBSETS_EXACT_MAX:
+            return f"all {total} {s.b}-subsets"
+        return (f"a seeded sample of {subsets_sample_size(s.b)} of the {total:.3g} {s.b}-subsets "
+                f"(batch_seed {problem.batch_seed})")
+    what = "binding" if s.name == "binding" else "shuffled"
+    return (f"the batches of {epochs} epoch{'s' if epochs != 1 else ''} of {what} batches of {s.b} "
+            f"(batch_seed {problem.batch_seed})")

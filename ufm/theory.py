@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .batching import EPOCH_SCHEMES, batch_list, parse_scheme
+from .batching import batch_list, epoch_batch_list, is_epoch_scheme, parse_scheme
 
-__all__ = ["sc_etf_loss", "sc_of_loss", "ce_classifier_radius", "ce_etf_loss", "etf_gram", "of_gram",
-           "etf_delta_gm", "Prediction", "predict"]
+__all__ = ["sc_etf_loss", "sc_of_loss", "sc_of_loss_subsets", "ce_classifier_radius", "ce_etf_loss", "etf_gram",
+           "of_gram", "etf_delta_gm", "Prediction", "predict", "of_unique"]
 
 
 def sc_etf_loss(n: int, K: int, tau: float, radius: float = 1.0) -> float:
@@ -51,6 +51,25 @@ def sc_of_loss(counts, tau: float, radius: float = 1.0, batches=None, labels=Non
         total += _of_terms(np.bincount(labels[B], minlength=len(counts)), len(B), t)
         T += len(B)
     return total / T
+
+
+def sc_of_loss_subsets(counts, b: int, tau: float, radius: float = 1.0) -> float:
+    """UFM+ minimum of the ``subsets:b`` objective over *all* ``C(N, b)`` subsets, exactly, whatever ``N``.
+
+    Every subset has ``b`` slots, so the objective is the expectation over a uniform random subset ``B`` of
+    ``(1/b) sum_c n_{B,c} log(n_{B,c} - 1 + (b - n_{B,c}) e^{-rho^2/tau})`` (over classes with
+    ``n_{B,c} >= 2``), and ``n_{B,c}`` is hypergeometric: ``P(k) = C(n_c, k) C(N - n_c, b - k) / C(N, b)``.
+    """
+    t = tau / radius**2
+    N = int(sum(counts))
+    if not 1 <= b <= N:
+        raise ValueError(f"batch size b must lie in 1..N={N}, got {b}")
+    total, e = 0.0, math.exp(-1.0 / t)
+    for n in counts:
+        for k in range(max(2, b - (N - n)), min(n, b) + 1):
+            p = math.comb(n, k) * math.comb(N - n, b - k) / math.comb(N, b)
+            total += p * k * math.log(k - 1 + (b - k) * e)
+    return total / b
 
 
 def _bisect(f, lo, hi, iters=200):
@@ -133,35 +152,69 @@ def etf_delta_gm(K: int) -> float:
 @dataclass(frozen=True)
 class Prediction:
     """What theory says: ``geometry`` in ``{"etf", "of", "unknown"}``, the minimum ``loss`` when known, the
-    theorem (``reason``), and for CE the classifier radius ``r_W`` and feature norm."""
+    theorem (``reason``), for CE the classifier radius ``r_W`` and feature norm, and for the OF whether it is
+    the *unique* minimiser (``unique``: True / False / None when not known; ``ufm.interaction``)."""
 
     geometry: str
     loss: float | None
     reason: str
     r_W: float | None = None
     feature_norm: float | None = None
+    unique: bool | None = None
 
     def to_dict(self):
         return asdict(self)
 
 
+def of_unique(problem) -> tuple[bool | None, str]:
+    """Whether the OF is the unique UFM+ minimiser (as a Gram) for ``problem``'s batching, and why
+    (``ufm.interaction.check``; sphere only). Fixed batch sets and the full batch are checked as they are;
+    ``binding`` on its first epoch (with ``K >= 2`` the verdict is the same for every epoch: each batch holds
+    every class's binding example, so (a) always holds and (b) fails exactly for two single-sample classes);
+    ``shuffled`` depends on the epochs drawn (None: check their union with ``ufm batches --epochs``)."""
+    from .interaction import check
+
+    if problem.constraint != "sphere":
+        return None, "the uniqueness analysis is for the sphere"
+    if is_epoch_scheme(problem):
+        if parse_scheme(problem.batching).name == "shuffled" or problem.K < 2:
+            return None, "shuffled batches: depends on the epochs drawn (check their union: ufm batches --epochs)"
+    v = check(epoch_batch_list(problem, 0), problem.label_array, problem.dim, problem.K, problem.tau,
+              problem.radius, verify=False)
+    return v.unique_of, v.reason
+
+
 def predict(problem) -> Prediction:
-    """The geometry and minimum theory predicts for ``problem`` (REFERENCE §4), or ``"unknown"`` with why."""
+    """The geometry and minimum theory predicts for ``problem`` (REFERENCE §4), or ``"unknown"`` with why.
+
+    For an epoch scheme (``shuffled``, ``binding``) the objective changes every epoch; under UFM+ the OF still
+    minimises every epoch's objective (the bound holds batch by batch), so the geometry is ``"of"`` with
+    ``loss`` None (the minimum of a run's batches: ``sc_of_loss(counts, tau, batches=union_batches(p, E))``).
+    """
     p, K = problem, problem.K
     unknown = lambda why: Prediction("unknown", None, why)  # noqa: E731
-    if p.batches is None and parse_scheme(p.batching).name in EPOCH_SCHEMES + ("subsets",):
-        return unknown(f"batching {p.batching!r}: a new batch set every epoch; no fixed objective to predict")
-    batches = batch_list(p)
-    full = batches is None
+    epochs = is_epoch_scheme(p)
+    batches = None if epochs else batch_list(p)
+    full = batches is None and not epochs
     if K < 2:
         return unknown("one class: no between-class geometry")
     if p.loss == "sc":
         if p.nonneg:
             if p.dim < K:
                 return unknown(f"UFM+ with dim={p.dim} < K={K}: no orthogonal frame fits")
+            unique, _ = of_unique(p)
+            why = {True: "; the OF is the unique minimiser", False: "; the OF is not the unique minimiser "
+                   "(ufm batches shows a witness)", None: ""}[unique]
+            if epochs:
+                return Prediction("of", None, f"SC + ReLU (UFM+): orthogonal frame, the minimiser of every epoch's "
+                                  f"batches (Kini et al. 2024); batching {p.batching!r} changes the objective "
+                                  "every epoch" + why, unique=unique)
             loss = sc_of_loss(p.counts, p.tau, p.radius, batches=batches,
                               labels=None if batches is None else p.label_array)
-            return Prediction("of", loss, "SC + ReLU (UFM+), any counts: orthogonal frame (Kini et al. 2024)")
+            return Prediction("of", loss, "SC + ReLU (UFM+), any counts: orthogonal frame (Kini et al. 2024)" + why,
+                              unique=unique)
+        if epochs:
+            return unknown(f"batching {p.batching!r}: a new batch set every epoch; no fixed objective to predict")
         if not full:
             return unknown("SC without ReLU under mini-batches: no closed form")
         if not p.balanced:
@@ -174,6 +227,8 @@ def predict(problem) -> Prediction:
         return Prediction("etf", sc_etf_loss(n, K, p.tau, p.radius),
                           "SC, balanced, sphere: simplex ETF (Graf et al. 2021)")
     # cross-entropy
+    if epochs:
+        return unknown(f"batching {p.batching!r}: a new batch set every epoch; no fixed objective to predict")
     if p.nonneg:
         return unknown("CE with ReLU features: no closed form")
     if p.bias:

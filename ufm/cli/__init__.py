@@ -11,7 +11,7 @@ import sys
 
 from .common import UsageError, eprint
 
-COMMANDS = ["solve", "sweep", "plot"]
+COMMANDS = ["solve", "batches", "sweep", "plot"]
 
 
 def _parser():

@@ -45,6 +45,12 @@ def add_problem_args(p: argparse.ArgumentParser, default_counts="30,30,3,3"):
     g.add_argument("--weight-decay", type=float, default=None, help="CE lambda_W (default 5e-3)")
     g.add_argument("--feature-decay", type=float, default=0.0, help="CE lambda_Z on ||Z||^2/N (default 0)")
     g.add_argument("--bias", action="store_true", help="CE classifier bias")
+    g.add_argument("--batching", default="full", metavar="SCHEME",
+                   help="full | fixed:b | shuffled:b | binding:b | subsets:b (default full); the random "
+                        "partitions come from --seed")
+    g.add_argument("--batches", default=None, metavar="BATCHES",
+                   help="explicit batches instead of a scheme: '0,1,3;2,4,5', or a file (.json: a list of index "
+                        "lists; else one batch per line)")
     return g
 
 
@@ -54,7 +60,10 @@ def add_solver_args(p: argparse.ArgumentParser):
     g.add_argument("--lr", type=float, default=None, help="initial/fixed step (default: the tau/N rule)")
     g.add_argument("--optimizer", default="pgd", choices=["pgd", "sgd", "momentum", "nesterov", "adam"])
     g.add_argument("--tol", type=float, default=None, help="stopping tolerance (default 1e-12 x64, 1e-6 f32)")
-    g.add_argument("--seed", type=int, default=0, help="random start (default 0)")
+    g.add_argument("--epochs", type=int, default=None,
+                   help="epochs of stochastic projected gradient: the solver for shuffled/binding (default 1000); "
+                        "on a fixed batch set, stochastic passes instead of the deterministic solve")
+    g.add_argument("--seed", type=int, default=0, help="random start and batch_seed of the batching (default 0)")
     g.add_argument("--x64", action="store_true", help="float64 (needed for 1e-6 claims)")
     return g
 
@@ -67,10 +76,19 @@ def add_output_args(p: argparse.ArgumentParser):
 def problem_from_args(args):
     """Build the ``ufm.Problem``; a bad value raises ``UsageError`` naming the field."""
     from ufm import Problem
+    from ufm.batching import batches_from_text
 
     kwargs = dict(counts=args.counts, loss=args.loss, tau=args.tau, dim=args.dim, constraint=args.constraint,
                   radius=args.radius, nonneg=args.nonneg, weight_decay=args.weight_decay,
-                  feature_decay=args.feature_decay, bias=args.bias)
+                  feature_decay=args.feature_decay, bias=args.bias, batching=getattr(args, "batching", "full"),
+                  batch_seed=getattr(args, "seed", 0))
+    if getattr(args, "batches", None) is not None:
+        if kwargs["batching"] != "full":
+            raise UsageError("batches: give --batches or --batching, not both")
+        try:
+            kwargs.update(batches=batches_from_text(args.batches), batching="explicit")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     kwargs.update(getattr(args, "_problem_extra", {}))
     try:
         with warnings.catch_warnings():

@@ -18,12 +18,20 @@ def add_parser(sub):
 
 
 def run_solve(problem, args):
-    """Solve with the solver flags of ``args``; returns the Solution."""
-    from solvers.pgd import solve
+    """Solve with the solver flags of ``args``; returns the Solution. Epoch schemes, and ``--epochs`` on any
+    batching, run the stochastic epoch solver (``solvers.epochs``); the rest the deterministic ``solvers.pgd``."""
+    from solvers import solve
+    from solvers.epochs import DEFAULT_EPOCHS
+    from ufm.batching import is_epoch_scheme
 
+    kw = dict(lr=args.lr, optimizer=args.optimizer, tol=args.tol, seed=args.seed,
+              dtype="float64" if args.x64 else "float32")
+    if getattr(args, "epochs", None) is not None or is_epoch_scheme(problem):
+        kw.update(epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs, progress=None)
+    else:
+        kw.update(steps=args.steps)
     try:
-        return solve(problem, steps=args.steps, lr=args.lr, optimizer=args.optimizer, tol=args.tol,
-                     seed=args.seed, dtype="float64" if args.x64 else "float32")
+        return solve(problem, **kw)
     except ValueError as e:
         from .common import UsageError
 
@@ -40,7 +48,7 @@ def summary(rep) -> str:
     else:
         what += f", weight_decay={p['weight_decay']:g}"
     what += f", {p['constraint']} r={p['radius']:g}" + (", nonneg (UFM+)" if p["nonneg"] else "")
-    state = "converged" if rep["converged"] else "NOT converged (raise --steps)"
+    state = "converged" if rep["converged"] else f"NOT converged (raise --{'epochs' if 'batching' in rep else 'steps'})"
     lines = [what, f"loss       {rep['loss']:.10f}   ({rep['dtype']}, {rep['steps']} steps, {state}, "
                    f"{rep['seconds']:.2f} s)"]
     if pred["loss"] is not None:
@@ -48,6 +56,13 @@ def summary(rep) -> str:
         lines.append(f"difference {rep['loss'] - pred['loss']:.2e}")
     else:
         lines.append(f"predicted  {pred['geometry']}: {pred['reason']}")
+    if "batching" in rep:
+        b = rep["batching"]
+        lines.append(f"batching   {b['scheme']}: {b['epochs']} epochs of {b['batches_per_epoch']} batches; loss is "
+                     f"the {b['objective']}")
+        if b["of_loss"] is not None:
+            lines.append(f"OF minimum of these batches {b['of_loss']:.10f}, gap {b['gap_to_of']:.2e}; "
+                         f"OF unique: {b['unique_of']}")
     lines.append("cosines between class means:")
     lines.append(fmt_matrix(g["mean_cosines"]))
     lines.append(f"delta_gm {g['delta_gm']:.3e} (0 at OF)   etf_distance {g['etf_distance']:.3e}   "
