@@ -67,13 +67,13 @@ def test_imbalanced_sc_is_not_an_etf_and_beats_it():
 
 def test_tol_zero_runs_exactly_steps_and_float32():
     p = Problem(counts=(20, 20, 3, 3), tau=0.2, dim=6, nonneg=True)
-    sol = solve(p, steps=37, tol=0)
-    assert sol.steps == 37 and len(sol.history) == 38 and not sol.converged
+    sol = solve(p, steps=37, tol=0, continuation=False)
+    assert sol.steps == 37 and len(sol.history) == 38 and not sol.converged and sol.continuation_steps == 0
     assert sol.dtype == "float32" and sol.Z.dtype == np.float32
     assert np.all(np.diff(sol.history) <= 1e-6)  # pgd never increases the loss (up to float32 rounding)
-    again = solve(p, steps=37, tol=0)
+    again = solve(p, steps=37, tol=0, continuation=False)
     assert np.array_equal(sol.Z, again.Z)  # same seed, same result
-    other = solve(p, steps=37, tol=0, seed=1)
+    other = solve(p, steps=37, tol=0, seed=1, continuation=False)
     assert not np.array_equal(sol.Z, other.Z)
 
 
@@ -106,3 +106,15 @@ def test_warm_start_from_a_solution_continues_at_the_minimum():
     assert np.abs(again.Z - first.Z).max() <= 1e-5
     with pytest.raises(ValueError, match="init"):
         solve(p, init=np.zeros((3, 6)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_continuation_reaches_the_orthogonal_frame_where_plain_descent_stalls(seed):
+    """Five majorities of 20, five minorities of 2, d = K = 10, tau = 1: plain PGD stops above the OF minimum
+    from most random starts (classes sharing an axis); the low-temperature stage avoids it."""
+    p = Problem(counts=(20,) * 5 + (2,) * 5, tau=1.0, dim=10, nonneg=True)
+    sol = solve(p, dtype="float64", seed=seed)
+    assert sol.continuation_steps > 0
+    assert abs(sol.loss - theory.sc_of_loss(p.counts, 1.0)) <= 1e-6
+    assert gram_error(sol, np.eye(10)) <= 1e-6
+    assert np.all(np.isfinite(sol.history)) and len(sol.history) == sol.steps + 1
