@@ -32,7 +32,7 @@ def _nonempty(name, values):
 
 def sweep_points(*, losses=("sc",), profile="step", classes=4, n_min=3, ratios=(1, 10), taus=(0.5,),
                  dim=None, nonneg=(False,), batchings=("full",), minority_fraction=0.5, radius=1.0,
-                 weight_decay=None, seed=0, steps=5000, dtype="float32") -> list[dict]:
+                 weight_decay=None, seed=0, steps=5000, epochs=200, dtype="float32") -> list[dict]:
     """The grid as a list of points (dicts). Raises ``ValueError`` naming the bad argument."""
     losses, ratios, taus = _nonempty("loss", losses), _nonempty("ratios", ratios), _nonempty("taus", taus)
     nonneg, batchings = _nonempty("nonneg", nonneg), _nonempty("batchings", batchings)
@@ -59,7 +59,8 @@ def sweep_points(*, losses=("sc",), profile="step", classes=4, n_min=3, ratios=(
                             "dim": classes if dim is None else dim, "imbalance": profile, "n_min": n_min,
                             "minority_fraction": minority_fraction, "radius": radius,
                             "weight_decay": weight_decay if loss == "ce" else None, "seed": seed,
-                            "steps": steps, "dtype": dtype})
+                            "steps": steps, "dtype": dtype,
+                            **({"epochs": epochs} if parse_scheme(b).name in EPOCH_SCHEMES else {})})
     for p in points:
         point_problem(p)  # validate every point before any work
     return points
@@ -92,12 +93,14 @@ def cosine_summary(mean_cosines, majority) -> dict:
             "maj_min": mean(np.outer(maj, ~maj))}
 
 
-def _solve_group(problems, steps, dtype, seed, epochs=None):
-    """Solve problems of one shape: one vmapped call when ``solve_many`` exists, else one by one."""
+def _solve_group(problems, steps, dtype, seed, epochs):
+    """Solve problems of one shape: one vmapped call when ``solve_many`` exists, else one by one; epoch
+    schemes by the epoch solver."""
+    from . import epochs as epoch_solver
     from . import pgd
 
     if parse_scheme(problems[0].batching).name in EPOCH_SCHEMES:
-        return [pgd.solve(p, steps=steps, dtype=dtype, seed=seed) for p in problems]
+        return [epoch_solver.solve(p, epochs=epochs, dtype=dtype, seed=seed) for p in problems]
     solve_many = getattr(pgd, "solve_many", None)
     if solve_many is not None and len(problems) > 1:
         return solve_many(problems, steps=steps, dtype=dtype, seed=seed)
@@ -149,7 +152,8 @@ def run_sweep(points, out, *, certify=True, show_progress=True) -> list[dict]:
         group = list(group)
         problems = [point_problem(p) for p in group]
         start = time.perf_counter()
-        sols = _solve_group(problems, group[0]["steps"], group[0]["dtype"], group[0]["seed"])
+        sols = _solve_group(problems, group[0]["steps"], group[0]["dtype"], group[0]["seed"],
+                            group[0].get("epochs"))
         per_point = (time.perf_counter() - start) / len(group)
         for point, problem, sol in zip(group, problems, sols):
             t0 = time.perf_counter()

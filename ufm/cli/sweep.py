@@ -34,7 +34,8 @@ def add_parser(sub):
     p.add_argument("--dim", type=int, default=None, help="d (default K)")
     p.add_argument("--radius", type=float, default=1.0)
     p.add_argument("--weight-decay", type=float, default=None, help="CE lambda_W (default 5e-3)")
-    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--steps", type=int, default=5000, help="most PGD steps per point (default 5000)")
+    p.add_argument("--epochs", type=int, default=200, help="epochs for shuffled / binding batchings (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--x64", action="store_true", help="float64 (needed for certified gaps <= 1e-6)")
     p.add_argument("--no-certify", action="store_true", help="skip the certificates")
@@ -54,7 +55,7 @@ def run(args) -> int:
             losses=_list(str)(args.loss), profile=args.imbalance, classes=args.classes, n_min=args.n_min,
             ratios=args.ratios, taus=args.taus, dim=args.dim, nonneg=nonneg,
             batchings=_list(str)(args.batchings), minority_fraction=args.minority_fraction, radius=args.radius,
-            weight_decay=args.weight_decay, seed=args.seed, steps=args.steps,
+            weight_decay=args.weight_decay, seed=args.seed, steps=args.steps, epochs=args.epochs,
             dtype="float64" if args.x64 else "float32")
     except ValueError as e:
         raise UsageError(str(e)) from None
