@@ -11,7 +11,7 @@ import sys
 
 from .common import UsageError, eprint
 
-COMMANDS = ["solve", "batches", "sweep", "plot"]
+COMMANDS = ["solve", "batches", "sweep", "plot", "verify"]
 
 
 def _parser():
