@@ -21,6 +21,7 @@ can no longer decrease the loss (numerical stationarity). ``tol=0`` runs exactly
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ import optax
 
 from ufm.batching import batch_list
 from ufm.constraints import project
+from ufm.kernels import ROW_AXIS
 from ufm.losses import batch_index, ce_loss, sc_loss
 
 __all__ = ["Solution", "solve", "solve_many", "OPTIMIZERS", "objective", "NonFiniteLoss"]
@@ -195,33 +197,26 @@ def _run(static: _Static, h, key, lr, tol):
                 "done": conv | ~jnp.isfinite(fn), "gm": gm, "finite": jnp.isfinite(fn)}
 
     if static.optimizer == "pgd":
-        base["eta"] = eta0
+        # One trial step per loop iteration: the backtracking search (halve eta until the Armijo test passes, at
+        # most 50 times) is unrolled into the main loop, so that under vmap (solve_many) every iteration costs
+        # one evaluation per problem instead of the most halvings any problem needs. The sequence of trials, and
+        # so the result, is that of a nested search.
+        base.update(eta=eta0, eta_step=eta0, k=jnp.int32(0))  # eta_step: eta when the step began; k: halvings
 
         def body(s):
-            x, fx, g = s["x"], s["f"], scaled(s["g"])
-
-            def trial(eta):
-                xn = _project(static, tm(lambda a, b: a - eta * b, x, g), h)
-                fn, gn = vg(xn)
-                d = tm(lambda a, b: a - b, xn, x)
-                rhs = fx + inner(g, d) + inner(d, d) / (2 * eta)
-                ok = fn <= rhs + 10 * eps * jnp.abs(fx)
-                return xn, fn, gn, ok
-
-            def shrink(c):
-                eta, k = c[0] * 0.5, c[-1] + 1
-                return (eta, *trial(eta), k)
-
-            # ~done: under vmap (solve_many) a finished problem's search stops at once (its state is frozen)
-            c = jax.lax.while_loop(lambda c: ~c[4] & (c[5] < 50) & ~s["done"], shrink,
-                                   (s["eta"], *trial(s["eta"]), 0))
-            eta, xn, fn, gn, ok, _ = c
-            stalled = ~ok  # no step decreases the loss: numerically stationary
-            xn, fn, gn = jax.lax.cond(ok, lambda: (xn, fn, gn), lambda: (x, fx, s["g"]))
+            x, fx, g, eta = s["x"], s["f"], scaled(s["g"]), s["eta"]
+            xn = _project(static, tm(lambda a, b: a - eta * b, x, g), h)
+            fn, gn = vg(xn)
+            d = tm(lambda a, b: a - b, xn, x)
+            ok = fn <= fx + inner(g, d) + inner(d, d) / (2 * eta) + 10 * eps * jnp.abs(fx)
+            stalled = ~ok & (s["k"] >= 50)  # no step decreases the loss: numerically stationary
+            xn, fn, gn = tm(lambda a, b: jnp.where(ok, a, b), (xn, fn, gn), (x, fx, s["g"]))
             gm, conv = stop_test(s, xn, fn, eta)
             conv = conv | (stalled & (tol > 0))
-            eta = jnp.where(ok, jnp.minimum(eta * 1.25, 1000 * eta0), s["eta"])
-            return finish(s, xn, fn, gn, gm, conv, {"eta": eta})
+            eta_next = jnp.where(ok, jnp.minimum(eta * 1.25, 1000 * eta0), s["eta_step"])
+            stepped = finish(s, xn, fn, gn, gm, conv, {"eta": eta_next, "eta_step": eta_next, "k": jnp.int32(0)})
+            retry = {**s, "eta": eta * 0.5, "k": s["k"] + 1}
+            return tm(lambda a, b: jnp.where(ok | stalled, a, b), stepped, retry)
     else:
         rate = jnp.where(lr > 0, lr, jnp.where(static.optimizer == "adam", 0.01 * scale, 0.5 * eta0))
         opt = _optax(static.optimizer, rate)
@@ -236,7 +231,8 @@ def _run(static: _Static, h, key, lr, tol):
             return finish(s, xn, fn, gn, gm, conv, {"opt": opt_state})
 
     s = jax.lax.while_loop(lambda s: (s["t"] < static.steps) & ~s["done"], body, base)
-    s.pop("opt", None)
+    for k in ("opt", "eta_step", "k"):
+        s.pop(k, None)
     s.pop("g")
     return s
 
@@ -266,7 +262,7 @@ def _check_args(steps, lr, optimizer, tol, dtype):
 
 
 def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd", tol: float | None = None,
-          seed: int = 0, dtype: str | None = None) -> Solution:
+          seed: int = 0, dtype: str | None = None, devices=None) -> Solution:
     """Minimise ``problem`` by projected gradient from a random start drawn from ``seed``.
 
     Args:
@@ -277,6 +273,8 @@ def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd
         ``optax.GradientTransformation`` (it brings its own learning rate).
       tol: stopping tolerance (module doc); None: 1e-12 in float64, 1e-6 in float32.
       seed: the random start. dtype: ``"float32"`` (default) or ``"float64"``.
+      devices: several devices split the rows of the SC loss's pair work between them (a ``"rows"`` mesh, see
+        ``ufm.kernels``; full-batch SC from ``BLOCKED_MIN`` samples); None (default): one device.
     Raises:
       NonFiniteLoss: when the loss becomes NaN or infinite (with what to try).
     """
@@ -284,12 +282,20 @@ def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd
     dtype = dtype or "float32"
     tol = (1e-12 if dtype == "float64" else 1e-6) if tol is None else float(tol)
     start = time.perf_counter()
-    with jax.enable_x64(dtype == "float64"):
+    with jax.enable_x64(dtype == "float64"), _row_mesh(devices):
         static = static_of(problem, steps, optimizer, dtype)
         h = _hyper(problem, jnp.dtype(dtype))
         s = _run_jit(static, h, jax.random.PRNGKey(seed), jnp.asarray(lr or 0.0, dtype), jnp.asarray(tol, dtype))
         s = jax.device_get(s)
     return _solution(problem, s, start, dtype, seed, optimizer)
+
+
+def _row_mesh(devices):
+    """``jax.set_mesh`` of a 1-D ``"rows"`` mesh over ``devices`` (the SC kernel splits its rows over it), or a
+    no-op for None or one device."""
+    if devices is None or len(devices) < 2:
+        return contextlib.nullcontext()
+    return jax.set_mesh(jax.sharding.Mesh(np.asarray(devices), (ROW_AXIS,)))
 
 
 def _solution(problem, s, start, dtype, seed, optimizer):
@@ -317,7 +323,7 @@ PAD_SMALL = 256  # SC problems up to this N share one padded group under pad="au
 def _run_many(static, H, keys, lr, tol):
     """``_run`` over a leading problem axis of ``H`` and ``keys``. Under ``vmap`` the ``while_loop`` runs until
     every problem stops; a stopped problem's state is frozen (JAX selects the old carry where the predicate is
-    false, and the line search of a finished problem exits at once)."""
+    false)."""
     return jax.vmap(lambda h, key: _run(static, h, key, lr, tol))(H, keys)
 
 

@@ -92,9 +92,10 @@ def test_non_finite_names_the_problem():
 
 
 SHARDED = r"""
-import json, jax, numpy as np
-from solvers import pgd, solve_many
-from ufm import Problem
+import json, jax, jax.numpy as jnp, numpy as np
+from solvers import pgd, solve, solve_many
+from ufm import Problem, kernels
+from ufm.losses import sc_loss_blocked
 ps = [Problem(counts=(6, 6, 2), tau=t, dim=4, nonneg=t > 0.3) for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)]
 H = pgd._stack([pgd._hyper(p, np.float32) for p in ps[:4]])
 sh = pgd._problem_sharding(None)
@@ -103,13 +104,31 @@ out = pgd._run_many_jit(pgd.static_of(ps[0], 50, "pgd", "float32"), jax.device_p
 spread = len(out["x"]["Z"].sharding.device_set)
 a = solve_many(ps, dtype="float64")                          # 6 problems on 4 devices (padded to 8)
 b = solve_many(ps, dtype="float64", devices=jax.devices()[:1])
+# the rows of one problem over a "rows" mesh: the SC kernel's pair work split by shard_map
+with jax.enable_x64(True):
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(301, 6))
+    Z /= np.linalg.norm(Z, axis=1, keepdims=True)
+    y = rng.integers(0, 7, 301)
+    vg = jax.jit(jax.value_and_grad(lambda z, t: sc_loss_blocked(z, y, t, block=32)))
+    ref = [vg(jnp.asarray(Z), t) for t in (0.1, 1e-3)]
+    with jax.set_mesh(jax.sharding.Mesh(np.asarray(jax.devices()), ("rows",))):
+        rows = kernels.row_devices()
+        got = [vg(jnp.asarray(Z), t) for t in (0.1, 1e-3)]
+    rel = max(max(abs(float(f - g)) / abs(float(f)), float(jnp.abs(gf - gg).max() / jnp.abs(gf).max()))
+              for (f, gf), (g, gg) in zip(ref, got))
+p = Problem(counts=(100, 100, 60, 40), tau=0.2, dim=6, nonneg=True)  # N = 300: the tiled kernel
+one, four = solve(p, dtype="float64"), solve(p, dtype="float64", devices=jax.devices())
 print(json.dumps({"devices": len(jax.devices()), "spread": spread,
                   "dZ": max(float(np.abs(x.Z - y.Z).max()) for x, y in zip(a, b)),
-                  "steps": [x.steps == y.steps for x, y in zip(a, b)]}))
+                  "steps": [x.steps == y.steps for x, y in zip(a, b)], "row_devices": rows, "row_rel": rel,
+                  "row_solve": [one.steps == four.steps, float(np.abs(one.Z - four.Z).max()), four.loss - one.loss]}))
 """
 
 
 def test_sharded_over_four_cpu_devices():
+    """The problem axis of solve_many, and the rows of one problem's SC kernel (solve(devices=...)), split over 4
+    CPU devices: the same answers as on one device."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "PYTHONPATH": ROOT,
            "JAX_PLATFORMS": "cpu"}
     run = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env, cwd=ROOT,
@@ -118,3 +137,6 @@ def test_sharded_over_four_cpu_devices():
     res = json.loads(run.stdout.strip().splitlines()[-1])
     assert res["devices"] == 4 and res["spread"] == 4
     assert res["dZ"] <= 1e-5 and all(res["steps"])
+    assert res["row_devices"] == 4 and res["row_rel"] <= 1e-12
+    same_steps, dZ, dloss = res["row_solve"]
+    assert same_steps and dZ <= 1e-6 and abs(dloss) <= 1e-12

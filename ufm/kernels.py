@@ -25,6 +25,11 @@ Two tilings, chosen at run time (``lax.cond``) from ``c = max_k ||u_k||^2`` (``r
 Under ``vmap`` with a batched ``c`` (a vmap over problems with different ``tau``) ``lax.cond`` evaluates both
 tilings; ``c`` is shared by the batches of one problem.
 
+**Several devices** (``jax.set_mesh`` with a ``"rows"`` axis, as ``solvers.solve(..., devices=...)`` does): each
+device takes a contiguous shard of the rows and meets every column block (``shard_map``; ``U``, the lse and the
+cotangents are all-gathered, O(n d) each way), with the online tiling; no device ever holds more than its own
+tiles.
+
 Everything is a pure function of arrays: ``jit``, ``vmap`` (also over a traced ``tau``) and ``grad`` work.
 """
 from __future__ import annotations
@@ -35,10 +40,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["batch_loss_sum", "lse_others", "class_sums", "BLOCK", "SHIFT_LIMIT"]
+__all__ = ["batch_loss_sum", "lse_others", "class_sums", "row_devices", "BLOCK", "SHIFT_LIMIT", "ROW_AXIS"]
 
 BLOCK = 512  # the largest tile side: tiles of BLOCK^2 logits (1 MiB in float32)
 SHIFT_LIMIT = {"float32": 80.0, "float64": 640.0}  # 2c below ~0.9 log(max float): exp(+-2c) is finite
+ROW_AXIS = "rows"  # the mesh axis that splits the rows of one problem (jax.set_mesh)
 
 _slice = jax.lax.dynamic_slice_in_dim
 
@@ -51,12 +57,14 @@ def _tiles(n, block):
     return t, t * nt
 
 
-def _scores(U, valid, i, j, t):
+def _scores(U, valid, i, j, t, rows=None):
     """Tile ``(i, j)`` of the logits ``<u_r, u_k>``, ``-inf`` where ``r == k`` or either slot is padding; with
-    the tile's rows ``U_i`` and columns ``U_j``."""
-    Ui, Uj = _slice(U, i * t, t), _slice(U, j * t, t)
-    ri, cj = i * t + jnp.arange(t), j * t + jnp.arange(t)
-    keep = _slice(valid, i * t, t)[:, None] & _slice(valid, j * t, t)[None, :] & (ri[:, None] != cj[None, :])
+    the tile's rows ``U_i`` and columns ``U_j``. ``rows = (U_r, valid_r, r0)``: the row blocks come from a slice
+    of the rows that starts at row ``r0`` (a device's shard); default: ``U`` itself."""
+    Ur, vr, r0 = (U, valid, 0) if rows is None else rows
+    Ui, Uj = _slice(Ur, i * t, t), _slice(U, j * t, t)
+    ri, cj = r0 + i * t + jnp.arange(t), j * t + jnp.arange(t)
+    keep = _slice(vr, i * t, t)[:, None] & _slice(valid, j * t, t)[None, :] & (ri[:, None] != cj[None, :])
     return jnp.where(keep, Ui @ Uj.T, -jnp.inf), Ui, Uj
 
 
@@ -95,13 +103,13 @@ def _bwd_shifted(U, valid, c, lse, a, t):
     return dU
 
 
-def _fwd_online(U, valid, c, t):
-    nt = U.shape[0] // t
+def _fwd_online(U, valid, c, t, rows=None):
+    nt, nr = U.shape[0] // t, (U if rows is None else rows[0]).shape[0] // t
 
-    def rows(i):
+    def block(i):
         def step(carry, j):
             m, s = carry
-            S = _scores(U, valid, i, j, t)[0]
+            S = _scores(U, valid, i, j, t, rows)[0]
             m_new = jnp.maximum(m, S.max(axis=1))
             shift = jnp.where(jnp.isfinite(m_new), m_new, 0.0)
             return (m_new, s * jnp.exp(m - shift) + jnp.exp(S - shift[:, None]).sum(axis=1)), None
@@ -110,23 +118,24 @@ def _fwd_online(U, valid, c, t):
         (m, s), _ = jax.lax.scan(step, init, jnp.arange(nt))
         return jnp.where(s > 0, jnp.log(jnp.where(s > 0, s, 1.0)) + jnp.where(jnp.isfinite(m), m, 0.0), -jnp.inf)
 
-    return jax.lax.map(rows, jnp.arange(nt)).reshape(-1)
+    return jax.lax.map(block, jnp.arange(nr)).reshape(-1)
 
 
-def _bwd_online(U, valid, c, lse, a, t):
-    nt = U.shape[0] // t
+def _bwd_online(U, valid, c, lse, a, t, rows=None):
+    nt, nr = U.shape[0] // t, (U if rows is None else rows[0]).shape[0] // t
+    r0 = 0 if rows is None else rows[2]
 
-    def rows(i):
-        ai, li = _slice(a, i * t, t)[:, None], _slice(lse, i * t, t)[:, None]
+    def block(i):
+        ai, li = _slice(a, r0 + i * t, t)[:, None], _slice(lse, r0 + i * t, t)[:, None]
 
         def step(acc, j):
-            S, _, Uj = _scores(U, valid, i, j, t)
+            S, _, Uj = _scores(U, valid, i, j, t, rows)
             M = ai * jnp.exp(S - li) + _slice(a, j * t, t)[None, :] * jnp.exp(S - _slice(lse, j * t, t)[None, :])
             return acc + M @ Uj, None
 
         return jax.lax.scan(step, jnp.zeros((t, U.shape[1]), U.dtype), jnp.arange(nt))[0]
 
-    return jax.lax.map(rows, jnp.arange(nt)).reshape(U.shape)
+    return jax.lax.map(block, jnp.arange(nr)).reshape(nr * t, U.shape[1])
 
 
 def _shifted_ok(U, c):
@@ -154,22 +163,71 @@ def _lse_tiled_bwd(t, res, g):
 _lse_tiled.defvjp(_lse_tiled_fwd, _lse_tiled_bwd)
 
 
+def row_devices() -> int:
+    """Size of the ``"rows"`` axis of the mesh set with ``jax.set_mesh`` (1 without one)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    return 1 if mesh.empty or ROW_AXIS not in mesh.axis_names else mesh.shape[ROW_AXIS]
+
+
+def _gather_rows(*xs):
+    return [jax.lax.all_gather(x, ROW_AXIS, tiled=True) for x in xs]
+
+
+def _on_row_shards(local, *xs):
+    spec = jax.sharding.PartitionSpec(ROW_AXIS)
+    return jax.shard_map(local, in_specs=(spec,) * len(xs), out_specs=spec, check_vma=False)(*xs)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _lse_sharded(U, valid, t):
+    def local(Ul, vl):
+        r0 = jax.lax.axis_index(ROW_AXIS) * Ul.shape[0]
+        return _fwd_online(*_gather_rows(Ul, vl), None, t, rows=(Ul, vl, r0))
+
+    return _on_row_shards(local, U, valid)
+
+
+def _lse_sharded_fwd(U, valid, t):
+    lse = _lse_sharded(U, valid, t)
+    return lse, (U, valid, lse)
+
+
+def _lse_sharded_bwd(t, res, g):
+    U, valid, lse = res
+    fin = jnp.isfinite(lse)
+    a, lse = jnp.where(fin, g, 0.0), jnp.where(fin, lse, jnp.inf)
+
+    def local(Ul, vl, al, ll):
+        Ua, va, aa, la = _gather_rows(Ul, vl, al, ll)
+        return _bwd_online(Ua, va, None, la, aa, t, rows=(Ul, vl, jax.lax.axis_index(ROW_AXIS) * Ul.shape[0]))
+
+    return _on_row_shards(local, U, valid, a, lse), None
+
+
+_lse_sharded.defvjp(_lse_sharded_fwd, _lse_sharded_bwd)
+
+
 def lse_others(U, valid=None, c=None, *, block: int = BLOCK):
     """``lse_i = log sum_{k != i, valid_k} exp(<u_i, u_k>)`` for every row of ``U`` ``(n, d)``, in tiles.
 
     ``valid`` ``(n,)`` bool marks real slots (default: all); a row with no other valid slot gives ``-inf``
     (and a zero gradient). ``c`` is a bound on ``max_k ||u_k||^2`` (default: computed; pass one value for many
     batches so that they all take the same tiling, see the module doc). Differentiable in ``U`` (custom VJP, tiles
-    recomputed in the backward pass). Memory O(n d + block^2).
+    recomputed in the backward pass). Memory O(n d + block^2). Under a mesh with a ``"rows"`` axis
+    (:func:`row_devices` > 1) the rows are split over its devices.
     """
     n = U.shape[0]
     valid = jnp.ones((n,), bool) if valid is None else jnp.asarray(valid, bool)
     if c is None:
         c = jnp.max(jnp.where(valid, jnp.sum(U * U, axis=1), 0.0))
-    t, n_pad = _tiles(n, block)
+    shards = row_devices()
+    t, n_pad = _tiles(-(-n // shards), block)
+    n_pad *= shards
     if n_pad != n:
         U = jnp.pad(U, ((0, n_pad - n), (0, 0)))
         valid = jnp.pad(valid, (0, n_pad - n))
+    if shards > 1:
+        return _lse_sharded(U, valid, t)[:n]
     return _lse_tiled(U, valid, jax.lax.stop_gradient(jnp.asarray(c, U.dtype)), t)[:n]
 
 

@@ -51,10 +51,13 @@ def _masked_logsumexp(S, mask):
 
 def _slots(Z, labels, batches):
     """The batches' rows ``(nb, b, d)``, labels ``(nb, b)`` and the mask of real slots ``(nb, b)``."""
+    labels = jnp.asarray(labels)
+    if batches is None:  # no gather (its transpose, a scatter-add, is slow on CPUs)
+        return Z[None], labels[None], jnp.ones((1, Z.shape[0]), bool)
     idx = batch_index(batches, Z.shape[0])
     valid = idx >= 0
     safe = jnp.where(valid, idx, 0)
-    return Z[safe], jnp.asarray(labels)[safe], valid
+    return Z[safe], labels[safe], valid
 
 
 def sc_loss_dense(Z, labels, tau, batches=None):
