@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from .common import log, ratio, save, section_args, table
+from .common import finish, log, ratio, section_args, table
 
 SIZES = {"quick": [100, 1000], "full": [100, 1000, 10000]}
 K, DIM, TAU, TARGET = 10, 16, 0.1, 1e-6
@@ -119,9 +119,7 @@ def main(argv=None):
         rows.append(row)
     out = {"what": "seconds to a certified UFM+ solution (gap <= 1e-6), float64", "mode": a.mode,
            "repeats": repeats, "max_seconds": cap, "K": K, "dim": DIM, "tau": TAU, "rows": rows}
-    print(render(out))
-    log("wrote", save("certified", out))
-    return out
+    return finish("certified", out, render)
 
 
 def render(out) -> str:

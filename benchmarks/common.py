@@ -64,6 +64,13 @@ def save(name: str, result: dict) -> str:
     return path
 
 
+def finish(name: str, out: dict, render) -> dict:
+    """Print a section's table, write its JSON, return its result."""
+    print(render(out))
+    log("wrote", save(name, out))
+    return out
+
+
 def load(name: str, backend_name: str) -> dict | None:
     path = os.path.join(RESULTS, f"{name}_{backend_name}.json")
     if not os.path.exists(path):

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from .common import log, ratio, save, section_args, table
+from .common import finish, log, ratio, section_args, table
 
 N_PROBLEMS = 256
 
@@ -67,9 +67,7 @@ def main(argv=None):
                      "max_gap_to_closed_form": max(gaps), "max_loss_difference_many_vs_loop": agree})
     out = {"what": "solve_many vs a loop of solve, 256 UFM+ problems, float64", "mode": a.mode,
            "repeats": repeats, "rows": rows}
-    print(render(out))
-    log("wrote", save("many", out))
-    return out
+    return finish("many", out, render)
 
 
 def render(out) -> str:

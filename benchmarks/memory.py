@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from .common import ROOT, log, save, section_args, table
+from .common import ROOT, finish, log, section_args, table
 
 SIZES = {"quick": [10_000, 100_000], "full": [10_000, 50_000, 100_000]}
 NAIVE_RUN_MAX = 10_000
@@ -77,9 +77,7 @@ def main(argv=None):
             rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
     out = {"what": "peak memory of one SC loss+grad, full batch, float32", "mode": a.mode, "d": D, "K": K,
            "tau": TAU, "target_bytes": TARGET_BYTES, "rows": rows}
-    print(render(out))
-    log("wrote", save("memory", out))
-    return out
+    return finish("memory", out, render)
 
 
 def render(out) -> str:

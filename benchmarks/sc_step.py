@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import interleaved, log, ms, ratio, save, section_args, table
+from .common import finish, interleaved, log, ms, ratio, section_args, table
 
 SIZES = {"quick": [100, 1000, 4000], "full": [100, 300, 1000, 4000, 10000, 30000, 100000]}
 PYMANOPT_MAX = {"quick": 1000, "full": 4000}
@@ -117,9 +117,7 @@ def main(argv=None):
                 res["pymanopt"][k] /= iters
         rows.append({"N": N, "d": D, "K": K, "tau": TAU, "dtype": "float32", "results": res})
     out = {"what": "SC loss+grad per step (s), full batch", "repeats": repeats, "mode": a.mode, "rows": rows}
-    print(render(out))
-    log("wrote", save("sc_step", out))
-    return out
+    return finish("sc_step", out, render)
 
 
 def render(out) -> str:
