@@ -74,7 +74,8 @@ def main(argv=None):
     failed, seconds = [], {}
     for name in only:
         start = time.perf_counter()
-        code = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *flags], cwd=ROOT, env=env).returncode
+        code = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *flags], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL).returncode  # the tables are printed below, once
         seconds[name] = time.perf_counter() - start
         if code != 0:
             failed.append(name)
