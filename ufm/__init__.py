@@ -4,7 +4,7 @@ State a problem (:class:`Problem`), evaluate its losses (:func:`sc_loss`, :func:
 constraints (:func:`project`), measure geometry (:mod:`ufm.geometry`) and compare with theory
 (:mod:`ufm.theory`). Solvers live in the sibling package ``solvers``.
 """
-from . import batching, geometry, theory
+from . import batching, geometry, kernels, theory
 from .constraints import project
 from .losses import ce_loss, sc_loss
 from .problem import Problem
@@ -12,5 +12,5 @@ from .theory import predict
 
 __version__ = "0.1.0"
 
-__all__ = ["Problem", "sc_loss", "ce_loss", "project", "predict", "geometry", "theory", "batching",
+__all__ = ["Problem", "sc_loss", "ce_loss", "project", "predict", "geometry", "theory", "batching", "kernels",
            "__version__"]
