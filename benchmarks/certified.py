@@ -40,12 +40,16 @@ def run_ufm(problem, seeds):
 
 
 def run_torch(problem, seeds, max_seconds):
+    import jax
+    import torch
+
     from .torch_ref import solve_pgd
 
+    device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
     runs = []
     for seed in seeds:
         _, loss, steps, sec = solve_pgd(problem.label_array, problem.tau, problem.dim, seed=seed,
-                                        max_seconds=max_seconds)
+                                        max_seconds=max_seconds, device=device)
         runs.append({"seconds": sec, "steps": steps, "loss": loss})
     return runs
 

@@ -56,14 +56,14 @@ def project(Z, radius=1.0, nonneg=True):
 
 
 def solve_pgd(labels, tau, dim, *, seed=0, steps=5000, tol=1e-12, radius=1.0, nonneg=True, dtype=torch.float64,
-              max_seconds=float("inf")):
+              max_seconds=float("inf"), device="cpu"):
     """ufm's projected gradient in eager PyTorch. Returns ``(Z, loss, steps, seconds)``; gives up after
     ``max_seconds``."""
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
-    labels = torch.as_tensor(labels)
+    labels = torch.as_tensor(labels).to(device)
     N = labels.shape[0]
-    Z = torch.randn(N, dim, generator=gen, dtype=dtype)
+    Z = torch.randn(N, dim, generator=gen, dtype=dtype).to(device)
     Z = project(Z.abs() if nonneg else Z, radius, nonneg)
     f, g = step(Z, labels, tau)
     eta0 = tau / radius ** 2
