@@ -1,13 +1,14 @@
 """solvers: the engines that answer a ``ufm.Problem``.
 
 ``solvers.pgd``: jit-compiled projected gradient (JAX + optax) on a fixed objective (full batch or a fixed
-batch set). ``solvers.epochs``: stochastic projected gradient over epochs (batchings that reshuffle).
-``solvers.solve`` picks between them.
+batch set); ``solve_many`` runs many problems in one vmap-ed loop, split over devices when there are several.
+``solvers.epochs``: stochastic projected gradient over epochs (batchings that reshuffle). ``solvers.solve``
+picks between them.
 """
 from . import epochs, pgd
-from .pgd import Solution
+from .pgd import Solution, solve_many
 
-__all__ = ["pgd", "epochs", "solve", "Solution"]
+__all__ = ["pgd", "epochs", "solve", "solve_many", "Solution"]
 
 
 def solve(problem, **kwargs) -> Solution:

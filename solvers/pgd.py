@@ -31,6 +31,8 @@ then holds the low-temperature objective for the first ``Solution.continuation_s
 """
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -42,9 +44,10 @@ import optax
 
 from ufm.batching import batch_list
 from ufm.constraints import project
+from ufm.kernels import ROW_AXIS
 from ufm.losses import batch_index, ce_loss, sc_loss
 
-__all__ = ["Solution", "solve", "OPTIMIZERS", "objective", "NonFiniteLoss"]
+__all__ = ["Solution", "solve", "solve_many", "OPTIMIZERS", "objective", "NonFiniteLoss"]
 
 OPTIMIZERS = ("pgd", "sgd", "momentum", "nesterov", "adam")
 ETA_MAX = 1000  # the step never grows beyond ETA_MAX * eta0
@@ -94,9 +97,13 @@ class _Static(NamedTuple):
     continuation: bool = False
 
 
-def _hyper(problem, dtype):
-    """The numbers of a problem, as arrays (traced: a vmap over problems may vary them)."""
+def _hyper(problem, dtype, continuation=None):
+    """The numbers of a problem, as arrays (traced: a vmap over problems may vary them). ``continuation``:
+    whether this problem runs the low-temperature stage (None: SC with ``nonneg``)."""
+    if continuation is None:
+        continuation = problem.loss == "sc" and problem.nonneg
     return {
+        "continuation": jnp.asarray(bool(continuation)),
         "tau": jnp.asarray(problem.tau, dtype),
         "radius": jnp.asarray(problem.radius, dtype),
         "nonneg": jnp.asarray(problem.nonneg),
@@ -119,16 +126,21 @@ def objective(static: _Static, x, h):
         return sc_loss(x["Z"], h["labels"], h["tau"], h["batches"])
     out = ce_loss(x["Z"], x["W"], h["labels"], x.get("b"))
     out = out + h["weight_decay"] * jnp.sum(x["W"] ** 2)
-    return out + h["feature_decay"] * jnp.sum(x["Z"] ** 2) / static.N
+    return out + h["feature_decay"] * jnp.sum(x["Z"] ** 2) / _n_samples(static, h)
 
 
 def _project(static, x, h):
     return {**x, "Z": project(x["Z"], static.constraint, h["radius"], h["nonneg"])}
 
 
-def _metric(static):
+def _n_samples(static, h):
+    """N: the static row count, or the real one of a problem padded with masked rows (``solve_many``)."""
+    return h.get("n", static.N)
+
+
+def _metric(static, h=None):
     """Weights of the step metric per variable: rows of Z move by N * gradient (see module doc)."""
-    return {"Z": 1.0 / static.N, "W": 1.0, "b": 1.0}
+    return {"Z": 1.0 / _n_samples(static, h or {}), "W": 1.0, "b": 1.0}
 
 
 def default_eta0(static, h):
@@ -153,6 +165,8 @@ def init_params(static, key, h):
     dt = jnp.dtype(static.dtype)
     kz, kw = jax.random.split(key)
     Z = jax.random.normal(kz, (static.N, static.dim), dt)
+    if "mask" in h:  # padded rows (solve_many): zero, so they project to a fixed point and never move
+        Z = jnp.where(h["mask"][:, None], Z, 0.0)
     Z = jnp.where(h["nonneg"], jnp.abs(Z), Z)
     if static.constraint == "none":
         Z = Z * 0.1
@@ -171,11 +185,11 @@ def _descend(static: _Static, h, s, lr, tol, limit):
     tm = jax.tree_util.tree_map
     f = lambda x: objective(static, x, h)  # noqa: E731
     vg = jax.value_and_grad(f)
-    w = _metric(static)
+    w = _metric(static, h)
     eta0 = jnp.where(lr > 0, lr, default_eta0(static, h))
     scale = jnp.where(static.constraint == "none", 1.0, h["radius"])
-    eps = jnp.finfo(jnp.dtype(static.dtype)).eps
     f0, g0 = vg(s["x"])
+    eps = jnp.finfo(jnp.dtype(static.dtype)).eps
 
     def scaled(g):
         return {k: g[k] / w[k] for k in g}
@@ -184,7 +198,7 @@ def _descend(static: _Static, h, s, lr, tol, limit):
         return sum(w[k] * jnp.sum(a[k] * b[k]) for k in a)
 
     def rms_rows(d):  # per-row RMS displacement (Z rows, W rows, b counted as one row)
-        n = static.N + (static.K if "W" in d else 0) + (1 if "b" in d else 0)
+        n = _n_samples(static, h) + (static.K if "W" in d else 0) + (1 if "b" in d else 0)
         return jnp.sqrt(sum(jnp.sum(v ** 2) for v in d.values()) / n)
 
     base = {**s, "f": f0, "g": g0, "hist": s["hist"].at[s["t"]].set(f0), "done": ~jnp.isfinite(f0),
@@ -202,31 +216,26 @@ def _descend(static: _Static, h, s, lr, tol, limit):
                 "done": conv | ~jnp.isfinite(fn), "gm": gm, "finite": jnp.isfinite(fn)}
 
     if static.optimizer == "pgd":
-        base["eta"] = eta0
+        # One trial step per loop iteration: the backtracking search (halve eta until the Armijo test passes, at
+        # most 50 times) is unrolled into the main loop, so that under vmap (solve_many) every iteration costs
+        # one evaluation per problem instead of the most halvings any problem needs. The sequence of trials, and
+        # so the result, is that of a nested search.
+        base.update(eta=eta0, eta_step=eta0, k=jnp.int32(0))  # eta_step: eta when the step began; k: halvings
 
         def body(s):
-            x, fx, g = s["x"], s["f"], scaled(s["g"])
-
-            def trial(eta):
-                xn = _project(static, tm(lambda a, b: a - eta * b, x, g), h)
-                fn, gn = vg(xn)
-                d = tm(lambda a, b: a - b, xn, x)
-                rhs = fx + inner(g, d) + inner(d, d) / (2 * eta)
-                ok = fn <= rhs + 10 * eps * jnp.abs(fx)
-                return xn, fn, gn, ok
-
-            def shrink(c):
-                eta, k = c[0] * 0.5, c[-1] + 1
-                return (eta, *trial(eta), k)
-
-            c = jax.lax.while_loop(lambda c: ~c[4] & (c[5] < 50), shrink, (s["eta"], *trial(s["eta"]), 0))
-            eta, xn, fn, gn, ok, _ = c
-            stalled = ~ok  # no step decreases the loss: numerically stationary
-            xn, fn, gn = jax.lax.cond(ok, lambda: (xn, fn, gn), lambda: (x, fx, s["g"]))
+            x, fx, g, eta = s["x"], s["f"], scaled(s["g"]), s["eta"]
+            xn = _project(static, tm(lambda a, b: a - eta * b, x, g), h)
+            fn, gn = vg(xn)
+            d = tm(lambda a, b: a - b, xn, x)
+            ok = fn <= fx + inner(g, d) + inner(d, d) / (2 * eta) + 10 * eps * jnp.abs(fx)
+            stalled = ~ok & (s["k"] >= 50)  # no step decreases the loss: numerically stationary
+            xn, fn, gn = tm(lambda a, b: jnp.where(ok, a, b), (xn, fn, gn), (x, fx, s["g"]))
             gm, conv = stop_test(s, xn, fn, eta)
             conv = conv | (stalled & (tol > 0))
-            eta = jnp.where(ok, jnp.minimum(eta * 1.25, ETA_MAX * eta0), s["eta"])
-            return finish(s, xn, fn, gn, gm, conv, {"eta": eta})
+            eta_next = jnp.where(ok, jnp.minimum(eta * 1.25, ETA_MAX * eta0), s["eta_step"])
+            stepped = finish(s, xn, fn, gn, gm, conv, {"eta": eta_next, "eta_step": eta_next, "k": jnp.int32(0)})
+            retry = {**s, "eta": eta * 0.5, "k": s["k"] + 1}
+            return tm(lambda a, b: jnp.where(ok | stalled, a, b), stepped, retry)
     else:
         rate = jnp.where(lr > 0, lr, jnp.where(static.optimizer == "adam", 0.01 * scale, 0.5 * eta0))
         opt = _optax(static.optimizer, rate)
@@ -241,8 +250,8 @@ def _descend(static: _Static, h, s, lr, tol, limit):
             return finish(s, xn, fn, gn, gm, conv, {"opt": opt_state})
 
     out = jax.lax.while_loop(lambda s: (s["t"] < limit) & ~s["done"], body, base)
-    out.pop("opt", None)
-    out.pop("g")
+    for k in ("opt", "eta_step", "k", "g"):
+        out.pop(k, None)
     return out
 
 
@@ -255,9 +264,10 @@ def _run(static: _Static, h, key, lr, tol, init=None):
         x0 = _project(static, {**x0, **init}, h)
     hist = jnp.full((static.steps + 1,), jnp.nan, jnp.dtype(static.dtype))
     s = {"x": x0, "t": jnp.int32(0), "hist": hist}
-    if static.continuation:
+    if static.continuation:  # some problem of this program may run the stage: h["continuation"] says which
         cold = {**h, "tau": jnp.minimum(h["tau"], CONTINUATION_TAU * h["radius"] ** 2)}
-        s = _descend(static, cold, s, lr, jnp.maximum(tol, CONTINUATION_TOL), static.steps // 2)
+        limit = jnp.where(h["continuation"], static.steps // 2, 0)
+        s = _descend(static, cold, s, lr, jnp.maximum(tol, CONTINUATION_TOL), limit)
         s = {"x": s["x"], "t": s["t"], "hist": s["hist"], "stage1": s["t"]}
     else:
         s["stage1"] = jnp.int32(0)
@@ -268,13 +278,12 @@ _run_jit = jax.jit(_run, static_argnums=0)
 
 
 def static_of(problem, steps, optimizer, dtype, continuation=None) -> _Static:
-    """The static part of a solve; ``continuation=None`` turns the continuation stage on for UFM+ SC."""
+    """The static part of a solve. The program holds the continuation stage for SC unless
+    ``continuation=False`` (``_hyper``'s flag then turns it on or off per problem)."""
     b = _batches(problem)
     shape = None if b is None else tuple(b.shape)
-    if continuation is None:
-        continuation = problem.loss == "sc" and problem.nonneg
     return _Static(problem.loss, problem.constraint, problem.bias, problem.N, problem.K, problem.dim, shape,
-                   int(steps), optimizer, dtype, bool(continuation))
+                   int(steps), optimizer, dtype, problem.loss == "sc" and continuation is not False)
 
 
 def _init_arrays(init, static):
@@ -312,7 +321,8 @@ def _check_args(steps, lr, optimizer, tol, dtype):
 
 
 def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd", tol: float | None = None,
-          seed: int = 0, dtype: str | None = None, init=None, continuation: bool | None = None) -> Solution:
+          seed: int = 0, dtype: str | None = None, init=None, continuation: bool | None = None,
+          devices=None) -> Solution:
     """Minimise ``problem`` by projected gradient from a random start drawn from ``seed``.
 
     Args:
@@ -326,6 +336,8 @@ def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd
       init: a warm start: a ``Solution``, a ``Z`` array ``(N, d)``, or a dict with some of ``Z``, ``W``, ``b``
         (what it lacks is drawn from ``seed``); projected onto the feasible set first.
       continuation: first minimise at a low temperature (module doc); None: on for SC with ``nonneg``.
+      devices: several devices split the rows of the SC loss's pair work between them (a ``"rows"`` mesh, see
+        ``ufm.kernels``; full-batch SC from ``BLOCKED_MIN`` samples); None (default): one device.
     Raises:
       NonFiniteLoss: when the loss becomes NaN or infinite (with what to try).
     """
@@ -333,13 +345,21 @@ def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd
     dtype = dtype or "float32"
     tol = (1e-12 if dtype == "float64" else 1e-6) if tol is None else float(tol)
     start = time.perf_counter()
-    with jax.enable_x64(dtype == "float64"):
+    with jax.enable_x64(dtype == "float64"), _row_mesh(devices):
         static = static_of(problem, steps, optimizer, dtype, continuation)
-        h = _hyper(problem, jnp.dtype(dtype))
+        h = _hyper(problem, jnp.dtype(dtype), continuation)
         s = _run_jit(static, h, jax.random.PRNGKey(seed), jnp.asarray(lr or 0.0, dtype), jnp.asarray(tol, dtype),
                      _init_arrays(init, static))
         s = jax.device_get(s)
     return _solution(problem, s, start, dtype, seed, optimizer)
+
+
+def _row_mesh(devices):
+    """``jax.set_mesh`` of a 1-D ``"rows"`` mesh over ``devices`` (the SC kernel splits its rows over it), or a
+    no-op for None or one device."""
+    if devices is None or len(devices) < 2:
+        return contextlib.nullcontext()
+    return jax.set_mesh(jax.sharding.Mesh(np.asarray(devices), (ROW_AXIS,)))
 
 
 def _solution(problem, s, start, dtype, seed, optimizer):
@@ -355,3 +375,156 @@ def _solution(problem, s, start, dtype, seed, optimizer):
         seconds=time.perf_counter() - start, dtype=dtype, seed=int(seed), problem=problem,
         gradient_mapping=float(s["gm"]), optimizer=optimizer if isinstance(optimizer, str) else "custom",
         lr=float(s["eta"]), continuation_steps=int(s["stage1"]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Many problems at once
+# ---------------------------------------------------------------------------------------------------------------
+
+PAD_SMALL = 256  # SC problems up to this N share one padded group under pad="auto" (their steps cost ~nothing)
+
+
+def _run_many(static, H, keys, lr, tol):
+    """``_run`` over a leading problem axis of ``H`` and ``keys``. Under ``vmap`` the ``while_loop`` runs until
+    every problem stops; a stopped problem's state is frozen (JAX selects the old carry where the predicate is
+    false)."""
+    return jax.vmap(lambda h, key: _run(static, h, key, lr, tol))(H, keys)
+
+
+_run_many_jit = jax.jit(_run_many, static_argnums=0)
+
+
+def _group_key(static, problem, pad):
+    """Problems with equal keys run in one compiled loop. SC problems of one family (everything but N, K and the
+    batch shape) share a key when padding is on: all under ``PAD_SMALL`` samples together, above it one group per
+    power of two of N (padding at most doubles N)."""
+    if pad is False or static.loss != "sc":
+        return static
+    family = static._replace(N=0, K=0, batch_shape=static.batch_shape is not None)
+    if pad is True or problem.N <= PAD_SMALL:
+        return family, 0
+    return family, int(np.ceil(np.log2(problem.N)))
+
+
+def _padded_hyper(problem, dtype, n, shape):
+    """``_hyper`` of ``problem`` with ``n - N`` masked rows appended: labels 0, in no batch (``-1`` slots), and
+    the real ``n`` and row mask for the metric and the start."""
+    h = _hyper(problem, dtype)
+    N = problem.N
+    b = h["batches"] if h["batches"] is not None else jnp.arange(N, dtype=jnp.int32)[None, :]
+    b = jnp.pad(b, ((0, shape[0] - b.shape[0]), (0, shape[1] - b.shape[1])), constant_values=-1)
+    labels = jnp.zeros((n,), jnp.int32).at[:N].set(h["labels"])
+    return {**h, "labels": labels, "batches": b, "mask": jnp.arange(n) < N, "n": jnp.asarray(N, dtype)}
+
+
+def _groups(problems, statics, pad):
+    """``[(static, member indices, hypers-maker)]``: one compiled loop per entry."""
+    buckets: dict = {}
+    for i, (p, st) in enumerate(zip(problems, statics)):
+        buckets.setdefault(_group_key(st, p, pad), []).append(i)
+    out = []
+    for members in buckets.values():
+        sts = {statics[i] for i in members}
+        if len(sts) == 1:  # one shape: exactly solve's program
+            out.append((statics[members[0]], members, lambda p, dt: _hyper(p, dt)))
+            continue
+        first = statics[members[0]]
+        n = max(statics[i].N for i in members)
+        shapes = [statics[i].batch_shape or (1, statics[i].N) for i in members]
+        shape = (max(s[0] for s in shapes), max(s[1] for s in shapes))
+        static = first._replace(N=n, K=max(statics[i].K for i in members), batch_shape=shape)
+        out.append((static, members, lambda p, dt, n=n, shape=shape: _padded_hyper(p, dt, n, shape)))
+    return out
+
+
+def _with_continuation(h, problem, continuation):
+    """``h`` with its continuation flag set by the ``continuation`` argument (None keeps ``_hyper``'s)."""
+    return h if continuation is None else {**h, "continuation": jnp.asarray(problem.loss == "sc" and continuation)}
+
+
+def _stack(trees):
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
+
+
+def _problem_sharding(devices):
+    """A 1-D mesh over ``devices`` with the problem axis split across it (None for one device)."""
+    if devices is None:
+        devices = jax.devices()
+    if len(devices) < 2:
+        return None
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("problems",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("problems"))
+
+
+def _fetch(tree):
+    """Device arrays to NumPy; across hosts (``jax.distributed``) every process gathers the whole result."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
+
+
+def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimizer="pgd",
+               tol: float | None = None, seed=0, dtype: str | None = None, pad="auto", devices=None,
+               progress: bool = False, continuation: bool | None = None) -> list[Solution]:
+    """Solve many problems, one ``vmap``-ed, jit-compiled loop per group of equal shape; returns one
+    ``Solution`` per problem, in order, as ``solve(problem, ...)`` would (same start, same steps, to rounding).
+
+    Problems in one group may differ in every number: ``tau``, ``radius``, ``nonneg``, the decays, the labels,
+    the batches (all traced). What fixes a group (one compilation each, cached for later calls with new values):
+    ``loss``, ``constraint``, ``bias``, ``dim`` and the sizes.
+
+    Args:
+      problems: ``ufm.Problem`` s.
+      steps, lr, optimizer, tol, dtype: as for ``solve``, shared by all.
+      seed: one int for all, or one per problem.
+      pad: SC problems of different N (and batch shapes) join one group, padded with masked samples (in no
+        batch, never moved), where that is cheaper than another compilation. ``"auto"`` (default): all problems
+        with ``N <= PAD_SMALL`` in one group (their steps cost microseconds, a compilation seconds), above that
+        one group per power of two of N (padding at most doubles N, i.e. at most 4x the pair work of the
+        smallest). ``True``: one group per family; ``False``: exact shapes only. CE problems are never padded.
+      devices: devices to split each group's problem axis over (``jax.sharding``; default ``jax.devices()``;
+        a group is padded to a multiple of their number). One device: no sharding.
+      progress: one line per group on stderr.
+      continuation: as for ``solve`` (None: on for each SC problem with ``nonneg``).
+    Returns:
+      ``Solution`` s; ``seconds`` is the wall time of the problem's group (compilation included).
+    Raises:
+      NonFiniteLoss: a problem's loss became NaN or infinite (its index in the message).
+    """
+    problems = list(problems)
+    _check_args(steps, lr, optimizer, tol, dtype)
+    if pad not in ("auto", True, False):
+        raise ValueError(f"pad must be 'auto', True or False, got {pad!r}")
+    seeds = [seed] * len(problems) if isinstance(seed, (int, np.integer)) else list(seed)
+    if len(seeds) != len(problems):
+        raise ValueError(f"seed: give one int or one per problem ({len(problems)}), got {len(seeds)}")
+    dtype = dtype or "float32"
+    tol = (1e-12 if dtype == "float64" else 1e-6) if tol is None else float(tol)
+    sharding = _problem_sharding(devices)
+    width = 1 if sharding is None else sharding.mesh.size
+    out: list = [None] * len(problems)
+    with jax.enable_x64(dtype == "float64"):
+        dt = jnp.dtype(dtype)
+        statics = [static_of(p, steps, optimizer, dtype, continuation) for p in problems]
+        groups = _groups(problems, statics, pad)
+        for g, (static, members, hyper) in enumerate(groups):
+            start = time.perf_counter()
+            rows = members + [members[-1]] * (-len(members) % width)  # whole shards
+            H = _stack([_with_continuation(hyper(problems[i], dt), problems[i], continuation) for i in rows])
+            keys = jnp.stack([jax.random.PRNGKey(seeds[i]) for i in rows])
+            if sharding is not None:
+                H, keys = jax.device_put((H, keys), sharding)
+            s = _fetch(_run_many_jit(static, H, keys, jnp.asarray(lr or 0.0, dt), jnp.asarray(tol, dt)))
+            for k, i in enumerate(members):
+                si = jax.tree_util.tree_map(lambda a: a[k], s)
+                si["x"]["Z"] = si["x"]["Z"][: problems[i].N]
+                try:
+                    out[i] = _solution(problems[i], si, start, dtype, seeds[i], optimizer)
+                except NonFiniteLoss as e:
+                    raise NonFiniteLoss(f"problem {i}: {e}") from None
+            if progress:
+                print(f"solve_many: group {g + 1}/{len(groups)}: {len(members)} problems, N={static.N}, "
+                      f"{time.perf_counter() - start:.2f} s", file=sys.stderr)
+    return out

@@ -5,7 +5,7 @@ constraints (:func:`project`), measure geometry (:mod:`ufm.geometry`), compare w
 and see whether a batching forces the orthogonal frame (:mod:`ufm.interaction`). Solvers live in the sibling
 package ``solvers``.
 """
-from . import batching, geometry, interaction, theory
+from . import batching, geometry, interaction, kernels, theory
 from .constraints import project
 from .losses import ce_loss, sc_loss
 from .problem import Problem
@@ -14,4 +14,5 @@ from .theory import predict
 __version__ = "0.1.0"
 
 __all__ = ["Problem", "sc_loss", "ce_loss", "project", "predict", "geometry", "theory", "batching", "interaction",
+           "kernels",
            "__version__"]

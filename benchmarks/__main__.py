@@ -1,0 +1,97 @@
+"""The benchmark suite: ``python -m benchmarks run [--quick | --full] [--only a,b] [--repeats R]``.
+
+Sections (each ``python -m benchmarks.<name>`` on its own, each run here in a fresh process):
+  * ``sc_step``: SC loss + gradient time vs N: ufm's tiled kernel, naive JAX, SupContrast in PyTorch, pymanopt,
+    and the exp-throughput floor;
+  * ``certified``: time to a certified UFM+ solution (gap <= 1e-6): ufm vs PyTorch PGD vs pymanopt;
+  * ``many``: ``solve_many`` of 256 problems vs a Python loop of ``solve``;
+  * ``memory``: peak memory of one full-batch loss + gradient for N up to 10^5.
+Results: ``benchmarks/results/<section>_<backend>.json`` and ``suite_<backend>.json`` (the targets), where
+backend is what JAX runs on (``cpu``, ``gpu``): on a machine where JAX sees a GPU the same command is the GPU
+mode. Each section prints a markdown table; the suite ends with the targets of the issue, met or not.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+import time
+
+from .common import ROOT, backend, load, log, save, table
+
+SECTIONS = ["sc_step", "certified", "many", "memory"]
+
+
+def targets(res) -> list[dict]:
+    """The issue's targets, evaluated on the results at hand (None where a section did not run)."""
+    out = []
+
+    def row(name, goal, value, ok):
+        out.append({"target": name, "goal": goal, "measured": value, "met": ok})
+
+    step = res.get("sc_step")
+    r4000 = next((r["results"] for r in (step or {}).get("rows", []) if r["N"] == 4000), None)
+    if r4000 and "torch" in r4000:
+        v = r4000["torch"]["median_s"] / r4000["ufm"]["median_s"]
+        row("SC loss+grad vs PyTorch SupCon step, N=4000, d=32", ">= 20x", f"{v:.1f}x", v >= 20)
+    if r4000:
+        v = r4000["ufm"]["median_s"] / r4000["exp_floor"]["median_s"]
+        row("SC loss+grad vs exp-throughput floor, N=4000", "<= 2x", f"{v:.2f}x", v <= 2)
+    mem = res.get("memory")
+    big = next((r for r in (mem or {}).get("rows", []) if r.get("N") == 100_000 and r.get("impl") == "ufm"), None)
+    if big and "error" not in big:
+        peak = big.get("device_peak_bytes") or big["peak_rss_bytes"]
+        row("peak memory, N=100,000 full batch", "< 4 GiB", f"{peak / 2**30:.2f} GiB", peak < 4 * 2**30)
+    many = res.get("many")
+    same = next((r for r in (many or {}).get("rows", []) if r["set"] == "same shape"), None)
+    if same:
+        v = same["loop_s"] / same["many_s"]
+        row("solve_many of 256 vs a loop of solve", ">= 20x", f"{v:.1f}x", v >= 20)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the suite")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small sizes, a few minutes on a 2-core CPU (default)")
+    mode.add_argument("--full", action="store_true", help="every size of the issue (about an hour on a CPU)")
+    run.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections ({','.join(SECTIONS)})")
+    run.add_argument("--repeats", type=int, default=None, help="timing repetitions per section (median)")
+    a = ap.parse_args(argv)
+    only = [s for s in a.only.split(",") if s]
+    bad = [s for s in only if s not in SECTIONS]
+    if bad:
+        ap.error(f"unknown section(s) {', '.join(bad)}; choose from {', '.join(SECTIONS)}")
+    flags = ["--full" if a.full else "--quick"] + ([] if a.repeats is None else ["--repeats", str(a.repeats)])
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    be = backend()
+    log(f"benchmarks: {'full' if a.full else 'quick'} suite on {be}: {', '.join(only)}")
+    failed, seconds = [], {}
+    for name in only:
+        start = time.perf_counter()
+        code = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *flags], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL).returncode  # the tables are printed below, once
+        seconds[name] = time.perf_counter() - start
+        if code != 0:
+            failed.append(name)
+            log(f"benchmarks: {name} failed (exit {code})")
+    res = {name: load(name, be) for name in only}
+    print("\n")
+    for name in only:
+        if res[name] is not None and name not in failed:
+            print(importlib.import_module(f"benchmarks.{name}").render(res[name]), end="\n\n")
+    tg = targets(res)
+    print("Targets\n\n" + table(["target", "goal", "measured", "met"],
+                                [[t["target"], t["goal"], t["measured"], "yes" if t["met"] else "no"] for t in tg]))
+    log("wrote", save("suite", {"mode": "full" if a.full else "quick", "sections": only, "failed": failed,
+                                "seconds": seconds, "targets": tg}))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
