@@ -11,7 +11,7 @@ import sys
 
 from .common import UsageError, eprint
 
-COMMANDS = ["solve"]
+COMMANDS = ["solve", "certify"]
 
 
 def _parser():
