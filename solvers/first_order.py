@@ -22,7 +22,7 @@ the choice.
   ``constraint="none"``, ``tr G <= N f(Ĝ) / lambda_Z`` on the sublevel set bounds the last term.
 
 **Eigenvalue.** Dense ``scipy.linalg.eigh`` (smallest eigenvalue only) up to ``dense_max`` samples (N x N
-float64 matrix: 128 MB at 4000); beyond, matrix-free LOBPCG (block of ``orth(Z)`` plus random vectors) on the
+float64 matrix: 32 MB at 2000); beyond, matrix-free LOBPCG (block of ``orth(Z)`` plus random vectors) on the
 tile operator, and ``lambda_min`` is estimated as ``theta - ||Q v - theta v||`` (smallest Ritz value minus its
 residual): exact for a converged pair, but like any Krylov method it could in principle miss a smaller eigenvalue
 that the start block does not see. Everything in float64; the tile operator is jit-compiled JAX, so it runs on a
@@ -46,7 +46,7 @@ from ufm.constraints import project
 
 __all__ = ["FirstOrder", "first_order_bound", "solution_loss", "DENSE_MAX"]
 
-DENSE_MAX = 4000
+DENSE_MAX = 2000
 LOBPCG_ITERS = 60  # most LOBPCG iterations
 LOBPCG_CHUNK = 5  # iterations between checks of the smallest pair
 TILE_ENTRIES = 1 << 21  # entries of one (rows x batch) tile
