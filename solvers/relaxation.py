@@ -35,6 +35,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import cvxpy as cp
@@ -407,7 +408,9 @@ def _try(prog: cp.Problem, solver: str):
     """Solve with one solver; returns the cvxpy status (``"solver_error"`` when it raises)."""
     opts = _SCS_OPTS if solver == "SCS" else {}
     try:
-        prog.solve(solver=solver, **opts)
+        with warnings.catch_warnings():  # the status says it, and is checked
+            warnings.simplefilter("ignore", UserWarning)
+            prog.solve(solver=solver, **opts)
     except cp.error.SolverError:
         return "solver_error"
     return prog.status
@@ -431,7 +434,8 @@ def solve_relaxation(problem, method: str = "reduced", solver: str | None = None
             block_means, rank = built.read()
             return Relaxation(float(built.problem.value), status, name, time.perf_counter() - start, method,
                               block_means, rank)
-    hint = ("try --solver SCS or CLARABEL, the 'reduced' method (full batch) or 'first-order', a larger tau, "
-            "or a smaller problem")
+    others = [s for s in SOLVERS if not any(t.startswith(s) for t in tried)]
+    hint = "try " + "".join(f"solver {s}, " for s in others) + (
+        "the 'reduced' method (full batch) or 'first-order' (with a solution), a larger tau, or a smaller problem")
     raise SolverFailure(f"the {method} relaxation was not solved to optimality ({'; '.join(tried)}); {hint}",
                         status=tried[-1].split(": ")[1], solver=tried[-1].split(":")[0])
