@@ -4,11 +4,16 @@
 batch set); ``solve_many`` runs many problems in one vmap-ed loop, split over devices when there are several.
 ``solvers.epochs``: stochastic projected gradient over epochs (batchings that reshuffle). ``solvers.solve``
 picks between them.
+``solvers.relaxation``: convex Gram relaxations in cvxpy (full and symmetry-reduced programs).
+``solvers.first_order``: the first-order (linearisation + eigenvalue) certificate for any batching and large N.
+``solvers.certify``: solution + bound -> gap, relaxed geometry, prediction check (:func:`certify`).
 """
-from . import epochs, pgd
+from . import epochs, first_order, pgd, relaxation
+from .certify import Certificate, certify
 from .pgd import Solution, solve_many
 
-__all__ = ["pgd", "epochs", "solve", "solve_many", "Solution"]
+__all__ = ["pgd", "epochs", "relaxation", "first_order", "solve", "solve_many", "Solution", "certify",
+           "Certificate"]
 
 
 def solve(problem, **kwargs) -> Solution:

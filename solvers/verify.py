@@ -55,8 +55,11 @@ def found_geometry(mean_cosines) -> tuple[str, float, float]:
     return name, d_etf, d_of
 
 
-def _describe(name, d_etf, d_of):
-    return f"{name} (max |cos - ETF| {d_etf:.1e}, max |cos - OF| {d_of:.1e})"
+def _describe(name, d_etf, d_of, cos):
+    C = np.asarray(cos)
+    off = C[~np.eye(C.shape[0], dtype=bool)]
+    spread = f"; off-diagonal cosines {off.min():.3f} .. {off.max():.3f}" if name == "other" and off.size else ""
+    return f"{name} (max |cos - ETF| {d_etf:.1e}, max |cos - OF| {d_of:.1e}{spread})"
 
 
 def _solve_and_certify(problem, steps, seed, certify_fn):
@@ -64,10 +67,7 @@ def _solve_and_certify(problem, steps, seed, certify_fn):
 
     kw = {} if is_epoch_scheme(problem) else {"steps": steps}
     sol = solve(problem, dtype="float64", seed=seed, **kw)
-    cert = None
-    if certify_fn is not None and not is_epoch_scheme(problem):
-        cert = certify_fn(problem, sol)
-    return sol, cert
+    return sol, None if certify_fn is None else certify_fn(problem, sol)
 
 
 def _check(row: Row, problem, want: str | None, steps, seed, certify_fn) -> Row:
@@ -77,10 +77,12 @@ def _check(row: Row, problem, want: str | None, steps, seed, certify_fn) -> Row:
     cos = geometry.mean_cosines(geometry.normalize_rows(sol.Z) if problem.loss == "sc" else sol.Z,
                                 problem.label_array, problem.K)
     name, d_etf, d_of = found_geometry(cos)
-    row.found = _describe(name, d_etf, d_of)
+    row.found = _describe(name, d_etf, d_of, cos)
     row.loss = sol.loss
     if cert is not None:
         row.lower_bound, row.gap, row.certified = cert.lower_bound, cert.gap, cert.certified
+    if row.predicted_loss is None and want == "of":  # an epoch run: the OF minimum of its batch set
+        row.predicted_loss = getattr(sol, "of_loss", None)
     if row.predicted_loss is None and cert is not None:
         row.predicted_loss = cert.lower_bound
     if row.predicted_loss is not None:
@@ -91,7 +93,7 @@ def _check(row: Row, problem, want: str | None, steps, seed, certify_fn) -> Row:
     if row.loss_difference is not None and abs(row.loss_difference) > LOSS_TOL * max(1.0, abs(sol.loss)):
         broken.append(f"loss misses the predicted minimum by {row.loss_difference:.1e}")
     if cert is None:
-        broken.append("no certificate for this batching")
+        broken.append("not certified (certificates off)")
     elif not cert.certified:
         broken.append(f"certificate gap {cert.gap:.1e} above tolerance")
     row.verdict = "fails" if broken else "holds"

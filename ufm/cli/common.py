@@ -54,12 +54,15 @@ def add_problem_args(p: argparse.ArgumentParser, default_counts="30,30,3,3"):
     return g
 
 
-def add_solver_args(p: argparse.ArgumentParser):
+def add_solver_args(p: argparse.ArgumentParser, tol_flag: str = "--tol"):
+    """The flags of the projected-gradient solver; ``tol_flag`` renames its stopping tolerance (``ufm certify``
+    uses ``--solve-tol``, keeping ``--tol`` for the certificate); the value lands in ``args.tol`` or, renamed,
+    in ``args.solve_tol``."""
     g = p.add_argument_group("solver")
     g.add_argument("--steps", type=int, default=5000, help="most projected-gradient steps (default 5000)")
     g.add_argument("--lr", type=float, default=None, help="initial/fixed step (default: the tau/N rule)")
     g.add_argument("--optimizer", default="pgd", choices=["pgd", "sgd", "momentum", "nesterov", "adam"])
-    g.add_argument("--tol", type=float, default=None, help="stopping tolerance (default 1e-12 x64, 1e-6 f32)")
+    g.add_argument(tol_flag, type=float, default=None, help="stopping tolerance (default 1e-12 x64, 1e-6 f32)")
     g.add_argument("--epochs", type=int, default=None,
                    help="epochs of stochastic projected gradient: the solver for shuffled/binding (default 1000); "
                         "on a fixed batch set, stochastic passes instead of the deterministic solve")

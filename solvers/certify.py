@@ -1,0 +1,184 @@
+"""``certify``: a solution's loss beside a lower bound on the problem's minimum, and what theory predicted.
+
+Methods (``method=``):
+  * ``"reduced"``: the symmetry-reduced class-level program (full batch, or a batch set invariant under
+    permutations within classes; always for CE, whose objective is the full mean). O(K^2) unknowns for any N.
+  * ``"full"``: the full Gram program (any fixed batching; the batches' cliques when they form a chordal pattern).
+  * ``"first-order"``: the linearisation bound at the solution with an eigenvalue dual (any batching, large N;
+    needs a solution).
+  * ``"auto"``: reduced when the batching allows, else full when ``N <= 150``, else first-order.
+
+The gap is the solution's objective, recomputed in float64 from its arrays after projecting ``Z`` onto the feasible
+set (``solvers.first_order.solution_loss``), minus the bound. ``certified`` means ``gap <= tol * max(1, |loss|)``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ufm import geometry, theory
+from ufm.batching import batch_list, is_epoch_scheme, union_batches
+
+from . import first_order, relaxation
+from .relaxation import SolverFailure
+
+__all__ = ["Certificate", "certify", "choose_method", "prediction_check", "METHODS", "FULL_MAX", "SolverFailure"]
+
+METHODS = ("auto", "full", "reduced", "first-order")
+FULL_MAX = 150  # auto: the full program up to this many samples
+
+
+@dataclass
+class Certificate:
+    """What ``certify`` found.
+
+    ``lower_bound`` on the problem's minimum; ``gap`` = ``loss - lower_bound`` and ``certified`` (``gap <= tol *
+    max(1, |loss|)``), None without a solution; ``loss`` the solution's objective in float64; ``method``,
+    ``solver`` (``CLARABEL``/``SCS`` or, for first-order, ``eigh``/``lobpcg``), ``status``, ``seconds``;
+    ``mean_cosines`` ``(K, K)`` and ``rank``: the class-level geometry and numerical rank of the relaxed Gram
+    (None for first-order, which certifies the solution's own Gram); ``prediction``: the check against the
+    theorem (:func:`prediction_check`); ``details``: method-specific numbers.
+    """
+
+    lower_bound: float
+    gap: float | None
+    certified: bool | None
+    method: str
+    solver: str
+    status: str
+    seconds: float
+    mean_cosines: np.ndarray | None
+    rank: int | None
+    loss: float | None = None
+    tol: float = 1e-6
+    prediction: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The keys ``ufm certify --json`` adds to the solve report."""
+        return {
+            "lower_bound": self.lower_bound, "gap": self.gap, "certified": self.certified, "tol": self.tol,
+            "method": self.method, "solver": self.solver, "status": self.status,
+            "certificate_seconds": self.seconds, "certificate_loss": self.loss,
+            "relaxation": {"mean_cosines": None if self.mean_cosines is None else np.asarray(self.mean_cosines).tolist(),
+                           "rank": self.rank},
+            "prediction_check": self.prediction, "details": self.details,
+        }
+
+
+def _fixed_batches(problem):
+    try:
+        return batch_list(problem)
+    except ValueError:
+        raise ValueError(f"batching {problem.batching!r} draws new batches every epoch: there is no fixed objective "
+                         "to certify (use 'full', 'fixed:b' or explicit batches)") from None
+
+
+def choose_method(problem, method: str = "auto", has_solution: bool = True) -> str:
+    """Resolve ``"auto"`` (module doc) and check that the method applies; ``ValueError`` naming ``method``."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    _fixed_batches(problem)
+    symmetric = relaxation.class_orbits(problem) is not None
+    if method == "auto":
+        method = "reduced" if symmetric else "full" if problem.N <= FULL_MAX or not has_solution else "first-order"
+    if method == "reduced" and not symmetric:
+        raise ValueError("method 'reduced' needs a batch set invariant under permutations within classes (the full "
+                         "batch); use 'full' or 'first-order'")
+    if method == "first-order" and not has_solution:
+        raise ValueError("method 'first-order' certifies a solution: solve first (no --bound-only), or use "
+                         "'reduced' / 'full'")
+    return method
+
+
+def prediction_check(problem, lower_bound=None, solution_cosines=None, relaxation_cosines=None,
+                     tol: float = 1e-3) -> dict:
+    """Does the geometry match the theorem's prediction (``ufm.theory.predict``), and by how much?
+
+    Returns ``geometry`` (``etf``/``of``/``unknown``), ``reason``, the predicted ``loss``,
+    ``bound_minus_predicted``, and for the ``solution`` and the ``relaxation``: ``max_abs_diff`` (the largest
+    entry-wise difference of ``mean_cosines`` to the predicted Gram, ``etf_gram`` or ``of_gram``) and ``matches``
+    (``max_abs_diff <= tol``); ``solution_vs_relaxation`` the same between the two (useful where theory says
+    ``unknown``: the relaxation's geometry is the optimum's when it is tight); None where there is nothing to
+    compare.
+    """
+    pred = theory.predict(problem)
+    target = {"etf": theory.etf_gram, "of": theory.of_gram}.get(pred.geometry)
+    target = None if target is None else target(problem.K)
+
+    def side(cos):
+        if cos is None or target is None:
+            return {"max_abs_diff": None, "matches": None}
+        diff = float(np.max(np.abs(np.asarray(cos) - target)))
+        return {"max_abs_diff": diff, "matches": bool(diff <= tol)}
+
+    both = solution_cosines is not None and relaxation_cosines is not None
+    diff = float(np.max(np.abs(np.asarray(solution_cosines) - np.asarray(relaxation_cosines)))) if both else None
+    return {"geometry": pred.geometry, "reason": pred.reason, "loss": pred.loss,
+            "bound_minus_predicted": None if pred.loss is None or lower_bound is None else lower_bound - pred.loss,
+            "tol": tol, "solution": side(solution_cosines), "relaxation": side(relaxation_cosines),
+            "solution_vs_relaxation": {"max_abs_diff": diff, "matches": None if diff is None else bool(diff <= tol)}}
+
+
+def _check_solution(problem, solution):
+    Z = np.asarray(solution.Z)
+    if Z.ndim != 2 or Z.shape[0] != problem.N:
+        raise ValueError(f"solution: Z must be (N, d) = ({problem.N}, d), got shape {Z.shape}")
+    if not np.all(np.isfinite(Z)):
+        raise ValueError("solution: Z holds NaN or infinite values")
+    if problem.loss == "ce" and getattr(solution, "W", None) is None:
+        raise ValueError("solution: a CE solution needs its classifier W")
+
+
+def certify(problem, solution=None, method: str = "auto", solver: str | None = None, tol: float = 1e-6, *,
+            geometry_tol: float = 1e-3, dense_max: int = first_order.DENSE_MAX) -> Certificate:
+    """Certify ``solution`` (anything with ``Z`` and, for CE, ``W``/``b``; None: the bound alone) for ``problem``.
+
+    Args:
+      method: ``"auto"``, ``"full"``, ``"reduced"`` or ``"first-order"`` (module doc).
+      solver: ``"CLARABEL"`` or ``"SCS"`` for the convex programs (None: Clarabel, then SCS).
+      tol: relative tolerance of ``certified``. geometry_tol: of the prediction check's ``matches``.
+      dense_max: largest N for a dense eigenvalue in the first-order method.
+    Raises:
+      ValueError: a bad argument (naming it); SolverFailure: the convex or eigenvalue solver failed or was
+      inaccurate (``status`` names it).
+    """
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    if solution is not None:
+        _check_solution(problem, solution)
+        if is_epoch_scheme(problem) and getattr(solution, "epochs", 0):
+            # an epoch run minimises the mean loss over the batches of all its epochs: certify that objective
+            batches = tuple(tuple(b) for b in union_batches(problem, solution.epochs))
+            problem = problem.replace(batching="explicit", batches=batches)
+            method = "first-order" if method == "auto" else method
+    method = choose_method(problem, method, solution is not None)
+    start = time.perf_counter()
+    details: dict = {}
+    if method == "first-order":
+        fo = first_order.first_order_bound(problem, solution.Z, getattr(solution, "W", None),
+                                           getattr(solution, "b", None), dense_max=dense_max)
+        if fo.status != "optimal":
+            raise SolverFailure(f"the smallest eigenvalue did not converge (status {fo.status!r}, residual "
+                                f"{fo.residual:.1e}); try the 'full' method for N <= ~150, or a better-converged "
+                                "solution", status=fo.status, solver=fo.eig_method)
+        bound, solver_name, status, cos, rank = fo.lower_bound, fo.eig_method, fo.status, None, None
+        details = {"lambda_min": fo.lambda_min, "eig_residual": fo.residual}
+    else:
+        rel = relaxation.solve_relaxation(problem, method, solver)
+        bound, solver_name, status, cos, rank = rel.value, rel.solver, rel.status, rel.mean_cosines, rel.rank
+        details = {"dim": problem.dim, "tight_rank": bool(rank <= problem.dim)}
+    loss = gap = certified = sol_cos = None
+    if solution is not None:
+        loss = first_order.solution_loss(problem, solution.Z, getattr(solution, "W", None),
+                                         getattr(solution, "b", None))
+        gap = loss - bound
+        certified = bool(gap <= tol * max(1.0, abs(loss)))
+        sol_cos = geometry.mean_cosines(geometry.normalize_rows(solution.Z) if problem.loss == "sc"
+                                        else np.asarray(solution.Z, dtype=np.float64), problem.label_array,
+                                        problem.K)
+    pred = prediction_check(problem, bound, sol_cos, cos, geometry_tol)
+    return Certificate(float(bound), gap, certified, method, solver_name, status, time.perf_counter() - start,
+                       cos, rank, loss, tol, pred, details)
