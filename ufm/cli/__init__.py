@@ -11,7 +11,7 @@ import sys
 
 from .common import UsageError, eprint
 
-COMMANDS = ["solve", "batches", "sweep", "plot", "verify", "bench"]
+COMMANDS = ["solve", "batches", "sweep", "plot", "verify", "bench", "train"]
 
 
 def _parser():
