@@ -21,12 +21,10 @@ import statistics
 import time
 
 from solvers.train import TrainConfig, train
-from ufm.records import append_record, point_id, read_records, repair, write_json
+from ufm.records import write_json
 
 from .machine import describe
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
+from .store import RESULTS, open_store, run_once
 
 
 def _floats(text):
@@ -55,13 +53,15 @@ def plot(summary, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    for loss, marker in (("sc", "o"), ("ce", "s")):
+    for loss, marker, color in (("sc", "o", "C0"), ("ce", "s", "C1")):
         rows = [r for r in summary if r["loss"] == loss and r["median_steps_to_fit"] is not None]
         ax.plot([r["label_noise"] for r in rows], [r["median_steps_to_fit"] for r in rows], marker=marker,
-                label=loss.upper())
+                color=color, label=f"{loss.upper()} (median)")
+        seeds = [(r["label_noise"], s) for r in summary if r["loss"] == loss for s in r["steps_to_fit"] if s]
+        ax.scatter(*zip(*seeds), marker=marker, color=color, alpha=0.3, s=14)
     ax.set_xlabel("fraction of flipped training labels")
     ax.set_ylabel("steps to 100% training accuracy")
-    ax.set_title("label noise: steps to fit (median over seeds)", fontsize=10)
+    ax.set_title("label noise: steps to fit (faint: single seeds)", fontsize=10)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -79,24 +79,15 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--fresh", action="store_true", help="forget the points of earlier runs")
     a = ap.parse_args(argv)
-    os.makedirs(RESULTS, exist_ok=True)
-    store = os.path.join(RESULTS, "label_noise.jsonl")
-    if a.fresh and os.path.exists(store):
-        os.remove(store)
-    repair(store)
-    done = {r["id"]: r for r in read_records(store)}
+    store, done = open_store("label_noise", a.fresh)
     losses = a.losses.split(",")
     for loss in losses:
         for p in a.fractions:
             for seed in a.seeds:
                 key = {"dataset": a.dataset, "arch": a.arch, "loss": loss, "label_noise": p, "seed": seed,
                        "max_epochs": a.max_epochs, "batch": a.batch}
-                pid = point_id(key)
-                if pid in done:
-                    continue
-                rec = {"id": pid, **key, **run_point(a.dataset, a.arch, loss, p, seed, a.max_epochs, a.batch)}
-                append_record(store, rec)
-                done[pid] = rec
+                rec = run_once(store, done, key, lambda: run_point(a.dataset, a.arch, loss, p, seed, a.max_epochs,
+                                                                   a.batch))
                 print(f"{loss} p={p:g} seed={seed}: steps to fit {rec['steps_to_fit']} "
                       f"({rec['seconds']:.0f} s)", flush=True)
     summary = []

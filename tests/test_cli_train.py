@@ -10,7 +10,8 @@ from ufm import geometry
 pytest.importorskip("sklearn")  # the digits dataset
 
 SMALL = ["--dataset", "digits", "--arch", "mlp", "--width", "32", "--dim", "10", "--imbalance", "step:10",
-         "--batching", "binding:128", "--epochs", "2", "--ufm-steps", "300", "--ufm-max-n", "200", "--quiet"]
+         "--batching", "binding:128", "--epochs", "2", "--ufm-steps", "300", "--ufm-max-n", "200", "--quiet",
+         "--no-probe"]  # the probe is tested in test_train.py; its compilation is slow on a busy CPU
 
 
 def test_train_json_contract_and_out_files(capsys, tmp_path):
@@ -43,12 +44,13 @@ def test_train_json_contract_and_out_files(capsys, tmp_path):
 
 
 def test_train_ce_with_bias_and_human_summary(capsys):
-    code, stdout, err = run_cli(capsys, "train", *SMALL, "--loss", "ce", "--bias", "--no-relu", "--json")
+    ce = [*SMALL, "--loss", "ce", "--bias", "--no-relu", "--no-ufm"]  # the CE UFM: test_train.py
+    code, stdout, err = run_cli(capsys, "train", *ce, "--json")
     assert code == 0, err
     rep = json.loads(stdout)
-    assert len(rep["geometry"]["classifier_norms"]) == 10
-    assert rep["ufm_prediction"]["problem"]["loss"] == "ce" and rep["ufm_prediction"]["problem"]["bias"]
-    code, stdout, _ = run_cli(capsys, "train", *SMALL, "--no-ufm")
+    assert len(rep["geometry"]["classifier_norms"]) == 10 and rep["ufm_prediction"] is None
+    assert rep["config"]["loss"] == "ce" and rep["config"]["bias"] and not rep["config"]["relu"]
+    code, stdout, _ = run_cli(capsys, "train", *ce)
     assert code == 0 and "test accuracy" in stdout and "delta_gm" in stdout
 
 
@@ -64,6 +66,7 @@ BAD = [
     (["--epochs", "0"], "epochs"),
     (["--tau", "0"], "tau"),
     (["--optimizer", "lbfgs"], "optimizer"),
+    (["--loss", "ce", "--weight-decay", "0"], "weight_decay"),
 ]
 
 

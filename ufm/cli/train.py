@@ -137,6 +137,9 @@ def run(args) -> int:
         raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     if args.ufm_steps < 1 or args.ufm_max_n < 2:
         raise UsageError("--ufm-steps must be >= 1 and --ufm-max-n >= 2")
+    if args.ufm and config.loss == "ce" and config.weight_decay <= 0:
+        raise UsageError("--weight-decay 0 with CE: the UFM comparison needs weight_decay > 0 (no minimiser "
+                         "exists without it); give a weight decay or --no-ufm")
     if args.out:
         ensure_dir(args.out)
     hist_path = os.path.join(args.out, "history.jsonl") if args.out else None
