@@ -7,10 +7,11 @@
 **Losses.** SC: ``ufm.sc_loss`` (mean over anchor slots) on the L2-normalised embeddings of a batch, temperature
 ``tau``. CE: mean cross-entropy of a linear head ``Z W^T (+ b)`` on the raw embeddings.
 
-**Batches.** ``ufm.batching.epoch_batches(batching, labels, epoch, batch_seed=seed)``: ``full``, ``fixed:b``,
-``shuffled:b``, ``binding:b`` (Kini et al.'s binding examples appended to every batch), and any scheme the
-batching module adds. Batches are padded to one width with ``-1`` (one compiled step for the whole run); padding
-slots are neither anchors nor negatives.
+**Batches** (:func:`batches_of_epoch`): ``ufm.batching.epoch_batches(batching, labels, epoch, batch_seed=seed)``
+for ``full``, ``fixed:b``, ``shuffled:b`` and ``binding:b`` (Kini et al.'s binding examples appended to every
+batch); ``subsets:b``: the fixed set of ``ufm.batching.subset_batches`` in a new order every epoch. Batches are
+padded to one width with ``-1`` (one compiled step for the whole run); padding slots are neither anchors nor
+negatives.
 
 **Views.** ``views=2``: two augmented views of every sample of the batch (SupCon); ``augment=True`` with
 ``views=1``: one augmented view. Augmentation: a random translation by up to ``max(1, size // 8)`` positions
@@ -51,7 +52,7 @@ import numpy as np
 import optax
 
 from ufm import geometry
-from ufm.batching import epoch_batches, pad, parse_scheme
+from ufm.batching import epoch_batches, pad, parse_scheme, subset_batches
 from ufm.data import DATASETS, Dataset, load, parse_imbalance
 from ufm.losses import sc_loss
 from ufm.progress import Progress
@@ -60,7 +61,7 @@ from ufm.records import clean
 from . import checkpoint, deepnet, probes
 
 __all__ = ["TrainConfig", "TrainResult", "train", "make_optimizer", "batch_loss", "augment", "embed",
-           "evaluate", "steps_per_epoch", "OPTIMIZERS", "SCHEDULES"]
+           "evaluate", "steps_per_epoch", "batches_of_epoch", "OPTIMIZERS", "SCHEDULES"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "step", "constant")
@@ -188,13 +189,25 @@ class TrainResult:
 
 # --- pieces ---------------------------------------------------------------------------------------------------
 
+def batches_of_epoch(config, labels, epoch) -> list:
+    """The batches (index arrays) of ``epoch``: ``ufm.batching.epoch_batches`` for ``full``, ``fixed``,
+    ``shuffled`` and ``binding``; for ``subsets:b`` the fixed set ``ufm.batching.subset_batches`` (all
+    ``b``-subsets of the training set, or a seeded sample of them), visited in a new random order every epoch."""
+    s = parse_scheme(config.batching)
+    if s.name != "subsets":
+        return epoch_batches(s, labels, epoch, config.seed)
+    batches = subset_batches(len(labels), s.b, config.seed)[0]
+    order = np.random.default_rng([config.seed, epoch]).permutation(len(batches))
+    return [np.asarray(batches[i]) for i in order]
+
+
 def steps_per_epoch(config, labels) -> int:
-    return len(epoch_batches(config.batching, labels, 0, config.seed))
+    return len(batches_of_epoch(config, labels, 0))
 
 
 def _batch_width(config, labels) -> int:
     """Widest batch of the scheme (the same every epoch: the partition sizes do not depend on the epoch)."""
-    return max(len(b) for b in epoch_batches(config.batching, labels, 0, config.seed))
+    return max(len(b) for b in batches_of_epoch(config, labels, 0))
 
 
 def _schedule(config, total_steps):
@@ -393,7 +406,7 @@ def _train(config, data, out, checkpoint_every, resume, progress, on_epoch, unti
 
     for epoch in range(first_epoch, config.epochs):
         t0 = time.perf_counter()
-        rows = jnp.asarray(pad(epoch_batches(config.batching, data.y_train, epoch, config.seed), width))
+        rows = jnp.asarray(pad(batches_of_epoch(config, data.y_train, epoch), width))
         losses = []
         for j in range(len(rows)):
             k = jax.random.fold_in(k_aug, epoch * spe + j)

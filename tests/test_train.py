@@ -7,7 +7,7 @@ import pytest
 from reference import ce_loss_loops, sc_loss_loops
 
 from solvers import checkpoint, compare, deepnet, probes
-from solvers.train import TrainConfig, augment, batch_loss, train
+from solvers.train import TrainConfig, augment, batch_loss, batches_of_epoch, train
 from ufm import Problem, geometry
 from ufm.data import Dataset
 
@@ -91,6 +91,16 @@ def test_resume_continues_exactly(tmp_path):
     assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in straight.history])
     with pytest.raises(ValueError, match="tau"):
         train(cfg.replace(tau=0.2), data=d, out=str(tmp_path), resume=True, progress=False)
+
+
+def test_every_batching_scheme_trains():
+    d = tiny_data()
+    for scheme, steps in (("full", 1), ("fixed:16", 3), ("binding:12", 3), ("subsets:39", 40)):
+        cfg = TrainConfig(**{**TINY, "epochs": 1, "batching": scheme, "probe": False})
+        r = train(cfg, data=d, progress=False)
+        assert r.steps == steps and np.isfinite(r.final["train_loss"]), scheme
+    bound = batches_of_epoch(TrainConfig(batching="binding:12"), d.y_train, 3)
+    assert all(set(range(4)) <= set(b.tolist()) for b in bound)  # the first example of every class, every batch
 
 
 def test_checkpoint_round_trip_and_corrupt(tmp_path):

@@ -43,7 +43,7 @@ def add_parser(sub):
     g.add_argument("--weight-decay", type=float, default=5e-4)
     g.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule (constant)")
     g.add_argument("--epochs", type=int, default=60)
-    g.add_argument("--batching", default=None, help="full, fixed:b, shuffled:b, binding:b, ... (shuffled)")
+    g.add_argument("--batching", default=None, help="full, fixed:b, shuffled:b, binding:b, subsets:b (shuffled)")
     g.add_argument("--batch-size", type=int, default=None, help="b of a --batching given without one (128)")
     g.add_argument("--views", type=int, choices=[1, 2], default=1, help="2: two augmented views per sample")
     g.add_argument("--augment", action="store_true", help="augment the single view (random shifts)")
