@@ -4,8 +4,7 @@ import os
 
 from ufm.records import append_record, point_id, read_records, repair
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
+from .common import RESULTS, ROOT  # noqa: F401  (re-exported for the deep-net benchmarks)
 
 
 def open_store(name, fresh=False):
