@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["class_means", "mean_cosines", "nc1", "delta_gm", "etf_distance", "classifier_norms",
-           "normalize_rows", "report"]
+           "normalize_rows", "gram_distance", "report"]
 
 
 def _num_classes(labels, K):
@@ -68,11 +68,17 @@ def nc1(Z, labels, K=None, weighting="classes"):
     return float(np.trace(sigma_w @ np.linalg.pinv(sigma_b, rcond=1e-10, hermitian=True)) / mu.shape[0])
 
 
+def gram_distance(A, B):
+    """``|| A / ||A||_F - B / ||B||_F ||_F``: the distance between two Gram matrices up to scale (in [0, 2]).
+    ``delta_gm`` is ``gram_distance(MᵀM, I)``."""
+    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    return float(np.linalg.norm(A / np.linalg.norm(A) - B / np.linalg.norm(B)))
+
+
 def delta_gm(Z, labels, K=None):
     """Delta_GM of Kini et al.: ``|| MᵀM / ||MᵀM||_F - I_K / sqrt(K) ||_F``; 0 at an orthogonal frame."""
     G = mean_cosines(Z, labels, K)
-    K = G.shape[0]
-    return float(np.linalg.norm(G / np.linalg.norm(G) - np.eye(K) / np.sqrt(K)))
+    return gram_distance(G, np.eye(G.shape[0]))
 
 
 def etf_distance(Z, labels, K=None, weighting="classes"):

@@ -11,7 +11,7 @@ import sys
 
 from .common import UsageError, eprint
 
-COMMANDS = ["solve", "certify", "batches", "sweep", "plot", "verify", "bench"]
+COMMANDS = ["solve", "certify", "batches", "sweep", "plot", "verify", "train", "bench"]
 
 
 def _parser():

@@ -1,0 +1,77 @@
+"""``ufm train``: the JSON contract, the files of --out, resume, and exit code 2 on bad input."""
+import json
+
+import numpy as np
+import pytest
+from test_cli import run_cli
+
+from ufm import geometry
+
+pytest.importorskip("sklearn")  # the digits dataset
+
+SMALL = ["--dataset", "digits", "--arch", "mlp", "--width", "32", "--dim", "10", "--imbalance", "step:10",
+         "--batching", "binding:128", "--epochs", "2", "--ufm-steps", "300", "--ufm-max-n", "200", "--quiet",
+         "--no-probe"]  # the probe is tested in test_train.py; its compilation is slow on a busy CPU
+
+
+def test_train_json_contract_and_out_files(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(capsys, "train", *SMALL, "--relu", "--json", "--out", str(out),
+                                "--checkpoint-every", "1")
+    assert code == 0, err
+    rep = json.loads(stdout)
+    for key, typ in [("train_accuracy", float), ("test_accuracy", float), ("geometry", dict),
+                     ("ufm_prediction", dict), ("distance_to_ufm", float), ("epochs", int), ("seconds", float)]:
+        assert isinstance(rep[key], typ), key
+    geo, ufm = rep["geometry"], rep["ufm_prediction"]
+    assert set(geo) >= {"mean_cosines", "nc1", "delta_gm", "etf_distance", "classifier_norms"}
+    assert np.array(geo["mean_cosines"]).shape == (10, 10) and rep["epochs"] == 2
+    assert np.array(ufm["mean_cosines"]).shape == (10, 10) and ufm["delta_gm"] < 1e-6  # UFM+: the OF
+    assert ufm["counts_scaled"] and sum(ufm["problem"]["counts"]) <= 200 and ufm["prediction"]["geometry"] == "of"
+    assert rep["distance_to_ufm"] == pytest.approx(geometry.gram_distance(geo["mean_cosines"], ufm["mean_cosines"]))
+    assert rep["data"]["counts"][:5] == [rep["data"]["counts"][0]] * 5 and rep["config"]["batching"] == "binding:128"
+    lines = (out / "history.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    assert json.loads((out / "result.json").read_text())["test_accuracy"] == rep["test_accuracy"]
+    z = np.load(out / "embeddings.npz")
+    assert z["Z_train"].shape == (sum(rep["data"]["counts"]), 10)
+    for name in ("geometry.png", "gram.png", "checkpoint.npz", "checkpoint.json"):
+        assert (out / name).stat().st_size > 0, name
+    # resuming a finished run trains nothing more and reports the same numbers
+    code, again, err = run_cli(capsys, "train", *SMALL, "--relu", "--json", "--out", str(out), "--resume")
+    assert code == 0, err
+    assert json.loads(again)["test_accuracy"] == rep["test_accuracy"]
+
+
+def test_train_ce_with_bias_and_human_summary(capsys):
+    ce = [*SMALL, "--loss", "ce", "--bias", "--no-relu", "--no-ufm"]  # the CE UFM: test_train.py
+    code, stdout, err = run_cli(capsys, "train", *ce, "--json")
+    assert code == 0, err
+    rep = json.loads(stdout)
+    assert len(rep["geometry"]["classifier_norms"]) == 10 and rep["ufm_prediction"] is None
+    assert rep["config"]["loss"] == "ce" and rep["config"]["bias"] and not rep["config"]["relu"]
+    code, stdout, _ = run_cli(capsys, "train", *ce)
+    assert code == 0 and "test accuracy" in stdout and "delta_gm" in stdout
+
+
+BAD = [
+    (["--dataset", "mnist"], "never downloads"),
+    (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "no such folder"),
+    (["--imbalance", "step:x"], "imbalance"),
+    (["--batching", "bogus:3"], "batching"),
+    (["--label-noise", "2"], "label_noise"),
+    (["--resume"], "--out"),
+    (["--arch", "resnet18", "--dim", "7"], "dim"),
+    (["--batching", "binding:64", "--batch-size", "32"], "disagree"),
+    (["--epochs", "0"], "epochs"),
+    (["--tau", "0"], "tau"),
+    (["--optimizer", "lbfgs"], "optimizer"),
+    (["--loss", "ce", "--weight-decay", "0"], "weight_decay"),
+]
+
+
+@pytest.mark.parametrize("argv,word", BAD, ids=[w for _, w in BAD])
+def test_bad_train_input_exits_2(capsys, argv, word):
+    code, out, err = run_cli(capsys, "train", "--epochs", "1", "--quiet", *argv)
+    assert code == 2, err
+    assert word in err and "Traceback" not in err and out == ""

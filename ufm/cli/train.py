@@ -1,0 +1,175 @@
+"""``ufm train``: train an encoder on real data under SC or CE, measure the geometry every epoch and set the
+final geometry beside the UFM's answer for the same counts, loss, tau and ReLU."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+from .common import UsageError, dumps, ensure_dir, eprint, fmt_matrix, versions, write_json
+
+HELP = "train a network (MLP, CNN, ResNet-18) under SC or CE and compare its geometry with the UFM"
+
+
+def add_parser(sub):
+    from solvers.deepnet import ARCHS
+    from solvers.train import OPTIMIZERS, SCHEDULES
+    from ufm.data import DATASETS
+
+    p = sub.add_parser("train", help=HELP, description=HELP)
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, default="digits", help="(default digits; offline)")
+    g.add_argument("--data-dir", default=None, help="folder of the MNIST / FashionMNIST IDX or CIFAR-10 files")
+    g.add_argument("--imbalance", default="none", help="training-set imbalance: step:R[:fraction], longtail:R "
+                   "or none (default)")
+    g.add_argument("--label-noise", type=float, default=0.0, help="fraction of training labels flipped (0)")
+    g.add_argument("--test-fraction", type=float, default=0.3, help="test share of digits / mnist1d (0.3)")
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", choices=ARCHS, default="mlp", help="(default mlp)")
+    g.add_argument("--dim", type=int, default=None, help="embedding dimension (128; resnet18: 8 x width)")
+    g.add_argument("--width", type=int, default=None, help="hidden width / base channels (512 / 32 / 64)")
+    g.add_argument("--head", type=int, default=None, help="projection head with this hidden width (none)")
+    g.add_argument("--relu", action=argparse.BooleanOptionalAction, default=True,
+                   help="ReLU on the embedding (UFM+); --no-relu leaves it out (default --relu)")
+    g.add_argument("--loss", choices=["sc", "ce"], default="sc")
+    g.add_argument("--tau", type=float, default=0.1, help="SC temperature (0.1)")
+    g.add_argument("--bias", action="store_true", help="CE classifier bias")
+    g = p.add_argument_group("training")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (momentum) or adam (AdamW)")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (0.1 sgd, 1e-3 adam)")
+    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--weight-decay", type=float, default=5e-4)
+    g.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule (constant)")
+    g.add_argument("--epochs", type=int, default=60)
+    g.add_argument("--batching", default=None, help="full, fixed:b, shuffled:b, binding:b, subsets:b (shuffled)")
+    g.add_argument("--batch-size", type=int, default=None, help="b of a --batching given without one (128)")
+    g.add_argument("--views", type=int, choices=[1, 2], default=1, help="2: two augmented views per sample")
+    g.add_argument("--augment", action="store_true", help="augment the single view (random shifts)")
+    g.add_argument("--seed", type=int, default=0, help="initialisation, batches, split, noise (0)")
+    g.add_argument("--no-probe", dest="probe", action="store_false", help="skip the per-epoch linear probe")
+    g.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
+                   help="write --out/checkpoint.{npz,json} every K epochs (0: never)")
+    g.add_argument("--resume", action="store_true", help="continue from --out's checkpoint (same flags)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    g = p.add_argument_group("UFM comparison")
+    g.add_argument("--no-ufm", dest="ufm", action="store_false", help="skip the UFM solve")
+    g.add_argument("--ufm-steps", type=int, default=20000, help="most PGD steps of the UFM solve (20000)")
+    g.add_argument("--ufm-max-n", type=int, default=2000, help="scale the UFM counts down above this N (2000)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="write result.json, history.jsonl, embeddings.npz, geometry.png, gram.png here")
+    return p
+
+
+def batching_of(args) -> str:
+    """``--batching`` with ``--batch-size`` filled in (``binding`` + ``--batch-size 64`` -> ``binding:64``)."""
+    scheme = args.batching or "shuffled"
+    name, _, size = scheme.partition(":")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if size:
+        if args.batch_size is not None and str(args.batch_size) != size:
+            raise UsageError(f"--batching {scheme} and --batch-size {args.batch_size} disagree")
+        return scheme
+    if name in ("full", "explicit"):
+        return name
+    return f"{name}:{args.batch_size or 128}"
+
+
+def config_from_args(args):
+    from solvers.train import TrainConfig
+
+    try:
+        return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, imbalance=args.imbalance,
+                           label_noise=args.label_noise, test_fraction=args.test_fraction, arch=args.arch,
+                           dim=args.dim, width=args.width, head=args.head, relu=args.relu, loss=args.loss,
+                           tau=args.tau, bias=args.bias, optimizer=args.optimizer, lr=args.lr,
+                           momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
+                           epochs=args.epochs, batching=batching_of(args), views=args.views, augment=args.augment,
+                           seed=args.seed, probe=args.probe)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _certifier():
+    """Hook for the certificate of the UFM solution (``solvers.certify``, built on the certify branch):
+    return a callable ``(problem, solution) -> JSON-ready dict``; None while it is not there."""
+    return None
+
+
+def _write_history(path, history):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fh:
+        for rec in history:
+            fh.write(json.dumps(rec, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def summary(rep) -> str:
+    c, g, u = rep["config"], rep["geometry"], rep["ufm_prediction"]
+    lines = [f"{c['arch']} on {c['dataset']} ({rep['data']['n_train']} train / {rep['data']['n_test']} test, "
+             f"counts {','.join(map(str, rep['data']['counts']))}), {c['loss'].upper()}"
+             f"{' tau=%g' % c['tau'] if c['loss'] == 'sc' else ''}, {'ReLU' if c['relu'] else 'no ReLU'}, "
+             f"{c['batching']}, {rep['epochs']} epochs, {rep['steps']} steps, {rep['seconds']:.1f} s on "
+             f"{rep['device']}",
+             f"train accuracy {rep['train_accuracy']:.4f}   test accuracy {rep['test_accuracy']:.4f}"
+             + (f"   linear probe {rep['probe_test_accuracy']:.4f}" if rep["probe_test_accuracy"] is not None
+                else ""),
+             f"network: delta_gm {g['delta_gm']:.4f}   etf_distance {g['etf_distance']:.4f}   nc1 {g['nc1']:.3e}",
+             "cosines between class means (network):", fmt_matrix(g["mean_cosines"])]
+    if u is not None:
+        lines += [f"UFM ({u['prediction']['geometry']}: {u['prediction']['reason']}): delta_gm {u['delta_gm']:.4f}"
+                  f"   etf_distance {u['etf_distance']:.4f}", "cosines between class means (UFM):",
+                  fmt_matrix(u["mean_cosines"]), f"distance_to_ufm {rep['distance_to_ufm']:.4f}"]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from solvers import compare, train
+    from ufm.data import DataError
+
+    config = config_from_args(args)
+    if (args.resume or args.checkpoint_every) and not args.out:
+        raise UsageError("--resume and --checkpoint-every need --out DIR")
+    if args.checkpoint_every < 0:
+        raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    if args.ufm_steps < 1 or args.ufm_max_n < 2:
+        raise UsageError("--ufm-steps must be >= 1 and --ufm-max-n >= 2")
+    if args.ufm and config.loss == "ce" and config.weight_decay <= 0:
+        raise UsageError("--weight-decay 0 with CE: the UFM comparison needs weight_decay > 0 (no minimiser "
+                         "exists without it); give a weight decay or --no-ufm")
+    if args.out:
+        ensure_dir(args.out)
+    hist_path = os.path.join(args.out, "history.jsonl") if args.out else None
+    try:
+        result = train.train(config, out=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                             progress=not args.quiet,
+                             on_epoch=None if hist_path is None else lambda h: _write_history(hist_path, h))
+    except DataError as e:
+        raise UsageError(str(e)) from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    cmp = None
+    if args.ufm:
+        if not args.quiet:
+            eprint("solving the UFM (float64) ...")
+        cmp = compare.compare(result.final["geometry"]["mean_cosines"], result.data.info["counts"], config,
+                              dim=result.Z_train.shape[1], max_n=args.ufm_max_n, steps=args.ufm_steps,
+                              seed=config.seed, certify=_certifier())
+    rep = compare.train_report(result, cmp)
+    rep["versions"] = versions()
+    if args.out:
+        from solvers.figures import plot_grams, plot_history
+
+        write_json(os.path.join(args.out, "result.json"), rep)
+        np.savez(os.path.join(args.out, "embeddings.npz"), Z_train=result.Z_train, y_train=result.data.y_train,
+                 Z_test=result.Z_test, y_test=result.data.y_test)
+        title = f"{config.arch}, {config.dataset}, {config.loss.upper()}, {'ReLU' if config.relu else 'no ReLU'}, " \
+                f"{config.imbalance}, {config.batching}"
+        plot_history(result.history, os.path.join(args.out, "geometry.png"), cmp, title)
+        plot_grams(rep["geometry"]["mean_cosines"], None if cmp is None else cmp["mean_cosines"],
+                   os.path.join(args.out, "gram.png"), title)
+    print(dumps(rep) if args.json else summary(rep))
+    return 0
