@@ -15,8 +15,9 @@ report says so (``counts_scaled``).
 two Grams of normalised class means, each divided by its Frobenius norm (the normalisation of ``delta_gm``, so
 against an orthogonal frame it *is* ``delta_gm``).
 
-**Certificate hook.** ``compare(..., certify=f)`` calls ``f(problem, solution)`` and stores its JSON-ready dict
-under ``certificate`` (None without it): the place for ``solvers.certify``.
+**Certificate.** ``compare(..., certify=True)`` certifies the UFM solution with ``solvers.certify`` (the
+symmetry-reduced relaxation: full batch) and stores ``lower_bound``, ``gap``, ``certified``, ``method`` and the
+relaxation's ``rank`` under ``certificate`` (None with ``certify=False``).
 """
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def _summary(G, counts) -> dict:
             "max_cosine": float(off.max()) if off.size else None, "cosine_groups": cosine_groups(G, counts)}
 
 
-def compare(net_cosines, counts, config, *, dim, max_n=2000, steps=20000, seed=0, certify=None) -> dict:
+def compare(net_cosines, counts, config, *, dim, max_n=2000, steps=20000, seed=0, certify=True) -> dict:
     """Solve the UFM of ``config`` for ``counts`` (module doc) and return ``ufm_prediction``: ``problem``,
     ``counts_scaled``, ``loss``, ``converged``, ``steps``, ``seconds``, ``dtype``, ``mean_cosines``,
     ``delta_gm``, ``nc1``, ``etf_distance``, ``min_cosine``, ``max_cosine``, ``cosine_groups``, ``prediction``
@@ -83,9 +84,17 @@ def compare(net_cosines, counts, config, *, dim, max_n=2000, steps=20000, seed=0
            "loss": sol.loss, "converged": sol.converged, "steps": sol.steps, "seconds": sol.seconds,
            "dtype": sol.dtype, **geo, **_summary(geo["mean_cosines"], scaled),
            "prediction": theory.predict(problem).to_dict(),
-           "certificate": None if certify is None else certify(problem, sol),
+           "certificate": _certificate(problem, sol) if certify else None,
            "distance_to_ufm": geometry.gram_distance(net_cosines, geo["mean_cosines"])}
     return out
+
+
+def _certificate(problem, sol) -> dict:
+    from .certify import certify
+
+    c = certify(problem, sol)
+    return {"lower_bound": c.lower_bound, "gap": c.gap, "certified": c.certified, "method": c.method,
+            "rank": c.rank, "seconds": c.seconds}
 
 
 def train_report(result, comparison=None) -> dict:

@@ -148,7 +148,10 @@ def test_compare_maps_the_config_to_the_ufm():
     G = np.eye(3)
     out = compare.compare(G, (6, 6, 2), TrainConfig(relu=True, tau=0.5), dim=8)
     assert out["prediction"]["geometry"] == "of" and out["delta_gm"] < 1e-6 and out["distance_to_ufm"] < 1e-6
-    assert abs(out["loss"] - out["prediction"]["loss"]) < 1e-8 and out["certificate"] is None
+    assert abs(out["loss"] - out["prediction"]["loss"]) < 1e-8
+    cert = out["certificate"]
+    assert cert["certified"] and abs(cert["lower_bound"] - out["prediction"]["loss"]) <= 1e-6
+    assert compare.compare(G, (6, 6, 2), TrainConfig(relu=True, tau=0.5), dim=8, certify=False)["certificate"] is None
     groups = compare.cosine_groups(np.array([[1, .1, .2], [.1, 1, .3], [.2, .3, 1]]), (10, 10, 2))
     assert groups == {"maj_maj": .1, "maj_min": pytest.approx(.25), "min_min": None}
 

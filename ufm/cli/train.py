@@ -93,12 +93,6 @@ def config_from_args(args):
         raise UsageError(str(e)) from None
 
 
-def _certifier():
-    """Hook for the certificate of the UFM solution (``solvers.certify``, built on the certify branch):
-    return a callable ``(problem, solution) -> JSON-ready dict``; None while it is not there."""
-    return None
-
-
 def _write_history(path, history):
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as fh:
@@ -157,7 +151,7 @@ def run(args) -> int:
             eprint("solving the UFM (float64) ...")
         cmp = compare.compare(result.final["geometry"]["mean_cosines"], result.data.info["counts"], config,
                               dim=result.Z_train.shape[1], max_n=args.ufm_max_n, steps=args.ufm_steps,
-                              seed=config.seed, certify=_certifier())
+                              seed=config.seed)
     rep = compare.train_report(result, cmp)
     rep["versions"] = versions()
     if args.out:
