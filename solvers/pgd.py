@@ -178,18 +178,22 @@ def init_params(static, key, h):
     return _project(static, x, h)
 
 
-def _descend(static: _Static, h, s, lr, tol, limit):
-    """Minimise the objective of ``h`` from ``s["x"]`` until the stopping test fires or ``s["t"]`` reaches
-    ``limit``. ``s`` carries ``x``, ``t`` and ``hist`` (the objective after each step) in and out, plus ``f``,
-    ``done``, ``gm``, ``finite`` and ``eta`` out."""
+def _run(static: _Static, h, key, lr, tol, init=None):
+    """The compiled solve. Starts from a random point drawn from ``key`` (the arrays of ``init``, a dict with some
+    of ``Z``, ``W``, ``b``, put in their place), projected. With the continuation stage (``static.continuation``
+    and the problem's flag ``h["continuation"]``) the loop first minimises at ``tau1`` and switches to ``tau``
+    when that stage stops (module doc): one loop, one compiled body. Returns a dict of final state arrays."""
     tm = jax.tree_util.tree_map
-    f = lambda x: objective(static, x, h)  # noqa: E731
-    vg = jax.value_and_grad(f)
+    vg = jax.value_and_grad(lambda x, tau: objective(static, x, {**h, "tau": tau}))
     w = _metric(static, h)
-    eta0 = jnp.where(lr > 0, lr, default_eta0(static, h))
     scale = jnp.where(static.constraint == "none", 1.0, h["radius"])
-    f0, g0 = vg(s["x"])
     eps = jnp.finfo(jnp.dtype(static.dtype)).eps
+    cont = static.continuation and static.optimizer == "pgd"
+    stage0 = jnp.asarray(cont) & h["continuation"]  # True: the low-temperature stage comes first
+    tau1 = jnp.where(stage0, jnp.minimum(h["tau"], CONTINUATION_TAU * h["radius"] ** 2), h["tau"])
+
+    def eta0_at(tau):
+        return jnp.where(lr > 0, lr, default_eta0(static, {**h, "tau": tau}))
 
     def scaled(g):
         return {k: g[k] / w[k] for k in g}
@@ -201,77 +205,75 @@ def _descend(static: _Static, h, s, lr, tol, limit):
         n = _n_samples(static, h) + (static.K if "W" in d else 0) + (1 if "b" in d else 0)
         return jnp.sqrt(sum(jnp.sum(v ** 2) for v in d.values()) / n)
 
-    base = {**s, "f": f0, "g": g0, "hist": s["hist"].at[s["t"]].set(f0), "done": ~jnp.isfinite(f0),
-            "gm": jnp.asarray(jnp.inf, f0.dtype), "finite": jnp.isfinite(f0)}
+    x0 = init_params(static, key, h)
+    if init is not None:
+        x0 = _project(static, {**x0, **init}, h)
+    f0, g0 = vg(x0, tau1)
+    hist = jnp.full((static.steps + 1,), jnp.nan, jnp.dtype(static.dtype)).at[0].set(f0)
+    base = {"x": x0, "f": f0, "g": g0, "t": jnp.int32(0), "hist": hist, "done": ~jnp.isfinite(f0),
+            "gm": jnp.asarray(jnp.inf, f0.dtype), "finite": jnp.isfinite(f0), "tau": tau1, "stage0": stage0,
+            "stage1": jnp.int32(0)}
 
     def stop_test(s, xn, fn, step):
         d = tm(lambda a, b: a - b, s["x"], xn)
-        gm = rms_rows(d) / step * eta0
-        small = (gm <= jnp.sqrt(tol) * scale) & (jnp.abs(fn - s["f"]) <= tol * (1 + jnp.abs(s["f"])))
+        gm = rms_rows(d) / step * eta0_at(s["tau"])
+        t_ = jnp.where(s["stage0"], jnp.maximum(tol, CONTINUATION_TOL), tol)
+        small = (gm <= jnp.sqrt(t_) * scale) & (jnp.abs(fn - s["f"]) <= t_ * (1 + jnp.abs(s["f"])))
         return gm, small & (tol > 0)
 
     def finish(s, xn, fn, gn, gm, conv, extra):
+        """Record the step; end the run at convergence, or end the low-temperature stage instead: from the
+        next step on, the loss is at ``tau`` (``f = inf`` lets that first step pass the line search)."""
         t = s["t"] + 1
-        return {**s, **extra, "x": xn, "f": fn, "g": gn, "t": t, "hist": s["hist"].at[t].set(fn),
-                "done": conv | ~jnp.isfinite(fn), "gm": gm, "finite": jnp.isfinite(fn)}
+        switch = s["stage0"] & (conv | (t >= static.steps // 2))
+        out = {**s, **extra, "x": xn, "f": fn, "g": gn, "t": t, "hist": s["hist"].at[t].set(fn), "gm": gm,
+               "done": (conv & ~switch) | ~jnp.isfinite(fn), "finite": jnp.isfinite(fn)}
+        return {**out, "stage0": s["stage0"] & ~switch, "tau": jnp.where(switch, h["tau"], s["tau"]),
+                "f": jnp.where(switch, jnp.inf, fn), "stage1": jnp.where(switch, t, s["stage1"]),
+                **({"eta": jnp.where(switch, eta0_at(h["tau"]), out["eta"]),
+                    "eta_step": jnp.where(switch, eta0_at(h["tau"]), out["eta_step"])} if "eta_step" in s else {})}
 
     if static.optimizer == "pgd":
         # One trial step per loop iteration: the backtracking search (halve eta until the Armijo test passes, at
         # most 50 times) is unrolled into the main loop, so that under vmap (solve_many) every iteration costs
         # one evaluation per problem instead of the most halvings any problem needs. The sequence of trials, and
         # so the result, is that of a nested search.
+        eta0 = eta0_at(tau1)
         base.update(eta=eta0, eta_step=eta0, k=jnp.int32(0))  # eta_step: eta when the step began; k: halvings
 
         def body(s):
             x, fx, g, eta = s["x"], s["f"], scaled(s["g"]), s["eta"]
             xn = _project(static, tm(lambda a, b: a - eta * b, x, g), h)
-            fn, gn = vg(xn)
+            fn, gn = vg(xn, s["tau"])
             d = tm(lambda a, b: a - b, xn, x)
             ok = fn <= fx + inner(g, d) + inner(d, d) / (2 * eta) + 10 * eps * jnp.abs(fx)
             stalled = ~ok & (s["k"] >= 50)  # no step decreases the loss: numerically stationary
             xn, fn, gn = tm(lambda a, b: jnp.where(ok, a, b), (xn, fn, gn), (x, fx, s["g"]))
             gm, conv = stop_test(s, xn, fn, eta)
             conv = conv | (stalled & (tol > 0))
-            eta_next = jnp.where(ok, jnp.minimum(eta * 1.25, ETA_MAX * eta0), s["eta_step"])
+            eta_next = jnp.where(ok, jnp.minimum(eta * 1.25, ETA_MAX * eta0_at(s["tau"])), s["eta_step"])
             stepped = finish(s, xn, fn, gn, gm, conv, {"eta": eta_next, "eta_step": eta_next, "k": jnp.int32(0)})
             retry = {**s, "eta": eta * 0.5, "k": s["k"] + 1}
             return tm(lambda a, b: jnp.where(ok | stalled, a, b), stepped, retry)
     else:
+        eta0 = eta0_at(h["tau"])
         rate = jnp.where(lr > 0, lr, jnp.where(static.optimizer == "adam", 0.01 * scale, 0.5 * eta0))
         opt = _optax(static.optimizer, rate)
-        base["opt"] = opt.init(s["x"])
+        base["opt"] = opt.init(x0)
         base["eta"] = rate
 
         def body(s):
             u, opt_state = opt.update(scaled(s["g"]), s["opt"], s["x"])
             xn = _project(static, optax.apply_updates(s["x"], u), h)
-            fn, gn = vg(xn)
+            fn, gn = vg(xn, s["tau"])
             gm, conv = stop_test(s, xn, fn, rate)
             return finish(s, xn, fn, gn, gm, conv, {"opt": opt_state})
 
-    out = jax.lax.while_loop(lambda s: (s["t"] < limit) & ~s["done"], body, base)
-    for k in ("opt", "eta_step", "k", "g"):
-        out.pop(k, None)
-    return out
-
-
-def _run(static: _Static, h, key, lr, tol, init=None):
-    """The compiled solve: a random start drawn from ``key`` (with the arrays of ``init``, a dict with some of
-    ``Z``, ``W``, ``b``, put in their place and projected), the continuation stage when ``static`` asks for
-    it, then descent on the problem itself. Returns a dict of final state arrays (see ``solve``)."""
-    x0 = init_params(static, key, h)
-    if init is not None:
-        x0 = _project(static, {**x0, **init}, h)
-    hist = jnp.full((static.steps + 1,), jnp.nan, jnp.dtype(static.dtype))
-    s = {"x": x0, "t": jnp.int32(0), "hist": hist}
-    if static.continuation:  # some problem of this program may run the stage: h["continuation"] says which
-        cold = {**h, "tau": jnp.minimum(h["tau"], CONTINUATION_TAU * h["radius"] ** 2)}
-        limit = jnp.where(h["continuation"], static.steps // 2, 0)
-        s = _descend(static, cold, s, lr, jnp.maximum(tol, CONTINUATION_TOL), limit)
-        s = {"x": s["x"], "t": s["t"], "hist": s["hist"], "stage1": s["t"]}
-    else:
-        s["stage1"] = jnp.int32(0)
-    return _descend(static, h, s, lr, tol, static.steps)
+    s = jax.lax.while_loop(lambda s: (s["t"] < static.steps) & ~s["done"], body, base)
+    s["f"] = jnp.where(jnp.isfinite(s["f"]), s["f"], objective(static, s["x"], h))  # ended at the switch
+    for k in ("opt", "eta_step", "k", "g", "tau", "stage0"):
+        s.pop(k, None)
+    return s
 
 
 _run_jit = jax.jit(_run, static_argnums=0)
@@ -283,7 +285,8 @@ def static_of(problem, steps, optimizer, dtype, continuation=None) -> _Static:
     b = _batches(problem)
     shape = None if b is None else tuple(b.shape)
     return _Static(problem.loss, problem.constraint, problem.bias, problem.N, problem.K, problem.dim, shape,
-                   int(steps), optimizer, dtype, problem.loss == "sc" and continuation is not False)
+                   int(steps), optimizer, dtype, problem.loss == "sc" and optimizer == "pgd"
+                   and continuation is not False)
 
 
 def _init_arrays(init, static):
