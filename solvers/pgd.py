@@ -19,15 +19,17 @@ in units of ``eta0``) and the relative loss change. The run has converged when
 can no longer decrease the loss (numerical stationarity). ``tol=0`` runs exactly ``steps`` steps. Default
 ``tol``: 1e-12 in float64, 1e-6 in float32.
 
-**Continuation (UFM+ SC).** Projection onto the non-negative orthant can freeze a configuration where two
-classes share a coordinate axis while another class spreads over two: a stationary point that is not the
-orthogonal frame, from which no local step escapes (rows sit *exactly* on one point; the separating
-gradient is exactly zero). At a low temperature the loss looks at the hardest negatives only and such
-configurations do not form. So for SC with ``nonneg`` the solver first minimises at
-``tau1 = min(tau, 0.05 rho^2)`` (to tolerance 1e-8, within half of the steps), then at ``tau`` from there.
-Measured on STEP-imbalanced problems (``benchmarks/ufm_plus_starts.py``): without it PGD stopped above the OF
-minimum from up to 100% of random starts; with it from none. ``continuation=False`` turns it off. The history
-then holds the low-temperature objective for the first ``Solution.continuation_steps`` steps.
+**Spurious minima (UFM+ SC) and what the solver does.** With ``nonneg`` and imbalanced counts the landscape
+has stationary points above the orthogonal frame (the global minimum, Kini et al. 2024): two minority classes
+sit on one coordinate axis while a majority class spreads over two; rows sit *exactly* on one point and the
+separating gradient is exactly zero, so no local step escapes. Two remedies, measured in
+``benchmarks/ufm_plus_starts.py`` (README table): *continuation* (first minimise at
+``tau1 = min(tau, 0.05 rho^2)`` to tolerance 1e-8, within half of the steps, then at ``tau`` from there: at a low
+temperature the loss looks at the hardest negatives only) removes the failures of some problems (from 8/8 to
+0/8) and causes them in others; *several starts*, the lowest loss kept. So by default (``starts=None``) an
+imbalanced UFM+ SC problem runs ``AUTO_STARTS`` starts, alternately without and with continuation; other
+problems run one start, without it. ``continuation=True``/``False`` forces it for every start. The history
+holds the low-temperature objective for the first ``Solution.continuation_steps`` steps.
 """
 from __future__ import annotations
 
@@ -47,12 +49,13 @@ from ufm.constraints import project
 from ufm.kernels import ROW_AXIS
 from ufm.losses import batch_index, ce_loss, sc_loss
 
-__all__ = ["Solution", "solve", "solve_many", "OPTIMIZERS", "objective", "NonFiniteLoss"]
+__all__ = ["Solution", "solve", "solve_many", "n_starts", "OPTIMIZERS", "objective", "NonFiniteLoss"]
 
 OPTIMIZERS = ("pgd", "sgd", "momentum", "nesterov", "adam")
 ETA_MAX = 1000  # the step never grows beyond ETA_MAX * eta0
 CONTINUATION_TAU = 0.05  # UFM+ SC first minimises at tau = min(tau, CONTINUATION_TAU * rho^2) (module doc)
 CONTINUATION_TOL = 1e-8  # ... to this tolerance (or tol, if looser), in at most half of the steps
+AUTO_STARTS = 4  # random starts for imbalanced UFM+ SC under starts=None (module doc)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -79,6 +82,7 @@ class Solution:
     optimizer: str = "pgd"
     lr: float = float("nan")
     continuation_steps: int = 0
+    start_losses: tuple = ()
 
 
 class _Static(NamedTuple):
@@ -97,13 +101,13 @@ class _Static(NamedTuple):
     continuation: bool = False
 
 
-def _hyper(problem, dtype, continuation=None):
+def _hyper(problem, dtype, continuation=None, start=0):
     """The numbers of a problem, as arrays (traced: a vmap over problems may vary them). ``continuation``:
-    whether this problem runs the low-temperature stage (None: SC with ``nonneg``)."""
+    whether this start runs the low-temperature stage (None: SC with ``nonneg``, odd starts only)."""
     if continuation is None:
-        continuation = problem.loss == "sc" and problem.nonneg
+        continuation = problem.loss == "sc" and problem.nonneg and start % 2 == 1
     return {
-        "continuation": jnp.asarray(bool(continuation)),
+        "continuation": jnp.asarray(problem.loss == "sc" and bool(continuation)),
         "tau": jnp.asarray(problem.tau, dtype),
         "radius": jnp.asarray(problem.radius, dtype),
         "nonneg": jnp.asarray(problem.nonneg),
@@ -325,7 +329,7 @@ def _check_args(steps, lr, optimizer, tol, dtype):
 
 def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd", tol: float | None = None,
           seed: int = 0, dtype: str | None = None, init=None, continuation: bool | None = None,
-          devices=None) -> Solution:
+          starts: int | None = None, devices=None) -> Solution:
     """Minimise ``problem`` by projected gradient from a random start drawn from ``seed``.
 
     Args:
@@ -338,23 +342,60 @@ def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd
       seed: the random start. dtype: ``"float32"`` (default) or ``"float64"``.
       init: a warm start: a ``Solution``, a ``Z`` array ``(N, d)``, or a dict with some of ``Z``, ``W``, ``b``
         (what it lacks is drawn from ``seed``); projected onto the feasible set first.
-      continuation: first minimise at a low temperature (module doc); None: on for SC with ``nonneg``.
+      continuation: first minimise at a low temperature (module doc); None: on for the odd starts of SC with
+        ``nonneg``.
+      starts: random starts, run one after the other; the lowest final loss wins and ``start_losses`` lists all.
+        Start 0 is the start of ``seed``; start i > 0 folds i into it. None: ``AUTO_STARTS`` for imbalanced
+        SC with ``nonneg`` (whose landscape has spurious minima, module doc), else 1; 1 with ``init``.
       devices: several devices split the rows of the SC loss's pair work between them (a ``"rows"`` mesh, see
         ``ufm.kernels``; full-batch SC from ``BLOCKED_MIN`` samples); None (default): one device.
     Raises:
       NonFiniteLoss: when the loss becomes NaN or infinite (with what to try).
     """
     _check_args(steps, lr, optimizer, tol, dtype)
+    n = n_starts(problem, starts, init)
     dtype = dtype or "float32"
     tol = (1e-12 if dtype == "float64" else 1e-6) if tol is None else float(tol)
     start = time.perf_counter()
     with jax.enable_x64(dtype == "float64"), _row_mesh(devices):
         static = static_of(problem, steps, optimizer, dtype, continuation)
-        h = _hyper(problem, jnp.dtype(dtype), continuation)
-        s = _run_jit(static, h, jax.random.PRNGKey(seed), jnp.asarray(lr or 0.0, dtype), jnp.asarray(tol, dtype),
-                     _init_arrays(init, static))
-        s = jax.device_get(s)
-    return _solution(problem, s, start, dtype, seed, optimizer)
+        lr_, tol_ = jnp.asarray(lr or 0.0, dtype), jnp.asarray(tol, dtype)
+        x0 = _init_arrays(init, static)
+        # one start after the other: the compiled program is the one-start one (on a CPU a vmap of the starts
+        # is slower than the loop; solve_many vmaps them with its problems)
+        hs = [_hyper(problem, jnp.dtype(dtype), continuation, i) for i in range(n)]
+        s = [jax.device_get(_run_jit(static, h, start_key(seed, i), lr_, tol_, x0)) for i, h in enumerate(hs)]
+    return _best(problem, s, start, dtype, seed, optimizer)
+
+
+def n_starts(problem, starts=None, init=None) -> int:
+    """The number of random starts ``solve`` runs for ``starts`` (its docstring)."""
+    if starts is not None:
+        if not isinstance(starts, (int, np.integer)) or isinstance(starts, bool) or starts < 1:
+            raise ValueError(f"starts must be an integer >= 1 (or None), got {starts!r}")
+        return 1 if init is not None else int(starts)
+    spurious = problem.loss == "sc" and problem.nonneg and len(set(problem.counts)) > 1
+    return AUTO_STARTS if spurious and init is None else 1
+
+
+def start_key(seed, i):
+    """The PRNG key of start ``i`` of ``seed`` (start 0: ``PRNGKey(seed)``, so one start is the plain solve)."""
+    key = jax.random.PRNGKey(seed)
+    return key if i == 0 else jax.random.fold_in(key, i)
+
+
+def _best(problem, states, start, dtype, seed, optimizer):
+    """The ``Solution`` of the first start whose final loss is the lowest up to rounding (64 eps, relative: so
+    that ``solve`` and ``solve_many`` keep the same start); ``NonFiniteLoss`` when no loss is finite."""
+    losses = [float(s["f"]) if bool(s["finite"]) else float("nan") for s in states]
+    finite = [i for i, f in enumerate(losses) if np.isfinite(f)]
+    best = 0
+    if finite:
+        low = min(losses[i] for i in finite)
+        best = next(i for i in finite if losses[i] <= low + 64 * np.finfo(dtype).eps * (1 + abs(low)))
+    sol = _solution(problem, states[best], start, dtype, seed, optimizer)
+    sol.start_losses = tuple(losses)
+    return sol
 
 
 def _row_mesh(devices):
@@ -409,10 +450,10 @@ def _group_key(static, problem, pad):
     return family, int(np.ceil(np.log2(problem.N)))
 
 
-def _padded_hyper(problem, dtype, n, shape):
+def _padded_hyper(problem, dtype, continuation, start, n, shape):
     """``_hyper`` of ``problem`` with ``n - N`` masked rows appended: labels 0, in no batch (``-1`` slots), and
     the real ``n`` and row mask for the metric and the start."""
-    h = _hyper(problem, dtype)
+    h = _hyper(problem, dtype, continuation, start)
     N = problem.N
     b = h["batches"] if h["batches"] is not None else jnp.arange(N, dtype=jnp.int32)[None, :]
     b = jnp.pad(b, ((0, shape[0] - b.shape[0]), (0, shape[1] - b.shape[1])), constant_values=-1)
@@ -429,20 +470,15 @@ def _groups(problems, statics, pad):
     for members in buckets.values():
         sts = {statics[i] for i in members}
         if len(sts) == 1:  # one shape: exactly solve's program
-            out.append((statics[members[0]], members, lambda p, dt: _hyper(p, dt)))
+            out.append((statics[members[0]], members, _hyper))
             continue
         first = statics[members[0]]
         n = max(statics[i].N for i in members)
         shapes = [statics[i].batch_shape or (1, statics[i].N) for i in members]
         shape = (max(s[0] for s in shapes), max(s[1] for s in shapes))
         static = first._replace(N=n, K=max(statics[i].K for i in members), batch_shape=shape)
-        out.append((static, members, lambda p, dt, n=n, shape=shape: _padded_hyper(p, dt, n, shape)))
+        out.append((static, members, lambda p, dt, c, r, n=n, shape=shape: _padded_hyper(p, dt, c, r, n, shape)))
     return out
-
-
-def _with_continuation(h, problem, continuation):
-    """``h`` with its continuation flag set by the ``continuation`` argument (None keeps ``_hyper``'s)."""
-    return h if continuation is None else {**h, "continuation": jnp.asarray(problem.loss == "sc" and continuation)}
 
 
 def _stack(trees):
@@ -470,7 +506,8 @@ def _fetch(tree):
 
 def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimizer="pgd",
                tol: float | None = None, seed=0, dtype: str | None = None, pad="auto", devices=None,
-               progress: bool = False, continuation: bool | None = None) -> list[Solution]:
+               progress: bool = False, continuation: bool | None = None, starts: int | None = None
+               ) -> list[Solution]:
     """Solve many problems, one ``vmap``-ed, jit-compiled loop per group of equal shape; returns one
     ``Solution`` per problem, in order, as ``solve(problem, ...)`` would (same start, same steps, to rounding).
 
@@ -490,7 +527,9 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
       devices: devices to split each group's problem axis over (``jax.sharding``; default ``jax.devices()``;
         a group is padded to a multiple of their number). One device: no sharding.
       progress: one line per group on stderr.
-      continuation: as for ``solve`` (None: on for each SC problem with ``nonneg``).
+      continuation: as for ``solve`` (None: on for the odd starts of each SC problem with ``nonneg``).
+      starts: as for ``solve``, per problem (None: ``AUTO_STARTS`` for each imbalanced UFM+ SC problem); every
+        start is one more row of its group's vmap.
     Returns:
       ``Solution`` s; ``seconds`` is the wall time of the problem's group (compilation included).
     Raises:
@@ -514,17 +553,21 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
         groups = _groups(problems, statics, pad)
         for g, (static, members, hyper) in enumerate(groups):
             start = time.perf_counter()
-            rows = members + [members[-1]] * (-len(members) % width)  # whole shards
-            H = _stack([_with_continuation(hyper(problems[i], dt), problems[i], continuation) for i in rows])
-            keys = jnp.stack([jax.random.PRNGKey(seeds[i]) for i in rows])
+            rows = [(i, r) for i in members for r in range(n_starts(problems[i], starts))]
+            rows += [rows[-1]] * (-len(rows) % width)  # whole shards
+            H = _stack([hyper(problems[i], dt, continuation, r) for i, r in rows])
+            keys = jnp.stack([start_key(seeds[i], r) for i, r in rows])
             if sharding is not None:
                 H, keys = jax.device_put((H, keys), sharding)
             s = _fetch(_run_many_jit(static, H, keys, jnp.asarray(lr or 0.0, dt), jnp.asarray(tol, dt)))
-            for k, i in enumerate(members):
-                si = jax.tree_util.tree_map(lambda a: a[k], s)
-                si["x"]["Z"] = si["x"]["Z"][: problems[i].N]
+            for i in members:
+                states = []
+                for k in [k for k, (j, _) in enumerate(rows) if j == i][: n_starts(problems[i], starts)]:
+                    si = jax.tree_util.tree_map(lambda a: a[k], s)
+                    si["x"]["Z"] = si["x"]["Z"][: problems[i].N]
+                    states.append(si)
                 try:
-                    out[i] = _solution(problems[i], si, start, dtype, seeds[i], optimizer)
+                    out[i] = _best(problems[i], states, start, dtype, seeds[i], optimizer)
                 except NonFiniteLoss as e:
                     raise NonFiniteLoss(f"problem {i}: {e}") from None
             if progress:

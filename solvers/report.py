@@ -10,7 +10,9 @@ __all__ = ["solution_report", "save_arrays"]
 
 def solution_report(solution) -> dict:
     """The keys of ``ufm solve --json`` (a stable contract):
-    ``problem``, ``loss``, ``steps``, ``converged``, ``seconds``, ``dtype``, ``seed``, ``geometry``
+    ``problem``, ``loss``, ``steps``, ``converged``, ``seconds``, ``dtype``, ``seed``, ``optimizer``,
+    ``gradient_mapping``, ``start_losses`` (the final loss of each random start; None for epoch runs),
+    ``continuation_steps`` (of the start kept), ``geometry``
     {``mean_cosines``, ``nc1``, ``delta_gm``, ``etf_distance``, ``classifier_norms``}, ``prediction``
     {``geometry``, ``loss``, ``reason``, ``unique``, ...}, and ``gap_to_prediction`` (loss minus predicted minimum,
     or None). A run over epochs (``solvers.epochs``) adds ``batching`` (``EpochSolution.batching_report``).
@@ -29,6 +31,8 @@ def solution_report(solution) -> dict:
         "seed": solution.seed,
         "optimizer": solution.optimizer,
         "gradient_mapping": solution.gradient_mapping,
+        "start_losses": list(getattr(solution, "start_losses", ())) or None,
+        "continuation_steps": getattr(solution, "continuation_steps", 0),
         "geometry": geo,
         "prediction": pred.to_dict(),
         "gap_to_prediction": None if pred.loss is None else solution.loss - pred.loss,

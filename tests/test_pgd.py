@@ -113,8 +113,34 @@ def test_continuation_reaches_the_orthogonal_frame_where_plain_descent_stalls(se
     """Five majorities of 20, five minorities of 2, d = K = 10, tau = 1: plain PGD stops above the OF minimum
     from most random starts (classes sharing an axis); the low-temperature stage avoids it."""
     p = Problem(counts=(20,) * 5 + (2,) * 5, tau=1.0, dim=10, nonneg=True)
-    sol = solve(p, dtype="float64", seed=seed)
-    assert sol.continuation_steps > 0
+    sol = solve(p, dtype="float64", seed=seed, starts=1, continuation=True)
+    assert sol.continuation_steps > 0 and len(sol.start_losses) == 1
     assert abs(sol.loss - theory.sc_of_loss(p.counts, 1.0)) <= 1e-6
     assert gram_error(sol, np.eye(10)) <= 1e-6
     assert np.all(np.isfinite(sol.history)) and len(sol.history) == sol.steps + 1
+
+
+def test_default_starts_reach_the_orthogonal_frame_where_continuation_stalls():
+    """Five majorities of 36, five minorities of 3, d = K = 10, tau = 0.1 (the digits STEP-10 comparison of
+    ``ufm train``): here continuation stops above the OF minimum from most starts and plain descent from a few;
+    the default four starts (two of each) keep the best."""
+    p = Problem(counts=(36,) * 5 + (3,) * 5, tau=0.1, dim=10, nonneg=True)
+    best = theory.sc_of_loss(p.counts, 0.1)
+    sol = solve(p, dtype="float64", steps=300, tol=1e-10)
+    assert pgd.n_starts(p) == pgd.AUTO_STARTS == len(sol.start_losses)
+    assert sol.loss <= min(sol.start_losses) + 1e-12 and abs(sol.loss - best) <= 1e-6
+    assert gram_error(sol, np.eye(10)) <= 1e-5
+
+
+def test_starts_contract():
+    p = Problem(counts=(20, 20, 3, 3), tau=0.2, dim=6, nonneg=True)
+    assert pgd.n_starts(p) == pgd.AUTO_STARTS and pgd.n_starts(p, init=np.zeros((46, 6))) == 1
+    assert pgd.n_starts(Problem(counts=(5, 5), tau=0.2, dim=2, nonneg=True)) == 1  # balanced: one start
+    assert pgd.n_starts(Problem(counts=(5, 2), tau=0.2, dim=2)) == 1  # no ReLU: the landscape is benign
+    one = solve(p, dtype="float64", seed=3, starts=1)
+    three = solve(p, dtype="float64", seed=3, starts=3)
+    assert len(three.start_losses) == 3 and three.start_losses[0] == one.loss  # start 0 is the plain solve
+    assert three.loss <= min(three.start_losses) + 1e-12 and one.continuation_steps == 0
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="starts"):
+            solve(p, starts=bad)

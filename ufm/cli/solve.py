@@ -27,9 +27,13 @@ def run_solve(problem, args):
     kw = dict(lr=args.lr, optimizer=args.optimizer, tol=args.tol, seed=args.seed,
               dtype="float64" if args.x64 else "float32")
     if getattr(args, "epochs", None) is not None or is_epoch_scheme(problem):
+        if getattr(args, "starts", None) is not None:
+            from .common import UsageError
+
+            raise UsageError("--starts: the epoch solver runs one start (use --seed)")
         kw.update(epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs, progress=None)
     else:
-        kw.update(steps=args.steps)
+        kw.update(steps=args.steps, starts=getattr(args, "starts", None))
     try:
         return solve(problem, **kw)
     except ValueError as e:
