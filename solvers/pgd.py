@@ -19,7 +19,7 @@ in units of ``eta0``) and the relative loss change. The run has converged when
 can no longer decrease the loss (numerical stationarity). ``tol=0`` runs exactly ``steps`` steps. Default
 ``tol``: 1e-12 in float64, 1e-6 in float32.
 
-**Spurious minima (UFM+ SC) and what the solver does.** With ``nonneg`` and imbalanced counts the landscape
+**Spurious minima (UFM+) and what the solver does.** With ``nonneg`` and imbalanced counts the landscape
 has stationary points above the orthogonal frame (the global minimum, Kini et al. 2024): two minority classes
 sit on one coordinate axis while a majority class spreads over two; rows sit *exactly* on one point and the
 separating gradient is exactly zero, so no local step escapes. Two remedies, measured in
@@ -27,9 +27,11 @@ separating gradient is exactly zero, so no local step escapes. Two remedies, mea
 ``tau1 = min(tau, 0.05 rho^2)`` to tolerance 1e-8, within half of the steps, then at ``tau`` from there: at a low
 temperature the loss looks at the hardest negatives only) removes the failures of some problems (from 8/8 to
 0/8) and causes them in others; *several starts*, the lowest loss kept. So by default (``starts=None``) an
-imbalanced UFM+ SC problem runs ``AUTO_STARTS`` starts, alternately without and with continuation; other
-problems run one start, without it. ``continuation=True``/``False`` forces it for every start. The history
-holds the low-temperature objective for the first ``Solution.continuation_steps`` steps.
+imbalanced problem with ``nonneg`` runs ``AUTO_STARTS`` starts, SC ones alternately without and with
+continuation (CE with ReLU has a trap of its own: a minority class whose rows all reach 0 stays there; its
+``W`` starts at unit scale, which makes that rarer); other problems run one start, without continuation.
+``continuation=True``/``False`` forces it for every start. The history holds the low-temperature objective for
+the first ``Solution.continuation_steps`` steps.
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ OPTIMIZERS = ("pgd", "sgd", "momentum", "nesterov", "adam")
 ETA_MAX = 1000  # the step never grows beyond ETA_MAX * eta0
 CONTINUATION_TAU = 0.05  # UFM+ SC first minimises at tau = min(tau, CONTINUATION_TAU * rho^2) (module doc)
 CONTINUATION_TOL = 1e-8  # ... to this tolerance (or tol, if looser), in at most half of the steps
-AUTO_STARTS = 4  # random starts for imbalanced UFM+ SC under starts=None (module doc)
+AUTO_STARTS = 4  # random starts for imbalanced problems with nonneg under starts=None (module doc)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -165,7 +167,8 @@ def _optax(name, lr):
 
 
 def init_params(static, key, h):
-    """Random feasible start: Gaussian rows (absolute values under ReLU) projected; small Gaussian W; b = 0."""
+    """Random feasible start: Gaussian rows (absolute values under ReLU) projected; Gaussian W (entries of scale
+    0.1, 1 under ReLU); b = 0."""
     dt = jnp.dtype(static.dtype)
     kz, kw = jax.random.split(key)
     Z = jax.random.normal(kz, (static.N, static.dim), dt)
@@ -176,7 +179,8 @@ def init_params(static, key, h):
         Z = Z * 0.1
     x = {"Z": Z}
     if static.loss == "ce":
-        x["W"] = 0.1 * jax.random.normal(kw, (static.K, static.dim), dt)
+        # ReLU features: a small W lets a minority class's rows reach 0, where they stay (a dead class)
+        x["W"] = jnp.where(h["nonneg"], 1.0, 0.1) * jax.random.normal(kw, (static.K, static.dim), dt)
         if static.bias:
             x["b"] = jnp.zeros((static.K,), dt)
     return _project(static, x, h)
@@ -346,7 +350,7 @@ def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd
         ``nonneg``.
       starts: random starts, run one after the other; the lowest final loss wins and ``start_losses`` lists all.
         Start 0 is the start of ``seed``; start i > 0 folds i into it. None: ``AUTO_STARTS`` for imbalanced
-        SC with ``nonneg`` (whose landscape has spurious minima, module doc), else 1; 1 with ``init``.
+        counts with ``nonneg`` (whose landscape has spurious minima, module doc), else 1; 1 with ``init``.
       devices: several devices split the rows of the SC loss's pair work between them (a ``"rows"`` mesh, see
         ``ufm.kernels``; full-batch SC from ``BLOCKED_MIN`` samples); None (default): one device.
     Raises:
@@ -374,7 +378,7 @@ def n_starts(problem, starts=None, init=None) -> int:
         if not isinstance(starts, (int, np.integer)) or isinstance(starts, bool) or starts < 1:
             raise ValueError(f"starts must be an integer >= 1 (or None), got {starts!r}")
         return 1 if init is not None else int(starts)
-    spurious = problem.loss == "sc" and problem.nonneg and len(set(problem.counts)) > 1
+    spurious = problem.nonneg and len(set(problem.counts)) > 1
     return AUTO_STARTS if spurious and init is None else 1
 
 
@@ -504,11 +508,24 @@ def _fetch(tree):
     return jax.device_get(tree)
 
 
+LOCKSTEP_MAX_N = PAD_SMALL  # on a CPU, groups of larger problems run row by row (lockstep_pays)
+
+
+def lockstep_pays(static) -> bool:
+    """Whether a group runs as one ``vmap`` (all rows in lockstep until the slowest stops) rather than row by
+    row. On a GPU or TPU, always: a batched step costs about one problem's. On a CPU only for small problems
+    (``N <= LOCKSTEP_MAX_N``), where a step is mostly per-operation overhead that the batch shares; above, a step
+    is compute-bound, the batch saves nothing, and lockstep costs what the slowest row takes (measured: a sweep
+    group of 15 rows of N = 606 took 210 s in lockstep against about 10 s row by row)."""
+    return jax.default_backend() != "cpu" or static.N <= LOCKSTEP_MAX_N
+
+
 def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimizer="pgd",
                tol: float | None = None, seed=0, dtype: str | None = None, pad="auto", devices=None,
                progress: bool = False, continuation: bool | None = None, starts: int | None = None
                ) -> list[Solution]:
-    """Solve many problems, one ``vmap``-ed, jit-compiled loop per group of equal shape; returns one
+    """Solve many problems, one ``vmap``-ed, jit-compiled loop per group of equal shape (on a CPU, groups of
+    problems above ``LOCKSTEP_MAX_N`` samples run row by row instead: ``lockstep_pays``); returns one
     ``Solution`` per problem, in order, as ``solve(problem, ...)`` would (same start, same steps, to rounding).
 
     Problems in one group may differ in every number: ``tau``, ``radius``, ``nonneg``, the decays, the labels,
@@ -528,7 +545,7 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
         a group is padded to a multiple of their number). One device: no sharding.
       progress: one line per group on stderr.
       continuation: as for ``solve`` (None: on for the odd starts of each SC problem with ``nonneg``).
-      starts: as for ``solve``, per problem (None: ``AUTO_STARTS`` for each imbalanced UFM+ SC problem); every
+      starts: as for ``solve``, per problem (None: ``AUTO_STARTS`` for each imbalanced problem with ``nonneg``); every
         start is one more row of its group's vmap.
     Returns:
       ``Solution`` s; ``seconds`` is the wall time of the problem's group (compilation included).
@@ -555,15 +572,21 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
             start = time.perf_counter()
             rows = [(i, r) for i in members for r in range(n_starts(problems[i], starts))]
             rows += [rows[-1]] * (-len(rows) % width)  # whole shards
-            H = _stack([hyper(problems[i], dt, continuation, r) for i, r in rows])
-            keys = jnp.stack([start_key(seeds[i], r) for i, r in rows])
-            if sharding is not None:
-                H, keys = jax.device_put((H, keys), sharding)
-            s = _fetch(_run_many_jit(static, H, keys, jnp.asarray(lr or 0.0, dt), jnp.asarray(tol, dt)))
+            hs = [hyper(problems[i], dt, continuation, r) for i, r in rows]
+            keys = [start_key(seeds[i], r) for i, r in rows]
+            lr_, tol_ = jnp.asarray(lr or 0.0, dt), jnp.asarray(tol, dt)
+            if sharding is None and not lockstep_pays(static):  # one row after the other, same program as solve
+                row_states = [jax.device_get(_run_jit(static, h, key, lr_, tol_)) for h, key in zip(hs, keys)]
+            else:
+                H, K_ = _stack(hs), jnp.stack(keys)
+                if sharding is not None:
+                    H, K_ = jax.device_put((H, K_), sharding)
+                s = _fetch(_run_many_jit(static, H, K_, lr_, tol_))
+                row_states = [jax.tree_util.tree_map(lambda a, k=k: a[k], s) for k in range(len(rows))]
             for i in members:
                 states = []
                 for k in [k for k, (j, _) in enumerate(rows) if j == i][: n_starts(problems[i], starts)]:
-                    si = jax.tree_util.tree_map(lambda a: a[k], s)
+                    si = row_states[k]
                     si["x"]["Z"] = si["x"]["Z"][: problems[i].N]
                     states.append(si)
                 try:

@@ -9,7 +9,7 @@ import pytest
 from ufm import Problem, theory
 from solvers import certify, first_order, pgd
 from solvers.certify import SolverFailure, choose_method
-from test_cli import run_cli
+from cli_run import run_cli
 
 IMBALANCED = Problem(counts=(20, 20, 2, 2), tau=0.5, dim=6)  # no closed form
 

@@ -7,18 +7,9 @@ import numpy as np
 import pytest
 
 from ufm import theory
-from ufm.cli import main
+from cli_run import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_cli(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as e:  # argparse
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_solve_json_contract(capsys, tmp_path):

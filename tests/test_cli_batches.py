@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 from reference import sc_loss_loops
-from test_cli import run_cli
+from cli_run import run_cli
 
 from ufm import Problem, batching, interaction, theory
 

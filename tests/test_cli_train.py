@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 import pytest
-from test_cli import run_cli
+from cli_run import run_cli
 
 from ufm import geometry
 

@@ -144,3 +144,16 @@ def test_starts_contract():
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="starts"):
             solve(p, starts=bad)
+
+
+def test_ce_with_relu_default_starts_reach_the_relaxation_bound():
+    """CE with ReLU features on the ball, STEP R = 10: from a single start PGD can leave a minority class at 0
+    (a dead class); the default starts reach the reduced relaxation's bound (no closed form is known)."""
+    from solvers import certify
+
+    p = Problem(counts=(30, 30, 3, 3), loss="ce", dim=6, nonneg=True, constraint="ball", weight_decay=5e-3)
+    sol = solve(p, dtype="float64")
+    assert len(sol.start_losses) == pgd.AUTO_STARTS
+    c = certify(p, sol)
+    assert c.certified and abs(c.gap) <= 1e-6
+    assert np.all(sol.Z >= 0) and np.all(np.linalg.norm(sol.Z, axis=1) <= 1 + 1e-9)

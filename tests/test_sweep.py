@@ -10,20 +10,12 @@ import pytest
 
 from solvers import sweep
 from ufm import imbalance, records, theory
+from cli_run import run_cli
 from ufm.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = ["sweep", "--loss", "sc", "--imbalance", "step", "--classes", "3", "--n-min", "2", "--ratios", "1,3",
         "--taus", "0.5,1.0", "--dim", "4", "--nonneg", "both", "--x64"]
-
-
-def run_cli(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_imbalance_profiles():

@@ -4,16 +4,7 @@ import pytest
 
 from solvers.verify import found_geometry, verify
 from ufm import theory
-from ufm.cli import main
-
-
-def run_cli(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from cli_run import run_cli
 
 
 def test_default_example_runs_and_holds(capsys):
@@ -49,10 +40,12 @@ def test_batching_without_uniqueness_gives_a_verified_witness():
     assert abs(graph.loss_difference) <= 1e-9
 
 
-def test_too_few_steps_fails_with_a_reason():
+def test_too_few_steps_fails_with_a_reason(capsys):
     rows = verify((20, 20, 2, 2), tau=0.5, dim=6, steps=2)
     land = [r for r in rows if r.theorem.startswith("SC landscape")][0]
     assert land.verdict == "fails" and "gap" in land.reason and not land.certified
+    code, out, err = run_cli(capsys, "verify", "--steps", "2", "--json")  # the same problems: exit code 1
+    assert code == 1 and json.loads(out)["holds"] is False
 
 
 def test_found_geometry():

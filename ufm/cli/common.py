@@ -68,8 +68,8 @@ def add_solver_args(p: argparse.ArgumentParser, tol_flag: str = "--tol"):
                         "on a fixed batch set, stochastic passes instead of the deterministic solve")
     g.add_argument("--seed", type=int, default=0, help="random start and batch_seed of the batching (default 0)")
     g.add_argument("--starts", type=int, default=None,
-                   help="random starts, the lowest loss kept (default: 4 for imbalanced UFM+ SC, whose landscape "
-                        "has spurious minima, else 1)")
+                   help="random starts, the lowest loss kept (default: 4 for imbalanced counts with --nonneg, "
+                        "whose landscape has spurious minima, else 1)")
     g.add_argument("--x64", action="store_true", help="float64 (needed for 1e-6 claims)")
     return g
 

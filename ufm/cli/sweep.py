@@ -68,4 +68,8 @@ def run(args) -> int:
     else:
         print(f"{len(recs)} points in {os.path.join(args.out, sweep.RESULTS)}; figures cosines_vs_R, heatmaps, "
               f"gaps (.png, .pdf) in {args.out}")
+        certs = [r["certified"] for r in recs if r.get("certified") is not None]
+        if certs:
+            hint = "" if all(certs) or args.x64 else " (float32 solves: --x64 for gaps <= 1e-6)"
+            print(f"certified: {sum(certs)} of {len(certs)} points{hint}")
     return 0

@@ -81,4 +81,4 @@ def run(args) -> int:
         n = sum(r.verdict != "not applicable" for r in rows)
         bad = sum(r.verdict == "fails" for r in rows)
         print(f"\n{n} theorems applied, {n - bad} hold, {bad} fail.")
-    return 0
+    return 0 if out["holds"] else 1
