@@ -144,3 +144,15 @@ def test_scs_fallback_when_clarabel_fails(monkeypatch):
 def test_bad_solver_name():
     with pytest.raises(ValueError, match="solver"):
         bound(Problem(counts=(2, 2)), "reduced", solver="mosek")
+
+
+def test_solver_order_puts_scs_first_for_large_dense_blocks():
+    """Clarabel's dense scaling makes a full-batch block of N > 64 slow: SCS goes first there (no solve here)."""
+    from solvers import relaxation
+
+    small = relaxation.full_program(Problem(counts=(5, 5), tau=0.5, dim=2)).problem
+    large = relaxation.full_program(Problem(counts=(35, 35), tau=0.5, dim=2)).problem
+    binding = relaxation.full_program(Problem(counts=(35, 35), tau=0.5, dim=2, batching="fixed:10")).problem
+    assert relaxation.largest_psd_block(small) == 10 and relaxation.solver_order(small)[0] == "CLARABEL"
+    assert relaxation.largest_psd_block(large) == 70 and relaxation.solver_order(large)[0] == "SCS"
+    assert relaxation.largest_psd_block(binding) <= 10 and relaxation.solver_order(binding)[0] == "CLARABEL"
