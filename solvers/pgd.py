@@ -67,7 +67,8 @@ class NonFiniteLoss(RuntimeError):
 @dataclass
 class Solution:
     """A solver's answer. Arrays are NumPy: ``Z (N, d)``, ``W (K, d)`` or None, ``b (K,)`` or None,
-    ``history (steps + 1,)`` the objective before the first step and after each step."""
+    ``history (steps + 1,)`` the objective before the first step and after each step (of the start kept).
+    ``start_losses``: the final loss of every random start (NaN for one that became non-finite)."""
 
     Z: np.ndarray
     W: np.ndarray | None

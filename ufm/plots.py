@@ -98,12 +98,13 @@ def _heat(records, v, key):
 
 def heatmaps(records, out):
     variants = sorted({variant(r) for r in records})
+    top = max([1.0] + [r["delta_gm"] for r in records if r.get("delta_gm") is not None])
     fig, axes = plt.subplots(len(variants), 2, figsize=(9, 3.0 * len(variants)), squeeze=False)
     for row, v in zip(axes, variants):
         for ax, key, title, cmap in [(row[0], "delta_gm", "delta_gm (0 = orthogonal frame)", "viridis"),
                                      (row[1], "min_min", "min-min cosine (minority attraction)", "coolwarm")]:
             Rs, taus, H = _heat(records, v, key)
-            kw = {"vmin": -1, "vmax": 1} if key == "min_min" else {}
+            kw = {"vmin": -1, "vmax": 1} if key == "min_min" else {"vmin": 0, "vmax": top}  # one scale for all
             im = ax.imshow(H, origin="lower", aspect="auto", cmap=cmap, **kw)
             ax.set_xticks(range(len(Rs)), [f"{R:g}" for R in Rs])
             ax.set_yticks(range(len(taus)), ["-" if t is None else f"{t:g}" for t in taus])
@@ -113,7 +114,9 @@ def heatmaps(records, out):
             for i in range(H.shape[0]):
                 for j in range(H.shape[1]):
                     if np.isfinite(H[i, j]):
-                        ax.text(j, i, f"{H[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white")
+                        r, g, b, _ = im.cmap(im.norm(H[i, j]))
+                        ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"  # readable on the cell
+                        ax.text(j, i, f"{H[i, j]:.2f}", ha="center", va="center", fontsize=7, color=ink)
             fig.colorbar(im, ax=ax)
     fig.tight_layout()
     return _save(fig, out, "heatmaps")
