@@ -73,6 +73,9 @@ def summary(rep) -> str:
                  f"nc1 {g['nc1']:.3e}")
     if g["classifier_norms"] is not None:
         lines.append("classifier norms " + " ".join(f"{v:.4f}" for v in g["classifier_norms"]))
+    if rep["dtype"] == "float32":
+        lines.append("note: float32 resolves the loss to ~1e-7; where the loss is flat in the geometry (small tau) "
+                     "the cosines can be far from the minimiser's: --x64 (and ufm certify) for the geometry")
     return "\n".join(lines)
 
 
