@@ -47,18 +47,10 @@ def ufm_problem(counts, config, dim) -> Problem:
 
 
 def cosine_groups(G, counts) -> dict:
-    """Mean off-diagonal cosine between majority and minority classes: ``maj_maj``, ``maj_min``, ``min_min``
-    (None where a group has too few classes). A *minority* class has fewer samples than the mean count."""
-    G, counts = np.asarray(G), np.asarray(counts)
-    minority = counts < counts.mean()
-    off = ~np.eye(len(G), dtype=bool)
-
-    def mean(a, b):
-        m = np.outer(a, b) & off
-        return float(G[m].mean()) if m.any() else None
-
-    return {"maj_maj": mean(~minority, ~minority), "maj_min": mean(~minority, minority),
-            "min_min": mean(minority, minority)}
+    """``ufm.geometry.cosine_groups`` of ``G`` with the classes of ``counts``: a *minority* class has fewer
+    samples than the mean count."""
+    counts = np.asarray(counts)
+    return geometry.cosine_groups(G, counts >= counts.mean())
 
 
 def _summary(G, counts) -> dict:

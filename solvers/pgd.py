@@ -572,7 +572,8 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
         for g, (static, members, hyper) in enumerate(groups):
             start = time.perf_counter()
             rows = [(i, r) for i in members for r in range(n_starts(problems[i], starts))]
-            rows += [rows[-1]] * (-len(rows) % width)  # whole shards
+            real = len(rows)
+            rows += [rows[-1]] * (-real % width)  # whole shards
             hs = [hyper(problems[i], dt, continuation, r) for i, r in rows]
             keys = [start_key(seeds[i], r) for i, r in rows]
             lr_, tol_ = jnp.asarray(lr or 0.0, dt), jnp.asarray(tol, dt)
@@ -586,7 +587,7 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
                 row_states = [jax.tree_util.tree_map(lambda a, k=k: a[k], s) for k in range(len(rows))]
             for i in members:
                 states = []
-                for k in [k for k, (j, _) in enumerate(rows) if j == i][: n_starts(problems[i], starts)]:
+                for k in [k for k, (j, _) in enumerate(rows[:real]) if j == i]:
                     si = row_states[k]
                     si["x"]["Z"] = si["x"]["Z"][: problems[i].N]
                     states.append(si)

@@ -12,13 +12,11 @@ import os
 import time
 from itertools import groupby
 
-import numpy as np
-
 from ufm import Problem, geometry, imbalance, records, theory
 from ufm.batching import EPOCH_SCHEMES, parse_scheme
 from ufm.progress import Progress
 
-__all__ = ["sweep_points", "point_problem", "run_sweep", "cosine_summary", "RESULTS"]
+__all__ = ["sweep_points", "point_problem", "run_sweep", "RESULTS"]
 
 RESULTS = "results.jsonl"
 
@@ -78,33 +76,15 @@ def point_problem(point) -> Problem:
     return Problem(**kw)
 
 
-def cosine_summary(mean_cosines, majority) -> dict:
-    """Means of the class-mean cosines over the pairs of each kind: ``maj_maj``, ``min_min``, ``maj_min``
-    (None when a kind has no pair)."""
-    C = np.asarray(mean_cosines)
-    maj = np.asarray(majority)
-    K = len(maj)
-    off = ~np.eye(K, dtype=bool)
-
-    def mean(mask):
-        return float(C[mask].mean()) if mask.any() else None
-
-    return {"maj_maj": mean(off & np.outer(maj, maj)), "min_min": mean(off & np.outer(~maj, ~maj)),
-            "maj_min": mean(np.outer(maj, ~maj))}
-
-
 def _solve_group(problems, steps, dtype, seed, epochs):
-    """Solve problems of one shape: one vmapped call when ``solve_many`` exists, else one by one; epoch
-    schemes by the epoch solver."""
+    """Solve problems of one shape: ``solve_many`` (which gives what ``solve`` gives one by one); epoch schemes
+    by the epoch solver."""
     from . import epochs as epoch_solver
     from . import pgd
 
     if parse_scheme(problems[0].batching).name in EPOCH_SCHEMES:
         return [epoch_solver.solve(p, epochs=epochs, dtype=dtype, seed=seed) for p in problems]
-    solve_many = getattr(pgd, "solve_many", None)
-    if solve_many is not None and len(problems) > 1:
-        return solve_many(problems, steps=steps, dtype=dtype, seed=seed)
-    return [pgd.solve(p, steps=steps, dtype=dtype, seed=seed) for p in problems]
+    return pgd.solve_many(problems, steps=steps, dtype=dtype, seed=seed)
 
 
 def _certify(problem, solution):
@@ -120,7 +100,7 @@ def _record(point, problem, sol, cert, seconds):
     pred = theory.predict(problem)
     majority = imbalance.majority_classes(problem.K, point["minority_fraction"])
     rec = {**point, "id": records.point_id(point), "loss": sol.loss, "steps_taken": sol.steps,
-           "converged": sol.converged, "mean_cosines": cosine_summary(rep_geo["mean_cosines"], majority),
+           "converged": sol.converged, "mean_cosines": geometry.cosine_groups(rep_geo["mean_cosines"], majority),
            "mean_cosines_matrix": rep_geo["mean_cosines"], "delta_gm": rep_geo["delta_gm"],
            "etf_distance": rep_geo["etf_distance"], "nc1": rep_geo["nc1"],
            "prediction": {"geometry": pred.geometry, "loss": pred.loss},

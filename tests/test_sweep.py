@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from solvers import sweep
-from ufm import imbalance, records, theory
+from ufm import geometry, imbalance, records, theory
 from cli_run import run_cli
 from ufm.cli import main
 
@@ -44,9 +44,9 @@ def test_records_survive_a_torn_last_line(tmp_path):
     assert records.read_records(tmp_path / "missing.jsonl") == []
 
 
-def test_cosine_summary():
+def test_cosine_groups():
     C = np.array([[1, 0.1, 0.2, 0.3], [0.1, 1, 0.4, 0.5], [0.2, 0.4, 1, 0.9], [0.3, 0.5, 0.9, 1]])
-    s = sweep.cosine_summary(C, [True, True, False, False])
+    s = geometry.cosine_groups(C, [True, True, False, False])
     assert s == pytest.approx({"maj_maj": 0.1, "min_min": 0.9, "maj_min": (0.2 + 0.3 + 0.4 + 0.5) / 4})
 
 

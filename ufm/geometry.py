@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["class_means", "mean_cosines", "nc1", "delta_gm", "etf_distance", "classifier_norms",
-           "normalize_rows", "gram_distance", "report"]
+           "normalize_rows", "gram_distance", "cosine_groups", "report"]
 
 
 def _num_classes(labels, K):
@@ -73,6 +73,20 @@ def gram_distance(A, B):
     ``delta_gm`` is ``gram_distance(MᵀM, I)``."""
     A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
     return float(np.linalg.norm(A / np.linalg.norm(A) - B / np.linalg.norm(B)))
+
+
+def cosine_groups(mean_cosines, majority) -> dict:
+    """Means of the off-diagonal entries of a class-mean cosine matrix ``(K, K)`` over the class pairs of each
+    kind: ``maj_maj``, ``maj_min``, ``min_min`` (None where a kind has no pair). ``majority``: ``(K,)`` bools."""
+    C = np.asarray(mean_cosines)
+    maj = np.asarray(majority, dtype=bool)
+    off = ~np.eye(len(maj), dtype=bool)
+
+    def mean(a, b):
+        m = np.outer(a, b) & off
+        return float(C[m].mean()) if m.any() else None
+
+    return {"maj_maj": mean(maj, maj), "maj_min": mean(maj, ~maj), "min_min": mean(~maj, ~maj)}
 
 
 def delta_gm(Z, labels, K=None):
