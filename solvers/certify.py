@@ -8,6 +8,14 @@ Methods (``method=``):
     needs a solution).
   * ``"auto"``: reduced when the batching allows, else full when ``N <= 150``, else first-order.
 
+**Proofs, not solver values.** A convex solver's optimal value is accurate only to its tolerances and can lie
+above the true minimum; ``lower_bound`` never is that value. Each method yields a *candidate* (the relaxation's
+primal point, or the solution's own Gram), and ``solvers.dual`` turns a candidate into a proved bound: a Fenchel
+dual point, a Cholesky-certified eigenvalue, every floating-point error subtracted. With a solution both
+candidates are tried and the larger proved bound kept (``details["bound_from"]``). The solver's number is kept
+as ``solver_bound`` and the subtracted margin as ``bound_margin``; when nothing could be proved ``lower_bound`` is
+None, ``certified`` False and ``details["why"]`` says why.
+
 The gap is the solution's objective, recomputed in float64 from its arrays after projecting ``Z`` onto the feasible
 set (``solvers.first_order.solution_loss``), minus the bound. ``certified`` means ``gap <= tol * max(1, |loss|)``.
 """
@@ -21,7 +29,7 @@ import numpy as np
 from ufm import geometry, theory
 from ufm.batching import batch_list, is_epoch_scheme, union_batches
 
-from . import first_order, relaxation
+from . import dual, first_order, relaxation
 from .relaxation import SolverFailure
 
 __all__ = ["Certificate", "certify", "choose_method", "prediction_check", "METHODS", "FULL_MAX", "SolverFailure"]
@@ -34,9 +42,11 @@ FULL_MAX = 150  # auto: the full program up to this many samples
 class Certificate:
     """What ``certify`` found.
 
-    ``lower_bound`` on the problem's minimum; ``gap`` = ``loss - lower_bound`` and ``certified`` (``gap <= tol *
-    max(1, |loss|)``), None without a solution; ``loss`` the solution's objective in float64; ``method``,
-    ``solver`` (``CLARABEL``/``SCS`` or, for first-order, ``eigh``/``lobpcg``), ``status``, ``seconds``;
+    ``lower_bound``: a proved lower bound on the problem's minimum (None: nothing proved, ``details["why"]``);
+    ``gap`` = ``loss - lower_bound`` and ``certified`` (``gap <= tol * max(1, |loss|)``), None without a solution;
+    ``loss`` the solution's objective in float64; ``solver_bound`` the convex solver's own value (information,
+    not a proof; None for first-order) and ``bound_margin`` the floating-point margin subtracted; ``method``,
+    ``solver`` (``CLARABEL``/``SCS``, or ``dual`` for first-order), ``status``, ``seconds``;
     ``mean_cosines`` ``(K, K)`` and ``rank``: the class-level geometry and numerical rank of the relaxed Gram
     (None for first-order, which certifies the solution's own Gram); ``prediction``: the check against the
     theorem (:func:`prediction_check`); ``details``: method-specific numbers.
@@ -55,11 +65,14 @@ class Certificate:
     tol: float = 1e-6
     prediction: dict = field(default_factory=dict)
     details: dict = field(default_factory=dict)
+    solver_bound: float | None = None
+    bound_margin: float | None = None
 
     def to_dict(self) -> dict:
         """The keys ``ufm certify --json`` adds to the solve report."""
         return {
-            "lower_bound": self.lower_bound, "gap": self.gap, "certified": self.certified, "tol": self.tol,
+            "lower_bound": self.lower_bound, "solver_bound": self.solver_bound, "bound_margin": self.bound_margin,
+            "gap": self.gap, "certified": self.certified, "tol": self.tol,
             "method": self.method, "solver": self.solver, "status": self.status,
             "certificate_seconds": self.seconds, "certificate_loss": self.loss,
             "relaxation": {"mean_cosines": None if self.mean_cosines is None else np.asarray(self.mean_cosines).tolist(),
@@ -133,14 +146,13 @@ def _check_solution(problem, solution):
 
 
 def certify(problem, solution=None, method: str = "auto", solver: str | None = None, tol: float = 1e-6, *,
-            geometry_tol: float = 1e-3, dense_max: int = first_order.DENSE_MAX) -> Certificate:
+            geometry_tol: float = 1e-3) -> Certificate:
     """Certify ``solution`` (anything with ``Z`` and, for CE, ``W``/``b``; None: the bound alone) for ``problem``.
 
     Args:
       method: ``"auto"``, ``"full"``, ``"reduced"`` or ``"first-order"`` (module doc).
       solver: ``"CLARABEL"`` or ``"SCS"`` for the convex programs (None: Clarabel, then SCS).
       tol: relative tolerance of ``certified``. geometry_tol: of the prediction check's ``matches``.
-      dense_max: largest N for a dense eigenvalue in the first-order method.
     Raises:
       ValueError: a bad argument (naming it); SolverFailure: the convex or eigenvalue solver failed or was
       inaccurate (``status`` names it).
@@ -157,28 +169,75 @@ def certify(problem, solution=None, method: str = "auto", solver: str | None = N
     method = choose_method(problem, method, solution is not None)
     start = time.perf_counter()
     details: dict = {}
-    if method == "first-order":
-        fo = first_order.first_order_bound(problem, solution.Z, getattr(solution, "W", None),
-                                           getattr(solution, "b", None), dense_max=dense_max)
-        if fo.status != "optimal":
-            raise SolverFailure(f"the smallest eigenvalue did not converge (status {fo.status!r}, residual "
-                                f"{fo.residual:.1e}); try the 'full' method for N <= ~150, or a better-converged "
-                                "solution", status=fo.status, solver=fo.eig_method)
-        bound, solver_name, status, cos, rank = fo.lower_bound, fo.eig_method, fo.status, None, None
-        details = {"lambda_min": fo.lambda_min, "eig_residual": fo.residual}
-    else:
-        rel = relaxation.solve_relaxation(problem, method, solver)
-        bound, solver_name, status, cos, rank = rel.value, rel.solver, rel.status, rel.mean_cosines, rel.rank
-        details = {"dim": problem.dim, "tight_rank": bool(rank <= problem.dim)}
     loss = gap = certified = sol_cos = None
     if solution is not None:
         loss = first_order.solution_loss(problem, solution.Z, getattr(solution, "W", None),
                                          getattr(solution, "b", None))
-        gap = loss - bound
-        certified = bool(gap <= tol * max(1.0, abs(loss)))
+    solver_bound, proofs = None, []
+    if method == "first-order":
+        solver_name, status, cos, rank = "dual", "optimal", None, None
+    else:
+        rel = relaxation.solve_relaxation(problem, method, solver)
+        solver_bound, solver_name, status, cos, rank = rel.value, rel.solver, rel.status, rel.mean_cosines, rel.rank
+        details = {"dim": problem.dim, "tight_rank": bool(rank <= problem.dim)}
+        proofs.append(("relaxation", _relaxation_proof(problem, rel, loss)))
+    if solution is not None:  # the linearisation at the solution itself: tight when the solution is optimal
+        proofs.append(("solution", _solution_proof(problem, solution, loss)))
+    proved = [(k, p) for k, p in proofs if p.lower_bound is not None]
+    if proved:
+        where, best = max(proved, key=lambda kp: kp[1].lower_bound)
+        bound = best.lower_bound
+        details.update(bound_from=where, bound_margin=best.margin, lambda_min=best.lambda_min,
+                       blocks=best.blocks, largest_block=best.largest)
+    else:
+        bound, best = None, None
+        details.update(bound_from=None, why="; ".join(f"{k}: {p.why}" for k, p in proofs))
+    if solution is not None:
+        gap = None if bound is None else loss - bound
+        certified = bool(gap is not None and gap <= tol * max(1.0, abs(loss)))
         sol_cos = geometry.mean_cosines(geometry.normalize_rows(solution.Z) if problem.loss == "sc"
                                         else np.asarray(solution.Z, dtype=np.float64), problem.label_array,
                                         problem.K)
     pred = prediction_check(problem, bound, sol_cos, cos, geometry_tol)
-    return Certificate(float(bound), gap, certified, method, solver_name, status, time.perf_counter() - start,
-                       cos, rank, loss, tol, pred, details)
+    return Certificate(bound, gap, certified, method, solver_name, status, time.perf_counter() - start,
+                       cos, rank, loss, tol, pred, details, solver_bound,
+                       None if best is None else best.margin)
+
+
+def _solution_proof(problem, solution, loss):
+    """The dual bound at a solution's own Gram (``solvers.dual``), ``Z`` projected onto the feasible set."""
+    Zp = first_order.feasible_rows(problem, solution.Z)
+    if problem.loss == "sc":
+        return dual.sc_bound(problem, lambda idx: Zp[idx] @ Zp[idx].T)
+    W = np.asarray(solution.W, dtype=np.float64)
+    logits = Zp @ W.T
+    b = getattr(solution, "b", None)
+    if problem.bias:
+        logits = logits + first_order.best_bias(logits, b, problem.label_array, problem.K)
+    return dual.ce_bound(problem, Zp @ Zp.T, logits, loss)
+
+
+def _relaxation_proof(problem, rel, loss):
+    """The dual bound at the convex solver's primal point (``Relaxation.point``): the solver proposes, the
+    dual arithmetic proves. CE needs an upper bound on the minimum: the solution's loss, else the relaxation's
+    value (a bound on ``||W||`` only; raised by a safety factor, see ``solvers.dual.ce_bound``)."""
+    pt = rel.point
+    if rel.method == "reduced":
+        if problem.loss == "sc":
+            return dual.sc_class_bound(problem, relaxation.class_orbits(problem), pt["d"], pt["a"], pt["M"])
+        upper = loss if loss is not None else _ce_upper(problem)
+        return dual.ce_class_bound(problem, pt["d"], pt["a"], pt["M"], pt["C"], upper)
+    if problem.loss == "sc":
+        return dual.sc_bound(problem, pt["G"])
+    upper = loss if loss is not None else _ce_upper(problem)
+    logits = pt["C"]
+    if problem.bias:
+        logits = logits + first_order.best_bias(logits, None, problem.label_array, problem.K)
+    return dual.ce_bound(problem, pt["G"], logits, upper)
+
+
+def _ce_upper(problem):
+    """An upper bound on the CE minimum without a solution: the loss at ``Z = 0``, ``W = 0`` (``log K``), when
+    that point is feasible (ball, no constraint); on the sphere, ``log K + lambda_Z rho^2`` (``W = 0``)."""
+    extra = problem.feature_decay * problem.radius ** 2 if problem.constraint == "sphere" else 0.0
+    return float(np.log(problem.K)) + extra

@@ -25,8 +25,9 @@ N = 10^8 costs what it costs for N = 100. CE: the same with the class-level bloc
 ``V = W Wᵀ`` of the joint Gram.
 
 **Solvers.** Clarabel (interior point) by default, SCS as fallback; ``solver=`` picks one (no fallback then). A
-status other than ``optimal`` raises :class:`SolverFailure` naming it, never a silent number. The bound is the
-solver's optimal value, accurate to its tolerances (Clarabel: 1e-8 duality gap; SCS: eps 1e-9). Cost:
+status other than ``optimal`` raises :class:`SolverFailure` naming it, never a silent number. Clarabel runs at
+tolerances 1e-12 first (then its defaults): the solver's primal point is the candidate that ``solvers.dual`` turns
+into a proved bound, and a more accurate candidate gives a tighter proof. Cost:
 Clarabel's Nesterov-Todd scaling of an n x n PSD block is dense in ``n(n+1)/2``: a dense full-batch block beyond
 N ~ 60 takes minutes, so for PSD blocks of more than 64 rows SCS goes first (:func:`solver_order`; N = 100: 20 s
 against Clarabel's 182 s; N = 200: 129 s). The reduced program is the one to use for the full batch.
@@ -55,11 +56,12 @@ def _cvxpy():
     return cp
 
 __all__ = ["SolverFailure", "Relaxation", "class_orbits", "cliques", "full_program", "reduced_program",
-           "solve_relaxation", "SOLVERS", "class_cosines", "numerical_rank"]
+           "solve_relaxation", "unit_radius", "SOLVERS", "class_cosines", "numerical_rank"]
 
 SOLVERS = ("CLARABEL", "SCS")
 RANK_TOL = 1e-4  # relative; the solvers resolve the geometry to ~sqrt(1e-8)
 _SCS_OPTS = {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000}
+_CLARABEL_OPTS = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-12, "tol_feas": 1e-12, "max_iter": 400}
 
 
 class SolverFailure(RuntimeError):
@@ -77,7 +79,10 @@ class Relaxation:
     ``value`` (the lower bound), ``status``, ``solver``, ``seconds``, ``method`` (``"full"``/``"reduced"``),
     ``block_means`` ``(K, K)``: the class-level Gram of the relaxed ``G`` (mean of the entries of each class block;
     for SC of the rows normalised to unit length, the convention of ``ufm.geometry``), ``rank`` the numerical rank of
-    the relaxed Gram (the joint Gram of ``[Z; W]`` for CE): tight only if ``rank <= dim``.
+    the relaxed Gram (the joint Gram of ``[Z; W]`` for CE): tight only if ``rank <= dim``. ``point``: the solver's
+    primal candidate at the problem's radius (full: ``G (N, N)`` on the pairs that share a batch, and for CE the
+    logits ``C (N, K)``; reduced: ``d``, ``a``, ``M`` and for CE ``C (K, K)``), which ``solvers.dual`` turns into
+    a proved bound. ``value`` is the solver's own number, not a proof.
     """
 
     value: float
@@ -87,6 +92,7 @@ class Relaxation:
     method: str
     block_means: np.ndarray
     rank: int
+    point: dict | None = None
 
     @property
     def mean_cosines(self) -> np.ndarray:
@@ -222,6 +228,7 @@ class _Program:
     problem: cp.Problem
     read: object
     method: str
+    point: object = None  # () -> the primal candidate as a dict of arrays (module doc), in the program's scale
 
 
 def _feature_constraints(G, problem):
@@ -288,7 +295,14 @@ def _sc_full(problem, decompose=True):
         rank = max(numerical_rank(w) for w in eig)  # = the least rank of a completion (chordal pattern)
         return _block_means(g, labels, problem.K), rank
 
-    return _Program(cp.Problem(cp.Minimize(objective), cons), read, "full")
+    def point():
+        g = np.zeros((problem.N, problem.N))  # the entries the batches specify (others are never read)
+        for q, G in zip(blocks, Gs):
+            gq = np.asarray(G.value, dtype=np.float64)
+            g[np.ix_(q, q)] = (gq + gq.T) / 2
+        return {"G": g}
+
+    return _Program(cp.Problem(cp.Minimize(objective), cons), read, "full", point)
 
 
 def _ce_objective(C, onehot, weights, b, problem, trace_V, feature_term):
@@ -318,7 +332,12 @@ def _ce_full(problem):
         h = (h + h.T) / 2
         return _block_means(h[:N, :N], labels, K), numerical_rank(np.linalg.eigvalsh(h))
 
-    return _Program(cp.Problem(cp.Minimize(obj), cons), read, "full")
+    def point():
+        h = np.asarray(H.value, dtype=np.float64)
+        h = (h + h.T) / 2
+        return {"G": h[:N, :N], "C": h[:N, N:]}
+
+    return _Program(cp.Problem(cp.Minimize(obj), cons), read, "full", point)
 
 
 def full_program(problem, decompose: bool = True) -> _Program:
@@ -374,6 +393,14 @@ def _read_class_gram(M, d, n, V=None, C=None, normalize=True, tol=RANK_TOL):
     return B, rank
 
 
+def _class_point(M, d):
+    """The class-level candidate: diagonal ``d``, within-class ``a = diag(M)``, between-class ``M`` (symmetric)."""
+    Mv = np.asarray(M.value, dtype=np.float64)
+    Mv = (Mv + Mv.T) / 2
+    dv = np.asarray(d if isinstance(d, np.ndarray) else d.value, dtype=np.float64)
+    return {"d": dv, "a": np.diag(Mv).copy(), "M": Mv}
+
+
 def _sc_reduced(problem, orbits):
     tau = problem.tau
     M, d, cons, n = _class_gram(problem)
@@ -388,7 +415,8 @@ def _sc_reduced(problem, orbits):
         w = m * k[R].astype(np.float64) / T
         total = total + w @ cp.log_sum_exp(X, axis=1) - w @ cp.diag(M)[R] / tau
     cons.append(M + cp.diag((d - cp.diag(M)) / n) >> 0)
-    return _Program(cp.Problem(cp.Minimize(total), cons), lambda: _read_class_gram(M, d, n), "reduced")
+    return _Program(cp.Problem(cp.Minimize(total), cons), lambda: _read_class_gram(M, d, n), "reduced",
+                    lambda: _class_point(M, d))
 
 
 def _ce_reduced(problem):
@@ -401,7 +429,8 @@ def _ce_reduced(problem):
     obj = _ce_objective(C, np.eye(K), w, b, problem, cp.trace(V), problem.feature_decay * (w @ d))
     cons.append(cp.bmat([[M + cp.diag((d - cp.diag(M)) / n), C], [C.T, V]]) >> 0)
     return _Program(cp.Problem(cp.Minimize(obj), cons),
-                    lambda: _read_class_gram(M, d, n, V=V, C=C, normalize=False), "reduced")
+                    lambda: _read_class_gram(M, d, n, V=V, C=C, normalize=False), "reduced",
+                    lambda: {**_class_point(M, d), "C": np.asarray(C.value, dtype=np.float64)})
 
 
 def reduced_program(problem) -> _Program:
@@ -419,14 +448,19 @@ def reduced_program(problem) -> _Program:
 # -- solving -----------------------------------------------------------------------------------------------------
 def _try(prog: cp.Problem, solver: str):
     """Solve with one solver; returns the cvxpy status (``"solver_error"`` when it raises)."""
-    opts = _SCS_OPTS if solver == "SCS" else {}
-    try:
-        with warnings.catch_warnings():  # the status says it, and is checked
-            warnings.simplefilter("ignore", UserWarning)
-            prog.solve(solver=solver, **opts)
-    except cp.error.SolverError:
-        return "solver_error"
-    return prog.status
+    tries = [_SCS_OPTS] if solver == "SCS" else [_CLARABEL_OPTS, {}]
+    status = "solver_error"
+    for opts in tries:  # Clarabel: tight tolerances first (a better candidate, a tighter proved bound)
+        try:
+            with warnings.catch_warnings():  # the status says it, and is checked
+                warnings.simplefilter("ignore", UserWarning)
+                prog.solve(solver=solver, **opts)
+        except cp.error.SolverError:
+            continue
+        status = prog.status
+        if status == cp.OPTIMAL:
+            break
+    return status
 
 
 SCS_FIRST_BLOCK = 64  # a PSD block of more rows than this: SCS before Clarabel (solver_order)
@@ -447,6 +481,21 @@ def solver_order(prog: cp.Problem) -> list[str]:
     return ["SCS", "CLARABEL"] if largest_psd_block(prog) > SCS_FIRST_BLOCK else list(SOLVERS)
 
 
+def unit_radius(problem):
+    """The same problem at radius 1, and ``rho^2``: the programs are solved there (well scaled whatever the radius).
+
+    SC depends on ``rho^2 / tau`` only (``tau -> tau / rho^2``). CE with ``Z = rho Z'``, ``W = W' / rho`` keeps the
+    logits and maps ``lambda_W -> lambda_W / rho^2``, ``lambda_Z -> lambda_Z rho^2``. The objective values are
+    equal; a Gram of the unit problem is ``G / rho^2`` (logits unchanged). No change without a norm constraint."""
+    rho2 = problem.radius ** 2
+    if problem.constraint == "none" or rho2 == 1.0:
+        return problem, 1.0
+    if problem.loss == "sc":
+        return problem.replace(radius=1.0, tau=problem.tau / rho2), rho2
+    return problem.replace(radius=1.0, weight_decay=problem.weight_decay / rho2,
+                           feature_decay=problem.feature_decay * rho2), rho2
+
+
 def solve_relaxation(problem, method: str = "reduced", solver: str | None = None) -> Relaxation:
     """Build and solve the ``"full"`` or ``"reduced"`` relaxation of ``problem``.
 
@@ -456,15 +505,19 @@ def solve_relaxation(problem, method: str = "reduced", solver: str | None = None
     if solver is not None and str(solver).upper() not in SOLVERS:
         raise ValueError(f"solver must be one of {', '.join(SOLVERS)} (or None: Clarabel, then SCS), got {solver!r}")
     start = time.perf_counter()
-    built = {"full": full_program, "reduced": reduced_program}[method](problem)
+    unit, rho2 = unit_radius(problem)
+    built = {"full": full_program, "reduced": reduced_program}[method](unit)
     tried = []
     for name in [str(solver).upper()] if solver else solver_order(built.problem):
         status = _try(built.problem, name)
         tried.append(f"{name}: {status}")
         if status == cp.OPTIMAL and np.isfinite(built.problem.value):
             block_means, rank = built.read()
+            if problem.loss == "ce":
+                block_means = block_means * rho2
+            point = {k: v * rho2 if k in ("G", "d", "a", "M") else v for k, v in built.point().items()}
             return Relaxation(float(built.problem.value), status, name, time.perf_counter() - start, method,
-                              block_means, rank)
+                              block_means, rank, point)
     others = [s for s in SOLVERS if not any(t.startswith(s) for t in tried)]
     hint = "try " + "".join(f"solver {s}, " for s in others) + (
         "the 'reduced' method (full batch) or 'first-order' (with a solution), a larger tau, or a smaller problem")

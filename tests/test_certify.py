@@ -85,17 +85,16 @@ def test_bound_only_has_no_gap():
     assert c.prediction["relaxation"]["matches"]
 
 
-def test_eigen_failure_is_a_solver_failure(monkeypatch):
-    real = first_order.first_order_bound
+def test_unproved_bound_is_reported_as_none_never_as_a_number(monkeypatch):
+    from solvers import dual
 
-    def not_converged(*a, **kw):
-        out = real(*a, **kw)
-        out.status = "not_converged"
-        return out
-
-    monkeypatch.setattr(first_order, "first_order_bound", not_converged)
-    with pytest.raises(SolverFailure, match="not_converged"):
-        certify(IMBALANCED, solved(IMBALANCED), method="first-order")
+    monkeypatch.setattr(dual, "lambda_min_lower", lambda *a, **kw: None)  # every eigenvalue bound fails
+    for method in ("auto", "first-order"):
+        c = certify(IMBALANCED, solved(IMBALANCED), method=method)
+        assert c.lower_bound is None and c.certified is False and c.gap is None
+        assert "Cholesky" in c.details["why"]
+    rep = c.to_dict()
+    assert rep["lower_bound"] is None and rep["certified"] is False
 
 
 # -- command line ------------------------------------------------------------------------------------------------

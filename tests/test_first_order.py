@@ -1,4 +1,4 @@
-"""First-order certificate (solvers.first_order): gradient, loss, bound validity and tightness, both eigen paths."""
+"""First-order certificate (solvers.first_order, solvers.dual): minorant, loss, eigenvalue bound, validity, tightness."""
 import functools
 
 import jax
@@ -10,30 +10,44 @@ from ufm import Problem, sc_loss, theory
 from ufm.batching import batch_list
 from ufm.losses import batch_index
 from solvers import first_order as FO
-from solvers import pgd, relaxation
+from solvers import dual, pgd, relaxation
 
 OVERLAP = ((0, 1, 5, 9), (2, 3, 6, 10, 0), (4, 7, 8, 11, 0, 5))  # sample 0 in three batches, 5 in two
 
 
-def dense_gradient(problem, Z, kind="sc"):
-    """The symmetrised gradient ``A = df/dG`` (N x N) as the certificate builds it (nonneg off: Lambda = 0)."""
-    with jax.enable_x64(True):
-        d, lay = FO._sc_data(problem, Z, 0.0)
-        tb, tr = lay.tiles()
-        return np.asarray(FO._assemble(d, tb, tr, kind, lay.c, True)[4])
-
-
-def test_gram_gradient_matches_autodiff():
-    """With d = N, Z is invertible and ``grad_Z f = 2 A Z`` determines every entry of ``A``."""
+def test_minorant_is_the_gram_gradient_and_touches_the_loss():
+    """With d = N, Z is invertible and ``grad_Z f = 2 Q Z`` determines every entry of ``Q = df/dG``; the affine
+    minorant equals the loss at its own candidate."""
     p = Problem(counts=(4, 4, 4), tau=0.4, dim=12, batches=OVERLAP)
     Z = np.random.default_rng(3).standard_normal((12, 12))
     Z /= np.linalg.norm(Z, axis=1, keepdims=True)
     idx = batch_index(batch_list(p), p.N)
-    grad = np.asarray(jax.jit(jax.grad(sc_loss))(jnp.asarray(Z), p.label_array, p.tau, idx))
-    A = dense_gradient(p, Z)
-    assert np.allclose(A, A.T, atol=1e-15) and np.allclose(np.diag(A), 0)
-    assert np.abs(A - 0.5 * grad @ np.linalg.inv(Z)).max() <= 1e-10 * np.abs(A).max()
-    assert np.abs(dense_gradient(p, Z, "sc_fast") - A).max() <= 1e-12 * np.abs(A).max()
+    with jax.enable_x64(True):
+        grad = np.asarray(jax.jit(jax.grad(sc_loss))(jnp.asarray(Z), p.label_array, p.tau, idx))
+        f = float(sc_loss(jnp.asarray(Z), p.label_array, p.tau, idx))
+    Q, const = dual.sc_minorant(p, Z @ Z.T)
+    assert np.array_equal(Q, Q.T) and np.all(np.diag(Q) == 0)
+    assert np.abs(Q - 0.5 * grad @ np.linalg.inv(Z)).max() <= 1e-10 * np.abs(Q).max()
+    assert abs(np.sum(Q * (Z @ Z.T)) + const - f) <= 1e-13
+
+
+def test_lambda_min_lower_is_below_the_true_eigenvalue_and_close():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 5, 40, 200):
+        X = rng.standard_normal((n, n))
+        A = (X + X.T) / 2
+        lo = dual.lambda_min_lower(A)
+        exact = np.linalg.eigvalsh(A)[0]
+        assert lo <= exact and exact - lo <= 1e-10 * max(1, np.abs(A).sum(1).max())
+    assert dual.lambda_min_lower(np.array([[1.0, np.nan], [np.nan, 1.0]])) is None
+
+
+def test_many_small_batches_are_certified_block_by_block():
+    p = Problem(counts=(3000, 3000, 3000), tau=0.3, nonneg=True, batching="fixed:30")
+    Z = np.eye(3)[p.label_array]
+    fo = FO.first_order_bound(p, Z)
+    ref = theory.sc_of_loss(p.counts, 0.3, batches=batch_list(p), labels=p.label_array)
+    assert fo.status == "optimal" and fo.lower_bound <= ref and ref - fo.lower_bound <= 1e-12
 
 
 @pytest.mark.parametrize("p", [
@@ -72,7 +86,7 @@ def test_certifies_optima_and_never_exceeds_the_full_program(p):
     ref = relaxation.solve_relaxation(p, "full" if p.N <= 20 else "reduced").value
     sol = solved(p)
     fo = FO.first_order_bound(p, sol.Z, sol.W, sol.b)
-    assert fo.eig_method == "eigh" and fo.status == "optimal"
+    assert fo.eig_method == "cholesky" and fo.status == "optimal"
     assert fo.lower_bound <= ref + 1e-7  # Clarabel's value is accurate to ~1e-8
     assert fo.loss - fo.lower_bound <= 1e-6  # tight at a (numerically) optimal solution
     Z = sol.Z + 0.05 * np.random.default_rng(0).standard_normal(sol.Z.shape)  # a poor point
@@ -87,16 +101,6 @@ def test_random_points_give_valid_bounds():
     for _ in range(5):
         Z = rng.standard_normal((p.N, 3))
         assert FO.first_order_bound(p, Z).lower_bound <= full + 1e-7
-
-
-@pytest.mark.parametrize("p", [CASES[2], CASES[0], CASES[3]], ids=["ufm+-batches", "sc-full", "ce-bias-relu"])
-def test_matrix_free_lobpcg_agrees_with_dense(p):
-    sol = solved(p)
-    dense = FO.first_order_bound(p, sol.Z, sol.W, sol.b)
-    free = FO.first_order_bound(p, sol.Z, sol.W, sol.b, dense_max=0)
-    assert free.eig_method == "lobpcg" and free.status == "optimal"
-    assert abs(free.lower_bound - dense.lower_bound) <= 1e-9 and free.loss == dense.loss
-    assert dense.loss - dense.lower_bound <= 1e-6
 
 
 def test_exact_orthogonal_frame_is_certified_to_rounding():

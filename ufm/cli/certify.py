@@ -22,7 +22,6 @@ def add_parser(sub):
                    help="convex solver (default: Clarabel, then SCS)")
     g.add_argument("--bound-only", action="store_true", help="no solve: the bound and the relaxed geometry only")
     g.add_argument("--tol", type=float, default=1e-6, help="certified when gap <= tol * max(1, |loss|) (1e-6)")
-    g.add_argument("--float32", action="store_true", help="solve in float32 (default float64; --x64 is a no-op)")
     add_output_args(p)
     return p
 
@@ -39,7 +38,13 @@ def summary(rep) -> str:
     state = {True: "CERTIFIED", False: "NOT certified", None: "bound only"}[rep["certified"]]
     lines.append(f"certificate ({rep['method']}, {rep['solver']}, {rep['status']}, "
                  f"{rep['certificate_seconds']:.2f} s): {state}")
-    lines.append(f"lower bound {_fmt(rep['lower_bound'])}")
+    if rep["lower_bound"] is None:
+        lines.append(f"lower bound NOT PROVED: {rep['details'].get('why', '')}")
+    else:
+        lines.append(f"lower bound {_fmt(rep['lower_bound'])}   (proved; floating-point margin "
+                     f"{rep['bound_margin']:.1e} subtracted)")
+    if rep.get("solver_bound") is not None:
+        lines.append(f"solver's value {_fmt(rep['solver_bound'])}   (the convex solver's own number, not a proof)")
     if rep["gap"] is not None:
         lines.append(f"loss (f64)  {_fmt(rep['certificate_loss'])}   gap {rep['gap']:.2e} (tol {rep['tol']:g} "
                      "relative)")
@@ -83,7 +88,7 @@ def run(args) -> int:
     if args.bound_only:
         rep = {"problem": problem.to_dict(), "prediction": theory.predict(problem).to_dict()}
     else:
-        solve_args = argparse.Namespace(**{**vars(args), "tol": args.solve_tol, "x64": not args.float32})
+        solve_args = argparse.Namespace(**{**vars(args), "tol": args.solve_tol})  # float64 unless --float32
         sol = run_solve(problem, solve_args)
         rep = solution_report(sol)
     try:
@@ -95,9 +100,13 @@ def run(args) -> int:
         raise UsageError(str(e)) from None
     rep.update(cert.to_dict())
     rep["versions"] = versions()
+    code = 0
+    if cert.lower_bound is None and sol is None:
+        eprint(f"ufm certify: no lower bound could be proved: {cert.details.get('why', '')}")
+        code = 3
     if args.out:
         write_json(os.path.join(args.out, "result.json"), rep)
         if sol is not None:
             save_arrays(os.path.join(args.out, "solution.npz"), sol)
     print(dumps(rep) if args.json else summary(rep))
-    return 0
+    return code

@@ -1,0 +1,624 @@
+"""Rigorous lower bounds: a dual-feasible point, evaluated with its floating-point error subtracted.
+
+Every ``lower_bound`` that ``solvers.certify`` reports comes from here (docs/theory.md, "How the bounds are made
+rigorous"). The convex solvers only *propose* a point; the proof is this module's arithmetic.
+
+**Affine minorant (Fenchel).** For any probability vector ``q``, ``logsumexp(x) >= <q, x> - sum_k q_k log q_k``.
+For float weights ``q >= 0`` with real sum ``S`` (not exactly 1 in floating point) the exact statement is
+``logsumexp(x) >= <q, x>/S + H(q)/S + log S``; the distance to ``<q, x> + H(q)`` is bounded by ``|S - 1|`` and
+subtracted. Applied to every anchor (SC) or sample (CE) with ``q`` the softmax at a candidate Gram ``Ĝ`` (a
+solution's ``Z Zᵀ`` or a convex solver's optimum), the loss is ``>= <Q, G> + c`` for every feasible ``G``.
+
+**The constraint set.** For any ``mu`` (``<= 0`` on the ball) and symmetric ``Lambda >= 0`` (only with
+non-negative features, where ``G >= 0``): ``<Q, G> >= rho^2 sum(mu) + sum_blocks n_b rho^2 min(0,
+lambda_min(A_b))`` with ``A = Q - Diag(mu) - Lambda`` split into its connected blocks (samples that never share a
+batch do not interact). ``mu``, ``Lambda`` are chosen from ``Ĝ`` (tight at an optimum) but any choice is valid;
+``A``'s off-diagonal entries are ``Q``'s (or ``min(Q, 0)`` where ``Lambda`` acts) exactly, and ``mu`` is *defined*
+as ``Q_ii - A_ii`` from the stored diagonal, so ``A`` is exactly the matrix that is factorised.
+
+**lambda_min from below** (:func:`lambda_min_lower`). A floating-point Cholesky factorisation of ``Ã = fl(A - s
+I)`` that runs to completion proves ``Ã + ΔA ⪰ 0`` with ``||ΔA||_2 <= gamma_{n+1}/(1 - gamma_{n+1}) tr(Ã)``
+(Demmel 1989; Higham 2002, Thm 10.5), so ``lambda_min(A) >= s - u max|Ã_ii| - gamma_{n+1}/(1-gamma_{n+1})
+tr(Ã)``, doubled for safety. ``s`` starts just below an estimate of ``lambda_min`` and moves down until the
+factorisation succeeds.
+
+**Rounding.** Every other sum is bounded by ``gamma_n sum |terms|`` (any summation order) and every elementary
+function by ``8u`` relative; all margins are added up in ``margin`` and subtracted; the result is then moved down
+by a few units in the last place.
+
+References:
+  Higham, *Accuracy and Stability of Numerical Algorithms* (2nd ed., SIAM 2002), Thm 10.5 and §3.1.
+  Rump, "Verification of positive definiteness", BIT 46 (2006).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import scipy.linalg
+
+from ufm.batching import batch_list
+
+__all__ = ["DualBound", "lambda_min_lower", "sc_bound", "ce_bound", "sc_class_bound", "ce_class_bound",
+           "components", "DENSE_LIMIT", "U"]
+
+U = 2.0 ** -53  # unit roundoff of float64
+FN = 8.0  # relative error allowed for one elementary function (exp, log) or a handful of operations
+DENSE_LIMIT = 12_000  # largest block whose smallest eigenvalue is bounded (a dense Cholesky factorisation)
+ZERO_TOL = 1e-6  # Lambda acts on pairs with Ĝ_ik <= ZERO_TOL rho^2 (non-negative features)
+
+
+def gamma(k: float) -> float:
+    """Higham's ``gamma_k = k u / (1 - k u)``: the relative error of ``k`` floating-point operations."""
+    return k * U / (1.0 - k * U)
+
+
+def _down(x: float, ulps: int = 4) -> float:
+    for _ in range(ulps):
+        x = float(np.nextafter(x, -np.inf))
+    return x
+
+
+class DualBound(NamedTuple):
+    """A proved lower bound. ``lower_bound`` (None when nothing could be proved; ``why`` says why), ``value``:
+    the same before subtracting ``margin`` (the total floating-point margin), ``lambda_min``: the smallest proved
+    eigenvalue lower bound over the blocks, ``blocks``: how many, ``largest``: rows of the largest."""
+
+    lower_bound: float | None
+    value: float
+    margin: float
+    lambda_min: float
+    blocks: int
+    largest: int
+    why: str = ""
+
+
+def lambda_min_lower(A, estimate: float | None = None, tries: int = 12) -> float | None:
+    """A proved lower bound on the smallest eigenvalue of the symmetric matrix ``A`` (its float64 entries taken
+    as exact), or None when no factorisation succeeded.
+
+    Args:
+      A: ``(n, n)`` symmetric float64 (symmetrised here: the bound is for ``(A + Aᵀ)/2`` taken exactly when ``A``
+        is symmetric).
+      estimate: an estimate of ``lambda_min`` (computed when None).
+      tries: shifts tried, each further below the estimate.
+    Returns:
+      ``s - margin`` for the first shift ``s`` at which ``cholesky(A - s I)`` completes (module doc).
+    """
+    A = np.asarray(A, dtype=np.float64)
+    n = A.shape[0]
+    if n == 0:
+        return math.inf
+    if not np.all(np.isfinite(A)) or not np.array_equal(A, A.T):
+        return None
+    if n == 1:
+        return float(A[0, 0])
+    if estimate is None:
+        estimate = float(scipy.linalg.eigh(A, eigvals_only=True, subset_by_index=[0, 0], driver="evr")[0])
+    scale = float(np.max(np.abs(A).sum(axis=1)))  # >= ||A||_2
+    if scale == 0.0:
+        return 0.0
+    g = gamma(n + 1)
+    step = max(4 * g * scale * n, 1e-300)  # the size the margin will have: shift by about that much
+    idx = np.arange(n)
+    for _ in range(tries):
+        s = estimate - step
+        At = A.copy()
+        At[idx, idx] = At[idx, idx] - s
+        try:
+            scipy.linalg.cholesky(At, lower=True, overwrite_a=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            step *= 8.0
+            continue
+        d = A[idx, idx] - s  # the factorised diagonal (recomputed: At was overwritten); positive on success
+        if np.any(d <= 0):
+            step *= 8.0
+            continue
+        tr = math.fsum(d.tolist()) * (1 + 2 * U)
+        margin = U * float(d.max()) + 2.0 * (g / (1.0 - g)) * tr + n * 1e-300
+        return _down(s - margin * (1 + 4 * U))
+    return None
+
+
+def components(batches, n: int) -> list[np.ndarray]:
+    """Samples grouped by the batches that join them (connected components of "shares a batch"); the full batch
+    (``batches`` None) is one group. Samples in no batch form no group."""
+    if batches is None:
+        return [np.arange(n)]
+    parent = np.arange(n)
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    seen = np.zeros(n, bool)
+    for B in batches:
+        B = np.asarray(B, dtype=np.int64)
+        seen[B] = True
+        r = find(B[0])
+        for i in B[1:]:
+            ri = find(i)
+            if ri != r:
+                parent[ri] = r
+    roots = np.array([find(i) for i in range(n)])
+    return [np.flatnonzero((roots == r) & seen) for r in np.unique(roots[seen])]
+
+
+# -- the constraint set: <Q, G> over the feasible Grams -------------------------------------------------------------
+def _feasible_min(problem, Q, Ghat, blocks, radius2_bound, estimate=None):
+    """Proved lower bound pieces of ``min <Q, G>`` over the feasible Grams, for a dense ``Q`` (N x N, exact
+    floats, symmetric) and the candidate ``Ghat``. Returns ``(value, margin, lambda_min, why)``.
+
+    ``radius2_bound``: ``rho^2`` on the sphere/ball; for ``constraint="none"`` the bound ``R`` on ``tr G``."""
+    n = Q.shape[0]
+    A = Q.copy()
+    idx = np.arange(n)
+    if problem.nonneg:  # Lambda = max(Q, 0) on the pairs where Ĝ is (numerically) zero, off the diagonal
+        act = (Ghat <= ZERO_TOL * radius2_bound) & (Q > 0)
+        act[idx, idx] = False
+        A[act] = 0.0  # = Q - Lambda exactly (Lambda_ik = Q_ik there)
+    if problem.constraint == "none":
+        mu_hat = np.zeros(n)
+    else:
+        rq = np.einsum("ik,ki->i", A, Ghat)  # ((Q - Lambda) Ĝ)_ii
+        mu_hat = rq / radius2_bound
+        if problem.constraint == "ball":
+            mu_hat = np.minimum(mu_hat, 0.0)
+    A[idx, idx] = Q[idx, idx] - mu_hat  # mu := Q_ii - A_ii exactly (ball: A_ii >= Q_ii since mu_hat <= 0)
+    if problem.constraint == "none":
+        mu_term, mu_margin = 0.0, 0.0
+    else:
+        s = math.fsum(np.concatenate([Q[idx, idx], -A[idx, idx]]).tolist())  # sum(mu), correctly rounded
+        mu_term = radius2_bound * s
+        mu_margin = 4 * U * abs(mu_term) + 1e-300
+    lam_all, total, margin, largest = math.inf, 0.0, 0.0, 0
+    for comp in blocks:
+        sub = A[np.ix_(comp, comp)]
+        largest = max(largest, len(comp))
+        if len(comp) > DENSE_LIMIT:
+            return None, None, None, (f"a block of {len(comp)} samples: the smallest eigenvalue is proved only "
+                                      f"up to {DENSE_LIMIT} (dense Cholesky)")
+        lam = lambda_min_lower(sub, estimate)
+        if lam is None:
+            return None, None, None, "no Cholesky factorisation completed: the eigenvalue bound failed"
+        lam_all = min(lam_all, lam)
+        if lam < 0:
+            reach = radius2_bound if problem.constraint == "none" else len(comp) * radius2_bound
+            term = reach * lam
+            total += term
+            margin += 4 * U * abs(term)
+            if problem.constraint == "none":  # tr G <= R overall: one block takes it all
+                total, margin = min(total, term), 4 * U * abs(min(total, term))
+    return mu_term + total, mu_margin + margin, lam_all, ""
+
+
+def _finish(value_pieces, margin, lam, blocks, largest, why):
+    if why:
+        return DualBound(None, math.nan, math.nan, math.nan, blocks, largest, why)
+    value = math.fsum(value_pieces)
+    margin = margin + 8 * U * sum(abs(v) for v in value_pieces) + 1e-300
+    return DualBound(_down(value - margin), value, margin, lam, blocks, largest)
+
+
+# -- SC ------------------------------------------------------------------------------------------------------------
+def _sc_batches(problem):
+    b = batch_list(problem)
+    return [np.arange(problem.N)] if b is None else [np.asarray(B, dtype=np.int64) for B in b]
+
+
+def _sc_minorant(problem, Gh, batches, ys, T):
+    """The SC affine minorant ``<Q, G> + const`` of one block (module doc) from its candidate ``Gh (n, n)``, with
+    ``batches`` in block indices and their labels ``ys``. Returns ``(Q, const, margin, slots)``; None when no
+    anchor has a positive; a string saying why when the weights cannot be used."""
+    tau, rho2 = problem.tau, problem.radius ** 2
+    n = Gh.shape[0]
+    W = np.zeros((n, n))  # sum over anchor slots of (q_ik - [k positive]/|P_i|)
+    visits = np.zeros(n, dtype=np.int64)
+    ent, slots, margin = [], 0, 0.0
+    for Bl, y in zip(batches, ys):
+        nb = len(Bl)
+        if nb < 2:
+            continue
+        off = ~np.eye(nb, dtype=bool)
+        pos = off & (y[:, None] == y[None, :])
+        npos = pos.sum(1)
+        a = npos > 0
+        if not a.any():
+            continue
+        S = Gh[np.ix_(Bl[a], Bl)] / tau
+        pos, npos, offa = pos[a], npos[a], off[a]
+        mx = np.max(np.where(offa, S, -np.inf), axis=1, keepdims=True)
+        E = np.where(offa, np.exp(np.where(offa, S - mx, 0.0)), 0.0)
+        q = E / E.sum(axis=1, keepdims=True)  # the dual point: any non-negative floats
+        Sf = q.sum(axis=1)
+        delta = np.abs(Sf - 1.0) + 1.01 * gamma(nb) * Sf  # >= |S - 1|, S the exact sum of the floats q
+        if np.any(delta > 1e-6):
+            return "softmax weights far from normalised"
+        with np.errstate(divide="ignore", invalid="ignore"):
+            qlogq = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)
+        h = -qlogq.sum(axis=1)
+        habs = np.abs(qlogq).sum(axis=1)
+        ent.append(h)
+        d1 = delta * (1 + 2 * delta)
+        margin += float(np.sum(d1)) * rho2 / (T * tau)  # |1/S - 1| sum_k q_k |G_ik| / tau <= d1 rho^2 / tau
+        margin += float(np.sum(h * d1 + d1 + (gamma(nb) + FN * U) * habs + nb * 1e-300)) / T
+        W[np.ix_(Bl[a], Bl)] += q - pos / npos[:, None]
+        visits[Bl[a]] += 1
+        slots += int(a.sum())
+    if slots == 0:
+        return None
+    c = 1.0 / (2.0 * T * tau)
+    Q = (W + W.T) * c
+    # |Q~ - Q| <= gamma_{m+8} (|W| + |W|ᵀ) c entry-wise; sum |W|_abs <= sum over slots of (S + 1) <= 2.01 slots
+    margin += rho2 * gamma(int(visits.max()) + 8) * 2 * 2.01 * slots * c * (1 + 4 * U)
+    const = math.fsum(np.concatenate(ent).tolist()) / T
+    margin += 4 * U * abs(const)
+    return Q, const, margin, slots
+
+
+def sc_minorant(problem, Ghat):
+    """``(Q (N, N), const)``: the SC affine minorant ``f(G) >= <Q, G> + const`` at the candidate ``Ghat`` (up to
+    the margins :func:`sc_bound` subtracts); ``Q`` is the symmetrised gradient ``df/dG`` at ``Ghat`` and
+    ``<Q, Ghat> + const = f(Ghat)``. For tests and small N."""
+    batches = _sc_batches(problem)
+    out = _sc_minorant(problem, np.asarray(Ghat, dtype=np.float64), batches,
+                       [problem.label_array[B] for B in batches], sum(len(B) for B in batches))
+    return out[:2]
+
+
+def sc_bound(problem, gram) -> DualBound:
+    """Proved lower bound on the SC minimum from a candidate Gram (the problem's fixed batch set, ``batch_list``).
+
+    Args:
+      problem: an SC ``ufm.Problem`` with a fixed batch set.
+      gram: ``(N, N)`` array, or a function ``idx -> Ĝ[idx][:, idx]`` (only pairs that share a batch are read;
+        samples are handled block by block, so a callable avoids an ``N x N`` array for many small batches).
+    """
+    labels, rho2, N = problem.label_array, problem.radius ** 2, problem.N
+    if not callable(gram):
+        full = np.asarray(gram, dtype=np.float64)
+        gram = lambda idx: full[np.ix_(idx, idx)]  # noqa: E731
+    fixed = batch_list(problem)
+    batches = _sc_batches(problem)
+    T = sum(len(B) for B in batches)
+    blocks = components(fixed, N)
+    where = np.full(N, -1, dtype=np.int64)
+    for j, comp in enumerate(blocks):
+        where[comp] = j
+    by_block: dict[int, list] = {}
+    for B in batches:
+        by_block.setdefault(int(where[B[0]]), []).append(B)
+    pieces, margin, lam_all, largest, slots_all = [], 0.0, math.inf, 0, 0
+    for j, comp in enumerate(blocks):
+        if len(comp) > DENSE_LIMIT:
+            return DualBound(None, math.nan, math.nan, math.nan, len(blocks), len(comp),
+                             f"a block of {len(comp)} samples that share batches: the smallest eigenvalue is "
+                             f"proved only up to {DENSE_LIMIT} (dense Cholesky)")
+        local = np.full(N, -1, dtype=np.int64)
+        local[comp] = np.arange(len(comp))
+        Gh = gram(comp)
+        Gh = (Gh + Gh.T) / 2
+        n = len(comp)
+        out = _sc_minorant(problem, Gh, [local[B] for B in by_block.get(j, [])], [labels[B] for B in
+                                                                                      by_block.get(j, [])], T)
+        if isinstance(out, str):
+            return DualBound(None, math.nan, math.nan, math.nan, 0, 0, out)
+        if out is None:
+            continue
+        Q, const, m, slots = out
+        margin += m
+        slots_all += slots
+        val, fmargin, lam, why = _feasible_min(problem, Q, Gh, [np.arange(n)], rho2)
+        if why:
+            return DualBound(None, math.nan, math.nan, math.nan, len(blocks), len(comp), why)
+        pieces += [const, val]
+        margin += fmargin
+        lam_all, largest = min(lam_all, lam), max(largest, n)
+    if slots_all == 0:  # no anchor has a positive: the loss is 0 everywhere
+        return DualBound(0.0, 0.0, 0.0, 0.0, 0, 0)
+    return _finish(pieces, margin, lam_all, len(blocks), largest, "")
+
+
+# -- CE ------------------------------------------------------------------------------------------------------------
+def _ce_weights(logits):
+    m = logits.max(axis=1, keepdims=True)
+    E = np.exp(logits - m)
+    q = E / E.sum(axis=1, keepdims=True)
+    Sf = q.sum(axis=1)
+    K = logits.shape[1]
+    delta = np.abs(Sf - 1.0) + 1.01 * gamma(K) * Sf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        qlogq = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)
+    return q, delta, -qlogq.sum(axis=1), np.abs(qlogq).sum(axis=1)
+
+
+def _ce_reach(problem, upper):
+    """``(rho2, logit bound)``: the bound on ``|G_ik|`` and ``|<z_i, w_c>|`` over the sublevel set ``f <= upper``
+    (``lambda_W ||W||^2 <= f``; without a norm constraint ``lambda_Z ||Z||_F^2 / N <= f``)."""
+    wd, fd, N = problem.weight_decay, problem.feature_decay, problem.N
+    wnorm = math.sqrt(upper / wd)
+    if problem.constraint == "none":
+        r2 = N * upper / fd
+    else:
+        r2 = problem.radius ** 2
+    return r2, math.sqrt(r2) * wnorm
+
+
+def _bias_margin(q, delta, labels, K, N, cmax, r2, wd, Fa):
+    """With a free bias the minorant's bias term vanishes only when the dual weights have the exact class
+    marginals: ``sum_i q'_ic = n_c``. ``q' = q/S + r_c w_i`` (``r_c`` the marginal defects, ``w_i`` proportional to
+    the row's smallest weight) does that with rows still summing to 1, and stays ``>= 0`` when ``sum_i min_c q_ic``
+    exceeds the defects. Returns the margin for evaluating the bound at the floats ``q`` instead of ``q'``
+    (linear, entropy and Schur terms), or None when no such ``q'`` is guaranteed."""
+    n = np.bincount(labels, minlength=K).astype(np.float64)
+    col = np.array([math.fsum(q[:, c].tolist()) for c in range(K)])
+    R = np.abs(n - col) + U * np.abs(col) + 1.01 * (q * delta[:, None]).sum(0) * (1 + 4 * U) + 1e-300
+    mins = q.min(axis=1) * (1 - 1.01 * delta)
+    total = math.fsum(mins.tolist()) * (1 - 4 * U)
+    if total <= 0 or total < R.max():
+        return None
+    w = mins / total
+    eps = 1.01 * q * delta[:, None] + w[:, None] * R[None, :]  # >= |q'_ic - q_ic|
+    eps = eps * (1 + 8 * U)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        phi = np.where(eps > 0, eps * (1.0 - np.log(np.minimum(np.where(eps > 0, eps, 1.0), 1 / math.e))), 0.0)
+    a = eps.sum(0) / N  # sum_i |F'_ic - F_ic| per class
+    lin = float(eps.sum()) * cmax / N
+    ent = float(phi.sum()) / N
+    schur = r2 * float(np.sum(2 * a * Fa + a * a)) / (4 * wd)
+    return (lin + ent + schur) * (1 + 8 * U)
+
+
+def ce_bound(problem, Ghat, logits, upper: float) -> DualBound:
+    """Proved lower bound on the CE minimum from a candidate feature Gram ``Ghat (N, N)`` and logits ``logits (N,
+    K)`` (``Z Wᵀ`` of a solution, plus its best bias when the problem has one, or the convex solver's block).
+    ``upper``: an upper bound on the minimum (a feasible point's loss), used to bound ``||W||`` (and ``tr G``
+    without a norm constraint). With a bias the dual weights are moved onto exact class marginals
+    (:func:`_bias_margin`)."""
+    N, K = problem.N, problem.K
+    labels = problem.label_array
+    wd, fd = problem.weight_decay, problem.feature_decay
+    upper = float(upper) * (1 + 1e-9) + 1e-300
+    r2, cmax = _ce_reach(problem, upper)
+    q, delta, h, habs = _ce_weights(np.asarray(logits, dtype=np.float64))
+    if np.any(delta > 1e-6):
+        return DualBound(None, math.nan, math.nan, math.nan, 0, 0, "softmax weights far from normalised")
+    Y = np.zeros((N, K))
+    Y[np.arange(N), labels] = 1.0
+    F = (q - Y) / N
+    B = (F @ F.T) / (4.0 * wd)  # <F, C> + wd tr V >= -<F Fᵀ, G>/(4 wd) for every PSD joint Gram (Schur)
+    Q = -B
+    idx = np.arange(N)
+    Q[idx, idx] += fd / N
+    Fa = np.abs(F).sum(axis=0)
+    d1 = delta * (1 + 2 * delta)
+    lin_err = float(np.sum(d1)) * cmax / N
+    const_err = float(np.sum(h * d1 + d1 + (gamma(K) + FN * U) * habs + K * 1e-300)) / N
+    q_err = r2 * (gamma(K + 8) * float(Fa @ Fa) / (4 * wd) * (1 + 4 * U) + 4 * U * N * abs(fd / N))
+    if problem.bias:
+        extra = _bias_margin(q, delta, labels, K, N, cmax, r2, wd, Fa)
+        if extra is None:
+            return DualBound(None, math.nan, math.nan, math.nan, 0, 0, "CE with a bias: the softmax weights "
+                             "cannot be moved onto the exact class marginals the bias asks for")
+        lin_err, const_err = extra, 0.0  # the marginal repair's margin replaces the normalisation terms
+    const = math.fsum(h.tolist()) / N
+    if problem.constraint == "none":
+        reach = N * upper / fd  # tr G on the sublevel set
+    else:
+        reach = problem.radius ** 2
+    val, fmargin, lam, why = _feasible_min(problem, Q, np.asarray(Ghat, dtype=np.float64), [idx], reach)
+    return _finish([const, val] if not why else [0.0], (fmargin or 0.0) + lin_err + const_err + q_err
+                   + 4 * U * abs(const), lam, 1, N, why)
+
+
+# -- class-level (block-constant) versions ---------------------------------------------------------------------------
+def _block_lambda(n, alpha, beta, Gam):
+    """Proved lower bound on lambda_min of the block-constant symmetric matrix with diagonal ``alpha_c``,
+    within-class off-diagonal ``beta_c`` and between-class ``Gam_cc'`` (``Gam_cc`` ignored): the eigenvalues are
+    ``alpha_c - beta_c`` (``n_c - 1`` times) and those of ``X = Diag(alpha - beta) + D^{1/2} Γ D^{1/2}``
+    (``Γ_cc = beta_c``)."""
+    n = np.asarray(n, dtype=np.float64)
+    diff = alpha - beta
+    G2 = Gam.copy()
+    np.fill_diagonal(G2, beta)
+    r = np.sqrt(n)
+    X = np.diag(diff) + G2 * np.outer(r, r)
+    X = (X + X.T) / 2
+    err = 6 * U * float(np.linalg.norm(X)) + 4 * U * float(np.max(np.abs(diff)))  # sqrt, products, sums of X
+    lam = lambda_min_lower(X)
+    if lam is None:
+        return None
+    lam = lam - err
+    multi = n >= 2
+    if multi.any():
+        lam = min(lam, float(np.min(diff[multi] - 2 * U * (np.abs(alpha[multi]) + np.abs(beta[multi])))))
+    return _down(lam)
+
+
+def _best_class_multipliers(problem, nf, Qw, Qb, diag_q):
+    """``mu``, ``Lambda`` that maximise the class-level bound for this ``Q`` (a K-variable SDP, the dual of
+    ``min <Q, G>`` over block-constant feasible Grams), or None. Only a proposal: the caller proves the result."""
+    import cvxpy as cp
+
+    K = len(nf)
+    scale = float(np.max(np.abs(np.concatenate([Qw, Qb.ravel(), diag_q])))) * float(nf.max()) or 1.0
+    Qw_s, Qb_s, dq_s = Qw / scale, Qb / scale, diag_q / scale
+    mu = cp.Variable(K)
+    Lw = cp.Variable(K, nonneg=True) if problem.nonneg else np.zeros(K)
+    Lb = cp.Variable((K, K), symmetric=True) if problem.nonneg else np.zeros((K, K))
+    cons = []
+    if problem.nonneg:
+        cons += [Lb >= 0, cp.diag(Lb) == 0]
+    if problem.constraint == "ball":
+        cons.append(mu <= 0)
+    alpha, beta = dq_s - mu, Qw_s - Lw
+    off = ~np.eye(K, dtype=bool)
+    r = np.sqrt(nf)
+    X = cp.diag(alpha - beta) + cp.multiply(np.outer(r, r), cp.multiply(off, Qb_s - Lb) + cp.diag(beta))
+    multi = np.flatnonzero(nf >= 2)
+    if len(multi):
+        cons.append((alpha - beta)[multi] >= 0)
+    cons.append((X + X.T) / 2 >> 0)
+    prob = cp.Problem(cp.Maximize(nf @ mu), cons)
+    try:
+        with warnings.catch_warnings():  # the status is checked; the result is proved by the caller anyway
+            warnings.simplefilter("ignore")
+            prob.solve(solver="CLARABEL")
+    except cp.error.SolverError:
+        return None
+    if prob.status not in ("optimal", "optimal_inaccurate") or mu.value is None:
+        return None
+    lw = np.zeros(K) if not problem.nonneg else np.clip(np.asarray(Lw.value), 0, None) * scale
+    lb = np.zeros((K, K)) if not problem.nonneg else np.clip((Lb.value + Lb.value.T) / 2, 0, None) * scale
+    np.fill_diagonal(lb, 0.0)
+    mu_v = np.asarray(mu.value) * scale
+    return (np.minimum(mu_v, 0.0) if problem.constraint == "ball" else mu_v), lw, lb
+
+
+def _class_feasible(problem, n, Qw, Qb, diag_q, Ghat_d, Ghat_a, Ghat_M):
+    """``min <Q, G>`` over feasible Grams for a block-constant ``Q`` (diagonal ``diag_q_c``, within ``Qw_c``,
+    between ``Qb_cc'``) and a block-constant candidate ``Ĝ`` (diagonal ``d_c``, within ``a_c``, between
+    ``M_cc'``). Returns ``(value, margin, lambda_min, why)``."""
+    rho2 = problem.radius ** 2
+    K = len(n)
+    nf = np.asarray(n, dtype=np.float64)
+    Aw, Ab = Qw.copy(), Qb.copy()
+    if problem.nonneg:
+        zero_b = (Ghat_M <= ZERO_TOL * rho2) & (Qb > 0) & ~np.eye(K, dtype=bool)
+        Ab[zero_b] = 0.0
+        zero_w = (Ghat_a <= ZERO_TOL * rho2) & (Qw > 0) & (nf >= 2)
+        Aw[zero_w] = 0.0
+    if problem.constraint == "none":
+        mu_hat = np.zeros(K)
+    else:
+        off = Ab * ~np.eye(K, dtype=bool)
+        rq = diag_q * Ghat_d + np.where(nf >= 2, (nf - 1) * Aw * Ghat_a, 0.0) + (off * Ghat_M) @ nf
+        mu_hat = rq / rho2
+        if problem.constraint == "ball":
+            mu_hat = np.minimum(mu_hat, 0.0)
+    best = _best_class_multipliers(problem, nf, Qw, Qb, diag_q) if problem.constraint != "none" else None
+    if best is not None:  # the optimal multipliers for this Q (a proposal; proved below like any other)
+        mu_hat, lw, lb = best
+        Aw, Ab = Qw - lw, Qb - lb  # <= Q entry-wise (monotone rounding): Lambda := Q - A >= 0 exactly
+    alpha = diag_q - mu_hat
+    if problem.constraint == "none":
+        mu_term = mu_margin = 0.0
+    else:
+        # mu := diag_q - alpha: exact reals, defined by the stored alpha
+        parts = (nf * diag_q).tolist() + (-(nf * alpha)).tolist()
+        mu_term = rho2 * math.fsum(parts)
+        mu_margin = 4 * U * abs(mu_term) + 2 * U * rho2 * float(np.sum(nf * (np.abs(diag_q) + np.abs(alpha))))
+    lam = _block_lambda(nf, alpha, Aw, Ab)
+    if lam is None:
+        return None, None, None, "no Cholesky factorisation completed: the eigenvalue bound failed"
+    reach = (float(np.sum(nf)) * rho2) if problem.constraint != "none" else rho2
+    term = reach * min(0.0, lam)
+    return mu_term + term, mu_margin + 4 * U * abs(term), lam, ""
+
+
+def sc_class_bound(problem, orbits, d, a, M) -> DualBound:
+    """Proved lower bound on the SC minimum for a batch set made of whole orbits (``relaxation.class_orbits``:
+    ``(k, m)`` = class composition of a batch, multiplicity), from a block-constant candidate Gram: diagonal
+    ``d (K,)``, within-class ``a (K,)``, between-class ``M (K, K)``. Any N: nothing N-sized is formed."""
+    tau, rho2 = problem.tau, problem.radius ** 2
+    n = np.asarray(problem.counts, dtype=np.int64)
+    nf = n.astype(np.float64)
+    K = len(n)
+    T = float(sum(m * float(k.sum()) for k, m in orbits))
+    Wpair = np.zeros((K, K))  # sum over slots of the pair weight, per ordered class pair, times pair fractions
+    Wabs = np.zeros((K, K))
+    ent_parts, lin_err, const_err, slots, terms = [], 0.0, 0.0, 0.0, 0
+    for k, m in orbits:
+        k = np.asarray(k, dtype=np.int64)
+        for c in np.flatnonzero(k >= 2):
+            cls = np.flatnonzero(k >= 1)
+            mult = np.where(cls == c, k[cls] - 1, k[cls]).astype(np.float64)
+            keep = mult > 0
+            cls, mult = cls[keep], mult[keep]
+            logit = np.where(cls == c, a[c], M[c, cls]) / tau
+            mx = logit.max()
+            e = np.exp(logit - mx)
+            qv = e / float(np.sum(mult * e))  # per-member weight
+            Sf = float(np.sum(mult * qv))
+            delta = abs(Sf - 1.0) + 1.01 * gamma(2 * len(cls) + 2) * Sf  # K products, K sums
+            if delta > 1e-6:
+                return DualBound(None, math.nan, math.nan, math.nan, 0, 0, "softmax weights far from normalised")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ql = np.where(qv > 0, qv * np.log(np.where(qv > 0, qv, 1.0)), 0.0)
+            h = -float(np.sum(mult * ql))
+            habs = float(np.sum(mult * np.abs(ql)))
+            w = m * float(k[c])  # slots of this kind
+            slots += w
+            ent_parts.append(w * h)
+            d1 = delta * (1 + 2 * delta)
+            lin_err += w * d1 * rho2 / (T * tau)
+            const_err += w * (h * d1 + d1 + (gamma(2 * len(cls) + 2) + FN * U) * habs) / T
+            # pairs (i in c, j in c'): the batches of this orbit holding both, per pair (whole orbits)
+            for cc, qq in zip(cls, qv):
+                if cc == c:
+                    frac = k[c] * (k[c] - 1) / (nf[c] * (nf[c] - 1))
+                    val = qq - 1.0 / (k[c] - 1)
+                    ab = qq + 1.0 / (k[c] - 1)
+                else:
+                    frac = k[c] * k[cc] / (nf[c] * nf[cc])
+                    val, ab = qq, qq
+                Wpair[c, cc] += m * frac * val
+                Wabs[c, cc] += m * frac * ab
+            terms += 1
+    if slots == 0:
+        return DualBound(0.0, 0.0, 0.0, 0.0, 0, 0)
+    cst = 1.0 / (2.0 * T * tau)
+    Qfull = (Wpair + Wpair.T) * cst  # entry of Q for a pair (i in c, k in c'), i != k
+    Qw, Qb = np.diag(Qfull).copy(), Qfull
+    # entry-wise error <= gamma_{terms+8} (Wabs + Wabsᵀ) cst, summed over all N^2 entries with the class sizes
+    pair_count = np.outer(nf, nf) - np.diag(nf)
+    q_err = rho2 * gamma(2 * terms + 12) * float(np.sum(pair_count * (Wabs + Wabs.T))) * cst * (1 + 4 * U)
+    const = math.fsum(ent_parts) / T
+    val, fmargin, lam, why = _class_feasible(problem, n, Qw, Qb, np.zeros(K), np.asarray(d, float),
+                                             np.asarray(a, float), np.asarray(M, float))
+    return _finish([const, val] if not why else [0.0], (fmargin or 0.0) + lin_err + const_err + q_err
+                   + 4 * U * abs(const), lam, 1, int(n.sum()), why)
+
+
+def ce_class_bound(problem, d, a, M, C, upper: float) -> DualBound:
+    """Proved lower bound on the CE minimum (full mean, no bias) from a block-constant candidate: feature Gram
+    (``d``, ``a``, ``M`` as in :func:`sc_class_bound`) and class-level logits ``C (K, K)`` (``<z_i in c,
+    w_c'>``). ``upper``: an upper bound on the minimum (:func:`ce_bound`)."""
+    if problem.bias:
+        return DualBound(None, math.nan, math.nan, math.nan, 0, 0,
+                         "CE with a bias: no rigorous bound is implemented (the dual needs exact class marginals)")
+    n = np.asarray(problem.counts, dtype=np.int64)
+    nf = n.astype(np.float64)
+    N, K = float(nf.sum()), len(n)
+    wd, fd = problem.weight_decay, problem.feature_decay
+    upper = float(upper) * (1 + 1e-9) + 1e-300
+    if problem.constraint == "none":
+        r2, cmax = N * upper / fd, math.sqrt(N * upper / fd) * math.sqrt(upper / wd)
+    else:
+        r2, cmax = _ce_reach(problem, upper)
+    q, delta, h, habs = _ce_weights(np.asarray(C, dtype=np.float64))
+    if np.any(delta > 1e-6):
+        return DualBound(None, math.nan, math.nan, math.nan, 0, 0, "softmax weights far from normalised")
+    F = (q - np.eye(K)) / N  # the row of F of every sample of class c
+    B = (F @ F.T) / (4.0 * wd)  # block-constant (F Fᵀ)/(4 wd), the diagonal included
+    Qb = -B
+    Qw = -np.diag(B).copy()
+    diag_q = fd / N - np.diag(B)
+    Fa = nf @ np.abs(F)
+    d1 = delta * (1 + 2 * delta)
+    lin_err = float(nf @ d1) * cmax / N
+    const_err = float(nf @ (h * d1 + d1 + (gamma(K) + FN * U) * habs)) / N
+    q_err = r2 * (gamma(K + 8) * float(Fa @ Fa) / (4 * wd) * (1 + 4 * U) + 4 * U * abs(fd))
+    const = math.fsum((nf * h).tolist()) / N
+    prob = problem
+    val, fmargin, lam, why = _class_feasible(prob, n, Qw, Qb, diag_q, np.asarray(d, float), np.asarray(a, float),
+                                             np.asarray(M, float))
+    if not why and problem.constraint == "none":
+        val = None
+        why = "the class-level CE bound needs a norm constraint (use the full or first-order method)"
+    return _finish([const, val] if not why else [0.0], (fmargin or 0.0) + lin_err + const_err + q_err
+                   + 4 * U * abs(const), lam, 1, int(N), why)
