@@ -500,24 +500,35 @@ def solve_relaxation(problem, method: str = "reduced", solver: str | None = None
     """Build and solve the ``"full"`` or ``"reduced"`` relaxation of ``problem``.
 
     ``solver``: ``"CLARABEL"`` or ``"SCS"`` (case-insensitive); ``None`` tries both (:func:`solver_order`). Raises
-    :class:`SolverFailure` (with the statuses and what to try) unless a solver reports ``optimal``.
+    :class:`SolverFailure` (with the statuses and what to try) unless a solver reports ``optimal`` or, failing
+    that, ``optimal_inaccurate`` (then ``status`` says so: the point is only a candidate for the proof, and its
+    ``value`` is information).
     """
     if solver is not None and str(solver).upper() not in SOLVERS:
         raise ValueError(f"solver must be one of {', '.join(SOLVERS)} (or None: Clarabel, then SCS), got {solver!r}")
     start = time.perf_counter()
     unit, rho2 = unit_radius(problem)
     built = {"full": full_program, "reduced": reduced_program}[method](unit)
-    tried = []
+    tried, fallback = [], None
+
+    def result(status, name):
+        block_means, rank = built.read()
+        if problem.loss == "ce":
+            block_means = block_means * rho2
+        point = {k: v * rho2 if k in ("G", "d", "a", "M") else v for k, v in built.point().items()}
+        return Relaxation(float(built.problem.value), status, name, time.perf_counter() - start, method,
+                          block_means, rank, point)
+
     for name in [str(solver).upper()] if solver else solver_order(built.problem):
         status = _try(built.problem, name)
         tried.append(f"{name}: {status}")
-        if status == cp.OPTIMAL and np.isfinite(built.problem.value):
-            block_means, rank = built.read()
-            if problem.loss == "ce":
-                block_means = block_means * rho2
-            point = {k: v * rho2 if k in ("G", "d", "a", "M") else v for k, v in built.point().items()}
-            return Relaxation(float(built.problem.value), status, name, time.perf_counter() - start, method,
-                              block_means, rank, point)
+        usable = built.problem.value is not None and np.isfinite(built.problem.value)
+        if status == cp.OPTIMAL and usable:
+            return result(status, name)
+        if status == cp.OPTIMAL_INACCURATE and usable and fallback is None:
+            fallback = result(status, name)  # still a candidate: solvers.dual decides what it proves
+    if fallback is not None:
+        return fallback
     others = [s for s in SOLVERS if not any(t.startswith(s) for t in tried)]
     hint = "try " + "".join(f"solver {s}, " for s in others) + (
         "the 'reduced' method (full batch) or 'first-order' (with a solution), a larger tau, or a smaller problem")
