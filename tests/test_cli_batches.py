@@ -1,5 +1,6 @@
 """``ufm batches`` and the batching flags of ``ufm solve``: JSON contract, values checked against the library."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -53,9 +54,41 @@ def test_batches_full_binding_and_epochs(capsys):
     assert code == 0 and "OF unique" in out and "(b)" in out
 
 
+def exact_line(out, pattern):
+    found = [m for m in (re.fullmatch(pattern, s) for s in out.splitlines()) if m]
+    assert len(found) == 1, (pattern, out)
+    return found[0]
+
+
+def test_batches_human_summary_states_the_verdict(capsys):
+    """The summary's lines say what the JSON says: (a) and (b), the verdict and the witness, word for word."""
+    code, out, _ = run_cli(capsys, "batches", "--counts", "5,5,2")
+    assert code == 0
+    exact_line(out, r"\(a\) classes tied together through batches: yes")
+    exact_line(out, r"\(b\) every pair of classes meets with a positive anchor: yes")
+    exact_line(out, r"OF unique: True \(conditions \(a\) and \(b\) hold\)")
+    of = float(exact_line(out, r"SC in the UFM\+: .* in dim 3; OF minimum ([0-9.]+) \(tau 0.1\)").group(1))
+    assert of == pytest.approx(theory.sc_of_loss((5, 5, 2), 0.1), abs=1e-9)
+    assert "witness" not in out
+    rep = batches_json(capsys, "--counts", "2,2,2", "--batches", "0,1,2,3;2,3,4,5")
+    code, out, _ = run_cli(capsys, "batches", "--counts", "2,2,2", "--batches", "0,1,2,3;2,3,4,5")
+    assert code == 0 and rep["unique_of"] is False
+    exact_line(out, r"\(a\) classes tied together through batches: yes")
+    exact_line(out, r"\(b\) every pair of classes meets with a positive anchor: no, pairs \[\[0, 2\]\]")
+    exact_line(out, r"OF unique: False \(witness: .*\)")
+    m = exact_line(out, r"witness moves samples \[(.*)\]: loss ([0-9.e-]+) vs OF minimum ([0-9.]+), Gram changes "
+                        r"by ([0-9.]+), verified True")
+    assert [int(v) for v in m.group(1).split(",")] == rep["witness"]["moved_samples"]
+    assert float(m.group(2)) == pytest.approx(float(m.group(3)), abs=1e-9)
+    code, out, _ = run_cli(capsys, "batches", "--counts", "3,3", "--batches", "0,1,3;2,4,5")
+    exact_line(out, r"\(a\) classes tied together through batches: no, classes \[0, 1\] fall apart \(parts per "
+                    r"class \[2, 2\]\)")
+    exact_line(out, r"OF unique: False \(witness: .*\)")
+
+
 def test_solve_binding_example_reaches_the_of(capsys):
     code, out, err = run_cli(capsys, "solve", "--loss", "sc", "--counts", "12,12,3,3", "--tau", "0.3", "--dim", "6",
-                             "--nonneg", "--batching", "binding:6", "--x64", "--json")
+                             "--nonneg", "--batching", "binding:6", "--json")
     assert code == 0, err
     rep = json.loads(out)
     b = rep["batching"]
@@ -65,7 +98,20 @@ def test_solve_binding_example_reaches_the_of(capsys):
     assert b["of_loss"] == pytest.approx(theory.sc_of_loss(p.counts, 0.3, batches=batching.union_batches(
         p, b["epochs"]), labels=p.label_array), rel=1e-12)
     assert rep["geometry"]["delta_gm"] <= 1e-6 and rep["prediction"]["unique"] is True
-    assert rep["steps"] == 5 * b["epochs"] and rep["problem"]["batch_seed"] == 0
+    assert rep["steps"] == 5 * b["epochs"] and rep["problem"]["batch_seed"] == 0 and rep["dtype"] == "float64"
+
+
+def test_solve_binding_human_summary(capsys):
+    code, out, _ = run_cli(capsys, "solve", "--counts", "12,12,3,3", "--tau", "0.3", "--dim", "6", "--nonneg",
+                           "--batching", "binding:6")
+    assert code == 0
+    m = exact_line(out, r"loss +([0-9.]+) +\(float64, (\d+) steps, converged, [0-9.]+ s\)")
+    m2 = exact_line(out, r"batching   binding:6: (\d+) epochs of 5 batches; loss is the mean over the anchor slots "
+                         r"of the batches of (\d+) epochs of .*")
+    assert int(m.group(2)) == 5 * int(m2.group(1)) and m2.group(1) == m2.group(2)
+    m3 = exact_line(out, r"OF minimum of these batches ([0-9.]+), gap (-?[0-9.]+e[-+]\d+); OF unique: True")
+    assert abs(float(m.group(1)) - float(m3.group(1))) <= 1e-9 and abs(float(m3.group(2))) <= 1e-8
+    exact_line(out, r"predicted  of: .*the OF is the unique minimiser")
 
 
 BAD = [

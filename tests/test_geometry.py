@@ -77,3 +77,90 @@ def test_classifier_norms_and_report_keys():
     rep = geometry.report(Z, y, W=W)
     assert set(rep) >= {"mean_cosines", "nc1", "delta_gm", "etf_distance", "classifier_norms"}
     assert geometry.report(Z, y)["classifier_norms"] is None
+
+
+# -- plain-loop references (REFERENCE-style formulas written out sample by sample) --------------------------------
+def _means_loops(Z, y, K):
+    d = len(Z[0])
+    sums, n = [[0.0] * d for _ in range(K)], [0] * K
+    for z, c in zip(Z, y):
+        n[c] += 1
+        for k in range(d):
+            sums[c][k] += float(z[k])
+    return [[s / n[c] for s in sums[c]] for c in range(K)], n
+
+
+def _global_mean_loops(Z, mu, n, weighting):
+    d, K, N = len(mu[0]), len(mu), sum(n)
+    if weighting == "classes":  # the plain mean of the class means (Papyan)
+        return [sum(mu[c][k] for c in range(K)) / K for k in range(d)]
+    # sample-weighted (Zhu et al.): the mean of all rows
+    return [sum(float(z[k]) for z in Z) / N for k in range(d)]
+
+
+def nc1_loops(Z, y, weighting):
+    """``Tr(Sigma_W Sigma_B^+) / K`` with ``Sigma_W = (1/N) sum_i (z_i - mu_{y_i})(...)ᵀ`` and
+    ``Sigma_B = (1/K) sum_c (mu_c - mu_G)(...)ᵀ``, term by term; the pseudo-inverse through the eigenvectors of
+    ``Sigma_B`` with a nonzero eigenvalue."""
+    y = [int(c) for c in y]
+    K, N, d = max(y) + 1, len(y), len(Z[0])
+    mu, n = _means_loops(Z, y, K)
+    mu_g = _global_mean_loops(Z, mu, n, weighting)
+    sw = [[0.0] * d for _ in range(d)]
+    for z, c in zip(Z, y):
+        v = [float(z[k]) - mu[c][k] for k in range(d)]
+        for a in range(d):
+            for b in range(d):
+                sw[a][b] += v[a] * v[b] / N
+    sb = [[0.0] * d for _ in range(d)]
+    for c in range(K):
+        v = [mu[c][k] - mu_g[k] for k in range(d)]
+        for a in range(d):
+            for b in range(d):
+                sb[a][b] += v[a] * v[b] / K
+    lam, V = np.linalg.eigh(np.array(sb))
+    total = 0.0
+    for j in range(d):
+        if lam[j] > 1e-9 * lam.max():
+            v = V[:, j]
+            total += sum(v[a] * sw[a][b] * v[b] for a in range(d) for b in range(d)) / lam[j]
+    return total / K
+
+
+def etf_distance_loops(Z, y, weighting):
+    """Zhu et al.'s distance on the normalised class means, centred by the chosen global mean, term by term."""
+    y = [int(c) for c in y]
+    K = max(y) + 1
+    mu, n = _means_loops(Z, y, K)
+    M = [[v / np.sqrt(sum(w * w for w in m)) for v in m] for m in mu]
+    d = len(M[0])
+    if weighting == "classes":
+        g = [sum(M[c][k] for c in range(K)) / K for k in range(d)]
+    else:
+        g = [sum(n[c] * M[c][k] for c in range(K)) / sum(n) for k in range(d)]
+    C = [[M[c][k] - g[k] for k in range(d)] for c in range(K)]
+    G = [[sum(C[a][k] * C[b][k] for k in range(d)) for b in range(K)] for a in range(K)]
+    nrm = np.sqrt(sum(G[a][b] ** 2 for a in range(K) for b in range(K)))
+    t = 1.0 / np.sqrt(K - 1)
+    return np.sqrt(sum((G[a][b] / nrm - t * ((a == b) - 1.0 / K)) ** 2 for a in range(K) for b in range(K)))
+
+
+@pytest.mark.parametrize("counts", [[30, 5, 5], [17, 3, 8, 1], [2, 40, 6, 9, 3]])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_nc1_and_etf_distance_match_plain_loops_under_imbalance(counts, seed):
+    """Both global means on imbalanced counts and random rows: the default is the plain mean of the class means,
+    ``weighting="samples"`` the mean of all rows; they must differ here, so a swap is caught."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(len(counts)), counts)
+    Z = rng.normal(size=(len(y), len(counts) + 2)) + rng.normal(size=(len(counts), len(counts) + 2))[y]
+    want = {w: nc1_loops(Z, y, w) for w in ("classes", "samples")}
+    assert want["classes"] != pytest.approx(want["samples"], rel=1e-2)
+    assert geometry.nc1(Z, y) == pytest.approx(want["classes"], rel=1e-9)  # the default
+    for w in ("classes", "samples"):
+        assert geometry.nc1(Z, y, weighting=w) == pytest.approx(want[w], rel=1e-9)
+        assert geometry.etf_distance(Z, y, weighting=w) == pytest.approx(etf_distance_loops(Z, y, w), rel=1e-9)
+    assert geometry.etf_distance(Z, y) == pytest.approx(etf_distance_loops(Z, y, "classes"), rel=1e-9)
+    assert etf_distance_loops(Z, y, "classes") != pytest.approx(etf_distance_loops(Z, y, "samples"), rel=1e-3)
+    rep = geometry.report(Z, y)  # the report: normalised rows, the plain mean of class means, and says so
+    assert rep["global_mean"] == "classes"
+    assert rep["nc1"] == pytest.approx(nc1_loops(geometry.normalize_rows(Z), y, "classes"), rel=1e-9)

@@ -1,5 +1,8 @@
+import contextlib
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +18,7 @@ from ufm.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = ["sweep", "--loss", "sc", "--imbalance", "step", "--classes", "3", "--n-min", "2", "--ratios", "1,3",
-        "--taus", "0.5,1.0", "--dim", "4", "--nonneg", "both", "--x64"]
+        "--taus", "0.5,1.0", "--dim", "4", "--nonneg", "both"]  # float64: the default
 
 
 def test_imbalance_profiles():
@@ -53,9 +56,34 @@ def test_cosine_groups():
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
-    code = main(GRID + ["--out", str(out)])
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        code = main(GRID + ["--out", str(out)])
     assert code == 0
+    (out / "stdout.txt").write_text(text.getvalue())
     return out, records.read_records(out / "results.jsonl")
+
+
+def test_sweep_is_float64_by_default_and_its_summary_counts_certificates(swept):
+    out, recs = swept
+    assert all(r["dtype"] == "float64" for r in recs)
+    lines = (out / "stdout.txt").read_text().splitlines()
+    n = sum(r["certified"] is True for r in recs)
+    assert n == len(recs) == 8
+    assert [s for s in lines if s.startswith("certified:")] == [f"certified: {n} of {len(recs)} points"]
+    assert re.fullmatch(rf"{len(recs)} points in .*results\.jsonl; figures .*", lines[0])
+
+
+def test_sweep_float32_opt_in(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "sweep", "--classes", "2", "--n-min", "2", "--ratios", "1", "--taus", "1.0",
+                             "--no-certify", "--float32", "--json", "--out", str(tmp_path))
+    assert code == 0, err
+    recs = [json.loads(s) for s in out.splitlines()]
+    assert len(recs) == 1 and recs[0]["dtype"] == "float32"
+    code, out, err = run_cli(capsys, "sweep", "--classes", "2", "--n-min", "2", "--ratios", "1", "--taus", "1.0",
+                             "--no-certify", "--x64", "--json", "--out", str(tmp_path / "x64"))
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["dtype"] == "float64"
 
 
 def test_sweep_points_match_the_theorems(swept):

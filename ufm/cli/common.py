@@ -62,7 +62,8 @@ def add_solver_args(p: argparse.ArgumentParser, tol_flag: str = "--tol"):
     g.add_argument("--steps", type=int, default=5000, help="most projected-gradient steps (default 5000)")
     g.add_argument("--lr", type=float, default=None, help="initial/fixed step (default: the tau/N rule)")
     g.add_argument("--optimizer", default="pgd", choices=["pgd", "sgd", "momentum", "nesterov", "adam"])
-    g.add_argument(tol_flag, type=float, default=None, help="stopping tolerance (default 1e-12 x64, 1e-6 f32)")
+    g.add_argument(tol_flag, type=float, default=None,
+                   help="stopping tolerance (default 1e-12 in float64, 1e-6 with --float32)")
     g.add_argument("--epochs", type=int, default=None,
                    help="epochs of stochastic projected gradient: the solver for shuffled/binding (default 1000); "
                         "on a fixed batch set, stochastic passes instead of the deterministic solve")
@@ -70,8 +71,22 @@ def add_solver_args(p: argparse.ArgumentParser, tol_flag: str = "--tol"):
     g.add_argument("--starts", type=int, default=None,
                    help="random starts, the lowest loss kept (default: 4 for imbalanced counts with --nonneg, "
                         "whose landscape has spurious minima, else 1)")
-    g.add_argument("--x64", action="store_true", help="float64 (needed for 1e-6 claims)")
+    add_dtype_args(g)
     return g
+
+
+def add_dtype_args(g):
+    """``--float32`` (opt in to float32; the default is float64, which 1e-6 claims need) and ``--x64`` (kept for
+    old command lines: a no-op). Read the choice with :func:`dtype_of`."""
+    g.add_argument("--float32", action="store_true",
+                   help="solve in float32 (default float64: small problems, accuracy first; float32 resolves the "
+                        "loss to ~1e-7 only)")
+    g.add_argument("--x64", action="store_true", help="a no-op, kept for old command lines: float64 is the default")
+
+
+def dtype_of(args) -> str:
+    """``"float32"`` with ``--float32``, else ``"float64"`` (``--x64`` changes nothing)."""
+    return "float32" if getattr(args, "float32", False) else "float64"
 
 
 def add_output_args(p: argparse.ArgumentParser):

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import os
 
-from .common import (add_output_args, add_problem_args, add_solver_args, dumps, ensure_dir, fmt_matrix,
-                     problem_from_args, versions, write_json)
+from .common import (add_output_args, add_problem_args, add_solver_args, dtype_of, dumps, ensure_dir,
+                     fmt_matrix, problem_from_args, versions, write_json)
 
 HELP = "minimise a UFM problem by projected gradient; report loss, geometry and prediction"
 
 
 def add_parser(sub):
-    p = sub.add_parser("solve", help=HELP, description=HELP)
+    p = sub.add_parser("solve", help=HELP, description=HELP + ". Solves in float64 unless --float32.")
     add_problem_args(p)
     add_solver_args(p)
     add_output_args(p)
@@ -19,13 +19,13 @@ def add_parser(sub):
 
 def run_solve(problem, args):
     """Solve with the solver flags of ``args``; returns the Solution. Epoch schemes, and ``--epochs`` on any
-    batching, run the stochastic epoch solver (``solvers.epochs``); the rest the deterministic ``solvers.pgd``."""
+    batching, run the stochastic epoch solver (``solvers.epochs``); the rest the deterministic ``solvers.pgd``.
+    float64 unless ``args.float32``."""
     from solvers import solve
     from solvers.epochs import DEFAULT_EPOCHS
     from ufm.batching import is_epoch_scheme
 
-    kw = dict(lr=args.lr, optimizer=args.optimizer, tol=args.tol, seed=args.seed,
-              dtype="float64" if args.x64 else "float32")
+    kw = dict(lr=args.lr, optimizer=args.optimizer, tol=args.tol, seed=args.seed, dtype=dtype_of(args))
     if getattr(args, "epochs", None) is not None or is_epoch_scheme(problem):
         if getattr(args, "starts", None) is not None:
             from .common import UsageError
@@ -75,7 +75,8 @@ def summary(rep) -> str:
         lines.append("classifier norms " + " ".join(f"{v:.4f}" for v in g["classifier_norms"]))
     if rep["dtype"] == "float32":
         lines.append("note: float32 resolves the loss to ~1e-7; where the loss is flat in the geometry (small tau) "
-                     "the cosines can be far from the minimiser's: --x64 (and ufm certify) for the geometry")
+                     "the cosines can be far from the minimiser's: drop --float32 (and run ufm certify) for the "
+                     "geometry")
     return "\n".join(lines)
 
 
