@@ -2,7 +2,7 @@
 
     python -m benchmarks.certified [--quick | --full] [--repeats R]
 
-The closed-form orthogonal-frame minimum (Kini et al. 2024; REFERENCE.md §4.2) is a proven lower bound, so
+The closed-form orthogonal-frame minimum (Kini et al. 2024; docs/theory.md §4) is a proven lower bound, so
 ``gap = loss - L*`` certifies a solution; a run counts as certified when ``gap <= 1e-6``. Each tool runs with its
 own stopping rule (none is told L*):
   * ``ufm``: ``solvers.solve(problem, dtype="float64")`` (default tol 1e-12); ``cold`` is the first call

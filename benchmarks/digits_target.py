@@ -7,7 +7,7 @@ Runs the real command ``ufm train --dataset digits --arch mlp --loss sc --relu|-
 included in the wall time) and reports, per run: the network's ``delta_gm``, test accuracy (nearest class
 centre), the mean cosine between minority classes (``min_min``), the UFM's ``delta_gm`` and ``min_min`` for the
 same counts, tau and ReLU, ``distance_to_ufm``, and the wall time. ``--extra-tau`` adds runs without ReLU at
-that temperature (the UFM's minority classes attract each other at larger tau, REFERENCE §4.4).
+that temperature (the UFM's minority classes attract each other at larger tau, docs/theory.md §4).
 
 Results: ``benchmarks/results/digits_target.jsonl`` (one line per run, reruns skip what is there),
 ``digits_target.json`` (summary + machine), the figures of the seed-0 runs as

@@ -1,4 +1,4 @@
-"""Label-noise experiment (Graf et al. 2021, §7 of REFERENCE.md): steps until 100% training accuracy against
+"""Label-noise experiment (Graf et al. 2021, §7 of docs/theory.md): steps until 100% training accuracy against
 the fraction of flipped training labels, for SC and CE.
 
     python -m benchmarks.label_noise [--dataset digits] [--fractions 0,0.1,0.2,0.3,0.4] [--seeds 0,1]

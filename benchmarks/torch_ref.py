@@ -2,7 +2,7 @@
 
 ``supcon_loss`` follows ``HobbitLong/SupContrast`` ``SupConLoss`` with one view, line for line (``N x N`` masks,
 row max *including* the diagonal, as there). With ``base_temperature = tau`` its value is ufm's ``L`` (mean over
-anchors, anchors without positives count 0; REFERENCE.md §1).
+anchors, anchors without positives count 0; docs/theory.md §2).
 
 ``solve_pgd`` is ufm's default algorithm written in eager PyTorch: rows of ``Z`` move by ``N * grad``, the
 projection onto the (non-negative) sphere, Armijo backtracking (halve until

@@ -1,4 +1,4 @@
-"""Convex relaxations of UFM problems over the Gram matrix, in cvxpy (REFERENCE.md §5).
+"""Convex relaxations of UFM problems over the Gram matrix, in cvxpy (docs/theory.md §5).
 
 Dropping ``rank(G) <= d`` from a problem written in ``G = Z Zᵀ`` leaves a convex program whose optimal value is a
 **lower bound** on the problem's minimum; a solution's loss minus that bound is a certified optimality gap.

@@ -1,11 +1,11 @@
-"""Slow, obviously-correct references: plain Python loops over the formulas of REFERENCE.md. Tests only."""
+"""Slow, obviously-correct references: plain Python loops over the formulas of docs/theory.md. Tests only."""
 import math
 
 import numpy as np
 
 
 def sc_loss_loops(Z, labels, tau, batches=None):
-    """REFERENCE.md §1 term by term: mean over anchor slots of
+    """docs/theory.md §2 term by term: mean over anchor slots of
     ``(1/|P|) sum_{j in P} [-s_ij + log sum_{k in B, k != i} exp(s_ik)]``."""
     Z = np.asarray(Z, dtype=np.float64)
     labels = [int(y) for y in labels]

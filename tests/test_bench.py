@@ -25,7 +25,7 @@ def test_supcon_equals_ufm_loss_and_its_gradient():
         v = rng.normal(size=Z.shape)
         fd = (sc_loss_loops(Z + eps * v, LABELS, tau) - sc_loss_loops(Z - eps * v, LABELS, tau)) / (2 * eps)
         assert float((grad.numpy() * v).sum()) == pytest.approx(fd, rel=1e-6)
-    # SupContrast's base temperature b scales the value by tau / b (REFERENCE.md §1)
+    # SupContrast's base temperature b scales the value by tau / b (docs/theory.md §2)
     b = float(supcon_loss(torch.tensor(Z), torch.tensor(LABELS), 0.1, base_temperature=0.07))
     assert b == pytest.approx(0.1 / 0.07 * sc_loss_loops(Z, LABELS, 0.1), rel=1e-12)
 

@@ -53,7 +53,7 @@ def test_epoch_run_reports_the_objective_of_all_its_batches():
                                     dict(batches=((0, 1, 8, 16), (2, 3, 9, 10, 17), (0, 9, 18, 19), (4, 5, 6, 11)))])
 def test_fixed_batch_sets_reach_the_minibatch_of_minimum(kwargs):
     """Deterministic PGD on a fixed batch set (a partition; overlapping explicit batches) reaches the closed form
-    of REFERENCE §4.3, whether or not the OF is its unique minimiser. The UFM+ landscape is not benign (with all
+    of docs/theory.md §4, whether or not the OF is its unique minimiser. The UFM+ landscape is not benign (with all
     3-subsets of these counts, PGD from seed 0 stops 1.3e-3 above the minimum, at a stationary point where the two
     small classes share a direction), so the best of three starts is compared; none goes below."""
     p = Problem(counts=(8, 8, 2, 2), tau=0.5, dim=6, nonneg=True, **kwargs)

@@ -79,7 +79,7 @@ def test_classifier_norms_and_report_keys():
     assert geometry.report(Z, y)["classifier_norms"] is None
 
 
-# -- plain-loop references (REFERENCE-style formulas written out sample by sample) --------------------------------
+# -- plain-loop references (the formulas of docs/theory.md written out sample by sample) --------------------------------
 def _means_loops(Z, y, K):
     d = len(Z[0])
     sums, n = [[0.0] * d for _ in range(K)], [0] * K

@@ -46,7 +46,7 @@ CASES = {
     "no anchor has a positive in any batch": ([2, 2], "0,2;1,3;0,3;1,2", 2, False, [0, 1], [(0, 1)],
                                               "shared_direction"),
     "a batch without positives changes nothing": ([2, 2], "0,1,2,3;0,2", 2, True, [], [], None),
-    "a one-class batch forces no equality (REFERENCE's wording would say unique)": (
+    "a one-class batch forces no equality (the papers' wording would say unique)": (
         [2, 2], "0,1;2,3;0,2,3", 2, False, [0], [], "shared_direction"),
     "(a) fails but d = K leaves no room in the orthant": ([2, 2], "0,2,3;1,2,3", 2, True, [0], [], None),
     "(a) fails and d > K: a spare direction": ([2, 2], "0,2,3;1,2,3", 3, False, [0], [], "spare_direction"),

@@ -69,7 +69,7 @@ def test_predict():
 
 @pytest.mark.parametrize("seed", range(4))
 def test_minibatch_of_formula_equals_loss_at_of_for_random_batchings(seed):
-    """REFERENCE §4.3 for any fixed batching: overlapping batches, repeated batches, batches without positives."""
+    """docs/theory.md §4 for any fixed batching: overlapping batches, repeated batches, batches without positives."""
     rng = np.random.default_rng(seed)
     counts = list(rng.integers(1, 5, size=3))
     N = sum(counts)

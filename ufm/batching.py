@@ -1,4 +1,4 @@
-"""Batchings: which samples meet in which batch (REFERENCE.md §4.3).
+"""Batchings: which samples meet in which batch (docs/theory.md §4).
 
 A batching is a *scheme* (text ``NAME[:b]``) or explicit batches (a tuple of index tuples).
 

@@ -1,4 +1,4 @@
-"""Euclidean projections of each row of ``Z`` onto the feasible set (REFERENCE.md §3).
+"""Euclidean projections of each row of ``Z`` onto the feasible set (docs/theory.md §3).
 
 Sets, per row ``z`` (radius ``rho``):
   * ``"sphere"``: ``||z|| = rho``;           with ``nonneg``: ``||z|| = rho, z >= 0``

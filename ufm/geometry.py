@@ -1,7 +1,7 @@
 """Geometry of embeddings: class means, mean cosines, NC1, distance to the OF and to the simplex ETF.
 
 Functions of NumPy arrays (``Z (N, d)``, ``labels (N,)`` ints in ``0..K-1``, ``W (K, d)``); they know nothing
-about solvers. REFERENCE.md §6.
+about solvers. docs/theory.md §7.
 
 **Global mean.** ``weighting="classes"`` (default) takes the plain mean of the class means (Papyan et al.,
 Kini et al.'s code); ``weighting="samples"`` the sample-weighted mean of all rows (Zhu et al.). They differ

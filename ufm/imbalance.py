@@ -1,4 +1,4 @@
-"""Class counts of the imbalance profiles of the papers (REFERENCE.md §7).
+"""Class counts of the imbalance profiles of the papers (the papers' experiments).
 
 * STEP (Kini et al.): the first ``K - round(K * minority_fraction)`` classes are majorities with
   ``round(R * n_min)`` samples, the others minorities with ``n_min``.

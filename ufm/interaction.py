@@ -1,6 +1,6 @@
 """The batch interaction graph, and when the orthogonal frame is the *unique* mini-batch minimiser.
 
-Setting (REFERENCE.md §4.3): SC in the UFM+ (rows of ``Z`` non-negative, on the sphere of radius ``rho``),
+Setting (docs/theory.md §4): SC in the UFM+ (rows of ``Z`` non-negative, on the sphere of radius ``rho``),
 ``d >= K``, a fixed batch set ``𝔅``. The bound ``L*_𝔅`` holds batch by batch and the OF attains it, so the
 minimisers are exactly the feasible ``Z`` that meet every equality case of the bound. For an anchor ``i`` with
 positives in batch ``B`` (write ``u_i = z_i``):
@@ -17,10 +17,10 @@ distinct nodes asks those nodes to be equiangular (a *hyperedge*); ``m`` equiang
 at a common inner product in ``[0, 1)`` have a Gram of rank ``m``, so a hyperedge of more than ``d`` nodes is
 joined whole as well.
 
-**Conditions** (REFERENCE §4.3, made exact): (a) every class is one node (``disconnected_classes`` lists the
+**Conditions** (docs/theory.md §4, made exact): (a) every class is one node (``disconnected_classes`` lists the
 others); (b) every pair of classes has a forced-orthogonal pair of nodes, i.e. some batch holds both classes
 with at least two members of one of them (``unmet_class_pairs`` lists the others). Note the two refinements of
-REFERENCE's wording: a batch of *one* class forces no equality (``l_i`` only compares positives), and a
+the papers' wording: a batch of *one* class forces no equality (``l_i`` only compares positives), and a
 batch in which no anchor has a positive forces nothing at all.
 
 **Verdict** (:func:`check`). (a) and (b) imply uniqueness: all of a class is one vector ``u_c`` and (b) makes

@@ -1,6 +1,6 @@
 """A memory-lean SC loss: no ``N x N`` matrix, in the forward or the backward pass.
 
-The SC loss of REFERENCE.md §1 splits, per anchor ``i`` of batch ``B``, into
+The SC loss of docs/theory.md §2 splits, per anchor ``i`` of batch ``B``, into
 
 * **positives** through class sums: ``sum_{j in P_B(i)} <z_i, z_j> = <z_i, S_{B, y_i}> - ||z_i||^2`` with
   ``S_{B, c}`` the sum of the class-``c`` rows of ``B`` (O(b d) per batch, :func:`class_sums`);
@@ -248,7 +248,7 @@ def class_sums(Zb, yb, valid):
 
 
 def batch_loss_sum(Zb, yb, valid, tau, c=None, *, block: int = BLOCK):
-    """Sum over the slots of one batch of the per-anchor SC loss ``l_i`` (REFERENCE.md §1), no ``b x b`` matrix.
+    """Sum over the slots of one batch of the per-anchor SC loss ``l_i`` (docs/theory.md §2), no ``b x b`` matrix.
 
     ``Zb`` ``(b, d)`` the batch's rows, ``yb`` ``(b,)`` their labels, ``valid`` ``(b,)`` False for padded slots,
     ``tau`` scalar (may be traced), ``c`` an optional bound on ``max ||z||^2 / tau`` (:func:`lse_others`). Anchors

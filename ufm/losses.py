@@ -1,6 +1,6 @@
 """Losses of the unconstrained-features model, as pure JAX functions.
 
-Conventions (REFERENCE.md §1-2): ``Z`` is ``(N, d)``, one row per sample; ``labels`` is an int array ``(N,)``
+Conventions (docs/theory.md §2): ``Z`` is ``(N, d)``, one row per sample; ``labels`` is an int array ``(N,)``
 with values ``0..K-1``; ``W`` is ``(K, d)``; logits of the SC loss are ``<z_i, z_k> / tau``.
 
 ``sc_loss`` is ufm's normalisation: the *mean over anchor slots* ``L = (1/T) sum_B sum_{i in B} l_i(B)`` with
@@ -96,7 +96,7 @@ def sc_loss_blocked(Z, labels, tau, batches=None, *, block: int = kernels.BLOCK)
 
 
 def sc_loss(Z, labels, tau, batches=None):
-    """Supervised contrastive loss, ufm normalisation (mean over anchor slots), REFERENCE.md §1.
+    """Supervised contrastive loss, ufm normalisation (mean over anchor slots), docs/theory.md §2.
 
     ``l_i(B) = mean_{j in P_B(i)} [ -s_ij + log sum_{k in B, k != i} exp(s_ik) ]``, ``s_ik = <z_i, z_k>/tau``.
 
@@ -118,7 +118,7 @@ def sc_loss(Z, labels, tau, batches=None):
 
 
 def ce_loss(Z, W, labels, bias=None):
-    """Mean cross-entropy ``(1/N) sum_i -log softmax(W z_i + b)_{y_i}``, REFERENCE.md §2.
+    """Mean cross-entropy ``(1/N) sum_i -log softmax(W z_i + b)_{y_i}``, docs/theory.md §2.
 
     Args: Z ``(N, d)``, W ``(K, d)``, labels ``(N,)`` ints, bias ``(K,)`` or None.
     The regularisers (weight and feature decay) are added by the problem's objective, not here.

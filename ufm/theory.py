@@ -1,4 +1,4 @@
-"""Closed forms of REFERENCE.md §4 and the geometry theory predicts for a problem.
+"""Closed forms of docs/theory.md §4 and the geometry theory predicts for a problem.
 
 All losses use ufm's normalisation (mean over anchor slots for SC; mean over samples plus regularisers for CE).
 A sphere or ball of radius ``rho`` enters SC only through ``tau / rho^2``.
@@ -36,7 +36,7 @@ def sc_of_loss(counts, tau: float, radius: float = 1.0, batches=None, labels=Non
     """SC minimum under non-negativity (UFM+), attained at an orthogonal frame (Kini et al. 2024).
 
     Full batch (``batches=None``): ``(1/N) sum_{c: n_c >= 2} n_c log(n_c - 1 + (N - n_c) exp(-rho^2/tau))``.
-    Mini-batches (REFERENCE §4.3): the same bound batch by batch, divided by ``T = sum_B |B|``; then ``labels``
+    Mini-batches (docs/theory.md §4): the same bound batch by batch, divided by ``T = sum_B |B|``; then ``labels``
     ``(N,)`` is needed (defaults to ``counts`` in class order).
     """
     t = tau / radius**2
@@ -185,7 +185,7 @@ def of_unique(problem) -> tuple[bool | None, str]:
 
 
 def predict(problem) -> Prediction:
-    """The geometry and minimum theory predicts for ``problem`` (REFERENCE §4), or ``"unknown"`` with why.
+    """The geometry and minimum theory predicts for ``problem`` (docs/theory.md §4), or ``"unknown"`` with why.
 
     For an epoch scheme (``shuffled``, ``binding``) the objective changes every epoch; under UFM+ the OF still
     minimises every epoch's objective (the bound holds batch by batch), so the geometry is ``"of"`` with
