@@ -1,12 +1,14 @@
 """The batch interaction graph: hand-made batchings whose verdict is known, witnesses checked against the plain-loop
 loss, and binding's guarantee for random partitions."""
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import sc_loss_loops
 
-from ufm import Problem, batching, interaction, predict, theory
+from ufm import Problem, batching, interaction, predict, sc_loss, theory
 
 
 def labels_of(counts):
@@ -23,6 +25,9 @@ def assert_witness(v, counts, batches, dim, tau=0.3, rho=1.0):
     for t in (tau, 1.0):
         best = theory.sc_of_loss(counts, t, rho, batches=batches, labels=y)
         assert abs(sc_loss_loops(Z, y, t, batches) - best) <= 1e-9
+        with jax.enable_x64(True):  # the library's loss too, in float64, on the same batches
+            assert abs(float(sc_loss(jnp.asarray(Z, jnp.float64), jnp.asarray(y), t, batches)) - best) <= 1e-9
+    assert abs(v.witness["loss"] - sc_loss_loops(Z, y, v.witness["tau"], batches)) <= 1e-12
     Zof = rho * np.eye(dim)[y]
     assert np.abs(Z @ Z.T - Zof @ Zof.T).max() >= 0.5 * rho**2
     assert v.witness["verified"] is True and abs(v.witness["loss_gap"]) <= 1e-9
