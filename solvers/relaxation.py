@@ -447,20 +447,21 @@ def reduced_program(problem) -> _Program:
 
 # -- solving -----------------------------------------------------------------------------------------------------
 def _try(prog: cp.Problem, solver: str):
-    """Solve with one solver; returns the cvxpy status (``"solver_error"`` when it raises)."""
+    """Solve with one solver; returns the cvxpy status (``"solver_error"`` when it raises) and the value."""
     tries = [_SCS_OPTS] if solver == "SCS" else [_CLARABEL_OPTS, {}]
-    status = "solver_error"
-    for opts in tries:  # Clarabel: tight tolerances first (a better candidate, a tighter proved bound)
+    status, value = "solver_error", None
+    for k, opts in enumerate(tries):  # Clarabel: tight tolerances first (a better candidate, a tighter proof)
+        run = prog if k == 0 else cp.Problem(prog.objective, prog.constraints)  # a fresh solve, same variables
         try:
             with warnings.catch_warnings():  # the status says it, and is checked
                 warnings.simplefilter("ignore", UserWarning)
-                prog.solve(solver=solver, **opts)
+                run.solve(solver=solver, **opts)
         except cp.error.SolverError:
             continue
-        status = prog.status
+        status, value = run.status, run.value
         if status == cp.OPTIMAL:
             break
-    return status
+    return status, value
 
 
 SCS_FIRST_BLOCK = 64  # a PSD block of more rows than this: SCS before Clarabel (solver_order)
@@ -511,22 +512,22 @@ def solve_relaxation(problem, method: str = "reduced", solver: str | None = None
     built = {"full": full_program, "reduced": reduced_program}[method](unit)
     tried, fallback = [], None
 
-    def result(status, name):
+    def result(status, name, value):
         block_means, rank = built.read()
         if problem.loss == "ce":
             block_means = block_means * rho2
         point = {k: v * rho2 if k in ("G", "d", "a", "M") else v for k, v in built.point().items()}
-        return Relaxation(float(built.problem.value), status, name, time.perf_counter() - start, method,
-                          block_means, rank, point)
+        return Relaxation(float(value), status, name, time.perf_counter() - start, method, block_means, rank,
+                          point)
 
     for name in [str(solver).upper()] if solver else solver_order(built.problem):
-        status = _try(built.problem, name)
+        status, value = _try(built.problem, name)
         tried.append(f"{name}: {status}")
-        usable = built.problem.value is not None and np.isfinite(built.problem.value)
+        usable = value is not None and np.isfinite(value)
         if status == cp.OPTIMAL and usable:
-            return result(status, name)
+            return result(status, name, value)
         if status == cp.OPTIMAL_INACCURATE and usable and fallback is None:
-            fallback = result(status, name)  # still a candidate: solvers.dual decides what it proves
+            fallback = result(status, name, value)  # still a candidate: solvers.dual decides what it proves
     if fallback is not None:
         return fallback
     others = [s for s in SOLVERS if not any(t.startswith(s) for t in tried)]
