@@ -45,6 +45,11 @@ def summary(rep) -> str:
                      f"{rep['bound_margin']:.1e} subtracted)")
     if rep.get("solver_bound") is not None:
         lines.append(f"solver's value {_fmt(rep['solver_bound'])}   (the convex solver's own number, not a proof)")
+    if rep["certified"] is False and rep["gap"] is not None and rep.get("solver_bound") is not None:
+        loss = rep["certificate_loss"]
+        if loss - rep["solver_bound"] <= rep["tol"] * max(1.0, abs(loss)):
+            lines.append(f"not certified: the solver's value would certify, but the proved bound is "
+                         f"{rep['solver_bound'] - rep['lower_bound']:.1e} below it (too loose to prove the gap)")
     if rep["gap"] is not None:
         lines.append(f"loss (f64)  {_fmt(rep['certificate_loss'])}   gap {rep['gap']:.2e} (tol {rep['tol']:g} "
                      "relative)")
