@@ -11,8 +11,9 @@ Methods (``method=``):
 **Proofs, not solver values.** A convex solver's optimal value is accurate only to its tolerances and can lie
 above the true minimum; ``lower_bound`` never is that value. Each method yields a *candidate* (the relaxation's
 primal point, or the solution's own Gram), and ``solvers.dual`` turns a candidate into a proved bound: a Fenchel
-dual point, a Cholesky-certified eigenvalue, every floating-point error subtracted. With a solution both
-candidates are tried and the larger proved bound kept (``details["bound_from"]``). The solver's number is kept
+dual point, a Cholesky-certified eigenvalue, every floating-point error subtracted. With a solution the
+solution's own Gram is tried too unless the relaxation's proof already certifies it, and the larger proved bound
+is kept (``details["bound_from"]``). The solver's number is kept
 as ``solver_bound`` and the subtracted margin as ``bound_margin``; when nothing could be proved ``lower_bound`` is
 None, ``certified`` False and ``details["why"]`` says why.
 
@@ -181,7 +182,9 @@ def certify(problem, solution=None, method: str = "auto", solver: str | None = N
         solver_bound, solver_name, status, cos, rank = rel.value, rel.solver, rel.status, rel.mean_cosines, rel.rank
         details = {"dim": problem.dim, "tight_rank": bool(rank <= problem.dim)}
         proofs.append(("relaxation", _relaxation_proof(problem, rel, loss)))
-    if solution is not None:  # the linearisation at the solution itself: tight when the solution is optimal
+    done = any(p.lower_bound is not None and loss is not None and loss - p.lower_bound <= tol * max(1.0, abs(loss))
+               for _, p in proofs)
+    if solution is not None and not done:  # the linearisation at the solution itself: tight at an optimum
         proofs.append(("solution", _solution_proof(problem, solution, loss)))
     proved = [(k, p) for k, p in proofs if p.lower_bound is not None]
     if proved:
