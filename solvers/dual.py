@@ -38,6 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse.linalg
 
 from ufm.batching import batch_list
 
@@ -75,7 +76,23 @@ class DualBound(NamedTuple):
     why: str = ""
 
 
-def lambda_min_lower(A, estimate: float | None = None, tries: int = 12) -> float | None:
+EIGH_MAX = 1500  # beyond: a Lanczos estimate (a dense eigh's O(n^3) reduction would dominate the Cholesky)
+
+
+def _estimate(A) -> float:
+    """An estimate of ``lambda_min(A)`` (no proof needed: the Cholesky test decides)."""
+    n = A.shape[0]
+    if n <= EIGH_MAX:
+        return float(scipy.linalg.eigh(A, eigvals_only=True, subset_by_index=[0, 0], driver="evr")[0])
+    try:
+        v0 = np.random.default_rng(0).standard_normal(n)
+        return float(scipy.sparse.linalg.eigsh(A, k=1, which="SA", tol=1e-12, maxiter=20 * n, v0=v0,
+                                               return_eigenvectors=False)[0])
+    except (scipy.sparse.linalg.ArpackNoConvergence, scipy.sparse.linalg.ArpackError):
+        return 0.0
+
+
+def lambda_min_lower(A, estimate: float | None = None, tries: int = 16) -> float | None:
     """A proved lower bound on the smallest eigenvalue of the symmetric matrix ``A`` (its float64 entries taken
     as exact), or None when no factorisation succeeded.
 
@@ -96,13 +113,14 @@ def lambda_min_lower(A, estimate: float | None = None, tries: int = 12) -> float
     if n == 1:
         return float(A[0, 0])
     if estimate is None:
-        estimate = float(scipy.linalg.eigh(A, eigvals_only=True, subset_by_index=[0, 0], driver="evr")[0])
+        estimate = _estimate(A)
     scale = float(np.max(np.abs(A).sum(axis=1)))  # >= ||A||_2
     if scale == 0.0:
         return 0.0
     g = gamma(n + 1)
-    step = max(4 * g * scale * n, 1e-300)  # the size the margin will have: shift by about that much
     idx = np.arange(n)
+    trace = float(np.sum(np.abs(A[idx, idx] - estimate)))
+    step = max(4 * g * trace, 64 * U * scale, 1e-300)  # about the size the margin will have
     for _ in range(tries):
         s = estimate - step
         At = A.copy()
@@ -110,11 +128,11 @@ def lambda_min_lower(A, estimate: float | None = None, tries: int = 12) -> float
         try:
             scipy.linalg.cholesky(At, lower=True, overwrite_a=True, check_finite=False)
         except np.linalg.LinAlgError:
-            step *= 8.0
+            step *= 4.0
             continue
         d = A[idx, idx] - s  # the factorised diagonal (recomputed: At was overwritten); positive on success
         if np.any(d <= 0):
-            step *= 8.0
+            step *= 4.0
             continue
         tr = math.fsum(d.tolist()) * (1 + 2 * U)
         margin = U * float(d.max()) + 2.0 * (g / (1.0 - g)) * tr + n * 1e-300
