@@ -1,52 +1,237 @@
-"""``verify``: every theorem that speaks about a set of label counts, checked numerically.
+"""``verify``: every theorem of REFERENCE.md §4 that speaks about a setting, checked against its statement.
 
-For counts (and tau, dim, a batching), each theorem of REFERENCE.md §4 is either *not applicable* (with the
-reason) or checked: solve (float64 PGD), certify (convex relaxation), compare the geometry found with the
-predicted one and the loss with the predicted minimum. A row *holds* when the found geometry is the predicted
-one (mean cosines within ``GEOMETRY_TOL``), the loss is within ``LOSS_TOL`` of the predicted minimum and the
-certificate proves it global (gap <= 1e-6, relative); otherwise it *fails*, with what broke.
+A *setting* is label counts plus tau, dim, radius, the feature set (sphere or ball), the CE weight decay and a
+batching. For each theorem the setting either misses a hypothesis (verdict ``"not applicable"``, with the
+hypothesis it misses) or is checked, and the row reports four things separately:
+
+* ``minimum``: does the predicted geometry attain the global minimum? The *explicit* predicted point (an
+  orthogonal frame ``z_i = rho e_{y_i}``, a simplex-ETF collapse, the CE ETF with classifier rows of norm
+  ``r_W`` on the class means) is evaluated in float64 and certified by the first-order certificate at that
+  point (``solvers.certify``, method ``"first-order"``: valid for any batching and N, tight at a minimiser),
+  next to the closed-form minimum.
+* ``found``: what float64 projected gradient (``solvers.solve``) reached from random starts (a run that hits
+  its step limit is continued once, ``POLISH`` times longer):
+  its loss, its gap to the best proved bound, its geometry (class-mean cosines within ``GEOMETRY_TOL`` of the
+  prediction and ``NC1 <= NC1_TOL``; for CE also the classifier norms against ``r_W`` and NC3).
+* ``unique``: whether the prediction is the only minimiser. For the orthogonal frame this is decided by the
+  batch interaction graph (``ufm.interaction.check_problem``, full batch included: two single-sample classes
+  are never forced apart, so the OF is then not unique); for the ETF it is the theorem's "unique up to
+  rotation", confronted with the starts that reach the minimum.
+* ``alternative``: when the prediction is not the only minimiser, a *verified* other minimiser: the
+  interaction witness, or the solver's point snapped to basis directions, whose float64 loss equals the OF
+  minimum to ``WITNESS_TOL`` at the setting's tau and at tau = 1 while its Gram differs.
+
+**Verdicts** (``VERDICTS``). A theorem *holds* when its statement holds, whatever else the solver found: "the
+OF is a global minimiser" holds when the OF's float64 loss is within ``tol * max(1, |loss|)`` of a proved lower
+bound and of the closed form; a solver that stops at another minimiser of the same certified loss is reported
+under ``found``, not as a failure. A theorem *fails* only on a certified counterexample:
+
+1. a feasible point whose float64 loss is below the predicted minimum by more than ``tol * max(1, |L*|)``;
+2. a proved lower bound above the predicted minimum by more than that tolerance (a bound that some evaluated
+   point undercuts by more than the tolerance is not trusted: the row is then inconclusive);
+3. for a uniqueness claim ("the OF is the unique minimiser"), a verified different minimiser.
+
+The landscape theorem has no closed form: it holds when the best start attains a proved bound, no converged
+start is stuck above it (a start stuck above it is perturbed and rerun once: one that then goes down was at a
+saddle or on a flat shelf), and at least half of the starts reach it; a start that stays above is a candidate
+(inconclusive), never a counterexample.
+
+Anything proved neither way is *inconclusive*, with the reason (no proved bound, a bound that is not tight,
+starts that stop above the bound: possible saddles, not certified counterexamples). A lower bound of None
+(the certificate proved nothing) is treated as "not proved".
+
+**Uniqueness is decided by exact points only.** A solver's point within the loss tolerance of the minimum can
+sit far from the minimiser where the loss is flat (at a low temperature the terms that separate geometries are
+of order ``exp(-rho^2/tau)``; measured: at tau 0.058, sixteen starts all within 1e-6 of the certified bound had
+class-mean cosines that differ by more than 0.8). So starts that disagree with a "unique up to rotation" claim are
+reported (``unique["consistent"]``, a note in the reason), never judged; the uniqueness verdicts come from the
+OF's exact alternatives (the interaction witness, a snapped point), verified in float64 at two temperatures.
+
+Conventions: float64 for every solve and every loss; SC losses are ufm's mean over anchor slots; tolerances are
+relative, ``tol * max(1, |value|)``. An epoch batching (``shuffled:b``, ``binding:b``) is checked on the batches of
+its first epoch (the OF bound holds batch by batch, so the OF minimises every epoch's objective alike).
 """
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ufm import Problem, geometry, interaction, theory
-from ufm.batching import is_epoch_scheme
+from ufm.batching import epoch_batch_list, is_epoch_scheme, parse_scheme
 
-__all__ = ["Row", "verify", "found_geometry", "GEOMETRY_TOL", "LOSS_TOL", "DEFAULT_EXAMPLE"]
+__all__ = ["Row", "Setting", "Theorem", "THEOREMS", "VERDICTS", "verify", "verify_setting", "found_geometry",
+           "applicability", "etf_vectors", "of_point", "etf_point", "nc3", "SUITE", "run_suite", "random_setting", "audit",
+           "GEOMETRY_TOL", "NC1_TOL", "TOL", "WITNESS_TOL", "DEFAULT_STARTS"]
 
-GEOMETRY_TOL = 1e-3
-LOSS_TOL = 1e-6
-DEFAULT_EXAMPLE = {"counts": (20, 20, 2, 2), "tau": 0.5, "dim": 6}
+TOL = 1e-6  # relative tolerance of every loss comparison: tol * max(1, |value|)
+GEOMETRY_TOL = 1e-3  # class-mean cosines, classifier norms (relative to r_W) and NC3: "is the predicted one"
+NC1_TOL = 1e-3  # within-class collapse: NC1 <= this
+CANDIDATE_TOL = 5e-2  # a point at the certified minimum this far from the prediction is noted (never judged)
+WITNESS_TOL = 1e-9  # a snapped point is a verified minimiser when its loss equals the OF minimum to this
+DEFAULT_STARTS = 16
+POLISH = 10  # a run that hits its step limit is continued once from where it stopped, for POLISH x the steps
+VERDICTS = ("holds", "fails", "inconclusive", "not applicable")
+
+
+@dataclass(frozen=True)
+class Theorem:
+    """A theorem of REFERENCE §4 as ``verify`` checks it: ``key``, ``title``, ``hypotheses``, ``statement``."""
+
+    key: str
+    title: str
+    hypotheses: str
+    statement: str
+
+
+THEOREMS = (
+    Theorem("sc-etf", "SC: simplex ETF (Graf et al. 2021)",
+            "SC, balanced counts n >= 2, sphere (or ball) of radius rho, d >= K-1, full batch",
+            "the within-class collapse onto a simplex ETF is a global minimiser, of loss "
+            "log(n-1 + (N-n) exp(-K rho^2/((K-1) tau))), unique up to rotation"),
+    Theorem("sc-landscape", "SC landscape: every local minimum is global (Behnia & Thrampoulidis 2024)",
+            "SC without ReLU, any counts (some class with 2 samples), sphere, d > K, full batch",
+            "every local minimum is global and the minimiser is unique up to rotation; checked from many random "
+            "starts against a proved lower bound"),
+    Theorem("sc-of", "SC + ReLU: orthogonal frame (Kini et al. 2024)",
+            "SC, non-negative features (UFM+), any counts, sphere (or ball), d >= K, full batch or any batch set",
+            "the orthogonal frame z_i = rho e_{y_i} is a global minimiser, of loss "
+            "(1/T) sum_B sum_{c: n_Bc >= 2} n_Bc log(n_Bc - 1 + (|B| - n_Bc) exp(-rho^2/tau))"),
+    Theorem("of-unique", "SC + ReLU: the OF is unique iff the batch graph forces it (Kini et al. 2024)",
+            "as for the OF, on the sphere",
+            "the OF is the unique minimiser (as a Gram matrix) iff the batch interaction graph forces it "
+            "(conditions (a), (b); ufm.interaction); otherwise a different embedding has the same loss"),
+    Theorem("ce-etf", "L2-regularised CE: simplex ETF, classifier radius r_W (Graf et al. 2021)",
+            "CE, balanced counts, ball (or sphere) of radius rho, d >= K-1, weight decay lambda > 0, no bias, "
+            "full batch",
+            "features collapse onto a simplex ETF of radius rho, classifier rows on a simplex of radius r_W aligned "
+            "with it (2 lambda r_W (exp(K rho r_W/(K-1)) + K - 1) = rho); minimum "
+            "log(1 + (K-1) exp(-K rho r_W/(K-1))) + lambda K r_W^2; unique up to rotation"),
+)
+_TITLE = {t.key: t for t in THEOREMS}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one ``verify`` run checks. ``batches``: explicit batches (a tuple of index tuples) instead of the
+    scheme ``batching``; ``seed``: the random starts and the scheme's ``batch_seed``."""
+
+    counts: tuple
+    tau: float = 0.5
+    dim: int | None = None
+    radius: float = 1.0
+    constraint: str = "sphere"
+    weight_decay: float | None = None
+    batching: str = "full"
+    batches: tuple | None = None
+    seed: int = 0
+
+    def resolved(self) -> "Setting":
+        """``dim`` None becomes ``K + 2`` (room for every theorem: d > K for the landscape); ``counts`` and
+        ``batches`` become tuples."""
+        counts = tuple(int(c) for c in self.counts)
+        dim = len(counts) + 2 if self.dim is None else self.dim
+        batches = None if self.batches is None else tuple(tuple(int(i) for i in B) for B in self.batches)
+        return Setting(counts, float(self.tau), dim, float(self.radius), self.constraint, self.weight_decay,
+                       "explicit" if batches is not None else self.batching, batches, int(self.seed))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["counts"] = list(self.counts)
+        d["batches"] = None if self.batches is None else [list(B) for B in self.batches]
+        return d
+
+    def describe(self) -> str:
+        batching = (f"{len(self.batches)} explicit batches" if self.batches is not None else
+                    "full batch" if self.batching == "full" else f"batching {self.batching} (seed {self.seed})")
+        wd = "" if self.weight_decay is None else f", CE weight decay {self.weight_decay:g}"
+        return (f"counts {','.join(map(str, self.counts))}, tau {self.tau:g}, dim {self.dim}, {self.constraint} of "
+                f"radius {self.radius:g}, {batching}{wd}")
+
+    def command(self, steps: int = 5000, starts: int = DEFAULT_STARTS, tol: float = TOL) -> str:
+        """The ``ufm verify`` command line that checks this setting again (floats written exactly)."""
+        parts = ["ufm", "verify", "--counts", ",".join(map(str, self.counts)), "--tau", repr(float(self.tau)),
+                 "--dim", str(self.dim), "--radius", repr(float(self.radius)), "--constraint", self.constraint]
+        if self.weight_decay is not None:
+            parts += ["--weight-decay", repr(float(self.weight_decay))]
+        if self.batches is not None:
+            parts += ["--batches", '"' + ";".join(",".join(map(str, B)) for B in self.batches) + '"']
+        elif self.batching != "full":
+            parts += ["--batching", self.batching]
+        parts += ["--seed", str(self.seed)]
+        if steps != 5000:
+            parts += ["--steps", str(steps)]
+        if starts != DEFAULT_STARTS:
+            parts += ["--starts", str(starts)]
+        if tol != TOL:
+            parts += ["--tol", repr(float(tol))]
+        return " ".join(parts)
 
 
 @dataclass
 class Row:
-    """One theorem's verdict. ``verdict`` in ``{"holds", "fails", "not applicable"}``."""
+    """One theorem's verdict in one setting (module doc). ``verdict`` in ``VERDICTS``; ``minimum``, ``found``,
+    ``unique``, ``alternative``: JSON-ready dicts (None where they do not apply); ``counterexample``: the
+    certified counterexample when the verdict is ``"fails"``."""
 
+    key: str
     theorem: str
-    prediction: str
-    found: str | None = None
-    loss: float | None = None
-    predicted_loss: float | None = None
-    loss_difference: float | None = None
-    lower_bound: float | None = None
-    gap: float | None = None
-    certified: bool | None = None
+    hypotheses: str
+    prediction: str = ""
     verdict: str = "not applicable"
     reason: str = ""
+    minimum: dict | None = None
+    found: dict | None = None
+    unique: dict | None = None
+    alternative: dict | None = None
+    counterexample: dict | None = None
+    setting: dict = field(default_factory=dict)
     seconds: float = 0.0
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return asdict(self)
 
 
+# -- predicted points ----------------------------------------------------------------------------------------------
+def etf_vectors(K: int, dim: int) -> np.ndarray:
+    """``(K, dim)`` unit vectors of a regular simplex (pairwise cosine ``-1/(K-1)``) in the first ``K-1``
+    coordinates (needs ``dim >= K-1``): the centred standard basis, expressed in an orthonormal basis of its span."""
+    if dim < K - 1:
+        raise ValueError(f"dim {dim} < K-1 = {K - 1}: no simplex ETF fits")
+    C = np.eye(K) - 1.0 / K
+    _, _, Vt = np.linalg.svd(C)
+    V = C @ Vt[: K - 1].T
+    V /= np.linalg.norm(V, axis=1, keepdims=True)
+    out = np.zeros((K, dim))
+    out[:, : K - 1] = V
+    return out
+
+
+def of_point(problem) -> np.ndarray:
+    """The orthogonal frame ``z_i = rho e_{y_i}`` ``(N, d)``."""
+    return problem.radius * np.eye(problem.dim)[problem.label_array]
+
+
+def etf_point(problem, norm: float | None = None) -> np.ndarray:
+    """The simplex-ETF collapse ``z_i = rho v_{y_i}`` ``(N, d)`` (``norm`` instead of ``rho`` when given)."""
+    rho = problem.radius if norm is None else norm
+    return rho * etf_vectors(problem.K, problem.dim)[problem.label_array]
+
+
+class _Point:
+    """A point in the shape ``solvers.certify`` takes: ``Z`` and, for CE, ``W`` and ``b`` (None)."""
+
+    def __init__(self, Z, W=None):
+        self.Z, self.W, self.b = np.asarray(Z, np.float64), None if W is None else np.asarray(W, np.float64), None
+
+
+# -- geometry ------------------------------------------------------------------------------------------------------
 def found_geometry(mean_cosines) -> tuple[str, float, float]:
     """``("etf"|"of"|"other", distance to ETF, distance to OF)``: max-abs distances of the mean-cosine
-    matrix to the ETF Gram and to the identity."""
+    matrix to the ETF Gram and to the identity (``GEOMETRY_TOL`` decides the name)."""
     C = np.asarray(mean_cosines)
     K = C.shape[0]
     d_etf = float(np.abs(C - theory.etf_gram(K)).max()) if K > 1 else 0.0
@@ -55,139 +240,762 @@ def found_geometry(mean_cosines) -> tuple[str, float, float]:
     return name, d_etf, d_of
 
 
-def _describe(name, d_etf, d_of, cos):
-    C = np.asarray(cos)
-    off = C[~np.eye(C.shape[0], dtype=bool)]
-    spread = f"; off-diagonal cosines {off.min():.3f} .. {off.max():.3f}" if name == "other" and off.size else ""
-    return f"{name} (max |cos - ETF| {d_etf:.1e}, max |cos - OF| {d_of:.1e}{spread})"
+def nc3(Z, W, labels, K) -> float:
+    """NC3 (Zhu et al. 2021): ``|| W / ||W||_F - M_c / ||M_c||_F ||_F`` with ``M_c (K, d)`` the class means
+    centred at their plain mean (one row per class). 0 when the classifier is aligned with the centred means."""
+    mu = geometry.class_means(Z, labels, K)
+    Mc = mu - mu.mean(axis=0)
+    W = np.asarray(W, dtype=np.float64)
+    nw, nm = np.linalg.norm(W), np.linalg.norm(Mc)
+    if nw == 0 or nm == 0:
+        return float("nan")
+    return float(np.linalg.norm(W / nw - Mc / nm))
 
 
-def _solve_and_certify(problem, steps, seed, certify_fn):
+def _geometry(problem, Z, target: str) -> dict:
+    """Class-mean cosines (of the normalised rows for SC), their distance to ``target`` (``"etf"``/``"of"``)
+    and NC1; ``is_predicted`` when both are within tolerance."""
+    X = geometry.normalize_rows(Z) if problem.loss == "sc" else np.asarray(Z, np.float64)
+    labels, K = problem.label_array, problem.K
+    cos = geometry.mean_cosines(X, labels, K)
+    name, d_etf, d_of = found_geometry(cos)
+    nc1 = geometry.nc1(X, labels, K)
+    dist = d_etf if target == "etf" else d_of
+    return {"geometry": name, "distance_to_etf": d_etf, "distance_to_of": d_of, "nc1": nc1,
+            "mean_cosines": cos.tolist(), "is_predicted": bool(dist <= GEOMETRY_TOL and nc1 <= NC1_TOL)}
+
+
+# -- losses and certificates -----------------------------------------------------------------------------------------
+def _loss(problem, Z, W=None) -> float:
+    """The objective at a point, in float64, after projecting ``Z`` onto the feasible set."""
+    from .first_order import solution_loss
+
+    return float(solution_loss(problem, np.asarray(Z, np.float64), None if W is None else np.asarray(W, np.float64)))
+
+
+def _certify(problem, point, method, tol):
+    """``solvers.certify.certify`` (one place, so that tests can replace it)."""
+    from .certify import certify
+
+    return certify(problem, point, method=method, tol=tol)
+
+
+def _bound(problem, point, method: str, tol: float) -> dict:
+    """A proved lower bound on ``problem``'s minimum from ``solvers.certify`` at ``point``: ``lower_bound``
+    (None when nothing was proved, with ``why``), ``solver_bound``, ``bound_margin``, ``method``, ``status``,
+    ``seconds``. A certificate that raises proves nothing; its message is the ``why``."""
+    start = time.perf_counter()
+    try:
+        cert = _certify(problem, point, method, tol)
+    except Exception as e:  # any failure of a certificate means "not proved", with the reason shown
+        return {"lower_bound": None, "solver_bound": None, "bound_margin": None, "method": method,
+                "status": "error", "why": f"{type(e).__name__}: {e}", "seconds": time.perf_counter() - start}
+    lb = cert.lower_bound
+    lb = None if lb is None or not math.isfinite(float(lb)) else float(lb)
+    details = getattr(cert, "details", None) or {}
+    why = details.get("why") if lb is None else None
+    if lb is None and not why:
+        why = f"the certificate proved no bound (status {getattr(cert, 'status', None)!r})"
+    return {"lower_bound": lb, "solver_bound": getattr(cert, "solver_bound", None),
+            "bound_margin": getattr(cert, "bound_margin", None), "method": getattr(cert, "method", method),
+            "status": getattr(cert, "status", None), "why": why, "seconds": time.perf_counter() - start}
+
+
+def _scale(tol, value) -> float:
+    return tol * max(1.0, abs(value))
+
+
+def _best_bound(bounds, points, tol):
+    """The largest bound that no evaluated point undercuts by more than the tolerance, and the distrusted ones.
+    ``bounds``: dicts from :func:`_bound`; ``points``: ``(source, loss)``."""
+    valid, invalid = [], []
+    for b in bounds:
+        lb = b.get("lower_bound")
+        if lb is None:
+            continue
+        under = [(s, v) for s, v in points if v < lb - _scale(tol, v)]
+        (invalid if under else valid).append((b, under))
+    best = max(valid, key=lambda t: t[0]["lower_bound"])[0] if valid else None
+    return best, invalid
+
+
+def _minimum_dict(point_name, loss, closed_form, best, bounds, tol) -> dict:
+    """The ``minimum`` sub-object: the point's loss against the closed form and the best proved bound."""
+    lb = None if best is None else best["lower_bound"]
+    gap = None if lb is None else loss - lb
+    why = None
+    if lb is None:
+        whys = [b.get("why") for b in bounds if b.get("why")]
+        why = "; ".join(whys) if whys else "no certificate proved a bound"
+    return {"point": point_name, "loss": loss, "closed_form": closed_form,
+            "loss_minus_closed_form": None if closed_form is None else loss - closed_form,
+            "lower_bound": lb, "method": None if best is None else best["method"],
+            "solver_bound": None if best is None else best.get("solver_bound"),
+            "bound_margin": None if best is None else best.get("bound_margin"),
+            "gap": gap, "certified": None if gap is None else bool(gap <= _scale(tol, loss)), "why": why,
+            "bounds": [{k: b.get(k) for k in ("method", "lower_bound", "status", "why")} for b in bounds]}
+
+
+def _counterexample(predicted, points, best, tol):
+    """A certified counterexample to "the minimum is ``predicted``" (module doc, kinds 1 and 2), or None."""
+    if predicted is None:
+        return None
+    s = _scale(tol, predicted)
+    below = [(src, v) for src, v in points if v < predicted - s]
+    if below:
+        src, v = min(below, key=lambda t: t[1])
+        return {"kind": "point below the predicted minimum", "source": src, "loss": v, "predicted_minimum": predicted,
+                "difference": v - predicted, "tolerance": s}
+    if best is not None and best["lower_bound"] > predicted + s:
+        return {"kind": "proved lower bound above the predicted minimum", "source": f"{best['method']} certificate",
+                "lower_bound": best["lower_bound"], "predicted_minimum": predicted,
+                "difference": best["lower_bound"] - predicted, "tolerance": s}
+    return None
+
+
+def _judge_minimum(row: Row, minimum: dict, predicted, points, best, invalid, tol) -> bool:
+    """Set ``row``'s verdict from the ``minimum`` evidence; True when it holds."""
+    cx = _counterexample(predicted, points, best, tol)
+    if cx is not None:
+        row.verdict, row.counterexample = "fails", cx
+        what = (f"{cx['source']} has float64 loss {cx['loss']:.10f}, below the predicted minimum {predicted:.10f} by "
+                f"{-cx['difference']:.1e}" if "loss" in cx else
+                f"the proved lower bound {cx['lower_bound']:.10f} lies above the predicted minimum {predicted:.10f} "
+                f"by {cx['difference']:.1e}")
+        row.reason = f"certified counterexample: {what}"
+        return False
+    loss = minimum["loss"]
+    if predicted is not None and abs(loss - predicted) > _scale(tol, predicted):
+        row.verdict = "inconclusive"
+        row.reason = (f"the predicted point's loss {loss:.10f} differs from the closed form {predicted:.10f} by "
+                      f"{loss - predicted:.1e}, and no certificate decides which is the minimum")
+        return False
+    if invalid and best is None:
+        (b, under), = invalid[:1]
+        row.verdict = "inconclusive"
+        row.reason = (f"the {b['method']} bound {b['lower_bound']:.10f} lies above the loss of {under[0][0]} "
+                      f"({under[0][1]:.10f}): not a valid lower bound, so nothing is proved")
+        return False
+    if best is None:
+        row.verdict, row.reason = "inconclusive", f"no proved lower bound: {minimum['why']}"
+        return False
+    if not minimum["certified"]:
+        row.verdict = "inconclusive"
+        row.reason = (f"certificate not tight: the predicted point is {minimum['gap']:.1e} above the proved bound "
+                      f"({best['method']}), tolerance {_scale(tol, loss):.1e}")
+        return False
+    row.verdict = "holds"
+    row.reason = (f"the predicted point attains the certified minimum (gap {minimum['gap']:.1e}, {best['method']} "
+                  "certificate)" + ("" if predicted is None else ", which equals the closed form"))
+    return True
+
+
+# -- one setting ---------------------------------------------------------------------------------------------------
+def _pgd_found(problem, sol, best, target, tol, what: str) -> dict:
+    """The ``found`` sub-object for a PGD solution: loss, gap to the best proved bound, geometry."""
+    loss = _loss(problem, sol.Z, sol.W)
+    lb = None if best is None else best["lower_bound"]
+    gap = None if lb is None else loss - lb
+    out = {"solver": what, "seed": sol.seed, "steps": sol.steps, "converged": sol.converged, "loss": loss,
+           "lower_bound": lb, "gap": gap, "at_minimum": None if gap is None else bool(gap <= _scale(tol, loss))}
+    out.update(_geometry(problem, sol.Z, target))
+    return out
+
+
+def _polish(problem, sol, steps):
+    """``sol``, or, when it hit the step limit, its continuation for ``POLISH * steps`` more steps (float64, from
+    its own point; the seed is kept). Small problems at a low temperature converge slowly, and one long run from
+    the best point is far cheaper than long runs from every start."""
     from . import solve
 
-    kw = {} if is_epoch_scheme(problem) else {"steps": steps}
-    sol = solve(problem, dtype="float64", seed=seed, **kw)
-    return sol, None if certify_fn is None else certify_fn(problem, sol)
+    if sol.converged:
+        return sol
+    init = {"Z": sol.Z} if sol.W is None else {"Z": sol.Z, "W": sol.W, "b": sol.b}
+    more = solve(problem, steps=POLISH * steps, seed=sol.seed, dtype="float64", init=init)
+    more.steps += sol.steps
+    return more if more.loss <= sol.loss else sol
 
 
-def _check(row: Row, problem, want: str | None, steps, seed, certify_fn) -> Row:
-    """Solve, certify and judge ``problem`` against the geometry ``want`` (None: only the certificate)."""
-    start = time.perf_counter()
-    sol, cert = _solve_and_certify(problem, steps, seed, certify_fn)
-    cos = geometry.mean_cosines(geometry.normalize_rows(sol.Z) if problem.loss == "sc" else sol.Z,
-                                problem.label_array, problem.K)
-    name, d_etf, d_of = found_geometry(cos)
-    row.found = _describe(name, d_etf, d_of, cos)
-    row.loss = sol.loss
-    if cert is not None:
-        row.lower_bound, row.gap, row.certified = cert.lower_bound, cert.gap, cert.certified
-    if row.predicted_loss is None and want == "of":  # an epoch run: the OF minimum of its batch set
-        row.predicted_loss = getattr(sol, "of_loss", None)
-    if row.predicted_loss is None and cert is not None:
-        row.predicted_loss = cert.lower_bound
-    if row.predicted_loss is not None:
-        row.loss_difference = sol.loss - row.predicted_loss
-    broken = []
-    if want is not None and name != want:
-        broken.append(f"found {name}, predicted {want}")
-    if row.loss_difference is not None and abs(row.loss_difference) > LOSS_TOL * max(1.0, abs(sol.loss)):
-        broken.append(f"loss misses the predicted minimum by {row.loss_difference:.1e}")
-    if cert is None:
-        broken.append("not certified (certificates off)")
-    elif not cert.certified:
-        broken.append(f"certificate gap {cert.gap:.1e} above tolerance")
-    row.verdict = "fails" if broken else "holds"
-    row.reason = "; ".join(broken) if broken else "geometry, minimum and certificate agree"
-    row.seconds = time.perf_counter() - start
+def _snap_witness(problem, Z, tol_witness=WITNESS_TOL):
+    """A UFM+ solution snapped to basis directions (each row to ``rho e_j``, ``j`` its largest entry): when its
+    structure is not the OF's and its float64 loss equals the OF minimum to ``tol_witness`` at the problem's tau
+    and at tau = 1 (an exact equality case of the bound, not a near-minimiser), a verified other mininiser."""
+    col = np.argmax(np.asarray(Z), axis=1)
+    labels, K = problem.label_array, problem.K
+    per_class = [sorted(set(col[labels == c].tolist())) for c in range(K)]
+    per_dir = {}
+    for c, dirs in enumerate(per_class):
+        for j in dirs:
+            per_dir.setdefault(j, []).append(c)
+    if all(len(d) == 1 for d in per_class) and all(len(v) == 1 for v in per_dir.values()):
+        return None  # the OF, up to a relabelling of the directions
+    Zs = problem.radius * np.eye(problem.dim)[col]
+    Zof = of_point(problem)
+    gram_change = float(np.abs(Zs @ Zs.T - Zof @ Zof.T).max())
+    gaps = []
+    loss = of_loss = None
+    for t in dict.fromkeys((1.0, float(problem.tau))):
+        p = problem.replace(tau=t)
+        ref = theory.predict(p).loss
+        val = _loss(p, Zs)
+        gaps.append(abs(val - ref) / max(1.0, abs(ref)))
+        if t == float(problem.tau):
+            loss, of_loss = val, ref
+    shared = [f"classes {', '.join(map(str, v))} share direction e_{j}" for j, v in sorted(per_dir.items()) if len(v) > 1]
+    split = [f"class {c} spreads over {len(d)} directions" for c, d in enumerate(per_class) if len(d) > 1]
+    return {"kind": "snapped PGD point", "changes": "; ".join(shared + split), "loss": loss, "of_loss": of_loss,
+            "loss_gap": loss - of_loss, "gram_change": gram_change,
+            "verified": bool(max(gaps) <= tol_witness and gram_change > 1e-6)}
+
+
+class _Case:
+    """The problems of one setting and the work the rows share (PGD runs, certificates), computed once."""
+
+    def __init__(self, setting: Setting, steps: int, starts: int, tol: float):
+        self.setting, self.steps, self.starts, self.tol = setting, steps, starts, tol
+        s = setting
+        self.epoch_note = ""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            base = Problem(counts=s.counts, tau=s.tau, dim=s.dim, constraint=s.constraint, radius=s.radius,
+                           batching=s.batching if s.batches is None else "explicit", batches=s.batches,
+                           batch_seed=s.seed)
+            if is_epoch_scheme(base):
+                batches = tuple(tuple(B) for B in epoch_batch_list(base, 0))
+                self.epoch_note = (f"{s.batching} draws new batches every epoch: checked on the {len(batches)} batches "
+                                   "of epoch 0 (the OF bound holds batch by batch, so every epoch's objective alike)")
+                base = base.replace(batching="explicit", batches=batches)
+            self.ce = Problem(counts=s.counts, loss="ce", dim=s.dim, constraint=s.constraint, radius=s.radius,
+                              weight_decay=s.weight_decay)
+        if s.constraint not in ("sphere", "ball"):
+            raise ValueError(f"constraint must be 'sphere' or 'ball' for verify, got {s.constraint!r}")
+        self.sc = base
+        self.K, self.d = base.K, base.dim
+        self.full = base.batches is None and parse_scheme(base.batching).name == "full"
+        self.plus = base.replace(nonneg=True) if self.d >= self.K else None
+        self._cache = {}
+
+    def cached(self, key, fn):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    # shared work
+    def sc_starts(self):
+        """``starts`` float64 PGD runs of the SC problem (no ReLU), seeds ``seed .. seed + starts - 1``, one after
+        the other (one compiled program; on a CPU faster than a vmap over the starts, which runs every start as
+        long as the slowest). A run that hits the step limit above the proved bound is polished
+        (:func:`_polish`): a start still descending is no evidence about local minima either way."""
+        return self.cached("sc_starts", self._sc_starts)
+
+    def _sc_starts(self):
+        from . import solve
+
+        sols = [solve(self.sc, steps=self.steps, seed=self.setting.seed + i, dtype="float64")
+                for i in range(self.starts)]
+        k = int(np.argmin([s.loss for s in sols]))
+        sols[k] = _polish(self.sc, sols[k], self.steps)
+        self._cache["sc_relax"] = bound = _bound(self.sc, sols[k], "auto", self.tol)
+        lb = bound["lower_bound"]
+        for i, s in enumerate(sols):
+            if i != k and not s.converged and (lb is None or s.loss - lb > _scale(self.tol, s.loss)):
+                sols[i] = _polish(self.sc, s, self.steps)
+        return sols
+
+    def sc_best(self):
+        return min(self.sc_starts(), key=lambda s: s.loss)
+
+    def sc_relaxation(self):
+        """The convex-relaxation bound of the full-batch SC problem at the best start (``method="auto"``: the
+        reduced program)."""
+        self.sc_starts()
+        return self._cache["sc_relax"]
+
+    def of_certificate(self):
+        return self.cached("of_cert", lambda: _bound(self.plus, _Point(of_point(self.plus)), "first-order", self.tol))
+
+    def of_loss(self):
+        return self.cached("of_loss", lambda: _loss(self.plus, of_point(self.plus)))
+
+    def plus_solution(self):
+        from . import solve
+
+        return self.cached("plus_sol", lambda: _polish(self.plus, solve(
+            self.plus, steps=self.steps, seed=self.setting.seed, dtype="float64"), self.steps))
+
+    def interaction(self):
+        return self.cached("interaction", lambda: interaction.check_problem(self.plus))
+
+    def snapped(self):
+        return self.cached("snapped", lambda: _snap_witness(self.plus, self.plus_solution().Z))
+
+
+def _why_not(case: _Case, key: str) -> str:
+    """The hypothesis of theorem ``key`` that the setting misses, in words ("" when it applies)."""
+    p, K, d, n = case.sc, case.K, case.d, case.sc.counts[0]
+    if K < 2:
+        return "one class: no between-class geometry"
+    if key == "sc-etf":
+        return ("counts are imbalanced" if not p.balanced else
+                "classes of one sample (no positives: the loss is 0 everywhere)" if n < 2 else
+                f"dim {d} < K-1 = {K - 1}" if d < K - 1 else
+                "mini-batches (the theorem is for the full batch)" if not case.full else "")
+    if key == "sc-landscape":
+        return (f"dim {d} <= K = {K}" if d <= K else "mini-batches (the theorem is for the full batch)"
+                if not case.full else "the ball (the theorem is for the sphere)" if p.constraint != "sphere" else
+                "no class has two samples (the loss is 0 everywhere)" if max(p.counts) < 2 else "")
+    if key in ("sc-of", "of-unique") and case.plus is None:
+        return f"dim {d} < K = {K}: no orthogonal frame fits"
+    if key == "of-unique" and p.constraint != "sphere":
+        return "the ball (a sample without positives may shrink there; the analysis is for the sphere)"
+    if key == "ce-etf":
+        if not case.ce.balanced or d < K - 1 or not case.full:
+            return ("counts are imbalanced" if not case.ce.balanced else f"dim {d} < K-1 = {K - 1}" if d < K - 1
+                    else "mini-batches (the theorem is for the full-batch objective)")
+        pred = theory.predict(case.ce)
+        return "" if pred.geometry == "etf" else pred.reason
+    return ""
+
+
+def applicability(setting: Setting) -> dict:
+    """``{theorem key: the hypothesis the setting misses, or ""}`` without solving anything. Raises
+    ``ValueError`` for a bad setting."""
+    case = _Case(setting.resolved(), 1, 1, TOL)
+    return {t.key: _why_not(case, t.key) for t in THEOREMS}
+
+
+def _not_applicable(row, why):
+    row.verdict, row.reason = "not applicable", why
     return row
 
 
-def verify(counts, *, tau=0.5, dim=None, radius=1.0, batching="full", batches=None, batch_seed=0,
-           weight_decay=None, steps=5000, seed=0, certify=True) -> list[Row]:
-    """Check every theorem of REFERENCE §4 that applies to ``counts`` (module doc). Returns one row per
-    theorem, applicable or not."""
-    from .certify import certify as certify_fn
+def _row(key) -> Row:
+    t = _TITLE[key]
+    return Row(key, t.title, t.hypotheses)
 
-    cert = certify_fn if certify else None
-    common = dict(counts=counts, tau=tau, dim=dim, radius=radius, batching=batching, batches=batches,
-                  batch_seed=batch_seed)
-    sc = Problem(**common)
-    K, d, n = sc.K, sc.dim, sc.counts[0]
-    full = sc.batches is None and sc.batching == "full"
-    rows = []
 
-    # 1. Graf et al.: balanced SC on the sphere -> simplex ETF
-    row = Row("SC, sphere: simplex ETF (Graf et al. 2021)", "etf")
-    why = ("counts are imbalanced" if not sc.balanced else "classes of one sample" if n < 2 else
-           f"dim {d} < K-1" if d < K - 1 else "mini-batches (the theorem is full-batch)" if not full else "")
+def _sc_etf(case: _Case) -> Row:
+    row = _row("sc-etf")
+    p, K, tol = case.sc, case.K, case.tol
+    n = p.counts[0]
+    why = _why_not(case, "sc-etf")
     if why:
-        row.reason = why
-    else:
-        row.predicted_loss = theory.sc_etf_loss(n, K, tau, radius)
-        row.prediction = f"simplex ETF, loss {row.predicted_loss:.8f}"
-        _check(row, sc, "etf", steps, seed, cert)
-    rows.append(row)
+        return _not_applicable(row, why)
+    predicted = theory.sc_etf_loss(n, K, p.tau, p.radius)
+    row.prediction = f"simplex ETF collapse; minimum {predicted:.10f}"
+    P = etf_point(p)
+    p_loss = _loss(p, P)
+    bounds = [_bound(p, _Point(P), "first-order", tol), case.sc_relaxation()]
+    sols = case.sc_starts()
+    points = [("the predicted ETF point", p_loss)] + [(f"PGD start seed {s.seed}", _loss(p, s.Z)) for s in sols]
+    best, invalid = _best_bound(bounds, points, tol)
+    row.minimum = _minimum_dict("simplex-ETF collapse z_i = rho v_{y_i}", p_loss, predicted, best, bounds, tol)
+    _judge_minimum(row, row.minimum, predicted, points, best, invalid, tol)
+    row.found = _pgd_found(p, case.sc_best(), best, "etf", tol, f"float64 PGD, best of {len(sols)} starts")
+    # uniqueness up to rotation: every start at the certified minimum should be an ETF collapse
+    at_min = [s for s in sols if best is not None and _loss(p, s.Z) - best["lower_bound"] <= _scale(tol, p_loss)]
+    others = [(s, g) for s in at_min for g in [_geometry(p, s.Z, "etf")]
+              if g["distance_to_etf"] > CANDIDATE_TOL or g["nc1"] > CANDIDATE_TOL]
+    row.unique = {"claim": True, "statement": "unique up to rotation (the theorem)", "starts_at_minimum": len(at_min),
+                  "starts_at_minimum_far_from_etf": len(others), "candidate_tol": CANDIDATE_TOL}
+    if others:
+        s, g = others[0]
+        row.alternative = {"kind": "PGD start at the certified minimum with another geometry (not verified)",
+                           "seed": s.seed, "loss": _loss(p, s.Z), "distance_to_etf": g["distance_to_etf"],
+                           "nc1": g["nc1"], "verified": False}
+        row.reason += (f"; note: {len(others)} start(s) within the tolerance of the minimum are not ETF collapses "
+                       f"(seed {s.seed}: max |cos - ETF| {g['distance_to_etf']:.1e}, NC1 {g['nc1']:.1e}): a flat "
+                       "minimum or a candidate against uniqueness, not an exact minimiser")
+    row.unique["consistent"] = not others
+    return row
 
-    # 2. Behnia & Thrampoulidis: SC UFM with d > K has no spurious local minima; the relaxation is tight
-    row = Row("SC landscape: every local minimum is global (Behnia & Thrampoulidis 2024)",
-              "PGD's point is the global minimum (certified)")
-    why = f"dim {d} <= K" if d <= K else "mini-batches (the theorem is full-batch)" if not full else ""
+
+ESCAPE_SCALE = 1e-2  # the perturbation (relative to rho) of the escape test of a start stuck above the bound
+ESCAPE_MAX = 3  # starts given the escape test, at most
+
+
+def _escape(case: _Case, sol) -> float:
+    """A converged start above the bound, perturbed by ``ESCAPE_SCALE * rho`` (seeded) and run again for
+    ``POLISH * steps``: the loss it reaches. A saddle or a flat shelf lets the run go down; a strict local minimum
+    brings it back."""
+    from . import solve
+
+    p = case.sc
+    rng = np.random.default_rng([case.setting.seed, sol.seed])
+    Z = sol.Z + ESCAPE_SCALE * p.radius * rng.standard_normal(sol.Z.shape)
+    return _loss(p, solve(p, steps=POLISH * case.steps, seed=sol.seed, dtype="float64", init=Z).Z)
+
+
+def _sc_landscape(case: _Case) -> Row:
+    row = _row("sc-landscape")
+    p, K, tol = case.sc, case.K, case.tol
+    why = _why_not(case, "sc-landscape")
     if why:
-        row.reason = why
+        return _not_applicable(row, why)
+    row.prediction = "every local minimum is global; the minimiser is unique up to rotation"
+    sols = case.sc_starts()
+    losses = [_loss(p, s.Z) for s in sols]
+    bound = case.sc_relaxation()
+    points = [(f"PGD start seed {s.seed}", v) for s, v in zip(sols, losses)]
+    best, invalid = _best_bound([bound], points, tol)
+    k = int(np.argmin(losses))
+    predicted = theory.sc_etf_loss(p.counts[0], K, p.tau, p.radius) if p.balanced and p.dim >= K - 1 else None
+    row.minimum = _minimum_dict(f"best of {len(sols)} PGD starts (seed {sols[k].seed})", losses[k], predicted,
+                                best, [bound], tol)
+    lb = None if best is None else best["lower_bound"]
+    starts = []
+    for s, v in zip(sols, losses):
+        gap = None if lb is None else v - lb
+        starts.append({"seed": s.seed, "loss": v, "lower_bound": lb, "gap": gap, "converged": s.converged,
+                       "steps": s.steps, "gradient_mapping": s.gradient_mapping,
+                       "at_bound": None if gap is None else bool(gap <= _scale(tol, v))})
+    stuck = [i for i, st in enumerate(starts) if st["converged"] and st["at_bound"] is False]
+    escaped, candidates = [], []
+    for n, i in enumerate(stuck):
+        st = starts[i]
+        if n < ESCAPE_MAX:
+            st["escape_loss"] = _escape(case, sols[i])
+            if st["escape_loss"] - lb <= _scale(tol, st["escape_loss"]):
+                escaped.append(st)
+                continue
+        candidates.append(st)
+    at = [i for i, st in enumerate(starts) if st["at_bound"]]
+    running = [st["seed"] for st in starts if not st["converged"] and st["at_bound"] is False]
+    row.found = {"solver": f"float64 PGD, {len(sols)} random starts", "starts": len(sols),
+                 "converged": sum(st["converged"] for st in starts), "at_bound": len(at),
+                 "fraction_at_bound": len(at) / len(sols), "candidates": candidates,
+                 "escaped_after_perturbation": [st["seed"] for st in escaped],
+                 "not_converged_above_bound": running, "best_seed": sols[k].seed,
+                 **_geometry(p, sols[k].Z, "etf" if predicted is not None else "other")}
+    row.found["is_predicted"] = None if predicted is None else row.found["is_predicted"]
+    # unique up to rotation: the Grams of the starts at the bound agree
+    grams = [sols[i].Z @ sols[i].Z.T for i in at]
+    diffs = [float(np.abs(G - grams[0]).max()) for G in grams[1:]]
+    worst = int(np.argmax(diffs)) + 1 if diffs else None
+    agree = not diffs or max(diffs) <= CANDIDATE_TOL
+    row.unique = {"claim": True, "statement": "unique up to rotation (the theorem); the Grams of the starts at "
+                  f"the certified minimum {'agree' if agree else 'DIFFER'}", "starts_compared": len(grams),
+                  "max_gram_difference": max(diffs) if diffs else 0.0, "consistent": agree,
+                  "candidate_tol": CANDIDATE_TOL}
+    if not agree:
+        s = sols[at[worst]]
+        row.alternative = {"kind": "PGD start at the certified minimum with another Gram (not verified)",
+                           "seed": s.seed, "loss": losses[at[worst]], "gram_difference": diffs[worst - 1],
+                           "verified": False}
+    tail = (f"; {len(escaped)} stopped above it and went down after a perturbation (saddles or flat shelves)"
+            if escaped else "") + (f"; {len(running)} hit the step limit above it, still descending" if running else "")
+    if best is None:
+        row.verdict = "inconclusive"
+        row.reason = ("the relaxation bound lies above a start's loss: not a valid bound" if invalid else
+                      f"no proved lower bound: {row.minimum['why']}")
+    elif not row.minimum["certified"]:
+        row.verdict = "inconclusive"
+        row.reason = (f"PGD did not converge: the best start stopped at the step limit {row.minimum['gap']:.1e} "
+                      "above the proved bound (raise --steps)" if not sols[k].converged else
+                      f"certificate not tight: the best of {len(sols)} starts is {row.minimum['gap']:.1e} above "
+                      "the proved bound")
+    elif candidates:
+        c = candidates[0]
+        row.verdict = "inconclusive"
+        row.reason = (f"{len(candidates)} converged start(s) stopped above the certified minimum (seed {c['seed']}: "
+                      f"loss {c['loss']:.10f}, bound {c['lower_bound']:.10f}, gap {c['gap']:.1e}): candidate "
+                      "spurious minima, possibly saddles, not certified counterexamples")
+    elif 2 * len(at) < len(sols):
+        row.verdict = "inconclusive"
+        row.reason = (f"only {len(at)} of {len(sols)} starts reached the certified minimum; {len(running)} were still "
+                      f"descending after {(1 + POLISH) * case.steps} steps (raise --steps)")
     else:
-        _check(row, sc, None, steps, seed, cert)
-    rows.append(row)
+        row.verdict = "holds"
+        row.reason = (f"{len(at)} of {len(sols)} starts reach the certified minimum (gap <= {_scale(tol, losses[k]):.0e}"
+                      f", {best['method']} certificate)" + tail + "; no start is stuck above it")
+        row.reason += (f"; their Grams agree (entries within {max(diffs, default=0.0):.0e})" if agree else
+                       f"; note: their Grams differ by up to {max(diffs):.1e}: a flat minimum or a candidate against "
+                       "uniqueness up to rotation, not an exact minimiser")
+    return row
 
-    # 3. Kini et al.: UFM+ (ReLU) -> orthogonal frame, any counts, any batching (as a minimiser)
-    plus = sc.replace(nonneg=True) if d >= K else None
-    row = Row("SC + ReLU: orthogonal frame (Kini et al. 2024)", "of")
-    if plus is None:
-        row.reason = f"dim {d} < K: no orthogonal frame fits"
-    else:
-        pred = theory.predict(plus)
-        row.predicted_loss = pred.loss
-        row.prediction = "orthogonal frame" + (f", loss {pred.loss:.8f}" if pred.loss is not None else "")
-        _check(row, plus, "of", steps, seed, cert)
-    rows.append(row)
 
-    # 4. Kini et al.: the batch interaction graph decides whether the OF is the unique minimiser
-    row = Row("Batch graph: OF unique iff conditions (a), (b) (Kini et al. 2024)", "")
-    if full:
-        row.reason = "full batch (no batching given)"
-    elif plus is None:
-        row.reason = f"dim {d} < K"
-    else:
-        start = time.perf_counter()
-        v = interaction.check_problem(plus)
-        rep = interaction.report(v)
-        w = rep["witness"]
-        if v.unique_of is None:
-            row.prediction, row.verdict, row.reason = "undecided", "not applicable", rep["reason"]
-        elif v.unique_of:
-            row.prediction = "OF is the unique minimiser"
-            _check(row, plus, "of", steps, seed, cert)
+def _of_common(case: _Case, row: Row):
+    """The OF's minimum, the solver's point and the alternatives, shared by the OF and uniqueness rows.
+    Returns ``(predicted, points, best, invalid)``."""
+    p, tol = case.plus, case.tol
+    predicted = theory.predict(p).loss
+    sol = case.plus_solution()
+    bounds = [case.of_certificate()]
+    points = [("the orthogonal frame", case.of_loss()), (f"PGD (seed {sol.seed})", _loss(p, sol.Z))]
+    v = case.interaction()
+    w = v.witness
+    if w is not None and v.witness_Z is not None:
+        points.append((f"the interaction witness ({w['kind']})", _loss(p, v.witness_Z)))
+    snap = case.snapped()
+    if snap is not None:
+        points.append(("the snapped PGD point", snap["loss"]))
+    best, invalid = _best_bound(bounds, points, tol)
+    row.minimum = _minimum_dict("orthogonal frame z_i = rho e_{y_i}", case.of_loss(), predicted, best, bounds, tol)
+    row.found = _pgd_found(p, sol, best, "of", tol,
+                           f"float64 PGD on the UFM+ problem ({len(sol.start_losses) or 1} start(s))")
+    rep = interaction.report(v)
+    row.unique = {"claim": v.unique_of, "reason": v.reason, "disconnected_classes": rep["disconnected_classes"],
+                  "unmet_class_pairs": rep["unmet_class_pairs"], "class_parts": rep["class_parts"],
+                  "hyperedges": rep["hyperedges"], "source": "ufm.interaction.check_problem"}
+    if w is not None:
+        row.alternative = {**{k: w.get(k) for k in ("kind", "changes", "loss", "of_loss", "loss_gap",
+                                                     "gram_change", "verified", "moved_samples")},
+                           "source": "ufm.interaction witness"}
+    elif snap is not None:
+        row.alternative = {**snap, "source": f"PGD (seed {sol.seed}) snapped to basis directions"}
+    return predicted, points, best, invalid
+
+
+def _sc_of(case: _Case) -> Row:
+    row = _row("sc-of")
+    why = _why_not(case, "sc-of")
+    if why:
+        return _not_applicable(row, why)
+    predicted, points, best, invalid = _of_common(case, row)
+    row.prediction = f"orthogonal frame; minimum {predicted:.10f}" + (f" ({case.epoch_note})" if case.epoch_note else "")
+    holds = _judge_minimum(row, row.minimum, predicted, points, best, invalid, case.tol)
+    if holds and not row.found["is_predicted"] and row.found["at_minimum"]:
+        row.reason += ("; PGD stopped at another geometry within the tolerance of the certified minimum (see found, "
+                       "alternative)")
+    return row
+
+
+def _of_unique(case: _Case) -> Row:
+    row = _row("of-unique")
+    why = _why_not(case, "of-unique")
+    if why:
+        return _not_applicable(row, why)
+    predicted, points, best, invalid = _of_common(case, row)
+    claim = row.unique["claim"]
+    row.prediction = {True: "the OF is the unique minimiser", False: "the OF is not the unique minimiser",
+                      None: "undecided by the batch graph"}[claim] + f": {row.unique['reason']}"
+    probe = _row("sc-of")  # the presupposition: the OF is a minimiser
+    if not _judge_minimum(probe, row.minimum, predicted, points, best, invalid, case.tol):
+        row.verdict = "inconclusive"
+        row.reason = f"uniqueness of the OF presupposes that it is a minimiser, which is not established here ({probe.verdict}: {probe.reason})"
+        return row
+    snap = case.snapped()
+    snap_ok = snap is not None and snap["verified"]
+    w = case.interaction().witness
+    found = row.found
+    if claim is True:
+        if snap_ok:
+            row.verdict, row.alternative = "fails", {**snap, "source": f"PGD (seed {found['seed']}) snapped to basis directions"}
+            row.counterexample = {"kind": "verified different minimiser", "source": "the snapped PGD point",
+                                  "loss": snap["loss"], "predicted_minimum": snap["of_loss"],
+                                  "difference": snap["loss_gap"], "gram_change": snap["gram_change"],
+                                  "changes": snap["changes"]}
+            row.reason = (f"certified counterexample: the graph says unique, but {snap['changes']} has the OF loss "
+                          f"(difference {snap['loss_gap']:.1e}) with a different Gram")
         else:
-            row.prediction = "OF not unique: " + rep["reason"]
-            ok = bool(w and w.get("verified"))
-            row.found = ("witness: " + w["changes"]) if w else "no witness"
-            row.loss, row.predicted_loss = (w["loss"], w["of_loss"]) if w else (None, None)
-            row.loss_difference = None if not w else w["loss"] - w["of_loss"]
-            row.verdict = "holds" if ok else "fails"
-            row.reason = "a different embedding keeps the OF loss" if ok else "no verified witness"
-        row.seconds = time.perf_counter() - start
-    rows.append(row)
-
-    # 5. Graf et al.: L2-regularised CE, balanced -> ETF with classifier radius r_W
-    ce = Problem(counts=counts, loss="ce", dim=dim, radius=radius, constraint="ball", weight_decay=weight_decay)
-    row = Row("L2-regularised CE: simplex ETF, classifier radius r_W (Graf et al. 2021)", "etf")
-    why = ("counts are imbalanced" if not ce.balanced else f"dim {d} < K-1" if d < K - 1 else
-           "mini-batches (the theorem is full-batch)" if not full else "")
-    if why:
-        row.reason = why
+            row.verdict, row.reason = "holds", f"the OF attains the certified minimum and {row.unique['reason']}"
+            if found["at_minimum"] and snap is not None:
+                row.reason += (f"; note: PGD is within the tolerance of the minimum at another structure "
+                               f"({snap['changes']}), which snapped to basis directions is not an exact minimiser "
+                               f"(loss {snap['loss_gap']:+.1e} from the OF's): a flat minimum, not a witness")
+    elif claim is False:
+        if w is not None and w.get("verified"):
+            row.verdict = "holds"
+            row.reason = (f"the graph does not force the OF, and a verified witness ({w['kind']}) has the OF loss "
+                          f"(difference {w['loss_gap']:.1e}) with a different Gram")
+        elif snap_ok:
+            row.verdict, row.alternative = "holds", {**snap, "source": "PGD snapped to basis directions"}
+            row.reason = "the graph does not force the OF and the snapped PGD point is a verified other minimiser"
+        else:
+            row.verdict = "inconclusive"
+            row.reason = "the graph does not force the OF, but its witness was not verified numerically"
     else:
-        pred = theory.predict(ce)
-        row.predicted_loss = pred.loss
-        row.prediction = f"simplex ETF, r_W {pred.r_W:.6f}, loss {pred.loss:.8f}"
-        _check(row, ce, "etf", steps, seed, cert)
-    rows.append(row)
+        if snap_ok:
+            row.verdict, row.alternative = "holds", {**snap, "source": "PGD snapped to basis directions"}
+            row.reason = (f"conditions (a)/(b) fail and the snapped PGD point is a verified other minimiser: "
+                          f"{snap['changes']}")
+        else:
+            row.verdict, row.reason = "inconclusive", row.unique["reason"]
+    return row
+
+
+def _ce_etf(case: _Case) -> Row:
+    from . import solve
+
+    row = _row("ce-etf")
+    p, K, tol = case.ce, case.K, case.tol
+    why = _why_not(case, "ce-etf")
+    if why:
+        return _not_applicable(row, why)
+    pred = theory.predict(p)
+    predicted, r_W, rho = pred.loss, pred.r_W, pred.feature_norm
+    row.prediction = f"simplex ETF, classifier radius r_W {r_W:.8f}; minimum {predicted:.10f}"
+    V = etf_vectors(K, p.dim)
+    P = _Point(rho * V[p.label_array], r_W * V)
+    p_loss = _loss(p, P.Z, P.W)
+    sol = case.cached("ce_sol", lambda: _polish(p, solve(p, steps=case.steps, seed=case.setting.seed,
+                                                         dtype="float64"), case.steps))
+    s_loss = _loss(p, sol.Z, sol.W)
+    bounds = [_bound(p, P, "first-order", tol), _bound(p, sol, "auto", tol)]
+    points = [("the predicted CE ETF point", p_loss), (f"PGD (seed {sol.seed})", s_loss)]
+    best, invalid = _best_bound(bounds, points, tol)
+    row.minimum = _minimum_dict("simplex ETF z_i = rho v_{y_i}, w_c = r_W v_c", p_loss, predicted, best, bounds, tol)
+    row.minimum["r_W"] = r_W
+    _judge_minimum(row, row.minimum, predicted, points, best, invalid, tol)
+    found = _pgd_found(p, sol, best, "etf", tol, "float64 PGD (one start)")
+    norms = geometry.classifier_norms(sol.W)
+    found["classifier_norms"] = norms.tolist()
+    found["r_W"] = r_W
+    found["max_norm_error"] = float(np.abs(norms - r_W).max() / max(1.0, r_W))
+    found["feature_norms"] = [float(x) for x in (np.linalg.norm(sol.Z, axis=1).min(), np.linalg.norm(sol.Z, axis=1).max())]
+    found["nc3"] = nc3(sol.Z, sol.W, p.label_array, K)
+    found["is_predicted"] = bool(found["is_predicted"] and found["max_norm_error"] <= GEOMETRY_TOL
+                                 and found["nc3"] <= GEOMETRY_TOL)
+    row.found = found
+    row.unique = {"claim": True, "statement": "unique up to rotation (the theorem)",
+                  "found_at_minimum_is_predicted": found["is_predicted"] if found["at_minimum"] else None}
+    far = (found["distance_to_etf"] > CANDIDATE_TOL or found["nc1"] > CANDIDATE_TOL
+           or found["max_norm_error"] > CANDIDATE_TOL or not found["nc3"] <= CANDIDATE_TOL)
+    if found["at_minimum"] and far:
+        row.alternative = {"kind": "PGD point at the certified minimum with another geometry (not verified)",
+                           "seed": sol.seed, "loss": s_loss, "distance_to_etf": found["distance_to_etf"],
+                           "max_norm_error": found["max_norm_error"], "nc3": found["nc3"], "verified": False}
+        row.reason += ("; note: PGD is within the tolerance of the minimum at another geometry (max |cos - ETF| "
+                       f"{found['distance_to_etf']:.1e}, norm error {found['max_norm_error']:.1e}, NC3 "
+                       f"{found['nc3']:.1e}): a flat minimum or a candidate against uniqueness, not an exact minimiser")
+    row.unique["consistent"] = not (found["at_minimum"] and far)
+    return row
+
+
+_ROWS = (_sc_etf, _sc_landscape, _sc_of, _of_unique, _ce_etf)
+
+
+def verify_setting(setting: Setting, *, steps: int = 5000, starts: int = DEFAULT_STARTS, tol: float = TOL) -> list[Row]:
+    """Check every theorem of ``THEOREMS`` on ``setting`` (module doc): one row per theorem, applicable or not.
+    Raises ``ValueError`` (naming the field) for a bad setting."""
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if not isinstance(starts, (int, np.integer)) or starts < 1:
+        raise ValueError(f"starts must be an integer >= 1, got {starts!r}")
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    setting = setting.resolved()
+    case = _Case(setting, int(steps), int(starts), float(tol))
+    rows = []
+    for fn, key in zip(_ROWS, (t.key for t in THEOREMS)):
+        start = time.perf_counter()
+        try:
+            row = fn(case)
+        except RuntimeError as e:  # a solver that failed (a non-finite loss, ...) decides nothing
+            row = _row(key)
+            row.verdict, row.reason = "inconclusive", f"a solver failed: {type(e).__name__}: {e}"
+        row.setting = setting.to_dict()
+        row.seconds = time.perf_counter() - start
+        rows.append(row)
     return rows
+
+
+def verify(counts, *, tau=0.5, dim=None, radius=1.0, constraint="sphere", weight_decay=None, batching="full",
+           batches=None, steps=5000, seed=0, starts=DEFAULT_STARTS, tol=TOL) -> list[Row]:
+    """:func:`verify_setting` for the setting of these arguments (``dim`` None: ``K + 2``; ``seed``: the random
+    starts and the batching's ``batch_seed``)."""
+    return verify_setting(Setting(tuple(counts), tau, dim, radius, constraint, weight_decay,
+                                  "explicit" if batches is not None else batching, batches, seed),
+                          steps=steps, starts=starts, tol=tol)
+
+
+# -- the built-in suite --------------------------------------------------------------------------------------------
+SUITE = (
+    # balanced, full batch, d > K: the SC ETF, the landscape, the OF (unique) and CE on the sphere
+    Setting((4, 4, 4), tau=0.5, dim=5),
+    # imbalanced with single-sample classes, d > K: the landscape; the OF is a minimiser but not unique
+    Setting((9, 9, 1, 1), tau=0.5, dim=6),
+    # mini-batches (binding): the OF bound batch by batch, and the batch graph
+    Setting((3, 3, 2), tau=0.5, dim=4, batching="binding:2"),
+    # balanced on the ball: CE as Graf et al. state it, the SC ETF on the ball
+    Setting((3, 3, 3, 3), tau=1.0, dim=4, constraint="ball", weight_decay=1e-2),
+)
+
+
+def run_suite(steps: int = 5000, starts: int = DEFAULT_STARTS, tol: float = TOL, settings=SUITE) -> list[Row]:
+    """Every row of every setting of ``SUITE`` (each theorem applies in at least one of them)."""
+    return [r for s in settings for r in verify_setting(s, steps=steps, starts=starts, tol=tol)]
+
+
+# -- the audit -----------------------------------------------------------------------------------------------------
+BATCHINGS = ("full", "fixed", "full", "subsets", "binding", "explicit")  # the audit's cycle (full twice: the
+# landscape and the ETF theorems are full-batch)
+
+
+def random_setting(rng: np.random.Generator, kind: str | None = None, balanced: bool | None = None) -> Setting:
+    """A random setting for the audit: K in 2..8, N <= ~40, counts with single-sample classes (unless
+    ``balanced``), tau in [0.05, 2] (log-uniform), d in K..K+2, sphere or ball, CE weight decay in
+    [1e-3, 5e-2] (log-uniform), and the batching ``kind``: ``full``, ``fixed`` (``fixed:b``), ``subsets``
+    (``subsets:b``), ``binding`` (``binding:b``) or ``explicit`` (random batches, which may leave samples out).
+    ``kind`` / ``balanced`` None: drawn too."""
+    if kind is None:
+        kind = str(rng.choice(["full", "fixed", "subsets", "binding", "explicit"]))
+    if balanced is None:
+        balanced = bool(rng.random() < 0.35)
+    K = int(rng.integers(2, 9))
+    top = max(2, 40 // K)
+    if balanced:
+        counts = [int(rng.integers(2, top + 1))] * K
+    else:
+        counts = [1 if rng.random() < 0.25 else int(rng.integers(1, top + 1)) for _ in range(K)]
+        if max(counts) < 2:
+            counts[0] = 2
+        if len(set(counts)) == 1:
+            counts[-1] = 1 if counts[-1] > 1 else 2
+    N = sum(counts)
+    tau = float(np.exp(rng.uniform(np.log(0.05), np.log(2.0))))
+    dim = K + int(rng.integers(0, 3))
+    constraint = "ball" if rng.random() < 0.25 else "sphere"
+    wd = float(np.exp(rng.uniform(np.log(1e-3), np.log(5e-2))))
+    seed = int(rng.integers(0, 10_000))
+    batches = None
+    if kind == "full":
+        batching = "full"
+    elif kind == "subsets":
+        batching = f"subsets:{int(rng.integers(2, min(N, 5) + 1))}"
+    elif kind in ("fixed", "binding"):
+        batching = f"{kind}:{int(rng.integers(2, max(2, N // 2) + 1))}"
+    elif kind == "explicit":
+        batching = "explicit"
+        batches = tuple(tuple(sorted(rng.choice(N, int(rng.integers(2, min(N, 12) + 1)), replace=False).tolist()))
+                        for _ in range(int(rng.integers(2, 7))))
+    else:
+        raise ValueError(f"kind must be one of full, fixed, subsets, binding, explicit; got {kind!r}")
+    return Setting(tuple(counts), tau, dim, 1.0, constraint, wd, batching, batches, seed)
+
+
+def audit(n: int, seed: int = 0, *, steps: int = 5000, starts: int = DEFAULT_STARTS, tol: float = TOL,
+          progress: bool = True) -> dict:
+    """Check every theorem that applies to ``n`` random settings (:func:`random_setting`, drawn from ``seed``).
+    The batching kinds cycle through ``BATCHINGS`` and every third setting has balanced counts, so that a dozen
+    settings reach every theorem; everything else is drawn.
+
+    Returns ``settings`` (n), ``rows`` (all rows, each with its setting), ``counterexamples`` (each with the
+    setting, the theorem, the certificate numbers and the ``command`` that reproduces it), ``inconclusive``
+    (the same for inconclusive rows) and ``verdicts`` (the count of each verdict). A setting whose check raises
+    gives one inconclusive row with the error.
+    """
+    from ufm.progress import Progress
+
+    rng = np.random.default_rng(seed)
+    settings = [random_setting(rng, BATCHINGS[i % len(BATCHINGS)], i % 3 == 0).resolved() for i in range(n)]
+    bar = Progress(n, "ufm verify --audit", enabled=progress)
+    rows, cex, inc = [], [], []
+    for s in settings:
+        try:
+            got = verify_setting(s, steps=steps, starts=starts, tol=tol)
+        except Exception as e:  # an audit reports a crash in one setting and goes on
+            got = [Row("error", "the check of this setting raised", "", verdict="inconclusive",
+                       reason=f"{type(e).__name__}: {e}", setting=s.to_dict())]
+        cmd = s.command(steps, starts, tol)
+        for r in got:
+            if r.verdict == "fails":
+                cex.append({"setting": s.to_dict(), "theorem": r.key, "counterexample": r.counterexample,
+                            "minimum": r.minimum, "reason": r.reason, "command": cmd})
+            elif r.verdict == "inconclusive":
+                inc.append({"setting": s.to_dict(), "theorem": r.key, "reason": r.reason, "command": cmd})
+        rows.extend(got)
+        tally = {v: sum(r.verdict == v for r in rows) for v in ("fails", "inconclusive")}
+        bar.update(1, f"fails {tally['fails']}, inconclusive {tally['inconclusive']}")
+    return {"settings": n, "seed": seed, "rows": [r.to_dict() for r in rows], "counterexamples": cex,
+            "inconclusive": inc, "verdicts": {v: sum(r.verdict == v for r in rows) for v in VERDICTS}}

@@ -1,84 +1,263 @@
-"""``ufm verify``: run every theorem that applies to the given label counts (and batching, tau, dim) and print
-one table: theorem, prediction, geometry found, loss vs predicted minimum, certified gap, verdict.
+"""``ufm verify``: every theorem of REFERENCE.md §4 that applies to a setting, checked against its statement.
 
-With no arguments it checks a built-in imbalanced example (counts 20,20,2,2, tau 0.5, dim 6)."""
+Without ``--counts`` it runs a small built-in suite in which every theorem applies at least once; with
+``--counts`` it checks that one setting; with ``--audit N`` it checks N random settings. The verdicts and how
+they are reached are documented in ``solvers.verify``. Exit codes: 0 every applicable check holds, 1 a theorem
+fails (a certified counterexample), 3 nothing fails but something is inconclusive, 2 bad input.
+"""
 from __future__ import annotations
 
+import argparse
+import math
 import os
 
 from .common import UsageError, dumps, ensure_dir, int_list, versions, write_json
 
-HELP = "check every theorem that applies to some label counts: solve, certify, compare (a table)"
+HELP = "check every theorem that applies to a setting against its statement (holds / fails / inconclusive)"
+
+WORDS = {"holds": "HOLDS", "fails": "FAILS", "inconclusive": "INCONCLUSIVE", "not applicable": "NOT APPLICABLE"}
+
+
+def _epilog() -> str:
+    from solvers.verify import THEOREMS
+
+    lines = ["theorems (REFERENCE.md §4):"]
+    for t in THEOREMS:
+        lines += [f"  {t.key}: {t.title}", f"      hypotheses: {t.hypotheses}", f"      statement:  {t.statement}"]
+    lines += [
+        "",
+        "verdicts: HOLDS when the statement is established (the predicted point's float64 loss is within",
+        "  tol*max(1,|loss|) of a proved lower bound and of the closed form; another minimiser the solver finds is",
+        "  reported, not a failure); FAILS only on a certified counterexample (a point below the predicted minimum,",
+        "  a proved bound above it, or a verified different minimiser against a uniqueness claim); INCONCLUSIVE",
+        "  otherwise, with the reason; NOT APPLICABLE names the hypothesis the setting misses.",
+        "",
+        "exit codes: 0 all applicable checks hold; 1 a theorem fails; 3 nothing fails but something is",
+        "  inconclusive; 2 bad input.",
+        "",
+        "examples:",
+        "  ufm verify                                   # the built-in suite (every theorem applies once or more)",
+        "  ufm verify --counts 9,9,1,1 --tau 0.5 --dim 4",
+        "  ufm verify --counts 3,3,2 --batches '0,1,2,6;3,4,5,7;6,7,0;6,7,3;0,3,6,7'",
+        "  ufm verify --audit 12 --seed 0 --json        # 12 random settings; counterexamples come with a command",
+    ]
+    return "\n".join(lines)
 
 
 def add_parser(sub):
-    p = sub.add_parser("verify", help=HELP, description=HELP)
-    p.add_argument("--counts", type=int_list, default=None, help="samples per class (default 20,20,2,2)")
+    p = sub.add_parser("verify", help=HELP, description=HELP + ".", epilog=_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--counts", type=int_list, default=None,
+                   help="samples per class; without it, the built-in suite")
     p.add_argument("--tau", type=float, default=0.5, help="SC temperature (default 0.5)")
     p.add_argument("--dim", type=int, default=None, help="d (default K + 2: room for every theorem)")
-    p.add_argument("--radius", type=float, default=1.0)
+    p.add_argument("--radius", type=float, default=1.0, help="rho, the sphere/ball radius (default 1)")
+    p.add_argument("--constraint", choices=["sphere", "ball"], default="sphere", help="feature set (default sphere)")
     p.add_argument("--weight-decay", type=float, default=None, help="CE lambda_W (default 5e-3)")
-    p.add_argument("--batching", default="full", metavar="SCHEME", help="full | fixed:b | binding:b | ...")
+    p.add_argument("--batching", default="full", metavar="SCHEME",
+                   help="full | fixed:b | subsets:b | binding:b | shuffled:b (epoch schemes: epoch 0's batches)")
     p.add_argument("--batches", default=None, help="explicit batches '0,1,3;2,4,5' or a file")
-    p.add_argument("--steps", type=int, default=5000)
-    p.add_argument("--seed", type=int, default=0, help="random start and batch seed (default 0)")
-    p.add_argument("--json", action="store_true", help="print the rows as one JSON object")
+    p.add_argument("--steps", type=int, default=5000, help="most PGD steps per run (default 5000)")
+    p.add_argument("--starts", type=int, default=16, help="random starts of the landscape check (default 16)")
+    p.add_argument("--tol", type=float, default=1e-6, help="relative loss tolerance (default 1e-6)")
+    p.add_argument("--seed", type=int, default=0, help="random starts and batch seed; with --audit, the draw")
+    p.add_argument("--audit", type=int, default=None, metavar="N", help="check N random settings instead")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", metavar="DIR", default=None, help="write verify.json here")
     return p
 
 
-def table(rows) -> str:
-    def num(v, fmt):
-        return "-" if v is None else format(v, fmt)
+def _num(v, fmt):
+    return "-" if v is None else format(v, fmt)
 
-    lines = []
+
+def _minimum_line(m) -> str:
+    if m is None:
+        return "-"
+    cf = "" if m["closed_form"] is None else f", closed form {m['closed_form']:.10f}"
+    if m["lower_bound"] is None:
+        return f"{m['point']}: loss {m['loss']:.10f}{cf}; no proved bound ({m['why']}): NOT CERTIFIED"
+    state = "CERTIFIED" if m["certified"] else "NOT CERTIFIED"
+    return (f"{m['point']}: loss {m['loss']:.10f}{cf}; proved bound {m['lower_bound']:.10f} ({m['method']}); "
+            f"gap {m['gap']:.1e}: {state}")
+
+
+def _found_line(f) -> str:
+    if f is None:
+        return "-"
+    geo = (f"{f['geometry']} (max |cos - ETF| {f['distance_to_etf']:.1e}, max |cos - OF| {f['distance_to_of']:.1e}, "
+           f"NC1 {f['nc1']:.1e})")
+    if "starts" in f and "fraction_at_bound" in f:
+        text = (f"{f['solver']}: {f['at_bound']}/{f['starts']} at the certified minimum, {f['converged']} converged, "
+                f"{len(f['candidates'])} candidate(s) above it; best: {geo}")
+    else:
+        text = f"{f['solver']}, seed {f['seed']}: loss {f['loss']:.10f}, gap {_num(f['gap'], '.1e')}; {geo}"
+        if "nc3" in f:
+            text += f"; |w_c| - r_W {f['max_norm_error']:.1e}, NC3 {f['nc3']:.1e}"
+    if f.get("is_predicted") is not None:
+        text += "; the predicted geometry" if f["is_predicted"] else "; NOT the predicted geometry"
+    return text
+
+
+def _unique_line(u) -> str:
+    if u is None:
+        return "-"
+    claim = {True: "yes", False: "no", None: "undecided"}[u["claim"]]
+    if "unmet_class_pairs" in u:  # the batch graph of the orthogonal frame
+        a = (f"fails for classes {', '.join(map(str, u['disconnected_classes']))}" if u["disconnected_classes"]
+             else "holds")
+        b = (f"fails for class pairs {', '.join(f'{i}-{j}' for i, j in u['unmet_class_pairs'])}"
+             if u["unmet_class_pairs"] else "holds")
+        detail = f"batch graph: condition (a) {a}, (b) {b}" + ("" if u["claim"] is False else f"; {u['reason']}")
+    else:
+        detail = u.get("statement") or ""
+    return f"{claim}: {detail}"
+
+
+def _alternative_line(a) -> str:
+    if a is None:
+        return "-"
+    what = a.get("changes") or a.get("kind")
+    loss = f"loss {a['loss']:.10f}" if a.get("loss") is not None else ""
+    ref = f" vs OF loss {a['of_loss']:.10f}" if a.get("of_loss") is not None else ""
+    state = {True: "VERIFIED", False: "not verified", None: "not evaluated"}[a.get("verified")]
+    return f"{what}; {loss}{ref}: {state}"
+
+
+def table(rows, show_setting=False) -> str:
+    """The human table: one block per row, verdict words in capitals (``WORDS``)."""
+    lines, last = [], None
     for r in rows:
-        lines.append(f"{r.theorem}")
+        if show_setting and r.setting != last:
+            from solvers.verify import Setting
+
+            s = dict(r.setting)
+            s["counts"] = tuple(s["counts"])
+            s["batches"] = None if s["batches"] is None else tuple(tuple(b) for b in s["batches"])
+            lines.append(f"\n== {Setting(**s).describe()} ==")
+            last = r.setting
+        lines.append(r.theorem)
         if r.verdict == "not applicable":
             lines.append(f"    verdict      NOT APPLICABLE: {r.reason}")
             continue
         lines.append(f"    prediction   {r.prediction}")
-        lines.append(f"    found        {r.found}")
-        lines.append(f"    loss         {num(r.loss, '.10f')}   predicted minimum {num(r.predicted_loss, '.10f')}"
-                     f"   difference {num(r.loss_difference, '.1e')}")
-        lines.append(f"    certificate  lower bound {num(r.lower_bound, '.10f')}   gap {num(r.gap, '.1e')}"
-                     f"   {'certified' if r.certified else 'not certified' if r.certified is False else ''}")
-        lines.append(f"    verdict      {r.verdict.upper()}: {r.reason}   ({r.seconds:.1f} s)")
+        lines.append(f"    minimum      {_minimum_line(r.minimum)}")
+        lines.append(f"    found        {_found_line(r.found)}")
+        lines.append(f"    unique       {_unique_line(r.unique)}")
+        lines.append(f"    alternative  {_alternative_line(r.alternative)}")
+        lines.append(f"    verdict      {WORDS[r.verdict]}: {r.reason}   ({r.seconds:.1f} s)")
     return "\n".join(lines)
 
 
-def run(args) -> int:
-    from solvers.verify import DEFAULT_EXAMPLE, verify
+def _tally(rows) -> dict:
+    return {v: sum(r["verdict"] == v if isinstance(r, dict) else r.verdict == v for r in rows) for v in WORDS}
 
-    from ufm.batching import batches_from_text
 
-    counts = args.counts if args.counts is not None else DEFAULT_EXAMPLE["counts"]
-    dim = args.dim
-    if dim is None:
-        dim = DEFAULT_EXAMPLE["dim"] if args.counts is None else len(counts) + 2
-    kw = dict(tau=args.tau, dim=dim, radius=args.radius, batching=args.batching, batch_seed=args.seed,
-              weight_decay=args.weight_decay, steps=args.steps, seed=args.seed)
-    try:
-        if args.batches is not None:
-            if args.batching != "full":
-                raise ValueError("batches: give --batches or --batching, not both")
-            kw.update(batches=batches_from_text(args.batches), batching="explicit")
-        rows = verify(counts, **kw)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    setting = {"counts": list(counts), "tau": args.tau, "dim": dim, "radius": args.radius,
-               "batching": kw["batching"], "seed": args.seed}
-    out = {"setting": setting, "rows": [r.to_dict() for r in rows],
-           "holds": all(r.verdict != "fails" for r in rows), "versions": versions()}
+def exit_code(tally) -> int:
+    return 1 if tally["fails"] else 3 if tally["inconclusive"] else 0
+
+
+def last_line(tally) -> str:
+    n = tally["holds"] + tally["fails"] + tally["inconclusive"]
+    counts = (f"{n} checks applied: {tally['holds']} HOLD, {tally['fails']} FAIL, {tally['inconclusive']} "
+              f"INCONCLUSIVE ({tally['not applicable']} not applicable)")
+    code = exit_code(tally)
+    if code == 1:
+        return f"{counts}. Result: FAILS (exit 1): a theorem fails with a certified counterexample."
+    if code == 3:
+        return f"{counts}. Result: INCONCLUSIVE (exit 3): nothing fails, but some checks are inconclusive."
+    return f"{counts}. Result: ALL HOLD (exit 0)."
+
+
+def _check_numbers(args):
+    if not (args.steps >= 1):
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    if not (args.starts >= 1):
+        raise UsageError(f"--starts must be >= 1, got {args.starts}")
+    if not (math.isfinite(args.tol) and args.tol >= 0):
+        raise UsageError(f"--tol must be a finite number >= 0, got {args.tol}")
+    if args.audit is not None and args.audit < 1:
+        raise UsageError(f"--audit must be >= 1, got {args.audit}")
+
+
+def _write(args, out):
     if args.out:
         write_json(os.path.join(ensure_dir(args.out), "verify.json"), out)
+
+
+def _run_audit(args) -> int:
+    from solvers.verify import audit
+
+    given = [f for f, v in (("--counts", args.counts), ("--batches", args.batches), ("--dim", args.dim),
+                            ("--weight-decay", args.weight_decay)) if v is not None]
+    given += [f for f, v, default in (("--batching", args.batching, "full"), ("--tau", args.tau, 0.5),
+                                      ("--radius", args.radius, 1.0), ("--constraint", args.constraint, "sphere"))
+              if v != default]
+    if given:
+        raise UsageError(f"--audit draws its own settings: drop {', '.join(given)}")
+    rep = audit(args.audit, args.seed, steps=args.steps, starts=args.starts, tol=args.tol)
+    tally = rep["verdicts"]
+    out = {**rep, "holds": tally["fails"] == 0 and tally["inconclusive"] == 0, "exit": exit_code(tally),
+           "versions": versions()}
+    _write(args, out)
     if args.json:
         print(dumps(out))
     else:
-        print(f"ufm verify: counts {','.join(map(str, counts))}, tau {args.tau:g}, dim {dim}, "
-              f"batching {kw['batching']} (float64 PGD + convex-relaxation certificates)\n")
-        print(table(rows))
-        n = sum(r.verdict != "not applicable" for r in rows)
-        bad = sum(r.verdict == "fails" for r in rows)
-        print(f"\n{n} theorems applied, {n - bad} hold, {bad} fail.")
-    return 0 if out["holds"] else 1
+        print(f"ufm verify --audit {args.audit} --seed {args.seed}: {args.audit} random settings\n")
+        for r in rep["rows"]:
+            if r["verdict"] != "not applicable":
+                s = r["setting"]
+                print(f"  {WORDS[r['verdict']]:12} {r['key']:13} counts {','.join(map(str, s['counts']))}, "
+                      f"tau {s['tau']:.3g}, dim {s['dim']}, {s['constraint']}, "
+                      f"{'explicit' if s['batches'] else s['batching']}: {r['reason'][:110]}")
+        for c in rep["counterexamples"]:
+            print(f"\ncounterexample ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
+        for c in rep["inconclusive"]:
+            print(f"\ninconclusive ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
+        print("\n" + last_line(tally))
+    return exit_code(tally)
+
+
+def run(args) -> int:
+    from solvers.verify import SUITE, Setting, run_suite, verify_setting
+
+    from ufm.batching import batches_from_text
+
+    _check_numbers(args)
+    if args.audit is not None:
+        return _run_audit(args)
+    try:
+        if args.counts is None:
+            given = [f for f, v in (("--batches", args.batches), ("--dim", args.dim)) if v is not None]
+            if given or args.batching != "full":
+                raise UsageError(f"{', '.join(given or ['--batching'])} needs --counts (without it the built-in "
+                                 "suite runs)")
+            settings = list(SUITE)
+            rows = run_suite(steps=args.steps, starts=args.starts, tol=args.tol)
+            setting = {"suite": [s.resolved().to_dict() for s in settings]}
+            head = f"the built-in suite ({len(settings)} settings)"
+        else:
+            batches, batching = None, args.batching
+            if args.batches is not None:
+                if args.batching != "full":
+                    raise ValueError("batches: give --batches or --batching, not both")
+                batches, batching = batches_from_text(args.batches), "explicit"
+            s = Setting(tuple(args.counts), args.tau, args.dim, args.radius, args.constraint, args.weight_decay,
+                        batching, batches, args.seed).resolved()
+            rows = verify_setting(s, steps=args.steps, starts=args.starts, tol=args.tol)
+            setting = s.to_dict()
+            head = s.describe()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    tally = _tally(rows)
+    out = {"setting": setting, "rows": [r.to_dict() for r in rows],
+           "holds": tally["fails"] == 0 and tally["inconclusive"] == 0, "verdicts": tally,
+           "exit": exit_code(tally), "versions": versions()}
+    _write(args, out)
+    if args.json:
+        print(dumps(out))
+    else:
+        print(f"ufm verify: {head} (float64 PGD, first-order and convex-relaxation certificates, tol {args.tol:g})")
+        print(table(rows, show_setting=args.counts is None))
+        print("\n" + last_line(tally))
+    return exit_code(tally)
