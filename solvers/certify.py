@@ -53,7 +53,7 @@ class Certificate:
     theorem (:func:`prediction_check`); ``details``: method-specific numbers.
     """
 
-    lower_bound: float
+    lower_bound: float | None
     gap: float | None
     certified: bool | None
     method: str

@@ -1,4 +1,4 @@
-"""``verify``: every theorem of REFERENCE.md §4 that speaks about a setting, checked against its statement.
+"""``verify``: every theorem of docs/theory.md §4 that speaks about a setting, checked against its statement.
 
 A *setting* is label counts plus tau, dim, radius, the feature set (sphere or ball), the CE weight decay and a
 batching. For each theorem the setting either misses a hypothesis (verdict ``"not applicable"``, with the
@@ -79,7 +79,7 @@ VERDICTS = ("holds", "fails", "inconclusive", "not applicable")
 
 @dataclass(frozen=True)
 class Theorem:
-    """A theorem of REFERENCE §4 as ``verify`` checks it: ``key``, ``title``, ``hypotheses``, ``statement``."""
+    """A theorem of docs/theory.md §4 as ``verify`` checks it: ``key``, ``title``, ``hypotheses``, ``statement``."""
 
     key: str
     title: str

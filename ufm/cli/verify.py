@@ -1,4 +1,4 @@
-"""``ufm verify``: every theorem of REFERENCE.md §4 that applies to a setting, checked against its statement.
+"""``ufm verify``: every theorem of docs/theory.md §4 that applies to a setting, checked against its statement.
 
 Without ``--counts`` it runs a small built-in suite in which every theorem applies at least once; with
 ``--counts`` it checks that one setting; with ``--audit N`` it checks N random settings. The verdicts and how
@@ -21,7 +21,7 @@ WORDS = {"holds": "HOLDS", "fails": "FAILS", "inconclusive": "INCONCLUSIVE", "no
 def _epilog() -> str:
     from solvers.verify import THEOREMS
 
-    lines = ["theorems (REFERENCE.md §4):"]
+    lines = ["theorems (docs/theory.md §4):"]
     for t in THEOREMS:
         lines += [f"  {t.key}: {t.title}", f"      hypotheses: {t.hypotheses}", f"      statement:  {t.statement}"]
     lines += [
