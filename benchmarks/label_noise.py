@@ -20,7 +20,7 @@ import os
 import statistics
 import time
 
-from solvers.train import TrainConfig, train
+from solvers.deepnet.train import TrainConfig, train
 from ufm.records import write_json
 
 from .machine import describe

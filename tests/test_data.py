@@ -1,4 +1,4 @@
-"""ufm.data: IDX and CIFAR files written here (valid and corrupt), split, imbalance, label noise, digits."""
+"""solvers.deepnet.data: IDX and CIFAR files written here (valid and corrupt), split, imbalance, label noise, digits."""
 import gzip
 import os
 import pickle
@@ -7,8 +7,9 @@ import struct
 import numpy as np
 import pytest
 
-from ufm import data, imbalance
-from ufm.data import DataError
+from solvers.deepnet import data
+from ufm import imbalance
+from solvers.deepnet.data import DataError
 
 
 def write_idx(path, arr, code=0x08):

@@ -1,10 +1,10 @@
-"""solvers.deepnet: shapes, determinism, gradients, the final ReLU, statelessness, ResNet-18's size."""
+"""solvers.deepnet.encoders: shapes, determinism, gradients, the final ReLU, statelessness, ResNet-18's size."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from solvers import deepnet
+from solvers.deepnet import encoders as deepnet
 from ufm import sc_loss
 
 # small widths keep compilation cheap; the shapes are those of digits (8x8x1) and mnist1d (40x1)

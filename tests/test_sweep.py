@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from solvers import sweep
+from solvers.workflows import sweep
 from ufm import geometry, imbalance, records, theory
 from cli_run import run_cli
 from ufm.cli import main

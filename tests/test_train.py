@@ -1,4 +1,4 @@
-"""solvers.train / probes / compare / checkpoint: losses against the loop references, augmentation, resume,
+"""solvers.deepnet.train / probes / compare / checkpoint: losses against the loop references, augmentation, resume,
 read-outs, the UFM comparison, and the digits target of issue 7."""
 import jax
 import jax.numpy as jnp
@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from reference import ce_loss_loops, sc_loss_loops
 
-from solvers import checkpoint, compare, deepnet, probes
-from solvers.train import TrainConfig, augment, batch_loss, batches_of_epoch, train
+from solvers.deepnet import checkpoint, compare, probes
+from solvers.deepnet import encoders as deepnet
+from solvers.deepnet.train import TrainConfig, augment, batch_loss, batches_of_epoch, train
 from ufm import Problem, geometry
-from ufm.data import Dataset
+from solvers.deepnet.data import Dataset
 
 TINY = dict(arch="mlp", width=16, dim=8, epochs=3, batching="shuffled:8", probe=True)
 

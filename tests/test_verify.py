@@ -1,4 +1,4 @@
-"""``ufm verify`` / ``solvers.verify``: verdicts that match the theorems' statements.
+"""``ufm verify`` / ``solvers.workflows.verify``: verdicts that match the theorems' statements.
 
 Every verdict kind is produced here from a case where it is the right answer: HOLDS (the predicted point attains
 a proved bound), FAILS (a certified counterexample: a bound above a wrong closed form, a point below it, a verified
@@ -13,8 +13,8 @@ import shlex
 import numpy as np
 import pytest
 
-import solvers.verify as V
-from solvers.verify import SUITE, THEOREMS, Setting, applicability, found_geometry, nc3, random_setting, verify
+import solvers.workflows.verify as V
+from solvers.workflows.verify import SUITE, THEOREMS, Setting, applicability, found_geometry, nc3, random_setting, verify
 from ufm import interaction, theory
 from cli_run import run_cli
 

@@ -52,7 +52,8 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from .batching import pad
+from .batching import pad, union_batches
+from .closed_forms import sc_of_loss
 from .losses import sc_loss
 
 __all__ = ["Graph", "Verdict", "interaction_graph", "check", "check_problem", "report"]
@@ -305,8 +306,6 @@ def _loss(Z, labels, tau, batches):
 
 
 def _witness(g: Graph, batches, kind, col, moved, text, dim, tau, radius, verify):
-    from .theory import sc_of_loss
-
     Zw = radius * np.eye(dim)[col[g.node]]
     Zof = radius * np.eye(dim)[g.labels]
     counts = np.bincount(g.labels, minlength=g.K)
@@ -368,8 +367,6 @@ def check(batches, labels, dim: int, K: int | None = None, tau: float = 1.0, rad
 def check_problem(problem, epochs: int = 1, verify: bool = True) -> Verdict:
     """:func:`check` for a ``ufm.Problem``: its fixed batch set, or the batches of ``epochs`` epochs of an
     epoch scheme (``ufm.batching.union_batches``), with the problem's ``dim``, ``tau`` and ``radius``."""
-    from .batching import union_batches
-
     return check(union_batches(problem, epochs), problem.label_array, problem.dim, problem.K, problem.tau,
                  problem.radius, verify)
 

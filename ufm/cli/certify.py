@@ -79,7 +79,7 @@ def summary(rep) -> str:
 
 def run(args) -> int:
     from solvers.certify import SolverFailure, certify
-    from solvers.report import save_arrays, solution_report
+    from solvers.workflows.report import save_arrays, solution_report
     from ufm import theory
 
     from .solve import run_solve

@@ -81,7 +81,7 @@ def summary(rep) -> str:
 
 
 def run(args) -> int:
-    from solvers.report import save_arrays, solution_report
+    from solvers.workflows.report import save_arrays, solution_report
 
     problem = problem_from_args(args)
     if args.out:

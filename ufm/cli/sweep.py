@@ -45,7 +45,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from solvers import sweep
+    from solvers.workflows import sweep
 
     from ..plots import plot_all
 

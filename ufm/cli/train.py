@@ -14,9 +14,9 @@ HELP = "train a network (MLP, CNN, ResNet-18) under SC or CE and compare its geo
 
 
 def add_parser(sub):
-    from solvers.deepnet import ARCHS
-    from solvers.train import OPTIMIZERS, SCHEDULES
-    from ufm.data import DATASETS
+    from solvers.deepnet.encoders import ARCHS
+    from solvers.deepnet.train import OPTIMIZERS, SCHEDULES
+    from solvers.deepnet.data import DATASETS
 
     p = sub.add_parser("train", help=HELP, description=HELP)
     g = p.add_argument_group("data")
@@ -79,7 +79,7 @@ def batching_of(args) -> str:
 
 
 def config_from_args(args):
-    from solvers.train import TrainConfig
+    from solvers.deepnet.train import TrainConfig
 
     try:
         return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, imbalance=args.imbalance,
@@ -121,8 +121,8 @@ def summary(rep) -> str:
 
 
 def run(args) -> int:
-    from solvers import compare, train
-    from ufm.data import DataError
+    from solvers.deepnet import compare, train
+    from solvers.deepnet.data import DataError
 
     config = config_from_args(args)
     if (args.resume or args.checkpoint_every) and not args.out:
@@ -155,7 +155,7 @@ def run(args) -> int:
     rep = compare.train_report(result, cmp)
     rep["versions"] = versions()
     if args.out:
-        from solvers.figures import plot_grams, plot_history
+        from solvers.workflows.figures import plot_grams, plot_history
 
         write_json(os.path.join(args.out, "result.json"), rep)
         np.savez(os.path.join(args.out, "embeddings.npz"), Z_train=result.Z_train, y_train=result.data.y_train,

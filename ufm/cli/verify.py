@@ -2,7 +2,7 @@
 
 Without ``--counts`` it runs a small built-in suite in which every theorem applies at least once; with
 ``--counts`` it checks that one setting; with ``--audit N`` it checks N random settings. The verdicts and how
-they are reached are documented in ``solvers.verify``. Exit codes: 0 every applicable check holds, 1 a theorem
+they are reached are documented in ``solvers.workflows.verify``. Exit codes: 0 every applicable check holds, 1 a theorem
 fails (a certified counterexample), 3 nothing fails but something is inconclusive, 2 bad input.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ WORDS = {"holds": "HOLDS", "fails": "FAILS", "inconclusive": "INCONCLUSIVE", "no
 
 
 def _epilog() -> str:
-    from solvers.verify import THEOREMS
+    from solvers.workflows.verify import THEOREMS
 
     lines = ["theorems (docs/theory.md §4):"]
     for t in THEOREMS:
@@ -129,7 +129,7 @@ def table(rows, show_setting=False) -> str:
     lines, last = [], None
     for r in rows:
         if show_setting and r.setting != last:
-            from solvers.verify import Setting
+            from solvers.workflows.verify import Setting
 
             s = dict(r.setting)
             s["counts"] = tuple(s["counts"])
@@ -186,7 +186,7 @@ def _write(args, out):
 
 
 def _run_audit(args) -> int:
-    from solvers.verify import audit
+    from solvers.workflows.verify import audit
 
     given = [f for f, v in (("--counts", args.counts), ("--batches", args.batches), ("--dim", args.dim),
                             ("--weight-decay", args.weight_decay)) if v is not None]
@@ -219,7 +219,7 @@ def _run_audit(args) -> int:
 
 
 def run(args) -> int:
-    from solvers.verify import SUITE, Setting, run_suite, verify_setting
+    from solvers.workflows.verify import SUITE, Setting, run_suite, verify_setting
 
     from ufm.batching import batches_from_text
 

@@ -65,7 +65,7 @@ def compare(net_cosines, counts, config, *, dim, max_n=2000, steps=20000, seed=0
     ``counts_scaled``, ``loss``, ``converged``, ``steps``, ``seconds``, ``dtype``, ``mean_cosines``,
     ``delta_gm``, ``nc1``, ``etf_distance``, ``min_cosine``, ``max_cosine``, ``cosine_groups``, ``prediction``
     (``ufm.theory.predict``), ``certificate``, and ``distance_to_ufm`` (to ``net_cosines``)."""
-    from .pgd import solve
+    from ..pgd import solve
 
     K = len(counts)
     scaled = scale_counts(counts, max_n)
@@ -82,7 +82,7 @@ def compare(net_cosines, counts, config, *, dim, max_n=2000, steps=20000, seed=0
 
 
 def _certificate(problem, sol) -> dict:
-    from .certify import certify
+    from ..certify import certify
 
     c = certify(problem, sol)
     return {"lower_bound": c.lower_bound, "gap": c.gap, "certified": c.certified, "method": c.method,

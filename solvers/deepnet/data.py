@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import imbalance as profiles
+from ufm import imbalance as profiles
 
 DATASETS = ("digits", "mnist1d", "mnist", "fashion-mnist", "cifar10")
 

@@ -268,14 +268,14 @@ def _geometry(problem, Z, target: str) -> dict:
 # -- losses and certificates -----------------------------------------------------------------------------------------
 def _loss(problem, Z, W=None) -> float:
     """The objective at a point, in float64, after projecting ``Z`` onto the feasible set."""
-    from .first_order import solution_loss
+    from ..first_order import solution_loss
 
     return float(solution_loss(problem, np.asarray(Z, np.float64), None if W is None else np.asarray(W, np.float64)))
 
 
 def _certify(problem, point, method, tol):
     """``solvers.certify.certify`` (one place, so that tests can replace it)."""
-    from .certify import certify
+    from ..certify import certify
 
     return certify(problem, point, method=method, tol=tol)
 
@@ -406,7 +406,7 @@ def _polish(problem, sol, steps):
     """``sol``, or, when it hit the step limit, its continuation for ``POLISH * steps`` more steps (float64, from
     its own point; the seed is kept). Small problems at a low temperature converge slowly, and one long run from
     the best point is far cheaper than long runs from every start."""
-    from . import solve
+    from .. import solve
 
     if sol.converged:
         return sol
@@ -489,7 +489,7 @@ class _Case:
         return self.cached("sc_starts", self._sc_starts)
 
     def _sc_starts(self):
-        from . import solve
+        from .. import solve
 
         sols = [solve(self.sc, steps=self.steps, seed=self.setting.seed + i, dtype="float64")
                 for i in range(self.starts)]
@@ -518,7 +518,7 @@ class _Case:
         return self.cached("of_loss", lambda: _loss(self.plus, of_point(self.plus)))
 
     def plus_solution(self):
-        from . import solve
+        from .. import solve
 
         return self.cached("plus_sol", lambda: _polish(self.plus, solve(
             self.plus, steps=self.steps, seed=self.setting.seed, dtype="float64"), self.steps))
@@ -618,7 +618,7 @@ def _escape(case: _Case, sol) -> float:
     """A converged start above the bound, perturbed by ``ESCAPE_SCALE * rho`` (seeded) and run again for
     ``POLISH * steps``: the loss it reaches. A saddle or a flat shelf lets the run go down; a strict local minimum
     brings it back."""
-    from . import solve
+    from .. import solve
 
     p = case.sc
     rng = np.random.default_rng([case.setting.seed, sol.seed])
@@ -815,7 +815,7 @@ def _of_unique(case: _Case) -> Row:
 
 
 def _ce_etf(case: _Case) -> Row:
-    from . import solve
+    from .. import solve
 
     row = _row("ce-etf")
     p, K, tol = case.ce, case.K, case.tol

@@ -79,8 +79,8 @@ def point_problem(point) -> Problem:
 def _solve_group(problems, steps, dtype, seed, epochs):
     """Solve problems of one shape: ``solve_many`` (which gives what ``solve`` gives one by one); epoch schemes
     by the epoch solver."""
-    from . import epochs as epoch_solver
-    from . import pgd
+    from .. import epochs as epoch_solver
+    from .. import pgd
 
     if parse_scheme(problems[0].batching).name in EPOCH_SCHEMES:
         return [epoch_solver.solve(p, epochs=epochs, dtype=dtype, seed=seed) for p in problems]
@@ -89,7 +89,7 @@ def _solve_group(problems, steps, dtype, seed, epochs):
 
 def _certify(problem, solution):
     """The certificate of the solution (epoch runs: of the batch set of all their epochs)."""
-    from .certify import certify
+    from ..certify import certify
 
     return certify(problem, solution)
 

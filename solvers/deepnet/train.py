@@ -53,12 +53,13 @@ import optax
 
 from ufm import geometry
 from ufm.batching import epoch_batches, pad, parse_scheme, subset_batches
-from ufm.data import DATASETS, Dataset, load, parse_imbalance
+from .data import DATASETS, Dataset, load, parse_imbalance
 from ufm.losses import sc_loss
 from ufm.progress import Progress
 from ufm.records import clean
 
-from . import checkpoint, deepnet, probes
+from . import checkpoint, probes
+from . import encoders as deepnet
 
 __all__ = ["TrainConfig", "TrainResult", "train", "make_optimizer", "batch_loss", "augment", "embed",
            "evaluate", "steps_per_epoch", "batches_of_epoch", "OPTIMIZERS", "SCHEDULES"]
@@ -86,7 +87,7 @@ def _number(name, v, lo=None, hi=None, open_lo=False):
 class TrainConfig:
     """Everything that defines a training run (validated on construction; ``ValueError`` names the field).
 
-    Data: ``dataset`` (``ufm.data.DATASETS``), ``data_dir``, ``imbalance`` (``step:R[:fraction]``,
+    Data: ``dataset`` (``solvers.deepnet.data.DATASETS``), ``data_dir``, ``imbalance`` (``step:R[:fraction]``,
     ``longtail:R``, ``none``), ``label_noise``, ``test_fraction``. Model: ``arch`` (``deepnet.ARCHS``),
     ``dim``, ``width``, ``head``, ``relu``, ``loss`` (``sc``/``ce``), ``tau`` (SC), ``bias`` (CE head).
     Optimisation: ``optimizer``, ``lr`` (None: 0.1 sgd / 1e-3 adam), ``momentum``, ``weight_decay``,
@@ -166,7 +167,7 @@ class TrainConfig:
 class TrainResult:
     """What a run leaves: final ``params`` ({"encoder", "head" (CE)}), ``history`` (one dict per epoch),
     normalised-or-not raw embeddings ``Z_train (N, d)`` / ``Z_test`` of the un-augmented samples, the
-    ``data`` (``ufm.data.Dataset``), ``steps`` taken, ``seconds`` (this process's wall time),
+    ``data`` (``solvers.deepnet.data.Dataset``), ``steps`` taken, ``seconds`` (this process's wall time),
     ``seconds_per_step`` (median over the epochs after the first, so without compilation; None for one epoch),
     ``steps_to_fit`` (the step count at the end of the first epoch with 100% training accuracy, or None)."""
 
@@ -356,7 +357,7 @@ def train(config: TrainConfig, *, data: Dataset | None = None, out: str | None =
     """Train per ``config`` (module doc) and return a :class:`TrainResult`.
 
     Args:
-      data: a loaded dataset (default: ``ufm.data.load`` with the config's data fields).
+      data: a loaded dataset (default: ``solvers.deepnet.data.load`` with the config's data fields).
       out: folder for checkpoints (needed by ``checkpoint_every`` and ``resume``).
       checkpoint_every: write ``out/checkpoint.{npz,json}`` every this many epochs (0: never) and at the end.
       resume: continue from ``out``'s checkpoint (same config required; ``ValueError`` otherwise).
