@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ufm import geometry, theory
+from ufm import geometry, objectives, theory
 from ufm.batching import batch_list, is_epoch_scheme, union_batches
 
 from . import dual, first_order, relaxation
@@ -142,7 +142,7 @@ def _check_solution(problem, solution):
         raise ValueError(f"solution: Z must be (N, d) = ({problem.N}, d), got shape {Z.shape}")
     if not np.all(np.isfinite(Z)):
         raise ValueError("solution: Z holds NaN or infinite values")
-    if problem.loss == "ce" and getattr(solution, "W", None) is None:
+    if not objectives.of(problem).contrastive and getattr(solution, "W", None) is None:
         raise ValueError("solution: a CE solution needs its classifier W")
 
 
@@ -198,7 +198,7 @@ def certify(problem, solution=None, method: str = "auto", solver: str | None = N
     if solution is not None:
         gap = None if bound is None else loss - bound
         certified = bool(gap is not None and gap <= tol * max(1.0, abs(loss)))
-        sol_cos = geometry.mean_cosines(geometry.normalize_rows(solution.Z) if problem.loss == "sc"
+        sol_cos = geometry.mean_cosines(geometry.normalize_rows(solution.Z) if objectives.of(problem).normalize_rows
                                         else np.asarray(solution.Z, dtype=np.float64), problem.label_array,
                                         problem.K)
     pred = prediction_check(problem, bound, sol_cos, cos, geometry_tol)
@@ -210,7 +210,7 @@ def certify(problem, solution=None, method: str = "auto", solver: str | None = N
 def _solution_proof(problem, solution, loss):
     """The dual bound at a solution's own Gram (``solvers.dual``), ``Z`` projected onto the feasible set."""
     Zp = first_order.feasible_rows(problem, solution.Z)
-    if problem.loss == "sc":
+    if objectives.of(problem).contrastive:
         return dual.sc_bound(problem, lambda idx: Zp[idx] @ Zp[idx].T)
     W = np.asarray(solution.W, dtype=np.float64)
     logits = Zp @ W.T
@@ -225,12 +225,13 @@ def _relaxation_proof(problem, rel, loss):
     dual arithmetic proves. CE needs an upper bound on the minimum: the solution's loss, else the relaxation's
     value (a bound on ``||W||`` only; raised by a safety factor, see ``solvers.dual.ce_bound``)."""
     pt = rel.point
+    contrastive = objectives.of(problem).contrastive
     if rel.method == "reduced":
-        if problem.loss == "sc":
+        if contrastive:
             return dual.sc_class_bound(problem, relaxation.class_orbits(problem), pt["d"], pt["a"], pt["M"])
         upper = loss if loss is not None else _ce_upper(problem)
         return dual.ce_class_bound(problem, pt["d"], pt["a"], pt["M"], pt["C"], upper)
-    if problem.loss == "sc":
+    if contrastive:
         return dual.sc_bound(problem, pt["G"])
     upper = loss if loss is not None else _ce_upper(problem)
     logits = pt["C"]

@@ -40,6 +40,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
+from ufm import objectives
 from ufm.batching import batch_list
 
 __all__ = ["DualBound", "lambda_min_lower", "sc_bound", "ce_bound", "sc_class_bound", "ce_class_bound",
@@ -233,6 +234,7 @@ def _sc_minorant(problem, Gh, batches, ys, T):
     ``batches`` in block indices and their labels ``ys``. Returns ``(Q, const, margin, slots)``; None when no
     anchor has a positive; a string saying why when the weights cannot be used."""
     tau, rho2 = problem.tau, problem.radius ** 2
+    log_weights = objectives.of(problem).log_weights
     n = Gh.shape[0]
     W = np.zeros((n, n))  # sum over anchor slots of (q_ik - [k positive]/|P_i|)
     visits = np.zeros(n, dtype=np.int64)
@@ -247,7 +249,8 @@ def _sc_minorant(problem, Gh, batches, ys, T):
         a = npos > 0
         if not a.any():
             continue
-        S = Gh[np.ix_(Bl[a], Bl)] / tau
+        lw = np.where(off, log_weights(y, np.ones(nb, bool)), 0.0)[a]  # the objective's fixed log-weights
+        S = Gh[np.ix_(Bl[a], Bl)] / tau + lw
         pos, npos, offa = pos[a], npos[a], off[a]
         mx = np.max(np.where(offa, S, -np.inf), axis=1, keepdims=True)
         E = np.where(offa, np.exp(np.where(offa, S - mx, 0.0)), 0.0)
@@ -258,12 +261,14 @@ def _sc_minorant(problem, Gh, batches, ys, T):
             return "softmax weights far from normalised"
         with np.errstate(divide="ignore", invalid="ignore"):
             qlogq = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)
-        h = -qlogq.sum(axis=1)
-        habs = np.abs(qlogq).sum(axis=1)
+        qc = np.where(offa, q * lw, 0.0)  # lse(x + c) >= <q, x + c> + H(q): the weights enter the constant
+        h = -qlogq.sum(axis=1) + qc.sum(axis=1)
+        habs = np.abs(qlogq).sum(axis=1) + np.abs(qc).sum(axis=1)
         ent.append(h)
         d1 = delta * (1 + 2 * delta)
         margin += float(np.sum(d1)) * rho2 / (T * tau)  # |1/S - 1| sum_k q_k |G_ik| / tau <= d1 rho^2 / tau
-        margin += float(np.sum(h * d1 + d1 + (gamma(nb) + FN * U) * habs + nb * 1e-300)) / T
+        margin += float(np.sum(np.abs(h) * d1 + habs * d1 + d1 + (gamma(nb) + 2 * FN * U) * habs
+                               + nb * 1e-300)) / T
         W[np.ix_(Bl[a], Bl)] += q - pos / npos[:, None]
         visits[Bl[a]] += 1
         slots += int(a.sum())
@@ -543,6 +548,7 @@ def sc_class_bound(problem, orbits, d, a, M) -> DualBound:
     ``(k, m)`` = class composition of a batch, multiplicity), from a block-constant candidate Gram: diagonal
     ``d (K,)``, within-class ``a (K,)``, between-class ``M (K, K)``. Any N: nothing N-sized is formed."""
     tau, rho2 = problem.tau, problem.radius ** 2
+    class_log_weights = objectives.of(problem).class_log_weights
     n = np.asarray(problem.counts, dtype=np.int64)
     nf = n.astype(np.float64)
     K = len(n)
@@ -557,7 +563,8 @@ def sc_class_bound(problem, orbits, d, a, M) -> DualBound:
             mult = np.where(cls == c, k[cls] - 1, k[cls]).astype(np.float64)
             keep = mult > 0
             cls, mult = cls[keep], mult[keep]
-            logit = np.where(cls == c, a[c], M[c, cls]) / tau
+            clw = class_log_weights(k, c)[cls]
+            logit = np.where(cls == c, a[c], M[c, cls]) / tau + clw
             mx = logit.max()
             e = np.exp(logit - mx)
             qv = e / float(np.sum(mult * e))  # per-member weight
@@ -567,14 +574,14 @@ def sc_class_bound(problem, orbits, d, a, M) -> DualBound:
                 return DualBound(None, math.nan, math.nan, math.nan, 0, 0, "softmax weights far from normalised")
             with np.errstate(divide="ignore", invalid="ignore"):
                 ql = np.where(qv > 0, qv * np.log(np.where(qv > 0, qv, 1.0)), 0.0)
-            h = -float(np.sum(mult * ql))
-            habs = float(np.sum(mult * np.abs(ql)))
+            h = -float(np.sum(mult * ql)) + float(np.sum(mult * qv * clw))
+            habs = float(np.sum(mult * np.abs(ql))) + float(np.sum(mult * qv * np.abs(clw)))
             w = m * float(k[c])  # slots of this kind
             slots += w
             ent_parts.append(w * h)
             d1 = delta * (1 + 2 * delta)
             lin_err += w * d1 * rho2 / (T * tau)
-            const_err += w * (h * d1 + d1 + (gamma(2 * len(cls) + 2) + FN * U) * habs) / T
+            const_err += w * (abs(h) * d1 + habs * d1 + d1 + (gamma(2 * len(cls) + 2) + 2 * FN * U) * habs) / T
             # pairs (i in c, j in c'): the batches of this orbit holding both, per pair (whole orbits)
             for cc, qq in zip(cls, qv):
                 if cc == c:

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ufm import geometry, theory
+from ufm import geometry, objectives, theory
 from ufm.batching import describe, epoch_batch_list, pad
 from ufm.progress import Progress
 
@@ -163,7 +163,7 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
     """Minimise an SC ``problem`` by stochastic projected gradient over ``epochs`` epochs (module doc).
 
     Args:
-      problem: a ``ufm.Problem`` with ``loss="sc"`` (its ``batch_seed`` draws the batches).
+      problem: a ``ufm.Problem`` with a contrastive loss (SC, BCL; its ``batch_seed`` draws the batches).
       epochs: the most epochs (``tol=0``: exactly this many).
       lr: the first (``pgd``) or fixed step ``eta`` in the metric of the module doc (None: ``tau / rho^2`` for
         pgd, ``0.5 tau / rho^2`` for the optax optimizers, ``0.01 rho`` for adam).
@@ -181,9 +181,9 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
     if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
         raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
     _check_args(1, lr, optimizer, tol, dtype)
-    if problem.loss != "sc":
-        raise ValueError("loss: the epoch solver is for SC; a CE problem's loss is a mean of per-sample terms, so "
-                         "solve it full-batch with solvers.pgd.solve")
+    if not objectives.of(problem).contrastive:
+        raise ValueError(f"loss: the epoch solver is for contrastive losses; a {problem.loss!r} problem's loss is a "
+                         "mean of per-sample terms, so solve it full-batch with solvers.pgd.solve")
     name = optimizer
     dtype = dtype or "float32"
     tol = (1e-12 if dtype == "float64" else 1e-6) if tol is None else float(tol)

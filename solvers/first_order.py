@@ -8,7 +8,7 @@ every floating-point error subtracted (docs/theory.md). At an optimum (KKT) the 
 the gap is of the order of the solution's gradient mapping.
 
 This module holds what the certificate needs from a solution: its feasible float64 rows (:func:`feasible_rows`),
-its objective (:func:`solution_loss`, SC tile by tile in jit-compiled JAX, never an ``N x N`` array), the best CE
+its objective (:func:`solution_loss`, the objective's own jit-compiled value in float64), the best CE
 bias (:func:`best_bias`), and :func:`first_order_bound`. The eigenvalue is bounded block by block (samples that
 never share a batch do not interact), each block by a dense Cholesky factorisation of at most
 ``solvers.dual.DENSE_LIMIT`` rows.
@@ -22,13 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ufm.batching import batch_list, pad
+from ufm import objectives
+from ufm.batching import batch_list
+from ufm.losses import batch_index
 from ufm.constraints import project
 
 __all__ = ["FirstOrder", "first_order_bound", "solution_loss", "feasible_rows", "best_bias"]
-
-TILE_ENTRIES = 1 << 21  # entries of one (rows x batch) tile
-
 
 @dataclass
 class FirstOrder:
@@ -48,74 +47,15 @@ class FirstOrder:
 
 
 # -- tiles -------------------------------------------------------------------------------------------------------
-class _Layout:
-    """Batches padded to ``idx (nb, w)`` and cut into tiles of ``c`` rows: tile ``t`` is batch ``t // per`` rows
-    ``c * (t % per) ...``; ``rows (nb, per * c)`` is ``idx`` padded with -1 to whole tiles."""
-
-    def __init__(self, batches, n):
-        self.idx = pad(batches) if batches is not None else np.arange(n, dtype=np.int32)[None, :]
-        self.n = n
-        nb, w = self.idx.shape
-        self.c = int(max(1, min(w, TILE_ENTRIES // w)))
-        self.per = -(-w // self.c)
-        self.rows = np.full((nb, self.per * self.c), -1, np.int32)
-        self.rows[:, :w] = self.idx
-        self.T = int((self.idx >= 0).sum())
-
-    def tiles(self):
-        nb = self.idx.shape[0]
-        return np.repeat(np.arange(nb), self.per), np.tile(np.arange(self.per) * self.c, nb)
-
-
-def _rows_cols(rows, idx, b, r0, c):
-    r = jax.lax.dynamic_slice_in_dim(rows[b], r0, c)
-    k = idx[b]
-    return r, k, r >= 0, k >= 0
-
-
-def _sc_pass1(d, b, r0, c):
-    """Per row slot: log-sum-exp over the batch, number of positives, sum of positive logits."""
-    r, k, rv, kv = _rows_cols(d["rows"], d["idx"], b, r0, c)
-    Z, y = d["Z"], d["y"]
-    S = Z[jnp.where(rv, r, 0)] @ Z[jnp.where(kv, k, 0)].T / d["tau"]
-    off = rv[:, None] & kv[None, :] & ((r0 + jnp.arange(c))[:, None] != jnp.arange(k.shape[0])[None, :])
-    pos = off & (y[jnp.where(rv, r, 0)][:, None] == y[jnp.where(kv, k, 0)][None, :])
-    m = jnp.max(jnp.where(off, S, -jnp.inf), axis=1, keepdims=True)
-    m = jnp.where(jnp.isfinite(m), m, 0.0)
-    lse = jnp.log(jnp.sum(jnp.where(off, jnp.exp(S - m), 0.0), axis=1)) + m[:, 0]
-    return lse, pos.sum(1), jnp.where(pos, S, 0.0).sum(1)
-
-
 _project = jax.jit(project, static_argnames=("constraint",))
 
 
-def _sc_stats(d, tb, tr, c):
-    """Per row slot ``(nb, per * c)``: log-sum-exp, positives, and the SC loss (mean over anchor slots)."""
-    lse, npos, possum = (a.reshape(d["rows"].shape)
-                         for a in jax.lax.map(lambda t: _sc_pass1(d, t[0], t[1], c), (tb, tr)))
-    terms = jnp.where(npos > 0, lse - possum / jnp.maximum(npos, 1), 0.0)
-    return lse, npos, terms.sum() / d["T"]
-
-
-_sc_loss = jax.jit(lambda d, tb, tr, c: _sc_stats(d, tb, tr, c)[2], static_argnames=("c",))
-
-
-# -- the pieces of a certificate ---------------------------------------------------------------------------------
 def _features(problem, Z):
     """The solution's rows in float64, projected onto the feasible set (a float32 solution is feasible only to
     ~1e-7): the certificate is about this feasible point."""
     with jax.enable_x64(True):
         return np.asarray(_project(np.asarray(Z, dtype=np.float64), problem.constraint, problem.radius,
                                    problem.nonneg))
-
-
-def _sc_data(problem, Z, zero_tol):
-    lay = _Layout(batch_list(problem), problem.N)
-    d = {"Z": jnp.asarray(Z), "y": jnp.asarray(problem.label_array), "idx": jnp.asarray(lay.idx),
-         "rows": jnp.asarray(lay.rows), "tau": jnp.float64(problem.tau), "T": jnp.float64(lay.T),
-         "nonneg": jnp.asarray(problem.nonneg), "thr": jnp.float64(zero_tol * problem.radius ** 2),
-         "m": jnp.float64(problem.radius ** 2 / problem.tau)}
-    return d, lay
 
 
 def _softmax(X):
@@ -147,18 +87,24 @@ def _best_bias(C, b, labels, K, iters=50):
 
 
 def solution_loss(problem, Z, W=None, b=None) -> float:
-    """The problem's objective at a solution, in float64 after projecting ``Z`` onto the feasible set
-    (``solvers.pgd.objective``'s value; SC computed tile by tile, never an N x N array)."""
+    """The problem's objective at a solution, in float64 after projecting ``Z`` onto the feasible set: the
+    objective's own ``value`` (``ufm.objectives``; SC's kernel is tiled for wide batches, never an N x N array)."""
+    obj = objectives.of(problem)
     with jax.enable_x64(True):
-        Zp = _features(problem, Z)
-        if problem.loss == "sc":
-            d, lay = _sc_data(problem, Zp, 0.0)
-            tb, tr = lay.tiles()
-            return float(_sc_loss(d, tb, tr, lay.c))
-    W = np.asarray(W, dtype=np.float64)
-    bb = np.zeros(problem.K) if b is None else np.asarray(b, dtype=np.float64)
-    return (_ce_value(Zp @ W.T, bb, problem.label_array) + problem.weight_decay * np.sum(W ** 2)
-            + problem.feature_decay * np.sum(Zp ** 2) / problem.N)
+        x = {"Z": jnp.asarray(_features(problem, Z))}
+        if not obj.contrastive:
+            x["W"] = jnp.asarray(np.asarray(W, dtype=np.float64))
+            if b is not None:
+                x["b"] = jnp.asarray(np.asarray(b, dtype=np.float64))
+        fixed = batch_list(problem)
+        h = {"labels": jnp.asarray(problem.label_array), "tau": jnp.float64(problem.tau),
+             "batches": None if fixed is None else batch_index(fixed, problem.N),
+             "weight_decay": jnp.float64(problem.weight_decay), "feature_decay": jnp.float64(problem.feature_decay),
+             "n": jnp.float64(problem.N)}
+        return float(_value(obj.name, x, h))
+
+
+_value = jax.jit(lambda name, x, h: objectives.get(name).value(x, h), static_argnums=0)
 
 
 def feasible_rows(problem, Z) -> np.ndarray:
@@ -180,12 +126,12 @@ def first_order_bound(problem, Z, W=None, b=None) -> FirstOrder:
     Raises ``ValueError`` for a CE solution without ``W``."""
     from . import dual
 
-    if problem.loss == "ce" and W is None:
+    if not objectives.of(problem).contrastive and W is None:
         raise ValueError("W: the CE first-order certificate needs the classifier W of the solution")
     start = time.perf_counter()
     Zp = _features(problem, Z)
     loss = solution_loss(problem, Zp, W, b)
-    if problem.loss == "sc":
+    if objectives.of(problem).contrastive:
         db = dual.sc_bound(problem, lambda idx: Zp[idx] @ Zp[idx].T)
     else:
         logits = Zp @ np.asarray(W, dtype=np.float64).T

@@ -49,7 +49,8 @@ import optax
 from ufm.batching import batch_list
 from ufm.constraints import project
 from ufm.kernels import ROW_AXIS
-from ufm.losses import batch_index, ce_loss, sc_loss
+from ufm import objectives
+from ufm.losses import batch_index
 
 __all__ = ["Solution", "solve", "solve_many", "n_starts", "OPTIMIZERS", "objective", "NonFiniteLoss"]
 
@@ -107,10 +108,11 @@ class _Static(NamedTuple):
 def _hyper(problem, dtype, continuation=None, start=0):
     """The numbers of a problem, as arrays (traced: a vmap over problems may vary them). ``continuation``:
     whether this start runs the low-temperature stage (None: SC with ``nonneg``, odd starts only)."""
+    contrastive = objectives.of(problem).contrastive
     if continuation is None:
-        continuation = problem.loss == "sc" and problem.nonneg and start % 2 == 1
+        continuation = contrastive and problem.nonneg and start % 2 == 1
     return {
-        "continuation": jnp.asarray(problem.loss == "sc" and bool(continuation)),
+        "continuation": jnp.asarray(contrastive and bool(continuation)),
         "tau": jnp.asarray(problem.tau, dtype),
         "radius": jnp.asarray(problem.radius, dtype),
         "nonneg": jnp.asarray(problem.nonneg),
@@ -128,12 +130,8 @@ def _batches(problem):
 
 
 def objective(static: _Static, x, h):
-    """The objective ``x -> f`` of a problem: SC loss, or CE + ``lambda_W ||W||^2 + lambda_Z ||Z||^2 / N``."""
-    if static.loss == "sc":
-        return sc_loss(x["Z"], h["labels"], h["tau"], h["batches"])
-    out = ce_loss(x["Z"], x["W"], h["labels"], x.get("b"))
-    out = out + h["weight_decay"] * jnp.sum(x["W"] ** 2)
-    return out + h["feature_decay"] * jnp.sum(x["Z"] ** 2) / _n_samples(static, h)
+    """The objective ``x -> f`` of a problem, regularisers included (``ufm.objectives``: the loss's ``value``)."""
+    return objectives.get(static.loss).value(x, {**h, "n": _n_samples(static, h)})
 
 
 def _project(static, x, h):
@@ -152,7 +150,7 @@ def _metric(static, h=None):
 
 def default_eta0(static, h):
     """Initial step of the rule in the module doc."""
-    if static.loss == "sc":
+    if objectives.get(static.loss).contrastive:
         return h["tau"] / h["radius"] ** 2
     if static.constraint == "none":
         return jnp.ones_like(h["radius"])
@@ -179,7 +177,7 @@ def init_params(static, key, h):
     if static.constraint == "none":
         Z = Z * 0.1
     x = {"Z": Z}
-    if static.loss == "ce":
+    if not objectives.get(static.loss).contrastive:
         # ReLU features: a small W lets a minority class's rows reach 0, where they stay (a dead class)
         x["W"] = jnp.where(h["nonneg"], 1.0, 0.1) * jax.random.normal(kw, (static.K, static.dim), dt)
         if static.bias:
@@ -294,7 +292,7 @@ def static_of(problem, steps, optimizer, dtype, continuation=None) -> _Static:
     b = _batches(problem)
     shape = None if b is None else tuple(b.shape)
     return _Static(problem.loss, problem.constraint, problem.bias, problem.N, problem.K, problem.dim, shape,
-                   int(steps), optimizer, dtype, problem.loss == "sc" and optimizer == "pgd"
+                   int(steps), optimizer, dtype, objectives.of(problem).contrastive and optimizer == "pgd"
                    and continuation is not False)
 
 
@@ -309,7 +307,7 @@ def _init_arrays(init, static):
     shapes = {"Z": (static.N, static.dim), "W": (static.K, static.dim), "b": (static.K,)}
     out = {}
     for k, v in init.items():
-        if v is None or (k != "Z" and static.loss != "ce") or (k == "b" and not static.bias):
+        if v is None or k not in objectives.get(static.loss).variables or (k == "b" and not static.bias):
             continue
         v = jnp.asarray(v, jnp.dtype(static.dtype))
         if k not in shapes or v.shape != shapes[k]:
@@ -447,7 +445,7 @@ def _group_key(static, problem, pad):
     """Problems with equal keys run in one compiled loop. SC problems of one family (everything but N, K and the
     batch shape) share a key when padding is on: all under ``PAD_SMALL`` samples together, above it one group per
     power of two of N (padding at most doubles N)."""
-    if pad is False or static.loss != "sc":
+    if pad is False or not objectives.get(static.loss).contrastive:
         return static
     family = static._replace(N=0, K=0, batch_shape=static.batch_shape is not None)
     if pad is True or problem.N <= PAD_SMALL:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ufm import objectives
 from ufm.batching import batch_list
 
 cp = None  # cvxpy, imported by the entry points on first use: it costs ~1.3 s that `ufm solve` need not pay
@@ -143,7 +144,7 @@ def class_orbits(problem):
     ``prod_c C(n_c, k_c)`` subsets of that composition, each equally often. The full batch is ``[(counts, 1)]``
     and touches no N-sized array.
     """
-    if problem.loss == "ce" or batch_list(problem) is None:
+    if not objectives.of(problem).contrastive or batch_list(problem) is None:
         return [(np.asarray(problem.counts, dtype=np.int64), 1)]
     labels, counts = problem.label_array, problem.counts
     groups: dict[tuple, list[frozenset]] = {}
@@ -245,7 +246,10 @@ def _feature_constraints(G, problem):
 
 
 def _sc_full(problem, decompose=True):
+    """The contrastive (SC, BCL) program: per anchor, positives' mean logit and the log-sum-exp of its batch's
+    logits plus the objective's fixed log-weights (``Objective.log_weights``; 0 for SC)."""
     tau, labels = problem.tau, problem.label_array
+    log_weights = objectives.of(problem).log_weights
     batches = _batches(problem)
     T = sum(len(B) for B in batches)
     blocks, tree = cliques(problem, decompose)
@@ -259,20 +263,25 @@ def _sc_full(problem, decompose=True):
 
     home = [next(c for c, q in enumerate(local) if all(i in q for i in B)) for B in batches]
     rows: dict[int, list] = {}  # neighbour count -> gather rows
+    offs: dict[int, list] = {}  # neighbour count -> the log-weights of those entries
     pos_idx, pos_w = [], []
     for B, c in zip(batches, home):
         yB = labels[np.asarray(B)]
-        for i, yi in zip(B, yB):
+        lw = log_weights(yB, np.ones(len(B), bool))
+        for a, (i, yi) in enumerate(zip(B, yB)):
             P = [j for j, yj in zip(B, yB) if j != i and yj == yi]
             if not P:
                 continue
             rows.setdefault(len(B) - 1, []).append([flat(c, i, k) for k in B if k != i])
+            offs.setdefault(len(B) - 1, []).append([lw[a, b] for b in range(len(B)) if b != a])
             pos_idx += [flat(c, i, j) for j in P]
             pos_w += [1.0 / len(P)] * len(P)
     lse = 0
     for m, idx in rows.items():
         idx = np.asarray(idx)
-        lse = lse + cp.sum(cp.log_sum_exp(cp.reshape(v[idx.ravel()], idx.shape, order="C") / tau, axis=1))
+        X = cp.reshape(v[idx.ravel()], idx.shape, order="C") / tau
+        off = np.asarray(offs[m], dtype=np.float64)
+        lse = lse + cp.sum(cp.log_sum_exp(X + off if np.any(off) else X, axis=1))
     pos = v[np.asarray(pos_idx, dtype=np.int64)] @ np.asarray(pos_w) if pos_idx else 0
     objective = (lse - pos / tau) / T
     cons = [c for G in Gs for c in _feature_constraints(G, problem)]
@@ -344,7 +353,7 @@ def full_program(problem, decompose: bool = True) -> _Program:
     """The full Gram relaxation of ``problem`` as a cvxpy program (module doc); ``decompose=False`` keeps one
     dense N x N block whatever the batching."""
     _cvxpy()
-    return _sc_full(problem, decompose) if problem.loss == "sc" else _ce_full(problem)
+    return _sc_full(problem, decompose) if objectives.of(problem).contrastive else _ce_full(problem)
 
 
 # -- reduced programs --------------------------------------------------------------------------------------------
@@ -402,7 +411,9 @@ def _class_point(M, d):
 
 
 def _sc_reduced(problem, orbits):
+    """The class-level contrastive program (SC, BCL: ``Objective.class_log_weights`` added to the offsets)."""
     tau = problem.tau
+    class_log_weights = objectives.of(problem).class_log_weights
     M, d, cons, n = _class_gram(problem)
     T = float(sum(m * k.sum() for k, m in orbits))
     total = 0
@@ -411,6 +422,7 @@ def _sc_reduced(problem, orbits):
         if not len(R):
             continue
         offs = np.log(np.where(R[:, None] == Cl[None, :], k[R][:, None] - 1, k[Cl][None, :]).astype(np.float64))
+        offs = offs + np.stack([class_log_weights(k, c)[Cl] for c in R])
         X = M[R][:, Cl] / tau + offs
         w = m * k[R].astype(np.float64) / T
         total = total + w @ cp.log_sum_exp(X, axis=1) - w @ cp.diag(M)[R] / tau
@@ -442,7 +454,7 @@ def reduced_program(problem) -> _Program:
         raise ValueError(f"batching {problem.batching!r}: the batch set is not invariant under permutations within "
                          "classes, so the reduced program does not apply; use method 'full' (N <= ~150) or "
                          "'first-order'")
-    return _sc_reduced(problem, orbits) if problem.loss == "sc" else _ce_reduced(problem)
+    return _sc_reduced(problem, orbits) if objectives.of(problem).contrastive else _ce_reduced(problem)
 
 
 # -- solving -----------------------------------------------------------------------------------------------------
@@ -491,7 +503,7 @@ def unit_radius(problem):
     rho2 = problem.radius ** 2
     if problem.constraint == "none" or rho2 == 1.0:
         return problem, 1.0
-    if problem.loss == "sc":
+    if objectives.of(problem).contrastive:
         return problem.replace(radius=1.0, tau=problem.tau / rho2), rho2
     return problem.replace(radius=1.0, weight_decay=problem.weight_decay / rho2,
                            feature_decay=problem.feature_decay * rho2), rho2
@@ -514,7 +526,7 @@ def solve_relaxation(problem, method: str = "reduced", solver: str | None = None
 
     def result(status, name, value):
         block_means, rank = built.read()
-        if problem.loss == "ce":
+        if not objectives.of(problem).contrastive:
             block_means = block_means * rho2
         point = {k: v * rho2 if k in ("G", "d", "a", "M") else v for k, v in built.point().items()}
         return Relaxation(float(value), status, name, time.perf_counter() - start, method, block_means, rank,

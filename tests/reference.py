@@ -38,3 +38,28 @@ def ce_loss_loops(Z, W, labels, bias=None):
         m = max(logits)
         total += m + math.log(sum(math.exp(v - m) for v in logits)) - logits[int(y)]
     return total / len(Z)
+
+
+def bcl_loss_loops(Z, labels, tau, batches=None):
+    """The balanced contrastive loss (class-averaging form) term by term: mean over anchor slots of
+    ``(1/|P|) sum_{p in P} [-s_ip + log sum_c (1/|B_c minus i|) sum_{k in B_c, k != i} exp(s_ik)]``."""
+    Z = np.asarray(Z, dtype=np.float64)
+    labels = [int(y) for y in labels]
+    if batches is None:
+        batches = [list(range(len(labels)))]
+    total, slots = 0.0, 0
+    for B in batches:
+        B = [i for i in B if i >= 0]
+        for i in B:
+            slots += 1
+            P = [j for j in B if j != i and labels[j] == labels[i]]
+            if not P:
+                continue
+            s = lambda a, b: float(Z[a] @ Z[b]) / tau  # noqa: E731
+            denom = 0.0
+            for c in sorted({labels[k] for k in B}):
+                members = [k for k in B if k != i and labels[k] == c]
+                if members:
+                    denom += sum(math.exp(s(i, k)) for k in members) / len(members)
+            total += sum(-s(i, j) + math.log(denom) for j in P) / len(P)
+    return total / slots

@@ -4,15 +4,54 @@ State a problem (:class:`Problem`), evaluate its losses (:func:`sc_loss`, :func:
 constraints (:func:`project`), measure geometry (:mod:`ufm.geometry`), compare with theory (:mod:`ufm.theory`)
 and see whether a batching forces the orthogonal frame (:mod:`ufm.interaction`). Solvers live in the sibling
 package ``solvers``.
+
+The names below load on first use (PEP 562): ``import ufm`` costs nothing, and JAX is imported only by what
+needs it (``ufm.sc_loss``, ``ufm.Problem``, ...), which keeps ``ufm --help`` fast.
 """
-from . import batching, geometry, interaction, kernels, theory
-from .constraints import project
-from .losses import ce_loss, sc_loss
-from .problem import Problem
-from .theory import predict
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = ["Problem", "sc_loss", "ce_loss", "project", "predict", "geometry", "theory", "batching", "interaction",
-           "kernels",
-           "__version__"]
+# public name -> (submodule, attribute; None: the submodule itself)
+_EXPORTS = {
+    "Problem": ("problem", "Problem"),
+    "sc_loss": ("losses", "sc_loss"),
+    "ce_loss": ("losses", "ce_loss"),
+    "bcl_loss": ("losses", "bcl_loss"),
+    "objectives": ("objectives", None),
+    "project": ("constraints", "project"),
+    "predict": ("theory", "predict"),
+    "geometry": ("geometry", None),
+    "theory": ("theory", None),
+    "batching": ("batching", None),
+    "interaction": ("interaction", None),
+    "kernels": ("kernels", None),
+}
+
+__all__ = ["Problem", "sc_loss", "ce_loss", "bcl_loss", "project", "predict", "objectives", "geometry", "theory",
+           "batching", "interaction", "kernels", "__version__"]
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from . import batching, geometry, interaction, kernels, objectives, theory
+    from .constraints import project
+    from .losses import bcl_loss, ce_loss, sc_loss
+    from .problem import Problem
+    from .theory import predict
+
+
+def __getattr__(name: str):
+    try:
+        module, attr = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    mod = importlib.import_module(f".{module}", __name__)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

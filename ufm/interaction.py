@@ -52,11 +52,11 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from .batching import pad, union_batches
+from .batching import epoch_batch_list, is_epoch_scheme, pad, parse_scheme, union_batches
 from .closed_forms import sc_of_loss
 from .losses import sc_loss
 
-__all__ = ["Graph", "Verdict", "interaction_graph", "check", "check_problem", "report"]
+__all__ = ["Graph", "Verdict", "interaction_graph", "check", "check_problem", "of_unique", "report"]
 
 SEARCH_BUDGET = 200_000  # colouring search: most node assignments tried
 SEARCH_MAX_NODES = 400
@@ -362,6 +362,22 @@ def check(batches, labels, dim: int, K: int | None = None, tau: float = 1.0, rad
                              "the OF: an exhaustive search finds no other colouring, and without one-class "
                              "batches of 3 or more that search is exact")
     return verdict(None, "conditions (a)/(b) fail and no witness was found (undecided)")
+
+
+def of_unique(problem) -> tuple[bool | None, str]:
+    """Whether the OF is the unique UFM+ minimiser (as a Gram) for ``problem``'s batching, and why
+    (``ufm.interaction.check``; sphere only). Fixed batch sets and the full batch are checked as they are;
+    ``binding`` on its first epoch (with ``K >= 2`` the verdict is the same for every epoch: each batch holds
+    every class's binding example, so (a) always holds and (b) fails exactly for two single-sample classes);
+    ``shuffled`` depends on the epochs drawn (None: check their union with ``ufm batches --epochs``)."""
+    if problem.constraint != "sphere":
+        return None, "the uniqueness analysis is for the sphere"
+    if is_epoch_scheme(problem):
+        if parse_scheme(problem.batching).name == "shuffled" or problem.K < 2:
+            return None, "shuffled batches: depends on the epochs drawn (check their union: ufm batches --epochs)"
+    v = check(epoch_batch_list(problem, 0), problem.label_array, problem.dim, problem.K, problem.tau,
+              problem.radius, verify=False)
+    return v.unique_of, v.reason
 
 
 def check_problem(problem, epochs: int = 1, verify: bool = True) -> Verdict:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from . import kernels
 from .batching import pad
 
-__all__ = ["sc_loss", "sc_loss_dense", "sc_loss_blocked", "ce_loss", "batch_index", "BLOCKED_MIN"]
+__all__ = ["sc_loss", "sc_loss_dense", "sc_loss_blocked", "ce_loss", "bcl_loss", "batch_index", "BLOCKED_MIN"]
 
 BLOCKED_MIN = 256  # batch width from which sc_loss uses the tiled kernel (faster from ~128-256 on a CPU)
 
@@ -129,3 +129,30 @@ def ce_loss(Z, W, labels, bias=None):
     labels = jnp.asarray(labels)
     lse = jax.nn.logsumexp(logits, axis=-1)
     return jnp.mean(lse - jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0])
+
+
+def bcl_loss(Z, labels, tau, batches=None):
+    """Balanced contrastive loss (BCL, class-averaging form), ufm normalisation (mean over anchor slots).
+
+    ``l_i(B) = mean_{p in P_B(i)} [ -s_ip + log sum_c (1/|B_c \\ {i}|) sum_{k in B_c, k != i} exp(s_ik) ]``
+    over the classes ``c`` present in ``B`` other than ``i`` itself (``B_c`` the class-``c`` members of ``B``),
+    ``s = <z_i, z_k>/tau``; anchors without a positive contribute 0 but count as slots. Each class enters the
+    denominator as its mean, so a majority class weighs no more than a minority one (Zhu et al. 2022).
+
+    Args: as :func:`sc_loss`. Returns: scalar loss (mean over the ``T = sum_B |B|`` anchor slots).
+    """
+    Zb, yb, valid = _slots(Z, labels, batches)
+    b = Zb.shape[1]
+    S = jnp.einsum("nid,nkd->nik", Zb, Zb) / tau
+    same = yb[:, :, None] == yb[:, None, :]
+    both = valid[:, :, None] & valid[:, None, :]
+    off = both & ~jnp.eye(b, dtype=bool)[None]
+    cnt = jnp.sum(same & both, axis=1)  # (nb, b): members of slot k's class in its batch
+    members = cnt[:, None, :] - same.astype(cnt.dtype)  # |B_{y_k} \ {i}| for the pair (i, k)
+    logw = -jnp.log(jnp.maximum(members, 1).astype(S.dtype))
+    pos = off & same
+    npos = jnp.sum(pos, axis=-1)
+    lse = _masked_logsumexp(S + logw, off)
+    pos_mean = jnp.sum(jnp.where(pos, S, 0.0), axis=-1) / jnp.maximum(npos, 1)
+    terms = jnp.where(npos > 0, lse - pos_mean, 0.0)
+    return jnp.sum(terms) / jnp.sum(valid)

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import batching
+from . import batching, objectives
 from .constraints import CONSTRAINTS
 
-LOSSES = ("sc", "ce")
-DEFAULT_CE_WEIGHT_DECAY = 5e-3
+LOSSES = objectives.NAMES
+DEFAULT_CE_WEIGHT_DECAY = 5e-3  # ufm.objectives.ce.DEFAULT_WEIGHT_DECAY
 
 __all__ = ["Problem", "LOSSES", "DEFAULT_CE_WEIGHT_DECAY"]
 
@@ -53,7 +53,8 @@ class Problem:
 
     Fields (names from the papers):
       counts: samples per class ``(n_1, ..., n_K)``; samples are ordered class by class. Or give ``labels``.
-      loss: ``"sc"`` (supervised contrastive) or ``"ce"`` (cross-entropy with a linear classifier ``W``).
+      loss: a registered objective (``ufm.objectives``): ``"sc"`` (supervised contrastive), ``"ce"`` (cross-entropy
+        with a linear classifier ``W``), ``"bcl"`` (balanced contrastive).
       tau: SC temperature (logits ``<z_i, z_k>/tau``); unused by CE.
       dim: embedding dimension ``d``; defaults to ``K`` (room for an orthogonal frame).
       constraint: ``"sphere"`` (``||z_i|| = radius``), ``"ball"`` (``<= radius``) or ``"none"`` (CE with
@@ -111,8 +112,7 @@ class Problem:
                 raise ValueError(f"counts: class {c} has {n} samples; every class needs at least one")
         set_("counts", counts)
 
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        objectives.get(self.loss)  # ValueError naming loss when it is not registered
         set_("tau", _real("tau", self.tau, positive=True))
         K = len(counts)
         dim = K if self.dim is None else self.dim
@@ -125,28 +125,10 @@ class Problem:
         set_("nonneg", bool(self.nonneg))
         set_("bias", bool(self.bias))
         set_("feature_decay", _real("feature_decay", self.feature_decay, nonneg=True))
-        wd = self.weight_decay
-        if self.loss == "ce":
-            wd = _real("weight_decay", DEFAULT_CE_WEIGHT_DECAY if wd is None else wd, nonneg=True)
-            if wd == 0:
-                raise ValueError(
-                    "weight_decay must be > 0 for CE: without it the loss only tends to 0 as ||W|| grows "
-                    "and no minimiser exists")
-            if self.constraint == "none" and self.feature_decay == 0:
-                raise ValueError("constraint 'none' needs feature_decay > 0 (Zhu et al.); "
-                                 "otherwise use 'sphere' or 'ball'")
-        else:
-            wd = _real("weight_decay", 0.0 if wd is None else wd, nonneg=True)
-            if wd != 0:
-                raise ValueError("weight_decay applies to loss='ce' only (SC has no classifier W)")
-            if self.feature_decay != 0:
-                raise ValueError("feature_decay applies to loss='ce' only (SC features lie on the sphere or ball)")
-            if self.bias:
-                raise ValueError("bias applies to loss='ce' only")
-            if self.constraint == "none":
-                raise ValueError("constraint 'none' is for CE with feature_decay > 0; SC needs 'sphere' or 'ball' "
-                                 "(unbounded SC features have no minimiser)")
-        set_("weight_decay", wd)
+        if self.weight_decay is not None:
+            set_("weight_decay", _real("weight_decay", self.weight_decay, nonneg=True))
+        for k, v in objectives.get(self.loss).validate(self).items():  # the loss's own fields and checks
+            set_(k, _real(k, v, nonneg=True) if k in ("weight_decay", "feature_decay") else v)
 
         set_("batches", batching.validate(self.batching, self.batches, self.N))
         if isinstance(self.batch_seed, bool) or not isinstance(self.batch_seed, numbers.Integral):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ufm import geometry, theory
+from ufm import geometry, objectives, theory
 
 __all__ = ["solution_report", "save_arrays"]
 
@@ -20,7 +20,7 @@ def solution_report(solution) -> dict:
     """
     p = solution.problem
     pred = theory.predict(p)
-    geo = geometry.report(solution.Z, p.label_array, K=p.K, W=solution.W, normalize=p.loss == "sc")
+    geo = geometry.report(solution.Z, p.label_array, K=p.K, W=solution.W, normalize=objectives.of(p).normalize_rows)
     return {
         "problem": p.to_dict(),
         "loss": solution.loss,

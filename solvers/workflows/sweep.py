@@ -12,7 +12,7 @@ import os
 import time
 from itertools import groupby
 
-from ufm import Problem, geometry, imbalance, records, theory
+from ufm import Problem, geometry, imbalance, objectives, records, theory
 from ufm.batching import EPOCH_SCHEMES, parse_scheme
 from ufm.progress import Progress
 
@@ -41,8 +41,8 @@ def sweep_points(*, losses=("sc",), profile="step", classes=4, n_min=3, ratios=(
         if not (math.isfinite(t) and t > 0):
             raise ValueError(f"taus: every tau must be > 0, got {t}")
     for loss in losses:
-        if loss not in ("sc", "ce"):
-            raise ValueError(f"loss: must be 'sc' or 'ce', got {loss!r}")
+        if loss not in objectives.NAMES:
+            raise ValueError(f"loss: must be one of {', '.join(objectives.NAMES)}, got {loss!r}")
     points = []
     for loss in losses:
         for R in ratios:
@@ -50,13 +50,14 @@ def sweep_points(*, losses=("sc",), profile="step", classes=4, n_min=3, ratios=(
             for b in batchings:
                 parse_scheme(b, sum(counts))
                 for nn in nonneg:
-                    for tau in (taus if loss == "sc" else [None]):
+                    for tau in (taus if objectives.get(loss).contrastive else [None]):
                         points.append({
                             "R": float(R), "tau": None if tau is None else float(tau), "loss_type": loss,
                             "nonneg": bool(nn), "batching": b, "counts": list(counts), "K": classes,
                             "dim": classes if dim is None else dim, "imbalance": profile, "n_min": n_min,
                             "minority_fraction": minority_fraction, "radius": radius,
-                            "weight_decay": weight_decay if loss == "ce" else None, "seed": seed,
+                            "weight_decay": None if objectives.get(loss).contrastive else weight_decay,
+                            "seed": seed,
                             "steps": steps, "dtype": dtype,
                             **({"epochs": epochs} if parse_scheme(b).name in EPOCH_SCHEMES else {})})
     for p in points:
@@ -70,7 +71,7 @@ def point_problem(point) -> Problem:
               radius=point["radius"], batching=point["batching"], batch_seed=point["seed"])
     if point["tau"] is not None:
         kw["tau"] = point["tau"]
-    if point["loss_type"] == "ce":
+    if not objectives.get(point["loss_type"]).contrastive:  # a classifier: weight decay, features on the ball
         kw["weight_decay"] = point["weight_decay"]
         kw["constraint"] = "ball"
     return Problem(**kw)
@@ -96,7 +97,7 @@ def _certify(problem, solution):
 
 def _record(point, problem, sol, cert, seconds):
     rep_geo = geometry.report(sol.Z, problem.label_array, K=problem.K, W=sol.W,
-                              normalize=problem.loss == "sc")
+                              normalize=objectives.of(problem).normalize_rows)
     pred = theory.predict(problem)
     majority = imbalance.majority_classes(problem.K, point["minority_fraction"])
     rec = {**point, "id": records.point_id(point), "loss": sol.loss, "steps_taken": sol.steps,
