@@ -49,7 +49,8 @@ from ufm import geometry, objectives, theory
 from ufm.batching import describe, epoch_batch_list, pad
 from ufm.progress import Progress
 
-from .pgd import NonFiniteLoss, Solution, _check_args, _hyper, _optax, _project, init_params, objective, static_of
+from .pgd import (ETA_MAX, NonFiniteLoss, Solution, _check_args, _hyper, _optax, _project, armijo_trial, init_params,
+                  objective, static_of)
 
 __all__ = ["solve", "EpochSolution", "DEFAULT_EPOCHS"]
 
@@ -99,30 +100,30 @@ def _rows(static, h, x, B):
     A step then costs O(|B| d), not O(N d)."""
     valid = B >= 0
     safe = jnp.where(valid, B, 0)
-    hb = {**h, "labels": h["labels"][safe], "batches": jnp.where(valid, jnp.arange(B.shape[0]), -1)[None]}
+    hb = h._replace(labels=h.labels[safe], batches=jnp.where(valid, jnp.arange(B.shape[0]), -1)[None])
     return {"Z": x["Z"][safe]}, hb, jnp.where(valid, B, static.N), jnp.sum(valid)
 
 
 def _armijo(static, h, x, n, eta, eta0):
     """One projected gradient step on the loss of one batch (``x``, ``h`` from :func:`_rows`, ``n = |B|``) with
-    ``solvers.pgd``'s Armijo rule in the metric where rows move by ``n`` times their gradient: halve ``eta``
-    until the step passes, then grow it by 1.25 (at most ``1000 eta0``); no step passes after 50 halvings: stay."""
+    ``solvers.pgd``'s Armijo rule (:func:`solvers.pgd.armijo_trial`) in the metric where rows move by ``n`` times
+    their gradient: halve ``eta`` until the step passes, then grow it by 1.25 (at most ``ETA_MAX eta0``); no step
+    passes after 50 halvings: stay."""
     f = lambda x: objective(static, x, h)  # noqa: E731
+    vg = lambda x: (f(x), None)  # noqa: E731  (a trial needs the value only)
+    project_fn = lambda x: _project(static, x, h)  # noqa: E731
+    w = {"Z": 1.0 / n}
     fx, g = jax.value_and_grad(f)(x)
-    eps = jnp.finfo(fx.dtype).eps
-
-    def trial(eta):
-        xn = _project(static, {"Z": x["Z"] - eta * n * g["Z"]}, h)
-        d = xn["Z"] - x["Z"]
-        ok = f(xn) <= fx + jnp.sum(g["Z"] * d) + jnp.sum(d * d) / (2 * eta * n) + 10 * eps * jnp.abs(fx)
-        return xn, ok
 
     def shrink(c):
-        return (c[0] * 0.5, *trial(c[0] * 0.5), c[3] + 1)
+        eta = c[0] * 0.5
+        xn, _, _, ok = armijo_trial(vg, project_fn, x, fx, g, eta, w)
+        return eta, xn, ok, c[3] + 1
 
-    eta, xn, ok, _ = jax.lax.while_loop(lambda c: ~c[2] & (c[3] < 50), shrink, (eta, *trial(eta), 0))
+    xn, _, _, ok = armijo_trial(vg, project_fn, x, fx, g, eta, w)
+    eta, xn, ok, _ = jax.lax.while_loop(lambda c: ~c[2] & (c[3] < 50), shrink, (eta, xn, ok, 0))
     return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), xn, x), jnp.where(
-        ok, jnp.minimum(eta * 1.25, 1000 * eta0), eta)
+        ok, jnp.minimum(eta * 1.25, ETA_MAX * eta0), eta)
 
 
 def _epoch(static, name, h, x, state, batches, lr):
@@ -145,7 +146,7 @@ def _epoch(static, name, h, x, state, batches, lr):
 
 
 def _loss(static, x, h, batches):
-    return objective(static, x, {**h, "batches": batches})
+    return objective(static, x, h._replace(batches=batches))
 
 
 def _delta_gm(x, labels, K):
@@ -228,7 +229,7 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
     return EpochSolution(
         Z=np.asarray(x["Z"]), W=None, b=None, loss=loss, history=np.asarray(history), steps=run * len(sets[0]),
         converged=converged, seconds=time.perf_counter() - start, dtype=dtype, seed=int(seed), problem=problem,
-        gradient_mapping=move, optimizer=optimizer if isinstance(optimizer, str) else "custom",
+        reason="converged" if converged else "max_epochs", gradient_mapping=move, optimizer=optimizer if isinstance(optimizer, str) else "custom",
         lr=float(opt_state["eta"] if name == "pgd" else rate), moves=np.asarray(moves), epochs=run,
         batches_per_epoch=len(sets[0]), delta_gm=np.asarray(dgm), of_loss=_of_minimum(problem, sets, slots),
         full_batch_loss=full, objective=f"mean over the anchor slots of {describe(problem, run)}")

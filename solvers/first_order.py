@@ -25,6 +25,8 @@ import numpy as np
 from ufm import objectives
 from ufm.batching import batch_list
 from ufm.losses import batch_index
+
+from .pgd import _hyper
 from ufm.constraints import project
 
 __all__ = ["FirstOrder", "first_order_bound", "solution_loss", "feasible_rows", "best_bias"]
@@ -97,10 +99,8 @@ def solution_loss(problem, Z, W=None, b=None) -> float:
             if b is not None:
                 x["b"] = jnp.asarray(np.asarray(b, dtype=np.float64))
         fixed = batch_list(problem)
-        h = {"labels": jnp.asarray(problem.label_array), "tau": jnp.float64(problem.tau),
-             "batches": None if fixed is None else batch_index(fixed, problem.N),
-             "weight_decay": jnp.float64(problem.weight_decay), "feature_decay": jnp.float64(problem.feature_decay),
-             "n": jnp.float64(problem.N)}
+        h = _hyper(problem, jnp.float64)._replace(n=jnp.float64(problem.N),
+                                                  batches=None if fixed is None else batch_index(fixed, problem.N))
         return float(_value(obj.name, x, h))
 
 

@@ -69,7 +69,9 @@ class NonFiniteLoss(RuntimeError):
 class Solution:
     """A solver's answer. Arrays are NumPy: ``Z (N, d)``, ``W (K, d)`` or None, ``b (K,)`` or None,
     ``history (steps + 1,)`` the objective before the first step and after each step (of the start kept).
-    ``start_losses``: the final loss of every random start (NaN for one that became non-finite)."""
+    ``start_losses``: the final loss of every random start (NaN for one that became non-finite). ``converged``
+    and ``reason``, why the run stopped (:func:`stop_reason`: ``converged``, ``stationary``, ``max_steps``;
+    epoch runs: ``converged`` or ``max_epochs``)."""
 
     Z: np.ndarray
     W: np.ndarray | None
@@ -87,6 +89,7 @@ class Solution:
     lr: float = float("nan")
     continuation_steps: int = 0
     start_losses: tuple = ()
+    reason: str = ""
 
 
 class _Static(NamedTuple):
@@ -105,22 +108,61 @@ class _Static(NamedTuple):
     continuation: bool = False
 
 
-def _hyper(problem, dtype, continuation=None, start=0):
-    """The numbers of a problem, as arrays (traced: a vmap over problems may vary them). ``continuation``:
-    whether this start runs the low-temperature stage (None: SC with ``nonneg``, odd starts only)."""
+class Hyper(NamedTuple):
+    """The numbers of a problem, as arrays (traced: a vmap over problems may vary them); what an objective's
+    ``value`` reads. ``n``: the real sample count (None: ``N``; set for problems padded by ``solve_many``),
+    ``mask``: the real rows of a padded problem (None: all)."""
+
+    labels: jax.Array
+    tau: jax.Array
+    radius: jax.Array
+    nonneg: jax.Array
+    weight_decay: jax.Array
+    feature_decay: jax.Array
+    batches: jax.Array | None
+    continuation: jax.Array
+    n: jax.Array | None = None
+    mask: jax.Array | None = None
+
+
+class PGDState(NamedTuple):
+    """The loop state of :func:`_run` (one compiled ``lax.while_loop``).
+
+    ``x`` the variables (``Z``; ``W``, ``b``), ``f``/``g`` the objective and gradient at ``x``, ``t`` steps
+    taken, ``hist`` the objective after each step, ``gm`` the last gradient mapping, ``done``/``finite``/
+    ``stalled`` (the line search could not decrease the loss), ``tau`` the temperature of the current stage,
+    ``stage0`` still in the low-temperature stage, ``stage1`` the step where it ended; ``eta`` the step,
+    ``eta_step`` the step the current line search began with, ``k`` its halvings; ``opt`` the optax state."""
+
+    x: dict
+    f: jax.Array
+    g: dict
+    t: jax.Array
+    hist: jax.Array
+    done: jax.Array
+    gm: jax.Array
+    finite: jax.Array
+    stalled: jax.Array
+    tau: jax.Array
+    stage0: jax.Array
+    stage1: jax.Array
+    eta: jax.Array
+    eta_step: jax.Array
+    k: jax.Array
+    opt: object = None
+
+
+def _hyper(problem, dtype, continuation=None, start=0) -> Hyper:
+    """The :class:`Hyper` of a problem. ``continuation``: whether this start runs the low-temperature stage
+    (None: contrastive losses with ``nonneg``, odd starts only)."""
     contrastive = objectives.of(problem).contrastive
     if continuation is None:
         continuation = contrastive and problem.nonneg and start % 2 == 1
-    return {
-        "continuation": jnp.asarray(contrastive and bool(continuation)),
-        "tau": jnp.asarray(problem.tau, dtype),
-        "radius": jnp.asarray(problem.radius, dtype),
-        "nonneg": jnp.asarray(problem.nonneg),
-        "weight_decay": jnp.asarray(problem.weight_decay, dtype),
-        "feature_decay": jnp.asarray(problem.feature_decay, dtype),
-        "labels": jnp.asarray(problem.label_array, jnp.int32),
-        "batches": _batches(problem),
-    }
+    return Hyper(labels=jnp.asarray(problem.label_array, jnp.int32), tau=jnp.asarray(problem.tau, dtype),
+                 radius=jnp.asarray(problem.radius, dtype), nonneg=jnp.asarray(problem.nonneg),
+                 weight_decay=jnp.asarray(problem.weight_decay, dtype),
+                 feature_decay=jnp.asarray(problem.feature_decay, dtype), batches=_batches(problem),
+                 continuation=jnp.asarray(contrastive and bool(continuation)))
 
 
 def _batches(problem):
@@ -131,30 +173,30 @@ def _batches(problem):
 
 def objective(static: _Static, x, h):
     """The objective ``x -> f`` of a problem, regularisers included (``ufm.objectives``: the loss's ``value``)."""
-    return objectives.get(static.loss).value(x, {**h, "n": _n_samples(static, h)})
+    return objectives.get(static.loss).value(x, h._replace(n=_n_samples(static, h)))
 
 
 def _project(static, x, h):
-    return {**x, "Z": project(x["Z"], static.constraint, h["radius"], h["nonneg"])}
+    return {**x, "Z": project(x["Z"], static.constraint, h.radius, h.nonneg)}
 
 
 def _n_samples(static, h):
     """N: the static row count, or the real one of a problem padded with masked rows (``solve_many``)."""
-    return h.get("n", static.N)
+    return static.N if h is None or h.n is None else h.n
 
 
 def _metric(static, h=None):
     """Weights of the step metric per variable: rows of Z move by N * gradient (see module doc)."""
-    return {"Z": 1.0 / _n_samples(static, h or {}), "W": 1.0, "b": 1.0}
+    return {"Z": 1.0 / _n_samples(static, h), "W": 1.0, "b": 1.0}
 
 
 def default_eta0(static, h):
     """Initial step of the rule in the module doc."""
     if objectives.get(static.loss).contrastive:
-        return h["tau"] / h["radius"] ** 2
+        return h.tau / h.radius ** 2
     if static.constraint == "none":
-        return jnp.ones_like(h["radius"])
-    return 1.0 / h["radius"] ** 2
+        return jnp.ones_like(h.radius)
+    return 1.0 / h.radius ** 2
 
 
 def _optax(name, lr):
@@ -171,42 +213,62 @@ def init_params(static, key, h):
     dt = jnp.dtype(static.dtype)
     kz, kw = jax.random.split(key)
     Z = jax.random.normal(kz, (static.N, static.dim), dt)
-    if "mask" in h:  # padded rows (solve_many): zero, so they project to a fixed point and never move
-        Z = jnp.where(h["mask"][:, None], Z, 0.0)
-    Z = jnp.where(h["nonneg"], jnp.abs(Z), Z)
+    if h.mask is not None:  # padded rows (solve_many): zero, so they project to a fixed point and never move
+        Z = jnp.where(h.mask[:, None], Z, 0.0)
+    Z = jnp.where(h.nonneg, jnp.abs(Z), Z)
     if static.constraint == "none":
         Z = Z * 0.1
     x = {"Z": Z}
     if not objectives.get(static.loss).contrastive:
         # ReLU features: a small W lets a minority class's rows reach 0, where they stay (a dead class)
-        x["W"] = jnp.where(h["nonneg"], 1.0, 0.1) * jax.random.normal(kw, (static.K, static.dim), dt)
+        x["W"] = jnp.where(h.nonneg, 1.0, 0.1) * jax.random.normal(kw, (static.K, static.dim), dt)
         if static.bias:
             x["b"] = jnp.zeros((static.K,), dt)
     return _project(static, x, h)
 
 
-def _run(static: _Static, h, key, lr, tol, init=None):
+def inner(w, a, b):
+    """``<a, b>`` in the step metric with weights ``w`` per variable (:func:`_metric`)."""
+    return sum(w[k] * jnp.sum(a[k] * b[k]) for k in a)
+
+
+def armijo_trial(value_and_grad, project_fn, x, f, g, eta, w):
+    """One trial of the projected Armijo rule (module doc), shared by ``pgd`` and ``epochs``.
+
+    Args:
+      value_and_grad: ``x -> (f, grad)``. project_fn: ``x -> P(x)``, the feasible set.
+      x: the point (a dict of arrays). f: ``f(x)``. g: ``grad f(x)`` (plain gradient).
+      eta: the trial step. w: metric weights per variable (rows of ``Z`` move by ``g / w``).
+    Returns:
+      ``(xn, fn, gn, ok)``: the projected trial point, its value and gradient, and whether it passes
+      ``f(xn) <= f(x) + <g, xn - x> + ||xn - x||_w^2 / (2 eta)`` (plus ``10 eps |f(x)|`` of rounding slack).
+    """
+    tm = jax.tree_util.tree_map
+    gs = {k: g[k] / w[k] for k in g}
+    xn = project_fn(tm(lambda a, b: a - eta * b, x, gs))
+    fn, gn = value_and_grad(xn)
+    d = tm(lambda a, b: a - b, xn, x)
+    eps = jnp.finfo(f.dtype).eps
+    ok = fn <= f + inner(w, gs, d) + inner(w, d, d) / (2 * eta) + 10 * eps * jnp.abs(f)
+    return xn, fn, gn, ok
+
+
+def _run(static: _Static, h: Hyper, key, lr, tol, init=None) -> PGDState:
     """The compiled solve. Starts from a random point drawn from ``key`` (the arrays of ``init``, a dict with some
     of ``Z``, ``W``, ``b``, put in their place), projected. With the continuation stage (``static.continuation``
-    and the problem's flag ``h["continuation"]``) the loop first minimises at ``tau1`` and switches to ``tau``
-    when that stage stops (module doc): one loop, one compiled body. Returns a dict of final state arrays."""
+    and the problem's flag ``h.continuation``) the loop first minimises at ``tau1`` and switches to ``tau``
+    when that stage stops (module doc): one loop, one compiled body. Returns the final :class:`PGDState`."""
     tm = jax.tree_util.tree_map
-    vg = jax.value_and_grad(lambda x, tau: objective(static, x, {**h, "tau": tau}))
+    vg = jax.value_and_grad(lambda x, tau: objective(static, x, h._replace(tau=tau)))
     w = _metric(static, h)
-    scale = jnp.where(static.constraint == "none", 1.0, h["radius"])
-    eps = jnp.finfo(jnp.dtype(static.dtype)).eps
+    scale = jnp.where(static.constraint == "none", 1.0, h.radius)
     cont = static.continuation and static.optimizer == "pgd"
-    stage0 = jnp.asarray(cont) & h["continuation"]  # True: the low-temperature stage comes first
-    tau1 = jnp.where(stage0, jnp.minimum(h["tau"], CONTINUATION_TAU * h["radius"] ** 2), h["tau"])
+    stage0 = jnp.asarray(cont) & h.continuation  # True: the low-temperature stage comes first
+    tau1 = jnp.where(stage0, jnp.minimum(h.tau, CONTINUATION_TAU * h.radius ** 2), h.tau)
+    project_fn = lambda x: _project(static, x, h)  # noqa: E731
 
     def eta0_at(tau):
-        return jnp.where(lr > 0, lr, default_eta0(static, {**h, "tau": tau}))
-
-    def scaled(g):
-        return {k: g[k] / w[k] for k in g}
-
-    def inner(a, b):  # <a, b> in the metric
-        return sum(w[k] * jnp.sum(a[k] * b[k]) for k in a)
+        return jnp.where(lr > 0, lr, default_eta0(static, h._replace(tau=tau)))
 
     def rms_rows(d):  # per-row RMS displacement (Z rows, W rows, b counted as one row)
         n = _n_samples(static, h) + (static.K if "W" in d else 0) + (1 if "b" in d else 0)
@@ -217,70 +279,62 @@ def _run(static: _Static, h, key, lr, tol, init=None):
         x0 = _project(static, {**x0, **init}, h)
     f0, g0 = vg(x0, tau1)
     hist = jnp.full((static.steps + 1,), jnp.nan, jnp.dtype(static.dtype)).at[0].set(f0)
-    base = {"x": x0, "f": f0, "g": g0, "t": jnp.int32(0), "hist": hist, "done": ~jnp.isfinite(f0),
-            "gm": jnp.asarray(jnp.inf, f0.dtype), "finite": jnp.isfinite(f0), "tau": tau1, "stage0": stage0,
-            "stage1": jnp.int32(0)}
+    pgd_ = static.optimizer == "pgd"
+    eta0 = eta0_at(tau1 if pgd_ else h.tau)
+    rate = eta0 if pgd_ else jnp.where(lr > 0, lr, jnp.where(static.optimizer == "adam", 0.01 * scale, 0.5 * eta0))
+    opt = None if pgd_ else _optax(static.optimizer, rate)
+    base = PGDState(x=x0, f=f0, g=g0, t=jnp.int32(0), hist=hist, done=~jnp.isfinite(f0),
+                    gm=jnp.asarray(jnp.inf, f0.dtype), finite=jnp.isfinite(f0), stalled=jnp.asarray(False),
+                    tau=tau1, stage0=stage0, stage1=jnp.int32(0), eta=rate, eta_step=rate, k=jnp.int32(0),
+                    opt=None if pgd_ else opt.init(x0))
 
     def stop_test(s, xn, fn, step):
-        d = tm(lambda a, b: a - b, s["x"], xn)
-        gm = rms_rows(d) / step * eta0_at(s["tau"])
-        t_ = jnp.where(s["stage0"], jnp.maximum(tol, CONTINUATION_TOL), tol)
-        small = (gm <= jnp.sqrt(t_) * scale) & (jnp.abs(fn - s["f"]) <= t_ * (1 + jnp.abs(s["f"])))
+        d = tm(lambda a, b: a - b, s.x, xn)
+        gm = rms_rows(d) / step * eta0_at(s.tau)
+        t_ = jnp.where(s.stage0, jnp.maximum(tol, CONTINUATION_TOL), tol)
+        small = (gm <= jnp.sqrt(t_) * scale) & (jnp.abs(fn - s.f) <= t_ * (1 + jnp.abs(s.f)))
         return gm, small & (tol > 0)
 
-    def finish(s, xn, fn, gn, gm, conv, extra):
+    def finish(s, xn, fn, gn, gm, conv, **extra):
         """Record the step; end the run at convergence, or end the low-temperature stage instead: from the
         next step on, the loss is at ``tau`` (``f = inf`` lets that first step pass the line search)."""
-        t = s["t"] + 1
-        switch = s["stage0"] & (conv | (t >= static.steps // 2))
-        out = {**s, **extra, "x": xn, "f": fn, "g": gn, "t": t, "hist": s["hist"].at[t].set(fn), "gm": gm,
-               "done": (conv & ~switch) | ~jnp.isfinite(fn), "finite": jnp.isfinite(fn)}
-        return {**out, "stage0": s["stage0"] & ~switch, "tau": jnp.where(switch, h["tau"], s["tau"]),
-                "f": jnp.where(switch, jnp.inf, fn), "stage1": jnp.where(switch, t, s["stage1"]),
-                **({"eta": jnp.where(switch, eta0_at(h["tau"]), out["eta"]),
-                    "eta_step": jnp.where(switch, eta0_at(h["tau"]), out["eta_step"])} if "eta_step" in s else {})}
+        t = s.t + 1
+        switch = s.stage0 & (conv | (t >= static.steps // 2))
+        out = s._replace(**extra, x=xn, g=gn, t=t, hist=s.hist.at[t].set(fn), gm=gm,
+                         done=(conv & ~switch) | ~jnp.isfinite(fn), finite=jnp.isfinite(fn))
+        out = out._replace(stage0=s.stage0 & ~switch, tau=jnp.where(switch, h.tau, s.tau),
+                           f=jnp.where(switch, jnp.inf, fn), stage1=jnp.where(switch, t, s.stage1))
+        if pgd_:
+            out = out._replace(eta=jnp.where(switch, eta0_at(h.tau), out.eta),
+                               eta_step=jnp.where(switch, eta0_at(h.tau), out.eta_step))
+        return out
 
-    if static.optimizer == "pgd":
+    if pgd_:
         # One trial step per loop iteration: the backtracking search (halve eta until the Armijo test passes, at
         # most 50 times) is unrolled into the main loop, so that under vmap (solve_many) every iteration costs
         # one evaluation per problem instead of the most halvings any problem needs. The sequence of trials, and
         # so the result, is that of a nested search.
-        eta0 = eta0_at(tau1)
-        base.update(eta=eta0, eta_step=eta0, k=jnp.int32(0))  # eta_step: eta when the step began; k: halvings
-
         def body(s):
-            x, fx, g, eta = s["x"], s["f"], scaled(s["g"]), s["eta"]
-            xn = _project(static, tm(lambda a, b: a - eta * b, x, g), h)
-            fn, gn = vg(xn, s["tau"])
-            d = tm(lambda a, b: a - b, xn, x)
-            ok = fn <= fx + inner(g, d) + inner(d, d) / (2 * eta) + 10 * eps * jnp.abs(fx)
-            stalled = ~ok & (s["k"] >= 50)  # no step decreases the loss: numerically stationary
-            xn, fn, gn = tm(lambda a, b: jnp.where(ok, a, b), (xn, fn, gn), (x, fx, s["g"]))
-            gm, conv = stop_test(s, xn, fn, eta)
+            xn, fn, gn, ok = armijo_trial(lambda x: vg(x, s.tau), project_fn, s.x, s.f, s.g, s.eta, w)
+            stalled = ~ok & (s.k >= 50)  # no step decreases the loss: numerically stationary
+            xn, fn, gn = tm(lambda a, b: jnp.where(ok, a, b), (xn, fn, gn), (s.x, s.f, s.g))
+            gm, conv = stop_test(s, xn, fn, s.eta)
             conv = conv | (stalled & (tol > 0))
-            eta_next = jnp.where(ok, jnp.minimum(eta * 1.25, ETA_MAX * eta0_at(s["tau"])), s["eta_step"])
-            stepped = finish(s, xn, fn, gn, gm, conv, {"eta": eta_next, "eta_step": eta_next, "k": jnp.int32(0)})
-            retry = {**s, "eta": eta * 0.5, "k": s["k"] + 1}
+            eta_next = jnp.where(ok, jnp.minimum(s.eta * 1.25, ETA_MAX * eta0_at(s.tau)), s.eta_step)
+            stepped = finish(s, xn, fn, gn, gm, conv, eta=eta_next, eta_step=eta_next, k=jnp.int32(0),
+                             stalled=stalled)
+            retry = s._replace(eta=s.eta * 0.5, k=s.k + 1)
             return tm(lambda a, b: jnp.where(ok | stalled, a, b), stepped, retry)
     else:
-        eta0 = eta0_at(h["tau"])
-        rate = jnp.where(lr > 0, lr, jnp.where(static.optimizer == "adam", 0.01 * scale, 0.5 * eta0))
-        opt = _optax(static.optimizer, rate)
-        base["opt"] = opt.init(x0)
-        base["eta"] = rate
-
         def body(s):
-            u, opt_state = opt.update(scaled(s["g"]), s["opt"], s["x"])
-            xn = _project(static, optax.apply_updates(s["x"], u), h)
-            fn, gn = vg(xn, s["tau"])
+            u, opt_state = opt.update({k: s.g[k] / w[k] for k in s.g}, s.opt, s.x)
+            xn = project_fn(optax.apply_updates(s.x, u))
+            fn, gn = vg(xn, s.tau)
             gm, conv = stop_test(s, xn, fn, rate)
-            return finish(s, xn, fn, gn, gm, conv, {"opt": opt_state})
+            return finish(s, xn, fn, gn, gm, conv, opt=opt_state)
 
-    s = jax.lax.while_loop(lambda s: (s["t"] < static.steps) & ~s["done"], body, base)
-    s["f"] = jnp.where(jnp.isfinite(s["f"]), s["f"], objective(static, s["x"], h))  # ended at the switch
-    for k in ("opt", "eta_step", "k", "g", "tau", "stage0"):
-        s.pop(k, None)
-    return s
+    s = jax.lax.while_loop(lambda s: (s.t < static.steps) & ~s.done, body, base)
+    return s._replace(f=jnp.where(jnp.isfinite(s.f), s.f, objective(static, s.x, h)), opt=None)  # ended at switch
 
 
 _run_jit = jax.jit(_run, static_argnums=0)
@@ -390,7 +444,7 @@ def start_key(seed, i):
 def _best(problem, states, start, dtype, seed, optimizer):
     """The ``Solution`` of the first start whose final loss is the lowest up to rounding (64 eps, relative: so
     that ``solve`` and ``solve_many`` keep the same start); ``NonFiniteLoss`` when no loss is finite."""
-    losses = [float(s["f"]) if bool(s["finite"]) else float("nan") for s in states]
+    losses = [float(s.f) if bool(s.finite) else float("nan") for s in states]
     finite = [i for i, f in enumerate(losses) if np.isfinite(f)]
     best = 0
     if finite:
@@ -409,19 +463,29 @@ def _row_mesh(devices):
     return jax.set_mesh(jax.sharding.Mesh(np.asarray(devices), (ROW_AXIS,)))
 
 
-def _solution(problem, s, start, dtype, seed, optimizer):
-    t = int(s["t"])
-    if not bool(s["finite"]):
+def stop_reason(s: PGDState) -> str:
+    """Why a run stopped: ``"converged"`` (the stopping test of the module doc), ``"stationary"`` (no step could
+    decrease the loss: numerically stationary), ``"max_steps"``, or ``"non_finite"``."""
+    if not bool(s.finite):
+        return "non_finite"
+    if bool(s.done):
+        return "stationary" if bool(s.stalled) else "converged"
+    return "max_steps"
+
+
+def _solution(problem, s: PGDState, start, dtype, seed, optimizer):
+    t = int(s.t)
+    if not bool(s.finite):
         raise NonFiniteLoss(f"the loss became non-finite at step {t}; try dtype='float64', a larger tau or a "
                             "smaller lr")
-    x = s["x"]
+    x = s.x
     return Solution(
         Z=np.asarray(x["Z"]), W=None if "W" not in x else np.asarray(x["W"]),
-        b=None if "b" not in x else np.asarray(x["b"]), loss=float(s["f"]),
-        history=np.asarray(s["hist"][: t + 1]), steps=t, converged=bool(s["done"]),
+        b=None if "b" not in x else np.asarray(x["b"]), loss=float(s.f),
+        history=np.asarray(s.hist[: t + 1]), steps=t, converged=bool(s.done),
         seconds=time.perf_counter() - start, dtype=dtype, seed=int(seed), problem=problem,
-        gradient_mapping=float(s["gm"]), optimizer=optimizer if isinstance(optimizer, str) else "custom",
-        lr=float(s["eta"]), continuation_steps=int(s["stage1"]))
+        gradient_mapping=float(s.gm), optimizer=optimizer if isinstance(optimizer, str) else "custom",
+        lr=float(s.eta), continuation_steps=int(s.stage1), reason=stop_reason(s))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -458,10 +522,10 @@ def _padded_hyper(problem, dtype, continuation, start, n, shape):
     the real ``n`` and row mask for the metric and the start."""
     h = _hyper(problem, dtype, continuation, start)
     N = problem.N
-    b = h["batches"] if h["batches"] is not None else jnp.arange(N, dtype=jnp.int32)[None, :]
+    b = h.batches if h.batches is not None else jnp.arange(N, dtype=jnp.int32)[None, :]
     b = jnp.pad(b, ((0, shape[0] - b.shape[0]), (0, shape[1] - b.shape[1])), constant_values=-1)
-    labels = jnp.zeros((n,), jnp.int32).at[:N].set(h["labels"])
-    return {**h, "labels": labels, "batches": b, "mask": jnp.arange(n) < N, "n": jnp.asarray(N, dtype)}
+    labels = jnp.zeros((n,), jnp.int32).at[:N].set(h.labels)
+    return h._replace(labels=labels, batches=b, mask=jnp.arange(n) < N, n=jnp.asarray(N, dtype))
 
 
 def _groups(problems, statics, pad):
@@ -587,8 +651,7 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
                 states = []
                 for k in [k for k, (j, _) in enumerate(rows[:real]) if j == i]:
                     si = row_states[k]
-                    si["x"]["Z"] = si["x"]["Z"][: problems[i].N]
-                    states.append(si)
+                    states.append(si._replace(x={**si.x, "Z": si.x["Z"][: problems[i].N]}))
                 try:
                     out[i] = _best(problems[i], states, start, dtype, seeds[i], optimizer)
                 except NonFiniteLoss as e:

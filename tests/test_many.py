@@ -101,7 +101,7 @@ H = pgd._stack([pgd._hyper(p, np.float32) for p in ps[:4]])
 sh = pgd._problem_sharding(None)
 out = pgd._run_many_jit(pgd.static_of(ps[0], 50, "pgd", "float32"), jax.device_put(H, sh),
                         jax.device_put(jax.numpy.stack([jax.random.PRNGKey(0)] * 4), sh), 0.0, 1e-6)
-spread = len(out["x"]["Z"].sharding.device_set)
+spread = len(out.x["Z"].sharding.device_set)
 a = solve_many(ps, dtype="float64")                          # 6 problems on 4 devices (padded to 8)
 b = solve_many(ps, dtype="float64", devices=jax.devices()[:1])
 # the rows of one problem over a "rows" mesh: the SC kernel's pair work split by shard_map

@@ -24,8 +24,9 @@ class Objective(NamedTuple):
     validate: ``problem -> dict`` of the loss-specific fields, normalised (``weight_decay`` ...); raises
       ``ValueError`` naming the field.
     value: ``(x, h) -> scalar``, the objective in JAX (jit/vmap-safe, regularisers included); ``x`` holds the
-      variables (``Z``; ``W``, ``b``), ``h`` the problem's numbers (``labels``, ``tau``, ``batches`` padded or
-      None, ``weight_decay``, ``feature_decay``, ``n`` the real sample count).
+      variables (``Z``; ``W``, ``b``), ``h`` the problem's numbers as attributes (``labels``, ``tau``,
+      ``batches`` padded or None, ``weight_decay``, ``feature_decay``, ``n`` the real sample count: the engines
+      pass a ``solvers.pgd.Hyper``).
     log_weights: contrastive only: ``(y (b,), valid (b,)) -> (b, b)`` additive log-weights of the negatives of
       each anchor in a batch with labels ``y`` (NumPy; 0 for SC). None for a classifier.
     class_log_weights: contrastive only: ``(k (K,), c) -> (K,)``: the same for an anchor of class ``c`` in a

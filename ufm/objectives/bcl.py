@@ -23,7 +23,7 @@ __all__ = ["OBJECTIVE", "etf_loss"]
 def value(x, h):
     from ..losses import bcl_loss
 
-    return bcl_loss(x["Z"], h["labels"], h["tau"], h["batches"])
+    return bcl_loss(x["Z"], h.labels, h.tau, h.batches)
 
 
 def log_weights(y, valid):

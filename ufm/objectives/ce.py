@@ -35,9 +35,9 @@ def value(x, h):
 
     from ..losses import ce_loss
 
-    out = ce_loss(x["Z"], x["W"], h["labels"], x.get("b"))
-    out = out + h["weight_decay"] * jnp.sum(x["W"] ** 2)
-    return out + h["feature_decay"] * jnp.sum(x["Z"] ** 2) / h["n"]
+    out = ce_loss(x["Z"], x["W"], h.labels, x.get("b"))
+    out = out + h.weight_decay * jnp.sum(x["W"] ** 2)
+    return out + h.feature_decay * jnp.sum(x["Z"] ** 2) / h.n
 
 
 def predict(p) -> Prediction:

@@ -25,7 +25,7 @@ __all__ = ["OBJECTIVE"]
 def value(x, h):
     from ..losses import sc_loss
 
-    return sc_loss(x["Z"], h["labels"], h["tau"], h["batches"])
+    return sc_loss(x["Z"], h.labels, h.tau, h.batches)
 
 
 def log_weights(y, valid):
