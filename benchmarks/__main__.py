@@ -1,4 +1,5 @@
-"""The benchmark suite: ``python -m benchmarks run [--quick | --full] [--only a,b] [--repeats R]``.
+"""The benchmark suite: ``python -m benchmarks run [--quick | --full] [--only a,b] [--repeats R]
+[--out DIR | --update-results]`` (also ``ufm bench``).
 
 Sections (each ``python -m benchmarks.<name>`` on its own, each run here in a fresh process):
   * ``sc_step``: SC loss + gradient time vs N: ufm's tiled kernel, naive JAX, SupContrast in PyTorch, pymanopt,
@@ -6,9 +7,11 @@ Sections (each ``python -m benchmarks.<name>`` on its own, each run here in a fr
   * ``certified``: time to a certified UFM+ solution (gap <= 1e-6): ufm vs PyTorch PGD vs pymanopt;
   * ``many``: ``solve_many`` of 256 problems vs a Python loop of ``solve``;
   * ``memory``: peak memory of one full-batch loss + gradient for N up to 10^5.
-Results: ``benchmarks/results/<section>_<backend>.json`` and ``suite_<backend>.json`` (the targets), where
-backend is what JAX runs on (``cpu``, ``gpu``): on a machine where JAX sees a GPU the same command is the GPU
-mode. Each section prints a markdown table; the suite ends with the targets of the issue, met or not.
+Results: ``OUT/<section>_<backend>.json`` and ``OUT/suite_<backend>.json`` (the targets), where backend is what
+JAX runs on (``cpu``, ``gpu``): on a machine where JAX sees a GPU the same command is the GPU mode. ``OUT`` is
+``--out DIR``, by default a new folder ``./ufm-bench-YYYYmmdd-HHMMSS``; the repository's ``benchmarks/results/``
+is written only with ``--update-results`` (from a source checkout). Each section prints a markdown table; the
+suite ends with its targets, met or not.
 """
 from __future__ import annotations
 
@@ -19,13 +22,13 @@ import subprocess
 import sys
 import time
 
-from .common import ROOT, backend, load, log, save, table
+from .common import COMMITTED, ROOT, backend, load, log, results_in, save, table
 
 SECTIONS = ["sc_step", "certified", "many", "memory"]
 
 
 def targets(res) -> list[dict]:
-    """The issue's targets, evaluated on the results at hand (None where a section did not run)."""
+    """The suite's targets, evaluated on the results at hand (None where a section did not run)."""
     out = []
 
     def row(name, goal, value, ok):
@@ -52,6 +55,40 @@ def targets(res) -> list[dict]:
     return out
 
 
+def default_out(now: float | None = None) -> str:
+    """``./ufm-bench-YYYYmmdd-HHMMSS`` (a suffix ``-2``, ``-3``, ... where that folder exists already)."""
+    base = time.strftime("ufm-bench-%Y%m%d-%H%M%S", time.localtime(now))
+    path, k = base, 1
+    while os.path.exists(path):
+        k += 1
+        path = f"{base}-{k}"
+    return path
+
+
+def is_checkout() -> bool:
+    """Whether the suite runs from a source checkout (``ROOT`` holds ``pyproject.toml`` and ``benchmarks/``)."""
+    return os.path.isfile(os.path.join(ROOT, "pyproject.toml")) and os.path.isdir(os.path.join(ROOT, "benchmarks"))
+
+
+def out_dir(out: str | None, update_results: bool) -> str:
+    """The results folder of a run, created: ``COMMITTED`` with ``update_results``, else ``out`` or a new
+    :func:`default_out`. ``ValueError`` (saying what to do) when it cannot be."""
+    if update_results:
+        if out is not None:
+            raise ValueError("give --out DIR or --update-results, not both")
+        if not is_checkout():
+            raise ValueError(f"--update-results rewrites the repository's benchmarks/results/, but the suite runs "
+                             f"from an installed package ({ROOT}): run it from a source checkout, or use --out DIR")
+        path = COMMITTED
+    else:
+        path = default_out() if out is None else out
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {path}: cannot create the folder ({e.strerror})") from None
+    return os.path.abspath(path)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,18 +96,34 @@ def main(argv=None):
     run = sub.add_parser("run", help="run the suite")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="small sizes, a few minutes on a 2-core CPU (default)")
-    mode.add_argument("--full", action="store_true", help="every size of the issue (about an hour on a CPU)")
+    mode.add_argument("--full", action="store_true", help="every size (about an hour on a CPU)")
     run.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections ({','.join(SECTIONS)})")
     run.add_argument("--repeats", type=int, default=None, help="timing repetitions per section (median)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--out", metavar="DIR", default=None,
+                       help="write the results here (default: a new folder ./ufm-bench-YYYYmmdd-HHMMSS)")
+    where.add_argument("--update-results", action="store_true",
+                       help="write the repository's benchmarks/results/ (source checkout only)")
     a = ap.parse_args(argv)
     only = [s for s in a.only.split(",") if s]
     bad = [s for s in only if s not in SECTIONS]
     if bad:
         ap.error(f"unknown section(s) {', '.join(bad)}; choose from {', '.join(SECTIONS)}")
+    if a.repeats is not None and a.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {a.repeats}")
+    try:
+        out = out_dir(a.out, a.update_results)
+    except ValueError as e:
+        ap.error(str(e))
+    with results_in(out):
+        return _run(a, only, out)
+
+
+def _run(a, only, out) -> int:
     flags = ["--full" if a.full else "--quick"] + ([] if a.repeats is None else ["--repeats", str(a.repeats)])
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     be = backend()
-    log(f"benchmarks: {'full' if a.full else 'quick'} suite on {be}: {', '.join(only)}")
+    log(f"benchmarks: {'full' if a.full else 'quick'} suite on {be}: {', '.join(only)}; results in {out}")
     failed, seconds = [], {}
     for name in only:
         start = time.perf_counter()
@@ -90,6 +143,7 @@ def main(argv=None):
                                 [[t["target"], t["goal"], t["measured"], "yes" if t["met"] else "no"] for t in tg]))
     log("wrote", save("suite", {"mode": "full" if a.full else "quick", "sections": only, "failed": failed,
                                 "seconds": seconds, "targets": tg}))
+    log(f"benchmarks: results in {out}")
     return 1 if failed else 0
 
 

@@ -1,7 +1,16 @@
-"""Shared pieces of the benchmark sections: interleaved timing, results files, markdown tables."""
+"""Shared pieces of the benchmark sections: interleaved timing, results files, markdown tables.
+
+Where results go: :func:`results_dir`, the folder named by the environment variable ``UFM_BENCH_OUT`` when it is
+set, else the repository's ``benchmarks/results/`` (``COMMITTED``). The suite's runner (``python -m benchmarks
+run``, ``ufm bench``) sets it for itself and for the sections it starts, so every section writes through
+:func:`save` (and :mod:`benchmarks.store`) into the run's ``--out`` folder; the committed results change only
+with ``--update-results`` or when a section is run on its own from a checkout. ``RESULTS`` is kept as a
+name for :func:`results_dir` at the time it is read.
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -9,7 +18,34 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
+COMMITTED = os.path.join(ROOT, "benchmarks", "results")
+OUT_ENV = "UFM_BENCH_OUT"
+
+
+def results_dir() -> str:
+    """The folder results are written to and read from: ``$UFM_BENCH_OUT``, else ``COMMITTED``."""
+    return os.environ.get(OUT_ENV) or COMMITTED
+
+
+@contextlib.contextmanager
+def results_in(path: str):
+    """Within the block, :func:`results_dir` is ``path`` (made absolute), here and in the processes started from
+    here (the environment variable is inherited); restored afterwards."""
+    old = os.environ.get(OUT_ENV)
+    os.environ[OUT_ENV] = os.path.abspath(path)
+    try:
+        yield os.environ[OUT_ENV]
+    finally:
+        if old is None:
+            os.environ.pop(OUT_ENV, None)
+        else:
+            os.environ[OUT_ENV] = old
+
+
+def __getattr__(name):
+    if name == "RESULTS":  # read when imported or used: the folder of the run at hand
+        return results_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def timed(fn, *args):
@@ -38,7 +74,7 @@ def section_args(doc: str, argv=None):
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="small sizes (default)")
-    mode.add_argument("--full", action="store_true", help="every size of the issue")
+    mode.add_argument("--full", action="store_true", help="every size")
     ap.add_argument("--repeats", type=int, default=None, help="timing repetitions (median reported)")
     a = ap.parse_args(argv)
     a.mode = "full" if a.full else "quick"
@@ -52,15 +88,18 @@ def backend() -> str:
 
 
 def save(name: str, result: dict) -> str:
-    """Write ``benchmarks/results/<name>_<backend>.json`` (with the machine) and return the path."""
+    """Write ``<results_dir()>/<name>_<backend>.json`` (with the machine), atomically, and return the path."""
     from .machine import describe
 
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"{name}_{backend()}.json")
+    folder = results_dir()
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}_{backend()}.json")
     result = {"section": name, "machine": describe(), **result}
-    with open(path, "w") as fh:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fh:
         json.dump(result, fh, indent=2, default=float)
         fh.write("\n")
+    os.replace(tmp, path)
     return path
 
 
@@ -72,7 +111,8 @@ def finish(name: str, out: dict, render) -> dict:
 
 
 def load(name: str, backend_name: str) -> dict | None:
-    path = os.path.join(RESULTS, f"{name}_{backend_name}.json")
+    """The result :func:`save` wrote for ``name`` on ``backend_name`` in :func:`results_dir`, or None."""
+    path = os.path.join(results_dir(), f"{name}_{backend_name}.json")
     if not os.path.exists(path):
         return None
     with open(path) as fh:

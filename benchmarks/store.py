@@ -1,16 +1,17 @@
-"""Benchmark points that survive a kill: one JSON line per finished point in ``benchmarks/results/NAME.jsonl``
-(``ufm.records``); a rerun skips the points already there."""
+"""Benchmark points that survive a kill: one JSON line per finished point in ``<results folder>/NAME.jsonl``
+(``ufm.records``; the folder is :func:`benchmarks.common.results_dir`); a rerun skips the points already there."""
 import os
 
 from ufm.records import append_record, point_id, read_records, repair
 
-from .common import RESULTS, ROOT  # noqa: F401  (re-exported for the deep-net benchmarks)
+from .common import RESULTS, ROOT, results_dir  # noqa: F401  (re-exported for the deep-net benchmarks)
 
 
 def open_store(name, fresh=False):
     """``(path, done)``: the store's path and its finished points by id (``fresh``: forget them first)."""
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"{name}.jsonl")
+    folder = results_dir()
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.jsonl")
     if fresh and os.path.exists(path):
         os.remove(path)
     repair(path)

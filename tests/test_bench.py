@@ -1,5 +1,12 @@
 """The benchmark baselines compute what they claim (SupContrast = ufm's loss, the PyTorch solver reaches the closed
 form), and the suite judges its targets correctly. No timing here: speed lives in benchmarks/."""
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+
 import numpy as np
 import pytest
 from reference import sc_loss_loops
@@ -8,6 +15,7 @@ from benchmarks.__main__ import targets
 from benchmarks.common import table
 from ufm import project, theory
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELS = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])  # class 2 is a singleton
 
 
@@ -79,3 +87,99 @@ def test_ufm_bench_bad_input_exits_2(capsys, argv, word):
     assert main(["bench", *argv]) == 2
     err = capsys.readouterr().err
     assert word in err and "Traceback" not in err
+
+
+# -- where results go --------------------------------------------------------------------------------------------
+def _snapshot(folder):
+    """name -> (mtime_ns, bytes) of every file in ``folder``."""
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as fh:
+                out[name] = (os.stat(path).st_mtime_ns, fh.read())
+    return out
+
+
+def test_ufm_bench_writes_to_out_and_leaves_the_committed_results(capsys, tmp_path):
+    from benchmarks.common import COMMITTED
+    from ufm.cli import main
+
+    before, env_before = _snapshot(COMMITTED), os.environ.get("UFM_BENCH_OUT")
+    out = tmp_path / "bench"
+    assert main(["bench", "--quick", "--only", "many", "--repeats", "1", "--out", str(out)]) == 0
+    stdout, err = capsys.readouterr()
+    assert "solve_many" in stdout and str(out) in err
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 2 and names[0].startswith("many_") and names[1].startswith("suite_"), names
+    many, suite = (json.loads((out / n).read_text()) for n in names)
+    assert many["section"] == "many" and many["mode"] == "quick" and many["repeats"] == 1
+    assert suite["sections"] == ["many"] and suite["failed"] == [] and suite["mode"] == "quick"
+    assert _snapshot(COMMITTED) == before
+    assert os.environ.get("UFM_BENCH_OUT") == env_before  # the run's folder does not leak out of it
+
+
+def test_results_go_where_the_runner_says(tmp_path, monkeypatch):
+    import benchmarks.common as common
+    from benchmarks import store
+
+    monkeypatch.delenv(common.OUT_ENV, raising=False)
+
+    assert common.RESULTS == common.results_dir() == common.COMMITTED
+    with common.results_in(tmp_path / "run") as folder:
+        assert common.RESULTS == common.results_dir() == folder == str(tmp_path / "run")
+        path, done = store.open_store("points")
+        assert path == str(tmp_path / "run" / "points.jsonl") and done == {}
+        store.run_once(path, done, {"n": 1}, lambda: {"value": 2.0})
+        written = common.save("section", {"value": 1.0})
+        assert os.path.dirname(written) == folder and common.load("section", common.backend())["value"] == 1.0
+    assert common.results_dir() == common.COMMITTED and os.environ.get(common.OUT_ENV) is None
+    assert len(store.read_records(str(tmp_path / "run" / "points.jsonl"))) == 1
+
+
+def test_default_out_is_a_new_dated_folder(tmp_path, monkeypatch):
+    from benchmarks.__main__ import out_dir
+    from benchmarks.common import COMMITTED
+
+    monkeypatch.chdir(tmp_path)
+    first, second = out_dir(None, False), out_dir(None, False)
+    assert first != second and os.path.isdir(first) and os.path.isdir(second)
+    assert re.fullmatch(r"ufm-bench-\d{8}-\d{6}(-\d+)?", os.path.basename(first))
+    assert os.path.dirname(first) == str(tmp_path)
+    assert out_dir(str(tmp_path / "given"), False) == str(tmp_path / "given") and (tmp_path / "given").is_dir()
+    assert out_dir(None, True) == COMMITTED  # --update-results, from this checkout
+    with pytest.raises(ValueError, match="not both"):
+        out_dir("x", True)
+
+
+@pytest.mark.parametrize("argv,word", [(["--out", "x", "--update-results"], "--update-results"),
+                                       (["--out", "/proc/no/such/place"], "--out")])
+def test_ufm_bench_bad_out_exits_2(capsys, argv, word):
+    from ufm.cli import main
+
+    try:
+        code = main(["bench", *argv])
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and word in err and "Traceback" not in err
+
+
+def test_python_m_benchmarks_run_takes_out_and_rejects_bad_input(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "benchmarks", "run", "--help"], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert r.returncode == 0 and "--out DIR" in r.stdout and "--update-results" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "benchmarks", "run", "--only", "nope", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "nope" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_the_suite_is_packaged_and_importable_from_anywhere(tmp_path):
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        include = tomllib.load(fh)["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert "benchmarks*" in include and "ufm*" in include and "solvers*" in include
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-c", "import benchmarks.__main__ as m, benchmarks.common as c; "
+                        "print(m.SECTIONS, c.ROOT)"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr  # after `pip install -e .` (or `pip install .`) of this pyproject
+    assert "sc_step" in r.stdout

@@ -1,34 +1,58 @@
-"""The ``ufm`` command. Each sub-command lives in its own module with ``add_parser(sub)`` and ``run(args)``.
+"""The ``ufm`` command. Each sub-command lives in its own module with ``HELP``, ``add_parser(sub)`` and
+``run(args)``; a module imports nothing heavy (JAX, cvxpy, scipy, matplotlib, optax) before ``run()``, and only
+the sub-command being run has its parser built, so ``ufm --help`` and ``ufm CMD --help`` stay fast.
 
-Exit codes: 0 success, 1 a run that failed (message says why), 2 bad input, 3 a certificate's convex solver
-failed or was inaccurate.
+Exit codes: 0 success, 1 a run that failed (message says why), 2 bad input (an unknown flag or sub-command gets
+one line with the closest valid one), 3 a certificate's convex solver failed or was inaccurate, 130 Ctrl-C.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 
-from .common import UsageError, eprint
+from .common import Parser, UsageError, closest, eprint
 
 COMMANDS = ["solve", "certify", "batches", "sweep", "plot", "verify", "train", "bench"]
 
 
-def _parser():
-    parser = argparse.ArgumentParser(prog="ufm", description="Unconstrained-features model: solve, certify, "
-                                     "sweep and compare the geometry of classification losses.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def _parser(build=COMMANDS):
+    """``(parser, modules)``: the ``ufm`` parser and the command modules by name. The commands in ``build`` (by
+    default all) get their full parser; the others are a name and a one-line help, enough for ``ufm --help``
+    (``main`` builds only the command it runs)."""
+    parser = Parser(prog="ufm", description="Unconstrained-features model: solve, certify, sweep and compare the "
+                    "geometry of classification losses.", epilog="`ufm COMMAND --help` for a command's flags.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     modules = {}
     for name in COMMANDS:
         mod = importlib.import_module(f"{__name__}.{name}")
-        mod.add_parser(sub)
+        if name in build:
+            mod.add_parser(sub)
+        else:
+            sub.add_parser(name, help=mod.HELP, add_help=False)
         modules[name] = mod
+    parser.commands = sub.choices  # name -> that command's parser
     return parser, modules
 
 
+def _command(argv) -> str | None:
+    """The sub-command named by ``argv`` (its first word), None when it starts with a flag or is empty; an unknown
+    name exits 2 with the closest command."""
+    if not argv or argv[0].startswith("-"):
+        return None
+    if argv[0] not in COMMANDS:
+        near = closest(argv[0], COMMANDS)
+        hint = f" (did you mean {near!r}?)" if near else f" (choose from {', '.join(COMMANDS)})"
+        Parser(prog="ufm").error(f"unknown command {argv[0]!r}{hint}")
+    return argv[0]
+
+
 def main(argv=None) -> int:
-    parser, modules = _parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command(argv)
+    parser, modules = _parser([] if command is None else [command])
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        (parser if command is None else parser.commands[command]).unknown(extras)
     if args.command is None:
         parser.print_help()
         return 2

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from .common import (UsageError, add_output_args, add_problem_args, dumps, ensure_dir, problem_from_args,
                      versions, write_json)
 
@@ -58,6 +56,8 @@ def summary(rep) -> str:
 
 
 def run(args) -> int:
+    import numpy as np
+
     problem = problem_from_args(args)
     if args.epochs < 1:
         raise UsageError(f"epochs must be >= 1, got {args.epochs}")

@@ -1,19 +1,108 @@
-"""Shared pieces of the ``ufm`` command line: problem flags, JSON output, errors (exit 2 = bad input)."""
+"""Shared pieces of the ``ufm`` command line: the parser (one-line errors with a suggestion, exit 2), problem
+flags, JSON output, errors (exit 2 = bad input).
+
+Nothing heavy is imported here at module level (no JAX, numpy, cvxpy, scipy, matplotlib): ``ufm --help`` and
+``ufm CMD --help`` load only the standard library and ``ufm.cli``; each command imports what it needs in
+``run()``.
+"""
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import platform
 import sys
 import warnings
 
-import numpy as np
-
-from ufm.records import clean, dumps, write_json  # noqa: F401  (re-exported for the commands)
-
 
 class UsageError(Exception):
     """Bad input found after parsing: reported on stderr with exit code 2, no traceback."""
+
+
+def closest(word: str, choices) -> str | None:
+    """The choice closest to ``word`` (``difflib``), or None when nothing is close."""
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def closest_flag(flag: str, flags) -> str | None:
+    """The flag of ``flags`` closest to ``flag``, compared without their leading dashes (``--bogus`` is not near
+    ``--out`` for sharing ``--``)."""
+    bare = {f.lstrip("-"): f for f in flags}
+    near = closest(flag.lstrip("-"), bare)
+    return None if near is None else bare[near]
+
+
+def option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string of ``parser`` (``--tau``, ``-h``, ``--help``, ...)."""
+    return [s for action in parser._actions for s in action.option_strings]
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are one line on stderr, with the closest valid flag where an
+    unknown one was given and a pointer to ``PROG --help``; exit code 2, no traceback."""
+
+    def error(self, message):
+        message = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+    def unknown(self, extras: list[str]):
+        """Report arguments this parser does not know (``parse_known_args``'s leftovers) and exit 2. The words
+        right after an unknown flag are taken as its values, not reported again."""
+        flags, parts, after_flag = option_strings(self), [], False
+        for arg in extras:
+            if arg.startswith("-") and len(arg) > 1 and not _is_number(arg):
+                name = arg.split("=", 1)[0]
+                near = closest_flag(name, flags)
+                parts.append(f"unknown flag {name}" + (f" (did you mean {near}?)" if near else ""))
+                after_flag = True
+            elif not after_flag:
+                parts.append(f"unexpected argument {arg!r}")
+        self.error("; ".join(parts))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def loss_choices() -> tuple[str, ...]:
+    """The ``--loss`` choices: the objective registry's names (``ufm.objectives.NAMES``, a plain tuple importable
+    without JAX)."""
+    from ufm.objectives import NAMES
+
+    return tuple(NAMES)
+
+
+def constraint_choices() -> tuple[str, ...]:
+    """The ``--constraint`` choices: ``ufm.constraints.CONSTRAINTS`` (a plain tuple importable without JAX)."""
+    from ufm.constraints import CONSTRAINTS
+
+    return tuple(CONSTRAINTS)
+
+
+def clean(obj):
+    """``ufm.records.clean`` (imported when called: the parser stays light)."""
+    from ufm.records import clean as _clean
+
+    return _clean(obj)
+
+
+def dumps(obj) -> str:
+    """``ufm.records.dumps``: one JSON line (imported when called)."""
+    from ufm.records import dumps as _dumps
+
+    return _dumps(obj)
+
+
+def write_json(path, obj):
+    """``ufm.records.write_json``: atomic JSON file (imported when called)."""
+    from ufm.records import write_json as _write_json
+
+    return _write_json(path, obj)
 
 
 def int_list(text: str) -> list[int]:
@@ -34,13 +123,14 @@ def float_list(text: str) -> list[float]:
 def add_problem_args(p: argparse.ArgumentParser, default_counts="30,30,3,3"):
     """The flags that state a ``ufm.Problem``."""
     g = p.add_argument_group("problem")
-    g.add_argument("--loss", choices=["sc", "ce"], default="sc", help="supervised contrastive or cross-entropy")
+    g.add_argument("--loss", choices=loss_choices(), default="sc", help="the loss (default sc: supervised contrastive; "
+                   "ce: cross-entropy)")
     g.add_argument("--counts", type=int_list, default=int_list(default_counts),
                    help=f"samples per class, comma-separated (default {default_counts})")
     g.add_argument("--tau", type=float, default=0.1, help="SC temperature (default 0.1)")
     g.add_argument("--dim", type=int, default=None, help="embedding dimension d (default: K)")
     g.add_argument("--nonneg", action="store_true", help="UFM+: non-negative features (a ReLU before the loss)")
-    g.add_argument("--constraint", choices=["sphere", "ball", "none"], default="sphere")
+    g.add_argument("--constraint", choices=constraint_choices(), default="sphere")
     g.add_argument("--radius", type=float, default=1.0, help="rho, the sphere/ball radius (default 1)")
     g.add_argument("--weight-decay", type=float, default=None, help="CE lambda_W (default 5e-3)")
     g.add_argument("--feature-decay", type=float, default=0.0, help="CE lambda_Z on ||Z||^2/N (default 0)")
@@ -121,6 +211,7 @@ def problem_from_args(args):
 
 def versions() -> dict:
     import jax
+    import numpy as np
 
     import ufm
 
@@ -137,6 +228,8 @@ def ensure_dir(path):
 
 
 def fmt_matrix(M, indent="  ") -> str:
+    import numpy as np
+
     return "\n".join(indent + " ".join(f"{v:7.3f}" for v in row) for row in np.asarray(M))
 
 

@@ -6,18 +6,19 @@ import argparse
 import json
 import os
 
-import numpy as np
-
 from .common import UsageError, dumps, ensure_dir, eprint, fmt_matrix, versions, write_json
 
 HELP = "train a network (MLP, CNN, ResNet-18) under SC or CE and compare its geometry with the UFM"
 
+# The choices of solvers.deepnet (encoders.ARCHS, train.OPTIMIZERS / SCHEDULES, data.DATASETS), written out so
+# that the parser does not import JAX; tests/test_cli_fast.py checks that they match.
+ARCHS = ("mlp", "cnn", "resnet18")
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "step", "constant")
+DATASETS = ("digits", "mnist1d", "mnist", "fashion-mnist", "cifar10")
+
 
 def add_parser(sub):
-    from solvers.deepnet.encoders import ARCHS
-    from solvers.deepnet.train import OPTIMIZERS, SCHEDULES
-    from solvers.deepnet.data import DATASETS
-
     p = sub.add_parser("train", help=HELP, description=HELP)
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default="digits", help="(default digits; offline)")
@@ -121,6 +122,8 @@ def summary(rep) -> str:
 
 
 def run(args) -> int:
+    import numpy as np
+
     from solvers.deepnet import compare, train
     from solvers.deepnet.data import DataError
 
