@@ -18,7 +18,7 @@ from solvers.workflows.verify import SUITE, THEOREMS, Setting, applicability, fo
 from ufm import interaction, theory
 from cli_run import run_cli
 
-VERDICT_LINE = re.compile(r"^    verdict      (HOLDS|FAILS|INCONCLUSIVE|NOT APPLICABLE):", re.M)
+VERDICT_LINE = re.compile(r"^    verdict      (HOLDS|FAILS|INCONCLUSIVE|NOT APPLICABLE|REFUTED):", re.M)
 
 
 def by_key(rows):
@@ -64,10 +64,11 @@ def test_settings_whose_of_is_not_unique_hold(capsys, argv):
 def test_human_table_of_a_holding_setting(capsys):
     code, out, err = run_cli(capsys, "verify", "--counts", "9,9,1,1", "--tau", "0.5", "--dim", "4")
     assert code == 0, err
-    assert verdict_words(out) == ["NOT APPLICABLE", "NOT APPLICABLE", "HOLDS", "HOLDS", "NOT APPLICABLE"]
+    assert verdict_words(out) == ["NOT APPLICABLE", "NOT APPLICABLE", "HOLDS", "HOLDS", "NOT APPLICABLE", "REFUTED"]
     minimum = [line for line in out.splitlines() if line.startswith("    minimum ")]
-    assert len(minimum) == 2 and all(line.endswith(": CERTIFIED") for line in minimum)
-    assert last_line(out) == ("2 checks applied: 2 HOLD, 0 FAIL, 0 INCONCLUSIVE (3 not applicable). "
+    assert len(minimum) == 3 and all(line.endswith(": CERTIFIED") for line in minimum[:2])
+    assert minimum[2].endswith(": NOT CERTIFIED")  # BCL's claimed ETF lies above the certified minimum
+    assert last_line(out) == ("3 checks applied: 2 HOLD, 0 FAIL, 0 INCONCLUSIVE, 1 claim REFUTED (3 not applicable). "
                               "Result: ALL HOLD (exit 0).")
 
 
@@ -221,7 +222,7 @@ def test_audit_json(capsys, tmp_path):
     rep = json.loads(out)
     assert rep["settings"] == 2 and len(rep["rows"]) == 2 * len(THEOREMS)
     assert {r["setting"]["seed"] for r in rep["rows"]} and all("counts" in r["setting"] for r in rep["rows"])
-    assert set(rep["verdicts"]) == {"holds", "fails", "inconclusive", "not applicable"}
+    assert set(rep["verdicts"]) == {"holds", "fails", "inconclusive", "not applicable", "refuted"}
     assert sum(rep["verdicts"].values()) == len(rep["rows"]) and rep["counterexamples"] == []
     assert code == rep["exit"] == (3 if rep["verdicts"]["inconclusive"] else 0)
     assert "ufm verify --audit" in err  # the progress bar
@@ -267,3 +268,17 @@ def test_predicted_points():
 def test_bad_input_exits_2(capsys, argv, word):
     code, out, err = run_cli(capsys, "verify", *argv)
     assert code == 2 and word in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bcl_claim_is_judged_by_the_certificate_refuted_or_holding(capsys):
+    """BCL's claim (the ETF for any counts) is a claim, not a theorem: under imbalance a certified point below the
+    ETF refutes it (exit code unaffected); balanced, the ETF attains the certified minimum."""
+    code, out, err = run_cli(capsys, "verify", "--counts", "10,5,2", "--tau", "0.5", "--dim", "3", "--json")
+    rep = json.loads(out)
+    row = next(r for r in rep["rows"] if r["key"] == "bcl-etf")
+    assert row["verdict"] == "refuted" and code == 0, row["reason"]
+    cx = row["counterexample"]
+    assert cx["kind"] == "point below the predicted minimum" and cx["difference"] < -1e-3
+    assert row["found"]["at_minimum"] and row["minimum"]["lower_bound"] <= cx["loss"]
+    balanced = next(r for r in verify((4, 4, 4), tau=0.5, dim=3, starts=2) if r.key == "bcl-etf")
+    assert balanced.verdict == "holds" and balanced.minimum["certified"], balanced.reason

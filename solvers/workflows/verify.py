@@ -60,7 +60,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ufm import Problem, geometry, interaction, theory
+from ufm import Problem, geometry, interaction, objectives, theory
 from ufm.batching import epoch_batch_list, is_epoch_scheme, parse_scheme
 
 __all__ = ["Row", "Setting", "Theorem", "THEOREMS", "VERDICTS", "verify", "verify_setting", "found_geometry",
@@ -74,7 +74,8 @@ CANDIDATE_TOL = 5e-2  # a point at the certified minimum this far from the predi
 WITNESS_TOL = 1e-9  # a snapped point is a verified minimiser when its loss equals the OF minimum to this
 DEFAULT_STARTS = 16
 POLISH = 10  # a run that hits its step limit is continued once from where it stopped, for POLISH x the steps
-VERDICTS = ("holds", "fails", "inconclusive", "not applicable")
+VERDICTS = ("holds", "fails", "inconclusive", "not applicable", "refuted")  # refuted: a claim (not a theorem)
+# with a certified counterexample
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Theorem:
     title: str
     hypotheses: str
     statement: str
+    claim: bool = False  # a claim from the literature, not a theorem: a counterexample refutes it (exit code 0)
 
 
 THEOREMS = (
@@ -110,6 +112,12 @@ THEOREMS = (
             "features collapse onto a simplex ETF of radius rho, classifier rows on a simplex of radius r_W aligned "
             "with it (2 lambda r_W (exp(K rho r_W/(K-1)) + K - 1) = rho); minimum "
             "log(1 + (K-1) exp(-K rho r_W/(K-1))) + lambda K r_W^2; unique up to rotation"),
+    Theorem("bcl-etf", "BCL: simplex ETF for any counts (the claim of Zhu et al. 2022)",
+            "balanced contrastive loss (class-averaging), any counts (some class with 2 samples), sphere (or ball), "
+            "d >= K-1, full batch, no ReLU",
+            "a claim, not a theorem: the simplex-ETF collapse is a global minimiser of BCL whatever the class counts, "
+            "of loss (share of samples in classes with n_c >= 2) log(1 + (K-1) exp(-K rho^2/((K-1) tau))); a "
+            "certified point below it refutes the claim", claim=True),
 )
 _TITLE = {t.key: t for t in THEOREMS}
 
@@ -255,7 +263,7 @@ def nc3(Z, W, labels, K) -> float:
 def _geometry(problem, Z, target: str) -> dict:
     """Class-mean cosines (of the normalised rows for SC), their distance to ``target`` (``"etf"``/``"of"``)
     and NC1; ``is_predicted`` when both are within tolerance."""
-    X = geometry.normalize_rows(Z) if problem.loss == "sc" else np.asarray(Z, np.float64)
+    X = geometry.normalize_rows(Z) if objectives.of(problem).normalize_rows else np.asarray(Z, np.float64)
     labels, K = problem.label_array, problem.K
     cos = geometry.mean_cosines(X, labels, K)
     name, d_etf, d_of = found_geometry(cos)
@@ -467,6 +475,7 @@ class _Case:
                 base = base.replace(batching="explicit", batches=batches)
             self.ce = Problem(counts=s.counts, loss="ce", dim=s.dim, constraint=s.constraint, radius=s.radius,
                               weight_decay=s.weight_decay)
+            self.bcl = base.replace(loss="bcl")
         if s.constraint not in ("sphere", "ball"):
             raise ValueError(f"constraint must be 'sphere' or 'ball' for verify, got {s.constraint!r}")
         self.sc = base
@@ -548,6 +557,10 @@ def _why_not(case: _Case, key: str) -> str:
         return f"dim {d} < K = {K}: no orthogonal frame fits"
     if key == "of-unique" and p.constraint != "sphere":
         return "the ball (a sample without positives may shrink there; the analysis is for the sphere)"
+    if key == "bcl-etf":
+        return (f"dim {d} < K-1 = {K - 1}" if d < K - 1 else "mini-batches (the claim is for the full batch)"
+                if not case.full else "no class has two samples (the loss is 0 everywhere)" if max(p.counts) < 2
+                else "")
     if key == "ce-etf":
         if not case.ce.balanced or d < K - 1 or not case.full:
             return ("counts are imbalanced" if not case.ce.balanced else f"dim {d} < K-1 = {K - 1}" if d < K - 1
@@ -862,7 +875,33 @@ def _ce_etf(case: _Case) -> Row:
     return row
 
 
-_ROWS = (_sc_etf, _sc_landscape, _sc_of, _of_unique, _ce_etf)
+def _bcl_etf(case: _Case) -> Row:
+    """The BCL claim: the ETF point against a proved bound; a certified point below it refutes the claim."""
+    from .. import solve
+
+    row = _row("bcl-etf")
+    p, tol = case.bcl, case.tol
+    why = _why_not(case, "bcl-etf")
+    if why:
+        return _not_applicable(row, why)
+    predicted = theory.predict(p).loss
+    row.prediction = f"simplex ETF collapse (claimed); loss there {predicted:.10f}"
+    P = etf_point(p)
+    p_loss = _loss(p, P)
+    sol = _polish(p, solve(p, steps=case.steps, seed=case.setting.seed, dtype="float64"), case.steps)
+    bounds = [_bound(p, _Point(P), "first-order", tol), _bound(p, sol, "auto", tol)]
+    points = [("the predicted ETF point", p_loss), (f"PGD seed {sol.seed}", _loss(p, sol.Z))]
+    best, invalid = _best_bound(bounds, points, tol)
+    row.minimum = _minimum_dict("simplex-ETF collapse z_i = rho v_{y_i}", p_loss, predicted, best, bounds, tol)
+    _judge_minimum(row, row.minimum, predicted, points, best, invalid, tol)
+    if row.verdict == "fails":
+        row.verdict = "refuted"
+        row.reason = row.reason.replace("certified counterexample", "claim refuted by a certified counterexample")
+    row.found = _pgd_found(p, sol, best, "etf", tol, "float64 PGD")
+    return row
+
+
+_ROWS = (_sc_etf, _sc_landscape, _sc_of, _of_unique, _ce_etf, _bcl_etf)
 
 
 def verify_setting(setting: Setting, *, steps: int = 5000, starts: int = DEFAULT_STARTS, tol: float = TOL) -> list[Row]:
@@ -989,7 +1028,7 @@ def audit(n: int, seed: int = 0, *, steps: int = 5000, starts: int = DEFAULT_STA
                        reason=f"{type(e).__name__}: {e}", setting=s.to_dict())]
         cmd = s.command(steps, starts, tol)
         for r in got:
-            if r.verdict == "fails":
+            if r.verdict in ("fails", "refuted"):
                 cex.append({"setting": s.to_dict(), "theorem": r.key, "counterexample": r.counterexample,
                             "minimum": r.minimum, "reason": r.reason, "command": cmd})
             elif r.verdict == "inconclusive":

@@ -15,7 +15,8 @@ from .common import UsageError, dumps, ensure_dir, int_list, versions, write_jso
 
 HELP = "check every theorem that applies to a setting against its statement (holds / fails / inconclusive)"
 
-WORDS = {"holds": "HOLDS", "fails": "FAILS", "inconclusive": "INCONCLUSIVE", "not applicable": "NOT APPLICABLE"}
+WORDS = {"holds": "HOLDS", "fails": "FAILS", "inconclusive": "INCONCLUSIVE", "not applicable": "NOT APPLICABLE",
+         "refuted": "REFUTED"}
 
 
 def _epilog() -> str:
@@ -158,9 +159,10 @@ def exit_code(tally) -> int:
 
 
 def last_line(tally) -> str:
-    n = tally["holds"] + tally["fails"] + tally["inconclusive"]
+    n = tally["holds"] + tally["fails"] + tally["inconclusive"] + tally["refuted"]
+    refuted = f", {tally['refuted']} claim REFUTED" if tally["refuted"] else ""
     counts = (f"{n} checks applied: {tally['holds']} HOLD, {tally['fails']} FAIL, {tally['inconclusive']} "
-              f"INCONCLUSIVE ({tally['not applicable']} not applicable)")
+              f"INCONCLUSIVE{refuted} ({tally['not applicable']} not applicable)")
     code = exit_code(tally)
     if code == 1:
         return f"{counts}. Result: FAILS (exit 1): a theorem fails with a certified counterexample."
