@@ -5,22 +5,54 @@ batch set); ``solve_many`` runs many problems in one vmap-ed loop, split over de
 ``solvers.epochs``: stochastic projected gradient over epochs (batchings that reshuffle). ``solvers.solve``
 picks between them.
 ``solvers.relaxation``: convex Gram relaxations in cvxpy (full and symmetry-reduced programs).
-``solvers.first_order``: the first-order (linearisation + eigenvalue) certificate for any batching and large N.
+``solvers.first_order``: the first-order certificate at a solution, for any batching.
+``solvers.dual``: proved lower bounds from a candidate Gram (every certificate's bound comes from here).
 ``solvers.certify``: solution + bound -> gap, relaxed geometry, prediction check (:func:`certify`).
 """
-from . import epochs, first_order, pgd, relaxation
-from .certify import Certificate, certify
-from .pgd import Solution, solve_many
+from __future__ import annotations
 
-__all__ = ["pgd", "epochs", "relaxation", "first_order", "solve", "solve_many", "Solution", "certify",
+import importlib
+from typing import TYPE_CHECKING
+
+# public name -> (submodule, attribute; None: the submodule itself); loaded on first use (PEP 562), so that a
+# workflow's constants (e.g. the theorem list of ``ufm verify --help``) do not import JAX
+_EXPORTS = {
+    "pgd": ("pgd", None), "epochs": ("epochs", None), "relaxation": ("relaxation", None),
+    "first_order": ("first_order", None), "dual": ("dual", None), "solve_many": ("pgd", "solve_many"),
+    "Solution": ("pgd", "Solution"), "certify": ("certify", "certify"), "Certificate": ("certify", "Certificate"),
+}
+
+__all__ = ["pgd", "epochs", "relaxation", "first_order", "dual", "solve", "solve_many", "Solution", "certify",
            "Certificate"]
 
+if TYPE_CHECKING:
+    from . import dual, epochs, first_order, pgd, relaxation
+    from .certify import Certificate, certify
+    from .pgd import Solution, solve_many
 
-def solve(problem, **kwargs) -> Solution:
+
+def __getattr__(name: str):
+    try:
+        module, attr = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    mod = importlib.import_module(f".{module}", __name__)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+def solve(problem, **kwargs) -> "Solution":
     """Solve ``problem``: ``solvers.epochs.solve`` for an epoch scheme (``shuffled``, ``binding``) or when
     ``epochs=`` is given (stochastic passes over any batching), else ``solvers.pgd.solve`` (deterministic, on the
     full batch or the fixed batch set). Keyword arguments go to the chosen solver."""
     from ufm.batching import is_epoch_scheme
+
+    from . import epochs, pgd
 
     if is_epoch_scheme(problem) or "epochs" in kwargs:
         if "steps" in kwargs:

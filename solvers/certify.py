@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ufm import geometry, objectives, theory
+from ufm import constraints, geometry, objectives, theory
 from ufm.batching import batch_list, is_epoch_scheme, union_batches
 
 from . import dual, first_order, relaxation
@@ -243,5 +243,5 @@ def _relaxation_proof(problem, rel, loss):
 def _ce_upper(problem):
     """An upper bound on the CE minimum without a solution: the loss at ``Z = 0``, ``W = 0`` (``log K``), when
     that point is feasible (ball, no constraint); on the sphere, ``log K + lambda_Z rho^2`` (``W = 0``)."""
-    extra = problem.feature_decay * problem.radius ** 2 if problem.constraint == "sphere" else 0.0
+    extra = problem.feature_decay * problem.radius ** 2 if constraints.get(problem.constraint).equality else 0.0
     return float(np.log(problem.K)) + extra

@@ -40,7 +40,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
-from ufm import objectives
+from ufm import constraints, objectives
 from ufm.batching import batch_list
 
 __all__ = ["DualBound", "lambda_min_lower", "sc_bound", "ce_bound", "sc_class_bound", "ce_class_bound",
@@ -180,15 +180,15 @@ def _feasible_min(problem, Q, Ghat, blocks, radius2_bound, estimate=None):
         act = (Ghat <= ZERO_TOL * radius2_bound) & (Q > 0)
         act[idx, idx] = False
         A[act] = 0.0  # = Q - Lambda exactly (Lambda_ik = Q_ik there)
-    if problem.constraint == "none":
+    if not constraints.get(problem.constraint).bounded:
         mu_hat = np.zeros(n)
     else:
         rq = np.einsum("ik,ki->i", A, Ghat)  # ((Q - Lambda) Ĝ)_ii
         mu_hat = rq / radius2_bound
-        if problem.constraint == "ball":
+        if constraints.get(problem.constraint).mu_sign == "nonpositive":
             mu_hat = np.minimum(mu_hat, 0.0)
     A[idx, idx] = Q[idx, idx] - mu_hat  # mu := Q_ii - A_ii exactly (ball: A_ii >= Q_ii since mu_hat <= 0)
-    if problem.constraint == "none":
+    if not constraints.get(problem.constraint).bounded:
         mu_term, mu_margin = 0.0, 0.0
     else:
         s = math.fsum(np.concatenate([Q[idx, idx], -A[idx, idx]]).tolist())  # sum(mu), correctly rounded
@@ -206,11 +206,11 @@ def _feasible_min(problem, Q, Ghat, blocks, radius2_bound, estimate=None):
             return None, None, None, "no Cholesky factorisation completed: the eigenvalue bound failed"
         lam_all = min(lam_all, lam)
         if lam < 0:
-            reach = radius2_bound if problem.constraint == "none" else len(comp) * radius2_bound
+            reach = radius2_bound if not constraints.get(problem.constraint).bounded else len(comp) * radius2_bound
             term = reach * lam
             total += term
             margin += 4 * U * abs(term)
-            if problem.constraint == "none":  # tr G <= R overall: one block takes it all
+            if not constraints.get(problem.constraint).bounded:  # tr G <= R overall: one block takes it all
                 total, margin = min(total, term), 4 * U * abs(min(total, term))
     return mu_term + total, mu_margin + margin, lam_all, ""
 
@@ -364,7 +364,7 @@ def _ce_reach(problem, upper):
     (``lambda_W ||W||^2 <= f``; without a norm constraint ``lambda_Z ||Z||_F^2 / N <= f``)."""
     wd, fd, N = problem.weight_decay, problem.feature_decay, problem.N
     wnorm = math.sqrt(upper / wd)
-    if problem.constraint == "none":
+    if not constraints.get(problem.constraint).bounded:
         r2 = N * upper / fd
     else:
         r2 = problem.radius ** 2
@@ -429,7 +429,7 @@ def ce_bound(problem, Ghat, logits, upper: float) -> DualBound:
                              "cannot be moved onto the exact class marginals the bias asks for")
         lin_err, const_err = extra, 0.0  # the marginal repair's margin replaces the normalisation terms
     const = math.fsum(h.tolist()) / N
-    if problem.constraint == "none":
+    if not constraints.get(problem.constraint).bounded:
         reach = N * upper / fd  # tr G on the sublevel set
     else:
         reach = problem.radius ** 2
@@ -476,7 +476,7 @@ def _best_class_multipliers(problem, nf, Qw, Qb, diag_q):
     cons = []
     if problem.nonneg:
         cons += [Lb >= 0, cp.diag(Lb) == 0]
-    if problem.constraint == "ball":
+    if constraints.get(problem.constraint).mu_sign == "nonpositive":
         cons.append(mu <= 0)
     alpha, beta = dq_s - mu, Qw_s - Lw
     off = ~np.eye(K, dtype=bool)
@@ -499,7 +499,7 @@ def _best_class_multipliers(problem, nf, Qw, Qb, diag_q):
     lb = np.zeros((K, K)) if not problem.nonneg else np.clip((Lb.value + Lb.value.T) / 2, 0, None) * scale
     np.fill_diagonal(lb, 0.0)
     mu_v = np.asarray(mu.value) * scale
-    return (np.minimum(mu_v, 0.0) if problem.constraint == "ball" else mu_v), lw, lb
+    return (np.minimum(mu_v, 0.0) if constraints.get(problem.constraint).mu_sign == "nonpositive" else mu_v), lw, lb
 
 
 def _class_feasible(problem, n, Qw, Qb, diag_q, Ghat_d, Ghat_a, Ghat_M):
@@ -515,20 +515,20 @@ def _class_feasible(problem, n, Qw, Qb, diag_q, Ghat_d, Ghat_a, Ghat_M):
         Ab[zero_b] = 0.0
         zero_w = (Ghat_a <= ZERO_TOL * rho2) & (Qw > 0) & (nf >= 2)
         Aw[zero_w] = 0.0
-    if problem.constraint == "none":
+    if not constraints.get(problem.constraint).bounded:
         mu_hat = np.zeros(K)
     else:
         off = Ab * ~np.eye(K, dtype=bool)
         rq = diag_q * Ghat_d + np.where(nf >= 2, (nf - 1) * Aw * Ghat_a, 0.0) + (off * Ghat_M) @ nf
         mu_hat = rq / rho2
-        if problem.constraint == "ball":
+        if constraints.get(problem.constraint).mu_sign == "nonpositive":
             mu_hat = np.minimum(mu_hat, 0.0)
-    best = _best_class_multipliers(problem, nf, Qw, Qb, diag_q) if problem.constraint != "none" else None
+    best = _best_class_multipliers(problem, nf, Qw, Qb, diag_q) if constraints.get(problem.constraint).bounded else None
     if best is not None:  # the optimal multipliers for this Q (a proposal; proved below like any other)
         mu_hat, lw, lb = best
         Aw, Ab = Qw - lw, Qb - lb  # <= Q entry-wise (monotone rounding): Lambda := Q - A >= 0 exactly
     alpha = diag_q - mu_hat
-    if problem.constraint == "none":
+    if not constraints.get(problem.constraint).bounded:
         mu_term = mu_margin = 0.0
     else:
         # mu := diag_q - alpha: exact reals, defined by the stored alpha
@@ -538,7 +538,7 @@ def _class_feasible(problem, n, Qw, Qb, diag_q, Ghat_d, Ghat_a, Ghat_M):
     lam = _block_lambda(nf, alpha, Aw, Ab)
     if lam is None:
         return None, None, None, "no Cholesky factorisation completed: the eigenvalue bound failed"
-    reach = (float(np.sum(nf)) * rho2) if problem.constraint != "none" else rho2
+    reach = (float(np.sum(nf)) * rho2) if constraints.get(problem.constraint).bounded else rho2
     term = reach * min(0.0, lam)
     return mu_term + term, mu_margin + 4 * U * abs(term), lam, ""
 
@@ -621,7 +621,7 @@ def ce_class_bound(problem, d, a, M, C, upper: float) -> DualBound:
     N, K = float(nf.sum()), len(n)
     wd, fd = problem.weight_decay, problem.feature_decay
     upper = float(upper) * (1 + 1e-9) + 1e-300
-    if problem.constraint == "none":
+    if not constraints.get(problem.constraint).bounded:
         r2, cmax = N * upper / fd, math.sqrt(N * upper / fd) * math.sqrt(upper / wd)
     else:
         r2, cmax = _ce_reach(problem, upper)
@@ -642,7 +642,7 @@ def ce_class_bound(problem, d, a, M, C, upper: float) -> DualBound:
     prob = problem
     val, fmargin, lam, why = _class_feasible(prob, n, Qw, Qb, diag_q, np.asarray(d, float), np.asarray(a, float),
                                              np.asarray(M, float))
-    if not why and problem.constraint == "none":
+    if not why and not constraints.get(problem.constraint).bounded:
         val = None
         why = "the class-level CE bound needs a norm constraint (use the full or first-order method)"
     return _finish([const, val] if not why else [0.0], (fmargin or 0.0) + lin_err + const_err + q_err

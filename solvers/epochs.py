@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ufm import geometry, objectives, theory
+from ufm import constraints, geometry, objectives, theory
 from ufm.batching import describe, epoch_batch_list, pad
 from ufm.progress import Progress
 
@@ -79,7 +79,7 @@ class EpochSolution(Solution):
 
         p = self.problem
         verdict = None
-        if p.nonneg and p.constraint == "sphere":
+        if p.nonneg and constraints.get(p.constraint).equality:
             verdict = check(union_batches(p, self.epochs), p.label_array, p.dim, p.K, p.tau, p.radius,
                             verify=False).unique_of
         return {"scheme": p.batching, "epochs": self.epochs, "batches_per_epoch": self.batches_per_epoch,
@@ -237,7 +237,7 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
 
 def _of_minimum(problem, sets, slots):
     """The UFM+ minimum of the batches of all epochs (slot-weighted mean of the epochs' minima), or None."""
-    if not (problem.nonneg and problem.constraint == "sphere" and problem.dim >= problem.K):
+    if not (problem.nonneg and constraints.get(problem.constraint).equality and problem.dim >= problem.K):
         return None
     of = [theory.sc_of_loss(problem.counts, problem.tau, problem.radius, batches=np.asarray(B),
                             labels=problem.label_array) for B in sets]

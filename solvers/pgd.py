@@ -49,7 +49,7 @@ import optax
 from ufm.batching import batch_list
 from ufm.constraints import project
 from ufm.kernels import ROW_AXIS
-from ufm import objectives
+from ufm import constraints, objectives
 from ufm.losses import batch_index
 
 __all__ = ["Solution", "solve", "solve_many", "n_starts", "OPTIMIZERS", "objective", "NonFiniteLoss"]
@@ -194,7 +194,7 @@ def default_eta0(static, h):
     """Initial step of the rule in the module doc."""
     if objectives.get(static.loss).contrastive:
         return h.tau / h.radius ** 2
-    if static.constraint == "none":
+    if not constraints.get(static.constraint).bounded:
         return jnp.ones_like(h.radius)
     return 1.0 / h.radius ** 2
 
@@ -216,7 +216,7 @@ def init_params(static, key, h):
     if h.mask is not None:  # padded rows (solve_many): zero, so they project to a fixed point and never move
         Z = jnp.where(h.mask[:, None], Z, 0.0)
     Z = jnp.where(h.nonneg, jnp.abs(Z), Z)
-    if static.constraint == "none":
+    if not constraints.get(static.constraint).bounded:
         Z = Z * 0.1
     x = {"Z": Z}
     if not objectives.get(static.loss).contrastive:
@@ -261,7 +261,7 @@ def _run(static: _Static, h: Hyper, key, lr, tol, init=None) -> PGDState:
     tm = jax.tree_util.tree_map
     vg = jax.value_and_grad(lambda x, tau: objective(static, x, h._replace(tau=tau)))
     w = _metric(static, h)
-    scale = jnp.where(static.constraint == "none", 1.0, h.radius)
+    scale = h.radius if constraints.get(static.constraint).bounded else jnp.ones_like(h.radius)
     cont = static.continuation and static.optimizer == "pgd"
     stage0 = jnp.asarray(cont) & h.continuation  # True: the low-temperature stage comes first
     tau1 = jnp.where(stage0, jnp.minimum(h.tau, CONTINUATION_TAU * h.radius ** 2), h.tau)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ufm import objectives
+from ufm import constraints, objectives
 from ufm.batching import batch_list
 
 cp = None  # cvxpy, imported by the entry points on first use: it costs ~1.3 s that `ufm solve` need not pay
@@ -236,10 +236,7 @@ def _feature_constraints(G, problem):
     """Diagonal bound and UFM+ sign constraints on a Gram block ``G`` of features."""
     rho2 = problem.radius ** 2
     out = []
-    if problem.constraint == "sphere":
-        out.append(cp.diag(G) == rho2)
-    elif problem.constraint == "ball":
-        out.append(cp.diag(G) <= rho2)
+    out += constraints.get(problem.constraint).gram_constraints(cp.diag(G), rho2)
     if problem.nonneg:
         out.append(G >= 0)
     return out
@@ -287,7 +284,7 @@ def _sc_full(problem, decompose=True):
     cons = [c for G in Gs for c in _feature_constraints(G, problem)]
     for a, b in tree:  # agree on the overlaps
         shared = np.intersect1d(blocks[a], blocks[b])
-        ii, kk = np.triu_indices(len(shared), 0 if problem.constraint != "sphere" else 1)
+        ii, kk = np.triu_indices(len(shared), 1 if constraints.get(problem.constraint).equality else 0)
         if len(ii):
             cons.append(v[np.array([flat(a, shared[i], shared[k]) for i, k in zip(ii, kk)])]
                         == v[np.array([flat(b, shared[i], shared[k]) for i, k in zip(ii, kk)])])
@@ -364,15 +361,16 @@ def _class_gram(problem):
     K, rho2 = problem.K, problem.radius ** 2
     M = cp.Variable((K, K), symmetric=True)
     a = cp.diag(M)
-    d = rho2 * np.ones(K) if problem.constraint == "sphere" else cp.Variable(K)
+    c = constraints.get(problem.constraint)
+    d = rho2 * np.ones(K) if c.equality else cp.Variable(K)
     cons = []
     multi, single = np.flatnonzero(n >= 2), np.flatnonzero(n < 2)
     if len(multi):
         cons.append(d[multi] >= a[multi] if not isinstance(d, np.ndarray) else a[multi] <= d[multi])
     if len(single):
         cons.append(a[single] == d[single])
-    if problem.constraint == "ball":
-        cons.append(d <= rho2)
+    if not isinstance(d, np.ndarray):
+        cons += c.gram_constraints(d, rho2)
     if problem.nonneg:
         cons.append(M >= 0)
     return M, d, cons, n
@@ -501,7 +499,7 @@ def unit_radius(problem):
     logits and maps ``lambda_W -> lambda_W / rho^2``, ``lambda_Z -> lambda_Z rho^2``. The objective values are
     equal; a Gram of the unit problem is ``G / rho^2`` (logits unchanged). No change without a norm constraint."""
     rho2 = problem.radius ** 2
-    if problem.constraint == "none" or rho2 == 1.0:
+    if not constraints.get(problem.constraint).bounded or rho2 == 1.0:
         return problem, 1.0
     if objectives.of(problem).contrastive:
         return problem.replace(radius=1.0, tau=problem.tau / rho2), rho2

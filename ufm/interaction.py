@@ -49,12 +49,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import numpy as np
 
+from . import constraints
 from .batching import epoch_batch_list, is_epoch_scheme, pad, parse_scheme, union_batches
 from .closed_forms import sc_of_loss
-from .losses import sc_loss
 
 __all__ = ["Graph", "Verdict", "interaction_graph", "check", "check_problem", "of_unique", "report"]
 
@@ -293,7 +292,7 @@ def _search(g: Graph, dim: int):
         return None, False
 
 
-_sc_loss_jit = jax.jit(sc_loss)
+_SC_LOSS = []  # the jit-compiled SC loss, made on first use (importing this module does not import JAX)
 
 
 def _loss(Z, labels, tau, batches):
@@ -301,8 +300,14 @@ def _loss(Z, labels, tau, batches):
     up = lambda n: 1 << max(n - 1, 0).bit_length()  # noqa: E731
     idx = pad(batches, up(max(len(B) for B in batches)))
     idx = np.concatenate([idx, np.full((up(len(idx)) - len(idx), idx.shape[1]), -1, idx.dtype)])
+    import jax
+
+    from .losses import sc_loss
+
+    if not _SC_LOSS:
+        _SC_LOSS.append(jax.jit(sc_loss))
     with jax.enable_x64(True):
-        return float(_sc_loss_jit(np.asarray(Z, np.float64), np.asarray(labels), np.float64(tau), idx))
+        return float(_SC_LOSS[0](np.asarray(Z, np.float64), np.asarray(labels), np.float64(tau), idx))
 
 
 def _witness(g: Graph, batches, kind, col, moved, text, dim, tau, radius, verify):
@@ -370,7 +375,7 @@ def of_unique(problem) -> tuple[bool | None, str]:
     ``binding`` on its first epoch (with ``K >= 2`` the verdict is the same for every epoch: each batch holds
     every class's binding example, so (a) always holds and (b) fails exactly for two single-sample classes);
     ``shuffled`` depends on the epochs drawn (None: check their union with ``ufm batches --epochs``)."""
-    if problem.constraint != "sphere":
+    if not constraints.get(problem.constraint).equality:
         return None, "the uniqueness analysis is for the sphere"
     if is_epoch_scheme(problem):
         if parse_scheme(problem.batching).name == "shuffled" or problem.K < 2:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import batching, objectives
-from .constraints import CONSTRAINTS
+from . import constraints
 
 LOSSES = objectives.NAMES
 DEFAULT_CE_WEIGHT_DECAY = 5e-3  # ufm.objectives.ce.DEFAULT_WEIGHT_DECAY
@@ -119,8 +119,7 @@ class Problem:
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
             raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
         set_("dim", int(dim))
-        if self.constraint not in CONSTRAINTS:
-            raise ValueError(f"constraint must be one of {CONSTRAINTS}, got {self.constraint!r}")
+        constraints.get(self.constraint)  # ValueError naming constraint when it is not registered
         set_("radius", _real("radius", self.radius, positive=True))
         set_("nonneg", bool(self.nonneg))
         set_("bias", bool(self.bias))

@@ -2,6 +2,7 @@
 them (the orthogonal frame under non-negativity is SC's theorem; BCL states its own)."""
 from __future__ import annotations
 
+from .. import constraints
 from ..batching import batch_list, is_epoch_scheme
 
 __all__ = ["validate", "batches_of"]
@@ -17,7 +18,7 @@ def validate(problem) -> dict:
                          "ball)")
     if problem.bias:
         raise ValueError("bias applies to loss='ce' only")
-    if problem.constraint == "none":
+    if not constraints.get(problem.constraint).bounded:
         raise ValueError(f"constraint 'none' is for CE with feature_decay > 0; {problem.loss!r} needs 'sphere' or "
                          "'ball' (unbounded features have no minimiser)")
     return {"weight_decay": 0.0}

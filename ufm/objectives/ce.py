@@ -11,6 +11,7 @@ References:
 """
 from __future__ import annotations
 
+from .. import constraints
 from ..batching import is_epoch_scheme
 from ..closed_forms import ce_etf_loss
 from .base import Objective, Prediction
@@ -25,7 +26,7 @@ def validate(problem) -> dict:
     if wd == 0:
         raise ValueError("weight_decay must be > 0 for CE: without it the loss only tends to 0 as ||W|| grows "
                          "and no minimiser exists")
-    if problem.constraint == "none" and problem.feature_decay == 0:
+    if not constraints.get(problem.constraint).bounded and problem.feature_decay == 0:
         raise ValueError("constraint 'none' needs feature_decay > 0 (Zhu et al.); otherwise use 'sphere' or 'ball'")
     return {"weight_decay": wd}
 
@@ -58,7 +59,8 @@ def predict(p) -> Prediction:
     loss, r, rho = ce_etf_loss(K, p.weight_decay, p.radius, p.feature_decay, p.constraint)
     if r == 0:
         return Prediction("unknown", loss, "regularisation too strong: the minimiser is the zero solution")
-    why = ("L2-regularised CE, balanced, feature decay: simplex ETF (Zhu et al. 2021)" if p.constraint == "none"
+    why = ("L2-regularised CE, balanced, feature decay: simplex ETF (Zhu et al. 2021)"
+           if not constraints.get(p.constraint).bounded
            else "L2-regularised CE, balanced: simplex ETF with classifier radius r_W (Graf et al. 2021)")
     return Prediction("etf", loss, why, r_W=r, feature_norm=rho)
 
