@@ -1,5 +1,6 @@
 """``ufm train``: the JSON contract, the files of --out, resume, and exit code 2 on bad input."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -41,6 +42,33 @@ def test_train_json_contract_and_out_files(capsys, tmp_path):
     code, again, err = run_cli(capsys, "train", *SMALL, "--relu", "--json", "--out", str(out), "--resume")
     assert code == 0, err
     assert json.loads(again)["test_accuracy"] == rep["test_accuracy"]
+    assert not [n for n in os.listdir(out) if ".tmp" in n]  # every file written atomically, nothing left over
+
+
+def test_train_out_guards(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", *SMALL, "--epochs", "1", "--no-ufm", "--out", str(out),
+                           "--checkpoint-every", "1")
+    assert code == 0, err
+    before = (out / "checkpoint.npz").read_bytes()
+    # without --resume, a folder holding a checkpoint is refused, not overwritten
+    code, stdout, err = run_cli(capsys, "train", *SMALL, "--epochs", "1", "--no-ufm", "--out", str(out))
+    assert code == 2 and stdout == "" and "Traceback" not in err
+    assert f"{out} holds a checkpoint of another run; use --resume or another --out" in err
+    assert (out / "checkpoint.npz").read_bytes() == before
+    # a killed writer's temporaries are cleaned at the next start
+    stale = out / f".embeddings.npz.tmp{2 ** 22 + 99}.npz"
+    stale.write_bytes(b"half")
+    code, _, err = run_cli(capsys, "train", *SMALL, "--epochs", "1", "--no-ufm", "--out", str(out), "--resume")
+    assert code == 0, err
+    assert not stale.exists() and not [n for n in os.listdir(out) if ".tmp" in n]
+    # a truncated or empty checkpoint: exit 2 with a message, no traceback
+    for broken in (before[: len(before) // 2], b""):
+        (out / "checkpoint.npz").write_bytes(broken)
+        code, stdout, err = run_cli(capsys, "train", *SMALL, "--epochs", "1", "--no-ufm", "--out", str(out),
+                                    "--resume")
+        assert code == 2 and stdout == "" and "Traceback" not in err
+        assert "checkpoint.npz" in err and "truncated or corrupt" in err
 
 
 def test_train_ce_with_bias_and_human_summary(capsys):
@@ -67,6 +95,10 @@ BAD = [
     (["--tau", "0"], "tau"),
     (["--optimizer", "lbfgs"], "optimizer"),
     (["--loss", "ce", "--weight-decay", "0"], "weight_decay"),
+    (["--batching", "fixed:100000"], "exceeds"),
+    (["--batching", "shuffled", "--batch-size", "5000"], "exceeds"),
+    (["--seed", "99999999999999999999"], "seed must be an integer in 0..2^32-1"),
+    (["--seed", "-5"], "seed must be an integer in 0..2^32-1"),
 ]
 
 

@@ -224,3 +224,24 @@ def test_mnist1d_is_generated_offline_and_leaves_global_rng_alone():
     ds = data.load("mnist1d", seed=0, test_fraction=0.2)
     assert np.array_equal(np.random.get_state()[1], state)
     assert ds.x_train.shape == (4000, 40, 1) and ds.x_test.shape == (1000, 40, 1) and ds.K == 10
+
+
+def test_gz_decompression_is_capped(tmp_path, monkeypatch):
+    p = tmp_path / "train-images-idx3-ubyte.gz"
+    raw = write_idx(p, np.zeros((50, 8, 8), np.uint8))
+    assert data.read_idx(p).shape == (50, 8, 8)
+    monkeypatch.setattr(data, "MAX_DECOMPRESSED_BYTES", len(raw) - 1)
+    with pytest.raises(DataError, match="decompresses to more than"):
+        data.read_idx(p)
+    monkeypatch.setattr(data, "MAX_DECOMPRESSED_BYTES", len(raw))
+    assert data.read_idx(p).shape == (50, 8, 8)
+
+
+def test_gz_bomb_through_the_cli_exits_2(tmp_path, monkeypatch, capsys):
+    from cli_run import run_cli
+
+    write_mnist(tmp_path, gz=True)
+    monkeypatch.setattr(data, "MAX_DECOMPRESSED_BYTES", 100)
+    code, out, err = run_cli(capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--epochs", "1",
+                             "--quiet")
+    assert code == 2 and out == "" and "Traceback" not in err and "decompresses to more than" in err

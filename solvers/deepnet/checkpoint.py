@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 
 import jax
 import numpy as np
@@ -75,10 +76,16 @@ def load(folder, templates: dict):
     """``(trees, meta)``: every template pytree filled from ``folder/checkpoint.npz``, and the JSON meta."""
     if not exists(folder):
         raise ValueError(f"resume: no {NPZ} and {JSON} in {folder}")
+    path = os.path.join(folder, NPZ)
     try:
-        with np.load(os.path.join(folder, NPZ)) as z:
+        if os.path.getsize(path) == 0:
+            raise ValueError("the file is empty")
+        with np.load(path, allow_pickle=False) as z:
             arrays = dict(z)
         meta = json.loads(str(arrays.pop("meta.json")))
-    except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f"resume: cannot read the checkpoint in {folder} ({e})") from None
+        if not isinstance(meta, dict) or "epoch" not in meta or "history" not in meta:
+            raise ValueError("meta.json lacks the epoch or the history")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"resume: cannot read {path} ({type(e).__name__}: {e}); the checkpoint is truncated or "
+                         "corrupt: delete it and start again, or use another --out") from None
     return {name: unflatten(t, arrays, name) for name, t in templates.items()}, meta

@@ -74,6 +74,8 @@ class Dataset(NamedTuple):
 
 # --- files --------------------------------------------------------------------------------------------------
 
+MAX_DECOMPRESSED_BYTES = 1 << 30  # a .gz file may inflate to at most 1 GiB (MNIST's largest: 47 MB)
+
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -81,7 +83,11 @@ def _read_bytes(path) -> bytes:
     try:
         if str(path).endswith(".gz"):
             with gzip.open(path, "rb") as fh:
-                return fh.read()
+                data = fh.read(MAX_DECOMPRESSED_BYTES + 1)
+            if len(data) > MAX_DECOMPRESSED_BYTES:
+                raise DataError(f"{path}: decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes "
+                                "(MAX_DECOMPRESSED_BYTES); not a dataset file ufm reads")
+            return data
         with open(path, "rb") as fh:
             return fh.read()
     except FileNotFoundError:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from .common import (UsageError, add_output_args, add_problem_args, dumps, ensure_dir, problem_from_args,
-                     versions, write_json)
+from .common import (UsageError, add_output_args, add_problem_args, add_size_args, atomic, check_size, dumps,
+                     ensure_dir, problem_from_args, seed_int, versions, write_json)
 
 HELP = ("show a batching's batches and interaction graph, and whether they force the orthogonal frame "
         "(SC in the UFM+); when not, a witness")
@@ -14,9 +14,10 @@ def add_parser(sub):
     p = sub.add_parser("batches", help=HELP, description=HELP)
     add_problem_args(p)
     g = p.add_argument_group("batches")
-    g.add_argument("--seed", type=int, default=0, help="batch_seed of the scheme's random partitions (default 0)")
+    g.add_argument("--seed", type=seed_int, default=0, help="batch_seed of the scheme's random partitions (default 0)")
     g.add_argument("--epochs", type=int, default=1,
                    help="shuffled / binding: analyse the batches of this many epochs together (default 1)")
+    add_size_args(p)
     add_output_args(p)
     return p
 
@@ -61,6 +62,8 @@ def run(args) -> int:
     problem = problem_from_args(args)
     if args.epochs < 1:
         raise UsageError(f"epochs must be >= 1, got {args.epochs}")
+    check_size(problem, args, extra=2 * 8 * args.epochs * sum(int(c) for c in problem.counts),  # epochs' batches
+               shrink="--counts / --dim / --epochs")
     if args.out:
         ensure_dir(args.out)
     rep, Zw = batches_report(problem, args.epochs)
@@ -68,6 +71,7 @@ def run(args) -> int:
     if args.out:
         write_json(os.path.join(args.out, "result.json"), rep)
         if Zw is not None:
-            np.savez(os.path.join(args.out, "witness.npz"), Z=Zw, labels=problem.label_array)
+            with atomic(os.path.join(args.out, "witness.npz")) as tmp:
+                np.savez(tmp, Z=Zw, labels=problem.label_array)
     print(dumps(rep) if args.json else summary(rep))
     return 0

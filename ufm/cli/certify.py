@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import (UsageError, add_output_args, add_problem_args, add_solver_args, dumps, ensure_dir, eprint,
-                     fmt_matrix, problem_from_args, versions, write_json)
+from .common import (UsageError, add_output_args, add_problem_args, add_size_args, add_solver_args, atomic,
+                     check_size, dumps, ensure_dir, eprint, fmt_matrix, problem_from_args, versions, write_json)
 
 HELP = "certify global optimality: a convex lower bound, the gap, and the relaxation's geometry"
 
@@ -22,6 +22,7 @@ def add_parser(sub):
                    help="convex solver (default: Clarabel, then SCS)")
     g.add_argument("--bound-only", action="store_true", help="no solve: the bound and the relaxed geometry only")
     g.add_argument("--tol", type=float, default=1e-6, help="certified when gap <= tol * max(1, |loss|) (1e-6)")
+    add_size_args(p)
     add_output_args(p)
     return p
 
@@ -82,9 +83,10 @@ def run(args) -> int:
     from solvers.workflows.report import save_arrays, solution_report
     from ufm import theory
 
-    from .solve import run_solve
+    from .solve import solve_with_progress
 
     problem = problem_from_args(args)
+    check_size(problem, args, certificate=args.method)
     if args.out:
         ensure_dir(args.out)
     if not (args.tol >= 0):
@@ -94,7 +96,7 @@ def run(args) -> int:
         rep = {"problem": problem.to_dict(), "prediction": theory.predict(problem).to_dict()}
     else:
         solve_args = argparse.Namespace(**{**vars(args), "tol": args.solve_tol})  # float64 unless --float32
-        sol = run_solve(problem, solve_args)
+        sol = solve_with_progress(problem, solve_args, "certify")
         rep = solution_report(sol)
     try:
         cert = certify(problem, sol, method=args.method, solver=args.solver, tol=args.tol)
@@ -112,6 +114,7 @@ def run(args) -> int:
     if args.out:
         write_json(os.path.join(args.out, "result.json"), rep)
         if sol is not None:
-            save_arrays(os.path.join(args.out, "solution.npz"), sol)
+            with atomic(os.path.join(args.out, "solution.npz")) as tmp:
+                save_arrays(tmp, sol)
     print(dumps(rep) if args.json else summary(rep))
     return code

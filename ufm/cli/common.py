@@ -8,9 +8,11 @@ Nothing heavy is imported here at module level (no JAX, numpy, cvxpy, scipy, mat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import os
 import platform
+import re
 import sys
 import warnings
 
@@ -105,19 +107,212 @@ def write_json(path, obj):
     return _write_json(path, obj)
 
 
+def _entries(text: str, what: str) -> list[str]:
+    """The comma-separated entries of ``text``, every one non-empty (``3,,4`` and ``3,4,`` are refused, not read
+    as ``3,4``)."""
+    parts = [v.strip() for v in str(text).split(",")]
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{what}: empty list; give comma-separated values, e.g. 30,30,3,3")
+    if any(not v for v in parts):
+        raise argparse.ArgumentTypeError(f"{what}: empty entry in {text!r} (a doubled, leading or trailing comma); "
+                                         "give comma-separated values, e.g. 30,30,3,3")
+    return parts
+
+
+def named_int_list(what: str):
+    """An argparse type: ``"30,30,3,3"`` -> ``[30, 30, 3, 3]``, errors naming ``what`` (exit 2)."""
+    def parse(text: str) -> list[int]:
+        parts = _entries(text, what)
+        try:
+            return [int(v) for v in parts]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what}: expected comma-separated integers, got {text!r}") from None
+    parse.__name__ = f"{what} list"
+    return parse
+
+
+def named_float_list(what: str):
+    """An argparse type: ``"0.5,1"`` -> ``[0.5, 1.0]``, errors naming ``what`` (exit 2)."""
+    def parse(text: str) -> list[float]:
+        parts = _entries(text, what)
+        try:
+            return [float(v) for v in parts]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+    parse.__name__ = f"{what} list"
+    return parse
+
+
 def int_list(text: str) -> list[int]:
-    """``"30,30,3,3"`` -> ``[30, 30, 3, 3]``; an argparse type (errors exit 2)."""
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    """``"30,30,3,3"`` -> ``[30, 30, 3, 3]``; an argparse type (errors exit 2; an empty entry is an error)."""
+    return named_int_list("list")(text)
 
 
 def float_list(text: str) -> list[float]:
+    return named_float_list("list")(text)
+
+
+SEED_MAX = 2 ** 32 - 1
+
+
+def seed_int(text: str) -> int:
+    """An argparse type for ``--seed``: an integer in ``0..2^32-1`` (what NumPy and JAX seeds accept)."""
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        value = int(str(text).strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        value = None
+    if value is None or not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"seed must be an integer in 0..2^32-1, got {text!r}")
+    return value
+
+
+# --- size guard ------------------------------------------------------------------------------------------------
+
+TILE = 512  # the side of the full-batch SC kernel's tiles (ufm.kernels.BLOCK), written out to stay light
+CERTIFY_COPIES = 4  # a certificate's dense (n, n) block: the matrix, its solver copies and the dual
+
+
+def _counts_dim(problem):
+    counts = [int(c) for c in problem.counts]
+    dim = getattr(problem, "dim", None)
+    return counts, (len(counts) if dim is None else int(dim))
+
+
+def _batch_size(problem, N: int) -> int:
+    """The largest batch of ``problem``'s batching (N for ``full``)."""
+    batches = getattr(problem, "batches", None)
+    if batches is not None and getattr(problem, "batching", "") == "explicit":
+        return max((len(b) for b in batches), default=N)
+    name, _, size = str(getattr(problem, "batching", "full") or "full").partition(":")
+    try:
+        return min(N, max(1, int(size))) if size else N
+    except ValueError:
+        return N
+
+
+def memory_estimate(problem, *, certificate: str | None = None) -> int:
+    """Bytes a solve (and, with ``certificate`` = the method, a certificate) of ``problem`` needs, roughly: the
+    solver holds ``Z (N, d)`` float64 a few times over (iterate, gradient, trial point, best, optimizer state),
+    ``W (K, d)`` for CE, and per batch ``b x b`` logits (the full-batch SC kernel in ``TILE``-wide tiles); a
+    full certificate a dense ``(N, N)`` block ``CERTIFY_COPIES`` times. ``problem`` is a ``ufm.Problem`` or any
+    object with ``counts``, ``dim`` (None: K), ``loss`` and ``batching``."""
+    counts, d = _counts_dim(problem)
+    N, K = sum(counts), len(counts)
+    f8 = 8
+    total = 6 * N * d * f8 + 2 * K * d * f8  # Z and its companions; W for CE
+    b = _batch_size(problem, N)
+    if str(getattr(problem, "loss", "sc")) == "ce":
+        total += 3 * N * K * f8
+    else:
+        rows = min(N, TILE) if b == N else b  # the full batch: one row of TILE-wide tiles at a time
+        total += 3 * rows * b * f8 + 4 * N * f8  # logits, labels / lse per row
+    if certificate == "full":
+        total += CERTIFY_COPIES * N * N * f8
+    elif certificate is not None:
+        total += CERTIFY_COPIES * (2 * K) ** 2 * f8
+    return int(total)
+
+
+def available_memory() -> int:
+    """Bytes this machine can give: ``MemAvailable`` of ``/proc/meminfo`` where readable, else the physical
+    memory (``SC_PHYS_PAGES * SC_PAGE_SIZE``)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 1 << 62
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
+
+
+def add_size_args(p: argparse.ArgumentParser):
+    p.add_argument("--allow-large", action="store_true",
+                   help="run even when the memory estimate exceeds the machine's available memory")
+
+
+def check_size(problem, args, *, certificate: str | None = None, extra: int = 0,
+               shrink: str = "--counts / --dim") -> int:
+    """Refuse (``UsageError``, exit 2) a problem whose :func:`memory_estimate` (plus ``extra`` bytes) exceeds
+    :func:`available_memory`, unless ``--allow-large``; returns the estimate."""
+    need = memory_estimate(problem, certificate=certificate) + int(extra)
+    have = available_memory()
+    if need > have and not getattr(args, "allow_large", False):
+        counts, d = _counts_dim(problem)
+        raise UsageError(f"problem too large: N={sum(counts)}, dim={d} needs about {human_bytes(need)} of memory, "
+                         f"the machine has {human_bytes(have)} available; shrink {shrink}, or give "
+                         "--allow-large to try anyway")
+    return need
+
+
+# --- atomic files ----------------------------------------------------------------------------------------------
+
+_TMP = re.compile(r"\.tmp(\d+)(\.[A-Za-z0-9]+)?$")
+
+
+def tmp_path(path) -> str:
+    """A temporary name beside ``path`` that keeps its extension (NumPy and matplotlib read it):
+    ``DIR/.NAME.tmpPID.EXT``; :func:`clean_stale_tmp` recognises it."""
+    folder, name = os.path.split(os.fspath(path))
+    ext = os.path.splitext(name)[1]
+    return os.path.join(folder, f".{name}.tmp{os.getpid()}{ext}")
+
+
+@contextlib.contextmanager
+def atomic(path):
+    """``with atomic(path) as tmp: write(tmp)``: ``tmp`` is renamed onto ``path`` when the block succeeds and
+    removed when it fails, so ``path`` is either the old file or the whole new one."""
+    tmp = tmp_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def clean_stale_tmp(folder) -> list[str]:
+    """Remove temporaries (``*.tmpPID`` / ``.NAME.tmpPID.EXT``) left in ``folder`` by writers that were killed
+    (their process no longer runs); returns the names removed."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = _TMP.search(name)
+        if m is None or _pid_alive(int(m.group(1))):
+            continue
+        full = os.path.join(folder, name)
+        if os.path.isfile(full):
+            with contextlib.suppress(OSError):
+                os.remove(full)
+                removed.append(name)
+    return removed
 
 
 def add_problem_args(p: argparse.ArgumentParser, default_counts="30,30,3,3"):
@@ -125,7 +320,7 @@ def add_problem_args(p: argparse.ArgumentParser, default_counts="30,30,3,3"):
     g = p.add_argument_group("problem")
     g.add_argument("--loss", choices=loss_choices(), default="sc", help="the loss (default sc: supervised contrastive; "
                    "ce: cross-entropy)")
-    g.add_argument("--counts", type=int_list, default=int_list(default_counts),
+    g.add_argument("--counts", type=named_int_list("counts"), default=int_list(default_counts),
                    help=f"samples per class, comma-separated (default {default_counts})")
     g.add_argument("--tau", type=float, default=0.1, help="SC temperature (default 0.1)")
     g.add_argument("--dim", type=int, default=None, help="embedding dimension d (default: K)")
@@ -157,7 +352,7 @@ def add_solver_args(p: argparse.ArgumentParser, tol_flag: str = "--tol"):
     g.add_argument("--epochs", type=int, default=None,
                    help="epochs of stochastic projected gradient: the solver for shuffled/binding (default 1000); "
                         "on a fixed batch set, stochastic passes instead of the deterministic solve")
-    g.add_argument("--seed", type=int, default=0, help="random start and batch_seed of the batching (default 0)")
+    g.add_argument("--seed", type=seed_int, default=0, help="random start and batch_seed of the batching (default 0)")
     g.add_argument("--starts", type=int, default=None,
                    help="random starts, the lowest loss kept (default: 4 for imbalanced counts with --nonneg, "
                         "whose landscape has spurious minima, else 1)")
@@ -220,10 +415,12 @@ def versions() -> dict:
 
 
 def ensure_dir(path):
+    """Create ``path`` (a ``UsageError`` when impossible) and remove the stale temporaries of killed writers."""
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--out {path}: cannot create the folder ({e.strerror})") from None
+    clean_stale_tmp(path)
     return path
 
 

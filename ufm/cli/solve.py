@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from .common import (add_output_args, add_problem_args, add_solver_args, dtype_of, dumps, ensure_dir,
-                     fmt_matrix, problem_from_args, versions, write_json)
+from .common import (add_output_args, add_problem_args, add_size_args, add_solver_args, atomic, check_size,
+                     dtype_of, dumps, ensure_dir, eprint, fmt_matrix, problem_from_args, versions, write_json)
 
 HELP = "minimise a UFM problem by projected gradient; report loss, geometry and prediction"
 
@@ -13,8 +13,37 @@ def add_parser(sub):
     p = sub.add_parser("solve", help=HELP, description=HELP + ". Solves in float64 unless --float32.")
     add_problem_args(p)
     add_solver_args(p)
+    add_size_args(p)
     add_output_args(p)
     return p
+
+
+SLOW_WORK = 5e6  # N * (d + largest batch) above which a solve is announced on stderr (a few seconds or more)
+
+
+def expected_work(problem) -> float:
+    """A rough size of one solve: ``N * (d + b)`` (the per-step cost is ~ N d and ~ N b in the logits)."""
+    from .common import _batch_size, _counts_dim
+
+    counts, d = _counts_dim(problem)
+    N = sum(counts)
+    return float(N) * (d + _batch_size(problem, N))
+
+
+def solve_with_progress(problem, args, what="solve"):
+    """``run_solve``, announced on stderr (the size, then the elapsed time through ``ufm.progress``) when
+    :func:`expected_work` exceeds ``SLOW_WORK``."""
+    if expected_work(problem) <= SLOW_WORK:
+        return run_solve(problem, args)
+    from ufm.progress import Progress
+
+    counts = [int(c) for c in problem.counts]
+    eprint(f"ufm {what}: solving N={sum(counts)}, K={len(counts)}, dim={problem.dim}, "
+           f"{problem.batching} batching; this may take a while")
+    bar = Progress(1, f"ufm {what}")
+    sol = run_solve(problem, args)
+    bar.update(1, "solved")
+    return sol
 
 
 def run_solve(problem, args):
@@ -84,13 +113,15 @@ def run(args) -> int:
     from solvers.workflows.report import save_arrays, solution_report
 
     problem = problem_from_args(args)
+    check_size(problem, args)
     if args.out:
         ensure_dir(args.out)
-    sol = run_solve(problem, args)
+    sol = solve_with_progress(problem, args)
     rep = solution_report(sol)
     rep["versions"] = versions()
     if args.out:
         write_json(os.path.join(args.out, "result.json"), rep)
-        save_arrays(os.path.join(args.out, "solution.npz"), sol)
+        with atomic(os.path.join(args.out, "solution.npz")) as tmp:
+            save_arrays(tmp, sol)
     print(dumps(rep) if args.json else summary(rep))
     return 0

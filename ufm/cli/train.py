@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from .common import UsageError, dumps, ensure_dir, eprint, fmt_matrix, versions, write_json
+from .common import UsageError, atomic, dumps, ensure_dir, eprint, fmt_matrix, seed_int, versions, write_json
 
 HELP = "train a network (MLP, CNN, ResNet-18) under SC or CE and compare its geometry with the UFM"
 
@@ -48,7 +48,7 @@ def add_parser(sub):
     g.add_argument("--batch-size", type=int, default=None, help="b of a --batching given without one (128)")
     g.add_argument("--views", type=int, choices=[1, 2], default=1, help="2: two augmented views per sample")
     g.add_argument("--augment", action="store_true", help="augment the single view (random shifts)")
-    g.add_argument("--seed", type=int, default=0, help="initialisation, batches, split, noise (0)")
+    g.add_argument("--seed", type=seed_int, default=0, help="initialisation, batches, split, noise (0)")
     g.add_argument("--no-probe", dest="probe", action="store_false", help="skip the per-epoch linear probe")
     g.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
                    help="write --out/checkpoint.{npz,json} every K epochs (0: never)")
@@ -95,11 +95,27 @@ def config_from_args(args):
 
 
 def _write_history(path, history):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as fh:
+    with atomic(path) as tmp, open(tmp, "w") as fh:
         for rec in history:
             fh.write(json.dumps(rec, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+
+
+def check_out(out, resume: bool):
+    """Without ``--resume``, refuse an ``--out`` that already holds a checkpoint (it would be overwritten)."""
+    from solvers.deepnet import checkpoint
+
+    if out and not resume and any(os.path.exists(os.path.join(out, f)) for f in (checkpoint.NPZ, checkpoint.JSON)):
+        raise UsageError(f"{out} holds a checkpoint of another run; use --resume or another --out")
+
+
+def check_batch_size(config, n_train: int):
+    """A ``--batching`` whose batch size exceeds the training set is refused (it cannot be formed)."""
+    from ufm.batching import parse_scheme
+
+    size = parse_scheme(config.batching).b
+    if size is not None and size > n_train:
+        raise UsageError(f"--batching {config.batching}: batch size {size} exceeds the {n_train} training samples; "
+                         f"give a size <= {n_train}")
 
 
 def summary(rep) -> str:
@@ -137,11 +153,17 @@ def run(args) -> int:
     if args.ufm and config.loss == "ce" and config.weight_decay <= 0:
         raise UsageError("--weight-decay 0 with CE: the UFM comparison needs weight_decay > 0 (no minimiser "
                          "exists without it); give a weight decay or --no-ufm")
+    check_out(args.out, args.resume)
     if args.out:
         ensure_dir(args.out)
     hist_path = os.path.join(args.out, "history.jsonl") if args.out else None
     try:
-        result = train.train(config, out=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        data = train._load_data(config)
+    except (DataError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    check_batch_size(config, len(data.y_train))
+    try:
+        result = train.train(config, data=data, out=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,
                              progress=not args.quiet,
                              on_epoch=None if hist_path is None else lambda h: _write_history(hist_path, h))
     except DataError as e:
@@ -161,12 +183,14 @@ def run(args) -> int:
         from solvers.workflows.figures import plot_grams, plot_history
 
         write_json(os.path.join(args.out, "result.json"), rep)
-        np.savez(os.path.join(args.out, "embeddings.npz"), Z_train=result.Z_train, y_train=result.data.y_train,
-                 Z_test=result.Z_test, y_test=result.data.y_test)
+        with atomic(os.path.join(args.out, "embeddings.npz")) as tmp:
+            np.savez(tmp, Z_train=result.Z_train, y_train=result.data.y_train, Z_test=result.Z_test,
+                     y_test=result.data.y_test)
         title = f"{config.arch}, {config.dataset}, {config.loss.upper()}, {'ReLU' if config.relu else 'no ReLU'}, " \
                 f"{config.imbalance}, {config.batching}"
-        plot_history(result.history, os.path.join(args.out, "geometry.png"), cmp, title)
-        plot_grams(rep["geometry"]["mean_cosines"], None if cmp is None else cmp["mean_cosines"],
-                   os.path.join(args.out, "gram.png"), title)
+        with atomic(os.path.join(args.out, "geometry.png")) as tmp:
+            plot_history(result.history, tmp, cmp, title)
+        with atomic(os.path.join(args.out, "gram.png")) as tmp:
+            plot_grams(rep["geometry"]["mean_cosines"], None if cmp is None else cmp["mean_cosines"], tmp, title)
     print(dumps(rep) if args.json else summary(rep))
     return 0
