@@ -1,4 +1,4 @@
-"""Time of each certificate method against N (issue: certify).
+"""Time of each certificate method against N .
 
     python -m benchmarks.certify_time [--methods full,full-batches,reduced,first-order] [--timeout 300]
                                       [--repeats 3] [--quick]

@@ -1,4 +1,4 @@
-"""Issue 7's target on digits: STEP R = 10, SC, binding:64, 60 epochs, with and without the final ReLU.
+"""The digits target: STEP R = 10, SC, binding:64, 60 epochs, with and without the final ReLU.
 
     python -m benchmarks.digits_target [--seeds 0,1,2] [--epochs 60] [--extra-tau 0.5]
 

@@ -1,4 +1,4 @@
-"""Describe the machine a benchmark ran on (for the JSON and the README tables)."""
+"""Describe the machine a benchmark ran on (for the JSON results and the tables of docs/benchmarks.md)."""
 import os
 import platform
 

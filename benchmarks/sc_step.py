@@ -9,7 +9,7 @@ Candidates, timed in interleaved rounds (median of R):
   * ``pymanopt``: one iteration of pymanopt's ``SteepestDescent`` on the Oblique manifold (its JAX backend, the
     cost being the jit-compiled dense loss in float32), i.e. a line search with several cost evaluations and a retraction;
   * ``exp_floor``: a fused ``sum(exp(x))`` over ``2 N^2`` entries generated in registers (2-D iota), no
-    memory traffic: the time of the exps alone (one per pair forward, one backward), the floor of the issue.
+    memory traffic: the time of the exps alone (one per pair forward, one backward), the floor of any SC step.
 Sizes where a dense candidate would need more than ``DENSE_MAX_BYTES`` per N x N matrix are skipped.
 """
 from __future__ import annotations

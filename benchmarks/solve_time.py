@@ -1,4 +1,4 @@
-"""Time ``ufm solve`` to 1e-6 of the closed form (issue: core solver).
+"""Time ``ufm solve`` to 1e-6 of the closed form.
 
     python -m benchmarks.solve_time [--n 1000] [--classes 10] [--dim 16] [--tau 0.1] [--repeats 3]
 

@@ -23,10 +23,10 @@ can no longer decrease the loss (numerical stationarity). ``tol=0`` runs exactly
 has stationary points above the orthogonal frame (the global minimum, Kini et al. 2024): two minority classes
 sit on one coordinate axis while a majority class spreads over two; rows sit *exactly* on one point and the
 separating gradient is exactly zero, so no local step escapes. Two remedies, measured in
-``benchmarks/ufm_plus_starts.py`` (README table): *continuation* (first minimise at
+``benchmarks/ufm_plus_starts.py`` (docs/solve.md): *continuation* (first minimise at
 ``tau1 = min(tau, 0.05 rho^2)`` to tolerance 1e-8, within half of the steps, then at ``tau`` from there: at a low
-temperature the loss looks at the hardest negatives only) removes the failures of some problems (from 8/8 to
-0/8) and causes them in others; *several starts*, the lowest loss kept. So by default (``starts=None``) an
+temperature the loss looks at the hardest negatives only) removes the failures of some problems and causes them
+in others; *several starts*, the lowest loss kept. So by default (``starts=None``) an
 imbalanced problem with ``nonneg`` runs ``AUTO_STARTS`` starts, SC ones alternately without and with
 continuation (CE with ReLU has a trap of its own: a minority class whose rows all reach 0 stays there; its
 ``W`` starts at unit scale, which makes that rarer); other problems run one start, without continuation.
@@ -55,6 +55,7 @@ from ufm.losses import batch_index
 __all__ = ["Solution", "solve", "solve_many", "n_starts", "OPTIMIZERS", "objective", "NonFiniteLoss"]
 
 OPTIMIZERS = ("pgd", "sgd", "momentum", "nesterov", "adam")
+F32_AGREEMENT = 1e-5  # a float32 run is converged only if its loss agrees with float64 at its point to this
 ETA_MAX = 1000  # the step never grows beyond ETA_MAX * eta0
 CONTINUATION_TAU = 0.05  # UFM+ SC first minimises at tau = min(tau, CONTINUATION_TAU * rho^2) (module doc)
 CONTINUATION_TOL = 1e-8  # ... to this tolerance (or tol, if looser), in at most half of the steps
@@ -69,9 +70,11 @@ class NonFiniteLoss(RuntimeError):
 class Solution:
     """A solver's answer. Arrays are NumPy: ``Z (N, d)``, ``W (K, d)`` or None, ``b (K,)`` or None,
     ``history (steps + 1,)`` the objective before the first step and after each step (of the start kept).
-    ``start_losses``: the final loss of every random start (NaN for one that became non-finite). ``converged``
-    and ``reason``, why the run stopped (:func:`stop_reason`: ``converged``, ``stationary``, ``max_steps``;
-    epoch runs: ``converged`` or ``max_epochs``)."""
+    ``start_losses``: the final loss of every random start (NaN for one that became non-finite). ``loss``: the
+    objective at ``Z`` (``W``, ``b``), evaluated in float64 whatever the run's dtype. ``converged`` and ``reason``,
+    why the run stopped (:func:`stop_reason`: ``converged``, ``stationary``, ``max_steps``; ``float32_inaccurate``
+    when a float32 run's own loss disagrees with float64 at its point; epoch runs: ``converged`` or
+    ``max_epochs``)."""
 
     Z: np.ndarray
     W: np.ndarray | None
@@ -414,15 +417,43 @@ def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd
     dtype = dtype or "float32"
     tol = (1e-12 if dtype == "float64" else 1e-6) if tol is None else float(tol)
     start = time.perf_counter()
+    original, (problem, rho) = problem, problem.at_unit_radius()
     with jax.enable_x64(dtype == "float64"), _row_mesh(devices):
         static = static_of(problem, steps, optimizer, dtype, continuation)
         lr_, tol_ = jnp.asarray(lr or 0.0, dtype), jnp.asarray(tol, dtype)
-        x0 = _init_arrays(init, static)
+        x0 = _to_unit(_init_arrays(init, static), rho)
         # one start after the other: the compiled program is the one-start one (on a CPU a vmap of the starts
         # is slower than the loop; solve_many vmaps them with its problems)
         hs = [_hyper(problem, jnp.dtype(dtype), continuation, i) for i in range(n)]
         s = [jax.device_get(_run_jit(static, h, start_key(seed, i), lr_, tol_, x0)) for i, h in enumerate(hs)]
-    return _best(problem, s, start, dtype, seed, optimizer)
+    return _restore(_best(problem, s, start, dtype, seed, optimizer), original, rho)
+
+
+def _to_unit(x, rho):
+    """A warm start of the problem at radius ``rho`` in the variables of its radius-1 version
+    (``Problem.at_unit_radius``: ``Z' = Z / rho``, ``W' = rho W``)."""
+    if x is None or rho == 1.0:
+        return x
+    return {k: v / rho if k == "Z" else v * rho if k == "W" else v for k, v in x.items()}
+
+
+def _restore(sol, problem, rho):
+    """A solution of the radius-1 version back in the problem's own variables (``Z = rho Z'``, ``W = W' / rho``;
+    the objective values are equal), and a float32 run's final loss evaluated in float64 at its point (a float32
+    evaluation can even lie below the proved minimum)."""
+    if rho != 1.0:
+        sol.Z = sol.Z * rho
+        sol.W = None if sol.W is None else sol.W / rho
+    sol.problem = problem
+    if sol.dtype != "float64":
+        from .first_order import solution_loss
+
+        f32, sol.loss = sol.loss, solution_loss(problem, sol.Z, sol.W, sol.b)
+        if sol.converged and abs(sol.loss - f32) > F32_AGREEMENT * (1 + abs(sol.loss)):
+            # float32 could not evaluate this problem (logits too large for its 24 bits): its stopping test
+            # proves nothing about the point
+            sol.converged, sol.reason = False, "float32_inaccurate"
+    return sol
 
 
 def n_starts(problem, starts=None, init=None) -> int:
@@ -578,8 +609,8 @@ def lockstep_pays(static) -> bool:
     """Whether a group runs as one ``vmap`` (all rows in lockstep until the slowest stops) rather than row by
     row. On a GPU or TPU, always: a batched step costs about one problem's. On a CPU only for small problems
     (``N <= LOCKSTEP_MAX_N``), where a step is mostly per-operation overhead that the batch shares; above, a step
-    is compute-bound, the batch saves nothing, and lockstep costs what the slowest row takes (measured: a sweep
-    group of 15 rows of N = 606 took 210 s in lockstep against about 10 s row by row)."""
+    is compute-bound, the batch saves nothing, and lockstep costs what the slowest row takes (docs/benchmarks.md
+    has the measurement)."""
     return jax.default_backend() != "cpu" or static.N <= LOCKSTEP_MAX_N
 
 
@@ -624,6 +655,9 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
         raise ValueError(f"seed: give one int or one per problem ({len(problems)}), got {len(seeds)}")
     dtype = dtype or "float32"
     tol = (1e-12 if dtype == "float64" else 1e-6) if tol is None else float(tol)
+    originals = problems
+    units = [p.at_unit_radius() for p in problems]
+    problems = [u for u, _ in units]
     sharding = _problem_sharding(devices)
     width = 1 if sharding is None else sharding.mesh.size
     out: list = [None] * len(problems)
@@ -653,7 +687,8 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
                     si = row_states[k]
                     states.append(si._replace(x={**si.x, "Z": si.x["Z"][: problems[i].N]}))
                 try:
-                    out[i] = _best(problems[i], states, start, dtype, seeds[i], optimizer)
+                    out[i] = _restore(_best(problems[i], states, start, dtype, seeds[i], optimizer), originals[i],
+                                      units[i][1])
                 except NonFiniteLoss as e:
                     raise NonFiniteLoss(f"problem {i}: {e}") from None
             if progress:

@@ -29,8 +29,8 @@ status other than ``optimal`` raises :class:`SolverFailure` naming it, never a s
 tolerances 1e-12 first (then its defaults): the solver's primal point is the candidate that ``solvers.dual`` turns
 into a proved bound, and a more accurate candidate gives a tighter proof. Cost:
 Clarabel's Nesterov-Todd scaling of an n x n PSD block is dense in ``n(n+1)/2``: a dense full-batch block beyond
-N ~ 60 takes minutes, so for PSD blocks of more than 64 rows SCS goes first (:func:`solver_order`; N = 100: 20 s
-against Clarabel's 182 s; N = 200: 129 s). The reduced program is the one to use for the full batch.
+N ~ 60 takes minutes, so for PSD blocks of more than 64 rows SCS goes first (:func:`solver_order`; timings in
+docs/benchmarks.md). The reduced program is the one to use for the full batch.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ import numpy as np
 from ufm import constraints, objectives
 from ufm.batching import batch_list
 
-cp = None  # cvxpy, imported by the entry points on first use: it costs ~1.3 s that `ufm solve` need not pay
+cp = None  # cvxpy, imported by the entry points on first use: `ufm solve` need not pay for its import
 
 
 def _cvxpy():
@@ -487,8 +487,7 @@ def largest_psd_block(prog: cp.Problem) -> int:
 
 def solver_order(prog: cp.Problem) -> list[str]:
     """The solvers ``solver=None`` tries, in order: Clarabel then SCS; SCS first when a PSD block has more than
-    ``SCS_FIRST_BLOCK`` rows (Clarabel's dense Nesterov-Todd scaling then dominates: the full-batch program at
-    N = 100 took 182 s with Clarabel, 20 s with SCS at eps 1e-9, same bound to 1e-8)."""
+    ``SCS_FIRST_BLOCK`` rows (Clarabel's dense Nesterov-Todd scaling then dominates; docs/benchmarks.md)."""
     return ["SCS", "CLARABEL"] if largest_psd_block(prog) > SCS_FIRST_BLOCK else list(SOLVERS)
 
 
@@ -498,13 +497,8 @@ def unit_radius(problem):
     SC depends on ``rho^2 / tau`` only (``tau -> tau / rho^2``). CE with ``Z = rho Z'``, ``W = W' / rho`` keeps the
     logits and maps ``lambda_W -> lambda_W / rho^2``, ``lambda_Z -> lambda_Z rho^2``. The objective values are
     equal; a Gram of the unit problem is ``G / rho^2`` (logits unchanged). No change without a norm constraint."""
-    rho2 = problem.radius ** 2
-    if not constraints.get(problem.constraint).bounded or rho2 == 1.0:
-        return problem, 1.0
-    if objectives.of(problem).contrastive:
-        return problem.replace(radius=1.0, tau=problem.tau / rho2), rho2
-    return problem.replace(radius=1.0, weight_decay=problem.weight_decay / rho2,
-                           feature_decay=problem.feature_decay * rho2), rho2
+    unit, rho = problem.at_unit_radius()
+    return unit, rho * rho
 
 
 def solve_relaxation(problem, method: str = "reduced", solver: str | None = None) -> Relaxation:

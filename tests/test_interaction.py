@@ -35,9 +35,9 @@ def assert_witness(v, counts, batches, dim, tau=0.3, rho=1.0):
 
 # (counts, batches, dim, unique_of, disconnected_classes, unmet_class_pairs, witness kind)
 CASES = {
-    "issue example, d = K: the two halves swap directions": (
+    "two halves, d = K: the two halves swap directions": (
         [3, 3], "0,1,3;2,4,5", 2, False, [0, 1], [], "colouring"),
-    "issue example, d > K: a loose half takes a spare direction": (
+    "two halves, d > K: a loose half takes a spare direction": (
         [3, 3], "0,1,3;2,4,5", 3, False, [0, 1], [], "spare_direction"),
     "full batch": ([3, 2, 2], "0,1,2,3,4,5,6", 3, True, [], [], None),
     "a sample alone of its class in each of its batches": (

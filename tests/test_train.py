@@ -1,5 +1,5 @@
 """solvers.deepnet.train / probes / compare / checkpoint: losses against the loop references, augmentation, resume,
-read-outs, the UFM comparison, and the digits target of issue 7."""
+read-outs, the UFM comparison, and the digits target."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -165,7 +165,7 @@ def test_gram_distance_is_delta_gm_against_the_identity():
 
 
 def test_digits_step10_binding_sc_reaches_the_orthogonal_frame_with_relu():
-    """Issue 7's target (docs/theory.md §4-4.3): an MLP on digits, STEP R = 10, SC tau = 0.1, binding:64, ReLU:
+    """The digits target (docs/theory.md §4-4.3): an MLP on digits, STEP R = 10, SC tau = 0.1, binding:64, ReLU:
     the class means approach the orthogonal frame (delta_gm <= 0.1) with test accuracy >= 0.85; without the
     ReLU the geometry stays far from it (delta_gm >= 0.3)."""
     pytest.importorskip("sklearn")

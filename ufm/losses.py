@@ -20,7 +20,7 @@ from .batching import pad
 
 __all__ = ["sc_loss", "sc_loss_dense", "sc_loss_blocked", "ce_loss", "bcl_loss", "batch_index", "BLOCKED_MIN"]
 
-BLOCKED_MIN = 256  # batch width from which sc_loss uses the tiled kernel (faster from ~128-256 on a CPU)
+BLOCKED_MIN = 256  # batch width from which sc_loss uses the tiled kernel (docs/benchmarks.md: where it pays)
 
 
 def batch_index(batches, n: int):

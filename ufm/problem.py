@@ -173,5 +173,14 @@ class Problem:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
+    def at_unit_radius(self) -> tuple["Problem", float]:
+        """``(the same problem at radius 1, rho)``: an exact change of variables ``Z = rho Z'`` (the objective's
+        ``unit_radius`` maps the other fields), so engines can work at a fixed scale whatever the radius. Without
+        a norm bound the problem is returned unchanged (``rho = 1``)."""
+        rho = self.radius
+        if rho == 1.0 or not constraints.get(self.constraint).bounded:
+            return self, 1.0
+        return self.replace(radius=1.0, **objectives.get(self.loss).unit_radius(self, rho * rho)), rho
+
     def replace(self, **changes) -> "Problem":
         return dataclasses.replace(self, **changes)

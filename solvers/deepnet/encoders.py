@@ -72,8 +72,8 @@ def materialize(key, spec):
     """Arrays for a pytree of :class:`_Init` leaves, every Gaussian entry from **one** draw of ``key``.
 
     One ``jax.random.normal`` of the total size, cut and scaled in NumPy: a single small compilation whatever
-    the depth (drawing layer by layer compiles the random-number generator once per shape, which takes
-    minutes for a ResNet on a busy CPU). Not meant to be traced under ``jit``.
+    the depth (drawing layer by layer compiles the random-number generator once per shape, once for every
+    layer of a ResNet). Not meant to be traced under ``jit``.
     """
     leaves, treedef = jax.tree_util.tree_flatten(spec, is_leaf=lambda v: isinstance(v, _Init))
     total = sum(math.prod(v.shape) for v in leaves if v.std is not None)

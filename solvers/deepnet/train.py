@@ -22,7 +22,7 @@ accuracies are always measured on the un-augmented samples.
 (PyTorch's ``weight_decay``), or ``adam`` with decoupled weight decay (AdamW). Learning rate ``lr`` (default
 0.1 for sgd, 1e-3 for adam), ``constant`` by default, or a ``cosine`` schedule to 0, or a ``step`` schedule
 (x0.1 at 50% and 75% of the steps). Constant is the default because the geometry keeps moving towards the
-UFM's long after the accuracy has settled, and a decaying rate freezes it early (README: digits target).
+UFM's long after the accuracy has settled, and a decaying rate freezes it early (docs/deepnets.md: the digits target).
 
 **Every epoch** (history record): ``train_loss`` (mean over the epoch's batches), ``train_accuracy`` (CE: the
 network's classifier; SC: nearest class centre on the training set), ``test_accuracy`` (CE: classifier; SC:

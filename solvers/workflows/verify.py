@@ -42,8 +42,8 @@ starts that stop above the bound: possible saddles, not certified counterexample
 
 **Uniqueness is decided by exact points only.** A solver's point within the loss tolerance of the minimum can
 sit far from the minimiser where the loss is flat (at a low temperature the terms that separate geometries are
-of order ``exp(-rho^2/tau)``; measured: at tau 0.058, sixteen starts all within 1e-6 of the certified bound had
-class-mean cosines that differ by more than 0.8). So starts that disagree with a "unique up to rotation" claim are
+of order ``exp(-rho^2/tau)``, so starts within 1e-6 of the certified bound can have very different class-mean
+cosines; docs/verify.md has an example). So starts that disagree with a "unique up to rotation" claim are
 reported (``unique["consistent"]``, a note in the reason), never judged; the uniqueness verdicts come from the
 OF's exact alternatives (the interaction witness, a snapped point), verified in float64 at two temperatures.
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from .. import constraints
 from ..batching import batch_list, is_epoch_scheme
 
-__all__ = ["validate", "batches_of"]
+__all__ = ["validate", "unit_radius", "batches_of", "LOGIT_MAX"]
+
+LOGIT_MAX = 1e9  # largest rho^2 / tau: float64 resolves a loss to ~1e-16 * rho^2 / tau
 
 
 def validate(problem) -> dict:
@@ -21,7 +23,18 @@ def validate(problem) -> dict:
     if not constraints.get(problem.constraint).bounded:
         raise ValueError(f"constraint 'none' is for CE with feature_decay > 0; {problem.loss!r} needs 'sphere' or "
                          "'ball' (unbounded features have no minimiser)")
+    scale = problem.radius ** 2 / problem.tau
+    if scale > LOGIT_MAX:
+        raise ValueError(f"tau: radius^2 / tau = {scale:.3g} exceeds {LOGIT_MAX:.0e}: logits that large cannot be "
+                         "evaluated accurately even in float64 (a difference of two logits loses all its digits); "
+                         "raise tau or lower the radius (only radius^2 / tau matters)")
     return {"weight_decay": 0.0}
+
+
+def unit_radius(problem, rho2) -> dict:
+    """The loss reads ``<z_i, z_k> / tau`` only: radius ``rho`` and temperature ``tau`` are radius 1 and
+    ``tau / rho^2``."""
+    return {"tau": problem.tau / rho2}
 
 
 def batches_of(problem):

@@ -33,6 +33,9 @@ class Objective(NamedTuple):
       batch of class composition ``k``, per class of negative (the class-level programs).
     predict: ``problem -> Prediction``: what theory says.
     normalize_rows: whether the geometry is that of the normalised rows (contrastive losses see directions).
+    unit_radius: ``(problem, rho2) -> dict`` of the fields that make the problem at radius 1 the same problem
+      (``Z = rho Z'``; contrastive losses read ``rho^2 / tau`` only; a classifier also maps ``W = W' / rho``);
+      see ``Problem.at_unit_radius``.
     """
 
     name: str
@@ -44,6 +47,7 @@ class Objective(NamedTuple):
     log_weights: Callable | None = None
     class_log_weights: Callable | None = None
     normalize_rows: bool = True
+    unit_radius: Callable | None = None
 
     @property
     def contrastive(self) -> bool:

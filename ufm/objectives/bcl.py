@@ -73,4 +73,4 @@ def predict(p) -> Prediction:
 
 OBJECTIVE = Objective(name="bcl", title="balanced contrastive, class-averaging (Zhu et al. 2022)", kind="contrastive",
                       validate=_contrastive.validate, value=value, predict=predict, log_weights=log_weights,
-                      class_log_weights=class_log_weights)
+                      class_log_weights=class_log_weights, unit_radius=_contrastive.unit_radius)

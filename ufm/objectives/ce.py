@@ -31,6 +31,12 @@ def validate(problem) -> dict:
     return {"weight_decay": wd}
 
 
+def unit_radius(problem, rho2) -> dict:
+    """``Z = rho Z'``, ``W = W' / rho`` keeps the logits; the decays follow: ``lambda_W / rho^2``,
+    ``lambda_Z rho^2``."""
+    return {"weight_decay": problem.weight_decay / rho2, "feature_decay": problem.feature_decay * rho2}
+
+
 def value(x, h):
     import jax.numpy as jnp
 
@@ -66,4 +72,5 @@ def predict(p) -> Prediction:
 
 
 OBJECTIVE = Objective(name="ce", title="cross-entropy with an L2-regularised linear classifier", kind="classifier",
-                      validate=validate, value=value, predict=predict, normalize_rows=False)
+                      validate=validate, value=value, predict=predict, normalize_rows=False,
+                      unit_radius=unit_radius)

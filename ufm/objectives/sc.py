@@ -73,4 +73,4 @@ def predict(p) -> Prediction:
 
 OBJECTIVE = Objective(name="sc", title="supervised contrastive (Khosla et al. 2020)", kind="contrastive",
                       validate=_contrastive.validate, value=value, predict=predict, log_weights=log_weights,
-                      class_log_weights=class_log_weights)
+                      class_log_weights=class_log_weights, unit_radius=_contrastive.unit_radius)
