@@ -56,6 +56,7 @@ def test_memory_estimate_grows_with_the_problem():
 @pytest.mark.parametrize("argv", [
     ["solve", "--counts", "1000000000,1000000000"],
     ["solve", "--dim", "100000000"],
+    ["solve", "--counts", "3,3", "--starts", "1000000000000"],
     ["certify", "--counts", "1000000000,1000000000"],
     ["certify", "--bound-only", "--method", "full", "--counts", "200000,200000"],
     ["batches", "--nonneg", "--counts", "1000000000,1000000000", "--batching", "fixed:4"],
