@@ -7,6 +7,9 @@ Each record holds ``R``, ``tau``, ``loss_type``, ``nonneg``, ``batching``, ``mea
   colour per variant (SC, SC+ReLU, CE), with the ETF level ``-1/(K-1)`` and the OF level ``0`` marked;
 * ``heatmaps``: ``delta_gm`` and the min-min cosine over (R, tau), one row per variant;
 * ``gaps``: the certified gap of every point (log axis) against the tolerance.
+
+Records of failed points (``status = "failed"``) are left out. Each file is drawn under a temporary name and
+renamed into place, so a figure is complete or absent, never half written (a Ctrl-C included).
 """
 from __future__ import annotations
 
@@ -18,7 +21,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["variant", "plot_all", "cosines_vs_R", "heatmaps", "gaps"]
+__all__ = ["variant", "plot_all", "drawable", "cosines_vs_R", "heatmaps", "gaps", "PLOT_KEYS"]
+
+PLOT_KEYS = ("R", "tau", "loss_type", "nonneg", "K", "mean_cosines", "delta_gm")  # what a solved record needs
+
 
 PAIRS = [("maj_maj", "maj-maj", "-"), ("min_min", "min-min", "--"), ("maj_min", "maj-min", ":")]
 COLOURS = {"SC": "tab:blue", "SC+ReLU": "tab:orange", "CE": "tab:green", "CE+ReLU": "tab:red"}
@@ -36,11 +42,20 @@ def _colour(v):
 
 def _save(fig, out, name):
     paths = []
-    for ext in ("png", "pdf"):
-        path = os.path.join(out, f"{name}.{ext}")
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        paths.append(path)
-    plt.close(fig)
+    try:
+        for ext in ("png", "pdf"):
+            path = os.path.join(out, f"{name}.{ext}")
+            tmp = os.path.join(out, f".{name}.tmp{os.getpid()}.{ext}")
+            try:
+                fig.savefig(tmp, dpi=120, bbox_inches="tight")
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+            paths.append(path)
+    finally:
+        plt.close(fig)
     return paths
 
 
@@ -140,8 +155,36 @@ def gaps(records, out, tol=1e-6):
     return _save(fig, out, "gaps")
 
 
+def drawable(records, lines=None) -> list[dict]:
+    """The records of solved points; ``ValueError`` naming the first record (``record I``, or ``line N`` when
+    ``lines`` gives their line numbers) that lacks a key the figures need or holds a value of the wrong kind."""
+    out = []
+    for i, r in enumerate(records, 1):
+        where, i = ("record", i) if lines is None else ("line", lines[i - 1])
+        if not isinstance(r, dict):
+            raise ValueError(f"{where} {i}: not a JSON object")
+        if r.get("status") == "failed":
+            continue
+        missing = [k for k in PLOT_KEYS if k not in r]
+        if missing:
+            raise ValueError(f"{where} {i}: missing the key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        mc = r["mean_cosines"]
+        if not isinstance(mc, dict) or any(k not in mc for k, _, _ in PAIRS):
+            raise ValueError(f"{where} {i}: mean_cosines must be an object with maj_maj, min_min and maj_min")
+        if not isinstance(r["R"], (int, float)) or isinstance(r["R"], bool) or r["R"] <= 0:
+            raise ValueError(f"{where} {i}: R must be a positive number, got {r['R']!r}")
+        if not isinstance(r["K"], int) or r["K"] < 2:
+            raise ValueError(f"{where} {i}: K must be an integer >= 2, got {r['K']!r}")
+        if not isinstance(r["loss_type"], str):
+            raise ValueError(f"{where} {i}: loss_type must be a string, got {r['loss_type']!r}")
+        out.append(r)
+    return out
+
+
 def plot_all(records, out) -> list[str]:
-    """Draw every figure of a sweep into ``out``; returns the paths written."""
+    """Draw every figure of a sweep into ``out`` from the records of its solved points; returns the paths
+    written. Raises ``ValueError`` when no record can be drawn or one lacks a key (``drawable``)."""
+    records = drawable(records)
     if not records:
-        raise ValueError("no records to plot")
+        raise ValueError("no solved point to plot")
     return cosines_vs_R(records, out) + heatmaps(records, out) + gaps(records, out)

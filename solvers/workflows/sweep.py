@@ -4,11 +4,21 @@ point in ``OUT/results.jsonl`` (resumable; see ``ufm.records``).
 A *point* is a dict of the fields that define it (``R``, ``tau``, ``loss_type``, ``nonneg``, ``batching``,
 ``counts``, ``dim``, ...); its ``id`` is their canonical JSON, so a rerun with the same arguments skips the
 points already recorded. CE has no temperature: its points carry ``tau = None`` and are solved once per R.
+
+One writer per folder: ``run_sweep`` holds ``records.dir_lock(out)`` for its run. A point whose solve or
+certificate raises is recorded as failed (``status = "failed"``, ``error``, ``certified = False``) and the sweep
+goes on. A rerun solves again the points recorded as failed and, when it certifies, the points recorded without
+a certificate; their new record replaces the old one in place (appended first, then the file is rewritten
+atomically with one record per id, the first of each id kept unless a later one is better: solved over failed,
+certified over uncertified).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
 from itertools import groupby
 
@@ -16,9 +26,13 @@ from ufm import Problem, geometry, imbalance, objectives, records, theory
 from ufm.batching import EPOCH_SCHEMES, parse_scheme
 from ufm.progress import Progress
 
-__all__ = ["sweep_points", "point_problem", "run_sweep", "RESULTS"]
+__all__ = ["sweep_points", "point_problem", "run_sweep", "unique", "failed", "RESULTS", "RECORD_KEYS", "MAX_SAMPLES",
+           "MAX_SEED"]
 
 RESULTS = "results.jsonl"
+RECORD_KEYS = records.SWEEP_KEYS
+MAX_SAMPLES = 10**6  # most samples N of one point (the features alone are N x d floats, the Gram N x N)
+MAX_SEED = 2**32 - 1  # seeds are 32-bit (NumPy's and JAX's generators)
 
 
 def _nonempty(name, values):
@@ -40,13 +54,25 @@ def sweep_points(*, losses=("sc",), profile="step", classes=4, n_min=3, ratios=(
     for t in taus:
         if not (math.isfinite(t) and t > 0):
             raise ValueError(f"taus: every tau must be > 0, got {t}")
+    for name, value in (("steps", steps), ("epochs", epochs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed: must be an integer in [0, {MAX_SEED}] (2^32 - 1), got {seed!r}")
     for loss in losses:
         if loss not in objectives.NAMES:
             raise ValueError(f"loss: must be one of {', '.join(objectives.NAMES)}, got {loss!r}")
     points = []
     for loss in losses:
         for R in ratios:
+            if isinstance(n_min, int) and isinstance(classes, int) and n_min * max(R, classes) > MAX_SAMPLES:
+                raise ValueError(f"ratios: R = {R:g} with K = {classes} and n_min = {n_min} gives "
+                                 f"N >= {n_min * max(R, classes):.3g} samples; at most {MAX_SAMPLES:.0e} "
+                                 f"(10^{round(math.log10(MAX_SAMPLES))}): lower R, --classes or --n-min")
             counts = imbalance.counts_for(profile, classes, n_min, R, minority_fraction)
+            if sum(counts) > MAX_SAMPLES:
+                raise ValueError(f"ratios: R = {R:g} gives N = {sum(counts):.3g} samples; at most "
+                                 f"{MAX_SAMPLES:.0e} (10^{round(math.log10(MAX_SAMPLES))}): lower R or --n-min")
             for b in batchings:
                 parse_scheme(b, sum(counts))
                 for nn in nonneg:
@@ -95,47 +121,164 @@ def _certify(problem, solution):
     return certify(problem, solution)
 
 
-def _record(point, problem, sol, cert, seconds):
-    rep_geo = geometry.report(sol.Z, problem.label_array, K=problem.K, W=sol.W,
-                              normalize=objectives.of(problem).normalize_rows)
-    pred = theory.predict(problem)
-    majority = imbalance.majority_classes(problem.K, point["minority_fraction"])
-    rec = {**point, "id": records.point_id(point), "loss": sol.loss, "steps_taken": sol.steps,
-           "converged": sol.converged, "mean_cosines": geometry.cosine_groups(rep_geo["mean_cosines"], majority),
-           "mean_cosines_matrix": rep_geo["mean_cosines"], "delta_gm": rep_geo["delta_gm"],
-           "etf_distance": rep_geo["etf_distance"], "nc1": rep_geo["nc1"],
-           "prediction": {"geometry": pred.geometry, "loss": pred.loss},
-           "lower_bound": None, "gap": None, "certified": None, "method": None, "seconds": seconds}
+_EMPTY = {"loss": None, "steps_taken": None, "converged": None, "mean_cosines": None, "mean_cosines_matrix": None,
+          "delta_gm": None, "etf_distance": None, "nc1": None, "prediction": None}
+
+
+def _record(point, problem, sol, cert, seconds, error=None):
+    """The record of a point: solved (``sol``), certified (``cert``) or not; ``error`` (an exception) makes it a
+    failed point, with the geometry of ``sol`` when the solve succeeded."""
+    rec = {**point, "id": records.point_id(point), **_EMPTY}
+    if sol is not None:
+        rep_geo = geometry.report(sol.Z, problem.label_array, K=problem.K, W=sol.W,
+                                  normalize=objectives.of(problem).normalize_rows)
+        pred = theory.predict(problem)
+        majority = imbalance.majority_classes(problem.K, point["minority_fraction"])
+        rec.update({"loss": sol.loss, "steps_taken": sol.steps, "converged": sol.converged,
+                    "mean_cosines": geometry.cosine_groups(rep_geo["mean_cosines"], majority),
+                    "mean_cosines_matrix": rep_geo["mean_cosines"], "delta_gm": rep_geo["delta_gm"],
+                    "etf_distance": rep_geo["etf_distance"], "nc1": rep_geo["nc1"],
+                    "prediction": {"geometry": pred.geometry, "loss": pred.loss}})
+    rec.update({"lower_bound": None, "gap": None, "certified": None, "method": None, "seconds": seconds,
+                "status": "ok", "error": None})
     if cert is not None:
         rec.update(lower_bound=cert.lower_bound, gap=cert.gap, certified=cert.certified, method=cert.method)
+    if error is not None:
+        rec.update(status="failed", error=f"{type(error).__name__}: {error}".strip(), certified=False)
     return rec
 
 
-def run_sweep(points, out, *, certify=True, show_progress=True) -> list[dict]:
+def failed(rec) -> bool:
+    """Whether ``rec`` records a point whose solve or certificate failed."""
+    return rec.get("status") == "failed"
+
+
+def _standing(rec) -> int:
+    return 0 if failed(rec) else (1 if rec.get("certified") is None else 2)
+
+
+def unique(recs) -> list[dict]:
+    """One record per id, at the place of its first: the first, unless a later one is better (solved over failed,
+    certified over uncertified)."""
+    chosen, order = {}, []
+    for r in recs:
+        old = chosen.get(r["id"])
+        if old is None:
+            order.append(r["id"])
+            chosen[r["id"]] = r
+        elif _standing(r) > _standing(old):
+            chosen[r["id"]] = r
+    return [chosen[i] for i in order]
+
+
+def _compact(path) -> list[dict]:
+    """The records of ``path``, one per id; the file rewritten atomically when it held an id twice."""
+    recs = records.read_records(path, RECORD_KEYS)
+    once = unique(recs)
+    if len(once) < len(recs):
+        records.rewrite(path, once)
+    return once
+
+
+def _needs_work(rec, certify) -> bool:
+    return rec is None or failed(rec) or (certify and rec.get("certified") is None)
+
+
+@contextlib.contextmanager
+def _sigint_guard():
+    """Note a Ctrl-C (and raise ``KeyboardInterrupt`` as usual), so that an exception a library raises in its place
+    (a solver reporting that it was interrupted) is still treated as a Ctrl-C, never as a failed point."""
+    hit = {"sigint": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield hit
+        return
+
+    def handler(signum, frame):
+        hit["sigint"] = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield hit
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _solve_isolated(problems, point0):
+    """Solve a group; when the group solve raises, each problem alone, so that one bad point fails alone. Returns a
+    list of solutions or exceptions."""
+    args = (point0["steps"], point0["dtype"], point0["seed"], point0.get("epochs"))
+    try:
+        return list(_solve_group(problems, *args))
+    except Exception:  # noqa: BLE001 - isolate the point that raises
+        if len(problems) == 1:
+            raise
+    out = []
+    for p in problems:
+        try:
+            out.append(_solve_group([p], *args)[0])
+        except Exception as e:  # noqa: BLE001
+            out.append(e)
+    return out
+
+
+def run_sweep(points, out, *, certify=True, show_progress=True, log=None) -> list[dict]:
     """Solve (and certify) every point not yet in ``out/results.jsonl``; append one line per point.
 
-    Returns all records of the file (old and new). Points are grouped by shape (counts, dim, loss, batching)
-    so that one compiled, vmapped solve serves a group.
+    Points recorded as failed are solved again, and so are, when ``certify``, points recorded without a
+    certificate. A point whose solve or certificate raises is recorded as failed and the sweep goes on. Holds the
+    folder's lock (``records.Busy`` when another process writes there); a corrupt line of the file is moved to
+    ``results.jsonl.rejected`` (``records.repair``). ``log`` (a callable taking a line) gets what is redone.
+
+    Returns all records of the file (old and new), one per id. Points are grouped by shape (counts, dim, loss,
+    batching) so that one compiled, vmapped solve serves a group.
     """
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, RESULTS)
-    records.repair(path)
-    done = {r["id"] for r in records.read_records(path)}
-    todo = [p for p in points if records.point_id(p) not in done]
-    bar = Progress(len(todo), "ufm sweep", enabled=show_progress)
-    shape = lambda p: (tuple(p["counts"]), p["dim"], p["loss_type"], p["batching"], p["dtype"],  # noqa: E731
-                       p["steps"], p["seed"])
-    for _, group in groupby(sorted(todo, key=lambda p: str(shape(p))), key=lambda p: str(shape(p))):
-        group = list(group)
-        problems = [point_problem(p) for p in group]
-        start = time.perf_counter()
-        sols = _solve_group(problems, group[0]["steps"], group[0]["dtype"], group[0]["seed"],
-                            group[0].get("epochs"))
-        per_point = (time.perf_counter() - start) / len(group)
-        for point, problem, sol in zip(group, problems, sols):
-            t0 = time.perf_counter()
-            cert = _certify(problem, sol) if certify else None
-            rec = _record(point, problem, sol, cert, per_point + time.perf_counter() - t0)
-            records.append_record(path, rec)
-            bar.update(1, f"R={point['R']:g} {point['loss_type']} tau={point['tau']}")
-    return records.read_records(path)
+    with records.dir_lock(out), _sigint_guard() as hit:
+        records.repair(path, RECORD_KEYS)
+        known = {r["id"]: r for r in _compact(path)}
+        todo, seen = [], set()
+        for p in points:
+            pid = records.point_id(p)
+            if pid not in seen and _needs_work(known.get(pid), certify):
+                todo.append(p)
+            seen.add(pid)
+        redo = [known[records.point_id(p)] for p in todo if records.point_id(p) in known]
+        if log is not None:
+            n_failed = sum(failed(r) for r in redo)
+            if n_failed:
+                log(f"solving again {n_failed} point(s) recorded as failed")
+            if len(redo) > n_failed:
+                log(f"solving and certifying {len(redo) - n_failed} point(s) recorded without a certificate")
+        bar = Progress(len(todo), "ufm sweep", enabled=show_progress)
+        shape = lambda p: (tuple(p["counts"]), p["dim"], p["loss_type"], p["batching"], p["dtype"],  # noqa: E731
+                           p["steps"], p["seed"])
+        for _, group in groupby(sorted(todo, key=lambda p: str(shape(p))), key=lambda p: str(shape(p))):
+            group = list(group)
+            problems = [point_problem(p) for p in group]
+            start = time.perf_counter()
+            try:
+                sols = _solve_isolated(problems, group[0])
+            except Exception as e:  # noqa: BLE001 - recorded as failed below
+                if hit["sigint"]:
+                    raise KeyboardInterrupt from e
+                sols = [e] * len(group)
+            per_point = (time.perf_counter() - start) / len(group)
+            for point, problem, sol in zip(group, problems, sols):
+                t0 = time.perf_counter()
+                cert = error = None
+                if isinstance(sol, BaseException):
+                    sol, error = None, sol
+                elif certify:
+                    try:
+                        cert = _certify(problem, sol)
+                    except Exception as e:  # noqa: BLE001 - recorded as failed
+                        if hit["sigint"]:
+                            raise KeyboardInterrupt from e
+                        error = e
+                rec = _record(point, problem, sol, cert, per_point + time.perf_counter() - t0, error)
+                records.append_record(path, rec)
+                bar.update(1, f"R={point['R']:g} {point['loss_type']} tau={point['tau']}"
+                              + (" failed" if error is not None else ""))
+        return _compact(path)

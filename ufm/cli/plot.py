@@ -16,17 +16,31 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..plots import plot_all
-    from ..records import read_records
+    from ..plots import drawable, plot_all
+    from ..records import SWEEP_KEYS, RecordsError, check, scan
 
     path = os.path.join(args.out, "results.jsonl")
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise UsageError(f"{path} does not exist: run `ufm sweep --out {args.out}` first")
-    recs = read_records(path)
-    if not recs:
-        raise UsageError(f"{path} holds no complete record")
+    hint = f"; `ufm sweep` with --out {args.out} moves corrupt lines to {path}.rejected"
+    try:
+        recs = check(path, SWEEP_KEYS)
+        lines = [n for n, _, _ in scan(path, SWEEP_KEYS)[0]]
+    except RecordsError as e:
+        raise UsageError(str(e) + (hint if " line " in str(e) else "")) from None
+    try:
+        drawable(recs, lines)
+    except ValueError as e:
+        raise UsageError(f"{path} {e}") from None
     dest = args.to or args.out
-    os.makedirs(dest, exist_ok=True)
-    for p in plot_all(recs, dest):
+    try:
+        os.makedirs(dest, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--to {dest}: cannot create the folder ({e.strerror})") from None
+    try:
+        paths = plot_all(recs, dest)
+    except ValueError as e:
+        raise UsageError(f"{path}: {e}") from None
+    for p in paths:
         print(p)
     return 0

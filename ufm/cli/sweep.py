@@ -1,5 +1,9 @@
 """``ufm sweep``: a grid over imbalance ratio, temperature, loss, ReLU and batching, solved and certified point
-by point into ``OUT/results.jsonl`` (resumable), with figures; ``ufm plot OUT`` redraws them."""
+by point into ``OUT/results.jsonl`` (resumable), with figures; ``ufm plot OUT`` redraws them.
+
+Exit codes: 0 every point solved (and certified or not, as asked), 3 some point failed (recorded as failed; a
+rerun tries it again), 2 bad input (a bad grid, an unreadable results file, another sweep writing to --out),
+130 Ctrl-C (the rows written are kept; a figure is complete or absent)."""
 from __future__ import annotations
 
 import os
@@ -47,7 +51,9 @@ def add_parser(sub):
 def run(args) -> int:
     from solvers.workflows import sweep
 
+    from .. import records
     from ..plots import plot_all
+    from .common import eprint
 
     nonneg = {"yes": [True], "no": [False], "both": [False, True]}[args.nonneg]
     try:
@@ -60,17 +66,33 @@ def run(args) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     ensure_dir(args.out)
-    recs = sweep.run_sweep(points, args.out, certify=not args.no_certify)
-    plot_all(recs, args.out)
+    try:
+        with records.dir_lock(args.out):
+            recs = sweep.run_sweep(points, args.out, certify=not args.no_certify, log=eprint)
+            drawn = [r for r in recs if not sweep.failed(r)]
+            try:
+                figures = plot_all(drawn, args.out) if drawn else []
+            except ValueError as e:  # a record of another tool's making that the figures cannot use
+                raise UsageError(f"{os.path.join(args.out, sweep.RESULTS)}: {e}") from None
+    except records.RecordsError as e:
+        raise UsageError(str(e)) from None
+    ids = {records.point_id(p) for p in points}
+    bad = [r for r in recs if r["id"] in ids and sweep.failed(r)]
     if args.json:
         for r in recs:
             print(dumps(r))
     else:
-        print(f"{len(recs)} points in {os.path.join(args.out, sweep.RESULTS)}; figures cosines_vs_R, heatmaps, "
-              f"gaps (.png, .pdf) in {args.out}")
+        where = (f"figures cosines_vs_R, heatmaps, gaps (.png, .pdf) in {args.out}" if figures
+                 else "no figures (no point solved)")
+        print(f"{len(recs)} points in {os.path.join(args.out, sweep.RESULTS)}; {where}")
         certs = [r["certified"] for r in recs if r.get("certified") is not None]
         if certs:
             hint = " (float32 solves rarely certify gaps <= 1e-6: drop --float32)" \
                 if args.float32 and not all(certs) else ""
             print(f"certified: {sum(certs)} of {len(certs)} points{hint}")
+    if bad:
+        eprint(f"ufm sweep: failed: {len(bad)} of {len(ids)} points (recorded with status \"failed\"; a rerun "
+               f"tries them again); first: R={bad[0]['R']:g} {bad[0]['loss_type']} tau={bad[0]['tau']}: "
+               f"{bad[0]['error']}")
+        return 3
     return 0
