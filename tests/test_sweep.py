@@ -154,7 +154,13 @@ def test_killed_sweep_resumes_without_duplicates(tmp_path, swept):
 @pytest.mark.parametrize("argv,word", [(["--ratios", "0.5,2"], "R must be >= 1"), (["--ratios", ""], "empty"),
                                         (["--taus", ""], "empty"), (["--n-min", "0"], "n_min"),
                                         (["--classes", "1"], "classes"), (["--loss", "mse"], "loss"),
-                                        (["--taus", "-1"], "tau")])
+                                        (["--taus", "-1"], "tau"), (["--steps", "0"], "steps"),
+                                        (["--epochs", "0", "--batchings", "shuffled:2"], "epochs"),
+                                        (["--batchings", "fixed:2", "--seed", "-1"], "seed"),
+                                        (["--ratios", "1e12"], "samples; at most 1e+06 (10^6)"),
+                                        (["--ratios", "1e308"], "samples; at most"),
+                                        (["--seed", "99999999999999999999"], "seed")])
 def test_bad_grids_exit_2(capsys, tmp_path, argv, word):
     code, out, err = run_cli(capsys, "sweep", "--out", str(tmp_path / "x"), *argv)
-    assert code == 2 and word in err and "Traceback" not in err
+    assert code == 2 and word in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert sweep.MAX_SAMPLES == 10**6

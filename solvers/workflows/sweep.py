@@ -67,7 +67,7 @@ def sweep_points(*, losses=("sc",), profile="step", classes=4, n_min=3, ratios=(
         for R in ratios:
             if isinstance(n_min, int) and isinstance(classes, int) and n_min * max(R, classes) > MAX_SAMPLES:
                 raise ValueError(f"ratios: R = {R:g} with K = {classes} and n_min = {n_min} gives "
-                                 f"N >= {n_min * max(R, classes):.3g} samples; at most {MAX_SAMPLES:.0e} "
+                                 f"N >= {min(n_min * max(R, classes), 1.7e308):.3g} samples; at most {MAX_SAMPLES:.0e} "
                                  f"(10^{round(math.log10(MAX_SAMPLES))}): lower R, --classes or --n-min")
             counts = imbalance.counts_for(profile, classes, n_min, R, minority_fraction)
             if sum(counts) > MAX_SAMPLES:
