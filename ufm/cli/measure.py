@@ -1,0 +1,109 @@
+"""``ufm measure``: the geometry of a network's embeddings beside the UFM with the same counts, loss, tau, ReLU and
+batching (``solvers.workflows.measure``)."""
+from __future__ import annotations
+
+import os
+
+from .common import UsageError, dumps, ensure_dir, fmt_matrix, loss_choices, versions, write_json
+
+HELP = "measure a network's embeddings (NC1, Delta_GM, NC3, NC4) and their distance to the UFM's geometry"
+
+FORMATS = ".npy, .npz, .csv, .tsv, .pt (torch), .safetensors"
+
+
+def add_parser(sub):
+    p = sub.add_parser("measure", help=HELP, description=HELP + f". Files: {FORMATS}; nothing is unpickled. "
+                       "The UFM is solved in float64 and certified.")
+    g = p.add_argument_group("inputs")
+    g.add_argument("--embeddings", required=True, metavar="FILE", help="embeddings Z (N, d)")
+    g.add_argument("--labels", required=True, metavar="FILE", help="labels (N,), integers 0..K-1, every class used")
+    g.add_argument("--classifier", metavar="FILE", default=None, help="classifier W (K, d): adds NC3 and NC4")
+    g.add_argument("--key", metavar="NAME", default=None,
+                   help="the embeddings' array in an .npz / .pt dict / .safetensors file holding several (default: "
+                        "the only one, else the one named 'embeddings')")
+    g.add_argument("--labels-key", metavar="NAME", default=None,
+                   help="likewise for --labels (default: the only array, else 'labels')")
+    g.add_argument("--classifier-key", metavar="NAME", default=None,
+                   help="likewise for --classifier (default: the only array, else 'classifier')")
+    u = p.add_argument_group("the UFM to compare with")
+    u.add_argument("--loss", choices=loss_choices(), default="sc",
+                   help="the loss the network was trained with (default sc; sc and bcl normalise the rows)")
+    u.add_argument("--tau", type=float, default=0.1, help="temperature (default 0.1)")
+    u.add_argument("--relu", action="store_true", help="the embeddings pass a ReLU (UFM+: non-negative features)")
+    u.add_argument("--weight-decay", type=float, default=5e-3, help="CE: weight and feature decay (default 5e-3)")
+    b = u.add_mutually_exclusive_group()
+    b.add_argument("--batching", default="full", metavar="SCHEME",
+                   help="full | fixed:b | shuffled:b | binding:b | subsets:b (default full)")
+    b.add_argument("--batches", default=None, metavar="FILE",
+                   help="explicit batches: indices of the embeddings' rows (.json list of lists, or one per line)")
+    u.add_argument("--seed", type=int, default=0, help="the UFM's random start and batch seed (default 0)")
+    u.add_argument("--no-ufm", action="store_true", help="measure the network only (no solve, no certificate)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="write result.json, cosines.png (network beside UFM) and per_class.csv here")
+    return p
+
+
+def _load(path, key, what):
+    from solvers.workflows.measure import InputError, load_array
+
+    try:
+        return load_array(path, key, what)
+    except InputError as e:
+        raise UsageError(str(e)) from None
+
+
+def summary(res) -> str:
+    g, u = res["geometry"], res["ufm"]
+    lines = [f"N={res['N']}, d={res['d']}, K={res['K']}, counts {','.join(map(str, res['counts']))}; "
+             f"loss {res['loss']}, tau={res['tau']:g}{', ReLU' if res['relu'] else ''}; rows normalised: "
+             f"{g['normalization']}",
+             "network: cosines between class means:", fmt_matrix(g["mean_cosines"]),
+             f"  delta_gm {g['delta_gm']:.4f} (0 at OF)   etf_distance {g['etf_distance']:.4f}   nc1 {g['nc1']:.4e}"]
+    if g["nc3"] is not None:
+        lines.append(f"  nc3 {g['nc3']:.4e}   nc4 {g['nc4']:.4f} (agreement of classifier and nearest mean)")
+    if u is not None:
+        lb = "not proved" if u["lower_bound"] is None else f"{u['lower_bound']:.10f}"
+        lines += [f"UFM: loss {u['loss']:.10f}, proved lower bound {lb}, certified {u['certified']}"
+                  + ("  (counts scaled down)" if res["counts_scaled"] else ""),
+                  f"  predicted {u['prediction']['geometry']}: {u['prediction']['reason']}",
+                  "  cosines between class means:", fmt_matrix(u["mean_cosines"], "    "),
+                  f"  delta_gm {u['delta_gm']:.4f}",
+                  f"distance_to_ufm {res['distance_to_ufm']:.4f} (0: the UFM's geometry up to scale)"]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from solvers.workflows.measure import (InputError, cosines_figure, measure_row, per_class_rows,
+                                           write_per_class_csv)
+    from ufm.batching import read_batches
+
+    Z = _load(args.embeddings, args.key, "embeddings")
+    y = _load(args.labels, args.labels_key, "labels")
+    W = None if args.classifier is None else _load(args.classifier, args.classifier_key, "classifier")
+    batches = None
+    if args.batches is not None:
+        try:
+            batches = read_batches(args.batches)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if not (args.tau > 0):
+        raise UsageError(f"tau must be > 0, got {args.tau}")
+    if args.out:
+        ensure_dir(args.out)
+    try:
+        res = measure_row(Z, y, W, loss=args.loss, tau=args.tau, relu=args.relu, batching=args.batching,
+                          batches=batches, weight_decay=args.weight_decay, seed=args.seed, ufm=not args.no_ufm)
+    except InputError as e:
+        raise UsageError(str(e)) from None
+    except ValueError as e:  # the UFM problem refused a field (batching, batches, tau...)
+        raise UsageError(str(e)) from None
+    res["inputs"] = {"embeddings": args.embeddings, "labels": args.labels, "classifier": args.classifier,
+                     "key": args.key, "labels_key": args.labels_key, "classifier_key": args.classifier_key}
+    res["versions"] = versions()
+    if args.out:
+        write_json(os.path.join(args.out, "result.json"), res)
+        cosines_figure(res, os.path.join(args.out, "cosines.png"))
+        write_per_class_csv(os.path.join(args.out, "per_class.csv"), per_class_rows(res, Z, y))
+    print(dumps(res) if args.json else summary(res))
+    return 0
