@@ -142,6 +142,7 @@ def draw(rows, path):
     import io
 
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from ufm.records import _replace_bytes
 
@@ -161,6 +162,7 @@ def draw(rows, path):
         ax.set_ylim(lo - pad, hi + pad)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
