@@ -86,7 +86,7 @@ def run(args) -> int:
     from .solve import solve_with_progress
 
     problem = problem_from_args(args)
-    check_size(problem, args, certificate=args.method)
+    check_size(problem, args, certificate=args.method, solve=not args.bound_only)
     if args.out:
         ensure_dir(args.out)
     if not (args.tol >= 0):

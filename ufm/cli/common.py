@@ -190,13 +190,13 @@ def _batch_size(problem, N: int) -> int:
         return N
 
 
-def memory_estimate(problem, *, certificate: str | None = None, starts: int = 1) -> int:
+def memory_estimate(problem, *, certificate: str | None = None, starts: int = 1, solve: bool = True) -> int:
     """Bytes a solve (and, with ``certificate`` = the method, a certificate) of ``problem`` needs, roughly: the
     solver holds ``Z (N, d)`` float64 a few times over (iterate, gradient, trial point, best, optimizer state),
     ``W (K, d)`` for CE, and per batch ``b x b`` logits (the full-batch SC kernel in ``TILE``-wide tiles); a
     full certificate a dense ``(N, N)`` block ``CERTIFY_COPIES`` times. ``problem`` is a ``ufm.Problem`` or any
     object with ``counts``, ``dim`` (None: K), ``loss`` and ``batching``; ``starts`` random starts solved together
-    multiply the solver's part."""
+    multiply the solver's part; ``solve=False`` (a bound alone) counts the certificate only."""
     counts, d = _counts_dim(problem)
     N, K = sum(counts), len(counts)
     f8 = 8
@@ -208,6 +208,8 @@ def memory_estimate(problem, *, certificate: str | None = None, starts: int = 1)
         rows = min(N, TILE) if b == N else b  # the full batch: one row of TILE-wide tiles at a time
         total += 3 * rows * b * f8 + 4 * N * f8  # logits, labels / lse per row
     total *= max(1, int(starts or 1))
+    if not solve:
+        total = 0
     if certificate == "full":
         total += CERTIFY_COPIES * N * N * f8
     elif certificate is not None:
@@ -245,11 +247,11 @@ def add_size_args(p: argparse.ArgumentParser):
 
 
 def check_size(problem, args, *, certificate: str | None = None, extra: int = 0,
-               shrink: str = "--counts / --dim") -> int:
+               shrink: str = "--counts / --dim", solve: bool = True) -> int:
     """Refuse (``UsageError``, exit 2) a problem whose :func:`memory_estimate` (plus ``extra`` bytes) exceeds
     :func:`available_memory`, unless ``--allow-large``; returns the estimate."""
     starts = getattr(args, "starts", None) or 1
-    need = memory_estimate(problem, certificate=certificate, starts=max(1, starts)) + int(extra)
+    need = memory_estimate(problem, certificate=certificate, starts=max(1, starts), solve=solve) + int(extra)
     have = available_memory()
     if starts > 1 and "--starts" not in shrink:
         shrink += " / --starts"
