@@ -11,7 +11,7 @@ NOTEBOOKS = sorted(f for f in os.listdir(os.path.join(ROOT, "notebooks")) if f.e
 
 
 def test_there_are_notebooks():
-    assert {"01_theorems.ipynb", "02_phase_plots.ipynb", "03_batching.ipynb"} <= set(NOTEBOOKS)
+    assert {"01_theorems.ipynb", "02_phase_plots.ipynb", "03_batching.ipynb", "04_your_network.ipynb"} <= set(NOTEBOOKS)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
