@@ -72,8 +72,9 @@ def save(folder, trees: dict, meta: dict):
     os.replace(tmp, os.path.join(folder, JSON))
 
 
-def load(folder, templates: dict):
-    """``(trees, meta)``: every template pytree filled from ``folder/checkpoint.npz``, and the JSON meta."""
+def load(folder, templates: dict, required=("epoch",)):
+    """``(trees, meta)``: every template pytree filled from ``folder/checkpoint.npz``, and the JSON meta (which
+    must hold the keys ``required``; a checkpoint without them is reported as truncated or corrupt)."""
     if not exists(folder):
         raise ValueError(f"resume: no {NPZ} and {JSON} in {folder}")
     path = os.path.join(folder, NPZ)
@@ -83,8 +84,9 @@ def load(folder, templates: dict):
         with np.load(path, allow_pickle=False) as z:
             arrays = dict(z)
         meta = json.loads(str(arrays.pop("meta.json")))
-        if not isinstance(meta, dict) or "epoch" not in meta or "history" not in meta:
-            raise ValueError("meta.json lacks the epoch or the history")
+        missing = [k for k in required if not isinstance(meta, dict) or k not in meta]
+        if missing:
+            raise ValueError(f"meta.json lacks {', '.join(missing)}")
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"resume: cannot read {path} ({type(e).__name__}: {e}); the checkpoint is truncated or "
                          "corrupt: delete it and start again, or use another --out") from None

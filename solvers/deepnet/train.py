@@ -343,7 +343,7 @@ def _load_data(config) -> Dataset:
 
 
 def _resume(folder, config, templates):
-    trees, meta = checkpoint.load(folder, templates)
+    trees, meta = checkpoint.load(folder, templates, required=("epoch", "history"))
     saved = meta.get("config", {})
     diff = sorted(k for k, v in config.to_dict().items() if saved.get(k, v) != v or k not in saved)
     if diff:
