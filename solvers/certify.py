@@ -185,6 +185,8 @@ def certify(problem, solution=None, method: str = "auto", solver: str | None = N
     done = any(p.lower_bound is not None and loss is not None and loss - p.lower_bound <= tol * max(1.0, abs(loss))
                for _, p in proofs)
     if solution is not None and not done:  # the linearisation at the solution itself: tight at an optimum
+        if method == "reduced":  # the solution averaged over the class symmetry, with the best multipliers
+            proofs.append(("solution (class-level)", _class_solution_proof(problem, solution, loss)))
         proofs.append(("solution", _solution_proof(problem, solution, loss)))
     proved = [(k, p) for k, p in proofs if p.lower_bound is not None]
     if proved:
@@ -218,6 +220,32 @@ def _solution_proof(problem, solution, loss):
     if problem.bias:
         logits = logits + first_order.best_bias(logits, b, problem.label_array, problem.K)
     return dual.ce_bound(problem, Zp @ Zp.T, logits, loss)
+
+
+def _class_solution_proof(problem, solution, loss):
+    """The class-level dual bound (``solvers.dual.sc_class_bound`` / ``ce_class_bound``) at a solution averaged
+    over the within-class permutations: diagonal ``d_c``, within-class ``a_c`` and between-class ``M_cc'`` means of
+    its Gram, class-level logits ``C_cc'`` (CE). Any candidate gives a valid bound; a converged solution gives a
+    tight one, and the class-level proof picks its multipliers optimally (a K-variable program)."""
+    labels, K = problem.label_array, problem.K
+    Zp = first_order.feasible_rows(problem, solution.Z)
+    n = np.bincount(labels, minlength=K).astype(np.float64)
+    Y = np.zeros((problem.N, K))
+    Y[np.arange(problem.N), labels] = 1.0
+    S = Y.T @ Zp  # class sums
+    norms = np.bincount(labels, weights=np.sum(Zp * Zp, axis=1), minlength=K)
+    M = (S @ S.T) / np.outer(n, n)
+    within = np.where(n >= 2, (np.sum(S * S, axis=1) - norms) / np.maximum(n * (n - 1), 1), norms / n)
+    np.fill_diagonal(M, within)
+    d = norms / n
+    if objectives.of(problem).contrastive:
+        return dual.sc_class_bound(problem, relaxation.class_orbits(problem), d, within, M)
+    W = np.asarray(solution.W, dtype=np.float64)
+    C = (S @ W.T) / n[:, None]
+    if problem.bias:
+        return dual.DualBound(None, float("nan"), float("nan"), float("nan"), 0, 0,
+                              "class-level: CE with a bias is proved from the full candidate")
+    return dual.ce_class_bound(problem, d, within, M, C, loss)
 
 
 def _relaxation_proof(problem, rel, loss):
