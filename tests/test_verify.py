@@ -224,6 +224,7 @@ def test_audit_json(capsys, tmp_path):
     assert {r["setting"]["seed"] for r in rep["rows"]} and all("counts" in r["setting"] for r in rep["rows"])
     assert set(rep["verdicts"]) == {"holds", "fails", "inconclusive", "not applicable", "refuted"}
     assert sum(rep["verdicts"].values()) == len(rep["rows"]) and rep["counterexamples"] == []
+    assert len(rep["refuted_claims"]) == rep["verdicts"]["refuted"]  # claims apart from theorems' counterexamples
     assert code == rep["exit"] == (3 if rep["verdicts"]["inconclusive"] else 0)
     assert "ufm verify --audit" in err  # the progress bar
     assert json.loads((tmp_path / "verify.json").read_text())["settings"] == 2

@@ -1010,7 +1010,8 @@ def audit(n: int, seed: int = 0, *, steps: int = 5000, starts: int = DEFAULT_STA
     settings reach every theorem; everything else is drawn.
 
     Returns ``settings`` (n), ``rows`` (all rows, each with its setting), ``counterexamples`` (each with the
-    setting, the theorem, the certificate numbers and the ``command`` that reproduces it), ``inconclusive``
+    setting, the theorem, the certificate numbers and the ``command`` that reproduces it; theorems only),
+    ``refuted_claims`` (the same for claims, e.g. BCL's), ``inconclusive``
     (the same for inconclusive rows) and ``verdicts`` (the count of each verdict). A setting whose check raises
     gives one inconclusive row with the error.
     """
@@ -1019,7 +1020,7 @@ def audit(n: int, seed: int = 0, *, steps: int = 5000, starts: int = DEFAULT_STA
     rng = np.random.default_rng(seed)
     settings = [random_setting(rng, BATCHINGS[i % len(BATCHINGS)], i % 3 == 0).resolved() for i in range(n)]
     bar = Progress(n, "ufm verify --audit", enabled=progress)
-    rows, cex, inc = [], [], []
+    rows, cex, inc, refuted = [], [], [], []
     for s in settings:
         try:
             got = verify_setting(s, steps=steps, starts=starts, tol=tol)
@@ -1028,13 +1029,15 @@ def audit(n: int, seed: int = 0, *, steps: int = 5000, starts: int = DEFAULT_STA
                        reason=f"{type(e).__name__}: {e}", setting=s.to_dict())]
         cmd = s.command(steps, starts, tol)
         for r in got:
-            if r.verdict in ("fails", "refuted"):
-                cex.append({"setting": s.to_dict(), "theorem": r.key, "counterexample": r.counterexample,
-                            "minimum": r.minimum, "reason": r.reason, "command": cmd})
+            if r.verdict in ("fails", "refuted"):  # a theorem's counterexample, or a claim's
+                (cex if r.verdict == "fails" else refuted).append(
+                    {"setting": s.to_dict(), "theorem": r.key, "counterexample": r.counterexample,
+                     "minimum": r.minimum, "reason": r.reason, "command": cmd})
             elif r.verdict == "inconclusive":
                 inc.append({"setting": s.to_dict(), "theorem": r.key, "reason": r.reason, "command": cmd})
         rows.extend(got)
         tally = {v: sum(r.verdict == v for r in rows) for v in ("fails", "inconclusive")}
         bar.update(1, f"fails {tally['fails']}, inconclusive {tally['inconclusive']}")
     return {"settings": n, "seed": seed, "rows": [r.to_dict() for r in rows], "counterexamples": cex,
-            "inconclusive": inc, "verdicts": {v: sum(r.verdict == v for r in rows) for v in VERDICTS}}
+            "refuted_claims": refuted, "inconclusive": inc,
+            "verdicts": {v: sum(r.verdict == v for r in rows) for v in VERDICTS}}

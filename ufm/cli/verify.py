@@ -214,6 +214,8 @@ def _run_audit(args) -> int:
                       f"{'explicit' if s['batches'] else s['batching']}: {r['reason'][:110]}")
         for c in rep["counterexamples"]:
             print(f"\ncounterexample ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
+        for c in rep.get("refuted_claims", []):
+            print(f"\nclaim refuted ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
         for c in rep["inconclusive"]:
             print(f"\ninconclusive ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
         print("\n" + last_line(tally))
