@@ -256,11 +256,12 @@ def armijo_trial(value_and_grad, project_fn, x, f, g, eta, w):
     return xn, fn, gn, ok
 
 
-def _run(static: _Static, h: Hyper, key, lr, tol, init=None) -> PGDState:
-    """The compiled solve. Starts from a random point drawn from ``key`` (the arrays of ``init``, a dict with some
-    of ``Z``, ``W``, ``b``, put in their place), projected. With the continuation stage (``static.continuation``
-    and the problem's flag ``h.continuation``) the loop first minimises at ``tau1`` and switches to ``tau``
-    when that stage stops (module doc): one loop, one compiled body. Returns the final :class:`PGDState`."""
+def _parts(static: _Static, h: Hyper, lr, tol):
+    """The pieces of the compiled solve: ``(start(key, init) -> PGDState, body(PGDState) -> PGDState,
+    final(PGDState) -> PGDState)``. The start is a random point drawn from ``key`` (the arrays of ``init``, a dict
+    with some of ``Z``, ``W``, ``b``, put in their place), projected. With the continuation stage
+    (``static.continuation`` and the problem's flag ``h.continuation``) the loop first minimises at ``tau1`` and
+    switches to ``tau`` when that stage stops (module doc): one loop, one compiled body."""
     tm = jax.tree_util.tree_map
     vg = jax.value_and_grad(lambda x, tau: objective(static, x, h._replace(tau=tau)))
     w = _metric(static, h)
@@ -277,19 +278,21 @@ def _run(static: _Static, h: Hyper, key, lr, tol, init=None) -> PGDState:
         n = _n_samples(static, h) + (static.K if "W" in d else 0) + (1 if "b" in d else 0)
         return jnp.sqrt(sum(jnp.sum(v ** 2) for v in d.values()) / n)
 
-    x0 = init_params(static, key, h)
-    if init is not None:
-        x0 = _project(static, {**x0, **init}, h)
-    f0, g0 = vg(x0, tau1)
-    hist = jnp.full((static.steps + 1,), jnp.nan, jnp.dtype(static.dtype)).at[0].set(f0)
     pgd_ = static.optimizer == "pgd"
     eta0 = eta0_at(tau1 if pgd_ else h.tau)
     rate = eta0 if pgd_ else jnp.where(lr > 0, lr, jnp.where(static.optimizer == "adam", 0.01 * scale, 0.5 * eta0))
     opt = None if pgd_ else _optax(static.optimizer, rate)
-    base = PGDState(x=x0, f=f0, g=g0, t=jnp.int32(0), hist=hist, done=~jnp.isfinite(f0),
-                    gm=jnp.asarray(jnp.inf, f0.dtype), finite=jnp.isfinite(f0), stalled=jnp.asarray(False),
-                    tau=tau1, stage0=stage0, stage1=jnp.int32(0), eta=rate, eta_step=rate, k=jnp.int32(0),
-                    opt=None if pgd_ else opt.init(x0))
+
+    def start(key, init):
+        x0 = init_params(static, key, h)
+        if init is not None:
+            x0 = _project(static, {**x0, **init}, h)
+        f0, g0 = vg(x0, tau1)
+        hist = jnp.full((static.steps + 1,), jnp.nan, jnp.dtype(static.dtype)).at[0].set(f0)
+        return PGDState(x=x0, f=f0, g=g0, t=jnp.int32(0), hist=hist, done=~jnp.isfinite(f0),
+                        gm=jnp.asarray(jnp.inf, f0.dtype), finite=jnp.isfinite(f0), stalled=jnp.asarray(False),
+                        tau=tau1, stage0=stage0, stage1=jnp.int32(0), eta=rate, eta_step=rate, k=jnp.int32(0),
+                        opt=None if pgd_ else opt.init(x0))
 
     def stop_test(s, xn, fn, step):
         d = tm(lambda a, b: a - b, s.x, xn)
@@ -336,8 +339,53 @@ def _run(static: _Static, h: Hyper, key, lr, tol, init=None) -> PGDState:
             gm, conv = stop_test(s, xn, fn, rate)
             return finish(s, xn, fn, gn, gm, conv, opt=opt_state)
 
-    s = jax.lax.while_loop(lambda s: (s.t < static.steps) & ~s.done, body, base)
-    return s._replace(f=jnp.where(jnp.isfinite(s.f), s.f, objective(static, s.x, h)), opt=None)  # ended at switch
+    def final(s):  # a run that ended at the switch has f = inf: its value at tau
+        return s._replace(f=jnp.where(jnp.isfinite(s.f), s.f, objective(static, s.x, h)), opt=None)
+
+    return start, body, final
+
+
+def _run(static: _Static, h: Hyper, key, lr, tol, init=None) -> PGDState:
+    """The compiled solve (:func:`_parts`): start, loop until converged or ``static.steps``, final state."""
+    start, body, final = _parts(static, h, lr, tol)
+    return final(jax.lax.while_loop(lambda s: (s.t < static.steps) & ~s.done, body, start(key, init)))
+
+
+def _start(static, h, key, lr, tol, init=None):
+    return _parts(static, h, lr, tol)[0](key, init)
+
+
+def _segment(static, h, lr, tol, state, t_stop):
+    """The loop of :func:`_run` from ``state`` until step ``t_stop`` (or convergence): the same iterations, so a
+    run cut into segments (for a progress bar) ends where one loop would."""
+    body = _parts(static, h, lr, tol)[1]
+    return jax.lax.while_loop(lambda s: (s.t < jnp.minimum(t_stop, static.steps)) & ~s.done, body, state)
+
+
+def _final(static, h, lr, tol, state):
+    return _parts(static, h, lr, tol)[2](state)
+
+
+_start_jit = jax.jit(_start, static_argnums=0)
+_segment_jit = jax.jit(_segment, static_argnums=0)
+_final_jit = jax.jit(_final, static_argnums=0)
+PROGRESS_WORK = 5e6  # N * (d + batch width) from which solve(progress=None) shows a bar (a solve of seconds or more)
+PROGRESS_SEGMENTS = 50  # a bar's run is cut into this many segments of steps
+
+
+def _run_with_bar(static, h, key, lr, tol, init, bar, start_index):
+    """``_run`` in segments, advancing ``bar`` by the steps taken (identical iterations, module-level jits)."""
+    seg = max(1, -(-static.steps // PROGRESS_SEGMENTS))
+    s = _start_jit(static, h, key, lr, tol, init)
+    t = 0
+    while True:
+        s = _segment_jit(static, h, lr, tol, s, jnp.int32(t + seg))
+        t_new = int(s.t)
+        bar.update(t_new - t, f"start {start_index + 1}, loss {float(s.f):.6g}")
+        if t_new < t + seg or bool(s.done) or t_new >= static.steps:
+            bar.update(0)
+            return _final_jit(static, h, lr, tol, s), t_new
+        t = t_new
 
 
 _run_jit = jax.jit(_run, static_argnums=0)
@@ -389,7 +437,7 @@ def _check_args(steps, lr, optimizer, tol, dtype):
 
 def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd", tol: float | None = None,
           seed: int = 0, dtype: str | None = None, init=None, continuation: bool | None = None,
-          starts: int | None = None, devices=None) -> Solution:
+          starts: int | None = None, devices=None, progress: bool | None = None) -> Solution:
     """Minimise ``problem`` by projected gradient from a random start drawn from ``seed``.
 
     Args:
@@ -409,6 +457,8 @@ def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd
         counts with ``nonneg`` (whose landscape has spurious minima, module doc), else 1; 1 with ``init``.
       devices: several devices split the rows of the SC loss's pair work between them (a ``"rows"`` mesh, see
         ``ufm.kernels``; full-batch SC from ``BLOCKED_MIN`` samples); None (default): one device.
+      progress: a bar on stderr (the run cut into segments of steps, the same iterations); None: when
+        ``N * (d + batch width)`` reaches ``PROGRESS_WORK``.
     Raises:
       NonFiniteLoss: when the loss becomes NaN or infinite (with what to try).
     """
@@ -425,7 +475,20 @@ def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd
         # one start after the other: the compiled program is the one-start one (on a CPU a vmap of the starts
         # is slower than the loop; solve_many vmaps them with its problems)
         hs = [_hyper(problem, jnp.dtype(dtype), continuation, i) for i in range(n)]
-        s = [jax.device_get(_run_jit(static, h, start_key(seed, i), lr_, tol_, x0)) for i, h in enumerate(hs)]
+        width = problem.N if static.batch_shape is None else static.batch_shape[1]
+        if progress is None:
+            progress = problem.N * (problem.dim + width) >= PROGRESS_WORK
+        if progress:
+            from ufm.progress import Progress
+
+            bar = Progress(n * static.steps, f"solve N={problem.N}")
+            s = []
+            for i, h in enumerate(hs):
+                si, t = _run_with_bar(static, h, start_key(seed, i), lr_, tol_, x0, bar, i)
+                bar.update(static.steps - t, "converged" if bool(si.done) else "")
+                s.append(jax.device_get(si))
+        else:
+            s = [jax.device_get(_run_jit(static, h, start_key(seed, i), lr_, tol_, x0)) for i, h in enumerate(hs)]
     return _restore(_best(problem, s, start, dtype, seed, optimizer), original, rho)
 
 

@@ -159,3 +159,16 @@ def test_ce_with_relu_default_starts_reach_the_relaxation_bound():
     c = certify(p, sol)
     assert c.certified and abs(c.gap) <= 1e-6
     assert np.all(sol.Z >= 0) and np.all(np.linalg.norm(sol.Z, axis=1) <= 1 + 1e-9)
+
+
+def test_progress_bar_cuts_the_run_into_segments_without_changing_it(capsys):
+    """A solve with a progress bar runs the same iterations in segments: same steps, loss and Z, bit for bit, for
+    the Armijo rule (with continuation) and an optax optimizer; the bar goes to stderr."""
+    from ufm import Problem
+
+    for p, kw in [(Problem(counts=(10, 5, 2), tau=0.3, nonneg=True), {}),
+                  (Problem(counts=(6, 6, 6), tau=0.5), {"optimizer": "adam", "steps": 300})]:
+        a = solve(p, dtype="float64", progress=False, **kw)
+        b = solve(p, dtype="float64", progress=True, **kw)
+        assert (a.steps, a.loss, a.reason) == (b.steps, b.loss, b.reason) and np.array_equal(a.Z, b.Z)
+    assert "solve N=" in capsys.readouterr().err

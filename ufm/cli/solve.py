@@ -31,22 +31,17 @@ def expected_work(problem) -> float:
 
 
 def solve_with_progress(problem, args, what="solve"):
-    """``run_solve``, announced on stderr (the size, then the elapsed time through ``ufm.progress``) when
-    :func:`expected_work` exceeds ``SLOW_WORK``."""
+    """``run_solve``, announced on stderr (the size) when :func:`expected_work` exceeds ``SLOW_WORK``, with the
+    solver's progress bar (steps, elapsed time, ETA, loss) or, for the epoch solver, its per-epoch bar."""
     if expected_work(problem) <= SLOW_WORK:
         return run_solve(problem, args)
-    from ufm.progress import Progress
-
     counts = [int(c) for c in problem.counts]
     eprint(f"ufm {what}: solving N={sum(counts)}, K={len(counts)}, dim={problem.dim}, "
            f"{problem.batching} batching; this may take a while")
-    bar = Progress(1, f"ufm {what}")
-    sol = run_solve(problem, args)
-    bar.update(1, "solved")
-    return sol
+    return run_solve(problem, args, progress=True)
 
 
-def run_solve(problem, args):
+def run_solve(problem, args, progress=None):
     """Solve with the solver flags of ``args``; returns the Solution. Epoch schemes, and ``--epochs`` on any
     batching, run the stochastic epoch solver (``solvers.epochs``); the rest the deterministic ``solvers.pgd``.
     float64 unless ``args.float32``."""
@@ -62,7 +57,7 @@ def run_solve(problem, args):
             raise UsageError("--starts: the epoch solver runs one start (use --seed)")
         kw.update(epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs, progress=None)
     else:
-        kw.update(steps=args.steps, starts=getattr(args, "starts", None))
+        kw.update(steps=args.steps, starts=getattr(args, "starts", None), progress=progress)
     try:
         return solve(problem, **kw)
     except ValueError as e:
