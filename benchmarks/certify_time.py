@@ -7,7 +7,7 @@
 * ``full-batches``: the full program under ``fixed:25`` batches (one 25 x 25 block per batch); N = 25 .. 200.
 * ``reduced``: the symmetry-reduced program (bound only, no N-sized array); N = 10^2 .. 10^8.
 * ``first-order``: the linearisation bound at a near-optimal point (the simplex ETF embedding plus 1e-6 noise,
-  K = 10, d = 16); N = 10^2 .. 10^4 (dense ``eigh`` up to 4000, LOBPCG beyond).
+  K = 10, d = 16); N = 10^2 .. 10^4 (the proved bound: a dense Cholesky factorisation of the dual matrix).
 
 SC, K = 10 balanced classes (N/K each; the full program's N = 25 uses 5 classes of 5), tau = 0.1 (first-order) or
 0.5 (programs), sphere. Each case runs in a child process with a wall-clock limit (``--timeout``): the first run
