@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["class_means", "mean_cosines", "nc1", "delta_gm", "etf_distance", "classifier_norms",
+__all__ = ["class_means", "mean_cosines", "nc1", "nc3", "delta_gm", "etf_distance", "classifier_norms",
            "normalize_rows", "gram_distance", "cosine_groups", "report"]
 
 
@@ -114,6 +114,19 @@ def etf_distance(Z, labels, K=None, weighting="classes"):
     if nrm == 0:
         return float(np.linalg.norm(target))
     return float(np.linalg.norm(G / nrm - target))
+
+
+def nc3(Z, W, labels, K=None) -> float:
+    """NC3 (Zhu et al. 2021): ``|| W/||W||_F - M/||M||_F ||_F^2``, ``M (K, d)`` the class means of ``Z`` centred at
+    their plain mean, one row per class: 0 when the classifier is aligned with the centred means (NaN when either
+    is zero)."""
+    mu = class_means(Z, labels, K)
+    M = mu - mu.mean(axis=0)
+    W = np.asarray(W, dtype=np.float64)
+    nw, nm = np.linalg.norm(W), np.linalg.norm(M)
+    if nw == 0 or nm == 0:
+        return float("nan")
+    return float(np.linalg.norm(W / nw - M / nm) ** 2)
 
 
 def classifier_norms(W):

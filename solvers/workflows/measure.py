@@ -234,14 +234,9 @@ def validate(Z, labels, W=None):
 # --- the network side -----------------------------------------------------------------------------------------
 
 def nc3(W, X, labels, K=None) -> float:
-    """``|| W/||W||_F - M/||M||_F ||_F^2`` with ``M`` the class means of ``X`` centred at their plain mean."""
-    mu = geometry.class_means(X, labels, K)
-    M = mu - mu.mean(axis=0)
-    W = np.asarray(W, dtype=np.float64)
-    nw, nm = np.linalg.norm(W), np.linalg.norm(M)
-    if nw == 0 or nm == 0:
-        return float("nan")
-    return float(np.linalg.norm(W / nw - M / nm) ** 2)
+    """``|| W/||W||_F - M/||M||_F ||_F^2`` with ``M`` the class means of ``X`` centred at their plain mean
+    (``ufm.geometry.nc3``)."""
+    return geometry.nc3(X, W, labels, K)
 
 
 def nc4(W, X, labels, K=None) -> float:
