@@ -31,7 +31,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     counts = [a.n // a.classes] * a.classes
     cmd = [sys.executable, "-m", "ufm", "solve", "--counts", ",".join(map(str, counts)), "--tau", str(a.tau),
-           "--dim", str(a.dim), "--nonneg", "--x64", "--json"]
+           "--dim", str(a.dim), "--nonneg", "--json"]
     target = theory.sc_of_loss(counts, a.tau)
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     runs = []
