@@ -616,15 +616,15 @@ def ce_class_bound(problem, d, a, M, C, upper: float) -> DualBound:
     if problem.bias:
         return DualBound(None, math.nan, math.nan, math.nan, 0, 0,
                          "CE with a bias: no rigorous bound is implemented (the dual needs exact class marginals)")
+    if not constraints.get(problem.constraint).bounded:
+        return DualBound(None, math.nan, math.nan, math.nan, 0, 0,
+                         "the class-level CE bound needs a norm constraint (use the full or first-order method)")
     n = np.asarray(problem.counts, dtype=np.int64)
     nf = n.astype(np.float64)
     N, K = float(nf.sum()), len(n)
     wd, fd = problem.weight_decay, problem.feature_decay
     upper = float(upper) * (1 + 1e-9) + 1e-300
-    if not constraints.get(problem.constraint).bounded:
-        r2, cmax = N * upper / fd, math.sqrt(N * upper / fd) * math.sqrt(upper / wd)
-    else:
-        r2, cmax = _ce_reach(problem, upper)
+    r2, cmax = _ce_reach(problem, upper)
     q, delta, h, habs = _ce_weights(np.asarray(C, dtype=np.float64))
     if np.any(delta > 1e-6):
         return DualBound(None, math.nan, math.nan, math.nan, 0, 0, "softmax weights far from normalised")
@@ -639,11 +639,7 @@ def ce_class_bound(problem, d, a, M, C, upper: float) -> DualBound:
     const_err = float(nf @ (h * d1 + d1 + (gamma(K) + FN * U) * habs)) / N
     q_err = r2 * (gamma(K + 8) * float(Fa @ Fa) / (4 * wd) * (1 + 4 * U) + 4 * U * abs(fd))
     const = math.fsum((nf * h).tolist()) / N
-    prob = problem
-    val, fmargin, lam, why = _class_feasible(prob, n, Qw, Qb, diag_q, np.asarray(d, float), np.asarray(a, float),
-                                             np.asarray(M, float))
-    if not why and not constraints.get(problem.constraint).bounded:
-        val = None
-        why = "the class-level CE bound needs a norm constraint (use the full or first-order method)"
+    val, fmargin, lam, why = _class_feasible(problem, n, Qw, Qb, diag_q, np.asarray(d, float),
+                                             np.asarray(a, float), np.asarray(M, float))
     return _finish([const, val] if not why else [0.0], (fmargin or 0.0) + lin_err + const_err + q_err
                    + 4 * U * abs(const), lam, 1, int(N), why)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from ufm import Problem, theory
-from solvers import certify, first_order, pgd
-from solvers.certify import SolverFailure, choose_method
+from solvers import certify, pgd
+from solvers.certify import choose_method
 from cli_run import run_cli
 
 IMBALANCED = Problem(counts=(20, 20, 2, 2), tau=0.5, dim=6)  # no closed form

@@ -42,7 +42,6 @@ import dataclasses
 import functools
 import math
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 

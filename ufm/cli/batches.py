@@ -22,7 +22,7 @@ def add_parser(sub):
     return p
 
 
-def batches_report(problem, epochs: int) -> tuple[dict, np.ndarray | None]:
+def batches_report(problem, epochs: int) -> tuple[dict, object]:
     """The ``--json`` object (module keys) and the witness embedding (or None)."""
     from ufm import interaction, theory
     from ufm.batching import describe, union_batches
