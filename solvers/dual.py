@@ -502,10 +502,11 @@ def _best_class_multipliers(problem, nf, Qw, Qb, diag_q):
     return (np.minimum(mu_v, 0.0) if constraints.get(problem.constraint).mu_sign == "nonpositive" else mu_v), lw, lb
 
 
-def _class_feasible(problem, n, Qw, Qb, diag_q, Ghat_d, Ghat_a, Ghat_M):
+def _class_feasible(problem, n, Qw, Qb, diag_q, Ghat_d, Ghat_a, Ghat_M, optimal=True):
     """``min <Q, G>`` over feasible Grams for a block-constant ``Q`` (diagonal ``diag_q_c``, within ``Qw_c``,
     between ``Qb_cc'``) and a block-constant candidate ``Ĝ`` (diagonal ``d_c``, within ``a_c``, between
-    ``M_cc'``). Returns ``(value, margin, lambda_min, why)``."""
+    ``M_cc'``). ``optimal``: choose the multipliers by the K-variable program (else from ``Ĝ`` by complementary
+    slackness, no program). Returns ``(value, margin, lambda_min, why)``."""
     rho2 = problem.radius ** 2
     K = len(n)
     nf = np.asarray(n, dtype=np.float64)
@@ -523,7 +524,8 @@ def _class_feasible(problem, n, Qw, Qb, diag_q, Ghat_d, Ghat_a, Ghat_M):
         mu_hat = rq / rho2
         if constraints.get(problem.constraint).mu_sign == "nonpositive":
             mu_hat = np.minimum(mu_hat, 0.0)
-    best = _best_class_multipliers(problem, nf, Qw, Qb, diag_q) if constraints.get(problem.constraint).bounded else None
+    bounded = constraints.get(problem.constraint).bounded
+    best = _best_class_multipliers(problem, nf, Qw, Qb, diag_q) if bounded and optimal else None
     if best is not None:  # the optimal multipliers for this Q (a proposal; proved below like any other)
         mu_hat, lw, lb = best
         Aw, Ab = Qw - lw, Qb - lb  # <= Q entry-wise (monotone rounding): Lambda := Q - A >= 0 exactly
@@ -543,21 +545,23 @@ def _class_feasible(problem, n, Qw, Qb, diag_q, Ghat_d, Ghat_a, Ghat_M):
     return mu_term + term, mu_margin + 4 * U * abs(term), lam, ""
 
 
-def sc_class_bound(problem, orbits, d, a, M) -> DualBound:
+def sc_class_bound(problem, orbits, d, a, M, optimal_multipliers: bool = True) -> DualBound:
     """Proved lower bound on the SC minimum for a batch set made of whole orbits (``relaxation.class_orbits``:
     ``(k, m)`` = class composition of a batch, multiplicity), from a block-constant candidate Gram: diagonal
-    ``d (K,)``, within-class ``a (K,)``, between-class ``M (K, K)``. Any N: nothing N-sized is formed."""
+    ``d (K,)``, within-class ``a (K,)``, between-class ``M (K, K)``. Any N: nothing N-sized is formed, and the
+    class sizes may be real (``ufm.ClassProblem``). ``optimal_multipliers``: as ``optimal`` of
+    :func:`_class_feasible`."""
     tau, rho2 = problem.tau, problem.radius ** 2
     class_log_weights = objectives.of(problem).class_log_weights
-    n = np.asarray(problem.counts, dtype=np.int64)
-    nf = n.astype(np.float64)
+    n = np.asarray(problem.counts, dtype=np.float64)
+    nf = n
     K = len(n)
-    T = float(sum(m * float(k.sum()) for k, m in orbits))
+    T = float(sum(m * float(np.sum(k)) for k, m in orbits))
     Wpair = np.zeros((K, K))  # sum over slots of the pair weight, per ordered class pair, times pair fractions
     Wabs = np.zeros((K, K))
     ent_parts, lin_err, const_err, slots, terms = [], 0.0, 0.0, 0.0, 0
     for k, m in orbits:
-        k = np.asarray(k, dtype=np.int64)
+        k = np.asarray(k, dtype=np.float64)
         for c in np.flatnonzero(k >= 2):
             cls = np.flatnonzero(k >= 1)
             mult = np.where(cls == c, k[cls] - 1, k[cls]).astype(np.float64)
@@ -604,12 +608,12 @@ def sc_class_bound(problem, orbits, d, a, M) -> DualBound:
     q_err = rho2 * gamma(2 * terms + 12) * float(np.sum(pair_count * (Wabs + Wabs.T))) * cst * (1 + 4 * U)
     const = math.fsum(ent_parts) / T
     val, fmargin, lam, why = _class_feasible(problem, n, Qw, Qb, np.zeros(K), np.asarray(d, float),
-                                             np.asarray(a, float), np.asarray(M, float))
+                                             np.asarray(a, float), np.asarray(M, float), optimal_multipliers)
     return _finish([const, val] if not why else [0.0], (fmargin or 0.0) + lin_err + const_err + q_err
                    + 4 * U * abs(const), lam, 1, int(n.sum()), why)
 
 
-def ce_class_bound(problem, d, a, M, C, upper: float) -> DualBound:
+def ce_class_bound(problem, d, a, M, C, upper: float, optimal_multipliers: bool = True) -> DualBound:
     """Proved lower bound on the CE minimum (full mean, no bias) from a block-constant candidate: feature Gram
     (``d``, ``a``, ``M`` as in :func:`sc_class_bound`) and class-level logits ``C (K, K)`` (``<z_i in c,
     w_c'>``). ``upper``: an upper bound on the minimum (:func:`ce_bound`)."""
@@ -619,8 +623,8 @@ def ce_class_bound(problem, d, a, M, C, upper: float) -> DualBound:
     if not constraints.get(problem.constraint).bounded:
         return DualBound(None, math.nan, math.nan, math.nan, 0, 0,
                          "the class-level CE bound needs a norm constraint (use the full or first-order method)")
-    n = np.asarray(problem.counts, dtype=np.int64)
-    nf = n.astype(np.float64)
+    n = np.asarray(problem.counts, dtype=np.float64)
+    nf = n
     N, K = float(nf.sum()), len(n)
     wd, fd = problem.weight_decay, problem.feature_decay
     upper = float(upper) * (1 + 1e-9) + 1e-300
@@ -640,6 +644,6 @@ def ce_class_bound(problem, d, a, M, C, upper: float) -> DualBound:
     q_err = r2 * (gamma(K + 8) * float(Fa @ Fa) / (4 * wd) * (1 + 4 * U) + 4 * U * abs(fd))
     const = math.fsum((nf * h).tolist()) / N
     val, fmargin, lam, why = _class_feasible(problem, n, Qw, Qb, diag_q, np.asarray(d, float),
-                                             np.asarray(a, float), np.asarray(M, float))
+                                             np.asarray(a, float), np.asarray(M, float), optimal_multipliers)
     return _finish([const, val] if not why else [0.0], (fmargin or 0.0) + lin_err + const_err + q_err
                    + 4 * U * abs(const), lam, 1, int(N), why)

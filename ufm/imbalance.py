@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["step_counts", "long_tail_counts", "counts_for", "majority_classes"]
+__all__ = ["step_counts", "long_tail_counts", "counts_for", "class_sizes", "majority_classes"]
 
 
 def _check(K, n_min, R):
@@ -45,6 +45,25 @@ def counts_for(profile: str, K: int, n_min: int, R: float, minority_fraction: fl
         return step_counts(K, n_min, R, minority_fraction)
     if profile in ("long-tail", "longtail"):
         return long_tail_counts(K, n_min, R)
+    raise ValueError(f"imbalance must be 'step' or 'long-tail', got {profile!r}")
+
+
+def class_sizes(profile: str, K: int, n_min: float, R: float, minority_fraction: float = 0.5) -> tuple[float, ...]:
+    """The same profiles without rounding: real class sizes for the class-level problem (``ufm.ClassProblem``),
+    so R can vary continuously. STEP: ``R n_min`` and ``n_min``; long-tail: ``n_min R^(1 - c/(K-1))``."""
+    if not isinstance(K, int) or K < 2:
+        raise ValueError(f"classes must be an integer >= 2, got {K!r}")
+    if not (math.isfinite(n_min) and (n_min >= 2 or n_min == 1)):
+        raise ValueError(f"n_min must be a number >= 2 (or exactly 1), got {n_min!r}")
+    if not (math.isfinite(R) and R >= 1):
+        raise ValueError(f"ratio R must be a finite number >= 1, got {R!r}")
+    if profile == "step":
+        if not 0 < minority_fraction < 1:
+            raise ValueError(f"minority_fraction must lie in (0, 1), got {minority_fraction!r}")
+        maj = majority_classes(K, minority_fraction)
+        return tuple(float(R * n_min) if m else float(n_min) for m in maj)
+    if profile in ("long-tail", "longtail"):
+        return tuple(float(n_min * R ** (1 - c / (K - 1))) for c in range(K))
     raise ValueError(f"imbalance must be 'step' or 'long-tail', got {profile!r}")
 
 

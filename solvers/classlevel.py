@@ -1,0 +1,259 @@
+"""Solve and certify many class-level problems at once (``ufm.classlevel``): a point costs the same for any N.
+
+**Solve** (:func:`solve_classes`): projected accelerated gradient on the class means ``mu (K, dim)`` (and ``W``
+for CE), one ``vmap``-ed, jit-compiled loop for every group of problems with the same structure (loss, K, dim,
+constraint, ReLU, number of batch compositions); every number (counts, tau, decays) is traced, so a 100 x 100 grid
+is one compilation. Step sizes adapt per problem (backtracking on the quadratic upper model, growth after
+success) and momentum restarts when the objective goes up (O'Donoghue & Candes 2015). Rows are projected on the
+ball (and the non-negative orthant), singletons of the sphere onto the sphere (``ufm.constraints``).
+
+**Certify** (:func:`certify_classes`): the proved class-level bounds of ``solvers.dual`` at each solution's
+class-constant Gram. The multipliers first come from the candidate itself (complementary slackness: ``mu_i =
+(Q Ĝ)_ii / rho^2``, no program to solve); a point they do not certify gets the optimal class-level multipliers
+(a K-variable program, still proved by the same arithmetic). ``certified``: ``loss - lower_bound <= tol
+max(1, |loss|)`` as in ``solvers.certify``.
+
+References:
+  O'Donoghue & Candes, "Adaptive restart for accelerated gradient schemes", Found. Comput. Math. 15 (2015).
+"""
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from ufm import constraints, objectives
+from ufm.classlevel import ClassProblem, block_gram, weights
+
+__all__ = ["ClassSolution", "ClassCertificate", "solve_classes", "certify_classes", "CHUNK"]
+
+CHUNK = 50  # iterations per jitted segment; the stop rule is read between segments
+
+
+class ClassSolution(NamedTuple):
+    """A class-level solution: ``mu (K, dim)``, ``W (K, dim)`` or None, ``loss`` (float64, at the problem's radius),
+    ``steps`` taken, ``reason`` it stopped (``"converged"``: the objective solved (the loss less its constant part,
+    ``ufm.classlevel.value``) moved less than ``ftol`` relative over a segment; ``"max_steps"``)."""
+
+    mu: np.ndarray
+    W: np.ndarray | None
+    loss: float
+    steps: int
+    reason: str
+
+
+class ClassCertificate(NamedTuple):
+    """``lower_bound`` (proved, or None with ``why``), ``gap = loss - lower_bound``, ``certified``, and how the
+    multipliers were found (``"candidate"`` or ``"optimal"``)."""
+
+    loss: float
+    lower_bound: float | None
+    gap: float | None
+    certified: bool
+    multipliers: str
+    why: str = ""
+
+
+def _structure(p: ClassProblem):
+    return (p.loss, p.K, p.dim, p.constraint, p.nonneg, len(p.compositions))
+
+
+def _project(x, h, *, sphere, nonneg):
+    import jax.numpy as jnp
+
+    out = {}
+    for key, v in x.items():
+        if key != "mu":
+            out[key] = v
+            continue
+        if nonneg:
+            v = jnp.maximum(v, 0.0)
+        norm = jnp.linalg.norm(v, axis=1, keepdims=True)
+        rho = jnp.sqrt(h["rho2"])
+        scale = jnp.where(norm > rho, rho / jnp.maximum(norm, 1e-300), 1.0)
+        if sphere:  # a singleton class has no spread: on the sphere
+            scale = jnp.where((h["n"] < 2)[:, None], rho / jnp.maximum(norm, 1e-300), scale)
+        out[key] = v * scale
+    return out
+
+
+def _segment_fn(contrastive, sphere, nonneg):
+    """One jitted segment of CHUNK iterations for a stack of problems (``vmap`` over the leading axis)."""
+    import jax
+    import jax.numpy as jnp
+
+    from ufm.classlevel import value
+
+    f = lambda x, h: value(x, h, contrastive=contrastive, sphere=sphere, constant=False)  # noqa: E731
+    fg = jax.value_and_grad(f)
+    proj = lambda x, h: _project(x, h, sphere=sphere, nonneg=nonneg)  # noqa: E731
+    tree = jax.tree_util
+
+    def step(state, h):
+        x, y, fx, eta, t = state
+        fy, g = fg(y, h)
+        xn = proj(tree.tree_map(lambda a, b: a - eta * b, y, g), h)
+        fn = f(xn, h)
+        dx = tree.tree_map(lambda a, b: a - b, xn, y)
+        lin = sum(jnp.sum(a * b) for a, b in zip(tree.tree_leaves(g), tree.tree_leaves(dx)))
+        sq = sum(jnp.sum(a * a) for a in tree.tree_leaves(dx))
+        ok = jnp.isfinite(fn) & (fn <= fy + lin + sq / (2 * eta) + 4e-16 * jnp.abs(fy))
+        better = ok & (fn <= fx)
+        x_new = tree.tree_map(lambda a, b: jnp.where(better, a, b), xn, x)
+        f_new = jnp.where(better, fn, fx)
+        t_new = jnp.where(better, (1 + jnp.sqrt(1 + 4 * t * t)) / 2, 1.0)  # restart when not better
+        mom = jnp.where(better, (t - 1) / t_new, 0.0)
+        y_new = tree.tree_map(lambda a, b: a + mom * (a - b), x_new, x)
+        y_new = proj(y_new, h)
+        eta_new = jnp.where(ok, eta * 2.0, eta * 0.5)
+        return (x_new, y_new, f_new, eta_new, t_new)
+
+    def segment(state, h):
+        def body(s, _):
+            return step(s, h), None
+        return jax.lax.scan(body, state, None, length=CHUNK)[0]
+
+    return jax.jit(jax.vmap(segment))
+
+
+_SEGMENTS: dict = {}
+
+
+def _stack(problems):
+    hs = [weights(p) for p in problems]
+    return {k: np.stack([np.asarray(h[k], dtype=np.float64) for h in hs]) for k in hs[0]}
+
+
+def _start(p: ClassProblem, rng):
+    K, r = p.K, p.dim
+    mu = rng.standard_normal((K, r))
+    if p.nonneg:
+        mu = np.abs(mu)
+    mu /= np.linalg.norm(mu, axis=1, keepdims=True)
+    x = {"mu": mu}
+    if not objectives.of(p).contrastive:
+        x["W"] = 0.1 * rng.standard_normal((K, r))
+    return x
+
+
+def solve_classes(problems, *, steps: int = 4000, seed=0, ftol: float = 1e-13, starts=None) -> list[ClassSolution]:
+    """Solve class-level problems (``ufm.ClassProblem`` s), grouped by structure, each group one vmapped loop.
+
+    Args:
+      problems: class-level problems.
+      steps: most iterations per problem.
+      seed: one int, or one per problem (the start: rows of ``mu`` uniform on the sphere, ``W`` small).
+      ftol: stop a group when every problem's loss moved less than ``ftol max(1, |loss|)`` over a segment.
+      starts: optional list of start dicts (``{"mu": ..., "W": ...}`` at radius 1) replacing the random ones.
+    Returns:
+      :class:`ClassSolution` s, in order.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    problems = list(problems)
+    seeds = [seed] * len(problems) if isinstance(seed, (int, np.integer)) else list(seed)
+    out: list = [None] * len(problems)
+    groups: dict = {}
+    for i, p in enumerate(problems):
+        groups.setdefault(_structure(p), []).append(i)
+    with jax.enable_x64(True):
+        for key, idx in groups.items():
+            p0 = problems[idx[0]]
+            contrastive = objectives.of(p0).contrastive
+            sphere = constraints.get(p0.constraint).equality
+            fn_key = (contrastive, sphere, p0.nonneg)
+            if fn_key not in _SEGMENTS:
+                _SEGMENTS[fn_key] = _segment_fn(*fn_key)
+            segment = _SEGMENTS[fn_key]
+            units = [problems[i].at_unit_radius() for i in idx]
+            h = {k: jnp.asarray(v) for k, v in _stack([u for u, _ in units]).items()}
+            x0 = [starts[i] if starts is not None else _start(problems[i], np.random.default_rng(seeds[i]))
+                  for i in idx]
+            x = {k: jnp.asarray(np.stack([s[k] for s in x0])) for k in x0[0]}
+            x = jax.vmap(lambda a, b: _project(a, b, sphere=sphere, nonneg=p0.nonneg))(x, h)
+            f0 = jax.vmap(lambda a, b: _value(a, b, contrastive, sphere, False))(x, h)
+            L = len(idx)
+            state = (x, x, f0, jnp.full(L, 1.0), jnp.ones(L))
+            done, taken = 0, np.zeros(L, dtype=int)
+            last = np.asarray(f0)
+            converged = np.zeros(L, dtype=bool)
+            while done < steps:
+                state = segment(state, h)
+                done += CHUNK
+                fnow = np.asarray(state[2])
+                moved = np.abs(last - fnow) <= ftol * np.maximum(1.0, np.abs(fnow))
+                newly = moved & ~converged
+                taken[newly] = done
+                converged |= moved
+                last = fnow
+                if converged.all():
+                    break
+            taken[~converged] = done
+            full = np.asarray(jax.vmap(lambda a, b: _value(a, b, contrastive, sphere))(state[0], h))
+            xs = {k: np.asarray(v) for k, v in state[0].items()}
+            for j, i in enumerate(idx):
+                rho = units[j][1]
+                mu = xs["mu"][j] * rho
+                W = xs["W"][j] / rho if "W" in xs else None
+                out[i] = ClassSolution(mu, W, float(full[j]), int(taken[j]),
+                                       "converged" if converged[j] else "max_steps")
+    return out
+
+
+def _value(x, h, contrastive, sphere, constant=True):
+    from ufm.classlevel import value
+
+    return value(x, h, contrastive=contrastive, sphere=sphere, constant=constant)
+
+
+def loss_of(problem: ClassProblem, x) -> float:
+    """The class-level objective at ``x`` (``{"mu": ..., "W": ...}`` at the problem's radius), float64."""
+    import jax
+    import jax.numpy as jnp
+
+    unit, rho = problem.at_unit_radius()
+    with jax.enable_x64(True):
+        xu = {"mu": jnp.asarray(np.asarray(x["mu"]) / rho)}
+        if x.get("W") is not None:
+            xu["W"] = jnp.asarray(np.asarray(x["W"]) * rho)
+        h = {k: jnp.asarray(v) for k, v in weights(unit).items()}
+        return float(_value(xu, h, objectives.of(problem).contrastive, constraints.get(problem.constraint).equality))
+
+
+def _bound(unit: ClassProblem, sol: ClassSolution, rho: float, optimal: bool):
+    from . import dual
+
+    d, a, M = block_gram(sol.mu / rho, unit)
+    if objectives.of(unit).contrastive:
+        return dual.sc_class_bound(unit, unit.compositions, d, a, M, optimal_multipliers=optimal)
+    C = (sol.mu / rho) @ (sol.W * rho).T
+    return dual.ce_class_bound(unit, d, a, M, C, sol.loss, optimal_multipliers=optimal)
+
+
+def certify_classes(problems, solutions, *, tol: float = 1e-6) -> list[ClassCertificate]:
+    """Proved lower bounds for class-level solutions (module doc), one per problem.
+
+    Args:
+      problems: class-level problems. solutions: their :class:`ClassSolution` s.
+      tol: relative tolerance of ``certified``.
+    Returns:
+      :class:`ClassCertificate` s, in order.
+    """
+    out = []
+    for p, s in zip(problems, solutions):
+        unit, rho = p.at_unit_radius()
+        best, how = None, "candidate"
+        for optimal in (False, True):
+            b = _bound(unit, s, rho, optimal)
+            if b.lower_bound is not None and (best is None or b.lower_bound > best.lower_bound):
+                best, how = b, "optimal" if optimal else "candidate"
+            if best is not None and s.loss - best.lower_bound <= tol * max(1.0, abs(s.loss)):
+                break
+        if best is None:
+            out.append(ClassCertificate(s.loss, None, None, False, how, b.why))
+            continue
+        gap = s.loss - best.lower_bound
+        out.append(ClassCertificate(s.loss, best.lower_bound, gap, bool(gap <= tol * max(1.0, abs(s.loss))), how))
+    return out

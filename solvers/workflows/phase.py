@@ -1,0 +1,152 @@
+"""Certified phase diagrams over the imbalance ratio ``R`` and the temperature (or, for CE, the weight decay), on
+the class-level problem (``ufm.classlevel``): class sizes are real, so ``R`` varies continuously and a point costs
+the same for any number of samples.
+
+:func:`phase` solves and certifies a whole grid (one vmapped loop per structure; ``solvers.classlevel``), reads the
+geometry of every point from its class means (mean cosines between minority classes ``min_min``, majority classes
+``maj_maj``, and across ``maj_min``; ``delta_gm``), and finds two boundaries per axis value by bisection on
+continuous ``R`` (all axis values at once):
+
+* ``attraction``: the ``R`` at which ``min_min`` crosses 0 (from below: minority classes start to attract);
+* ``collapse``: the ``R`` at which ``min_min`` reaches ``COLLAPSE`` (the minority classes merge).
+
+Each is bracketed by the first pair of neighbouring grid ratios across which it happens (None when it does not
+happen in the range) and bisected in ``log R`` to ``rtol`` relative. Cosines within ``ZERO`` of 0 count as 0, so an
+orthogonal frame (``min_min = 0`` at every ``R``) has no attraction boundary.
+
+Points that do not certify with the first start are solved again from ``RETRIES`` other starts, keeping the lowest
+loss; a point that still does not certify is reported with ``certified = False``.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ufm import geometry, imbalance
+from ufm.classlevel import ClassProblem
+
+__all__ = ["phase", "grid_problem", "boundary", "COLLAPSE", "ZERO", "RETRIES", "ARRAYS"]
+
+COLLAPSE = 0.99
+ZERO = 1e-6
+RETRIES = 3
+ARRAYS = ("loss", "lower_bound", "certified", "min_min", "maj_maj", "maj_min", "delta_gm")
+
+
+def grid_problem(spec: dict, R: float, value: float) -> ClassProblem:
+    """The class-level problem of one point: ``spec`` holds ``loss``, ``nonneg``, ``classes``, ``imbalance``,
+    ``n_min``, ``minority_fraction``, ``dim``, ``radius`` and ``axis`` (``"tau"`` or ``"weight_decay"``, whose
+    value is ``value``)."""
+    counts = imbalance.class_sizes(spec["imbalance"], spec["classes"], spec["n_min"], R, spec["minority_fraction"])
+    extra = {"tau": value} if spec["axis"] == "tau" else {"weight_decay": value}
+    return ClassProblem(counts=counts, loss=spec["loss"], dim=spec["dim"], nonneg=spec["nonneg"],
+                        constraint=spec.get("constraint", "sphere"), radius=spec.get("radius", 1.0), **extra)
+
+
+def _geometry(mu, majority):
+    cos = geometry.mean_cosines(mu, np.arange(len(mu)))
+    groups = geometry.cosine_groups(cos, majority)
+    return {**groups, "delta_gm": geometry.gram_distance(cos, np.eye(len(mu)))}
+
+
+def _solve(problems, seed, tol, steps):
+    from solvers.classlevel import certify_classes, solve_classes
+
+    sols = solve_classes(problems, seed=seed, steps=steps)
+    certs = certify_classes(problems, sols, tol=tol)
+    for retry in range(1, RETRIES + 1):
+        todo = [i for i, c in enumerate(certs) if not c.certified]
+        if not todo:
+            break
+        sub = [problems[i] for i in todo]
+        more = solve_classes(sub, seed=[seed + 7919 * retry + i for i in todo], steps=steps)
+        more_c = certify_classes(sub, more, tol=tol)
+        for j, i in enumerate(todo):
+            if more[j].loss < sols[i].loss or (more_c[j].certified and not certs[i].certified):
+                sols[i], certs[i] = more[j], more_c[j]
+    return sols, certs
+
+
+def boundary(spec, values, brackets, level, *, seed=0, tol=1e-6, rtol=1e-3, steps=4000):
+    """Bisect ``min_min(R) = level`` in ``log R`` inside each bracket ``(lo, hi)`` (None: no boundary), all axis
+    values at once. Returns one ``R`` (or None) per value: the end of the final bracket at which ``min_min >=
+    level``, within ``rtol`` relative of the other end."""
+    majority = imbalance.majority_classes(spec["classes"], spec["minority_fraction"])
+    lo = [b[0] if b else None for b in brackets]
+    hi = [b[1] if b else None for b in brackets]
+    active = [i for i, b in enumerate(brackets) if b]
+    while active:
+        active = [i for i in active if hi[i] / lo[i] - 1 > rtol]
+        if not active:
+            break
+        mids = {i: math.sqrt(lo[i] * hi[i]) for i in active}
+        probs = [grid_problem(spec, mids[i], values[i]) for i in active]
+        sols, _ = _solve(probs, seed, tol, steps)
+        for i, s in zip(active, sols):
+            g = _snap(_geometry(s.mu, majority)["min_min"])
+            if g >= level:
+                hi[i] = mids[i]
+            else:
+                lo[i] = mids[i]
+    return [hi[i] if brackets[i] else None for i in range(len(values))]
+
+
+def _snap(x):
+    return 0.0 if x is None or abs(x) <= ZERO else x
+
+
+def _brackets(ratios, row, level):
+    g = [_snap(v) for v in row]
+    for j in range(len(g) - 1):
+        below = g[j] < level and (level != 0 or g[j] < -ZERO)
+        if below and g[j + 1] >= level:
+            return (ratios[j], ratios[j + 1])
+    return None
+
+
+def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol: float = 1e-3, steps: int = 4000,
+          progress=None) -> dict:
+    """Solve, certify and measure the grid ``values x ratios``; find the boundaries.
+
+    Args:
+      spec: the problem family (:func:`grid_problem`).
+      ratios: increasing imbalance ratios ``R >= 1``. values: the axis values (temperatures or weight decays).
+      seed: the starts. tol: relative tolerance of ``certified``. rtol: of the boundaries.
+      steps: most iterations per point. progress: an optional callable ``(message)``.
+    Returns:
+      the ``phase.json`` dict: ``ratios``, ``taus`` (or ``weight_decays``), the 2-D arrays ``ARRAYS`` indexed
+      ``[value][ratio]``, ``boundaries`` and how it was made (``seconds``, ``points``, ``tol``).
+    """
+    start = time.perf_counter()
+    ratios, values = [float(r) for r in ratios], [float(v) for v in values]
+    say = progress or (lambda message: None)
+    majority = imbalance.majority_classes(spec["classes"], spec["minority_fraction"])
+    problems = [grid_problem(spec, R, v) for v in values for R in ratios]
+    say(f"solving {len(problems)} points")
+    sols, certs = _solve(problems, seed, tol, steps)
+    m = len(ratios)
+    arrays = {k: [[None] * m for _ in values] for k in ARRAYS}
+    for idx, (s, c) in enumerate(zip(sols, certs)):
+        i, j = divmod(idx, m)
+        geo = _geometry(s.mu, majority)
+        arrays["loss"][i][j] = s.loss
+        arrays["lower_bound"][i][j] = c.lower_bound
+        arrays["certified"][i][j] = bool(c.certified)
+        for k in ("min_min", "maj_maj", "maj_min", "delta_gm"):
+            arrays[k][i][j] = geo[k]
+    solved = time.perf_counter() - start
+    key = "tau" if spec["axis"] == "tau" else "weight_decay"
+    bounds = {}
+    for name, level in (("attraction", 0.0), ("collapse", COLLAPSE)):
+        say(f"bisecting the {name} boundary")
+        brackets = [_brackets(ratios, arrays["min_min"][i], level) for i in range(len(values))]
+        Rs = boundary(spec, values, brackets, level, seed=seed, tol=tol, rtol=rtol, steps=steps)
+        bounds[name] = [{key: v, "R": R} for v, R in zip(values, Rs)]
+    axis_name = "taus" if spec["axis"] == "tau" else "weight_decays"
+    return {**{k: spec[k] for k in ("loss", "nonneg", "classes", "imbalance", "n_min", "minority_fraction", "dim")},
+            "axis": spec["axis"], "ratios": ratios, axis_name: values, **arrays, "boundaries": bounds, "tol": tol,
+            "boundary_rtol": rtol, "collapse_level": COLLAPSE, "points": len(problems),
+            "certified_points": int(sum(c.certified for c in certs)), "solve_seconds": solved,
+            "seconds": time.perf_counter() - start, "seed": seed, "exact": "class-level (N-independent)"}

@@ -1,0 +1,257 @@
+"""The class-level problem: an optimum that is constant on class blocks, with class sizes as real weights.
+
+When the batch set is invariant under permutations within each class (the full batch; in general a union of whole
+orbits), averaging a minimiser over that group keeps it a minimiser, so some minimiser has a class-constant Gram
+(docs/theory.md, "The class-level problem"). Such a Gram is described by class means ``mu (K, r)``:
+
+* sphere: ``z_i = mu_c + e_i`` with ``sum_{i in c} e_i = 0``, every ``e_i`` orthogonal to the means and
+  ``||e_i||^2 = rho^2 - ||mu_c||^2``; between classes ``<z_i, z_j> = <mu_c, mu_c'>``, within a class (``i != j``)
+  ``a_c = (n_c ||mu_c||^2 - rho^2) / (n_c - 1)``. A singleton class has ``||mu_c|| = rho``.
+* ball: no spread (it only lowers ``a_c``, and both losses prefer it larger): ``a_c = ||mu_c||^2``.
+
+Every row of ``mu`` lies in the ball of radius ``rho`` (and is ``>= 0`` with ``nonneg``). The losses read only
+``a`` and ``M = mu muᵀ``, and the class sizes ``n_c`` enter as weights, so the cost of a point does not depend on
+``N`` and ``n_c`` may be any real ``>= 2`` (or exactly 1): R varies continuously. For integer counts the value is
+the full problem's value at the embedding of :func:`embedding` (within-class spread needs ``n_c - 1`` more
+dimensions per spread class; a collapsed optimum needs none).
+
+Contrastive (SC, BCL), per batch composition ``k`` (``(k, m)``: ``m`` batches of class composition ``k``;
+the full batch is ``((counts, 1),)``) and ``T = sum m sum k`` anchor slots: an anchor of class ``c`` with
+``k_c >= 2`` contributes ``-a_c/tau + log(sum_c' mult_cc' w_cc' exp(G_cc'/tau))``, ``mult_cc' = k_c' - [c = c']``,
+``w`` the objective's ``class_log_weights``, ``G_cc = a_c``, ``G_cc' = M_cc'``; the loss is the mean over slots.
+CE: ``sum_c (n_c/N) CE(C_c, c) + lambda_W ||W||_F^2 + lambda_Z sum_c (n_c/N) d_c``, ``C = mu Wᵀ`` the class-level
+logits and ``d_c = rho^2`` (sphere) or ``||mu_c||^2`` (ball).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import constraints, objectives
+
+__all__ = ["ClassProblem", "weights", "value", "block_gram", "embedding"]
+
+
+@dataclass(frozen=True)
+class ClassProblem:
+    """A class-level problem (module doc). Fields as in ``ufm.Problem``, except:
+
+      counts: class sizes ``(K,)``, real numbers ``>= 2`` or exactly 1 (a singleton class).
+      orbits: ``((k, m), ...)``: ``m`` batches of class composition ``k`` (real, ``k_c <= counts_c``); None: the
+        full batch. Contrastive losses only (CE's objective is the full mean).
+    """
+
+    counts: tuple[float, ...]
+    loss: str = "sc"
+    tau: float = 0.1
+    dim: int | None = None
+    constraint: str = "sphere"
+    radius: float = 1.0
+    nonneg: bool = False
+    weight_decay: float | None = None
+    feature_decay: float = 0.0
+    bias: bool = False
+    orbits: tuple | None = None
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        try:
+            counts = tuple(float(c) for c in self.counts)
+        except (TypeError, ValueError):
+            raise ValueError(f"counts must be a list of numbers, got {self.counts!r}") from None
+        if len(counts) < 2:
+            raise ValueError(f"counts: the class-level problem needs at least 2 classes, got {len(counts)}")
+        for c, n in enumerate(counts):
+            if not (math.isfinite(n) and (n >= 2 or n == 1)):
+                raise ValueError(f"counts: class {c} has size {n!r}; a class size is a finite number >= 2 or "
+                                 "exactly 1")
+        set_("counts", counts)
+        obj = objectives.get(self.loss)
+        for name in ("tau", "radius"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+            set_(name, float(v))
+        dim = len(counts) if self.dim is None else self.dim
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+            raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
+        set_("dim", int(dim))
+        if not constraints.get(self.constraint).bounded:
+            raise ValueError(f"constraint {self.constraint!r}: the class-level problem needs 'sphere' or 'ball'")
+        set_("nonneg", bool(self.nonneg))
+        set_("bias", bool(self.bias))
+        if self.bias:
+            raise ValueError("bias: the class-level problem has no classifier bias")
+        set_("feature_decay", float(self.feature_decay))
+        for k, v in obj.validate(self).items():
+            set_(k, float(v) if k in ("weight_decay", "feature_decay") else v)
+        if self.orbits is not None:
+            if not obj.contrastive:
+                raise ValueError("orbits: CE's objective is the full mean; give orbits=None")
+            orbits = tuple((tuple(float(x) for x in k), float(m)) for k, m in self.orbits)
+            for k, m in orbits:
+                if len(k) != len(counts) or m <= 0 or any(x < 0 or x > n for x, n in zip(k, counts)):
+                    raise ValueError(f"orbits: a batch composition {k} x {m} does not fit the counts {counts}")
+            set_("orbits", orbits)
+
+    @property
+    def K(self) -> int:
+        return len(self.counts)
+
+    @property
+    def N(self) -> float:
+        return float(sum(self.counts))
+
+    @property
+    def compositions(self) -> tuple:
+        """``((k, m), ...)``: the orbits, or the full batch ``((counts, 1),)``."""
+        return self.orbits if self.orbits is not None else ((self.counts, 1.0),)
+
+    def replace(self, **changes) -> "ClassProblem":
+        return dataclasses.replace(self, **changes)
+
+    def at_unit_radius(self) -> tuple["ClassProblem", float]:
+        """``(the same problem at radius 1, rho)``, as ``ufm.Problem.at_unit_radius``."""
+        if self.radius == 1.0:
+            return self, 1.0
+        rho2 = self.radius ** 2
+        return self.replace(radius=1.0, **objectives.get(self.loss).unit_radius(self, rho2)), self.radius
+
+    @classmethod
+    def from_problem(cls, problem, orbits=None) -> "ClassProblem":
+        """The class-level form of a ``ufm.Problem`` with integer counts. ``orbits``: its batch set as whole orbits
+        (``solvers.relaxation.class_orbits``); None requires the full batch."""
+        if orbits is None and not (problem.batching == "full" and problem.batches is None):
+            raise ValueError(f"batching {problem.batching!r}: give the batch set's orbits (the class-level problem "
+                             "needs a batch set invariant under permutations within classes)")
+        full = orbits is not None and len(orbits) == 1 and tuple(orbits[0][0]) == tuple(problem.counts)
+        return cls(counts=problem.counts, loss=problem.loss, tau=problem.tau, dim=problem.dim,
+                   constraint=problem.constraint, radius=problem.radius, nonneg=problem.nonneg,
+                   weight_decay=problem.weight_decay, feature_decay=problem.feature_decay, bias=problem.bias,
+                   orbits=None if (orbits is None or full or not objectives.of(problem).contrastive) else
+                   tuple((tuple(int(x) for x in k), m) for k, m in orbits))
+
+
+def weights(problem: ClassProblem) -> dict:
+    """The numbers :func:`value` reads, as NumPy arrays (one problem; stack them to vmap a grid).
+
+    Returns:
+      ``n (K,)``; contrastive: ``w (O, K)`` the weight of an anchor of class ``c`` in composition ``o`` (0 without
+      a positive), ``logb (O, K, K)`` ``log(mult) + class_log_weights`` (``-inf`` where ``mult = 0``); CE:
+      ``w (K,)`` = ``n / N``. Scalars ``tau``, ``rho2``, ``weight_decay``, ``feature_decay``.
+    """
+    obj = objectives.of(problem)
+    n = np.asarray(problem.counts, dtype=np.float64)
+    K = len(n)
+    out = {"n": n, "tau": problem.tau, "rho2": problem.radius ** 2, "weight_decay": problem.weight_decay or 0.0,
+           "feature_decay": problem.feature_decay}
+    if not obj.contrastive:
+        return {**out, "w": n / n.sum()}
+    comps = problem.compositions
+    T = sum(m * sum(k) for k, m in comps)
+    w, logb = np.zeros((len(comps), K)), np.full((len(comps), K, K), -np.inf)
+    for o, (k, m) in enumerate(comps):
+        k = np.asarray(k, dtype=np.float64)
+        for c in range(K):
+            if k[c] < 2:
+                continue
+            w[o, c] = m * k[c] / T
+            mult = k - (np.arange(K) == c)
+            ok = mult > 0
+            logb[o, c, ok] = np.log(mult[ok]) + obj.class_log_weights(k, c)[ok]
+    return {**out, "w": w, "logb": logb}
+
+
+def within(mu2, n, rho2, sphere):
+    """``a_c`` from ``||mu_c||^2`` (module doc); any array library. Singletons get ``||mu_c||^2``."""
+    if not sphere:
+        return mu2
+    spread = (n * mu2 - rho2) / (n - 1 + (n < 2))
+    return spread * (n >= 2) + mu2 * (n < 2)
+
+
+def value(x, h, *, contrastive: bool, sphere: bool, constant: bool = True):
+    """The class-level objective in JAX (jit/vmap-safe). ``x``: ``{"mu": (K, r)}`` and, for CE, ``"W": (K, r)``;
+    ``h``: :func:`weights` as arrays. ``constant=False`` drops the contrastive loss's constant part
+    ``sum_c w_c log(mult_cc w_cc)``: what is left, ``sum_c w_c log(1 + sum_{c' != c} exp(X_cc' - X_cc))``, keeps
+    its relative accuracy when the between-class terms are far below the constant's rounding (small ``tau``),
+    where the geometry is decided."""
+    import jax
+    import jax.numpy as jnp
+
+    mu = x["mu"]
+    M = mu @ mu.T
+    mu2 = jnp.diagonal(M)
+    a = within(mu2, h["n"], h["rho2"], sphere)
+    K = mu.shape[0]
+    off = ~jnp.eye(K, dtype=bool)
+    if contrastive:
+        G = M - jnp.diag(mu2) + jnp.diag(a)
+        X = G[None] / h["tau"] + h["logb"]  # (O, K, K)
+        own = jnp.diagonal(X, axis1=1, axis2=2)  # (O, K): the positives' logit, log(k_c - 1) included
+        rest = jnp.where(off[None] & jnp.isfinite(h["logb"]), X - own[..., None], -jnp.inf)
+        excess = jax.nn.softplus(jax.nn.logsumexp(rest, axis=-1))
+        base = jnp.diagonal(h["logb"], axis1=1, axis2=2)
+        anchor = excess + jnp.where(constant, jnp.where(jnp.isfinite(base), base, 0.0), 0.0)
+        return jnp.sum(jnp.where(h["w"] > 0, h["w"] * anchor, 0.0))
+    W = x["W"]
+    C = mu @ W.T
+    ce = jax.nn.softplus(jax.nn.logsumexp(jnp.where(off, C - jnp.diagonal(C)[:, None], -jnp.inf), axis=1))
+    d = h["rho2"] * jnp.ones_like(mu2) if sphere else mu2
+    return h["w"] @ ce + h["weight_decay"] * jnp.sum(W * W) + h["feature_decay"] * (h["w"] @ d)
+
+
+def block_gram(mu, problem: ClassProblem):
+    """The class-constant Gram of ``mu`` as the dual bound reads it: ``(d (K,), a (K,), M (K, K))`` with
+    ``M_cc = a_c`` (NumPy, float64)."""
+    mu = np.asarray(mu, dtype=np.float64)
+    n = np.asarray(problem.counts, dtype=np.float64)
+    rho2 = problem.radius ** 2
+    sphere = constraints.get(problem.constraint).equality
+    M = mu @ mu.T
+    mu2 = np.diag(M).copy()
+    a = within(mu2, n, rho2, sphere)
+    np.fill_diagonal(M, a)
+    d = np.full(len(n), rho2) if sphere else mu2
+    return d, a, M
+
+
+def embedding(mu, problem: ClassProblem, tol: float = 1e-9) -> np.ndarray:
+    """An embedding ``Z (N, dim)`` whose class-constant Gram is that of ``mu`` (integer counts; samples class by
+    class). Raises ``ValueError`` when the within-class spread needs more dimensions than ``dim`` has."""
+    n = np.asarray(problem.counts)
+    if not np.all(n == np.round(n)):
+        raise ValueError("counts: an embedding needs integer class sizes")
+    n = n.astype(int)
+    mu = np.asarray(mu, dtype=np.float64)
+    rho = problem.radius
+    sphere = constraints.get(problem.constraint).equality
+    norms = np.linalg.norm(mu, axis=1)
+    spread = np.where(sphere & (n >= 2), np.clip(rho * rho - norms ** 2, 0.0, None), 0.0)
+    spread[spread <= tol * rho * rho] = 0.0
+    U, s, Vt = np.linalg.svd(mu, full_matrices=False)
+    r = int(np.sum(s > tol * max(1.0, float(s.max(initial=0.0)))))
+    extra = int(sum(n[c] - 1 for c in np.flatnonzero(spread > 0)))
+    if r + extra > problem.dim:
+        raise ValueError(f"dim {problem.dim}: the class means span {r} dimensions and the within-class spread needs "
+                         f"{extra} more; no embedding in {problem.dim} dimensions has this Gram")
+    if problem.nonneg and extra:
+        raise ValueError("nonneg: a non-collapsed class-level optimum has no non-negative embedding built here")
+    base = mu @ Vt[:r].T if r < mu.shape[1] else mu  # (K, r) coordinates in the span of the means
+    if problem.nonneg:
+        base = mu  # keep the non-negative coordinates
+    Z = np.zeros((int(n.sum()), problem.dim))
+    row, col = 0, base.shape[1]
+    for c in range(len(n)):
+        Z[row:row + n[c], :base.shape[1]] = base[c]
+        if spread[c] > 0:  # a centred regular simplex of n_c points in n_c - 1 fresh dimensions
+            E = np.eye(n[c]) - 1.0 / n[c]
+            Q = np.linalg.qr(E[:, :-1])[0]  # orthonormal basis of the sum-zero subspace, (n_c, n_c - 1)
+            Z[row:row + n[c], col:col + n[c] - 1] = Q * math.sqrt(spread[c] * n[c] / (n[c] - 1))
+            col += n[c] - 1
+        row += n[c]
+    return Z

@@ -1,0 +1,152 @@
+"""``ufm phase``: a certified phase diagram over the imbalance ratio R and tau (CE: the weight decay), on the
+class-level problem (class sizes as real numbers: any N costs the same), with its boundaries and figures.
+
+Writes ``OUT/phase.json`` (``ratios``, ``taus`` or ``weight_decays``, 2-D arrays ``[value][ratio]``: ``loss``,
+``lower_bound``, ``certified``, ``min_min``, ``maj_maj``, ``maj_min``, ``delta_gm``; ``boundaries``), the figures
+(PNG, PDF) and a CSV of every array. Exit codes: 0 every point certified, 3 some point not certified (marked in
+the JSON and the figures), 2 bad input."""
+from __future__ import annotations
+
+import math
+import os
+
+from .common import UsageError, dumps, ensure_dir, eprint, write_json
+
+HELP = "certified phase diagram over imbalance R and tau (or CE weight decay), with its boundaries"
+MAX_POINTS = 250_000  # a grid larger than this is refused (memory: points x K x dim floats, several copies)
+MAX_WORK = 5 * 10**7  # points x K x dim
+
+
+def axis_values(text: str, name: str) -> list[float]:
+    """``LO:HI:N`` (N values log-spaced from LO to HI, both included) or a comma-separated list; positive,
+    finite, strictly increasing. ``UsageError`` naming ``name``."""
+    text = text.strip()
+    try:
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) != 3:
+                raise ValueError
+            lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
+            if n < 1 or not (0 < lo <= hi) or not math.isfinite(hi):
+                raise ValueError
+            if n == 1:
+                if lo != hi:
+                    raise ValueError
+                vals = [lo]
+            else:
+                vals = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+                vals[-1] = hi
+        else:
+            vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{name}: expected LO:HI:N (log-spaced, 0 < LO <= HI, N >= 1) or a comma-separated list, "
+                         f"got {text!r}") from None
+    if not vals:
+        raise UsageError(f"{name}: empty")
+    for v in vals:
+        if not (math.isfinite(v) and v > 0):
+            raise UsageError(f"{name}: every value must be a finite number > 0, got {v!r}")
+    if any(b <= a for a, b in zip(vals, vals[1:])):
+        raise UsageError(f"{name}: the values must be strictly increasing, got {text!r}")
+    return vals
+
+
+def add_parser(sub):
+    p = sub.add_parser("phase", help=HELP, description=HELP + ". float64; every point proved by a lower bound.")
+    p.add_argument("--loss", default="sc", help="sc, ce or bcl (default sc)")
+    p.add_argument("--nonneg", action="store_true", help="UFM+: a ReLU before the loss (Z >= 0)")
+    p.add_argument("--classes", type=int, default=4, help="K (default 4)")
+    p.add_argument("--imbalance", choices=["step", "long-tail"], default="step",
+                   help="step: majorities of R*n_min, minorities of n_min; long-tail: n_c = n_min R^(1-c/(K-1))")
+    p.add_argument("--n-min", type=float, default=5.0, help="size of the smallest class, real >= 2 (default 5)")
+    p.add_argument("--minority-fraction", type=float, default=0.5, help="fraction of minority classes (default 0.5)")
+    p.add_argument("--ratios", default="1:100:25", help="R: LO:HI:N log-spaced, or a list (default 1:100:25)")
+    p.add_argument("--taus", default=None, help="tau (SC, BCL): LO:HI:N log-spaced, or a list (default 0.05:1:8)")
+    p.add_argument("--weight-decays", default=None,
+                   help="CE's axis, lambda_W: LO:HI:N log-spaced, or a list (default 1e-3:1e-1:8)")
+    p.add_argument("--dim", type=int, default=None, help="d (default K)")
+    p.add_argument("--constraint", choices=["sphere", "ball"], default="sphere")
+    p.add_argument("--tol", type=float, default=1e-6, help="relative tolerance of a certificate (default 1e-6)")
+    p.add_argument("--boundary-rtol", type=float, default=1e-3, help="relative accuracy of the boundaries")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-figures", action="store_true", help="write phase.json and the CSVs only")
+    p.add_argument("--json", action="store_true", help="print phase.json on stdout")
+    p.add_argument("--out", required=True, metavar="DIR", help="phase.json, figures and CSVs go here")
+    return p
+
+
+def _spec(args) -> tuple[dict, list[float], list[float]]:
+    from ufm import objectives
+    from ufm.objectives import NAMES
+
+    if args.loss not in NAMES:
+        raise UsageError(f"--loss must be one of {', '.join(NAMES)}, got {args.loss!r}")
+    contrastive = objectives.get(args.loss).contrastive
+    if contrastive and args.weight_decays is not None:
+        raise UsageError(f"--weight-decays is CE's axis; {args.loss} has a temperature: use --taus")
+    if not contrastive and args.taus is not None:
+        raise UsageError("--taus: CE has no temperature; its axis is --weight-decays")
+    if args.classes < 2:
+        raise UsageError(f"--classes must be >= 2, got {args.classes}")
+    if args.dim is not None and args.dim < 1:
+        raise UsageError(f"--dim must be >= 1, got {args.dim}")
+    if not (math.isfinite(args.n_min) and (args.n_min >= 2 or args.n_min == 1)):
+        raise UsageError(f"--n-min must be a number >= 2 (or exactly 1), got {args.n_min}")
+    if not 0 < args.minority_fraction < 1:
+        raise UsageError(f"--minority-fraction must lie in (0, 1), got {args.minority_fraction}")
+    if not (math.isfinite(args.tol) and args.tol >= 0):
+        raise UsageError(f"--tol must be a finite number >= 0, got {args.tol}")
+    if not (math.isfinite(args.boundary_rtol) and 0 < args.boundary_rtol < 1):
+        raise UsageError(f"--boundary-rtol must lie in (0, 1), got {args.boundary_rtol}")
+    ratios = axis_values(args.ratios, "--ratios")
+    if ratios[0] < 1:
+        raise UsageError(f"--ratios: every R must be >= 1, got {ratios[0]}")
+    if contrastive:
+        values = axis_values(args.taus or "0.05:1:8", "--taus")
+    else:
+        values = axis_values(args.weight_decays or "1e-3:1e-1:8", "--weight-decays")
+    spec = {"loss": args.loss, "nonneg": bool(args.nonneg), "classes": args.classes, "imbalance": args.imbalance,
+            "n_min": args.n_min, "minority_fraction": args.minority_fraction,
+            "dim": args.dim if args.dim is not None else args.classes, "constraint": args.constraint,
+            "axis": "tau" if contrastive else "weight_decay"}
+    points = len(ratios) * len(values)
+    if points > MAX_POINTS or points * args.classes * spec["dim"] > MAX_WORK:
+        raise UsageError(f"{len(values)} x {len(ratios)} points with K = {args.classes}, d = {spec['dim']} exceed "
+                         f"this command's limits ({MAX_POINTS} points, points x K x d <= {MAX_WORK:.0e}); split the "
+                         "grid into several runs")
+    return spec, ratios, values
+
+
+def _check_point(spec, ratios, values):
+    """Build the first and last point so a bad family (a class size below 2, a temperature too small) exits 2."""
+    from solvers.workflows.phase import grid_problem
+
+    for R in (ratios[0], ratios[-1]):
+        for v in (values[0], values[-1]):
+            try:
+                grid_problem(spec, R, v)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+
+
+def run(args) -> int:
+    spec, ratios, values = _spec(args)
+    _check_point(spec, ratios, values)
+    out = ensure_dir(args.out)
+    from solvers.workflows.phase import phase
+
+    result = phase(spec, ratios, values, seed=args.seed, tol=args.tol, rtol=args.boundary_rtol,
+                   progress=lambda message: eprint(f"ufm phase: {message}"))
+    from .common import versions
+
+    result["versions"] = versions()
+    write_json(os.path.join(out, "phase.json"), result)
+    if not args.no_figures:
+        from solvers.workflows.phase_figures import draw_phase
+
+        draw_phase(result, out)
+    if args.json:
+        print(dumps(result))
+    n, ok = result["points"], result["certified_points"]
+    eprint(f"ufm phase: {ok}/{n} points certified in {result['seconds']:.1f} s; wrote {out}/phase.json")
+    return 0 if ok == n else 3
