@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from cli_run import run_cli
 
-from ufm import geometry
+from ufm import Tracker, geometry
+from ufm.tracker import GEOMETRY, RESERVED
 
 pytest.importorskip("sklearn")  # the digits dataset
 
@@ -31,17 +32,26 @@ def test_train_json_contract_and_out_files(capsys, tmp_path):
     assert ufm["counts_scaled"] and sum(ufm["problem"]["counts"]) <= 200 and ufm["prediction"]["geometry"] == "of"
     assert rep["distance_to_ufm"] == pytest.approx(geometry.gram_distance(geo["mean_cosines"], ufm["mean_cosines"]))
     assert rep["data"]["counts"][:5] == [rep["data"]["counts"][0]] * 5 and rep["config"]["batching"] == "binding:128"
-    lines = (out / "history.jsonl").read_text().splitlines()
-    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    rows = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
     assert json.loads((out / "result.json").read_text())["test_accuracy"] == rep["test_accuracy"]
     z = np.load(out / "embeddings.npz")
     assert z["Z_train"].shape == (sum(rep["data"]["counts"]), 10)
-    for name in ("geometry.png", "gram.png", "checkpoint.npz", "checkpoint.json"):
+    for name in ("geometry.png", "gram.png", "checkpoint.npz", "checkpoint.json", "geometry_per_epoch.png"):
         assert (out / name).stat().st_size > 0, name
+    # every epoch is a ufm.Tracker row (normalised rows, the UFM of ufm_prediction) plus the run's own keys
+    assert set(rows[-1]) == RESERVED | {"step", "lr", "train_loss", "train_accuracy", "test_accuracy",
+                                        "ncc_train_accuracy", "ncc_test_accuracy", "geometry", "seconds"}
+    again = Tracker(None, reference=False, normalize=True).row(2, z["Z_train"], z["y_train"])
+    assert {k: rows[-1][k] for k in GEOMETRY} == {k: again[k] for k in GEOMETRY}
+    assert rows[-1]["geometry"]["mean_cosines"] == rows[-1]["mean_cosines"] == geo["mean_cosines"]
+    assert [r["ufm_delta_gm"] for r in rows] == [ufm["delta_gm"]] * 2 and rows[-1]["counts_scaled"]
+    assert rows[-1]["distance_to_ufm"] == pytest.approx(rep["distance_to_ufm"], abs=1e-12)
     # resuming a finished run trains nothing more and reports the same numbers
     code, again, err = run_cli(capsys, "train", *SMALL, "--relu", "--json", "--out", str(out), "--resume")
     assert code == 0, err
     assert json.loads(again)["test_accuracy"] == rep["test_accuracy"]
+    assert [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()] == rows
     assert not [n for n in os.listdir(out) if ".tmp" in n]  # every file written atomically, nothing left over
 
 

@@ -8,8 +8,9 @@ from reference import ce_loss_loops, sc_loss_loops
 
 from solvers.deepnet import checkpoint, compare, probes
 from solvers.deepnet import encoders as deepnet
-from solvers.deepnet.train import TrainConfig, augment, batch_loss, batches_of_epoch, train
+from solvers.deepnet.train import TrainConfig, augment, batch_loss, batches_of_epoch, tracker_for, train
 from ufm import Problem, geometry
+from ufm.tracker import RESERVED
 from solvers.deepnet.data import Dataset
 
 TINY = dict(arch="mlp", width=16, dim=8, epochs=3, batching="shuffled:8", probe=True)
@@ -82,10 +83,24 @@ def test_resume_continues_exactly(tmp_path):
         if len(history) == 2:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, data=d, out=str(tmp_path), checkpoint_every=1, progress=False, on_epoch=stop_after_two)
+    with pytest.raises(KeyboardInterrupt):  # after epoch 2 was logged, before its checkpoint was written
+        train(cfg, data=d, out=str(tmp_path), checkpoint_every=1, progress=False, on_epoch=stop_after_two,
+              tracker=tracker_for(cfg, out=str(tmp_path)))
     assert checkpoint.exists(tmp_path)
-    resumed = train(cfg, data=d, out=str(tmp_path), checkpoint_every=1, resume=True, progress=False)
+    calls = []
+
+    def orthogonal_frame(counts, dim, **kw):
+        calls.append(counts)
+        return {"mean_cosines": np.eye(len(counts))}
+
+    with tracker_for(cfg, out=str(tmp_path), reference=orthogonal_frame) as t:
+        resumed = train(cfg, data=d, out=str(tmp_path), checkpoint_every=1, resume=True, progress=False, tracker=t)
+    # the tracker restarted from the checkpoint's epoch 1 (no epoch twice) and asked the reference once
+    assert [r["epoch"] for r in t.rows] == [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    assert (tmp_path / "history.jsonl").read_text().count("\n") == 3 and calls == [(10,) * 4]
+    assert resumed.history[0]["distance_to_ufm"] is None  # the checkpoint's epoch, logged without a reference
+    for r in resumed.history[1:]:  # against the orthogonal frame, the distance is delta_gm
+        assert r["distance_to_ufm"] == pytest.approx(r["delta_gm"], abs=1e-12)
     a = jax.tree_util.tree_leaves(straight.params)
     b = jax.tree_util.tree_leaves(resumed.params)
     assert all(np.allclose(u, v, atol=1e-6) for u, v in zip(a, b))
@@ -136,7 +151,8 @@ def test_training_fits_separable_data_and_records_every_epoch():
         assert r.steps_to_fit is not None and r.steps_to_fit <= r.steps
         assert r.final["train_loss"] < r.history[0]["train_loss"]
         assert set(r.final) >= {"delta_gm", "nc1", "etf_distance", "geometry", "ncc_test_accuracy",
-                                "probe_test_accuracy", "min_cosine"}
+                                "probe_test_accuracy", "min_cosine"} | RESERVED  # a ufm.Tracker row
+        assert r.final["normalization"] == "rows" and (r.final["nc3"] is None) == (loss == "sc")
 
 
 def test_compare_maps_the_config_to_the_ufm():

@@ -1,9 +1,10 @@
 """ufm: the unconstrained-features model of classification losses.
 
 State a problem (:class:`Problem`), evaluate its losses (:func:`sc_loss`, :func:`ce_loss`), project onto its
-constraints (:func:`project`), measure geometry (:mod:`ufm.geometry`), compare with theory (:mod:`ufm.theory`)
-and see whether a batching forces the orthogonal frame (:mod:`ufm.interaction`). Solvers live in the sibling
-package ``solvers``.
+constraints (:func:`project`), measure geometry (:mod:`ufm.geometry`), compare with theory (:mod:`ufm.theory`),
+see whether a batching forces the orthogonal frame (:mod:`ufm.interaction`), and log a network's geometry per epoch
+beside the UFM (:class:`Tracker`). Solvers live in the sibling package ``solvers``; the tracker finds its UFM side
+through the entry-point group ``ufm.references`` (docs/design.md).
 
 The names below load on first use (PEP 562): ``import ufm`` costs nothing, and JAX is imported only by what
 needs it (``ufm.sc_loss``, ``ufm.Problem``, ...), which keeps ``ufm --help`` fast.
@@ -29,10 +30,11 @@ _EXPORTS = {
     "batching": ("batching", None),
     "interaction": ("interaction", None),
     "kernels": ("kernels", None),
+    "Tracker": ("tracker", "Tracker"),
 }
 
 __all__ = ["Problem", "sc_loss", "ce_loss", "bcl_loss", "project", "predict", "objectives", "geometry", "theory",
-           "batching", "interaction", "kernels", "__version__"]
+           "batching", "interaction", "kernels", "Tracker", "__version__"]
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from . import batching, geometry, interaction, kernels, objectives, theory
@@ -40,6 +42,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .losses import bcl_loss, ce_loss, sc_loss
     from .problem import Problem
     from .theory import predict
+    from .tracker import Tracker
 
 
 def __getattr__(name: str):

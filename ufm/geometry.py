@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["class_means", "mean_cosines", "nc1", "nc3", "delta_gm", "etf_distance", "classifier_norms",
+__all__ = ["class_means", "mean_cosines", "nc1", "nc3", "nc4", "delta_gm", "etf_distance", "classifier_norms",
            "normalize_rows", "gram_distance", "cosine_groups", "report"]
 
 
@@ -127,6 +127,16 @@ def nc3(Z, W, labels, K=None) -> float:
     if nw == 0 or nm == 0:
         return float("nan")
     return float(np.linalg.norm(W / nw - M / nm) ** 2)
+
+
+def nc4(Z, W, labels, K=None) -> float:
+    """NC4 (Papyan et al. 2020): the fraction of rows ``z_i`` of ``Z (N, d)`` whose classifier prediction
+    ``argmax_c <w_c, z_i>`` (``W (K, d)``, no bias) is their nearest class mean (Euclidean); 1 at collapse."""
+    Z = np.asarray(Z, dtype=np.float64)
+    mu = class_means(Z, labels, K)
+    pred = np.argmax(Z @ np.asarray(W, dtype=np.float64).T, axis=1)
+    d2 = (Z ** 2).sum(1)[:, None] - 2 * Z @ mu.T + (mu ** 2).sum(1)[None, :]
+    return float(np.mean(pred == np.argmin(d2, axis=1)))
 
 
 def classifier_norms(W):

@@ -24,11 +24,16 @@ accuracies are always measured on the un-augmented samples.
 (x0.1 at 50% and 75% of the steps). Constant is the default because the geometry keeps moving towards the
 UFM's long after the accuracy has settled, and a decaying rate freezes it early (docs/deepnets.md: the digits target).
 
-**Every epoch** (history record): ``train_loss`` (mean over the epoch's batches), ``train_accuracy`` (CE: the
+**Every epoch** (history record): one row of a ``ufm.Tracker`` (:func:`tracker_for`: the same code path as a
+tracker in any training loop), measuring the *normalised* training embeddings whatever the loss (and, for CE,
+the classifier ``W``): ``mean_cosines``, ``nc1``, ``delta_gm``, ``etf_distance``, ``min_cosine`` /
+``max_cosine`` (off-diagonal), ``cosine_groups``, ``nc3`` / ``nc4``, ``classifier_norms``, and with a UFM
+reference (:func:`ufm_reference`) ``distance_to_ufm`` and the UFM's ``ufm_*`` values. The run's own keys are
+passed to the row: ``step``, ``lr``, ``train_loss`` (mean over the epoch's batches), ``train_accuracy`` (CE: the
 network's classifier; SC: nearest class centre on the training set), ``test_accuracy`` (CE: classifier; SC:
-nearest class centre), ``ncc_test_accuracy``, ``probe_test_accuracy`` (softmax-regression probe on the frozen
-normalised embeddings), and the geometry of the normalised training embeddings (``ufm.geometry.report``:
-``mean_cosines``, ``nc1``, ``delta_gm``, ``etf_distance``) with ``min_cosine`` / ``max_cosine`` (off-diagonal).
+nearest class centre), ``ncc_train_accuracy``, ``ncc_test_accuracy``, ``probe_test_accuracy``
+(softmax-regression probe on the frozen normalised embeddings); then ``geometry`` (those of the geometry keys
+that ``ufm.geometry.report`` returns, as one dict) and ``seconds`` (the epoch's wall time, read-outs included).
 
 **Randomness.** One ``seed``: initialisation, batches (``batch_seed = seed``), augmentation (a key per step
 folded from the step number) and the data split. A resumed run takes exactly the steps of an uninterrupted one.
@@ -50,22 +55,25 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ufm import geometry
 from ufm.batching import epoch_batches, pad, parse_scheme, subset_batches
 from .data import DATASETS, Dataset, load, parse_imbalance
 from ufm.losses import sc_loss
 from ufm.progress import Progress
 from ufm.records import clean
+from ufm.tracker import Tracker
 
 from . import checkpoint, probes
 from . import encoders as deepnet
 
 __all__ = ["TrainConfig", "TrainResult", "train", "make_optimizer", "batch_loss", "augment", "embed",
-           "evaluate", "steps_per_epoch", "batches_of_epoch", "OPTIMIZERS", "SCHEDULES"]
+           "evaluate", "steps_per_epoch", "batches_of_epoch", "tracker_for", "ufm_reference", "OPTIMIZERS",
+           "SCHEDULES"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "step", "constant")
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}
+REPORT = ("mean_cosines", "nc1", "delta_gm", "etf_distance", "classifier_norms", "global_mean")  # the keys of
+# ufm.geometry.report: a record's "geometry"
 
 
 def _positive_int(name, v, minimum=1):
@@ -300,17 +308,8 @@ def embed(apply, params, x, chunk=1024) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def _off_diagonal(G):
-    G = np.asarray(G)
-    off = G[~np.eye(len(G), dtype=bool)]
-    return (float(off.min()), float(off.max())) if off.size else (float("nan"), float("nan"))
-
-
 def evaluate(config, params, Z_train, y_train, Z_test, y_test, K) -> dict:
-    """The per-epoch read-outs of the module doc (without ``train_loss``)."""
-    geo = geometry.report(Z_train, y_train, K, W=params["head"]["W"] if "head" in params else None,
-                          normalize=True)
-    lo, hi = _off_diagonal(geo["mean_cosines"])
+    """The per-epoch accuracies of the module doc (the geometry is the tracker's)."""
     out = {"ncc_train_accuracy": probes.ncc_accuracy(Z_train, y_train, Z_train, y_train, K),
            "ncc_test_accuracy": probes.ncc_accuracy(Z_train, y_train, Z_test, y_test, K)}
     if config.probe:
@@ -323,9 +322,34 @@ def evaluate(config, params, Z_train, y_train, Z_test, y_test, K) -> dict:
     else:
         out["train_accuracy"] = out["ncc_train_accuracy"]
         out["test_accuracy"] = out["ncc_test_accuracy"]
-    out.update(geometry=geo, delta_gm=geo["delta_gm"], nc1=geo["nc1"], etf_distance=geo["etf_distance"],
-               min_cosine=lo, max_cosine=hi)
     return out
+
+
+def tracker_for(config, out=None, reference=False) -> Tracker:
+    """The ``ufm.Tracker`` of a run of ``config``: its loss, tau, ReLU and batching, measuring the normalised
+    embeddings (the module doc); ``out``: the folder of ``history.jsonl`` and ``geometry_per_epoch.png`` (None:
+    rows in memory only); ``reference``: the UFM side (:func:`ufm_reference`) or False."""
+    return Tracker(out, loss=config.loss, tau=config.tau, relu=config.relu, batching=config.batching,
+                   reference=reference, normalize=True)
+
+
+def ufm_reference(config, *, max_n=2000, steps=20000, certify=True):
+    """The UFM of a run of ``config`` as a tracker's reference (``ufm.measurement``'s module doc):
+    ``solvers.deepnet.compare.compare`` (full batch, dimension ``min(d, K)``, counts scaled past ``max_n``,
+    certified), its whole answer kept under ``comparison``."""
+    from . import compare
+
+    def reference(counts, dim, **_):  # loss, tau, ReLU: those of config; batching: full (compare's doc)
+        # compare measures a distance to the cosines it is given; the tracker measures that of every row instead
+        out = compare.compare(np.eye(len(counts)), counts, config, dim=dim, max_n=max_n, steps=steps,
+                              seed=config.seed, certify=certify)
+        out["distance_to_ufm"] = None
+        cert = out["certificate"] or {}
+        return {"mean_cosines": out["mean_cosines"], "delta_gm": out["delta_gm"], "nc1": out["nc1"],
+                "etf_distance": out["etf_distance"], "loss": out["loss"], "lower_bound": cert.get("lower_bound"),
+                "certified": cert.get("certified"), "counts_scaled": out["counts_scaled"], "comparison": out}
+
+    return reference
 
 
 def _init(enc, config, key, input_shape, K):
@@ -352,7 +376,8 @@ def _resume(folder, config, templates):
 
 
 def train(config: TrainConfig, *, data: Dataset | None = None, out: str | None = None, checkpoint_every: int = 0,
-          resume: bool = False, progress: bool = True, on_epoch=None, until_fit: bool = False) -> TrainResult:
+          resume: bool = False, progress: bool = True, on_epoch=None, until_fit: bool = False,
+          tracker: Tracker | None = None) -> TrainResult:
     """Train per ``config`` (module doc) and return a :class:`TrainResult`.
 
     Args:
@@ -365,14 +390,18 @@ def train(config: TrainConfig, *, data: Dataset | None = None, out: str | None =
         JSON-lines file).
       until_fit: stop after the first epoch with 100% training accuracy (the label-noise experiment; use a
         ``constant`` schedule so that the stopping point does not change the learning rates).
+      tracker: the ``ufm.Tracker`` that measures and records every epoch (:func:`tracker_for`; default: one without
+        files or UFM side). It starts over (``reset``) from the epochs of a resumed checkpoint, or from none; its
+        UFM reference, if any, is asked for before the first epoch. The caller closes it.
     Raises:
       ValueError naming the problem (bad data, bad checkpoint); RuntimeError when the loss becomes non-finite.
     """
     with jax.enable_x64(False):  # float32 whatever the global flag: the same run gives the same numbers
-        return _train(config, data, out, checkpoint_every, resume, progress, on_epoch, until_fit)
+        return _train(config, data, out, checkpoint_every, resume, progress, on_epoch, until_fit,
+                      tracker_for(config) if tracker is None else tracker)
 
 
-def _train(config, data, out, checkpoint_every, resume, progress, on_epoch, until_fit):
+def _train(config, data, out, checkpoint_every, resume, progress, on_epoch, until_fit, tracker):
     start = time.perf_counter()
     _positive_int("checkpoint_every", checkpoint_every, 0)
     if (checkpoint_every or resume) and out is None:
@@ -392,6 +421,8 @@ def _train(config, data, out, checkpoint_every, resume, progress, on_epoch, unti
         params, opt_state = trees["params"], trees["opt_state"]
         history, first_epoch = meta["history"], int(meta["epoch"])
     params, opt_state = jax.device_put((params, opt_state))
+    tracker.reset(history)
+    tracker.reference_result(data.y_train, enc.dim)  # the UFM side (if any) now: not inside an epoch's seconds
 
     x_all, y_all = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     x_test = jnp.asarray(data.x_test)
@@ -418,11 +449,13 @@ def _train(config, data, out, checkpoint_every, resume, progress, on_epoch, unti
         if not math.isfinite(train_loss):
             raise RuntimeError(f"the training loss became non-finite in epoch {epoch + 1}; lower --lr")
         Z_train, Z_test = embed(apply, params, x_all, chunk), embed(apply, params, x_test, chunk)
-        rec = {"epoch": epoch + 1, "step": (epoch + 1) * spe, "lr": float(_schedule(config, config.epochs * spe)(
-            (epoch + 1) * spe - 1)), "train_loss": train_loss}
-        rec.update(evaluate(config, params, Z_train, data.y_train, Z_test, data.y_test, K))
+        lr = float(_schedule(config, config.epochs * spe)((epoch + 1) * spe - 1))
+        rec = tracker.row(epoch + 1, Z_train, data.y_train, W=params["head"]["W"] if "head" in params else None,
+                          step=(epoch + 1) * spe, lr=lr, train_loss=train_loss,
+                          **evaluate(config, params, Z_train, data.y_train, Z_test, data.y_test, K))
+        rec["geometry"] = {k: rec[k] for k in REPORT}
         rec["seconds"] = time.perf_counter() - t0
-        rec = clean(rec)  # JSON-ready: NumPy scalars to Python, NaN to None
+        rec = tracker.append(rec)  # JSON-ready: NumPy scalars to Python, NaN to None
         history.append(rec)
         note = (f"epoch {epoch + 1}/{config.epochs} loss {train_loss:.4f} acc {rec['train_accuracy']:.3f}/"
                 f"{rec['test_accuracy']:.3f} delta_gm {rec['delta_gm']:.3f}")

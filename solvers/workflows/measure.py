@@ -1,4 +1,4 @@
-"""Measure a network's embeddings beside the UFM: ``ufm measure`` and :class:`solvers.workflows.tracker.Tracker`.
+"""Measure a network's embeddings beside the UFM: ``ufm measure``, and the UFM side of :class:`ufm.Tracker`.
 
 **Inputs** (:func:`load_array`): ``.npy``, ``.npz`` (named arrays; ``key`` picks one), ``.csv`` / ``.tsv``
 (numbers; a first line that is not numeric is taken as a header and skipped), PyTorch ``.pt`` / ``.pth``
@@ -7,29 +7,20 @@ the ``safetensors`` package is installed). Nothing is ever unpickled: NumPy file
 ``allow_pickle=False`` and PyTorch files with ``weights_only=True``, so a file holding an arbitrary Python object is
 refused (:class:`InputError`) before any of it runs.
 
-**The network side** (:func:`network_geometry`): ``ufm.geometry.report`` of the rows, L2-normalised first for the
-losses whose geometry is that of directions (SC, BCL: ``normalization = "rows"``), raw for CE
-(``normalization = "none"``); ``cosine_groups`` (a *minority* class has fewer samples than the mean count);
-with a classifier ``W (K, d)``:
+**The network side** is the core's (``ufm.measurement``: :func:`validate`, :func:`network_geometry`, the
+distance); this module adds the files and the UFM.
 
-- ``nc3 = || W/||W||_F - M/||M||_F ||_F^2``, ``M`` the class means (of the rows as normalised above) centred at
-  the plain mean of the class means (Zhu et al. 2021; 0 when the classifier is the centred means up to scale);
-- ``nc4``: the fraction of samples whose prediction ``argmax_c <w_c, z_i>`` is their nearest class mean
-  (Euclidean, same rows; 1 at collapse).
+**The UFM side** (:func:`certified_reference`, the ``certified`` entry point of the group ``ufm.references``
+that :class:`ufm.Tracker` loads; :func:`ufm_problem`, :func:`solve_ufm`): the problem with the network's counts,
+loss, ``tau``, non-negativity (ReLU) and batching, in dimension ``max(d, K)``. SC/BCL: the unit sphere; CE: no
+norm constraint, ``weight_decay = feature_decay`` (the regularised UFM of Zhu et al.). With explicit batches
+(sample indices of the given rows) the UFM keeps the network's labels in their order; otherwise it is stated by
+counts, and for the full batch counts summing past ``max_n`` are scaled down in proportion (each class >= 2;
+``counts_scaled``). Solved in float64 by ``solvers.solve`` and certified by ``solvers.certify``: ``lower_bound``
+is a proved bound or None.
 
-**The UFM side** (:func:`ufm_problem`, :func:`solve_ufm`): the problem with the network's counts, loss, ``tau``,
-non-negativity (ReLU) and batching, in dimension ``max(d, K)``. SC/BCL: the unit sphere; CE: no norm constraint,
-``weight_decay = feature_decay`` (the regularised UFM of Zhu et al.). With explicit batches (sample indices of the
-given rows) the UFM keeps the network's labels in their order; otherwise it is stated by counts, and for the full
-batch counts summing past ``max_n`` are scaled down in proportion (each class >= 2; ``counts_scaled``).
-Solved in float64 by ``solvers.solve`` and certified by ``solvers.certify``: ``lower_bound`` is a proved bound or
-None.
-
-**Distance** ``distance_to_ufm = ufm.geometry.gram_distance(G_net, G_ufm)``: the Frobenius distance between the
-two Grams of normalised class means, each divided by its Frobenius norm (against an orthogonal frame it is
-``delta_gm``).
-
-:func:`measure_row` is the one function that computes a measurement; ``ufm measure`` and the tracker both call it.
+:func:`measure_row` is ``ufm.measurement.measure_row`` with :func:`certified_reference`: the one function behind
+``ufm measure``; the tracker calls the same core function with the same reference.
 """
 from __future__ import annotations
 
@@ -41,36 +32,18 @@ import zipfile
 
 import numpy as np
 
-from ufm import geometry, objectives
+from ufm import geometry, measurement, objectives
+from ufm.measurement import InputError, network_geometry, normalizes, to_numpy, validate
 
-__all__ = ["InputError", "load_array", "validate", "ufm_problem", "solve_ufm", "network_geometry", "nc3", "nc4",
-           "measure_row", "measure", "UFMCache", "to_numpy", "per_class_rows", "write_per_class_csv",
+__all__ = ["InputError", "load_array", "validate", "ufm_problem", "solve_ufm", "certified_reference",
+           "network_geometry", "measure_row", "measure", "to_numpy", "per_class_rows", "write_per_class_csv",
            "cosines_figure", "FORMATS", "MAX_N"]
 
 FORMATS = (".npy", ".npz", ".csv", ".tsv", ".pt", ".pth", ".safetensors")
 MAX_N = 2000  # full batch: the UFM's counts are scaled down past this many samples
 
 
-class InputError(ValueError):
-    """An input file or array that cannot be measured; the message names the file and the reason."""
-
-
 # --- reading --------------------------------------------------------------------------------------------------
-
-def to_numpy(x) -> np.ndarray:
-    """A NumPy array of ``x``: a NumPy or JAX array, a PyTorch tensor on any device (``x.detach().cpu()``), or a
-    nested list."""
-    if hasattr(x, "detach"):
-        x = x.detach()
-        if hasattr(x, "cpu"):
-            x = x.cpu()
-        if hasattr(x, "numpy"):
-            try:
-                return np.asarray(x.numpy())
-            except (TypeError, RuntimeError):  # e.g. bfloat16
-                return np.asarray(x.float().numpy())
-    return np.asarray(x)
-
 
 def _pick(arrays: dict, key, path, what):
     names = sorted(arrays)
@@ -182,95 +155,6 @@ def load_array(path, key=None, what="embeddings") -> np.ndarray:
     raise InputError(f"{what} {path}: unknown format {ext or '(no extension)'!r}; use one of {', '.join(FORMATS)}")
 
 
-def validate(Z, labels, W=None):
-    """``(Z float64 (N, d), labels int64 (N,), W float64 (K, d) or None)``, checked: ``Z`` finite, labels
-    integers in ``0..K-1`` with every class present, ``W`` of shape ``(K, d)`` and finite. Raises
-    :class:`InputError` with the reason."""
-    Z = to_numpy(Z)
-    if Z.dtype == object or not np.issubdtype(Z.dtype, np.number) or np.iscomplexobj(Z):
-        raise InputError(f"embeddings: expected real numbers, got dtype {Z.dtype}")
-    if Z.ndim != 2:
-        raise InputError(f"embeddings: expected a 2-D array (N, d), got shape {Z.shape}")
-    if Z.shape[0] < 2 or Z.shape[1] < 1:
-        raise InputError(f"embeddings: expected at least 2 rows and 1 column, got shape {Z.shape}")
-    Z = Z.astype(np.float64)
-    if not np.all(np.isfinite(Z)):
-        raise InputError(f"embeddings: {int(np.sum(~np.isfinite(Z)))} NaN or infinite entries")
-    y = to_numpy(labels)
-    if y.ndim == 2 and 1 in y.shape:
-        y = y.reshape(-1)
-    if y.ndim != 1:
-        raise InputError(f"labels: expected a 1-D array (N,), got shape {y.shape}")
-    if y.shape[0] != Z.shape[0]:
-        raise InputError(f"labels: {y.shape[0]} labels for {Z.shape[0]} embeddings")
-    if y.dtype == object or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)
-                                 or y.dtype == bool):
-        raise InputError(f"labels: expected integers, got dtype {y.dtype}")
-    if np.issubdtype(y.dtype, np.floating):
-        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            raise InputError("labels: expected integers, got non-integer values")
-    y = y.astype(np.int64)
-    if y.min() < 0:
-        raise InputError(f"labels: must lie in 0..K-1, got {int(y.min())}")
-    K = int(y.max()) + 1
-    if K < 2:
-        raise InputError("labels: a single class; measuring needs at least 2")
-    counts = np.bincount(y, minlength=K)
-    missing = np.flatnonzero(counts == 0)
-    if missing.size:
-        raise InputError(f"labels: class {int(missing[0])} has no sample; labels must use every class 0..{K - 1}")
-    if W is not None:
-        W = to_numpy(W)
-        if W.dtype == object or not np.issubdtype(W.dtype, np.number):
-            raise InputError(f"classifier: expected real numbers, got dtype {W.dtype}")
-        if W.shape != (K, Z.shape[1]):
-            raise InputError(f"classifier: expected shape (K, d) = ({K}, {Z.shape[1]}), got {W.shape}")
-        W = W.astype(np.float64)
-        if not np.all(np.isfinite(W)):
-            raise InputError("classifier: NaN or infinite entries")
-    return Z, y, W
-
-
-# --- the network side -----------------------------------------------------------------------------------------
-
-def nc3(W, X, labels, K=None) -> float:
-    """``|| W/||W||_F - M/||M||_F ||_F^2`` with ``M`` the class means of ``X`` centred at their plain mean
-    (``ufm.geometry.nc3``)."""
-    return geometry.nc3(X, W, labels, K)
-
-
-def nc4(W, X, labels, K=None) -> float:
-    """The fraction of rows whose classifier prediction ``argmax W x_i`` is their nearest class mean."""
-    X = np.asarray(X, dtype=np.float64)
-    mu = geometry.class_means(X, labels, K)
-    pred = np.argmax(X @ np.asarray(W, dtype=np.float64).T, axis=1)
-    d2 = (X ** 2).sum(1)[:, None] - 2 * X @ mu.T + (mu ** 2).sum(1)[None, :]
-    return float(np.mean(pred == np.argmin(d2, axis=1)))
-
-
-def normalizes(loss: str) -> bool:
-    """Whether the loss's geometry is that of the L2-normalised rows (the objective registry says)."""
-    return bool(objectives.get(loss).normalize_rows)
-
-
-def network_geometry(Z, labels, W=None, loss="sc") -> dict:
-    """The geometry of the given rows (module doc): ``ufm.geometry.report`` plus ``normalization``,
-    ``cosine_groups``, ``min_cosine``/``max_cosine``, and ``nc3``/``nc4`` (None without ``W``)."""
-    labels = np.asarray(labels)
-    K = int(labels.max()) + 1
-    norm = normalizes(loss)
-    X = geometry.normalize_rows(Z) if norm else np.asarray(Z, dtype=np.float64)
-    rep = geometry.report(X, labels, K, W=W, normalize=False)
-    G = np.asarray(rep["mean_cosines"])
-    counts = np.bincount(labels, minlength=K)
-    off = G[~np.eye(K, dtype=bool)]
-    rep.update(normalization="rows" if norm else "none",
-               cosine_groups=geometry.cosine_groups(G, counts >= counts.mean()),
-               min_cosine=float(off.min()), max_cosine=float(off.max()),
-               nc3=None if W is None else nc3(W, X, labels, K), nc4=None if W is None else nc4(W, X, labels, K))
-    return rep
-
-
 # --- the UFM side ---------------------------------------------------------------------------------------------
 
 def _scale(counts, max_n):
@@ -344,44 +228,35 @@ def solve_ufm(problem, *, steps=20000, seed=0, certify=True) -> dict:
     return out
 
 
-class UFMCache:
-    """The UFM side solved once per distinct problem (counts, loss, tau, ReLU, batching, dimension): a dict from
-    the problem's key to :func:`solve_ufm`'s result; ``solves`` counts the solves actually run."""
+def certified_reference(counts, dim, *, loss="sc", tau=0.1, relu=False, batching="full", batches=None, labels=None,
+                        weight_decay=5e-3, max_n=MAX_N, steps=20000, seed=0, certify=True) -> dict:
+    """The UFM side of a measurement (module doc), the ``certified`` entry point of ``ufm.references``:
+    :func:`solve_ufm` of :func:`ufm_problem` for ``counts`` (a tuple of K ints) and embedding dimension ``dim``,
+    plus ``counts_scaled``.
 
-    def __init__(self, **solve_kwargs):
-        self._done: dict = {}
-        self.solves = 0
-        self.solve_kwargs = solve_kwargs
-
-    def get(self, problem) -> dict:
-        key = repr(problem) + repr(problem.labels if problem.batching == "explicit" else None)
-        if key not in self._done:
-            self._done[key] = solve_ufm(problem, **self.solve_kwargs)
-            self.solves += 1
-        return self._done[key]
+    Args:
+      counts, dim: the network's class counts and embedding dimension.
+      loss, tau, relu, batching, batches: the network's loss, temperature, ReLU and batching (a scheme, or
+        explicit batches: index lists of the rows, which then need ``labels``).
+      labels: ``(N,)`` the rows' labels in order (used with explicit batches; default: sorted by class).
+      weight_decay: CE only. max_n: full-batch counts past this are scaled down. steps, seed, certify: the solve.
+    """
+    if labels is None:
+        labels = np.repeat(np.arange(len(counts)), counts)
+    problem, scaled = ufm_problem(labels, dim, loss=loss, tau=tau, relu=relu, batching=batching, batches=batches,
+                                  weight_decay=weight_decay, max_n=max_n, seed=seed)
+    return {**solve_ufm(problem, steps=steps, seed=seed, certify=certify), "counts_scaled": scaled}
 
 
 # --- one measurement --------------------------------------------------------------------------------------------
 
 def measure_row(Z, labels, W=None, *, loss="sc", tau=0.1, relu=False, batching="full", batches=None,
-                weight_decay=5e-3, max_n=MAX_N, seed=0, cache: UFMCache | None = None, ufm=True) -> dict:
-    """One measurement (module doc): ``geometry`` (:func:`network_geometry`), ``counts``, and with ``ufm=True``
-    ``ufm`` (:func:`solve_ufm`, through ``cache`` when given), ``counts_scaled`` and ``distance_to_ufm``.
-    Inputs are validated (:func:`validate`, raising :class:`InputError`)."""
-    Z, y, W = validate(Z, labels, W)
-    objectives.get(loss)  # ValueError naming loss
-    geo = network_geometry(Z, y, W, loss)
-    counts = np.bincount(y).tolist()
-    out = {"loss": loss, "tau": tau, "relu": bool(relu), "counts": counts, "N": int(Z.shape[0]),
-           "d": int(Z.shape[1]), "K": len(counts), "geometry": geo, "ufm": None, "counts_scaled": False,
-           "distance_to_ufm": None}
-    if ufm:
-        problem, scaled = ufm_problem(y, Z.shape[1], loss=loss, tau=tau, relu=relu, batching=batching,
-                                      batches=batches, weight_decay=weight_decay, max_n=max_n, seed=seed)
-        side = (cache or UFMCache()).get(problem)
-        out.update(ufm=side, counts_scaled=scaled,
-                   distance_to_ufm=geometry.gram_distance(geo["mean_cosines"], side["mean_cosines"]))
-    return out
+                weight_decay=5e-3, max_n=MAX_N, seed=0, ufm=True) -> dict:
+    """One measurement: ``ufm.measurement.measure_row`` with :func:`certified_reference` (``ufm=False``: the
+    network alone). Inputs are validated (``validate``, raising :class:`InputError`)."""
+    return measurement.measure_row(Z, labels, W, loss=loss, tau=tau, relu=relu, batching=batching, batches=batches,
+                                   reference=certified_reference if ufm else None, weight_decay=weight_decay,
+                                   max_n=max_n, seed=seed)
 
 
 measure = measure_row

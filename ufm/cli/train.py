@@ -1,9 +1,9 @@
-"""``ufm train``: train an encoder on real data under SC or CE, measure the geometry every epoch and set the
-final geometry beside the UFM's answer for the same counts, loss, tau and ReLU."""
+"""``ufm train``: train an encoder on real data under SC or CE, measure the geometry every epoch with a
+``ufm.Tracker`` (``history.jsonl``, ``geometry_per_epoch.png``) beside the UFM's answer for the same counts, loss,
+tau and ReLU, and set the final geometry beside it."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from .common import UsageError, atomic, dumps, ensure_dir, eprint, fmt_matrix, seed_int, versions, write_json
@@ -60,7 +60,8 @@ def add_parser(sub):
     g.add_argument("--ufm-max-n", type=int, default=2000, help="scale the UFM counts down above this N (2000)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="write result.json, history.jsonl, embeddings.npz, geometry.png, gram.png here")
+                   help="write result.json, history.jsonl, embeddings.npz, geometry.png, gram.png, "
+                        "geometry_per_epoch.png here")
     return p
 
 
@@ -92,12 +93,6 @@ def config_from_args(args):
                            seed=args.seed, probe=args.probe)
     except ValueError as e:
         raise UsageError(str(e)) from None
-
-
-def _write_history(path, history):
-    with atomic(path) as tmp, open(tmp, "w") as fh:
-        for rec in history:
-            fh.write(json.dumps(rec, allow_nan=False) + "\n")
 
 
 def check_out(out, resume: bool):
@@ -142,6 +137,7 @@ def run(args) -> int:
 
     from solvers.deepnet import compare, train
     from solvers.deepnet.data import DataError
+    from ufm import geometry
 
     config = config_from_args(args)
     if (args.resume or args.checkpoint_every) and not args.out:
@@ -156,27 +152,28 @@ def run(args) -> int:
     check_out(args.out, args.resume)
     if args.out:
         ensure_dir(args.out)
-    hist_path = os.path.join(args.out, "history.jsonl") if args.out else None
     try:
         data = train._load_data(config)
     except (DataError, ValueError) as e:
         raise UsageError(str(e)) from None
     check_batch_size(config, len(data.y_train))
+    # every epoch is one row of this tracker (history.jsonl, geometry_per_epoch.png), the UFM solved once for it
+    reference = train.ufm_reference(config, max_n=args.ufm_max_n, steps=args.ufm_steps) if args.ufm else False
+    tracker = train.tracker_for(config, out=args.out, reference=reference)
+    if args.ufm and not args.quiet:
+        eprint("solving the UFM (float64) ...")
     try:
-        result = train.train(config, data=data, out=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume,
-                             progress=not args.quiet,
-                             on_epoch=None if hist_path is None else lambda h: _write_history(hist_path, h))
+        with tracker:
+            result = train.train(config, data=data, out=args.out, checkpoint_every=args.checkpoint_every,
+                                 resume=args.resume, progress=not args.quiet, tracker=tracker)
     except DataError as e:
         raise UsageError(str(e)) from None
     except ValueError as e:
         raise UsageError(str(e)) from None
     cmp = None
-    if args.ufm:
-        if not args.quiet:
-            eprint("solving the UFM (float64) ...")
-        cmp = compare.compare(result.final["geometry"]["mean_cosines"], result.data.info["counts"], config,
-                              dim=result.Z_train.shape[1], max_n=args.ufm_max_n, steps=args.ufm_steps,
-                              seed=config.seed)
+    if args.ufm:  # the tracker's UFM (solved once, before the first epoch), at the final geometry
+        cmp = dict(tracker.reference_result(result.data.y_train, result.Z_train.shape[1])["comparison"])
+        cmp["distance_to_ufm"] = geometry.gram_distance(result.final["geometry"]["mean_cosines"], cmp["mean_cosines"])
     rep = compare.train_report(result, cmp)
     rep["versions"] = versions()
     if args.out:
