@@ -186,6 +186,8 @@ def test_axes_are_log_with_the_sampled_values_as_ticks():
         assert [t.get_text() for t in ax.get_xticklabels()][0] == "1"
         assert ax.get_xticklabels()[-1].get_text() == "300"
         assert "min-min cosine" in fig.axes[1].get_ylabel()  # the colour bar is labelled
+        decade = pf.phase_figures(synthetic(values=[0.1, 0.2154, 0.4642, 1.0]), ["phase_diagram"])["phase_diagram"]
+        assert decade.axes[0].get_yscale() == "log"  # a factor 10 exactly
         assert fig.axes[0].collections[0].norm(0.0) == pytest.approx(0.5)  # diverging, centred at 0
     finally:
         plt.close("all")

@@ -19,7 +19,7 @@ is ``"weight_decay"``: CE has no temperature), 2-D arrays indexed ``[axis value]
   point is certified exactly when it lies on or below it (the rule of ``solvers.certify``).
 
 Points not certified carry a black "x". R is on a log axis with a tick at every sampled R; the axis values on a log
-axis when they span more than a factor 10. Beside the figures: ``phase_<key>.csv`` for every 2-D array (and
+axis when they span a factor 10 or more. Beside the figures: ``phase_<key>.csv`` for every 2-D array (and
 ``phase_relative_gap.csv``), first row ``<axis>\\R,<ratios>``, then one row per axis value, a failed point an empty
 cell; and ``phase_boundaries.csv`` (``kind,<axis>,R``).
 """
@@ -159,8 +159,9 @@ def classify(min_min, delta_gm, collapse=COLLAPSE):
 
 
 def _log_axis(values) -> bool:
+    """Whether the axis values go on a log axis: all positive and spanning a factor 10 or more."""
     values = np.asarray(values, float)
-    return bool(values.min() > 0 and values.max() / values.min() > 10)
+    return bool(values.min() > 0 and values.max() / values.min() >= 10 * (1 - 1e-9))
 
 
 def _edges(values, log):
