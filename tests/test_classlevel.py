@@ -1,0 +1,156 @@
+"""The class-level path: its loss against the slow references at an embedding, its optimum against closed forms
+(real class sizes included) and against the full solve and certificate on integer counts."""
+import math
+
+import numpy as np
+import pytest
+
+from reference import bcl_loss_loops, ce_loss_loops, sc_loss_loops
+from solvers.classlevel import certify_classes, loss_of, solve_classes
+from ufm import Problem, closed_forms, imbalance
+from ufm.classlevel import ClassProblem, embedding
+
+
+def _random_mu(rng, K, r, nonneg=False, shrink=None):
+    mu = rng.standard_normal((K, r))
+    if nonneg:
+        mu = np.abs(mu)
+    mu /= np.linalg.norm(mu, axis=1, keepdims=True)
+    if shrink is not None:
+        mu *= np.asarray(shrink)[:, None]
+    return mu
+
+
+@pytest.mark.parametrize("loss", ["sc", "bcl"])
+@pytest.mark.parametrize("spread", [False, True])
+def test_contrastive_value_is_the_loss_of_the_embedding(loss, spread):
+    """Collapsed rows, and rows inside the ball (within-class spread in fresh dimensions): the class-level value
+    equals the loss of the embedding, summed term by term."""
+    rng = np.random.default_rng(3)
+    counts = (4, 3, 2, 1)
+    shrink = [0.8, 0.9, 0.7, 1.0] if spread else None
+    dim = 3 + (3 + 2 + 1 if spread else 0)
+    cp = ClassProblem(counts=counts, loss=loss, tau=0.3, dim=dim)
+    mu = np.zeros((4, dim))
+    mu[:, :3] = _random_mu(rng, 4, 3, shrink=shrink)
+    Z = embedding(mu, cp)
+    assert Z.shape == (10, dim)
+    np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1.0, atol=1e-12)
+    labels = np.repeat(np.arange(4), counts)
+    ref = (sc_loss_loops if loss == "sc" else bcl_loss_loops)(Z, labels, 0.3)
+    assert loss_of(cp, {"mu": mu}) == pytest.approx(ref, rel=1e-12)
+
+
+def test_ce_value_is_the_loss_of_the_embedding():
+    rng = np.random.default_rng(4)
+    counts = (5, 2, 3)
+    cp = ClassProblem(counts=counts, loss="ce", weight_decay=0.02, dim=3, constraint="ball", radius=1.5)
+    mu = _random_mu(rng, 3, 3, shrink=[1.2, 0.5, 1.5])
+    W = rng.standard_normal((3, 3))
+    Z = embedding(mu, cp)
+    labels = np.repeat(np.arange(3), counts)
+    ref = ce_loss_loops(Z, W, labels) + 0.02 * float(np.sum(W * W))
+    assert loss_of(cp, {"mu": mu, "W": W}) == pytest.approx(ref, rel=1e-12)
+
+
+def test_embedding_refuses_when_the_spread_has_no_room():
+    cp = ClassProblem(counts=(3, 3), tau=0.5, dim=2)
+    mu = np.array([[0.5, 0.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="dim 2"):
+        embedding(mu, cp)
+
+
+@pytest.mark.parametrize("n", [2.0, 3.7, 1000.5])
+def test_balanced_real_sizes_reach_the_etf_closed_form(n):
+    """Graf et al.'s ETF value holds for any real class size: certified, and equal to the closed form."""
+    K, tau = 4, 0.2
+    cp = ClassProblem(counts=(n,) * K, tau=tau, dim=K)
+    sol = solve_classes([cp])[0]
+    cert = certify_classes([cp], [sol])[0]
+    ref = closed_forms.sc_etf_loss(n, K, tau)
+    assert cert.certified
+    assert cert.lower_bound <= ref + 1e-12
+    assert sol.loss == pytest.approx(ref, rel=1e-9)
+
+
+def test_nonneg_real_sizes_reach_the_of_closed_form():
+    counts = (40.25, 40.25, 2.5, 2.5, 2.5)
+    cp = ClassProblem(counts=counts, tau=0.15, nonneg=True)
+    sol = solve_classes([cp])[0]
+    cert = certify_classes([cp], [sol])[0]
+    ref = closed_forms.sc_of_loss(np.asarray(counts), 0.15)
+    assert cert.certified and cert.lower_bound <= ref + 1e-12
+    assert sol.loss == pytest.approx(ref, rel=1e-9)
+    cos = (sol.mu / np.linalg.norm(sol.mu, axis=1, keepdims=True)) @ (sol.mu / np.linalg.norm(sol.mu, axis=1,
+                                                                                                keepdims=True)).T
+    np.testing.assert_allclose(cos, np.eye(5), atol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [dict(counts=(12, 12, 3, 3), tau=0.2),
+                                dict(counts=(9, 9, 2, 2), loss="ce", weight_decay=0.02),
+                                dict(counts=(6, 6, 6, 2, 2, 2), tau=0.5, loss="bcl")])
+def test_agrees_with_full_pgd_and_certificate(kw):
+    """Integer counts: the class-level optimum is certified, its embedding has the same full loss, it is no worse
+    than the full solve, and it lies above the full certificate's proved bound."""
+    from solvers.certify import certify
+    from solvers.pgd import solve
+
+    P = Problem(**kw)
+    cp = ClassProblem.from_problem(P)
+    sol = solve_classes([cp])[0]
+    cert = certify_classes([cp], [sol])[0]
+    assert cert.certified and cert.lower_bound <= sol.loss
+    full = solve(P, seed=1)
+    full_cert = certify(P, full)
+    assert sol.loss <= full.loss + 1e-9 * max(1.0, abs(full.loss))
+    assert full_cert.lower_bound is not None and full_cert.lower_bound <= sol.loss + 1e-12
+    assert sol.loss - full_cert.lower_bound <= 1e-5 * max(1.0, abs(sol.loss))
+    Z, labels = embedding(sol.mu, cp), P.label_array
+    if P.loss == "ce":
+        ref = ce_loss_loops(Z, sol.W, labels) + P.weight_decay * float(np.sum(sol.W ** 2))
+    else:
+        ref = (sc_loss_loops if P.loss == "sc" else bcl_loss_loops)(Z, labels, P.tau)
+    assert ref == pytest.approx(sol.loss, rel=1e-10)
+
+
+def test_many_at_once_equals_one_by_one():
+    cps = [ClassProblem(counts=imbalance.class_sizes("step", 4, 3.0, R), tau=t) for R in (1.0, 4.5, 30.0)
+           for t in (0.1, 1.0)]
+    together = solve_classes(cps, seed=5)
+    for cp, s in zip(cps, together):
+        alone = solve_classes([cp], seed=5)[0]
+        assert s.loss == pytest.approx(alone.loss, rel=1e-12, abs=1e-14)
+
+
+def test_radius_is_an_exact_change_of_variables():
+    a = ClassProblem(counts=(10.5, 3.0, 3.0), tau=0.4)
+    b = ClassProblem(counts=(10.5, 3.0, 3.0), tau=1.6, radius=2.0)
+    sa, sb = solve_classes([a, b])
+    assert sa.loss == pytest.approx(sb.loss, rel=1e-10)
+    np.testing.assert_allclose(np.linalg.norm(sb.mu, axis=1), 2.0, rtol=1e-9)
+    assert all(c.certified for c in certify_classes([a, b], [sa, sb]))
+
+
+@pytest.mark.parametrize("bad, match", [(dict(counts=(1.5, 3)), "class 0"), (dict(counts=(3,)), "2 classes"),
+                                        (dict(counts=(3, 3), constraint="none", loss="ce", feature_decay=1.0),
+                                         "constraint"),
+                                        (dict(counts=(3, 3), loss="ce", bias=True), "bias"),
+                                        (dict(counts=(3, 3), tau=-1.0), "tau"),
+                                        (dict(counts=(3, 3), dim=0), "dim"),
+                                        (dict(counts=(3, float("nan"))), "class 1")])
+def test_bad_class_problems_name_the_field(bad, match):
+    with pytest.raises(ValueError, match=match):
+        ClassProblem(**bad)
+
+
+def test_sizes_are_continuous_in_R():
+    """Real sizes interpolate the integer ones: the loss at R between two integer majorities lies between theirs
+    (more same-class negatives, monotone here), and R -> class sizes is exact."""
+    sizes = imbalance.class_sizes("step", 4, 2.0, 2.25)
+    assert sizes == (4.5, 4.5, 2.0, 2.0)
+    lt = imbalance.class_sizes("long-tail", 3, 2.0, 4.0)
+    assert lt == pytest.approx((8.0, 4.0, 2.0))
+    losses = [s.loss for s in solve_classes([ClassProblem(counts=imbalance.class_sizes("step", 4, 2.0, R), tau=0.5)
+                                             for R in (2.0, 2.25, 2.5)])]
+    assert losses[0] < losses[1] < losses[2] or losses[0] > losses[1] > losses[2]
+    assert not math.isnan(losses[1])

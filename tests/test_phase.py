@@ -1,0 +1,106 @@
+"""``ufm phase`` and ``solvers.workflows.phase``: the grid, its certificates, and the boundaries checked against a
+bisection with full solves on integer counts."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cli_run import run_cli
+from solvers.workflows.phase import ARRAYS, phase
+from ufm import Problem, geometry, imbalance
+
+SPEC = {"loss": "sc", "nonneg": False, "classes": 4, "imbalance": "step", "n_min": 4.0, "minority_fraction": 0.5,
+        "dim": 4, "axis": "tau"}
+
+
+def _full_min_min(m, tau, seed=0):
+    """min_min of a full PGD solve with majorities of m samples and minorities of 4."""
+    from solvers.pgd import solve
+
+    P = Problem(counts=imbalance.step_counts(4, 4, m / 4), tau=tau)
+    sol = solve(P, seed=seed)
+    cos = geometry.mean_cosines(geometry.normalize_rows(sol.Z), P.label_array)
+    return geometry.cosine_groups(cos, imbalance.majority_classes(4))["min_min"]
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return phase(SPEC, [1.0, 2.0, 4.0, 8.0, 16.0], [0.5, 1.0], rtol=1e-4)
+
+
+def test_grid_is_certified_and_shaped(grid):
+    assert grid["ratios"] == [1.0, 2.0, 4.0, 8.0, 16.0] and grid["taus"] == [0.5, 1.0]
+    for key in ARRAYS:
+        assert np.shape(grid[key]) == (2, 5), key
+    assert all(all(row) for row in grid["certified"])
+    lb, loss = np.array(grid["lower_bound"]), np.array(grid["loss"])
+    assert np.all(lb <= loss) and np.all(loss - lb <= 1e-6 * np.maximum(1, np.abs(loss)))
+    # balanced: the simplex ETF, -1/(K-1) between every pair
+    assert grid["min_min"][0][0] == pytest.approx(-1 / 3, abs=1e-6)
+    assert grid["maj_min"][1][0] == pytest.approx(-1 / 3, abs=1e-6)
+
+
+@pytest.mark.parametrize("row", [0, 1])
+def test_attraction_boundary_matches_a_bisection_of_full_solves(grid, row):
+    """The class-level boundary R* against the integer majority size m* found by bisecting full PGD solves: the
+    full problem's min_min changes sign between m* - 1 and m*, so (m* - 1)/4 < R* <= m*/4."""
+    tau = grid["taus"][row]
+    R = grid["boundaries"]["attraction"][row]["R"]
+    assert grid["boundaries"]["attraction"][row]["tau"] == tau
+    assert R is not None and 1.0 < R < 16.0
+    lo, hi = 4, 32  # majority sizes: min_min = -1/3 < 0 at lo (balanced: the simplex ETF), >= 0 at hi
+    assert _full_min_min(hi, tau) >= 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _full_min_min(mid, tau) >= 0:
+            hi = mid
+        else:
+            lo = mid
+    assert (hi - 1) / 4 * (1 - 1e-4) < R <= hi / 4 * (1 + 1e-4)
+
+
+def test_collapse_is_null_when_not_reached(grid):
+    assert [b["R"] for b in grid["boundaries"]["collapse"]] == [None, None]
+    assert max(max(r) for r in grid["min_min"]) < 0.99
+
+
+def test_cli_writes_phase_json(tmp_path, capsys):
+    out = tmp_path / "p"
+    code, _, err = run_cli(capsys, "phase", "--ratios", "1:10:3", "--taus", "0.3,1", "--classes", "3", "--n-min",
+                           "2.5", "--out", str(out), "--no-figures")
+    assert code == 0, err
+    d = json.loads((out / "phase.json").read_text())
+    assert d["ratios"] == pytest.approx([1.0, math.sqrt(10), 10.0]) and d["taus"] == [0.3, 1.0]
+    assert d["certified_points"] == d["points"] == 6
+    assert set(d["boundaries"]) == {"attraction", "collapse"}
+    assert [b["tau"] for b in d["boundaries"]["attraction"]] == [0.3, 1.0]
+
+
+def test_cli_ce_axis_is_the_weight_decay(tmp_path, capsys):
+    out = tmp_path / "ce"
+    code, _, err = run_cli(capsys, "phase", "--loss", "ce", "--ratios", "1,30", "--weight-decays", "0.01,0.1",
+                           "--out", str(out), "--no-figures")
+    assert code == 0, err
+    d = json.loads((out / "phase.json").read_text())
+    assert d["axis"] == "weight_decay" and d["weight_decays"] == [0.01, 0.1] and "taus" not in d
+    assert set(d["boundaries"]["collapse"][0]) == {"weight_decay", "R"}
+    # CE at a large weight decay: the minority classes collapse (Fang et al.); the certificate says it is optimal
+    assert d["min_min"][1][1] > 0.99 and d["certified"][1][1]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--loss", "ce", "--taus", "0.1"], "--taus"),
+    (["--weight-decays", "0.1"], "--weight-decays"),
+    (["--ratios", "0.5:10:3"], "--ratios"),
+    (["--ratios", "1:10"], "--ratios"),
+    (["--taus", "0.1,0.05"], "increasing"),
+    (["--taus", "-1"], "--taus"),
+    (["--n-min", "1.5"], "--n-min"),
+    (["--loss", "hinge"], "--loss"),
+    (["--classes", "1"], "--classes"),
+    (["--ratios", "1:10:1000", "--taus", "0.1:1:1000"], "limits"),
+])
+def test_cli_bad_input_exits_2(tmp_path, capsys, argv, match):
+    code, _, err = run_cli(capsys, "phase", *argv, "--out", str(tmp_path / "x"))
+    assert code == 2 and match in err and "Traceback" not in err
