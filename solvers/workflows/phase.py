@@ -117,7 +117,8 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
       steps: most iterations per point. progress: an optional callable ``(message)``.
     Returns:
       the ``phase.json`` dict: ``ratios``, ``taus`` (or ``weight_decays``), the 2-D arrays ``ARRAYS`` indexed
-      ``[value][ratio]``, ``boundaries`` and how it was made (``seconds``, ``points``, ``tol``).
+      ``[value][ratio]`` (``loss`` is the array of values; the loss's name is ``loss_type``), ``boundaries`` and
+      how it was made (``seconds``, ``points``, ``tol``).
     """
     start = time.perf_counter()
     ratios, values = [float(r) for r in ratios], [float(v) for v in values]
@@ -145,7 +146,8 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
         Rs = boundary(spec, values, brackets, level, seed=seed, tol=tol, rtol=rtol, steps=steps)
         bounds[name] = [{key: v, "R": R} for v, R in zip(values, Rs)]
     axis_name = "taus" if spec["axis"] == "tau" else "weight_decays"
-    return {**{k: spec[k] for k in ("loss", "nonneg", "classes", "imbalance", "n_min", "minority_fraction", "dim")},
+    return {"loss_type": spec["loss"],
+            **{k: spec[k] for k in ("nonneg", "classes", "imbalance", "n_min", "minority_fraction", "dim")},
             "axis": spec["axis"], "ratios": ratios, axis_name: values, **arrays, "boundaries": bounds, "tol": tol,
             "boundary_rtol": rtol, "collapse_level": COLLAPSE, "points": len(problems),
             "certified_points": int(sum(c.certified for c in certs)), "solve_seconds": solved,
