@@ -176,7 +176,8 @@ class Tracker:
         from .records import clean
 
         res = measure_row(to_numpy(Z), to_numpy(labels), None if W is None else to_numpy(W),
-                          reference=self._cached if self.has_reference else None, **self._measure_kwargs(), **self.options)
+                          reference=self._cached if self.has_reference else None, **self._measure_kwargs(),
+                          **self.options)
         g, u = res["geometry"], res["ufm"] or {}
         row = {"epoch": int(epoch) if isinstance(epoch, (int, np.integer)) else epoch,
                **{k: g.get(k) for k in GEOMETRY}, "distance_to_ufm": res["distance_to_ufm"],
