@@ -33,7 +33,7 @@ import os
 import numpy as np
 
 __all__ = ["Tracker", "ReferenceNotFound", "find_reference", "draw", "GROUP", "DEFAULT_REFERENCE", "HISTORY",
-           "FIGURE", "RESERVED"]
+           "FIGURE", "GEOMETRY", "RESERVED"]
 
 GROUP = "ufm.references"
 DEFAULT_REFERENCE = "certified"
