@@ -1,6 +1,6 @@
 """ufm: the unconstrained-features model of classification losses.
 
-State a problem (:class:`Problem`), evaluate its losses (:func:`sc_loss`, :func:`ce_loss`), project onto its
+State a problem (:class:`Problem`, or its class-level form with real class sizes: :class:`ClassProblem`), evaluate its losses (:func:`sc_loss`, :func:`ce_loss`), project onto its
 constraints (:func:`project`), measure geometry (:mod:`ufm.geometry`), compare with theory (:mod:`ufm.theory`),
 see whether a batching forces the orthogonal frame (:mod:`ufm.interaction`), and log a network's geometry per epoch
 beside the UFM (:class:`Tracker`). Solvers live in the sibling package ``solvers``; the tracker finds its UFM side
@@ -31,13 +31,16 @@ _EXPORTS = {
     "interaction": ("interaction", None),
     "kernels": ("kernels", None),
     "Tracker": ("tracker", "Tracker"),
+    "ClassProblem": ("classlevel", "ClassProblem"),
+    "classlevel": ("classlevel", None),
 }
 
 __all__ = ["Problem", "sc_loss", "ce_loss", "bcl_loss", "project", "predict", "objectives", "geometry", "theory",
-           "batching", "interaction", "kernels", "Tracker", "__version__"]
+           "batching", "interaction", "kernels", "Tracker", "ClassProblem", "classlevel", "__version__"]
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
-    from . import batching, geometry, interaction, kernels, objectives, theory
+    from . import batching, classlevel, geometry, interaction, kernels, objectives, theory
+    from .classlevel import ClassProblem
     from .constraints import project
     from .losses import bcl_loss, ce_loss, sc_loss
     from .problem import Problem
