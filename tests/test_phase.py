@@ -104,3 +104,18 @@ def test_cli_ce_axis_is_the_weight_decay(tmp_path, capsys):
 def test_cli_bad_input_exits_2(tmp_path, capsys, argv, match):
     code, _, err = run_cli(capsys, "phase", *argv, "--out", str(tmp_path / "x"))
     assert code == 2 and match in err and "Traceback" not in err
+
+
+def test_cli_figures_and_uncertified_exit_3(tmp_path, capsys):
+    """With --tol 0 no proved bound can reach the loss (its rounding margin is subtracted): every point is reported
+    uncertified, the command exits 3, and the figures and CSVs are still written."""
+    out = tmp_path / "f"
+    code, _, err = run_cli(capsys, "phase", "--ratios", "1,5", "--taus", "0.5", "--classes", "3", "--tol", "0",
+                           "--out", str(out))
+    assert code == 3, err
+    d = json.loads((out / "phase.json").read_text())
+    assert d["certified"] == [[False, False]] and d["certified_points"] == 0
+    lb, loss = np.array(d["lower_bound"]), np.array(d["loss"])
+    assert np.all(lb < loss) and np.all(loss - lb < 1e-9)
+    for name in ("phase_diagram.png", "phase_diagram.pdf", "phase_min_min.csv", "phase_boundaries.csv"):
+        assert (out / name).stat().st_size > 0, name
