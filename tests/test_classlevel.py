@@ -154,3 +154,20 @@ def test_sizes_are_continuous_in_R():
                                              for R in (2.0, 2.25, 2.5)])]
     assert losses[0] < losses[1] < losses[2] or losses[0] > losses[1] > losses[2]
     assert not math.isnan(losses[1])
+
+
+def test_orbit_batch_sets_reach_the_subsets_closed_form():
+    """A batch set made of whole orbits (every subset of size b): the class-level problem over its compositions
+    reaches the UFM+ closed form over all C(N, b) subsets, certified, and no full solve does better."""
+    from solvers.pgd import solve
+    from solvers.relaxation import class_orbits
+
+    P = Problem(counts=(4, 3, 2), tau=0.3, nonneg=True, batching="subsets:3")
+    cp = ClassProblem.from_problem(P, orbits=class_orbits(P))
+    assert cp.orbits is not None and len(cp.orbits) > 1
+    sol = solve_classes([cp])[0]
+    cert = certify_classes([cp], [sol])[0]
+    ref = closed_forms.sc_of_loss_subsets(P.counts, 3, 0.3)
+    assert cert.certified and cert.lower_bound <= ref + 1e-12
+    assert sol.loss == pytest.approx(ref, rel=1e-9)
+    assert solve(P, seed=0).loss >= cert.lower_bound
