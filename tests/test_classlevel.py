@@ -74,7 +74,7 @@ def test_balanced_real_sizes_reach_the_etf_closed_form(n):
 
 
 def test_nonneg_real_sizes_reach_the_of_closed_form():
-    counts = (40.25, 40.25, 2.5, 2.5, 2.5)
+    counts = (40.3, 40.3, 2.5, 2.5, 2.7)
     cp = ClassProblem(counts=counts, tau=0.15, nonneg=True)
     sol = solve_classes([cp])[0]
     cert = certify_classes([cp], [sol])[0]

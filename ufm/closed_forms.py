@@ -40,7 +40,7 @@ def sc_of_loss(counts, tau: float, radius: float = 1.0, batches=None, labels=Non
     t = tau / radius**2
     counts = np.asarray(counts)
     if batches is None:
-        N = int(counts.sum())
+        N = float(counts.sum())  # real class sizes allowed (the class-level problem)
         return _of_terms(counts, N, t) / N
     labels = np.repeat(np.arange(len(counts)), counts) if labels is None else np.asarray(labels)
     total, T = 0.0, 0
