@@ -11,6 +11,11 @@ goes on. A rerun solves again the points recorded as failed and, when it certifi
 a certificate; their new record replaces the old one in place (appended first, then the file is rewritten
 atomically with one record per id, the first of each id kept unless a later one is better: solved over failed,
 certified over uncertified).
+
+Where the points are computed is the executor's business (``solvers.workflows.executors``): in this process
+(``executor="local"``) or as Dask tasks on a cluster (``"dask"``). Either way this process alone writes the file,
+so the lock, the resume and the guarantee that a kill loses at most the points in flight are the same; each record
+says which executor computed it (``executor``).
 """
 from __future__ import annotations
 
@@ -26,8 +31,8 @@ from ufm import Problem, geometry, imbalance, objectives, records, theory
 from ufm.batching import EPOCH_SCHEMES, parse_scheme
 from ufm.progress import Progress
 
-__all__ = ["sweep_points", "point_problem", "run_sweep", "unique", "failed", "RESULTS", "RECORD_KEYS", "MAX_SAMPLES",
-           "MAX_SEED"]
+__all__ = ["sweep_points", "point_problem", "point_task", "run_sweep", "unique", "failed", "RESULTS", "RECORD_KEYS",
+           "MAX_SAMPLES", "MAX_SEED"]
 
 RESULTS = "results.jsonl"
 RECORD_KEYS = records.SWEEP_KEYS
@@ -125,9 +130,9 @@ _EMPTY = {"loss": None, "steps_taken": None, "converged": None, "mean_cosines": 
           "delta_gm": None, "etf_distance": None, "nc1": None, "prediction": None}
 
 
-def _record(point, problem, sol, cert, seconds, error=None):
+def _record(point, problem, sol, cert, seconds, error=None, executor="local"):
     """The record of a point: solved (``sol``), certified (``cert``) or not; ``error`` (an exception) makes it a
-    failed point, with the geometry of ``sol`` when the solve succeeded."""
+    failed point, with the geometry of ``sol`` when the solve succeeded; ``executor`` names where it ran."""
     rec = {**point, "id": records.point_id(point), **_EMPTY}
     if sol is not None:
         rep_geo = geometry.report(sol.Z, problem.label_array, K=problem.K, W=sol.W,
@@ -140,7 +145,7 @@ def _record(point, problem, sol, cert, seconds, error=None):
                     "etf_distance": rep_geo["etf_distance"], "nc1": rep_geo["nc1"],
                     "prediction": {"geometry": pred.geometry, "loss": pred.loss}})
     rec.update({"lower_bound": None, "gap": None, "certified": None, "method": None, "seconds": seconds,
-                "status": "ok", "error": None})
+                "executor": executor, "status": "ok", "error": None})
     if cert is not None:
         rec.update(lower_bound=cert.lower_bound, gap=cert.gap, certified=cert.certified, method=cert.method)
     if error is not None:
@@ -222,7 +227,48 @@ def _solve_isolated(problems, point0):
     return out
 
 
-def run_sweep(points, out, *, certify=True, show_progress=True, log=None) -> list[dict]:
+def _group_records(group, certify, hit, executor):
+    """Solve a group of points of one shape (one compiled, vmapped solve), certify each solution, and yield each
+    point's record as soon as it exists (a generator: the caller writes a record before the next certificate).
+
+    Args:
+        group: points of one shape (``counts``, ``dim``, ``loss_type``, ``batching``, ``dtype``, ``steps``, ``seed``).
+        certify: whether to certify.
+        hit: the ``_sigint_guard`` flag; an exception raised after a Ctrl-C becomes ``KeyboardInterrupt``.
+        executor: the executor's name, recorded in each row.
+    """
+    problems = [point_problem(p) for p in group]
+    start = time.perf_counter()
+    try:
+        sols = _solve_isolated(problems, group[0])
+    except Exception as e:  # noqa: BLE001 - recorded as failed below
+        if hit["sigint"]:
+            raise KeyboardInterrupt from e
+        sols = [e] * len(group)
+    per_point = (time.perf_counter() - start) / len(group)
+    for point, problem, sol in zip(group, problems, sols):
+        t0 = time.perf_counter()
+        cert = error = None
+        if isinstance(sol, BaseException):
+            sol, error = None, sol
+        elif certify:
+            try:
+                cert = _certify(problem, sol)
+            except Exception as e:  # noqa: BLE001 - recorded as failed
+                if hit["sigint"]:
+                    raise KeyboardInterrupt from e
+                error = e
+        yield _record(point, problem, sol, cert, per_point + time.perf_counter() - t0, error, executor)
+
+
+def point_task(points, certify=True, executor="dask") -> list[dict]:
+    """The records of ``points`` (points of one shape), solved and certified here: the task a Dask worker runs, a
+    pure function of its points that writes nothing (the driver appends what it returns)."""
+    return list(_group_records(points, certify, {"sigint": False}, executor))
+
+
+def run_sweep(points, out, *, certify=True, show_progress=True, log=None, executor="local", scheduler=None,
+              workers=None) -> list[dict]:
     """Solve (and certify) every point not yet in ``out/results.jsonl``; append one line per point.
 
     Points recorded as failed are solved again, and so are, when ``certify``, points recorded without a
@@ -230,9 +276,19 @@ def run_sweep(points, out, *, certify=True, show_progress=True, log=None) -> lis
     folder's lock (``records.Busy`` when another process writes there); a corrupt line of the file is moved to
     ``results.jsonl.rejected`` (``records.repair``). ``log`` (a callable taking a line) gets what is redone.
 
-    Returns all records of the file (old and new), one per id. Points are grouped by shape (counts, dim, loss,
-    batching) so that one compiled, vmapped solve serves a group.
+    ``executor`` says where points are computed; this process alone writes the file, whichever it is.
+    ``"local"``: here, points grouped by shape (counts, dim, loss, batching) so that one compiled, vmapped solve
+    serves a group. ``"dask"``: one Dask task per point (``executors.DaskExecutor``) on the scheduler at
+    ``scheduler`` or on a local cluster of ``workers`` processes, started only when some point needs work; a task
+    lost with its worker runs again elsewhere, a task that fails anyway records its point as failed. Every record
+    says which (``executor``). ``executors.ExecutorError`` when the executor cannot start (one line, naming the
+    flag).
+
+    Returns all records of the file (old and new), one per id.
     """
+    from . import executors
+
+    ex = executors.make(executor, scheduler=scheduler, workers=workers)
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, RESULTS)
     with records.dir_lock(out), _sigint_guard() as hit:
@@ -251,34 +307,26 @@ def run_sweep(points, out, *, certify=True, show_progress=True, log=None) -> lis
                 log(f"solving again {n_failed} point(s) recorded as failed")
             if len(redo) > n_failed:
                 log(f"solving and certifying {len(redo) - n_failed} point(s) recorded without a certificate")
-        bar = Progress(len(todo), "ufm sweep", enabled=show_progress)
-        shape = lambda p: (tuple(p["counts"]), p["dim"], p["loss_type"], p["batching"], p["dtype"],  # noqa: E731
-                           p["steps"], p["seed"])
-        for _, group in groupby(sorted(todo, key=lambda p: str(shape(p))), key=lambda p: str(shape(p))):
-            group = list(group)
-            problems = [point_problem(p) for p in group]
-            start = time.perf_counter()
-            try:
-                sols = _solve_isolated(problems, group[0])
-            except Exception as e:  # noqa: BLE001 - recorded as failed below
-                if hit["sigint"]:
-                    raise KeyboardInterrupt from e
-                sols = [e] * len(group)
-            per_point = (time.perf_counter() - start) / len(group)
-            for point, problem, sol in zip(group, problems, sols):
-                t0 = time.perf_counter()
-                cert = error = None
-                if isinstance(sol, BaseException):
-                    sol, error = None, sol
-                elif certify:
-                    try:
-                        cert = _certify(problem, sol)
-                    except Exception as e:  # noqa: BLE001 - recorded as failed
-                        if hit["sigint"]:
-                            raise KeyboardInterrupt from e
-                        error = e
-                rec = _record(point, problem, sol, cert, per_point + time.perf_counter() - t0, error)
-                records.append_record(path, rec)
-                bar.update(1, f"R={point['R']:g} {point['loss_type']} tau={point['tau']}"
-                              + (" failed" if error is not None else ""))
+        if not todo:
+            return _compact(path)
+        if ex.name == "local":
+            shape = lambda p: (tuple(p["counts"]), p["dim"], p["loss_type"], p["batching"], p["dtype"],  # noqa: E731
+                               p["steps"], p["seed"])
+            jobs = [list(g) for _, g in groupby(sorted(todo, key=lambda p: str(shape(p))),
+                                                key=lambda p: str(shape(p)))]
+            task, kwargs = _group_records, dict(certify=certify, hit=hit, executor=ex.name)
+        else:
+            jobs = [[p] for p in todo]
+            task, kwargs = point_task, dict(certify=certify, executor=ex.name)
+        with ex:
+            if log is not None and ex.name != "local":
+                log(f"{len(todo)} point(s) as Dask tasks on {ex.describe()}")
+            bar = Progress(len(todo), "ufm sweep", enabled=show_progress)
+            for job, result in ex.map(task, jobs, **kwargs):
+                if isinstance(result, BaseException):  # the task itself failed: its points are recorded as failed
+                    result = [_record(point, None, None, None, None, result, ex.name) for point in job]
+                for rec in result:
+                    records.append_record(path, rec)
+                    bar.update(1, f"R={rec['R']:g} {rec['loss_type']} tau={rec['tau']}"
+                                  + (" failed" if failed(rec) else ""))
         return _compact(path)

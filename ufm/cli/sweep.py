@@ -2,8 +2,9 @@
 by point into ``OUT/results.jsonl`` (resumable), with figures; ``ufm plot OUT`` redraws them.
 
 Exit codes: 0 every point solved (and certified or not, as asked), 3 some point failed (recorded as failed; a
-rerun tries it again), 2 bad input (a bad grid, an unreadable results file, another sweep writing to --out),
-130 Ctrl-C (the rows written are kept; a figure is complete or absent)."""
+rerun tries it again), 2 bad input (a bad grid, an unreadable results file, another sweep writing to --out,
+--executor dask without Dask or with no scheduler at --scheduler), 130 Ctrl-C (the rows written are kept; a
+figure is complete or absent)."""
 from __future__ import annotations
 
 import os
@@ -45,16 +46,32 @@ def add_parser(sub):
     p.add_argument("--no-certify", action="store_true", help="skip the certificates")
     p.add_argument("--json", action="store_true", help="print the records as JSON lines on stdout")
     p.add_argument("--out", required=True, metavar="DIR", help="results.jsonl and figures go here")
+    g = p.add_argument_group("where the points run")
+    g.add_argument("--executor", choices=["local", "dask"], default="local",
+                   help="local: in this process (default); dask: as Dask tasks on a cluster (pip install "
+                        "'ufm[cluster]'); this process alone writes results.jsonl either way")
+    g.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="with --executor dask: a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: start a "
+                        "local cluster)")
+    g.add_argument("--workers", type=int, metavar="W", default=None,
+                   help="with --executor dask and no --scheduler: worker processes of the local cluster (default: "
+                        "the cores)")
     return p
 
 
 def run(args) -> int:
-    from solvers.workflows import sweep
+    from solvers.workflows import executors, sweep
 
     from .. import records
     from ..plots import plot_all
     from .common import eprint
 
+    try:  # the flags first, and Dask's presence: before any work
+        executors.make(args.executor, scheduler=args.scheduler, workers=args.workers)
+        if args.executor == "dask":
+            executors.require_dask()
+    except executors.ExecutorError as e:
+        raise UsageError(str(e)) from None
     nonneg = {"yes": [True], "no": [False], "both": [False, True]}[args.nonneg]
     try:
         points = sweep.sweep_points(
@@ -68,13 +85,14 @@ def run(args) -> int:
     ensure_dir(args.out)
     try:
         with records.dir_lock(args.out):
-            recs = sweep.run_sweep(points, args.out, certify=not args.no_certify, log=eprint)
+            recs = sweep.run_sweep(points, args.out, certify=not args.no_certify, log=eprint,
+                                   executor=args.executor, scheduler=args.scheduler, workers=args.workers)
             drawn = [r for r in recs if not sweep.failed(r)]
             try:
                 figures = plot_all(drawn, args.out) if drawn else []
             except ValueError as e:  # a record of another tool's making that the figures cannot use
                 raise UsageError(f"{os.path.join(args.out, sweep.RESULTS)}: {e}") from None
-    except records.RecordsError as e:
+    except (records.RecordsError, executors.ExecutorError) as e:
         raise UsageError(str(e)) from None
     ids = {records.point_id(p) for p in points}
     bad = [r for r in recs if r["id"] in ids and sweep.failed(r)]
