@@ -60,6 +60,7 @@ def _structure(p: ClassProblem):
 
 
 def _project(x, h, *, sphere, nonneg):
+    import jax
     import jax.numpy as jnp
 
     out = {}
@@ -67,10 +68,15 @@ def _project(x, h, *, sphere, nonneg):
         if key != "mu":
             out[key] = v
             continue
-        if nonneg:
-            v = jnp.maximum(v, 0.0)
-        norm = jnp.linalg.norm(v, axis=1, keepdims=True)
         rho = jnp.sqrt(h["rho2"])
+        if nonneg:
+            clipped = jnp.maximum(v, 0.0)
+            if sphere:  # a singleton row clipped to 0: the nearest point of sphere and orthant is rho e_argmax
+                top = jax.nn.one_hot(jnp.argmax(v, axis=1), v.shape[1], dtype=v.dtype)
+                dead = (jnp.max(clipped, axis=1, keepdims=True) <= 0) & (h["n"] < 2)[:, None]
+                clipped = jnp.where(dead, top, clipped)
+            v = clipped
+        norm = jnp.linalg.norm(v, axis=1, keepdims=True)
         scale = jnp.where(norm > rho, rho / jnp.maximum(norm, 1e-300), 1.0)
         if sphere:  # a singleton class has no spread: on the sphere
             scale = jnp.where((h["n"] < 2)[:, None], rho / jnp.maximum(norm, 1e-300), scale)

@@ -540,9 +540,9 @@ def _class_feasible(problem, n, Qw, Qb, diag_q, Ghat_d, Ghat_a, Ghat_M, optimal=
     lam = _block_lambda(nf, alpha, Aw, Ab)
     if lam is None:
         return None, None, None, "no Cholesky factorisation completed: the eigenvalue bound failed"
-    reach = (float(np.sum(nf)) * rho2) if constraints.get(problem.constraint).bounded else rho2
+    reach = (math.fsum(nf.tolist()) * rho2) if constraints.get(problem.constraint).bounded else rho2
     term = reach * min(0.0, lam)
-    return mu_term + term, mu_margin + 4 * U * abs(term), lam, ""
+    return mu_term + term, mu_margin + 8 * U * abs(term), lam, ""
 
 
 def sc_class_bound(problem, orbits, d, a, M, optimal_multipliers: bool = True) -> DualBound:
@@ -609,8 +609,9 @@ def sc_class_bound(problem, orbits, d, a, M, optimal_multipliers: bool = True) -
     const = math.fsum(ent_parts) / T
     val, fmargin, lam, why = _class_feasible(problem, n, Qw, Qb, np.zeros(K), np.asarray(d, float),
                                              np.asarray(a, float), np.asarray(M, float), optimal_multipliers)
+    size_err = gamma(2 * K + 4) * (abs(const) + abs(val or 0.0))  # T, N: sums of (real) class sizes, rounded
     return _finish([const, val] if not why else [0.0], (fmargin or 0.0) + lin_err + const_err + q_err
-                   + 4 * U * abs(const), lam, 1, int(n.sum()), why)
+                   + 4 * U * abs(const) + size_err, lam, 1, int(n.sum()), why)
 
 
 def ce_class_bound(problem, d, a, M, C, upper: float, optimal_multipliers: bool = True) -> DualBound:
@@ -645,5 +646,6 @@ def ce_class_bound(problem, d, a, M, C, upper: float, optimal_multipliers: bool 
     const = math.fsum((nf * h).tolist()) / N
     val, fmargin, lam, why = _class_feasible(problem, n, Qw, Qb, diag_q, np.asarray(d, float),
                                              np.asarray(a, float), np.asarray(M, float), optimal_multipliers)
+    size_err = gamma(2 * K + 4) * (abs(const) + abs(val or 0.0))  # T, N: sums of (real) class sizes, rounded
     return _finish([const, val] if not why else [0.0], (fmargin or 0.0) + lin_err + const_err + q_err
-                   + 4 * U * abs(const), lam, 1, int(N), why)
+                   + 4 * U * abs(const) + size_err, lam, 1, int(N), why)

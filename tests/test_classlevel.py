@@ -171,3 +171,26 @@ def test_orbit_batch_sets_reach_the_subsets_closed_form():
     assert cert.certified and cert.lower_bound <= ref + 1e-12
     assert sol.loss == pytest.approx(ref, rel=1e-9)
     assert solve(P, seed=0).loss >= cert.lower_bound
+
+
+def test_nonneg_singleton_rows_stay_on_the_sphere():
+    """A singleton's row clipped to 0 by the orthant goes to the nearest point of sphere and orthant, so every
+    point is feasible: in one dimension the only feasible point is both rows at 1."""
+    cp = ClassProblem(counts=(5, 1), tau=0.5, nonneg=True, dim=1)
+    sol = solve_classes([cp], starts=[{"mu": np.array([[1.0], [-1.0]])}])[0]
+    np.testing.assert_allclose(sol.mu, [[1.0], [1.0]], atol=1e-12)
+    assert sol.loss == pytest.approx(loss_of(cp, {"mu": np.ones((2, 1))}), rel=1e-12)
+    for s in solve_classes([ClassProblem(counts=(R, R, 1, 1), tau=0.3, nonneg=True, dim=2) for R in (2, 5, 9)]):
+        np.testing.assert_allclose(np.linalg.norm(s.mu[2:], axis=1), 1.0, atol=1e-12)
+
+
+def test_ce_embedding_with_rank_deficient_means_keeps_the_logits():
+    """CE with minority collapse: the means span fewer than dim dimensions; the embedding and the classifier in
+    the same coordinates give the class-level loss."""
+    cp = ClassProblem(counts=(200, 200, 2, 2), loss="ce", weight_decay=0.05, dim=4)
+    sol = solve_classes([cp])[0]
+    assert np.linalg.matrix_rank(sol.mu, tol=1e-6) < 4
+    Z, W = embedding(sol.mu, cp, W=sol.W)
+    ref = ce_loss_loops(Z, W, np.repeat(np.arange(4), [200, 200, 2, 2]))
+    ref += 0.05 * float(np.sum(W ** 2))
+    assert ref == pytest.approx(sol.loss, rel=1e-9)

@@ -84,7 +84,7 @@ def test_cli_ce_axis_is_the_weight_decay(tmp_path, capsys):
     assert code == 0, err
     d = json.loads((out / "phase.json").read_text())
     assert d["axis"] == "weight_decay" and d["weight_decays"] == [0.01, 0.1] and "taus" not in d
-    assert set(d["boundaries"]["collapse"][0]) == {"weight_decay", "R"}
+    assert set(d["boundaries"]["collapse"][0]) == {"weight_decay", "R", "certified"}
     # CE at a large weight decay: the minority classes collapse (Fang et al.); the certificate says it is optimal
     assert d["min_min"][1][1] > 0.99 and d["certified"][1][1]
 
@@ -119,3 +119,11 @@ def test_cli_figures_and_uncertified_exit_3(tmp_path, capsys):
     assert np.all(lb < loss) and np.all(loss - lb < 1e-9)
     for name in ("phase_diagram.png", "phase_diagram.pdf", "phase_min_min.csv", "phase_boundaries.csv"):
         assert (out / name).stat().st_size > 0, name
+
+
+def test_orthogonal_frame_has_no_attraction_boundary():
+    """UFM+: min_min is 0 (to rounding) at every R; neither boundary exists, whatever the rounding's sign."""
+    d = phase({**SPEC, "nonneg": True}, [1.0, 3.0, 30.0], [0.2])
+    assert max(abs(v) for v in d["min_min"][0]) < 1e-6
+    assert d["boundaries"]["attraction"] == [{"tau": 0.2, "R": None, "certified": None}]
+    assert d["boundaries"]["collapse"][0]["R"] is None

@@ -13,7 +13,9 @@ Every row of ``mu`` lies in the ball of radius ``rho`` (and is ``>= 0`` with ``n
 ``a`` and ``M = mu muᵀ``, and the class sizes ``n_c`` enter as weights, so the cost of a point does not depend on
 ``N`` and ``n_c`` may be any real ``>= 2`` (or exactly 1): R varies continuously. For integer counts the value is
 the full problem's value at the embedding of :func:`embedding` (within-class spread needs ``n_c - 1`` more
-dimensions per spread class; a collapsed optimum needs none).
+dimensions per spread class; a collapsed optimum needs none). With ``nonneg`` the class-level problem relaxes the
+sample problem where a class has spread (``a_c`` may then be negative, which no non-negative samples have); a
+collapsed point is exact.
 
 Contrastive (SC, BCL), per batch composition ``k`` (``(k, m)``: ``m`` batches of class composition ``k``;
 the full batch is ``((counts, 1),)``) and ``T = sum m sum k`` anchor slots: an anchor of class ``c`` with
@@ -220,9 +222,24 @@ def block_gram(mu, problem: ClassProblem):
     return d, a, M
 
 
-def embedding(mu, problem: ClassProblem, tol: float = 1e-9) -> np.ndarray:
+def embedding(mu, problem: ClassProblem, W=None, tol: float = 1e-9):
     """An embedding ``Z (N, dim)`` whose class-constant Gram is that of ``mu`` (integer counts; samples class by
-    class). Raises ``ValueError`` when the within-class spread needs more dimensions than ``dim`` has."""
+    class), and with ``W`` the classifier in the same coordinates.
+
+    Args:
+      mu: class means ``(K, r)`` at the problem's radius (a ``solvers.classlevel.ClassSolution``'s ``mu``).
+      problem: the class-level problem, with integer counts.
+      W: optional classifier ``(K, r)``; then ``(Z, W')`` is returned with ``Z W'ᵀ`` the class-level logits (when
+        the means are rotated onto their span, ``W``'s part outside it, which meets no mean and is 0 at an
+        optimum, is dropped: the loss at ``(Z, W')`` is then at most the class-level value).
+      tol: relative tolerance of the rank and of the norms.
+    Returns:
+      ``Z``, or ``(Z, W')`` when ``W`` is given.
+    Raises:
+      ValueError: non-integer counts; a row off its set (a singleton off the sphere, a row outside the ball, a
+      negative entry with ``nonneg``); within-class spread that needs more dimensions than ``dim``, or with
+      ``nonneg`` (no non-negative spread is built here).
+    """
     n = np.asarray(problem.counts)
     if not np.all(n == np.round(n)):
         raise ValueError("counts: an embedding needs integer class sizes")
@@ -231,19 +248,27 @@ def embedding(mu, problem: ClassProblem, tol: float = 1e-9) -> np.ndarray:
     rho = problem.radius
     sphere = constraints.get(problem.constraint).equality
     norms = np.linalg.norm(mu, axis=1)
+    if np.any(norms > rho * (1 + tol)):
+        raise ValueError(f"mu: a row of norm {norms.max():.6g} lies outside the ball of radius {rho}")
+    if sphere and np.any(np.abs(norms[n < 2] - rho) > tol * rho):
+        raise ValueError("mu: a singleton class's row must lie on the sphere (a single sample has no spread)")
+    if problem.nonneg and np.any(mu < -tol * rho):
+        raise ValueError("mu: a negative entry with nonneg")
     spread = np.where(sphere & (n >= 2), np.clip(rho * rho - norms ** 2, 0.0, None), 0.0)
     spread[spread <= tol * rho * rho] = 0.0
-    U, s, Vt = np.linalg.svd(mu, full_matrices=False)
-    r = int(np.sum(s > tol * max(1.0, float(s.max(initial=0.0)))))
     extra = int(sum(n[c] - 1 for c in np.flatnonzero(spread > 0)))
-    if r + extra > problem.dim:
-        raise ValueError(f"dim {problem.dim}: the class means span {r} dimensions and the within-class spread needs "
-                         f"{extra} more; no embedding in {problem.dim} dimensions has this Gram")
     if problem.nonneg and extra:
-        raise ValueError("nonneg: a non-collapsed class-level optimum has no non-negative embedding built here")
-    base = mu @ Vt[:r].T if r < mu.shape[1] else mu  # (K, r) coordinates in the span of the means
-    if problem.nonneg:
-        base = mu  # keep the non-negative coordinates
+        raise ValueError("nonneg: a class-level point with within-class spread has no non-negative embedding built "
+                         "here (with nonneg the class-level problem relaxes the sample problem there)")
+    base, Wb = mu, (None if W is None else np.asarray(W, dtype=np.float64))
+    if mu.shape[1] + extra > problem.dim:  # rotate the means onto their span to make room for the spread
+        _, s, Vt = np.linalg.svd(mu, full_matrices=False)
+        r = int(np.sum(s > tol * max(1.0, float(s.max(initial=0.0)))))
+        if r + extra > problem.dim:
+            raise ValueError(f"dim {problem.dim}: the class means span {r} dimensions and the within-class spread "
+                             f"needs {extra} more; no embedding in {problem.dim} dimensions has this Gram")
+        base = mu @ Vt[:r].T
+        Wb = None if Wb is None else Wb @ Vt[:r].T  # W's part outside the span meets no mean: logits unchanged
     Z = np.zeros((int(n.sum()), problem.dim))
     row, col = 0, base.shape[1]
     for c in range(len(n)):
@@ -254,4 +279,8 @@ def embedding(mu, problem: ClassProblem, tol: float = 1e-9) -> np.ndarray:
             Z[row:row + n[c], col:col + n[c] - 1] = Q * math.sqrt(spread[c] * n[c] / (n[c] - 1))
             col += n[c] - 1
         row += n[c]
-    return Z
+    if W is None:
+        return Z
+    Wout = np.zeros((len(n), problem.dim))
+    Wout[:, :Wb.shape[1]] = Wb
+    return Z, Wout

@@ -10,9 +10,10 @@ continuous ``R`` (all axis values at once):
 * ``attraction``: the ``R`` at which ``min_min`` crosses 0 (from below: minority classes start to attract);
 * ``collapse``: the ``R`` at which ``min_min`` reaches ``COLLAPSE`` (the minority classes merge).
 
-Each is bracketed by the first pair of neighbouring grid ratios across which it happens (None when it does not
-happen in the range) and bisected in ``log R`` to ``rtol`` relative. Cosines within ``ZERO`` of 0 count as 0, so an
-orthogonal frame (``min_min = 0`` at every ``R``) has no attraction boundary.
+Each is bracketed by the first pair of neighbouring certified grid points across which it happens (None when it
+does not happen in the range) and bisected in ``log R`` to ``rtol`` relative; ``certified`` says whether every
+point the bisection solved was certified too. Attraction needs ``min_min`` to go from below ``-ZERO`` to above
+``ZERO``, so an orthogonal frame (``min_min = 0`` at every ``R``) has no attraction boundary.
 
 Points that do not certify with the first start are solved again from ``RETRIES`` other starts, keeping the lowest
 loss; a point that still does not certify is reported with ``certified = False``.
@@ -71,11 +72,13 @@ def _solve(problems, seed, tol, steps):
 
 def boundary(spec, values, brackets, level, *, seed=0, tol=1e-6, rtol=1e-3, steps=4000):
     """Bisect ``min_min(R) = level`` in ``log R`` inside each bracket ``(lo, hi)`` (None: no boundary), all axis
-    values at once. Returns one ``R`` (or None) per value: the end of the final bracket at which ``min_min >=
-    level``, within ``rtol`` relative of the other end."""
+    values at once. Returns ``(Rs, proved)``: one ``R`` (or None) per value, the end of the final bracket at which
+    the level is reached (:func:`_reached`), within ``rtol`` relative of the other end; and whether every point
+    the bisection solved was certified."""
     majority = imbalance.majority_classes(spec["classes"], spec["minority_fraction"])
     lo = [b[0] if b else None for b in brackets]
     hi = [b[1] if b else None for b in brackets]
+    proved = [True] * len(values)
     active = [i for i, b in enumerate(brackets) if b]
     while active:
         active = [i for i in active if hi[i] / lo[i] - 1 > rtol]
@@ -83,25 +86,34 @@ def boundary(spec, values, brackets, level, *, seed=0, tol=1e-6, rtol=1e-3, step
             break
         mids = {i: math.sqrt(lo[i] * hi[i]) for i in active}
         probs = [grid_problem(spec, mids[i], values[i]) for i in active]
-        sols, _ = _solve(probs, seed, tol, steps)
-        for i, s in zip(active, sols):
-            g = _snap(_geometry(s.mu, majority)["min_min"])
-            if g >= level:
+        sols, certs = _solve(probs, seed, tol, steps)
+        for i, s, c in zip(active, sols, certs):
+            proved[i] = proved[i] and bool(c.certified)
+            if _reached(_geometry(s.mu, majority)["min_min"], level):
                 hi[i] = mids[i]
             else:
                 lo[i] = mids[i]
-    return [hi[i] if brackets[i] else None for i in range(len(values))]
+    return [hi[i] if brackets[i] else None for i in range(len(values))], proved
 
 
-def _snap(x):
-    return 0.0 if x is None or abs(x) <= ZERO else x
+def _reached(x, level):
+    """Whether ``min_min = x`` has reached ``level``: ``x >= level``; for the level 0 (attraction), ``x > ZERO``
+    (an orthogonal pair, cosine 0 to rounding, does not attract)."""
+    if x is None:
+        return False
+    return x > ZERO if level == 0 else x >= level
 
 
-def _brackets(ratios, row, level):
-    g = [_snap(v) for v in row]
-    for j in range(len(g) - 1):
-        below = g[j] < level and (level != 0 or g[j] < -ZERO)
-        if below and g[j + 1] >= level:
+def _below(x, level):
+    """Whether ``x`` lies strictly below ``level`` (for 0: ``x < -ZERO``)."""
+    return x is not None and (x < -ZERO if level == 0 else x < level)
+
+
+def _brackets(ratios, row, level, certified):
+    """The first pair of neighbouring grid ratios, both certified, across which ``min_min`` goes from below
+    ``level`` to reaching it; None when there is none."""
+    for j in range(len(row) - 1):
+        if _below(row[j], level) and _reached(row[j + 1], level) and certified[j] and certified[j + 1]:
             return (ratios[j], ratios[j + 1])
     return None
 
@@ -142,9 +154,11 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
     bounds = {}
     for name, level in (("attraction", 0.0), ("collapse", COLLAPSE)):
         say(f"bisecting the {name} boundary")
-        brackets = [_brackets(ratios, arrays["min_min"][i], level) for i in range(len(values))]
-        Rs = boundary(spec, values, brackets, level, seed=seed, tol=tol, rtol=rtol, steps=steps)
-        bounds[name] = [{key: v, "R": R} for v, R in zip(values, Rs)]
+        brackets = [_brackets(ratios, arrays["min_min"][i], level, arrays["certified"][i])
+                    for i in range(len(values))]
+        Rs, proved = boundary(spec, values, brackets, level, seed=seed, tol=tol, rtol=rtol, steps=steps)
+        bounds[name] = [{key: v, "R": R, "certified": bool(ok) if R is not None else None}
+                        for v, R, ok in zip(values, Rs, proved)]
     axis_name = "taus" if spec["axis"] == "tau" else "weight_decays"
     return {"loss_type": spec["loss"],
             **{k: spec[k] for k in ("nonneg", "classes", "imbalance", "n_min", "minority_fraction", "dim")},
