@@ -256,14 +256,18 @@ def armijo_trial(value_and_grad, project_fn, x, f, g, eta, w):
     return xn, fn, gn, ok
 
 
-def _parts(static: _Static, h: Hyper, lr, tol):
+def _parts(static: _Static, h: Hyper, lr, tol, history=True, fun=None, draw=None):
     """The pieces of the compiled solve: ``(start(key, init) -> PGDState, body(PGDState) -> PGDState,
     final(PGDState) -> PGDState)``. The start is a random point drawn from ``key`` (the arrays of ``init``, a dict
     with some of ``Z``, ``W``, ``b``, put in their place), projected. With the continuation stage
     (``static.continuation`` and the problem's flag ``h.continuation``) the loop first minimises at ``tau1`` and
-    switches to ``tau`` when that stage stops (module doc): one loop, one compiled body."""
+    switches to ``tau`` when that stage stops (module doc): one loop, one compiled body. ``history=False``: the
+    state's ``hist`` is a scalar, the objective recorded at the last step (``solve_many``'s slot pool writes it
+    to its own table, so that the loop state stays small). ``fun``: ``(x, tau) -> (f, grad)`` in place of the
+    autodiff of :func:`objective` (the same function, computed another way); ``draw``: ``key -> x0`` in place of
+    :func:`init_params` (a feasible point)."""
     tm = jax.tree_util.tree_map
-    vg = jax.value_and_grad(lambda x, tau: objective(static, x, h._replace(tau=tau)))
+    vg = fun or jax.value_and_grad(lambda x, tau: objective(static, x, h._replace(tau=tau)))
     w = _metric(static, h)
     scale = h.radius if constraints.get(static.constraint).bounded else jnp.ones_like(h.radius)
     cont = static.continuation and static.optimizer == "pgd"
@@ -284,11 +288,11 @@ def _parts(static: _Static, h: Hyper, lr, tol):
     opt = None if pgd_ else _optax(static.optimizer, rate)
 
     def start(key, init):
-        x0 = init_params(static, key, h)
+        x0 = init_params(static, key, h) if draw is None else draw(key)
         if init is not None:
             x0 = _project(static, {**x0, **init}, h)
         f0, g0 = vg(x0, tau1)
-        hist = jnp.full((static.steps + 1,), jnp.nan, jnp.dtype(static.dtype)).at[0].set(f0)
+        hist = jnp.full((static.steps + 1,), jnp.nan, jnp.dtype(static.dtype)).at[0].set(f0) if history else f0
         return PGDState(x=x0, f=f0, g=g0, t=jnp.int32(0), hist=hist, done=~jnp.isfinite(f0),
                         gm=jnp.asarray(jnp.inf, f0.dtype), finite=jnp.isfinite(f0), stalled=jnp.asarray(False),
                         tau=tau1, stage0=stage0, stage1=jnp.int32(0), eta=rate, eta_step=rate, k=jnp.int32(0),
@@ -306,7 +310,7 @@ def _parts(static: _Static, h: Hyper, lr, tol):
         next step on, the loss is at ``tau`` (``f = inf`` lets that first step pass the line search)."""
         t = s.t + 1
         switch = s.stage0 & (conv | (t >= static.steps // 2))
-        out = s._replace(**extra, x=xn, g=gn, t=t, hist=s.hist.at[t].set(fn), gm=gm,
+        out = s._replace(**extra, x=xn, g=gn, t=t, hist=s.hist.at[t].set(fn) if s.hist.ndim else fn, gm=gm,
                          done=(conv & ~switch) | ~jnp.isfinite(fn), finite=jnp.isfinite(fn))
         out = out._replace(stage0=s.stage0 & ~switch, tau=jnp.where(switch, h.tau, s.tau),
                            f=jnp.where(switch, jnp.inf, fn), stage1=jnp.where(switch, t, s.stage1))
@@ -340,7 +344,8 @@ def _parts(static: _Static, h: Hyper, lr, tol):
             return finish(s, xn, fn, gn, gm, conv, opt=opt_state)
 
     def final(s):  # a run that ended at the switch has f = inf: its value at tau
-        return s._replace(f=jnp.where(jnp.isfinite(s.f), s.f, objective(static, s.x, h)), opt=None)
+        value = objective(static, s.x, h) if fun is None else fun(s.x, h.tau)[0]
+        return s._replace(f=jnp.where(jnp.isfinite(s.f), s.f, value), opt=None)
 
     return start, body, final
 
@@ -599,16 +604,172 @@ def _run_many(static, H, keys, lr, tol):
 _run_many_jit = jax.jit(_run_many, static_argnums=0)
 
 
+def _where_rows(mask, a, b):
+    """``a`` where ``mask`` (one flag per leading row) else ``b``, leaf by leaf."""
+    return jax.tree_util.tree_map(lambda u, v: jnp.where(mask.reshape(mask.shape + (1,) * (u.ndim - 1)), u, v),
+                                  a, b)
+
+
+def _slot_layout(problem, shape):
+    """The slot layout of an SC problem whose batches are disjoint, for :func:`_sc_slots_vg`, or None when a
+    sample sits in two batches (or the problem does not fit ``shape``).
+
+    The rows of ``Z`` are stored batch by batch in a grid of ``shape = (NB, BW)`` slots: batch ``n`` in slots
+    ``n * BW ...``, the samples in no batch and the empty slots after them, so that a batch is a slice (no gather
+    and no scatter-add per evaluation). Returns NumPy arrays ``(perm (NB*BW,), other (NB, BW, BW), A (NB, BW),
+    Wp (NB, BW, BW))``: ``perm`` the sample in each slot (-1: empty); ``other`` the pairs of distinct slots of
+    one batch (the negatives); ``A = [anchor has a positive] / T`` and ``Wp = A * [positive pair] / #positives``
+    (``T`` the number of anchor slots), so that the SC loss is ``sum A * lse - sum Wp * S``
+    (:func:`ufm.losses.sc_loss_dense`).
+    """
+    NB, BW = shape
+    N = problem.N
+    batches = batch_list(problem) or [list(range(N))]
+    flat = [i for b in batches for i in b]
+    if len(flat) != len(set(flat)) or len(batches) > NB or max(map(len, batches)) > BW or N > NB * BW:
+        return None
+    perm = np.full(NB * BW, -1, np.int64)
+    valid = np.zeros((NB, BW), bool)
+    for n, b in enumerate(batches):
+        perm[n * BW: n * BW + len(b)] = b
+        valid[n, : len(b)] = True
+    rest = sorted(set(range(N)) - set(flat))
+    perm[np.flatnonzero(perm < 0)[: len(rest)]] = rest
+    y = np.asarray(problem.label_array)[np.maximum(perm, 0)].reshape(NB, BW)
+    other = valid[:, :, None] & valid[:, None, :] & ~np.eye(BW, dtype=bool)
+    pos = other & (y[:, :, None] == y[:, None, :])
+    npos = pos.sum(-1)
+    A = (npos > 0) / max(len(flat), 1)
+    return perm, other, A, pos * (A / np.maximum(npos, 1))[:, :, None]
+
+
+def _sc_slots_kernel(Z, other, A, Wp, tau):
+    """The SC loss and its gradient for ``P`` problems in slot layout, problems on the *last* axis: every
+    operation is an elementwise pass over P-long vectors (on a CPU about 3x faster than the same computation with
+    the problems first, where XLA loops over tiny per-batch matrices). ``Z (NB*BW, d, P)``, ``other``/``Wp (NB, BW, BW,
+    P)``, ``A (NB, BW, P)``, ``tau (P,)`` (:func:`_slot_layout`). Returns ``(f (P,), dZ (NB*BW, d, P))``."""
+    NB, BW = A.shape[:2]
+    d = Z.shape[1]
+    Zs = Z.reshape(NB, BW, d, -1)
+    inv = 1.0 / tau
+    if d <= 32:  # one fused pass per coordinate (a reduction over a short axis is slow on CPUs)
+        S = sum(Zs[:, :, None, k] * Zs[:, None, :, k] for k in range(d)) * inv
+    else:
+        S = jnp.sum(Zs[:, :, None] * Zs[:, None], axis=3) * inv
+    Sm = jnp.where(other, S, -jnp.inf)
+    m = jnp.max(Sm, axis=2, keepdims=True)
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    E = jnp.exp(Sm - m)
+    se = jnp.sum(E, axis=2)
+    se = jnp.where(se > 0, se, 1.0)
+    f = jnp.sum(A * (jnp.log(se) + m[:, :, 0]), axis=(0, 1)) - jnp.sum(Wp * S, axis=(0, 1, 2))
+    G = (A / se)[:, :, None] * E - Wp  # dL/dS
+    G = (G + jnp.swapaxes(G, 1, 2)) * inv
+    dZ = jnp.sum(G[:, :, :, None] * Zs[:, None], axis=2)
+    return f, dZ.reshape(NB * BW, d, -1)
+
+
+@jax.custom_batching.custom_vmap
+def _sc_slots_vg(Z, other, A, Wp, tau):
+    """One problem's SC loss and gradient in slot layout (``Z (NB*BW, d)``, :func:`_slot_layout`); under ``vmap``
+    the problems go to the last axis for :func:`_sc_slots_kernel`."""
+    f, dZ = _sc_slots_kernel(Z[..., None], other[..., None], A[..., None], Wp[..., None], tau[None])
+    return f[0], dZ[..., 0]
+
+
+@_sc_slots_vg.def_vmap
+def _sc_slots_vg_vmap(axis_size, in_batched, *args):
+    last = [jnp.moveaxis(a, 0, -1) if b else jnp.broadcast_to(a[..., None], a.shape + (axis_size,))
+            for a, b in zip(args, in_batched)]
+    f, dZ = _sc_slots_kernel(*last)
+    return (f, jnp.moveaxis(dZ, -1, 0)), (True, True)
+
+
+def _run_pool(static, H, keys, lr, tol, slots, layout=None):
+    """``_run`` over the rows of ``H`` and ``keys`` in a pool of ``slots`` slots (continuous batching): one
+    compiled ``while_loop`` whose every iteration is one ``vmap``-ed iteration of ``_run``'s body on the slots;
+    when a slot's row stops (its stop rule, or ``static.steps``), its final state goes to the output and the slot
+    loads the next row's start. Each row runs exactly the iterations ``_run`` runs, so the answers are
+    ``_run``'s (to rounding), while the loop lasts about ``sum of iterations / slots`` instead of the slowest
+    row's count times the rows. The histories go to an ``(R, steps + 1)`` table, outside the slots' state (a
+    state carrying them would be copied whole at every iteration).
+
+    ``layout``: None, or the stacked :func:`_slot_layout` of every row (SC with disjoint batches): then ``Z``
+    lives in slot order (``x["Z"]`` of the result is ``(R, NB*BW, d)``, ``perm`` maps it back) and the loss is
+    :func:`_sc_slots_vg`; the start is the same random point as ``_run``'s, permuted.
+
+    Returns:
+      the final ``PGDState`` of every row, stacked (``hist`` ``(R, steps + 1)``).
+    """
+    R = keys.shape[0]
+    P = min(slots, R)
+    if layout is None:
+        run_static = static
+        parts = lambda h: _parts(static, h, lr, tol, history=False)  # noqa: E731
+        S0 = jax.vmap(lambda h, key: parts(h)[0](key, None))(H, keys)
+    else:
+        perm, other, A, Wp = layout
+        run_static = static._replace(N=perm.shape[1], batch_shape=None)
+
+        def parts(h, draw=None):  # the slot layout's masks ride in h.labels
+            def fun(x, tau):
+                f, g = _sc_slots_vg(x["Z"], *h.labels, tau)
+                return f, {"Z": g}
+            return _parts(run_static, h._replace(labels=None), lr, tol, history=False, fun=fun, draw=draw)
+
+        def row_start(h, key, perm, other, A, Wp):
+            dt = jnp.dtype(static.dtype)
+            n = jnp.asarray(static.N, dt) if h.n is None else h.n
+            hs = h._replace(labels=(other, A, Wp), batches=None, mask=perm >= 0, n=n)
+            empty = _project(run_static, {"Z": jnp.zeros((perm.shape[0], static.dim), dt)}, h)["Z"]
+            Z = init_params(static, key, h)["Z"]  # the random start of _run, in the problem's own row order
+            Zs = jnp.where((perm >= 0)[:, None], Z[jnp.maximum(perm, 0)], empty)
+            return parts(hs, draw=lambda key: {"Z": Zs})[0](key, None), hs
+
+        S0, H = jax.vmap(row_start)(H, keys, perm, other, A, Wp)
+    hout = jnp.full((R, static.steps + 1), jnp.nan, S0.f.dtype).at[:, 0].set(S0.hist).reshape(-1)
+    take = lambda tree, idx: jax.tree_util.tree_map(lambda a: a[idx], tree)  # noqa: E731
+    rows = jnp.arange(P, dtype=jnp.int32)
+
+    def live(S, rows):
+        return (rows >= 0) & ~S.done & (S.t < static.steps)
+
+    def step(c):
+        S, Hs, rows, nxt, out, hout = c
+        go = live(S, rows)
+        S1 = _where_rows(go, jax.vmap(lambda h, s: parts(h)[1](s))(Hs, S), S)
+        hout = hout.at[jnp.where(go, rows * (static.steps + 1) + S1.t, hout.size)].set(S1.hist, mode="drop",
+                                                                                unique_indices=True)
+        fin = (rows >= 0) & ~live(S1, rows)
+        out = jax.tree_util.tree_map(lambda o, v: o.at[jnp.where(fin, rows, R)].set(v, mode="drop"), out, S1)
+        new = jnp.where(fin, nxt + jnp.cumsum(fin, dtype=jnp.int32) - 1, rows)
+        new = jnp.where(new < R, new, -1)
+        src = jnp.clip(new, 0, R - 1)
+        load = fin & (new >= 0)
+        return (_where_rows(load, take(S0, src), S1), _where_rows(load, take(H, src), Hs), new,
+                nxt + jnp.sum(fin, dtype=jnp.int32), out, hout)
+
+    c = (take(S0, rows), take(H, rows), rows, jnp.int32(P), S0, hout)
+    _, _, _, _, out, hout = jax.lax.while_loop(lambda c: jnp.any(c[2] >= 0), step, c)
+    out = jax.vmap(lambda h, s: parts(h)[2](s))(H, out)
+    return out._replace(hist=hout.reshape(R, static.steps + 1))
+
+
+_run_pool_jit = jax.jit(_run_pool, static_argnums=(0, 5))
+
+
 def _group_key(static, problem, pad):
     """Problems with equal keys run in one compiled loop. SC problems of one family (everything but N, K and the
-    batch shape) share a key when padding is on: all under ``PAD_SMALL`` samples together, above it one group per
-    power of two of N (padding at most doubles N)."""
+    batch shape) share a key when padding is on: under ``"auto"``, all under ``PAD_SMALL`` samples together,
+    above it one group per power of two of N (padding at most doubles N), and in both cases one group per power
+    of two of the batch width (every batch is padded to the group's widest); under ``True``, one group."""
     if pad is False or not objectives.get(static.loss).contrastive:
         return static
     family = static._replace(N=0, K=0, batch_shape=static.batch_shape is not None)
-    if pad is True or problem.N <= PAD_SMALL:
-        return family, 0
-    return family, int(np.ceil(np.log2(problem.N)))
+    if pad is True:
+        return family, 0, 0
+    width = 0 if static.batch_shape is None else int(np.ceil(np.log2(max(static.batch_shape[1], 1))))
+    return family, 0 if problem.N <= PAD_SMALL else int(np.ceil(np.log2(problem.N))), width
 
 
 def _padded_hyper(problem, dtype, continuation, start, n, shape):
@@ -665,15 +826,36 @@ def _fetch(tree):
     return jax.device_get(tree)
 
 
+POOL_SLOTS = 32  # slots of solve_many's pool on a CPU: an iteration costs about the same per slot, and fewer
+# slots leave a shorter idle tail once every row has started (docs/benchmarks.md)
+
+
+def _group_layout(static, problems):
+    """The :func:`_slot_layout` of each of ``problems`` (one compiled group) on one grid, or None where the slot
+    kernel does not apply: a loss other than SC, a batch width from ``ufm.losses.BLOCKED_MIN`` on (the tiled
+    kernel's regime), or a sample in two batches."""
+    from ufm.losses import BLOCKED_MIN
+
+    if static.loss != "sc":
+        return None
+    sets = [batch_list(p) or [list(range(p.N))] for p in problems]
+    BW = max(len(b) for bs in sets for b in bs)
+    if BW >= BLOCKED_MIN:
+        return None
+    NB = max(max(len(bs), -(-p.N // BW)) for p, bs in zip(problems, sets))
+    out = [_slot_layout(p, (NB, BW)) for p in problems]
+    return None if any(o is None for o in out) else out
+
+
 LOCKSTEP_MAX_N = PAD_SMALL  # on a CPU, groups of larger problems run row by row (lockstep_pays)
 
 
 def lockstep_pays(static) -> bool:
-    """Whether a group runs as one ``vmap`` (all rows in lockstep until the slowest stops) rather than row by
-    row. On a GPU or TPU, always: a batched step costs about one problem's. On a CPU only for small problems
-    (``N <= LOCKSTEP_MAX_N``), where a step is mostly per-operation overhead that the batch shares; above, a step
-    is compute-bound, the batch saves nothing, and lockstep costs what the slowest row takes (docs/benchmarks.md
-    has the measurement)."""
+    """Whether a group runs batched (on a GPU or TPU one ``vmap`` of all rows in lockstep, on a CPU the slot pool
+    of :func:`_run_pool`) rather than row by row. On a GPU or TPU, always: a batched step costs about one
+    problem's. On a CPU only for small problems (``N <= LOCKSTEP_MAX_N``), where a step is mostly per-operation
+    overhead that the batch shares; above, a step is compute-bound and the batch saves nothing
+    (docs/benchmarks.md has the measurement)."""
     return jax.default_backend() != "cpu" or static.N <= LOCKSTEP_MAX_N
 
 
@@ -681,9 +863,14 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
                tol: float | None = None, seed=0, dtype: str | None = None, pad="auto", devices=None,
                progress: bool = False, continuation: bool | None = None, starts: int | None = None
                ) -> list[Solution]:
-    """Solve many problems, one ``vmap``-ed, jit-compiled loop per group of equal shape (on a CPU, groups of
-    problems above ``LOCKSTEP_MAX_N`` samples run row by row instead: ``lockstep_pays``); returns one
-    ``Solution`` per problem, in order, as ``solve(problem, ...)`` would (same start, same steps, to rounding).
+    """Solve many problems, one jit-compiled loop per group of equal shape; returns one ``Solution`` per problem,
+    in order, as ``solve(problem, ...)`` would (same start, same steps, same stop rule, to rounding).
+
+    How a group runs: on a CPU, a pool of ``POOL_SLOTS`` slots in one compiled loop (:func:`_run_pool`: each
+    slot runs one row of ``solve``'s iterations and loads the next row when its row stops), SC problems with
+    disjoint batches through a slot-layout kernel of the loss (:func:`_slot_layout`); groups of problems above
+    ``LOCKSTEP_MAX_N`` samples run row by row (``lockstep_pays``). On other devices, and split over several
+    devices, one ``vmap`` of all rows in lockstep.
 
     Problems in one group may differ in every number: ``tau``, ``radius``, ``nonneg``, the decays, the labels,
     the batches (all traced). What fixes a group (one compilation each, cached for later calls with new values):
@@ -697,7 +884,8 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
         batch, never moved), where that is cheaper than another compilation. ``"auto"`` (default): all problems
         with ``N <= PAD_SMALL`` in one group (their steps cost microseconds, a compilation seconds), above that
         one group per power of two of N (padding at most doubles N, i.e. at most 4x the pair work of the
-        smallest). ``True``: one group per family; ``False``: exact shapes only. CE problems are never padded.
+        smallest); under mini-batches, one group per power of two of the batch width as well. ``True``: one
+        group per family; ``False``: exact shapes only. CE problems are never padded.
       devices: devices to split each group's problem axis over (``jax.sharding``; default ``jax.devices()``;
         a group is padded to a multiple of their number). One device: no sharding.
       progress: one line per group on stderr.
@@ -738,6 +926,17 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
             lr_, tol_ = jnp.asarray(lr or 0.0, dt), jnp.asarray(tol, dt)
             if sharding is None and not lockstep_pays(static):  # one row after the other, same program as solve
                 row_states = [jax.device_get(_run_jit(static, h, key, lr_, tol_)) for h, key in zip(hs, keys)]
+            elif sharding is None and jax.default_backend() == "cpu":  # a pool of slots, refilled as rows stop
+                layout = _group_layout(static, [problems[i] for i, _ in rows])
+                stacked = None if layout is None else tuple(jnp.asarray(np.stack(a)) for a in zip(*layout))
+                s = jax.device_get(_run_pool_jit(static, _stack(hs), jnp.stack(keys), lr_, tol_, POOL_SLOTS,
+                                                 stacked))
+                if layout is not None:  # slot order back to the problems' row order (padded with zero rows)
+                    Zp = np.zeros((len(rows), static.N, static.dim), s.x["Z"].dtype)
+                    for k, (perm, *_) in enumerate(layout):
+                        Zp[k, perm[perm >= 0]] = s.x["Z"][k, perm >= 0]
+                    s = s._replace(x={**s.x, "Z": Zp})
+                row_states = [jax.tree_util.tree_map(lambda a, k=k: a[k], s) for k in range(len(rows))]
             else:
                 H, K_ = _stack(hs), jnp.stack(keys)
                 if sharding is not None:
