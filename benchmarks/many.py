@@ -14,9 +14,12 @@ Two sets of 256 problems, float64, default steps and tolerance:
 Each set is timed twice: ``cold``, the first call of each side in this process, compilation included (what a
 user sees once per shape), and ``warm``, the median of ``R`` further calls (compiled programs reused).
 ``--full`` adds a padded mix: the same-shape set's taus over eight class-count patterns (N from 12 to 40).
+The environment variable ``UFM_BENCH_MANY_N`` sets the problems per set (default 256; the tests use a few, to
+check the plumbing only).
 """
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -24,7 +27,7 @@ import numpy as np
 
 from .common import finish, log, ratio, section_args, table
 
-N_PROBLEMS = 256
+N_PROBLEMS = int(os.environ.get("UFM_BENCH_MANY_N", 256))
 
 
 def minibatch_problems(n=N_PROBLEMS, seed=0):
@@ -99,7 +102,8 @@ def main(argv=None):
             "max_relative_loss_difference": max(abs(x.loss - y.loss) / abs(y.loss) for x, y in zip(many, loop)),
             "same_reason": sum(x.reason == y.reason for x, y in zip(many, loop)),
             "reasons": {r: sum(s.reason == r for s in loop) for r in sorted({s.reason for s in loop})}})
-    out = {"what": "solve_many vs a loop of solve, 256 problems per set, float64, default steps and tolerance",
+    out = {"what": f"solve_many vs a loop of solve, {N_PROBLEMS} problems per set, float64, default steps and "
+                   "tolerance",
            "mode": a.mode, "repeats": repeats, "rows": rows}
     return finish("many", out, render)
 

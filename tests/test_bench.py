@@ -101,9 +101,11 @@ def _snapshot(folder):
     return out
 
 
-def test_ufm_bench_writes_to_out_and_leaves_the_committed_results(capsys, tmp_path):
+def test_ufm_bench_writes_to_out_and_leaves_the_committed_results(capsys, tmp_path, monkeypatch):
     from benchmarks.common import COMMITTED
     from ufm.cli import main
+
+    monkeypatch.setenv("UFM_BENCH_MANY_N", "6")  # the plumbing, not the timing: a few problems per set
 
     before, env_before = _snapshot(COMMITTED), os.environ.get("UFM_BENCH_OUT")
     out = tmp_path / "bench"
