@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import constraints, objectives
+from .problem import _real
 
 __all__ = ["ClassProblem", "weights", "value", "block_gram", "embedding"]
 
@@ -74,10 +75,7 @@ class ClassProblem:
         set_("counts", counts)
         obj = objectives.get(self.loss)
         for name in ("tau", "radius"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
-            set_(name, float(v))
+            set_(name, _real(name, getattr(self, name), positive=True))
         dim = len(counts) if self.dim is None else self.dim
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
             raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
@@ -198,7 +196,7 @@ def value(x, h, *, contrastive: bool, sphere: bool, constant: bool = True):
         rest = jnp.where(off[None] & jnp.isfinite(h["logb"]), X - own[..., None], -jnp.inf)
         excess = jax.nn.softplus(jax.nn.logsumexp(rest, axis=-1))
         base = jnp.diagonal(h["logb"], axis1=1, axis2=2)
-        anchor = excess + jnp.where(constant, jnp.where(jnp.isfinite(base), base, 0.0), 0.0)
+        anchor = excess + jnp.where(jnp.isfinite(base), base, 0.0) if constant else excess
         return jnp.sum(jnp.where(h["w"] > 0, h["w"] * anchor, 0.0))
     W = x["W"]
     C = mu @ W.T

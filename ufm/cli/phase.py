@@ -7,10 +7,11 @@ Writes ``OUT/phase.json`` (``ratios``, ``taus`` or ``weight_decays``, 2-D arrays
 the JSON and the figures), 2 bad input."""
 from __future__ import annotations
 
+import argparse
 import math
 import os
 
-from .common import UsageError, dumps, ensure_dir, eprint, write_json
+from .common import UsageError, _entries, dumps, ensure_dir, eprint, write_json
 
 HELP = "certified phase diagram over imbalance R and tau (or CE weight decay), with its boundaries"
 MAX_POINTS = 250_000  # a grid larger than this is refused (memory: points x K x dim floats, several copies)
@@ -37,12 +38,12 @@ def axis_values(text: str, name: str) -> list[float]:
                 vals = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
                 vals[-1] = hi
         else:
-            vals = [float(v) for v in text.split(",") if v.strip()]
+            vals = [float(v) for v in _entries(text, name)]
+    except argparse.ArgumentTypeError as e:
+        raise UsageError(str(e)) from None
     except ValueError:
         raise UsageError(f"{name}: expected LO:HI:N (log-spaced, 0 < LO <= HI, N >= 1) or a comma-separated list, "
                          f"got {text!r}") from None
-    if not vals:
-        raise UsageError(f"{name}: empty")
     for v in vals:
         if not (math.isfinite(v) and v > 0):
             raise UsageError(f"{name}: every value must be a finite number > 0, got {v!r}")
