@@ -96,6 +96,11 @@ def test_cli_ce_axis_is_the_weight_decay(tmp_path, capsys):
     (["--ratios", "1:10"], "--ratios"),
     (["--taus", "0.1,0.05"], "increasing"),
     (["--taus", "-1"], "--taus"),
+    (["--taus", "0.1,,0.5"], "empty entry"),
+    (["--ratios", "a:b:3"], "--ratios"),
+    (["--minority-fraction", "1.5"], "--minority-fraction"),
+    (["--tol", "-1"], "--tol"),
+    (["--dim", "0"], "--dim"),
     (["--n-min", "1.5"], "--n-min"),
     (["--loss", "hinge"], "--loss"),
     (["--classes", "1"], "--classes"),
@@ -127,3 +132,16 @@ def test_orthogonal_frame_has_no_attraction_boundary():
     assert max(abs(v) for v in d["min_min"][0]) < 1e-6
     assert d["boundaries"]["attraction"] == [{"tau": 0.2, "R": None, "certified": None}]
     assert d["boundaries"]["collapse"][0]["R"] is None
+
+
+def test_brackets_ignore_rounding_around_zero_and_uncertified_points():
+    from solvers.workflows.phase import _brackets
+
+    R = [1.0, 2.0, 4.0, 8.0]
+    ok = [True] * 4
+    assert _brackets(R, [-1e-9, 2e-9, -3e-10, 1e-12], 0.0, ok) is None  # an orthogonal frame, to rounding
+    assert _brackets(R, [-0.3, -1e-9, 0.2, 0.5], 0.0, ok) == (1.0, 4.0)  # through a point at 0 to rounding
+    assert _brackets(R, [0.1, -0.3, 0.2, 0.5], 0.0, ok) == (2.0, 4.0)  # the first crossing from below
+    assert _brackets(R, [-0.3, -0.1, 0.2, 0.5], 0.0, [True, False, True, True]) is None
+    assert _brackets(R, [-0.3, 0.5, 0.98, 0.995], 0.99, ok) == (4.0, 8.0)
+    assert _brackets(R, [None, 0.5, 0.6, 0.7], 0.99, ok) is None

@@ -10,10 +10,11 @@ continuous ``R`` (all axis values at once):
 * ``attraction``: the ``R`` at which ``min_min`` crosses 0 (from below: minority classes start to attract);
 * ``collapse``: the ``R`` at which ``min_min`` reaches ``COLLAPSE`` (the minority classes merge).
 
-Each is bracketed by the first pair of neighbouring certified grid points across which it happens (None when it
-does not happen in the range) and bisected in ``log R`` to ``rtol`` relative; ``certified`` says whether every
-point the bisection solved was certified too. Attraction needs ``min_min`` to go from below ``-ZERO`` to above
-``ZERO``, so an orthogonal frame (``min_min = 0`` at every ``R``) has no attraction boundary.
+Each is bracketed by the first grid point at which it has happened and the last point before it still below the
+level, both certified (None when it does not happen in the range), and bisected in ``log R`` to ``rtol``
+relative; ``certified`` says whether every point the bisection solved was certified too. Attraction needs
+``min_min`` to go from below ``-ZERO`` to above ``ZERO``, so an orthogonal frame (``min_min = 0`` at every
+``R``) has no attraction boundary.
 
 Points that do not certify with the first start are solved again from ``RETRIES`` other starts, keeping the lowest
 loss; a point that still does not certify is reported with ``certified = False``.
@@ -110,11 +111,15 @@ def _below(x, level):
 
 
 def _brackets(ratios, row, level, certified):
-    """The first pair of neighbouring grid ratios, both certified, across which ``min_min`` goes from below
-    ``level`` to reaching it; None when there is none."""
-    for j in range(len(row) - 1):
-        if _below(row[j], level) and _reached(row[j + 1], level) and certified[j] and certified[j + 1]:
-            return (ratios[j], ratios[j + 1])
+    """``(R_i, R_j)``: the first grid ratio ``R_j`` at which ``min_min`` has reached ``level`` after lying
+    strictly below it, and the last ratio before it that lies strictly below (points between, within ``ZERO``
+    of the level 0, are neither), both certified; None when there is no such pair."""
+    last_below = None
+    for j, x in enumerate(row):
+        if _reached(x, level) and last_below is not None:
+            return (ratios[last_below], ratios[j]) if certified[last_below] and certified[j] else None
+        if _below(x, level):
+            last_below = j
     return None
 
 
