@@ -8,42 +8,33 @@ picks between them.
 ``solvers.first_order``: the first-order certificate at a solution, for any batching.
 ``solvers.dual``: proved lower bounds from a candidate Gram (every certificate's bound comes from here).
 ``solvers.certify``: solution + bound -> gap, relaxed geometry, prediction check (:func:`certify`).
+``solvers.classlevel``: the class-level problem (``ufm.ClassProblem``, any N, real class sizes), many at once, and
+its proved bounds.
 """
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from ufm._lazy import lazy
 
 # public name -> (submodule, attribute; None: the submodule itself); loaded on first use (PEP 562), so that a
 # workflow's constants (e.g. the theorem list of ``ufm verify --help``) do not import JAX
 _EXPORTS = {
     "pgd": ("pgd", None), "epochs": ("epochs", None), "relaxation": ("relaxation", None),
-    "first_order": ("first_order", None), "dual": ("dual", None), "solve_many": ("pgd", "solve_many"),
+    "first_order": ("first_order", None), "dual": ("dual", None), "classlevel": ("classlevel", None), "solve_many": ("pgd", "solve_many"),
     "Solution": ("pgd", "Solution"), "certify": ("certify", "certify"), "Certificate": ("certify", "Certificate"),
 }
 
-__all__ = ["pgd", "epochs", "relaxation", "first_order", "dual", "solve", "solve_many", "Solution", "certify",
+__all__ = ["pgd", "epochs", "relaxation", "first_order", "dual", "classlevel", "solve", "solve_many", "Solution", "certify",
            "Certificate"]
 
 if TYPE_CHECKING:
-    from . import dual, epochs, first_order, pgd, relaxation
+    from . import classlevel, dual, epochs, first_order, pgd, relaxation
     from .certify import Certificate, certify
     from .pgd import Solution, solve_many
 
 
-def __getattr__(name: str):
-    try:
-        module, attr = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    mod = importlib.import_module(f".{module}", __name__)
-    value = mod if attr is None else getattr(mod, attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy(__name__, _EXPORTS, __all__)
 
 
 def solve(problem, **kwargs) -> "Solution":

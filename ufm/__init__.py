@@ -11,8 +11,9 @@ needs it (``ufm.sc_loss``, ``ufm.Problem``, ...), which keeps ``ufm --help`` fas
 """
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from ._lazy import lazy
 
 __version__ = "0.1.0"
 
@@ -48,16 +49,4 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .tracker import Tracker
 
 
-def __getattr__(name: str):
-    try:
-        module, attr = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    mod = importlib.import_module(f".{module}", __name__)
-    value = mod if attr is None else getattr(mod, attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy(__name__, _EXPORTS, __all__)
