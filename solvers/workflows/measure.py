@@ -106,9 +106,7 @@ def _read_torch(path, key, what):
                          f"{first[:160]})") from None
     if isinstance(obj, dict):
         obj = _pick(obj, key, path, what)
-    if isinstance(obj, (list, tuple)):
-        raise InputError(f"{what} {path}: holds a {type(obj).__name__}, not a tensor")
-    if not hasattr(obj, "detach"):
+    if isinstance(obj, (list, tuple)) or not hasattr(obj, "detach"):
         raise InputError(f"{what} {path}: holds a {type(obj).__name__}, not a tensor")
     return to_numpy(obj)
 
