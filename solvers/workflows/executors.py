@@ -130,13 +130,20 @@ class DaskExecutor:
                 dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, preload=[__name__])
             self.client = distributed.Client(self.cluster)
             return self
+        why = None
         try:
             self.client = distributed.Client(self.scheduler, timeout=self.timeout)
         except Exception as e:  # noqa: BLE001 - OSError, TimeoutError, ValueError for a malformed address...
             why = " ".join(f"{type(e).__name__}: {e}".split())
-            raise ExecutorError(f"--scheduler {self.scheduler}: no Dask scheduler reached there in {self.timeout:g} s "
-                                f"({why}); give the address the scheduler prints, e.g. tcp://10.0.0.5:8786") from None
-        return self
+        if why is None:
+            return self
+        # the half-built Client is garbage now; finalise it here: its __del__ closes its event loop, and run later
+        # by the garbage collector inside another Client's start it deadlocks on the loop runner's lock
+        import gc
+
+        gc.collect()
+        raise ExecutorError(f"--scheduler {self.scheduler}: no Dask scheduler reached there in {self.timeout:g} s "
+                            f"({why}); give the address the scheduler prints, e.g. tcp://10.0.0.5:8786")
 
     def __exit__(self, *exc):
         try:
