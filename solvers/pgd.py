@@ -35,7 +35,9 @@ the first ``Solution.continuation_steps`` steps.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -46,11 +48,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ufm.batching import batch_list
+from ufm.batching import batch_list, pad as pad_batches
 from ufm.constraints import project
 from ufm.kernels import ROW_AXIS
 from ufm import constraints, objectives
-from ufm.losses import batch_index
 
 __all__ = ["Solution", "solve", "solve_many", "n_starts", "OPTIMIZERS", "objective", "NonFiniteLoss"]
 
@@ -161,17 +162,19 @@ def _hyper(problem, dtype, continuation=None, start=0) -> Hyper:
     contrastive = objectives.of(problem).contrastive
     if continuation is None:
         continuation = contrastive and problem.nonneg and start % 2 == 1
-    return Hyper(labels=jnp.asarray(problem.label_array, jnp.int32), tau=jnp.asarray(problem.tau, dtype),
-                 radius=jnp.asarray(problem.radius, dtype), nonneg=jnp.asarray(problem.nonneg),
-                 weight_decay=jnp.asarray(problem.weight_decay, dtype),
-                 feature_decay=jnp.asarray(problem.feature_decay, dtype), batches=_batches(problem),
-                 continuation=jnp.asarray(contrastive and bool(continuation)))
+    dt = np.dtype(dtype)  # NumPy leaves: built without a device operation (solve_many builds hundreds)
+    return Hyper(labels=np.asarray(problem.label_array, np.int32), tau=np.asarray(problem.tau, dt),
+                 radius=np.asarray(problem.radius, dt), nonneg=np.asarray(problem.nonneg),
+                 weight_decay=np.asarray(problem.weight_decay, dt),
+                 feature_decay=np.asarray(problem.feature_decay, dt), batches=_batches(problem),
+                 continuation=np.asarray(contrastive and bool(continuation)))
 
 
 def _batches(problem):
-    """The fixed batch set of the objective as a padded array, or None (full batch)."""
+    """The fixed batch set of the objective as a padded ``int32`` array ``(n_batches, width)``, ``-1`` marking an
+    empty slot, or None (full batch)."""
     b = batch_list(problem)
-    return None if b is None else batch_index(b, problem.N)
+    return None if b is None else pad_batches(b)
 
 
 def objective(static: _Static, x, h):
@@ -540,6 +543,18 @@ def start_key(seed, i):
     return key if i == 0 else jax.random.fold_in(key, i)
 
 
+@jax.jit
+def _fold_in_starts(keys, starts):
+    return jax.vmap(lambda k, i: jnp.where(i == 0, k, jax.random.fold_in(k, i)))(keys, starts)
+
+
+def start_keys(seeds, starts):
+    """``start_key(seeds[k], starts[k])`` for every ``k``, stacked ``(len(seeds), 2)`` (one device call, not one per
+    key)."""
+    base = {s: np.asarray(jax.random.PRNGKey(s)) for s in set(seeds)}
+    return _fold_in_starts(jnp.asarray(np.stack([base[s] for s in seeds])), jnp.asarray(starts, jnp.uint32))
+
+
 def _best(problem, states, start, dtype, seed, optimizer):
     """The ``Solution`` of the first start whose final loss is the lowest up to rounding (64 eps, relative: so
     that ``solve`` and ``solve_many`` keep the same start); ``NonFiniteLoss`` when no loss is finite."""
@@ -665,7 +680,10 @@ def _sc_slots_kernel(Z, other, A, Wp, tau):
     f = jnp.sum(A * (jnp.log(se) + m[:, :, 0]), axis=(0, 1)) - jnp.sum(Wp * S, axis=(0, 1, 2))
     G = (A / se)[:, :, None] * E - Wp  # dL/dS
     G = (G + jnp.swapaxes(G, 1, 2)) * inv
-    dZ = jnp.sum(G[:, :, :, None] * Zs[:, None], axis=2)
+    if BW * d <= 256:  # dZ[:, i, k] = sum_j G[:, i, j] Z[:, j, k], one fused pass per k (no (BW, BW, d) product)
+        dZ = jnp.stack([sum(G[:, :, j] * Zs[:, j, None, k] for j in range(BW)) for k in range(d)], axis=2)
+    else:
+        dZ = jnp.sum(G[:, :, :, None] * Zs[:, None], axis=2)
     return f, dZ.reshape(NB * BW, d, -1)
 
 
@@ -685,7 +703,7 @@ def _sc_slots_vg_vmap(axis_size, in_batched, *args):
     return (f, jnp.moveaxis(dZ, -1, 0)), (True, True)
 
 
-def _run_pool(static, H, keys, lr, tol, slots, layout=None):
+def _run_pool(static, H, keys, lr, tol, slots, layout=None, chunk=None):
     """``_run`` over the rows of ``H`` and ``keys`` in a pool of ``slots`` slots (continuous batching): one
     compiled ``while_loop`` whose every iteration is one ``vmap``-ed iteration of ``_run``'s body on the slots;
     when a slot's row stops (its stop rule, or ``static.steps``), its final state goes to the output and the slot
@@ -727,19 +745,27 @@ def _run_pool(static, H, keys, lr, tol, slots, layout=None):
             return parts(hs, draw=lambda key: {"Z": Zs})[0](key, None), hs
 
         S0, H = jax.vmap(row_start)(H, keys, perm, other, A, Wp)
-    hout = jnp.full((R, static.steps + 1), jnp.nan, S0.f.dtype).at[:, 0].set(S0.hist).reshape(-1)
+    W = static.steps + 1
+    hout = jnp.full((R, W), jnp.nan, S0.f.dtype).at[:, 0].set(S0.hist).reshape(-1)
     take = lambda tree, idx: jax.tree_util.tree_map(lambda a: a[idx], tree)  # noqa: E731
     rows = jnp.arange(P, dtype=jnp.int32)
+    C = chunk or POOL_CHUNK
 
     def live(S, rows):
         return (rows >= 0) & ~S.done & (S.t < static.steps)
 
-    def step(c):
-        S, Hs, rows, nxt, out, hout = c
+    def iteration(i, c):  # one iteration of every live slot; its objective and step go to the chunk's table
+        S, Hs, rows, hc, tc = c
         go = live(S, rows)
         S1 = _where_rows(go, jax.vmap(lambda h, s: parts(h)[1](s))(Hs, S), S)
-        hout = hout.at[jnp.where(go, rows * (static.steps + 1) + S1.t, hout.size)].set(S1.hist, mode="drop",
-                                                                                unique_indices=True)
+        return S1, Hs, rows, hc.at[:, i].set(S1.hist), tc.at[:, i].set(jnp.where(go, S1.t, -1))
+
+    def chunk(c):  # C iterations, then the stopped rows' states out and the next rows in
+        S, Hs, rows, nxt, out, hout = c
+        hc, tc = jnp.zeros((P, C), S.f.dtype), jnp.zeros((P, C), jnp.int32)
+        S1, _, _, hc, tc = jax.lax.fori_loop(0, C, iteration, (S, Hs, rows, hc, tc))
+        at = jnp.where(tc >= 0, rows[:, None] * W + tc, hout.size).reshape(-1)
+        hout = hout.at[at].set(hc.reshape(-1), mode="drop", unique_indices=True)
         fin = (rows >= 0) & ~live(S1, rows)
         out = jax.tree_util.tree_map(lambda o, v: o.at[jnp.where(fin, rows, R)].set(v, mode="drop"), out, S1)
         new = jnp.where(fin, nxt + jnp.cumsum(fin, dtype=jnp.int32) - 1, rows)
@@ -750,12 +776,12 @@ def _run_pool(static, H, keys, lr, tol, slots, layout=None):
                 nxt + jnp.sum(fin, dtype=jnp.int32), out, hout)
 
     c = (take(S0, rows), take(H, rows), rows, jnp.int32(P), S0, hout)
-    _, _, _, _, out, hout = jax.lax.while_loop(lambda c: jnp.any(c[2] >= 0), step, c)
+    _, _, _, _, out, hout = jax.lax.while_loop(lambda c: jnp.any(c[2] >= 0), chunk, c)
     out = jax.vmap(lambda h, s: parts(h)[2](s))(H, out)
-    return out._replace(hist=hout.reshape(R, static.steps + 1))
+    return out._replace(hist=hout.reshape(R, W))
 
 
-_run_pool_jit = jax.jit(_run_pool, static_argnums=(0, 5))
+_run_pool_jit = jax.jit(_run_pool, static_argnums=(0, 5, 7))
 
 
 def _group_key(static, problem, pad):
@@ -777,10 +803,11 @@ def _padded_hyper(problem, dtype, continuation, start, n, shape):
     the real ``n`` and row mask for the metric and the start."""
     h = _hyper(problem, dtype, continuation, start)
     N = problem.N
-    b = h.batches if h.batches is not None else jnp.arange(N, dtype=jnp.int32)[None, :]
-    b = jnp.pad(b, ((0, shape[0] - b.shape[0]), (0, shape[1] - b.shape[1])), constant_values=-1)
-    labels = jnp.zeros((n,), jnp.int32).at[:N].set(h.labels)
-    return h._replace(labels=labels, batches=b, mask=jnp.arange(n) < N, n=jnp.asarray(N, dtype))
+    b = h.batches if h.batches is not None else np.arange(N, dtype=np.int32)[None, :]
+    b = np.pad(b, ((0, shape[0] - b.shape[0]), (0, shape[1] - b.shape[1])), constant_values=-1)
+    labels = np.zeros((n,), np.int32)
+    labels[:N] = h.labels
+    return h._replace(labels=labels, batches=b, mask=np.arange(n) < N, n=np.asarray(N, np.dtype(dtype)))
 
 
 def _groups(problems, statics, pad):
@@ -804,7 +831,10 @@ def _groups(problems, statics, pad):
 
 
 def _stack(trees):
-    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
+    """Trees of equal structure stacked leaf by leaf on a new leading axis (NumPy leaves stacked in NumPy, then
+    one transfer each)."""
+    return jax.tree_util.tree_map(lambda *a: jnp.asarray(np.stack(a)) if isinstance(a[0], np.ndarray)
+                                  else jnp.stack(a), *trees)
 
 
 def _problem_sharding(devices):
@@ -826,6 +856,7 @@ def _fetch(tree):
     return jax.device_get(tree)
 
 
+POOL_CHUNK = 8  # iterations of solve_many's pool between two refills (a stopped slot idles until the chunk ends)
 POOL_SLOTS = 32  # slots of solve_many's pool on a CPU: an iteration costs about the same per slot, and fewer
 # slots leave a shorter idle tail once every row has started (docs/benchmarks.md)
 
@@ -845,6 +876,67 @@ def _group_layout(static, problems):
     NB = max(max(len(bs), -(-p.N // BW)) for p, bs in zip(problems, sets))
     out = [_slot_layout(p, (NB, BW)) for p in problems]
     return None if any(o is None for o in out) else out
+
+
+def pool_threads() -> int:
+    """The pools :func:`solve_many` runs at once on a CPU: one per core this process may use (each pool is one
+    compiled loop on one thread; XLA gives a loop of such small steps no second core)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_POOL_EXECUTABLES: dict = {}  # compiled pools by (static, argument shapes): threads share one compilation
+
+
+def _pool_executable(static, args):
+    """``_run_pool`` compiled for ``args = (H, keys, lr, tol, layout)``, once per shape (ahead of time, so that
+    the threads of :func:`_pool_rows` do not each compile it)."""
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    key = (static, POOL_SLOTS, POOL_CHUNK, tree, tuple((a.shape, a.dtype) for a in leaves))
+    if key not in _POOL_EXECUTABLES:
+        if len(_POOL_EXECUTABLES) >= 64:
+            _POOL_EXECUTABLES.pop(next(iter(_POOL_EXECUTABLES)))
+        H, keys, lr, tol, layout = args
+        _POOL_EXECUTABLES[key] = _run_pool_jit.lower(static, H, keys, lr, tol, POOL_SLOTS, layout,
+                                                     POOL_CHUNK).compile()
+    return _POOL_EXECUTABLES[key]
+
+
+def _pool_rows(static, row_problems, hs, keys, lr, tol) -> list:
+    """The final state of every row of a group (one start of ``row_problems[k]`` with hyper ``hs[k]`` and PRNG
+    key ``keys[k]``), run in :func:`pool_threads` pools at once: row ``k`` goes to pool ``k mod n`` (so that the
+    slow rows spread), every pool has the same number of rows (the last row repeated: one compilation), and
+    each pool is :func:`_run_pool` on its own thread."""
+    layout = _group_layout(static, row_problems)
+    R = len(hs)
+    n = max(1, min(pool_threads(), R))
+    shards = [list(range(k, R, n)) for k in range(n)]
+    shards = [ix + [ix[-1]] * (len(shards[0]) - len(ix)) for ix in shards]
+
+    def args(ix):
+        lay = None if layout is None else tuple(jnp.asarray(np.stack([layout[i][j] for i in ix])) for j in range(4))
+        return _stack([hs[i] for i in ix]), keys[np.asarray(ix)], lr, tol, lay
+
+    shard_args = [args(ix) for ix in shards]
+    run = _pool_executable(static, shard_args[0])
+    if n == 1:
+        results = [jax.device_get(run(*shard_args[0]))]
+    else:
+        with concurrent.futures.ThreadPoolExecutor(n) as ex:
+            results = list(ex.map(lambda a: jax.device_get(run(*a)), shard_args))
+    out: list = [None] * R
+    for ix, s in zip(shards, results):
+        for k, i in enumerate(ix):
+            si = jax.tree_util.tree_map(lambda a, k=k: a[k], s)
+            if layout is not None:  # slot order back to the problem's row order (padded with zero rows)
+                perm = layout[i][0]
+                Z = np.zeros((static.N, static.dim), si.x["Z"].dtype)
+                Z[perm[perm >= 0]] = si.x["Z"][perm >= 0]
+                si = si._replace(x={**si.x, "Z": Z})
+            out[i] = si
+    return out
 
 
 LOCKSTEP_MAX_N = PAD_SMALL  # on a CPU, groups of larger problems run row by row (lockstep_pays)
@@ -922,23 +1014,14 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
             real = len(rows)
             rows += [rows[-1]] * (-real % width)  # whole shards
             hs = [hyper(problems[i], dt, continuation, r) for i, r in rows]
-            keys = [start_key(seeds[i], r) for i, r in rows]
+            keys = start_keys([seeds[i] for i, _ in rows], [r for _, r in rows])
             lr_, tol_ = jnp.asarray(lr or 0.0, dt), jnp.asarray(tol, dt)
             if sharding is None and not lockstep_pays(static):  # one row after the other, same program as solve
                 row_states = [jax.device_get(_run_jit(static, h, key, lr_, tol_)) for h, key in zip(hs, keys)]
-            elif sharding is None and jax.default_backend() == "cpu":  # a pool of slots, refilled as rows stop
-                layout = _group_layout(static, [problems[i] for i, _ in rows])
-                stacked = None if layout is None else tuple(jnp.asarray(np.stack(a)) for a in zip(*layout))
-                s = jax.device_get(_run_pool_jit(static, _stack(hs), jnp.stack(keys), lr_, tol_, POOL_SLOTS,
-                                                 stacked))
-                if layout is not None:  # slot order back to the problems' row order (padded with zero rows)
-                    Zp = np.zeros((len(rows), static.N, static.dim), s.x["Z"].dtype)
-                    for k, (perm, *_) in enumerate(layout):
-                        Zp[k, perm[perm >= 0]] = s.x["Z"][k, perm >= 0]
-                    s = s._replace(x={**s.x, "Z": Zp})
-                row_states = [jax.tree_util.tree_map(lambda a, k=k: a[k], s) for k in range(len(rows))]
+            elif sharding is None and jax.default_backend() == "cpu":  # pools of slots, refilled as rows stop
+                row_states = _pool_rows(static, [problems[i] for i, _ in rows], hs, keys, lr_, tol_)
             else:
-                H, K_ = _stack(hs), jnp.stack(keys)
+                H, K_ = _stack(hs), keys
                 if sharding is not None:
                     H, K_ = jax.device_put((H, K_), sharding)
                 s = _fetch(_run_many_jit(static, H, K_, lr_, tol_))
