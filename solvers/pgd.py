@@ -857,8 +857,8 @@ def _fetch(tree):
 
 
 POOL_CHUNK = 8  # iterations of solve_many's pool between two refills (a stopped slot idles until the chunk ends)
-POOL_SLOTS = 32  # slots of solve_many's pool on a CPU: an iteration costs about the same per slot, and fewer
-# slots leave a shorter idle tail once every row has started (docs/benchmarks.md)
+POOL_SLOTS = 16  # slots of each of solve_many's pools on a CPU: an iteration costs about the same per slot from 4
+# to 32 slots, and fewer slots leave a shorter idle tail once every row has started (docs/benchmarks.md)
 
 
 def _group_layout(static, problems):
@@ -906,13 +906,14 @@ def _pool_executable(static, args):
 
 def _pool_rows(static, row_problems, hs, keys, lr, tol) -> list:
     """The final state of every row of a group (one start of ``row_problems[k]`` with hyper ``hs[k]`` and PRNG
-    key ``keys[k]``), run in :func:`pool_threads` pools at once: row ``k`` goes to pool ``k mod n`` (so that the
-    slow rows spread), every pool has the same number of rows (the last row repeated: one compilation), and
+    key ``keys[k]``), run in :func:`pool_threads` pools at once: the rows are dealt to the pools in a fixed
+    shuffled order (so that the slow rows, such as the odd starts that run the continuation stage, spread), every pool has the same number of rows (the last row repeated: one compilation), and
     each pool is :func:`_run_pool` on its own thread."""
     layout = _group_layout(static, row_problems)
     R = len(hs)
     n = max(1, min(pool_threads(), R))
-    shards = [list(range(k, R, n)) for k in range(n)]
+    order = np.random.default_rng(0).permutation(R)  # spread the slow rows (a problem's odd starts, say) evenly
+    shards = [sorted(order[k::n].tolist()) for k in range(n)]
     shards = [ix + [ix[-1]] * (len(shards[0]) - len(ix)) for ix in shards]
 
     def args(ix):
