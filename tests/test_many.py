@@ -181,6 +181,48 @@ def test_slot_kernel_is_the_sc_loss():
     assert pgd._slot_layout(overlapping, (3, 4)) is None
 
 
+@pytest.mark.parametrize("BW, d", [(5, 3), (40, 8)])  # the gradient unrolled per coordinate, and summed at once
+def test_slot_kernel_gradient_is_the_derivative_of_its_value(BW, d):
+    """Both ways of forming the slot kernel's gradient against autodiff of its own value (random masks,
+    weights and temperatures, problems on the last axis)."""
+    rng = np.random.default_rng(BW)
+    NB, P = 3, 4
+    with jax.enable_x64(True):
+        Z = rng.normal(size=(NB * BW, d, P))
+        other = rng.random((NB, BW, BW, P)) < 0.7
+        A, Wp = rng.random((NB, BW, P)), rng.random((NB, BW, BW, P)) * other
+        tau = rng.random(P) + 0.1
+        f, g = pgd._sc_slots_kernel(Z, other, A, Wp, tau)
+        ref = jax.grad(lambda Z: pgd._sc_slots_kernel(Z, other, A, Wp, tau)[0].sum())(Z)
+        assert np.all(np.isfinite(np.asarray(f)))
+        assert np.abs(np.asarray(g) - np.asarray(ref)).max() <= 1e-12 * (1 + np.abs(np.asarray(ref)).max())
+
+
+def test_start_keys_are_start_key():
+    """The start keys of a group, made in one device call, are those ``solve`` makes one by one."""
+    seeds, starts = [0, 5, np.int64(7), 123456789, 0, 2 ** 31 + 5], [0, 1, 3, 0, 2, 1]
+    for x64 in (False, True):
+        with jax.enable_x64(x64):
+            keys = np.asarray(pgd.start_keys(seeds, starts))
+            for k, (s, i) in enumerate(zip(seeds, starts)):
+                assert np.array_equal(keys[k], np.asarray(pgd.start_key(s, i)))
+
+
+def test_pools_on_threads_agree_with_one_pool(monkeypatch):
+    """The rows of a group dealt to three pools on three threads (each pool one row short or padded with a
+    repeated row) give, row for row, the answers of one pool: every run is independent of its pool (to
+    rounding: a pool of another width may vectorise a sum in another order)."""
+    problems = minibatch_problems(10)
+    answers = []
+    for n in (1, 3):
+        monkeypatch.setattr(pgd, "pool_threads", lambda n=n: n)
+        answers.append(solve_many(problems, dtype="float64", steps=300))
+    for a, b in zip(*answers):
+        assert a.steps == b.steps and a.reason == b.reason and len(a.start_losses) == len(b.start_losses)
+        assert np.allclose(a.start_losses, b.start_losses, rtol=1e-12, atol=0)
+        assert abs(a.loss - b.loss) <= 1e-12 * abs(b.loss) and np.abs(a.Z - b.Z).max() <= 1e-7
+
+
 def test_pool_of_minibatch_problems_agrees_with_solve():
     """40 small mini-batch problems (different N, batches, tau, ReLU: one padded group, a pool of slots that
     refills as rows stop): the loss of a loop of ``solve`` to 1e-6 relative, the same stop reason. (Rounding
