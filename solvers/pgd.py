@@ -705,9 +705,9 @@ def _sc_slots_vg_vmap(axis_size, in_batched, *args):
 
 def _run_pool(static, H, keys, lr, tol, slots, layout=None, chunk=None):
     """``_run`` over the rows of ``H`` and ``keys`` in a pool of ``slots`` slots (continuous batching): one
-    compiled ``while_loop`` whose every iteration is one ``vmap``-ed iteration of ``_run``'s body on the slots;
-    when a slot's row stops (its stop rule, or ``static.steps``), its final state goes to the output and the slot
-    loads the next row's start. Each row runs exactly the iterations ``_run`` runs, so the answers are
+    compiled ``while_loop`` whose every iteration runs ``chunk`` (default ``POOL_CHUNK``) ``vmap``-ed iterations
+    of ``_run``'s body on the slots (a stopped row's state frozen); then the rows that stopped (their stop rule,
+    or ``static.steps``) go to the output and their slots load the next rows' starts. Each row runs exactly the iterations ``_run`` runs, so the answers are
     ``_run``'s (to rounding), while the loop lasts about ``sum of iterations / slots`` instead of the slowest
     row's count times the rows. The histories go to an ``(R, steps + 1)`` table, outside the slots' state (a
     state carrying them would be copied whole at every iteration).
@@ -959,8 +959,9 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
     """Solve many problems, one jit-compiled loop per group of equal shape; returns one ``Solution`` per problem,
     in order, as ``solve(problem, ...)`` would (same start, same steps, same stop rule, to rounding).
 
-    How a group runs: on a CPU, a pool of ``POOL_SLOTS`` slots in one compiled loop (:func:`_run_pool`: each
-    slot runs one row of ``solve``'s iterations and loads the next row when its row stops), SC problems with
+    How a group runs: on a CPU, :func:`pool_threads` pools of ``POOL_SLOTS`` slots at once, each one compiled loop
+    on its own thread (:func:`_pool_rows`, :func:`_run_pool`: each slot runs one row of ``solve``'s iterations
+    and loads the next row when its row stops), SC problems with
     disjoint batches through a slot-layout kernel of the loss (:func:`_slot_layout`); groups of problems above
     ``LOCKSTEP_MAX_N`` samples run row by row (``lockstep_pays``). On other devices, and split over several
     devices, one ``vmap`` of all rows in lockstep.

@@ -52,7 +52,9 @@ def test_radius_1000_is_the_radius_1_problem_rescaled():
     s = solve(ce, dtype="float64", steps=20000)
     assert abs(s.loss - theory.predict(ce).loss) <= 1e-6 and np.linalg.norm(s.Z, axis=1).max() <= 10.0 + 1e-9
     many = solve_many([big, ce], dtype="float64", steps=20000)
-    assert abs(many[0].loss - a.loss) <= 1e-9 and abs(many[1].loss - s.loss) <= 1e-9
+    # at the unit temperature 1e-7 the SC loss is a difference of terms of size 1/tau = 1e7, so its rounding is
+    # eps / tau ~ 2e-9: solve_many's slot kernel, summing in another order, agrees to within ten times that
+    assert abs(many[0].loss - a.loss) <= 10 * np.finfo(float).eps / unit.tau and abs(many[1].loss - s.loss) <= 1e-9
 
 
 def test_logits_beyond_float64_are_refused():
