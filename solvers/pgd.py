@@ -549,8 +549,8 @@ def _fold_in_starts(keys, starts):
 
 
 def start_keys(seeds, starts):
-    """``start_key(seeds[k], starts[k])`` for every ``k``, stacked ``(len(seeds), 2)`` (one device call, not one per
-    key)."""
+    """``start_key(seeds[k], starts[k])`` for every ``k``, stacked ``(len(seeds), 2)``: one key per distinct seed,
+    then one device call for all the starts (not one call per key)."""
     base = {s: np.asarray(jax.random.PRNGKey(s)) for s in set(seeds)}
     return _fold_in_starts(jnp.asarray(np.stack([base[s] for s in seeds])), jnp.asarray(starts, jnp.uint32))
 
@@ -758,7 +758,8 @@ def _run_pool(static, H, keys, lr, tol, slots, layout=None, chunk=None):
         S, Hs, rows, hc, tc = c
         go = live(S, rows)
         S1 = _where_rows(go, jax.vmap(lambda h, s: parts(h)[1](s))(Hs, S), S)
-        return S1, Hs, rows, hc.at[:, i].set(S1.hist), tc.at[:, i].set(jnp.where(go, S1.t, -1))
+        stepped = go & (S1.t != S.t)  # a failed trial takes no step: nothing to record (each step once)
+        return S1, Hs, rows, hc.at[:, i].set(S1.hist), tc.at[:, i].set(jnp.where(stepped, S1.t, -1))
 
     def chunk(c):  # C iterations, then the stopped rows' states out and the next rows in
         S, Hs, rows, nxt, out, hout = c
@@ -906,12 +907,14 @@ def _pool_executable(static, args):
 
 def _pool_rows(static, row_problems, hs, keys, lr, tol) -> list:
     """The final state of every row of a group (one start of ``row_problems[k]`` with hyper ``hs[k]`` and PRNG
-    key ``keys[k]``), run in :func:`pool_threads` pools at once: the rows are dealt to the pools in a fixed
-    shuffled order (so that the slow rows, such as the odd starts that run the continuation stage, spread), every pool has the same number of rows (the last row repeated: one compilation), and
-    each pool is :func:`_run_pool` on its own thread."""
+    key ``keys[k]``), run in up to :func:`pool_threads` pools at once (of 4 rows or more). The rows are dealt to
+    the pools in a fixed shuffled order (so that the slow rows, such as the odd starts that run the continuation
+    stage, spread); every pool has the same number of rows (its last row repeated: one compilation); each pool is
+    :func:`_run_pool` on its own thread. A row's answer does not depend on its pool, up to rounding (a pool of
+    another width may sum in another order), so machines with other core counts agree to rounding."""
     layout = _group_layout(static, row_problems)
     R = len(hs)
-    n = max(1, min(pool_threads(), R))
+    n = max(1, min(pool_threads(), -(-R // 4)))  # pools of 4 rows at least (a repeated row is a whole run)
     order = np.random.default_rng(0).permutation(R)  # spread the slow rows (a problem's odd starts, say) evenly
     shards = [sorted(order[k::n].tolist()) for k in range(n)]
     shards = [ix + [ix[-1]] * (len(shards[0]) - len(ix)) for ix in shards]
@@ -926,7 +929,11 @@ def _pool_rows(static, row_problems, hs, keys, lr, tol) -> list:
         results = [jax.device_get(run(*shard_args[0]))]
     else:
         with concurrent.futures.ThreadPoolExecutor(n) as ex:
-            results = list(ex.map(lambda a: jax.device_get(run(*a)), shard_args))
+            def one(a):  # the worker thread's own x64 setting, as the main thread's (a thread-local config)
+                with jax.enable_x64(static.dtype == "float64"):
+                    return jax.device_get(run(*a))
+
+            results = list(ex.map(one, shard_args))
     out: list = [None] * R
     for ix, s in zip(shards, results):
         for k, i in enumerate(ix):
