@@ -707,10 +707,11 @@ def _run_pool(static, H, keys, lr, tol, slots, layout=None, chunk=None):
     """``_run`` over the rows of ``H`` and ``keys`` in a pool of ``slots`` slots (continuous batching): one
     compiled ``while_loop`` whose every iteration runs ``chunk`` (default ``POOL_CHUNK``) ``vmap``-ed iterations
     of ``_run``'s body on the slots (a stopped row's state frozen); then the rows that stopped (their stop rule,
-    or ``static.steps``) go to the output and their slots load the next rows' starts. Each row runs exactly the iterations ``_run`` runs, so the answers are
-    ``_run``'s (to rounding), while the loop lasts about ``sum of iterations / slots`` instead of the slowest
-    row's count times the rows. The histories go to an ``(R, steps + 1)`` table, outside the slots' state (a
-    state carrying them would be copied whole at every iteration).
+    or ``static.steps``) go to the output and their slots load the next rows' starts. Each row runs exactly the
+    iterations ``_run`` runs, so the answers are ``_run``'s (to rounding), while the loop lasts about ``sum of
+    iterations / slots`` instead of the slowest row's count times the rows. The histories go to an
+    ``(R, steps + 1)`` table, outside the slots' state (a state carrying them would be copied whole at every
+    iteration).
 
     ``layout``: None, or the stacked :func:`_slot_layout` of every row (SC with disjoint batches): then ``Z``
     lives in slot order (``x["Z"]`` of the result is ``(R, NB*BW, d)``, ``perm`` maps it back) and the loss is
@@ -925,14 +926,14 @@ def _pool_rows(static, row_problems, hs, keys, lr, tol) -> list:
 
     shard_args = [args(ix) for ix in shards]
     run = _pool_executable(static, shard_args[0])
+    def one(a):  # a worker thread's x64 setting as the caller's (a thread-local config)
+        with jax.enable_x64(static.dtype == "float64"):
+            return jax.device_get(run(*a))
+
     if n == 1:
-        results = [jax.device_get(run(*shard_args[0]))]
+        results = [one(shard_args[0])]
     else:
         with concurrent.futures.ThreadPoolExecutor(n) as ex:
-            def one(a):  # the worker thread's own x64 setting, as the main thread's (a thread-local config)
-                with jax.enable_x64(static.dtype == "float64"):
-                    return jax.device_get(run(*a))
-
             results = list(ex.map(one, shard_args))
     out: list = [None] * R
     for ix, s in zip(shards, results):
@@ -968,9 +969,9 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
 
     How a group runs: on a CPU, :func:`pool_threads` pools of ``POOL_SLOTS`` slots at once, each one compiled loop
     on its own thread (:func:`_pool_rows`, :func:`_run_pool`: each slot runs one row of ``solve``'s iterations
-    and loads the next row when its row stops), SC problems with
-    disjoint batches through a slot-layout kernel of the loss (:func:`_slot_layout`); groups of problems above
-    ``LOCKSTEP_MAX_N`` samples run row by row (``lockstep_pays``). On other devices, and split over several
+    and loads the next row when its row stops), SC problems with disjoint batches through a slot-layout kernel
+    of the loss (:func:`_slot_layout`); groups of problems above ``LOCKSTEP_MAX_N`` samples run row by row
+    (``lockstep_pays``). On other devices, and split over several
     devices, one ``vmap`` of all rows in lockstep.
 
     Problems in one group may differ in every number: ``tau``, ``radius``, ``nonneg``, the decays, the labels,
