@@ -19,6 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELS = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])  # class 2 is a singleton
 
 
+@pytest.mark.slow
 def test_supcon_equals_ufm_loss_and_its_gradient():
     torch = pytest.importorskip("torch")
     from benchmarks.torch_ref import step, supcon_loss
@@ -101,6 +102,7 @@ def _snapshot(folder):
     return out
 
 
+@pytest.mark.slow
 def test_ufm_bench_writes_to_out_and_leaves_the_committed_results(capsys, tmp_path, monkeypatch):
     from benchmarks.common import COMMITTED
     from ufm.cli import main

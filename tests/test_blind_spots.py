@@ -40,6 +40,7 @@ def epoch_run(request):
     return p, sol
 
 
+@pytest.mark.slow
 def test_epoch_certificate_is_about_the_union_of_the_runs_batches(epoch_run):
     p, sol = epoch_run
     union = batching.union_batches(p, sol.epochs)
@@ -59,6 +60,7 @@ def test_epoch_certificate_is_about_the_union_of_the_runs_batches(epoch_run):
     assert of_union - 1e-6 <= cert.lower_bound  # so the bound is about these batches, not the first epoch's
 
 
+@pytest.mark.slow
 def test_epoch_certificate_full_program_agrees(epoch_run):
     """The full Gram program on the same union of batches: a bound below the OF minimum and close to it."""
     p, sol = epoch_run
@@ -70,6 +72,7 @@ def test_epoch_certificate_full_program_agrees(epoch_run):
     assert of_union - 1e-6 <= cert.lower_bound <= of_union + 1e-13
 
 
+@pytest.mark.slow
 def test_cli_certify_of_an_epoch_run(capsys):
     code, out, err = run_cli(capsys, "certify", "--counts", "6,5,3", "--tau", "0.5", "--dim", "4", "--nonneg",
                              "--batching", "shuffled:4", "--seed", "1", "--epochs", "20", "--solve-tol", "0",
@@ -114,6 +117,7 @@ def wrong_colourings(g):
 
 
 @pytest.mark.parametrize("counts,text,dim", NOT_UNIQUE)
+@pytest.mark.slow
 def test_a_wrong_witness_is_rejected(monkeypatch, counts, text, dim):
     batches = [list(b) for b in batching.parse_batches(text)]
     y = labels_of(counts)
@@ -140,6 +144,7 @@ def test_a_wrong_witness_is_rejected(monkeypatch, counts, text, dim):
 
 @pytest.mark.parametrize("counts,text,dim", NOT_UNIQUE)
 @pytest.mark.parametrize("tau,rho", [(0.3, 1.0), (0.1, 1.0), (0.5, 2.0)])
+@pytest.mark.slow
 def test_a_verified_witness_has_the_closed_form_loss(counts, text, dim, tau, rho):
     batches = [list(b) for b in batching.parse_batches(text)]
     y = labels_of(counts)

@@ -3,6 +3,7 @@
 Every setting here has a closed-form minimum (simplex ETF, orthogonal frame, mini-batch OF, CE with r_W), so a
 bound above it is a false proof; badly scaled settings (radius 100, tau 0.01, losses ~1e-4) are included.
 """
+import pytest
 import warnings
 
 import numpy as np
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 from ufm import Problem, theory
 from ufm.batching import batch_list
 from solvers import certify, solve
+
+pytestmark = pytest.mark.slow  # every test here takes seconds: the full suite only
 
 warnings.filterwarnings("ignore", category=UserWarning)
 

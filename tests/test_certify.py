@@ -33,6 +33,7 @@ def test_imbalanced_pgd_solution_is_certified(method):
         assert c.prediction["solution_vs_relaxation"]["max_abs_diff"] <= 1e-3
 
 
+@pytest.mark.slow
 def test_imbalanced_ce_and_ball_solutions_are_certified():
     for p in (Problem(counts=(8, 4, 2), loss="ce", constraint="ball"),
               Problem(counts=(8, 4, 2), tau=0.4, constraint="ball", dim=3)):
@@ -51,6 +52,7 @@ def test_poor_solution_is_not_certified():
     (Problem(counts=(6, 6, 6), tau=0.5, dim=3), "etf"),
     (Problem(counts=(10, 5, 2, 1), tau=0.3, nonneg=True), "of"),
 ])
+@pytest.mark.slow
 def test_prediction_check_against_the_theorem(p, target):
     c = certify(p, solved(p))
     chk = c.prediction
@@ -146,6 +148,7 @@ def test_certify_bad_input_exits_2(capsys, argv, word):
     assert code == 2 and word in err and "Traceback" not in err and out == ""
 
 
+@pytest.mark.slow
 def test_solution_averaged_over_the_classes_certifies_where_the_relaxation_point_is_loose():
     """CE at imbalance 100 (counts 300,300,3,3): the relaxation's own point proves a bound ~2e-6 below the
     converged solution (not certified at 1e-6); the solution averaged over the class symmetry, with the best

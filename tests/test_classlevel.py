@@ -61,6 +61,7 @@ def test_embedding_refuses_when_the_spread_has_no_room():
 
 
 @pytest.mark.parametrize("n", [2.0, 3.7, 1000.5])
+@pytest.mark.slow
 def test_balanced_real_sizes_reach_the_etf_closed_form(n):
     """Graf et al.'s ETF value holds for any real class size: certified, and equal to the closed form."""
     K, tau = 4, 0.2
@@ -73,6 +74,7 @@ def test_balanced_real_sizes_reach_the_etf_closed_form(n):
     assert sol.loss == pytest.approx(ref, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_nonneg_real_sizes_reach_the_of_closed_form():
     counts = (40.3, 40.3, 2.5, 2.5, 2.7)
     cp = ClassProblem(counts=counts, tau=0.15, nonneg=True)
@@ -89,6 +91,7 @@ def test_nonneg_real_sizes_reach_the_of_closed_form():
 @pytest.mark.parametrize("kw", [dict(counts=(12, 12, 3, 3), tau=0.2),
                                 dict(counts=(9, 9, 2, 2), loss="ce", weight_decay=0.02),
                                 dict(counts=(6, 6, 6, 2, 2, 2), tau=0.5, loss="bcl")])
+@pytest.mark.slow
 def test_agrees_with_full_pgd_and_certificate(kw):
     """Integer counts: the class-level optimum is certified, its embedding has the same full loss, it is no worse
     than the full solve, and it lies above the full certificate's proved bound."""
@@ -113,6 +116,7 @@ def test_agrees_with_full_pgd_and_certificate(kw):
     assert ref == pytest.approx(sol.loss, rel=1e-10)
 
 
+@pytest.mark.slow
 def test_many_at_once_equals_one_by_one():
     cps = [ClassProblem(counts=imbalance.class_sizes("step", 4, 3.0, R), tau=t) for R in (1.0, 4.5, 30.0)
            for t in (0.1, 1.0)]
@@ -122,6 +126,7 @@ def test_many_at_once_equals_one_by_one():
         assert s.loss == pytest.approx(alone.loss, rel=1e-12, abs=1e-14)
 
 
+@pytest.mark.slow
 def test_radius_is_an_exact_change_of_variables():
     a = ClassProblem(counts=(10.5, 3.0, 3.0), tau=0.4)
     b = ClassProblem(counts=(10.5, 3.0, 3.0), tau=1.6, radius=2.0)
@@ -143,6 +148,7 @@ def test_bad_class_problems_name_the_field(bad, match):
         ClassProblem(**bad)
 
 
+@pytest.mark.slow
 def test_sizes_are_continuous_in_R():
     """Real sizes interpolate the integer ones: the loss at R between two integer majorities lies between theirs
     (more same-class negatives, monotone here), and R -> class sizes is exact."""
@@ -156,6 +162,7 @@ def test_sizes_are_continuous_in_R():
     assert not math.isnan(losses[1])
 
 
+@pytest.mark.slow
 def test_orbit_batch_sets_reach_the_subsets_closed_form():
     """A batch set made of whole orbits (every subset of size b): the class-level problem over its compositions
     reaches the UFM+ closed form over all C(N, b) subsets, certified, and no full solve does better."""
@@ -173,6 +180,7 @@ def test_orbit_batch_sets_reach_the_subsets_closed_form():
     assert solve(P, seed=0).loss >= cert.lower_bound
 
 
+@pytest.mark.slow
 def test_nonneg_singleton_rows_stay_on_the_sphere():
     """A singleton's row clipped to 0 by the orthant goes to the nearest point of sphere and orthant, so every
     point is feasible: in one dimension the only feasible point is both rows at 1."""

@@ -75,6 +75,7 @@ def test_solve_human_summary(capsys):
     assert "float32" not in out and "NOT" not in out
 
 
+@pytest.mark.slow
 def test_solve_human_summary_float32_not_converged(capsys):
     code, out, _ = run_cli(capsys, "solve", "--counts", "6,6,6,6", "--tau", "0.5", "--dim", "4", "--float32",
                            "--steps", "3")
@@ -84,6 +85,7 @@ def test_solve_human_summary_float32_not_converged(capsys):
     assert line(out, r"note: float32 resolves .*drop --float32.*")
 
 
+@pytest.mark.slow
 def test_float64_by_default_float32_opt_in_x64_a_no_op(capsys):
     argv = ["solve", "--counts", "5,5,2", "--tau", "0.5", "--dim", "3", "--json"]
     reps = {}

@@ -56,6 +56,7 @@ def heavy_imports_of(module: str) -> list[str]:
 
 
 @pytest.mark.parametrize("cmd", HELPS, ids=lambda c: " ".join(["ufm", *c, "--help"]))
+@pytest.mark.slow
 def test_help_imports_nothing_heavy_and_is_fast(cmd):
     needs = PARSER_READS.get(cmd[0]) if cmd else None
     pending = heavy_imports_of(needs) if needs else []

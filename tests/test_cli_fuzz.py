@@ -13,6 +13,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 from ufm.cli import _parser  # noqa: E402
 
+pytestmark = pytest.mark.slow  # every test here takes seconds: the full suite only
+
 BAD = ["", " ", "-1", "0", "x", "nan", "inf", "-inf", "1e308", "99999999999999999999", "3,,4", ",", "1,2,"]
 FLOAT = [*BAD, "0.5", "1", "2", "1e-9"]
 INT = [*BAD, "1", "2", "3", "1000000000000"]

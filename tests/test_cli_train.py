@@ -16,6 +16,7 @@ SMALL = ["--dataset", "digits", "--arch", "mlp", "--width", "32", "--dim", "10",
          "--no-probe"]  # the probe is tested in test_train.py; its compilation is slow on a busy CPU
 
 
+@pytest.mark.slow
 def test_train_json_contract_and_out_files(capsys, tmp_path):
     out = tmp_path / "run"
     code, stdout, err = run_cli(capsys, "train", *SMALL, "--relu", "--json", "--out", str(out),
@@ -55,6 +56,7 @@ def test_train_json_contract_and_out_files(capsys, tmp_path):
     assert not [n for n in os.listdir(out) if ".tmp" in n]  # every file written atomically, nothing left over
 
 
+@pytest.mark.slow
 def test_train_out_guards(capsys, tmp_path):
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", *SMALL, "--epochs", "1", "--no-ufm", "--out", str(out),
@@ -81,6 +83,7 @@ def test_train_out_guards(capsys, tmp_path):
         assert "checkpoint.npz" in err and "truncated or corrupt" in err
 
 
+@pytest.mark.slow
 def test_train_ce_with_bias_and_human_summary(capsys):
     ce = [*SMALL, "--loss", "ce", "--bias", "--no-relu", "--no-ufm"]  # the CE UFM: test_train.py
     code, stdout, err = run_cli(capsys, "train", *ce, "--json")

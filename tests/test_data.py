@@ -218,6 +218,7 @@ def test_digits_file_reader_matches_scikit_learn():
     assert np.array_equal(x[..., 0], d.images) and np.array_equal(y, d.target)
 
 
+@pytest.mark.slow
 def test_mnist1d_is_generated_offline_and_leaves_global_rng_alone():
     pytest.importorskip("mnist1d")
     state = np.random.get_state()[1].copy()

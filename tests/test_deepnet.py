@@ -21,6 +21,7 @@ CASES = [(a, kw, s) for a, kw in ARCHS for s in SHAPES if not (a == "resnet18" a
 
 
 @pytest.mark.parametrize("arch,kw,shape", CASES, ids=[f"{a}-{len(s) - 1}d" for a, _, s in CASES])
+@pytest.mark.slow
 def test_shapes_determinism_relu_and_gradients(arch, kw, shape):
     enc = deepnet.encoder(arch, relu=True, **kw)
     dim = kw.get("dim", 8 * kw["width"])
@@ -47,6 +48,7 @@ def test_shapes_determinism_relu_and_gradients(arch, kw, shape):
 
 
 @pytest.mark.parametrize("arch,kw", ARCHS, ids=[a for a, _ in ARCHS])
+@pytest.mark.slow
 def test_no_relu_gives_signed_embeddings_and_head_sets_dim(arch, kw):
     shape = (40, 1)  # 1-D signals (mnist1d)
     enc = deepnet.encoder(arch, relu=False, **kw)

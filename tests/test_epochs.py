@@ -17,6 +17,7 @@ def of_gram_error(Z, labels):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.slow
 def test_binding_reaches_the_orthogonal_frame_from_random_starts(seed):
     p = BINDING.replace(batch_seed=seed)
     sol = solvers.solve(p, epochs=400, seed=seed, dtype="float64")

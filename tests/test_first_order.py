@@ -15,6 +15,7 @@ from solvers import dual, pgd, relaxation
 OVERLAP = ((0, 1, 5, 9), (2, 3, 6, 10, 0), (4, 7, 8, 11, 0, 5))  # sample 0 in three batches, 5 in two
 
 
+@pytest.mark.slow
 def test_minorant_is_the_gram_gradient_and_touches_the_loss():
     """With d = N, Z is invertible and ``grad_Z f = 2 Q Z`` determines every entry of ``Q = df/dG``; the affine
     minorant equals the loss at its own candidate."""
@@ -81,6 +82,7 @@ def solved(p):
 
 
 @pytest.mark.parametrize("p", CASES, ids=lambda p: f"{p.loss}-{p.counts}-{p.constraint}-{p.nonneg}-{p.batching}")
+@pytest.mark.slow
 def test_certifies_optima_and_never_exceeds_the_full_program(p):
     # the full program itself for small N; the reduced one (equal, tests/test_relaxation.py) for the full batch
     ref = relaxation.solve_relaxation(p, "full" if p.N <= 20 else "reduced").value

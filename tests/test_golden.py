@@ -6,6 +6,8 @@ import pytest
 
 import golden
 
+pytestmark = pytest.mark.slow  # every test here takes seconds: the full suite only
+
 
 @pytest.fixture(scope="module")
 def now():

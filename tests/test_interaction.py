@@ -72,6 +72,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.slow
 def test_hand_made_batchings(name):
     counts, text, dim, unique, disconnected, unmet, kind = CASES[name]
     batches = [list(b) for b in batching.parse_batches(text)]
@@ -103,6 +104,7 @@ def test_dim_below_K_is_undecided():
 
 @pytest.mark.parametrize("counts", [(9, 7, 2), (5, 5, 5, 1), (12, 2, 3, 2)])
 @pytest.mark.parametrize("b", [2, 3, 5])
+@pytest.mark.slow
 def test_binding_forces_the_of_for_every_partition(counts, b):
     """Kini et al.: binding makes (a) and (b) hold whatever the partition (with at most one single-sample class)."""
     p = Problem(counts=counts, batching=f"binding:{b}", dim=len(counts), batch_seed=b)
@@ -146,6 +148,7 @@ def _search(Z0, labels, batches, G_of, lam, pushes, polishes, eta):
     return sc_loss(Z, labels, TAU_BF, batches), jnp.abs(Z @ Z.T - G_of).max()
 
 
+@pytest.mark.slow
 def test_brute_force_random_batchings_agree_with_a_numerical_search():
     """Random batchings of 6 samples into 2-4 batches of 3-6 (K = 2 with a spare direction, K = 3 without):
     8 random starts pushed away from the OF's Gram and then polished. A second minimiser is *found* when a start

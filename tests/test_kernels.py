@@ -37,6 +37,7 @@ vg_dense = jax.jit(jax.value_and_grad(lambda z, t, b=None: sc_loss_dense(z, LABE
 
 @pytest.mark.parametrize("tau", [1e-3, 0.05, 1.0])  # 1e-3: the online tiling in float64 (2/tau > 640)
 @pytest.mark.parametrize("batches", [None, BATCHES], ids=["full", "batches"])
+@pytest.mark.slow
 def test_float64_values_and_gradients_match_dense(tau, batches):
     """Values, Z-gradients and tau-gradients agree to 1e-6 (relative to the largest entry)."""
     got, (g, g_tau) = vg_blocked(Z64, tau, batches)
@@ -48,6 +49,7 @@ def test_float64_values_and_gradients_match_dense(tau, batches):
     assert float(got) == pytest.approx(loops, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_both_tilings_agree_with_each_other():
     """The same logits through the shifted tiling (c = the true bound) and the online one (c forced above the
     limit): equal lse and equal gradients."""
@@ -63,6 +65,7 @@ def test_both_tilings_agree_with_each_other():
     assert np.allclose(out["shifted"][1], out["online"][1], rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_lse_others_matches_logsumexp_and_rows_without_others():
     U = jnp.asarray(RNG.normal(size=(20, 4)))
     valid = jnp.asarray([True] + [False] * 19)  # the one valid row has no other slot
@@ -77,6 +80,7 @@ def test_lse_others_matches_logsumexp_and_rows_without_others():
 
 
 @pytest.mark.parametrize("batches", [None, BATCHES], ids=["full", "batches"])
+@pytest.mark.slow
 def test_float32_random_rows_match_float64_to_1e_4(batches):
     """tau = 1e-3 and 0.02 take the online tiling in float32 (2/tau > 80), 0.5 the shifted one."""
     Z = unit_rows(N, D, np.random.default_rng(8))
@@ -89,6 +93,7 @@ def test_float32_random_rows_match_float64_to_1e_4(batches):
 
 
 @pytest.mark.parametrize("tau", [1e-3, 0.1])
+@pytest.mark.slow
 def test_float32_near_collapse_small_tau(tau):
     """Near-collapsed rows, logits up to 1/tau (SupContrast's max-with-diagonal underflows here). The value
     agrees to 1e-4; the gradient is a small difference of terms of size ~1/(N tau) (the lse part), and agrees to
@@ -104,6 +109,7 @@ def test_float32_near_collapse_small_tau(tau):
     assert np.abs(np.asarray(g, np.float64) - np.asarray(g_ref)).max() <= 1e-4 * scale
 
 
+@pytest.mark.slow
 def test_vmap_over_traced_tau_and_jit():
     taus = jnp.asarray([1e-3, 0.1, 2.0])  # one problem per tiling and a large tau
     Zs = jnp.stack([Z64, Z64[::-1], Z64 * 0.5])
@@ -125,6 +131,7 @@ def test_sc_loss_dispatches_on_width():
     assert float(loss(Z, y, 0.2)) == pytest.approx(float(jax.jit(sc_loss_dense)(Z, y, 0.2)), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_memory_has_no_n_by_n_buffer():
     """XLA's own account of the compiled loss+grad: temporaries O(N d + block^2), far below one N x N matrix."""
     n, d = 4000, 16

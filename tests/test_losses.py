@@ -29,6 +29,7 @@ def test_sc_unnormalised_rows_match_loops():
     assert float(sc_loss(jnp.asarray(Z), LABELS, 0.3)) == pytest.approx(sc_loss_loops(Z, LABELS, 0.3), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_sc_batches_sharing_samples_match_loops():
     Z = unit_rows(10, 5)
     batches = [[0, 1, 3, 5], [2, 3, 4, 6, 7, 8], [9, 0], [5]]  # sample 0, 3, 5 in two batches; lone sample
@@ -50,6 +51,7 @@ def test_sc_one_batch_of_everything_is_the_full_batch():
                                                                              rel=1e-14)
 
 
+@pytest.mark.slow
 def test_sc_float32_small_tau_is_finite_and_matches_float64():
     # near-orthogonal rows, tau = 1e-3: logits up to 1e3; the self-similarity would overflow the max trick
     rng = np.random.default_rng(1)
@@ -80,6 +82,7 @@ def _fd_check(f, x, rng, eps=1e-6, n=6):
         assert float(np.sum(g * v)) == pytest.approx(fd, rel=1e-6, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_sc_gradient_matches_finite_differences():
     rng = np.random.default_rng(2)
     Z = jnp.asarray(unit_rows(10, 5, rng))
@@ -87,6 +90,7 @@ def test_sc_gradient_matches_finite_differences():
     _fd_check(lambda z: sc_loss(z, LABELS, 0.3, [[0, 1, 3, 5], [2, 3, 4, 6, 7, 8]]), Z, rng)
 
 
+@pytest.mark.slow
 def test_ce_gradient_matches_finite_differences():
     rng = np.random.default_rng(3)
     Z, W, b = (jnp.asarray(rng.normal(size=s)) for s in [(10, 4), (4, 4), (4,)])
@@ -100,6 +104,7 @@ seeds = st.integers(0, 2**31 - 1)
 
 @settings(max_examples=25, deadline=None)
 @given(seed=seeds)
+@pytest.mark.slow
 def test_invariances(seed):
     """Rotation of Z, relabelling of classes, permuting samples with labels (and batches with them)."""
     rng = np.random.default_rng(seed)

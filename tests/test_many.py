@@ -35,6 +35,7 @@ def many():
     return solve_many(ALL, dtype="float64")
 
 
+@pytest.mark.slow
 def test_same_results_as_solve_one_by_one(many, one_by_one):
     """Same start, same steps, same answer (to 1e-5; in practice to rounding), in the input order. The problems
     stop after different numbers of steps: a stopped problem's state stays frozen while the others go on."""
@@ -60,6 +61,7 @@ def test_groups_pad_small_problems_together():
     assert len(pgd._groups(ALL, statics, False)) == 4  # exact shapes: N=13 alone
 
 
+@pytest.mark.slow
 def test_no_recompilation_for_new_values(caplog):
     """A second call with other numbers (tau, radius, nonneg, seeds) of the same shapes reuses the program."""
     base = [Problem(counts=(4, 4, 2), tau=0.5, dim=3), Problem(counts=(4, 4, 2), tau=0.2, dim=3, nonneg=True)]
@@ -85,6 +87,7 @@ def test_bad_arguments():
         solve_many([p], steps=0)
 
 
+@pytest.mark.slow
 def test_non_finite_names_the_problem():
     sphere = Problem(counts=(6,) * 4)  # projected onto the sphere: stays finite whatever the step
     ce = Problem(counts=(6,) * 4, loss="ce", constraint="none", weight_decay=5e-3, feature_decay=1e-3)
@@ -127,6 +130,7 @@ print(json.dumps({"devices": len(jax.devices()), "spread": spread,
 """
 
 
+@pytest.mark.slow
 def test_sharded_over_four_cpu_devices():
     """The problem axis of solve_many, and the rows of one problem's SC kernel (solve(devices=...)), split over 4
     CPU devices: the same answers as on one device."""
@@ -160,6 +164,7 @@ def minibatch_problems(n):
     return out
 
 
+@pytest.mark.slow
 def test_slot_kernel_is_the_sc_loss():
     """The slot-layout SC loss and gradient (solve_many's pool) against autodiff of the reference loss, on a
     problem with a ragged last batch and one whose batches leave samples out; a sample in two batches has no
@@ -208,6 +213,7 @@ def test_start_keys_are_start_key():
                 assert np.array_equal(keys[k], np.asarray(pgd.start_key(s, i)))
 
 
+@pytest.mark.slow
 def test_pools_on_threads_agree_with_one_pool(monkeypatch):
     """The rows of a group dealt to three pools on three threads (15 rows: pools of 5) give, row for row, the
     answers of one pool: every run is independent of its pool, to rounding (a pool of another width may sum in
@@ -226,6 +232,7 @@ def test_pools_on_threads_agree_with_one_pool(monkeypatch):
         assert abs(a.loss - b.loss) <= 1e-7 * abs(b.loss)
 
 
+@pytest.mark.slow
 def test_pool_of_minibatch_problems_agrees_with_solve():
     """40 small mini-batch problems (different N, batches, tau, ReLU: one padded group, a pool of slots that
     refills as rows stop): the loss of a loop of ``solve`` to 1e-6 relative, the same stop reason. (Rounding

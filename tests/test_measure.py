@@ -36,6 +36,7 @@ def etf_case():
     return Z, y, V, M.measure_row(Z, y, 3 * V, loss="sc", tau=0.1, relu=False)
 
 
+@pytest.mark.slow
 def test_the_orthogonal_frame_beside_the_ufm_plus(of_case):
     _, _, r = of_case
     g, u = r["geometry"], r["ufm"]
@@ -49,6 +50,7 @@ def test_the_orthogonal_frame_beside_the_ufm_plus(of_case):
     assert g["cosine_groups"]["maj_min"] == pytest.approx(0, abs=0.03)
 
 
+@pytest.mark.slow
 def test_the_simplex_etf_beside_the_balanced_ufm(etf_case):
     _, _, _, r = etf_case
     assert r["geometry"]["delta_gm"] == pytest.approx(theory.etf_delta_gm(K), abs=0.02)
@@ -61,6 +63,7 @@ def test_the_simplex_etf_beside_the_balanced_ufm(etf_case):
     assert far["distance_to_ufm"] > 0.4
 
 
+@pytest.mark.slow
 def test_nc3_and_nc4_match_direct_computations(etf_case):
     Z, y, V, r = etf_case
     rng = np.random.default_rng(1)
@@ -128,6 +131,7 @@ def test_npz_with_several_arrays_needs_a_key(tmp_path):
         M.load_array(p, key="nope")
 
 
+@pytest.mark.slow
 def test_the_command_reads_an_npz_with_key_and_writes_its_outputs(tmp_path, capsys):
     Z, y, V = embeddings("of", [6, 6, 2, 2])
     p = str(tmp_path / "run.npz")
@@ -234,6 +238,7 @@ def test_bad_embeddings_and_classifier_are_refused(tmp_path):
         M.load_array(str(p))
 
 
+@pytest.mark.slow
 def test_explicit_batches_keep_the_rows_order(tmp_path):
     Z, y, _ = embeddings("of", [3, 3])
     order = np.array([0, 3, 1, 4, 2, 5])

@@ -3,6 +3,8 @@ import os
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here takes seconds: the full suite only
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 

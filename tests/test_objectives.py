@@ -12,6 +12,8 @@ from ufm.batching import batch_list
 from solvers import certify, relaxation, solve
 from reference import bcl_loss_loops, sc_loss_loops
 
+pytestmark = pytest.mark.slow  # every test here takes seconds: the full suite only
+
 warnings.filterwarnings("ignore", category=UserWarning)
 
 

@@ -47,12 +47,14 @@ def test_l2_regularised_ce_on_ball_reaches_r_w(seed):
     assert np.allclose(geometry.normalize_rows(sol.W), mu, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_ce_with_feature_decay_reaches_zhu_minimum():
     p = Problem(counts=(6,) * 4, loss="ce", constraint="none", weight_decay=5e-3, feature_decay=1e-3)
     sol = solve(p, dtype="float64", tol=1e-14)
     assert abs(sol.loss - predict(p).loss) <= 1e-6
 
 
+@pytest.mark.slow
 def test_imbalanced_sc_is_not_an_etf_and_beats_it():
     """No closed form: the solver's value lies below the ETF embedding's loss (symmetry breaks)."""
     from ufm import sc_loss
@@ -65,6 +67,7 @@ def test_imbalanced_sc_is_not_an_etf_and_beats_it():
     assert sol.loss < float(sc_loss(Z, p.label_array, 0.2)) - 1e-4
 
 
+@pytest.mark.slow
 def test_tol_zero_runs_exactly_steps_and_float32():
     p = Problem(counts=(20, 20, 3, 3), tau=0.2, dim=6, nonneg=True)
     sol = solve(p, steps=37, tol=0, continuation=False)
@@ -78,12 +81,14 @@ def test_tol_zero_runs_exactly_steps_and_float32():
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam", optax.sgd(0.05, momentum=0.9)])
+@pytest.mark.slow
 def test_optax_optimizers(optimizer):
     p = Problem(counts=(20, 20, 3, 3), tau=0.2, dim=6, nonneg=True)
     sol = solve(p, dtype="float64", optimizer=optimizer, steps=3000, tol=1e-12)
     assert abs(sol.loss - theory.sc_of_loss(p.counts, 0.2)) <= 1e-4
 
 
+@pytest.mark.slow
 def test_non_finite_loss_raises():
     p = Problem(counts=(6,) * 4, loss="ce", constraint="none", weight_decay=5e-3, feature_decay=1e-3)
     with pytest.raises(pgd.NonFiniteLoss, match="non-finite"):
@@ -98,6 +103,7 @@ def test_bad_solver_arguments(kwargs, word):
         solve(Problem(counts=(2, 2)), **kwargs)
 
 
+@pytest.mark.slow
 def test_warm_start_from_a_solution_continues_at_the_minimum():
     p = Problem(counts=(20, 20, 3, 3), tau=0.2, dim=6, nonneg=True)
     first = solve(p, dtype="float64")
@@ -109,6 +115,7 @@ def test_warm_start_from_a_solution_continues_at_the_minimum():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.slow
 def test_continuation_reaches_the_orthogonal_frame_where_plain_descent_stalls(seed):
     """Five majorities of 20, five minorities of 2, d = K = 10, tau = 1: plain PGD stops above the OF minimum
     from most random starts (classes sharing an axis); the low-temperature stage avoids it."""
@@ -147,6 +154,7 @@ def test_starts_contract():
             solve(p, starts=bad)
 
 
+@pytest.mark.slow
 def test_ce_with_relu_default_starts_reach_the_relaxation_bound():
     """CE with ReLU features on the ball, STEP R = 10: from a single start PGD can leave a minority class at 0
     (a dead class); the default starts reach the reduced relaxation's bound (no closed form is known)."""
@@ -161,6 +169,7 @@ def test_ce_with_relu_default_starts_reach_the_relaxation_bound():
     assert np.all(sol.Z >= 0) and np.all(np.linalg.norm(sol.Z, axis=1) <= 1 + 1e-9)
 
 
+@pytest.mark.slow
 def test_progress_bar_cuts_the_run_into_segments_without_changing_it(capsys):
     """A solve with a progress bar runs the same iterations in segments: same steps, loss and Z, bit for bit, for
     the Armijo rule (with continuation) and an optax optimizer; the bar goes to stderr."""

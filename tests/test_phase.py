@@ -29,6 +29,7 @@ def grid():
     return phase(SPEC, [1.0, 2.0, 4.0, 8.0, 16.0], [0.5, 1.0], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_grid_is_certified_and_shaped(grid):
     assert grid["ratios"] == [1.0, 2.0, 4.0, 8.0, 16.0] and grid["taus"] == [0.5, 1.0]
     for key in ARRAYS:
@@ -42,6 +43,7 @@ def test_grid_is_certified_and_shaped(grid):
 
 
 @pytest.mark.parametrize("row", [0, 1])
+@pytest.mark.slow
 def test_attraction_boundary_matches_a_bisection_of_full_solves(grid, row):
     """The class-level boundary R* against the integer majority size m* found by bisecting full PGD solves: the
     full problem's min_min changes sign between m* - 1 and m*, so (m* - 1)/4 < R* <= m*/4."""
@@ -60,11 +62,13 @@ def test_attraction_boundary_matches_a_bisection_of_full_solves(grid, row):
     assert (hi - 1) / 4 * (1 - 1e-4) < R <= hi / 4 * (1 + 1e-4)
 
 
+@pytest.mark.slow
 def test_collapse_is_null_when_not_reached(grid):
     assert [b["R"] for b in grid["boundaries"]["collapse"]] == [None, None]
     assert max(max(r) for r in grid["min_min"]) < 0.99
 
 
+@pytest.mark.slow
 def test_cli_writes_phase_json(tmp_path, capsys):
     out = tmp_path / "p"
     code, _, err = run_cli(capsys, "phase", "--ratios", "1:10:3", "--taus", "0.3,1", "--classes", "3", "--n-min",
@@ -77,6 +81,7 @@ def test_cli_writes_phase_json(tmp_path, capsys):
     assert [b["tau"] for b in d["boundaries"]["attraction"]] == [0.3, 1.0]
 
 
+@pytest.mark.slow
 def test_cli_ce_axis_is_the_weight_decay(tmp_path, capsys):
     out = tmp_path / "ce"
     code, _, err = run_cli(capsys, "phase", "--loss", "ce", "--ratios", "1,30", "--weight-decays", "0.01,0.1",
@@ -111,6 +116,7 @@ def test_cli_bad_input_exits_2(tmp_path, capsys, argv, match):
     assert code == 2 and match in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_cli_figures_and_uncertified_exit_3(tmp_path, capsys):
     """With --tol 0 no proved bound can reach the loss (its rounding margin is subtracted): every point is reported
     uncertified, the command exits 3, and the figures and CSVs are still written."""
@@ -126,6 +132,7 @@ def test_cli_figures_and_uncertified_exit_3(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
 
 
+@pytest.mark.slow
 def test_orthogonal_frame_has_no_attraction_boundary():
     """UFM+: min_min is 0 (to rounding) at every R; neither boundary exists, whatever the rounding's sign."""
     d = phase({**SPEC, "nonneg": True}, [1.0, 3.0, 30.0], [0.2])

@@ -94,6 +94,7 @@ def drawn(tmp_path_factory):
     return phase, out, pf.draw_phase(phase, out)
 
 
+@pytest.mark.slow
 def test_every_file_is_written_and_not_empty(drawn):
     _, out, paths = drawn
     figs = ["phase_diagram", "phase_delta_gm", "phase_cosines", "phase_gap"]
@@ -108,6 +109,7 @@ def test_every_file_is_written_and_not_empty(drawn):
             assert p.read_bytes()[:5] == b"%PDF-"
 
 
+@pytest.mark.slow
 def test_csv_round_trip_equals_the_arrays(drawn):
     phase, out, _ = drawn
     for key in pf.ARRAYS:
@@ -128,6 +130,7 @@ def test_csv_round_trip_equals_the_arrays(drawn):
     assert any(r[2] == "" for r in b[1:])  # a boundary not reached at some tau: an empty cell
 
 
+@pytest.mark.slow
 def test_uncertified_points_are_marked_with_x():
     bad = [(0, 0), (1, 3), (3, 5)]
     phase = synthetic(uncertified=bad, failed=[(2, 2)])

@@ -131,6 +131,7 @@ def test_gaps_are_signed_relative_and_against_the_verdicts_tolerance(records, tm
             assert certified is (rel <= plots.DEFAULT_TOL)
 
 
+@pytest.mark.slow
 def test_plot_all_writes_png_pdf_and_csv(records, tmp_path):
     paths = plots.plot_all(records, str(tmp_path))
     names = sorted(p.rsplit("/", 1)[1] for p in paths)

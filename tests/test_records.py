@@ -123,6 +123,7 @@ def test_a_second_writer_exits_2_and_writes_nothing(tmp_path, capsys):
         os.close(fd)
 
 
+@pytest.mark.slow
 def test_a_failed_point_is_recorded_the_sweep_goes_on_exit_3_and_a_rerun_retries(tmp_path, capsys, monkeypatch):
     from solvers.certify import SolverFailure
 
@@ -151,6 +152,7 @@ def test_a_failed_point_is_recorded_the_sweep_goes_on_exit_3_and_a_rerun_retries
     assert [r["R"] for r in again] == [1.0, 2.0]
 
 
+@pytest.mark.slow
 def test_certificates_over_a_no_certify_run_certify_its_points(tmp_path, capsys):
     code, _, err = run_cli(capsys, *TINY, "--no-certify", "--out", str(tmp_path))
     assert code == 0, err
@@ -163,6 +165,7 @@ def test_certificates_over_a_no_certify_run_certify_its_points(tmp_path, capsys)
     assert "certified: 2 of 2 points" in out
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_figures_exits_130_leaving_no_half_figure(tmp_path, capsys, monkeypatch):
     import matplotlib.figure
 
@@ -218,6 +221,7 @@ def _wait_for_rows(path, proc, n=1, limit=240):
 GRID4 = ["sweep", "--classes", "2", "--n-min", "2", "--ratios", "1,2,3,4", "--taus", "1.0", "--no-certify"]
 
 
+@pytest.mark.slow
 def test_crash_safety_sigint_and_sigkill_then_every_point_exactly_once(tmp_path):
     out = tmp_path / "run"
     path = out / "results.jsonl"

@@ -10,6 +10,8 @@ import pytest
 from ufm import Problem, theory
 from solvers import solve, solve_many
 
+pytestmark = pytest.mark.slow  # every test here takes seconds: the full suite only
+
 warnings.filterwarnings("ignore", category=UserWarning)
 
 GRID = [(r, t) for r, t in itertools.product((1e-3, 1.0, 1e3), (1e-7, 1e-3, 0.1, 10.0)) if r * r / t <= 1e9]

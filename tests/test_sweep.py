@@ -64,6 +64,7 @@ def swept(tmp_path_factory):
     return out, records.read_records(out / "results.jsonl")
 
 
+@pytest.mark.slow
 def test_sweep_is_float64_by_default_and_its_summary_counts_certificates(swept):
     out, recs = swept
     assert all(r["dtype"] == "float64" for r in recs)
@@ -74,6 +75,7 @@ def test_sweep_is_float64_by_default_and_its_summary_counts_certificates(swept):
     assert re.fullmatch(rf"{len(recs)} points in .*results\.jsonl; figures .*", lines[0])
 
 
+@pytest.mark.slow
 def test_sweep_float32_opt_in(capsys, tmp_path):
     code, out, err = run_cli(capsys, "sweep", "--classes", "2", "--n-min", "2", "--ratios", "1", "--taus", "1.0",
                              "--no-certify", "--float32", "--json", "--out", str(tmp_path))
@@ -86,6 +88,7 @@ def test_sweep_float32_opt_in(capsys, tmp_path):
     assert json.loads(out.splitlines()[0])["dtype"] == "float64"
 
 
+@pytest.mark.slow
 def test_sweep_points_match_the_theorems(swept):
     out, recs = swept
     assert len(recs) == 2 * 2 * 2 and len({r["id"] for r in recs}) == len(recs)
@@ -103,6 +106,7 @@ def test_sweep_points_match_the_theorems(swept):
     assert imb and all(r["mean_cosines"]["min_min"] > -0.5 + 1e-3 for r in imb)  # minorities attract
 
 
+@pytest.mark.slow
 def test_figures_and_plot_redraws_them(swept, capsys, tmp_path):
     out, _ = swept
     names = ["cosines_vs_R", "heatmaps", "gaps"]
@@ -117,6 +121,7 @@ def test_figures_and_plot_redraws_them(swept, capsys, tmp_path):
     assert code == 2 and "results.jsonl" in err
 
 
+@pytest.mark.slow
 def test_rerun_skips_points_already_done(swept, capsys):
     out, recs = swept
     code, _, err = run_cli(capsys, *GRID, "--out", str(out))
@@ -125,6 +130,7 @@ def test_rerun_skips_points_already_done(swept, capsys):
     assert [r["id"] for r in again] == [r["id"] for r in recs]
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_without_duplicates(tmp_path, swept):
     """SIGKILL a sweep once its first point is written, rerun it: same points as an uninterrupted run."""
     _, full = swept

@@ -83,6 +83,7 @@ def _same_rows(got, want):
         assert r["delta_gm"] == pytest.approx(w["delta_gm"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_dask_finishes_a_local_sweep(local_rows, cluster, tmp_path):
     """Resume across executors: the points a local run left are computed by Dask, the others kept as they were."""
     src, want = local_rows
@@ -94,6 +95,7 @@ def test_dask_finishes_a_local_sweep(local_rows, cluster, tmp_path):
     _same_rows(got, want)
 
 
+@pytest.mark.slow
 def test_a_task_that_raises_records_its_point_as_failed(cluster, tmp_path):
     bad = {**POINTS[0], "dim": 0}  # Problem refuses it on the worker, outside the solver's own error handling
     got = sweep.run_sweep([bad, POINTS[1]], tmp_path, show_progress=False, certify=False, executor="dask",
@@ -104,6 +106,7 @@ def test_a_task_that_raises_records_its_point_as_failed(cluster, tmp_path):
     assert by_id[records.point_id(POINTS[1])]["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_dask_executor_hands_back_exceptions(cluster):
     import math
 
@@ -133,6 +136,7 @@ def dask_run(cluster, tmp_path_factory):
     return out, code, err.getvalue(), victim, pids, set(client.run(os.getpid).values())
 
 
+@pytest.mark.slow
 def test_a_killed_worker_loses_no_point(dask_run, local_rows):
     out, code, err, victim, pids_before, pids_after = dask_run
     assert victim in pids_before and victim not in pids_after  # a worker died mid-point and was replaced
@@ -145,6 +149,7 @@ def test_a_killed_worker_loses_no_point(dask_run, local_rows):
     assert {r["executor"] for r in local_rows[1]} == {"local"}
 
 
+@pytest.mark.slow
 def test_rerun_on_a_finished_output_does_no_work(dask_run, cluster, capsys, monkeypatch):
     out, *_ = dask_run
     before = (out / sweep.RESULTS).read_bytes()
@@ -169,6 +174,7 @@ SMALL = ["sweep", "--classes", "2", "--n-min", "2", "--ratios", "1", "--taus", "
     (["--executor", "dask", "--scheduler", "no-port"], ["--scheduler no-port", "no Dask scheduler"]),
     (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"], ["--scheduler tcp://127.0.0.1:9", "in 1 s"]),
 ])
+@pytest.mark.slow
 def test_bad_executor_flags_exit_2(capsys, tmp_path, monkeypatch, argv, words):
     monkeypatch.setattr(executors, "CONNECT_TIMEOUT", 1)
     start = time.perf_counter()
@@ -179,6 +185,7 @@ def test_bad_executor_flags_exit_2(capsys, tmp_path, monkeypatch, argv, words):
     assert not (tmp_path / "x" / sweep.RESULTS).exists()
 
 
+@pytest.mark.slow
 def test_dask_missing_names_the_extra(capsys, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed raises ImportError
     code, _, err = run_cli(capsys, *SMALL, "--executor", "dask", "--out", str(tmp_path / "x"))

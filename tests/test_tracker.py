@@ -28,6 +28,7 @@ def test_ufm_tracker_is_the_core_name_and_the_old_import_the_same_class():
     assert (ep.name, ep.group, ep.load()) == ("certified", "ufm.references", certified_reference)
 
 
+@pytest.mark.slow
 def test_one_row_per_log_and_one_solve_per_count_vector(tmp_path):
     calls = []
 
@@ -104,6 +105,7 @@ def test_without_an_installed_reference_the_error_says_what_to_do(monkeypatch):
     assert ufm.Tracker(None, reference=False).log(0, Z, y)["distance_to_ufm"] is None
 
 
+@pytest.mark.slow
 def test_the_row_is_the_measure_commands_numbers(tmp_path):
     Z, y = collapsing([4, 4, 2], 0.1)
     W = np.eye(3)

@@ -30,6 +30,7 @@ def tiny_data(n=40, K=4, seed=0):
 
 
 @pytest.mark.parametrize("loss", ["sc", "ce"])
+@pytest.mark.slow
 def test_padded_batch_loss_matches_the_loop_reference(loss):
     cfg = TrainConfig(loss=loss, bias=loss == "ce", tau=0.3, **{k: v for k, v in TINY.items() if k != "epochs"})
     enc = deepnet.encoder("mlp", width=16, dim=8)
@@ -50,6 +51,7 @@ def test_padded_batch_loss_matches_the_loop_reference(loss):
     assert abs(float(got) - want) <= 1e-5 * max(1.0, abs(want))
 
 
+@pytest.mark.slow
 def test_augment_is_a_seeded_translation_and_flip():
     x = jnp.arange(2 * 8 * 8 * 1, dtype=jnp.float32).reshape(2, 8, 8, 1) + 1
     a = augment(jax.random.PRNGKey(3), x)
@@ -63,6 +65,7 @@ def test_augment_is_a_seeded_translation_and_flip():
                for w in [xp[0, r:r + 8, c:c + 8] for r in range(3) for c in range(3)])
 
 
+@pytest.mark.slow
 def test_two_views_double_the_batch_and_stay_finite():
     cfg = TrainConfig(views=2, **{k: v for k, v in TINY.items() if k != "epochs"})
     enc = deepnet.encoder("mlp", width=16, dim=8)
@@ -74,6 +77,7 @@ def test_two_views_double_the_batch_and_stay_finite():
     assert np.isfinite(float(l1)) and float(l1) != float(l2)  # the views depend on the key
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     d = tiny_data()
     cfg = TrainConfig(**TINY)
@@ -109,6 +113,7 @@ def test_resume_continues_exactly(tmp_path):
         train(cfg.replace(tau=0.2), data=d, out=str(tmp_path), resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_every_batching_scheme_trains():
     d = tiny_data()
     for scheme, steps in (("full", 1), ("fixed:16", 3), ("binding:12", 3), ("subsets:39", 40)):
@@ -131,6 +136,7 @@ def test_checkpoint_round_trip_and_corrupt(tmp_path):
         checkpoint.load(tmp_path, {"params": tree})
 
 
+@pytest.mark.slow
 def test_probes_on_known_embeddings():
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 20)
@@ -141,6 +147,7 @@ def test_probes_on_known_embeddings():
     assert probes.ncc_accuracy(Z, y, Z, wrong, 3) == 0.0
 
 
+@pytest.mark.slow
 def test_training_fits_separable_data_and_records_every_epoch():
     d = tiny_data()
     # CE without the final ReLU: a width-16 CE net with one can lose a whole class to dead units
@@ -180,6 +187,7 @@ def test_gram_distance_is_delta_gm_against_the_identity():
     assert geometry.gram_distance(G, 3 * G) == pytest.approx(0.0, abs=1e-15)
 
 
+@pytest.mark.slow
 def test_digits_step10_binding_sc_reaches_the_orthogonal_frame_with_relu():
     """The digits target (docs/theory.md §4-4.3): an MLP on digits, STEP R = 10, SC tau = 0.1, binding:64, ReLU:
     the class means approach the orthogonal frame (delta_gm <= 0.1) with test accuracy >= 0.85; without the

@@ -39,6 +39,7 @@ def last_line(out):
     ["--counts", "3,3,2", "--batches", "0,1,2,6;3,4,5,7;6,7,0;6,7,3;0,3,6,7"],
     ["--counts", "6,6,4", "--batching", "fixed:4", "--seed", "1"],
 ])
+@pytest.mark.slow
 def test_settings_whose_of_is_not_unique_hold(capsys, argv):
     code, out, err = run_cli(capsys, "verify", *argv, "--json")
     assert code == 0, err
@@ -73,6 +74,7 @@ def test_human_table_of_a_holding_setting(capsys):
 
 
 # -- holds ------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_balanced_setting_holds_for_every_applicable_theorem():
     rows = by_key(verify((4, 4, 4), tau=0.5, dim=3))
     etf, ce = rows["sc-etf"], rows["ce-etf"]
@@ -86,6 +88,7 @@ def test_balanced_setting_holds_for_every_applicable_theorem():
     assert rows["sc-landscape"].verdict == "not applicable" and "dim 3 <= K" in rows["sc-landscape"].reason
 
 
+@pytest.mark.slow
 def test_landscape_reports_the_fraction_of_starts_at_the_bound():
     land = by_key(verify((5, 3, 1), tau=0.5, dim=5, starts=6))["sc-landscape"]
     assert land.verdict == "holds", land.reason
@@ -107,6 +110,7 @@ def test_a_wrong_closed_form_fails_with_a_certified_counterexample(monkeypatch, 
     assert etf.reason.startswith("certified counterexample")
 
 
+@pytest.mark.slow
 def test_a_wrong_closed_form_exits_1(capsys, monkeypatch):
     true = theory.sc_etf_loss
     monkeypatch.setattr(theory, "sc_etf_loss", lambda *a, **k: true(*a, **k) - 0.01)
@@ -131,6 +135,7 @@ def test_a_verified_other_minimiser_fails_a_uniqueness_claim(monkeypatch):
 
 
 # -- not unique: a verified witness ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_classes_that_never_meet_give_a_verified_witness():
     batches = [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 0, 1]]  # classes 1 (4..7) and 2 (8, 9) never share a batch
     rows = by_key(verify((4, 4, 2), tau=0.5, dim=4, batches=batches))
@@ -145,6 +150,7 @@ class _NoProof:
     lower_bound, method, status, details = None, "first-order", "no_proof", {"why": "the eigenvalue was not proved"}
 
 
+@pytest.mark.slow
 def test_no_proved_bound_is_inconclusive(capsys, monkeypatch):
     monkeypatch.setattr(V, "_certify", lambda *a, **k: _NoProof())
     code, out, err = run_cli(capsys, "verify", "--counts", "3,3,2", "--dim", "3", "--json")
@@ -158,6 +164,7 @@ def test_no_proved_bound_is_inconclusive(capsys, monkeypatch):
     assert last_line(out).endswith("Result: INCONCLUSIVE (exit 3): nothing fails, but some checks are inconclusive.")
 
 
+@pytest.mark.slow
 def test_a_loose_bound_is_inconclusive_not_a_failure(monkeypatch):
     class Loose:
         method, status, details = "first-order", "optimal", {}
@@ -170,6 +177,7 @@ def test_a_loose_bound_is_inconclusive_not_a_failure(monkeypatch):
     assert of.verdict == "inconclusive" and "not tight" in of.reason and of.minimum["certified"] is False
 
 
+@pytest.mark.slow
 def test_a_start_stuck_above_the_bound_is_a_candidate_not_a_counterexample(monkeypatch):
     real = V._Case._sc_starts
 
@@ -216,6 +224,7 @@ def test_help_lists_the_theorems_and_their_hypotheses(capsys):
     assert "exit codes" in out
 
 
+@pytest.mark.slow
 def test_audit_json(capsys, tmp_path):
     code, out, err = run_cli(capsys, "verify", "--audit", "2", "--seed", "7", "--steps", "3000", "--starts", "4",
                              "--json", "--out", str(tmp_path))
@@ -271,6 +280,7 @@ def test_bad_input_exits_2(capsys, argv, word):
     assert code == 2 and word in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_bcl_claim_is_judged_by_the_certificate_refuted_or_holding(capsys):
     """BCL's claim (the ETF for any counts) is a claim, not a theorem: under imbalance a certified point below the
     ETF refutes it (exit code unaffected); balanced, the ETF attains the certified minimum."""
