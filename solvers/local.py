@@ -52,7 +52,7 @@ import numpy as np
 from ufm import constraints, objectives
 from ufm.batching import batch_list, is_epoch_scheme
 
-__all__ = ["LocalCertificate", "certify_local", "PREC"]
+__all__ = ["LocalCertificate", "certify_local", "loss_upper", "PREC"]
 
 PREC = 128  # bits of the ball arithmetic
 DEGENERATE = 1e-8  # |eigenvalue| below this (relative to the Hessian's norm): a degenerate critical point
@@ -218,6 +218,11 @@ class _Arb:
         """A float64 ``>= x`` (a ball)."""
         m, r = self.mid_rad(np.asarray([x], dtype=object))
         return float(np.nextafter(m[0] + r[0], np.inf))
+
+    def norm_upper(self, x) -> float:
+        """A float64 ``>=`` the Euclidean norm of every vector in the balls ``x``."""
+        ups = [self.upper(v.abs_upper()) for v in np.asarray(x, dtype=object).ravel()]
+        return self.upper(_sum(np.asarray([self.arb(u) ** 2 for u in ups], dtype=object), 0).sqrt())
 
     def lower(self, x) -> float:
         m, r = self.mid_rad(np.asarray([x], dtype=object))
@@ -416,6 +421,56 @@ def _lambda_min_lower(mid, rad):
     return float(np.nextafter(lam - fro, -np.inf))
 
 
+def loss_upper(problem, Z) -> float:
+    """A proved upper bound on the loss at a feasible point made from ``Z (N, d)``: negative coordinates set to
+    0 under non-negativity, then every row scaled onto the sphere (``constraint="sphere"``) or, when longer than
+    ``rho``, onto the ball's boundary, the scaling done in ball arithmetic (so the point is exactly feasible).
+    ``certify_local(..., global_loss=loss_upper(problem, Z_global))`` then proves a local minimum whose loss
+    interval lies above it is not global. Raises ``ValueError`` for a contrastive-only feature it does not
+    cover (CE, epoch schemes), a zero row on the sphere, or a shape mismatch."""
+    import flint
+
+    why = _unsupported(problem)
+    if why:
+        raise ValueError(why)
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.shape != (problem.N, problem.dim) or not np.all(np.isfinite(Z)):
+        raise ValueError(f"Z: expected finite values of shape ({problem.N}, {problem.dim}), got {Z.shape}")
+    if problem.nonneg:
+        Z = np.maximum(Z, 0.0)
+    st = _slots(problem)
+    old = flint.ctx.prec
+    flint.ctx.prec = PREC
+    try:
+        ab = _Arb()
+        Zb = ab.num(Z)
+        nrm = ab.sqrt(_sum(Zb * Zb, 1))
+        rho = ab.arb(problem.radius)
+        eq = constraints.get(problem.constraint).equality
+        for i, n in enumerate(nrm):
+            if eq or not n < rho:
+                if not n > 0:
+                    raise ValueError(f"Z: row {i} is zero; it has no direction to scale onto the sphere")
+                Zb[i] = Zb[i] * (rho / n)
+        lw = _widened(ab, st.lw)
+        if len(st.anchor) == 0:
+            return 0.0
+        loss = _loss_parts(Zb, st, ab, _shift(Z, st), lw, hessian=False)[0]
+        return ab.upper(loss)
+    finally:
+        flint.ctx.prec = old
+
+
+def _widened(ab, lw):
+    """The registry's float64 log-weights as balls widened by two units in the last place (the float64 log's
+    error bound), so the exact weights ``-log(count)`` lie inside."""
+    out = ab.num(lw)
+    if np.any(lw != 0):
+        out = out + np.frompyfunc(lambda x: ab.arb(0, 2.0 ** -51 * abs(x) + 1e-300) if x != 0 else ab.arb(0),
+                                  1, 1)(lw)
+    return out
+
+
 def _unsupported(problem):
     obj = objectives.of(problem)
     if not obj.contrastive:
@@ -508,16 +563,13 @@ def _prove(problem, Z, B, gens, st, ab, g_est, lam, saddle, v, radius, global_lo
     N, d = Z.shape
     m = B.shape[1]
     shift = _shift(Z, st)
-    lw = ab.num(st.lw)  # the registry's float64 log-weights, widened by the float64 log's error
-    if np.any(st.lw != 0):
-        lw = lw + np.frompyfunc(lambda x: ab.arb(0, 2.0 ** -51 * abs(x) + 1e-300) if x != 0 else ab.arb(0),
-                                1, 1)(st.lw)
+    lw = _widened(ab, st.lw)
     Zb = ab.num(Z)
     Bb = ab.num(B)
     # ||B||_2^2 <= 1 + ||BᵀB - I||_F, and the orbit generators beside it: the transversality matrix at c = 0
     zero = ab.zeros(Z.shape)
     f0, g0, _, _, _, _ = _reduced(Zb, zero, Bb, st, ab, shift, lw, rho, hessian=False)
-    gup = ab.upper(_sum(g0 * g0, 0).sqrt())
+    gup = ab.norm_upper(g0)
     f0lo, f0hi = ab.lower(f0), ab.upper(f0)
     BtB = ab.mm(Bb.T, Bb) - ab.num(np.eye(m))
     bmid, brad = ab.mid_rad(BtB)
@@ -560,7 +612,7 @@ def _prove(problem, Z, B, gens, st, ab, g_est, lam, saddle, v, radius, global_lo
         km, kr = ab.mid_rad(K)
         q = math.sqrt(math.fsum(((np.abs(km) + kr) ** 2).ravel().tolist())) * (1 + 1e-12)
         yg = ab.mm(Ya, g0)
-        ygn = ab.upper(_sum(yg * yg, 0).sqrt())
+        ygn = ab.norm_upper(yg)
         va = ab.num(v)
         rq = ab.upper(_sum(va * ab.mm(H, va), 0) / _sum(va * va, 0))
         common.update(negative_curvature_upper=rq if rq < 0 else None)
