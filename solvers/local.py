@@ -577,7 +577,7 @@ def _prove(problem, Z, B, gens, st, ab, g_est, lam, saddle, v, radius, global_lo
     bnorm *= 1 + 1e-12
     r = radius if radius is not None else max(8 * gup / lam, 1e-14 * max(rho, 1.0))
     why = ""
-    for attempt in range(3):
+    for attempt in range(1 if radius is not None else 3):  # a given radius is tried as given
         ru = r * bnorm
         U = ab.num(np.zeros(Z.shape)) + np.frompyfunc(lambda _: ab.arb(0, ru), 1, 1)(np.zeros(Z.shape))
         ok, res = _over_ball(problem, Zb, U, Bb, gens, st, ab, shift, lw, rho, con)
