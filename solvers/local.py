@@ -17,7 +17,8 @@ refused.
 **The proof** (ball arithmetic; the float64 point and ``B`` are taken as exact numbers):
   1. ``g >= ||grad f(0)||`` and an enclosure of ``f(0)``;
   2. an interval matrix containing the Hessian of ``f`` at every ``c`` with ``||c|| <= r`` (the explicit
-     Hessian formula evaluated with every coordinate of ``Bc`` a ball of radius ``r ||B||_2``); its smallest
+     Hessian formula evaluated with every coordinate of ``Bc`` a ball of radius ``r ||B||_2``, ``||B||_2`` bounded
+     by ``sqrt(||B||_1 ||B||_inf)``); its smallest
      eigenvalue is ``>= lambda_min(midpoint) - ||radius||_F`` (Weyl), the first term by
      ``solvers.dual.lambda_min_lower``;
   3. a local minimum: ``m >= ...  > 0`` and ``2 g / m < r``. Then ``f`` is ``m``-strongly convex on the ball, its
@@ -39,7 +40,7 @@ variables), epoch schemes (no fixed objective), a ball point with an interior ro
 zero coordinate.
 
 Cost: the interval Hessian is assembled in ``(Nd)^2`` balls and reduced to ``m x m`` by two products, ``O(N^2
-d^2 (N + m))`` ball operations (``m ~ N d``), so ``O(N^3 d^3)``; N = 12, d = 5 takes well under a second.
+d^2 (N + m))`` ball operations (``m ~ N d``), so ``O(N^3 d^3)`` (measured times: docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ from ufm.batching import batch_list, is_epoch_scheme
 
 __all__ = ["LocalCertificate", "certify_local", "loss_upper", "PREC"]
 
-PREC = 128  # bits of the ball arithmetic
+PREC = 64  # bits of the ball arithmetic (the float64 inputs are exact; radii track every rounding)
 DEGENERATE = 1e-8  # |eigenvalue| below this (relative to the Hessian's norm): a degenerate critical point
 STATIONARY = 1e-7  # a polished point whose chart gradient stays above this (relative): not stationary
 RANK_TOL = 1e-7  # singular values of Z below this times the largest: rank-deficient directions
@@ -358,17 +359,16 @@ def _slice(Z, k):
     else:
         V = raw
     o = V.shape[1]
-    # tangent basis: per row, an orthonormal basis of z_i's complement
+    # tangent basis: per row, an orthonormal basis of z_i's complement (block diagonal)
     Tb = np.zeros((N * d, N * (d - 1)))
     for i in range(N):
         q, _ = np.linalg.qr(np.column_stack([Z[i], np.eye(d)]))
         Tb[i * d:(i + 1) * d, i * (d - 1):(i + 1) * (d - 1)] = q[:, 1:d]
-    if o:
-        Qv, _ = np.linalg.qr(V)
-        Tb = Tb - Qv @ (Qv.T @ Tb)
-    U, s, _ = np.linalg.svd(Tb, full_matrices=False)
-    m = N * (d - 1) - o
-    return U[:, :m], gens, o
+    if not o:
+        return Tb, gens, o
+    # the orbit directions in tangent coordinates, and their orthogonal complement there (a complete QR)
+    Q, _ = np.linalg.qr(Tb.T @ V, mode="complete")
+    return Tb @ Q[:, o:], gens, o
 
 
 def _shift(Y, st):
@@ -571,10 +571,9 @@ def _prove(problem, Z, B, gens, st, ab, g_est, lam, saddle, v, radius, global_lo
     f0, g0, _, _, _, _ = _reduced(Zb, zero, Bb, st, ab, shift, lw, rho, hessian=False)
     gup = ab.norm_upper(g0)
     f0lo, f0hi = ab.lower(f0), ab.upper(f0)
-    BtB = ab.mm(Bb.T, Bb) - ab.num(np.eye(m))
-    bmid, brad = ab.mid_rad(BtB)
-    bnorm = math.sqrt(1 + math.sqrt(math.fsum(((np.abs(bmid) + brad) ** 2).ravel().tolist())) * (1 + 1e-12))
-    bnorm *= 1 + 1e-12
+    # ||B||_2 <= sqrt(||B||_1 ||B||_inf) (Hoelder); float sums of non-negative terms, rounded up generously
+    A = np.abs(B)
+    bnorm = math.sqrt(float(A.sum(axis=0).max()) * float(A.sum(axis=1).max())) * (1 + 1e-9)
     r = radius if radius is not None else max(8 * gup / lam, 1e-14 * max(rho, 1.0))
     why = ""
     for attempt in range(1 if radius is not None else 3):  # a given radius is tried as given

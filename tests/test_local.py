@@ -112,8 +112,8 @@ def test_points_that_are_not_isolated_critical_points_are_refused():
 
 
 def test_a_ball_too_large_is_not_proved():
-    """Over a chart ball of radius 0.5 the Hessian enclosure cannot be positive definite (dropping its radius
-    term would 'prove' it)."""
+    """A given radius is tried as given: over a chart ball of radius 0.5 (a quarter of the sphere's diameter)
+    nothing is proved."""
     c = certify_local(ETF, etf_point(ETF), radius=0.5)
     assert not c.proved and c.kind is None
 
