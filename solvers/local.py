@@ -72,8 +72,9 @@ class LocalCertificate:
     ``hessian_min_eig_lower``: ``<=`` the smallest Hessian eigenvalue of ``f`` over the ball (minimum) or of its
     absolute eigenvalues (saddle); ``negative_curvature_upper``: a proved ``< 0`` bound on the Rayleigh quotient
     of the Hessian over the ball along one direction (saddle); ``spurious``: ``loss_interval[0] > global_loss``
-    (None when no global loss was given or nothing was proved); ``Z``: the polished point (float64, rows on the
-    sphere up to rounding).
+    (None when no global loss was given or nothing was proved); ``gram_change``: how far the polish moved the
+    point (the largest entry of the change of ``Z Zᵀ``, rows normalised); ``Z``: the polished point (float64,
+    rows on the sphere up to rounding, rotated when rank-deficient).
     """
 
     proved: bool
@@ -93,6 +94,7 @@ class LocalCertificate:
     orbit_dim: int | None = None
     slice_dim: int | None = None
     newton_steps: int = 0
+    gram_change: float | None = None
     seconds: float = 0.0
     Z: np.ndarray | None = field(default=None, repr=False)
 
@@ -103,7 +105,8 @@ class LocalCertificate:
                "hessian_min_eig_lower": self.hessian_min_eig_lower, "method": self.method, "why": self.why,
                "spurious": self.spurious, "critical_point_proved": self.critical_point_proved,
                "loss": self.loss, "global_loss": self.global_loss, "rank": self.rank, "orbit_dim": self.orbit_dim,
-               "slice_dim": self.slice_dim, "newton_steps": self.newton_steps, "seconds": self.seconds}
+               "slice_dim": self.slice_dim, "newton_steps": self.newton_steps, "gram_change": self.gram_change,
+               "seconds": self.seconds}
         if self.kind == "saddle" or self.negative_curvature_upper is not None:
             out["negative_curvature_upper"] = self.negative_curvature_upper
         return out
@@ -529,7 +532,9 @@ def certify_local(problem, Z, *, global_loss: float | None = None, radius: float
     orig = Z.copy()
     Z, k, B, gens, o, gn, Hm, g, used = _polish(problem, Z, st, newton_steps)
     m = B.shape[1]
-    common = dict(rank=k, orbit_dim=o, slice_dim=m, newton_steps=used, Z=Z)
+    Zn = orig / np.linalg.norm(orig, axis=1, keepdims=True) * rho
+    common = dict(rank=k, orbit_dim=o, slice_dim=m, newton_steps=used, Z=Z,
+                  gram_change=float(np.abs(Z @ Z.T - Zn @ Zn.T).max()))
     loss = float(_reduced(Z, np.zeros_like(Z), B, st, _Float, _shift(Z, st), st.lw, rho, hessian=False)[0])
     common["loss"] = loss
     common["global_loss"] = global_loss

@@ -219,7 +219,8 @@ def test_landscape_helper_fails_the_row_on_a_proved_spurious_minimum():
     import solvers.workflows.verify as V
 
     p = SPURIOUS
-    sols = [types.SimpleNamespace(seed=8293, Z=stored("Z_global")), types.SimpleNamespace(seed=8300, Z=stored("Z_local"))]
+    sols = [types.SimpleNamespace(seed=8293, Z=stored("Z_global")),
+            types.SimpleNamespace(seed=8300, Z=stored("Z_local"))]
     case = types.SimpleNamespace(sc=p)
     row = V._row("sc-landscape")
     row.found = {}

@@ -668,7 +668,8 @@ def _landscape_proofs(row: Row, case: _Case, sols, candidates, global_Z) -> bool
     row.counterexample = {"kind": "proved spurious strict local minimum", "seed": c["seed"],
                           "loss_interval": c["loss_interval"], "global_loss_upper": global_loss,
                           "hessian_min_eig_lower": c["hessian_min_eig_lower"], "radius": c["radius"]}
-    row.reason = (f"certified counterexample: start seed {c['seed']} stopped at a proved strict local minimum "
+    near = "" if c["gram_change"] <= 1e-6 else f" (the Newton polish moved its Gram by {c['gram_change']:.1e})"
+    row.reason = (f"certified counterexample: start seed {c['seed']} stopped at a proved strict local minimum{near} "
                   f"(loss in [{lo:.10f}, {hi:.10f}], smallest Hessian eigenvalue on the slice >= "
                   f"{c['hessian_min_eig_lower']:.3g} within radius {c['radius']:.1e}) above a certified global "
                   f"solution of loss <= {global_loss:.10f}: a local minimum that is not global")
@@ -775,7 +776,8 @@ def _sc_landscape(case: _Case) -> Row:
     else:
         row.verdict = "holds"
         row.reason = (f"{len(at)} of {len(sols)} starts reach the certified minimum (gap <= {_scale(tol, losses[k]):.0e}"
-                      f", {best['method']} certificate)" + tail + f"; no {'other ' if saddles else ''}start is stuck above it")
+                      f", {best['method']} certificate)" + tail
+                      + f"; no {'other ' if saddles else ''}start is stuck above it")
         row.reason += (f"; their Grams agree (entries within {max(diffs, default=0.0):.0e})" if agree else
                        f"; note: their Grams differ by up to {max(diffs):.1e}: a flat minimum or a candidate against "
                        "uniqueness up to rotation, not an exact minimiser")
