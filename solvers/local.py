@@ -121,7 +121,8 @@ class _Slots:
     anchor: np.ndarray  # (S,) the anchor sample of each slot
     mask: np.ndarray  # (S, N) bool: the slot's candidates (its batch without the anchor)
     lw: np.ndarray  # (S, N) float: the objective's log-weights on the candidates (0 elsewhere)
-    pos: np.ndarray  # (S, N) float: 1/|P| on the positives
+    pos: np.ndarray  # (S, N) float: 1 on the positives
+    npos: np.ndarray  # (S,) float: |P| (the positives' mean is taken in the backend, exactly in ball arithmetic)
     T: int  # anchor slots in all (the loss is the sum over slots with a positive, divided by T)
     tau: float
 
@@ -147,10 +148,11 @@ def _slots(problem) -> _Slots:
             lrow = np.zeros(N)
             lrow[Bl] = np.where(off[a], w[a], 0.0)
             prow = np.zeros(N)
-            prow[Bl[P[a]]] = 1.0 / P[a].sum()
+            prow[Bl[P[a]]] = 1.0
             anchor.append(Bl[a]), mask.append(m), lw.append(lrow), pos.append(prow)
+    pos = np.asarray(pos).reshape(-1, N)
     return _Slots(np.asarray(anchor, dtype=np.int64), np.asarray(mask).reshape(-1, N),
-                  np.asarray(lw).reshape(-1, N), np.asarray(pos).reshape(-1, N), T, problem.tau)
+                  np.asarray(lw).reshape(-1, N), pos, pos.sum(axis=1), T, problem.tau)
 
 
 # -- two backends: float64 (the polish) and arb balls (the proof) --------------------------------------------------
@@ -257,7 +259,7 @@ def _loss_parts(Y, st: _Slots, bk, shift, lw, hessian: bool):
     E[mask] = bk.exp(X[mask] - bk.num(np.broadcast_to(shift[:, None], (S, N))[mask]))
     Zs = _sum(E, 1)
     pi = E / Zs[:, None]
-    posw = bk.num(st.pos)
+    posw = bk.num(st.pos) / bk.num(st.npos)[:, None]
     Tn = bk.num(float(st.T))
     loss = _sum(bk.num(shift) + bk.log(Zs) - _sum(posw * G[st.anchor], 1) / tau, 0) / Tn
     R = (pi - posw) / (Tn * tau)  # dL/dG rows of the slots
@@ -599,7 +601,7 @@ def _prove(problem, Z, B, gens, st, ab, g_est, lam, saddle, v, radius, global_lo
                        f"{mlow})")
                 r /= 1e3
                 continue
-            if not 2 * gup / mlow < r:
+            if not 2 * gup / mlow * (1 + 1e-12) < r:
                 why = f"gradient bound {gup:.2e} too large for the ball: 2 g / m = {2 * gup / mlow:.2e} >= r = {r:.2e}"
                 r = 4 * gup / mlow
                 continue
@@ -620,7 +622,7 @@ def _prove(problem, Z, B, gens, st, ab, g_est, lam, saddle, v, radius, global_lo
         va = ab.num(v)
         rq = ab.upper(_sum(va * ab.mm(H, va), 0) / _sum(va * va, 0))
         common.update(negative_curvature_upper=rq if rq < 0 else None)
-        if not (q < 1 and ygn + q * r < r):
+        if not (q < 1 and (ygn + q * r) * (1 + 1e-12) < r):
             why = f"negative curvature, critical point not proved (Krawczyk: ||Y g|| = {ygn:.1e}, q = {q:.2e})"
             r = max(4 * ygn / max(1 - q, 1e-3), r / 1e3)
             continue
