@@ -225,11 +225,6 @@ class _Arb:
         m, r = self.mid_rad(np.asarray([x], dtype=object))
         return float(np.nextafter(m[0] + r[0], np.inf))
 
-    def norm_upper(self, x) -> float:
-        """A float64 ``>=`` the Euclidean norm of every vector in the balls ``x``."""
-        ups = [self.upper(v.abs_upper()) for v in np.asarray(x, dtype=object).ravel()]
-        return self.upper(_sum(np.asarray([self.arb(u) ** 2 for u in ups], dtype=object), 0).sqrt())
-
     def lower(self, x) -> float:
         m, r = self.mid_rad(np.asarray([x], dtype=object))
         return float(np.nextafter(m[0] - r[0], -np.inf))
@@ -296,35 +291,81 @@ def _chart(Z, U, rho, bk):
     return W, nrm, Y
 
 
-def _reduced(Z, U, Bmat, st, bk, shift, lw, rho, hessian=True):
-    """``f``, its gradient ``(m,)`` and Hessian ``(m, m)`` in the chart coordinates at ``W = Z + U``."""
+def _reduced(Z, U, B, st, bk, shift, lw, rho, hessian=True):
+    """``f``, its gradient ``(m,)`` and Hessian ``(m, m)`` in the chart coordinates at ``W = Z + U``.
+
+    ``B (Nd, m)`` is float64 (exact). Float backend: arrays. Ball backend: ``loss`` a ball, ``grad``, ``H`` and
+    ``PB = DY B`` as ``(mid, rad)`` float64 pairs (with the Hessian, the products of size ``Nd`` in
+    midpoint-radius arithmetic, :func:`_mr_mm`; without it, the gradient in balls throughout; ``PB`` None). Also
+    returns ``Y`` and the Euclidean gradient ``gY``."""
     N, d = Z.shape
-    m = Bmat.shape[1]
+    m = B.shape[1]
     W, nrm, Y = _chart(Z, U, rho, bk)
     loss, gY, HY = _loss_parts(Y, st, bk, shift, lw, hessian)
     rhob = bk.num(rho)
-    Bb = Bmat.reshape(N, d, m)
-    PB = bk.zeros((N, d, m)) if bk.exact else np.zeros((N, d, m))
-    Qsum = bk.zeros((m, m)) if bk.exact else np.zeros((m, m))
+    Bb = B.reshape(N, d, m)
     eye = np.eye(d)
+    Ps, Qs = [], []
     for i in range(N):
         w, n = W[i], nrm[i]
         what = w / n
-        P = (bk.num(eye) - what[:, None] * what[None, :]) * (rhob / n)
-        PB[i] = bk.mm(P, Bb[i])
+        Ps.append((bk.num(eye) - what[:, None] * what[None, :]) * (rhob / n))
         if hessian:
             e = gY[i]
             ew = _sum(e * w, 0)
             n2 = n * n
-            Q = (-(w[:, None] * e[None, :] + e[:, None] * w[None, :]) - ew * bk.num(eye)
-                 + (ew * 3 / n2) * (w[:, None] * w[None, :])) * (rhob / (n2 * n))
-            Qsum = Qsum + bk.mm(Bb[i].T, bk.mm(Q, Bb[i]))
-    PBf = PB.reshape(N * d, m)
-    grad = bk.mm(PBf.T, gY.reshape(-1))
-    if not hessian:
-        return loss, grad, None, Y, PBf, gY
-    H = bk.mm(PBf.T, bk.mm(HY, PBf)) + Qsum
-    return loss, grad, H, Y, PBf, gY
+            Qs.append((-(w[:, None] * e[None, :] + e[:, None] * w[None, :]) - ew * bk.num(eye)
+                       + (ew * 3 / n2) * (w[:, None] * w[None, :])) * (rhob / (n2 * n)))
+    if not bk.exact:
+        PB = np.concatenate([P @ Bi for P, Bi in zip(Ps, Bb)], axis=0)
+        grad = PB.T @ gY.reshape(-1)
+        if not hessian:
+            return loss, grad, None, Y, PB, gY
+        Qsum = sum(Bi.T @ Q @ Bi for Q, Bi in zip(Qs, Bb))
+        return loss, grad, PB.T @ HY @ PB + Qsum, Y, PB, gY
+    zero = np.zeros((d, m))
+    if not hessian:  # the gradient at one point: every product in balls (the tightest bound g)
+        grad = sum(Bi.T.astype(object) @ (P @ gY[i]) for i, (P, Bi) in enumerate(zip(Ps, Bb)))
+        return loss, bk.mid_rad(grad), None, Y, None, gY
+    pbs = [_mr_mm(*bk.mid_rad(P), Bi, zero) for P, Bi in zip(Ps, Bb)]
+    pm, pr = np.concatenate([a for a, _ in pbs], axis=0), np.concatenate([b for _, b in pbs], axis=0)
+    gm, gr = bk.mid_rad(gY.reshape(-1, 1))
+    grad = tuple(x[:, 0] for x in _mr_mm(pm.T, pr.T, gm, gr))
+    hm, hr = bk.mid_rad(HY)
+    cm, cr = _mr_mm(hm, hr, pm, pr)
+    dm, dr = _mr_mm(pm.T, pr.T, cm, cr)
+    qsum = None
+    for Q, Bi in zip(Qs, Bb):
+        t = _mr_mm(Bi.T, zero.T, *_mr_mm(*bk.mid_rad(Q), Bi, zero))
+        qsum = t if qsum is None else _mr_add(*qsum, *t)
+    return loss, grad, _mr_add(dm, dr, *qsum), Y, (pm, pr), gY
+
+
+def _mr_norm_upper(mid, rad) -> float:
+    """A float64 ``>=`` the Euclidean norm of every vector within ``rad`` of ``mid``."""
+    a = (np.abs(np.asarray(mid, dtype=np.float64)) + rad).ravel() * (1 + 4 * 2.0 ** -52)
+    return float(np.nextafter(math.sqrt(math.fsum((a * a).tolist()) * (1 + 1e-12)) * (1 + 1e-15), np.inf))
+
+
+def _mr_mm(Am, Ar, Bm, Br):
+    """``(mid, rad)`` float64 with ``|C - mid| <= rad`` entry-wise for every ``C = A B``, ``|A - Am| <= Ar``,
+    ``|B - Bm| <= Br``. The midpoint product's rounding is ``<= gamma_n |Am| |Bm|`` in any summation order
+    (Higham 2002, §3.5); the radius terms ``|Am| Br + Ar (|Bm| + Br)`` and that bound are themselves float sums of
+    non-negative terms, so they are scaled up by ``1 + 4 gamma_{n+4}``, and ``n`` times the smallest subnormal
+    covers underflow."""
+    from .dual import gamma
+
+    n = Am.shape[1]
+    mid = Am @ Bm
+    aA, aB = np.abs(Am), np.abs(Bm)
+    rad = (aA @ Br + Ar @ (aB + Br) + gamma(n + 2) * (aA @ aB)) * (1 + 4 * gamma(n + 4)) + (n + 4) * 2.0 ** -1074
+    return mid, rad
+
+
+def _mr_add(Am, Ar, Bm, Br):
+    """``(mid, rad)`` of ``A + B`` (midpoint-radius float64; the midpoint's rounding added to the radius)."""
+    mid = Am + Bm
+    return mid, (Ar + Br + np.abs(mid) * 2.0 ** -52) * (1 + 4 * 2.0 ** -52) + 2.0 ** -1074
 
 
 # -- the slice ---------------------------------------------------------------------------------------------------
@@ -572,11 +613,10 @@ def _prove(problem, Z, B, gens, st, ab, g_est, lam, saddle, v, radius, global_lo
     shift = _shift(Z, st)
     lw = _widened(ab, st.lw)
     Zb = ab.num(Z)
-    Bb = ab.num(B)
     # ||B||_2^2 <= 1 + ||BᵀB - I||_F, and the orbit generators beside it: the transversality matrix at c = 0
     zero = ab.zeros(Z.shape)
-    f0, g0, _, _, _, _ = _reduced(Zb, zero, Bb, st, ab, shift, lw, rho, hessian=False)
-    gup = ab.norm_upper(g0)
+    f0, g0, _, _, _, _ = _reduced(Zb, zero, B, st, ab, shift, lw, rho, hessian=False)
+    gup = _mr_norm_upper(*g0)
     f0lo, f0hi = ab.lower(f0), ab.upper(f0)
     # ||B||_2 <= sqrt(||B||_1 ||B||_inf) (Hoelder); float sums of non-negative terms, rounded up generously
     A = np.abs(B)
@@ -586,13 +626,12 @@ def _prove(problem, Z, B, gens, st, ab, g_est, lam, saddle, v, radius, global_lo
     for attempt in range(1 if radius is not None else 3):  # a given radius is tried as given
         ru = r * bnorm
         U = ab.num(np.zeros(Z.shape)) + np.frompyfunc(lambda _: ab.arb(0, ru), 1, 1)(np.zeros(Z.shape))
-        ok, res = _over_ball(problem, Zb, U, Bb, gens, st, ab, shift, lw, rho, con)
+        ok, res = _over_ball(problem, Zb, U, B, gens, st, ab, shift, lw, rho, con)
         if not ok:
             why = res
             r /= 1e3
             continue
-        H, Y, PB = res
-        hm, hr = ab.mid_rad(H)
+        (hm, hr), Y, PB = res
         common.update(radius=r, gradient_norm_upper=gup)
         if not saddle:
             mlow = _lambda_min_lower(hm, hr)
@@ -613,14 +652,15 @@ def _prove(problem, Z, B, gens, st, ab, g_est, lam, saddle, v, radius, global_lo
                                                                                     "gradient_norm_upper")})
         # saddle: Krawczyk on the chart gradient, then a negative Rayleigh quotient over the ball
         Yinv = np.linalg.inv((hm + hm.T) / 2)
-        Ya = ab.num(Yinv)
-        K = ab.num(np.eye(m)) - ab.mm(Ya, H)
-        km, kr = ab.mid_rad(K)
-        q = math.sqrt(math.fsum(((np.abs(km) + kr) ** 2).ravel().tolist())) * (1 + 1e-12)
-        yg = ab.mm(Ya, g0)
-        ygn = ab.norm_upper(yg)
-        va = ab.num(v)
-        rq = ab.upper(_sum(va * ab.mm(H, va), 0) / _sum(va * va, 0))
+        zm = np.zeros((m, m))
+        cm, cr = _mr_mm(Yinv, zm, hm, hr)
+        km, kr = _mr_add(np.eye(m), zm, -cm, cr)  # I - Y H(c) over the ball
+        q = _mr_norm_upper(km, kr)
+        ygn = _mr_norm_upper(*_mr_mm(Yinv, zm, g0[0][:, None], g0[1][:, None]))
+        vm, vr = _mr_mm(v[None, :], np.zeros((1, m)), *_mr_mm(hm, hr, v[:, None], np.zeros((m, 1))))
+        num = float(np.nextafter(vm[0, 0] + vr[0, 0], np.inf))  # >= vᵀ H(c) v over the ball
+        vv = math.fsum((v * v).tolist()) * (1 + 1e-12)  # >= |v|^2
+        rq = float(np.nextafter(num / vv, np.inf)) if num < 0 else num
         common.update(negative_curvature_upper=rq if rq < 0 else None)
         if not (q < 1 and (ygn + q * r) * (1 + 1e-12) < r):
             why = f"negative curvature, critical point not proved (Krawczyk: ||Y g|| = {ygn:.1e}, q = {q:.2e})"
@@ -665,17 +705,16 @@ def _lambda_min_lower_abs(hm, hr):
     return float(np.nextafter(math.sqrt(s2) * (1 - 1e-15) - fro, -np.inf))
 
 
-def _over_ball(problem, Zb, U, Bb, gens, st, ab, shift, lw, rho, con):
+def _over_ball(problem, Zb, U, B, gens, st, ab, shift, lw, rho, con):
     """The interval Hessian of ``f`` over the ball, and the checks that hold over it (transversality; the ball's
     multipliers; positive coordinates). Returns ``(True, (H, Y, PB))`` or ``(False, why)``."""
     N, d = Zb.shape
-    m = Bb.shape[1]
-    _, _, H, Y, PB, gY = _reduced(Zb, U, Bb, st, ab, shift, lw, rho)
+    _, _, H, Y, (pm, pr), gY = _reduced(Zb, U, B, st, ab, shift, lw, rho)
     # transversality: [PB, Y A_j] of full column rank: ||MᵀM - I||_F < 1
-    cols = [PB] + [(ab.mm(Y, ab.num(A))).reshape(-1)[:, None] for A in gens]
-    M = np.concatenate(cols, axis=1)
-    Gm = ab.mm(M.T, M) - ab.num(np.eye(M.shape[1]))
-    gm, gr = ab.mid_rad(Gm)
+    orbit = [ab.mid_rad((ab.mm(Y, ab.num(A))).reshape(-1)[:, None]) for A in gens]
+    mm_ = np.concatenate([pm] + [a for a, _ in orbit], axis=1)
+    mr_ = np.concatenate([pr] + [b for _, b in orbit], axis=1)
+    gm, gr = _mr_add(*_mr_mm(mm_.T, mr_.T, mm_, mr_), -np.eye(mm_.shape[1]), np.zeros((mm_.shape[1],) * 2))
     off = math.sqrt(math.fsum(((np.abs(gm) + gr) ** 2).ravel().tolist())) * (1 + 1e-12)
     if not off < 1:
         return False, f"slice not proved transversal to the rotation orbit (||MᵀM - I||_F = {off:.2e})"
@@ -689,4 +728,4 @@ def _over_ball(problem, Zb, U, Bb, gens, st, ab, shift, lw, rho, con):
         lows = [ab.lower(x) for x in Y.ravel()]
         if not min(lows) > 0:
             return False, "nonneg: a coordinate is not proved positive over the ball"
-    return True, (H, Y, PB)
+    return True, (H, Y, (pm, pr))

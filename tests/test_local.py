@@ -118,6 +118,22 @@ def test_a_ball_too_large_is_not_proved():
     assert not c.proved and c.kind is None
 
 
+def test_midpoint_radius_product_contains_the_exact_product():
+    """``_mr_mm`` against the product of balls in arb: every exact product lies inside."""
+    rng = np.random.default_rng(3)
+    Am, Bm = rng.standard_normal((6, 40)) * 1e3, rng.standard_normal((40, 5))
+    Ar, Br = np.abs(rng.standard_normal((6, 40))) * 1e-9, np.zeros((40, 5))
+    mid, rad = local._mr_mm(Am, Ar, Bm, Br)
+    for _ in range(3):
+        A = Am + Ar * rng.uniform(-1, 1, Am.shape)
+        exact = flint.arb_mat(A.tolist()) * flint.arb_mat(Bm.tolist())
+        for i in range(6):
+            for j in range(5):
+                x = exact[i, j]
+                assert x > flint.arb(mid[i, j]) - flint.arb(rad[i, j]) and x < flint.arb(mid[i, j]) + flint.arb(rad[i, j])
+    assert rad.max() < 1e-5  # and the radius is not vacuous
+
+
 def test_eigenvalue_bound_accounts_for_the_radius():
     """Every symmetric matrix within ``rad`` of ``mid``: [[1, 2], [2, 1]] is one, with eigenvalue -1."""
     lam = local._lambda_min_lower(np.eye(2), np.full((2, 2), 2.0))
@@ -138,8 +154,7 @@ def test_hessian_enclosure_contains_the_hessian_inside_the_ball():
     try:
         ab = local._Arb()
         U = np.frompyfunc(lambda _: flint.arb(0, r), 1, 1)(np.zeros(Z.shape))
-        H = local._reduced(ab.num(Z), U, ab.num(B), st, ab, shift, ab.num(st.lw), p.radius)[2]
-        mid, rad = ab.mid_rad(H)
+        mid, rad = local._reduced(ab.num(Z), U, B, st, ab, shift, ab.num(st.lw), p.radius)[2]
     finally:
         flint.ctx.prec = old
     assert rad.max() > 1e-6  # the ball is felt
