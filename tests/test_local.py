@@ -132,6 +132,10 @@ def test_midpoint_radius_product_contains_the_exact_product():
                 x = exact[i, j]
                 assert x > flint.arb(mid[i, j]) - flint.arb(rad[i, j]) and x < flint.arb(mid[i, j]) + flint.arb(rad[i, j])
     assert rad.max() < 1e-5  # and the radius is not vacuous
+    # exact inputs: only the midpoint product's rounding is left, and it must be covered
+    mid, rad = local._mr_mm(Am, np.zeros_like(Am), Bm, Br)
+    exact = flint.arb_mat(Am.tolist()) * flint.arb_mat(Bm.tolist())
+    assert all(abs(exact[i, j] - flint.arb(mid[i, j])) < flint.arb(rad[i, j]) for i in range(6) for j in range(5))
 
 
 def test_eigenvalue_bound_accounts_for_the_radius():
