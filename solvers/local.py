@@ -18,10 +18,10 @@ refused.
   1. ``g >= ||grad f(0)||`` and an enclosure of ``f(0)``;
   2. an interval matrix containing the Hessian of ``f`` at every ``c`` with ``||c|| <= r`` (the explicit
      Hessian formula evaluated with every coordinate of ``Bc`` a ball of radius ``r ||B||_2``, ``||B||_2`` bounded
-     by ``sqrt(||B||_1 ||B||_inf)``); its smallest
-     eigenvalue is ``>= lambda_min(midpoint) - ||radius||_F`` (Weyl), the first term by
+     by ``sqrt(||B||_1 ||B||_inf)``; the products of size ``Nd`` in midpoint-radius float64, :func:`_mr_mm`); its
+     smallest eigenvalue is ``>= lambda_min(midpoint) - ||radius||_F`` (Weyl), the first term by
      ``solvers.dual.lambda_min_lower``;
-  3. a local minimum: ``m >= ...  > 0`` and ``2 g / m < r``. Then ``f`` is ``m``-strongly convex on the ball, its
+  3. a local minimum: that bound ``m > 0`` and ``2 g / m < r``. Then ``f`` is ``m``-strongly convex on the ball, its
      minimiser ``c*`` is interior (``f(c) >= f(0) - g r + m r^2 / 2 > f(0)`` on the sphere ``||c|| = r``), unique,
      with ``||c*|| <= g / m`` and ``f(c*) in [f(0) - g^2 / (2m), f(0)]``;
   4. a saddle: ``H(c)`` proved nonsingular over the ball with the Krawczyk condition ``||Y grad f(0)|| + ||I -
@@ -33,14 +33,14 @@ refused.
      loss, and a strict minimum of ``f`` is a strict local minimum of the loss modulo rotation.
 
 Covered: contrastive losses (SC, BCL) on the sphere, the full batch or a fixed batch set, any radius; the ball
-when every row lies on the sphere and every row's multiplier is proved to push outwards (then the ball's local
-minimum is the sphere's); non-negative features (UFM+) when every coordinate of the point is proved positive on
+when every row lies on the sphere and every row's multiplier is proved to be strictly active (the loss grows when
+a row moves inwards; then the sphere's strict local minimum is the ball's); non-negative features (UFM+) when every coordinate of the point is proved positive on
 the whole ball (the constraint is inactive). Not covered (``proved`` False, ``why``): CE (the classifier's
 variables), epoch schemes (no fixed objective), a ball point with an interior row, a non-negative point with a
 zero coordinate.
 
-Cost: the interval Hessian is assembled in ``(Nd)^2`` balls and reduced to ``m x m`` by two products, ``O(N^2
-d^2 (N + m))`` ball operations (``m ~ N d``), so ``O(N^3 d^3)`` (measured times: docs/benchmarks.md).
+Cost: the ambient interval Hessian takes ``O(N^2 d^2)`` ball operations (plus ``O(N^2 d)`` per anchor slot), its
+reduction to ``m x m`` (``m ~ N d``) ``O((Nd)^3)`` float64 flops (measured times: docs/benchmarks.md).
 """
 from __future__ import annotations
 
