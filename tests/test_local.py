@@ -169,6 +169,23 @@ def test_hessian_enclosure_contains_the_hessian_inside_the_ball():
         assert np.all(np.abs(Hc - mid) <= rad + 1e-12)
 
 
+def test_bcl_and_the_ball_are_covered_and_an_active_relu_is_refused():
+    from ufm.objectives.bcl import etf_loss
+
+    p = Problem(counts=(3, 3, 3), tau=0.4, dim=3, loss="bcl")
+    c = certify_local(p, etf_point(p))
+    lo, hi = c.loss_interval
+    assert c.proved and lo - 1e-12 <= etf_loss(p.counts, p.tau) <= hi + 1e-12
+    assert lo - 1e-12 <= reference_loss(p, etf_point(p)) <= hi + 1e-12
+    q = ETF.replace(constraint="ball")
+    c = certify_local(q, etf_point(q))
+    assert c.proved and c.kind == "local minimum"
+    c = certify_local(ETF.replace(constraint="ball"), 0.5 * etf_point(ETF))
+    assert not c.proved and "inside the ball" in c.why
+    r = ETF.replace(nonneg=True)
+    assert "nonneg" in certify_local(r, np.eye(3)[r.label_array]).why
+
+
 def test_unsupported_settings_say_why():
     assert "classifier" in certify_local(Problem(counts=(2, 2), loss="ce", dim=2), np.eye(4, 2) + 1).why
     p = Problem(counts=(2, 2, 2), tau=0.5, dim=3, batching="shuffled:3")
