@@ -659,7 +659,7 @@ def _landscape_proofs(row: Row, case: _Case, sols, candidates, global_Z) -> bool
         certs.append({"seed": st["seed"], **c})
     row.found["local_certificates"] = certs
     # a start "stopped at" a proved saddle only when the polish barely moved it
-    row.found["saddles_proved"] = sum(c["kind"] == "saddle" and c["gram_change"] <= 1e-6 for c in certs)
+    row.found["saddles_proved"] = sum(c["kind"] == "saddle" and c["gram_change"] <= 1e-3 for c in certs)
     spurious = [c for c in certs if c["proved"] and c["spurious"]]
     if not spurious:
         return False
