@@ -540,8 +540,9 @@ def certify_local(problem, Z, *, global_loss: float | None = None, radius: float
       problem: a ``ufm.Problem`` (contrastive loss; sphere, or ball / non-negative when inactive; full batch or a
         fixed batch set).
       Z: ``(N, d)`` a point near a critical point (a PGD solution); polished first by Riemannian Newton.
-      global_loss: the float64 loss of a certified global solution; ``spurious`` is ``loss_interval[0] >
-        global_loss`` (a point of lower loss exists, so the local minimum is not global).
+      global_loss: the loss of a certified global solution, as a proved upper bound (:func:`loss_upper`; its
+        float64 loss is correct only to rounding); ``spurious`` is ``loss_interval[0] > global_loss``: a feasible
+        point of lower loss exists, so the local minimum is not global.
       radius: the chart ball's radius ``r`` (None: chosen from the gradient and the Hessian).
       newton_steps: the most Newton steps of the polish.
     Returns:
