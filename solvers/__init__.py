@@ -8,6 +8,7 @@ picks between them.
 ``solvers.first_order``: the first-order certificate at a solution, for any batching.
 ``solvers.dual``: proved lower bounds from a candidate Gram (every certificate's bound comes from here).
 ``solvers.certify``: solution + bound -> gap, relaxed geometry, prediction check (:func:`certify`).
+``solvers.local``: a proved strict local minimum or saddle at a point (:func:`certify_local`, ball arithmetic).
 ``solvers.classlevel``: the class-level problem (``ufm.ClassProblem``, any N, real class sizes), many at once, and
 its proved bounds.
 """
@@ -23,14 +24,16 @@ _EXPORTS = {
     "pgd": ("pgd", None), "epochs": ("epochs", None), "relaxation": ("relaxation", None),
     "first_order": ("first_order", None), "dual": ("dual", None), "classlevel": ("classlevel", None), "solve_many": ("pgd", "solve_many"),
     "Solution": ("pgd", "Solution"), "certify": ("certify", "certify"), "Certificate": ("certify", "Certificate"),
+    "local": ("local", None), "certify_local": ("local", "certify_local"), "LocalCertificate": ("local", "LocalCertificate"),
 }
 
 __all__ = ["pgd", "epochs", "relaxation", "first_order", "dual", "classlevel", "solve", "solve_many", "Solution", "certify",
-           "Certificate"]
+           "Certificate", "local", "certify_local", "LocalCertificate"]
 
 if TYPE_CHECKING:
-    from . import classlevel, dual, epochs, first_order, pgd, relaxation
+    from . import classlevel, dual, epochs, first_order, local, pgd, relaxation
     from .certify import Certificate, certify
+    from .local import LocalCertificate, certify_local
     from .pgd import Solution, solve_many
 
 

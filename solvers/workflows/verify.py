@@ -198,6 +198,7 @@ class Row:
     counterexample: dict | None = None
     setting: dict = field(default_factory=dict)
     seconds: float = 0.0
+    local_minimum: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -633,6 +634,59 @@ def _escape(case: _Case, sol) -> float:
     return _loss(p, solve(p, steps=POLISH * case.steps, seed=sol.seed, dtype="float64", init=Z).Z)
 
 
+LOCAL_MAX = 3  # starts stuck above the certified minimum given the local certificate (the lowest first)
+LOCAL_SIZE_MAX = 600  # N * dim beyond which the local certificate is skipped (its cost grows as (N dim)^3)
+
+
+def _landscape_proofs(row: Row, case: _Case, sols, candidates, global_Z) -> bool:
+    """Run the local certificate (``solvers.local``) on the lowest ``LOCAL_MAX`` starts stuck above the certified
+    minimum. A proved strict local minimum whose loss interval lies above a proved upper bound on the loss of the
+    certified global solution ``global_Z`` is a certified counterexample: the row fails and ``local_minimum``
+    holds its certificate (returns True). Records every certificate in ``row.found["local_certificates"]`` and
+    the number of proved saddles in ``row.found["saddles_proved"]``."""
+    from ..local import certify_local, loss_upper
+
+    p = case.sc
+    row.found["local_certificates"], row.found["saddles_proved"] = [], 0
+    if p.N * p.dim > LOCAL_SIZE_MAX:
+        row.found["local_certificates_skipped"] = f"N * dim = {p.N * p.dim} > {LOCAL_SIZE_MAX}"
+        return False
+    by_seed = {s.seed: s for s in sols}
+    global_loss = loss_upper(p, global_Z)
+    certs = []
+    for st in sorted(candidates, key=lambda st: st["loss"])[:LOCAL_MAX]:
+        c = certify_local(p, by_seed[st["seed"]].Z, global_loss=global_loss).to_dict()
+        certs.append({"seed": st["seed"], **c})
+    row.found["local_certificates"] = certs
+    # a start "stopped at" a proved saddle only when the polish barely moved it
+    row.found["saddles_proved"] = sum(c["kind"] == "saddle" and c["gram_change"] <= 1e-3 for c in certs)
+    spurious = [c for c in certs if c["proved"] and c["spurious"]]
+    if not spurious:
+        return False
+    c = spurious[0]
+    lo, hi = c["loss_interval"]
+    row.verdict, row.local_minimum = "fails", c
+    row.counterexample = {"kind": "proved spurious strict local minimum", "seed": c["seed"],
+                          "loss_interval": c["loss_interval"], "global_loss_upper": global_loss,
+                          "hessian_min_eig_lower": c["hessian_min_eig_lower"], "radius": c["radius"]}
+    near = "" if c["gram_change"] <= 1e-6 else f" (the Newton polish moved its Gram by {c['gram_change']:.1e})"
+    row.reason = (f"certified counterexample: start seed {c['seed']} stopped at a proved strict local minimum{near} "
+                  f"(loss in [{lo:.10f}, {hi:.10f}], smallest Hessian eigenvalue on the slice >= "
+                  f"{c['hessian_min_eig_lower']:.3g} within radius {c['radius']:.1e}) above a certified global "
+                  f"solution of loss <= {global_loss:.10f}: a local minimum that is not global")
+    return True
+
+
+def _proofs_note(found) -> str:
+    certs = found.get("local_certificates") or []
+    if not certs:
+        return ""
+    saddles = sum(c["kind"] == "saddle" for c in certs)
+    whys = sorted({c["why"] for c in certs if c["kind"] != "saddle" and c["why"]})
+    return (f"; local certificates: {saddles} of {len(certs)} proved saddles" +
+            (f", not proved: {'; '.join(whys)}" if whys else ""))
+
+
 def _sc_landscape(case: _Case) -> Row:
     row = _row("sc-landscape")
     p, K, tol = case.sc, case.K, case.tol
@@ -691,6 +745,13 @@ def _sc_landscape(case: _Case) -> Row:
                            "verified": False}
     tail = (f"; {len(escaped)} stopped above it and went down after a perturbation (saddles or flat shelves)"
             if escaped else "") + (f"; {len(running)} hit the step limit above it, still descending" if running else "")
+    failed = bool(candidates and best is not None and row.minimum["certified"]
+                  and _landscape_proofs(row, case, sols, candidates, sols[k].Z))
+    saddles = not failed and candidates and row.found.get("saddles_proved", 0) == len(candidates)
+    if saddles:
+        tail += f"; {len(candidates)} start(s) stopped above it at proved saddles (critical points with proved " \
+                "negative curvature)"
+        candidates = []
     if best is None:
         row.verdict = "inconclusive"
         row.reason = ("the relaxation bound lies above a start's loss: not a valid bound" if invalid else
@@ -701,12 +762,14 @@ def _sc_landscape(case: _Case) -> Row:
                       "above the proved bound (raise --steps)" if not sols[k].converged else
                       f"certificate not tight: the best of {len(sols)} starts is {row.minimum['gap']:.1e} above "
                       "the proved bound")
+    elif failed:
+        pass  # a proved spurious local minimum: _landscape_proofs set the verdict
     elif candidates:
         c = candidates[0]
         row.verdict = "inconclusive"
         row.reason = (f"{len(candidates)} converged start(s) stopped above the certified minimum (seed {c['seed']}: "
                       f"loss {c['loss']:.10f}, bound {c['lower_bound']:.10f}, gap {c['gap']:.1e}): candidate "
-                      "spurious minima, possibly saddles, not certified counterexamples")
+                      "spurious minima, possibly saddles, not certified counterexamples" + _proofs_note(row.found))
     elif 2 * len(at) < len(sols):
         row.verdict = "inconclusive"
         row.reason = (f"only {len(at)} of {len(sols)} starts reached the certified minimum; {len(running)} were still "
@@ -714,7 +777,8 @@ def _sc_landscape(case: _Case) -> Row:
     else:
         row.verdict = "holds"
         row.reason = (f"{len(at)} of {len(sols)} starts reach the certified minimum (gap <= {_scale(tol, losses[k]):.0e}"
-                      f", {best['method']} certificate)" + tail + "; no start is stuck above it")
+                      f", {best['method']} certificate)" + tail
+                      + f"; no {'other ' if saddles else ''}start is stuck above it")
         row.reason += (f"; their Grams agree (entries within {max(diffs, default=0.0):.0e})" if agree else
                        f"; note: their Grams differ by up to {max(diffs):.1e}: a flat minimum or a candidate against "
                        "uniqueness up to rotation, not an exact minimiser")

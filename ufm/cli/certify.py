@@ -1,5 +1,6 @@
 """``ufm certify``: solve a problem, then certify the solution against a convex lower bound (or, with
-``--bound-only``, just the bound and the relaxed geometry)."""
+``--bound-only``, just the bound and the relaxed geometry; with ``--local FILE``, prove that the point in FILE is
+a strict local minimum, and whether it is spurious: ``solvers.local``)."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,11 @@ def add_parser(sub):
                    help="convex solver (default: Clarabel, then SCS)")
     g.add_argument("--bound-only", action="store_true", help="no solve: the bound and the relaxed geometry only")
     g.add_argument("--tol", type=float, default=1e-6, help="certified when gap <= tol * max(1, |loss|) (1e-6)")
+    g.add_argument("--local", metavar="FILE", default=None,
+                   help="prove the point in FILE (a `ufm solve --out` directory or its solution.npz / result.json, or "
+                        "a .npz / .npy holding Z) a strict local minimum; exit 0 proved, 3 not proved")
+    g.add_argument("--global", dest="global_", metavar="FILE", default=None,
+                   help="with --local: the global solution to certify (default: solve the problem and certify it)")
     add_size_args(p)
     add_output_args(p)
     return p
@@ -78,6 +84,117 @@ def summary(rep) -> str:
     return "\n".join(lines)
 
 
+def load_point(path: str, problem, flag: str = "--local"):
+    """``Z (N, d)`` float64 from a ``ufm solve --out`` directory (its ``solution.npz``), its ``result.json``
+    (the ``solution.npz`` beside it), an ``.npz`` holding ``Z`` or an ``.npy``; ``UsageError`` (one line naming
+    ``flag``) for a missing file, a missing ``Z``, a wrong shape, or labels that are not the problem's."""
+    import numpy as np
+
+    if os.path.isdir(path):
+        path = os.path.join(path, "solution.npz")
+    elif path.endswith(".json"):
+        path = os.path.join(os.path.dirname(path) or ".", "solution.npz")
+    if not os.path.isfile(path):
+        raise UsageError(f"{flag}: no such file {path!r}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 (any unreadable file is bad input)
+        raise UsageError(f"{flag}: cannot read {path!r} as .npz/.npy: {e}") from None
+    labels = None
+    if isinstance(data, np.ndarray):
+        Z = data
+    else:
+        if "Z" not in data.files:
+            raise UsageError(f"{flag}: {path!r} holds no array named Z (it has {', '.join(data.files) or 'none'})")
+        Z = data["Z"]
+        labels = data["labels"] if "labels" in data.files else None
+    if Z.ndim != 2 or Z.shape != (problem.N, problem.dim):
+        raise UsageError(f"{flag}: Z has shape {tuple(Z.shape)}, the problem has N = {problem.N} samples in dim "
+                         f"{problem.dim}: expected ({problem.N}, {problem.dim}) (check --counts and --dim)")
+    if not np.issubdtype(Z.dtype, np.number) or not np.all(np.isfinite(Z)):
+        raise UsageError(f"{flag}: Z holds non-finite or non-numeric values")
+    if labels is not None and (labels.shape != (problem.N,) or np.any(labels != problem.label_array)):
+        raise UsageError(f"{flag}: the file's labels are not the problem's (check --counts)")
+    return np.asarray(Z, dtype=np.float64)
+
+
+def local_summary(rep) -> str:
+    """One short block: what was proved at the point."""
+    c, g = rep["local_minimum"], rep["global"]
+    if c["proved"]:
+        lo, hi = c["loss_interval"]
+        head = (f"local minimum PROVED (strict, modulo rotation): loss in [{lo:.12f}, {hi:.12f}], within radius "
+                f"{c['radius']:.1e}; gradient <= {c['gradient_norm_upper']:.1e}, Hessian eigenvalue >= "
+                f"{c['hessian_min_eig_lower']:.3g} on the slice")
+    elif c["kind"] == "saddle":
+        lo, hi = c["loss_interval"]
+        head = (f"NOT a local minimum: a proved saddle (critical point within {c['radius']:.1e}, loss in [{lo:.12f}, "
+                f"{hi:.12f}], curvature <= {c['negative_curvature_upper']:.3g} along a direction)")
+    else:
+        head = f"local minimum NOT PROVED: {c['why']}"
+    if g.get("certified"):
+        tail = (f"global: certified solution of loss <= {g['loss_upper']:.12f} ({g['source']}); " +
+                {True: "SPURIOUS: the local minimum is not global", False: "not spurious (its loss interval reaches "
+                 "the global loss)", None: "spurious: not decided"}[c["spurious"]])
+    else:
+        tail = f"global: not certified ({g.get('why', '')}); spurious not decided"
+    return f"{head}\n{tail}\n({c['seconds']:.2f} s, rank {c['rank']}, orbit {c['orbit_dim']}, slice {c['slice_dim']})"
+
+
+def run_local(args, problem) -> int:
+    """``ufm certify --local FILE``: the local certificate at FILE's point, and the global certificate that
+    decides whether it is spurious."""
+    import types
+
+    from solvers.certify import SolverFailure, certify
+    from solvers.local import certify_local, loss_upper
+
+    from .solve import solve_with_progress
+
+    if args.bound_only:
+        raise UsageError("--local proves a point; it cannot be combined with --bound-only")
+    if not (args.tol >= 0):
+        raise UsageError(f"--tol must be a number >= 0, got {args.tol}")
+    if args.out:
+        ensure_dir(args.out)
+    Z = load_point(args.local, problem)
+    if args.global_:
+        gsol = types.SimpleNamespace(Z=load_point(args.global_, problem, "--global"), W=None, b=None)
+        source = args.global_
+    else:
+        solve_args = argparse.Namespace(**{**vars(args), "tol": args.solve_tol})
+        gsol = solve_with_progress(problem, solve_args, "certify")
+        source = f"solved here (seed {args.seed})"
+    glob = {"source": source}
+    try:
+        cert = certify(problem, gsol, method=args.method, solver=args.solver, tol=args.tol)
+        glob.update(certified=bool(cert.certified), loss=cert.loss, lower_bound=cert.lower_bound, gap=cert.gap)
+        if not cert.certified:
+            glob["why"] = cert.details.get("why", "") or f"gap {cert.gap} above tol"
+    except SolverFailure as e:
+        glob.update(certified=False, why=f"solver failure: {e}")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    try:
+        gl = loss_upper(problem, gsol.Z) if glob["certified"] else None
+        glob["loss_upper"] = gl
+        lc = certify_local(problem, Z, global_loss=gl)
+    except ValueError as e:
+        raise UsageError(f"--local: {e}") from None
+    rep = {"problem": problem.to_dict(), "local_file": args.local, "local_minimum": lc.to_dict(), "global": glob,
+           "versions": versions()}
+    if args.out:
+        import numpy as np
+
+        write_json(os.path.join(args.out, "result.json"), rep)
+        with atomic(os.path.join(args.out, "local.npz")) as tmp:
+            np.savez(tmp, Z=lc.Z, labels=problem.label_array)
+    print(dumps(rep) if args.json else local_summary(rep))
+    if not lc.proved:
+        eprint(f"ufm certify: local minimum not proved: {lc.why}")
+    return 0 if lc.proved else 3
+
+
 def run(args) -> int:
     from solvers.certify import SolverFailure, certify
     from solvers.workflows.report import save_arrays, solution_report
@@ -86,6 +203,10 @@ def run(args) -> int:
     from .solve import solve_with_progress
 
     problem = problem_from_args(args)
+    if args.global_ and not args.local:
+        raise UsageError("--global needs --local (the point whose local minimum it decides)")
+    if args.local:
+        return run_local(args, problem)
     check_size(problem, args, certificate=args.method, solve=not args.bound_only)
     if args.out:
         ensure_dir(args.out)
