@@ -68,8 +68,8 @@ def test_human_table_of_a_holding_setting(capsys):
     minimum = [line for line in out.splitlines() if line.startswith("    minimum ")]
     assert len(minimum) == 3 and all(line.endswith(": CERTIFIED") for line in minimum[:2])
     assert minimum[2].endswith(": NOT CERTIFIED")  # BCL's claimed ETF lies above the certified minimum
-    assert last_line(out) == ("3 checks applied: 2 HOLD, 0 FAIL, 0 INCONCLUSIVE, 1 claim REFUTED (3 not applicable). "
-                              "Result: ALL HOLD (exit 0).")
+    assert last_line(out) == ("3 checks applied: theorems 2 HOLD, 0 FAIL, 0 INCONCLUSIVE; claims 0 HOLD, 1 REFUTED, "
+                              "0 INCONCLUSIVE (3 not applicable). Result: all theorems hold; 1 claim refuted (exit 0).")
 
 
 # -- holds ------------------------------------------------------------------------------------------------------
@@ -155,7 +155,8 @@ def test_no_proved_bound_is_inconclusive(capsys, monkeypatch):
     assert "eigenvalue was not proved" in rows["sc-of"]["reason"] and rows["sc-of"]["minimum"]["lower_bound"] is None
     code, out, err = run_cli(capsys, "verify", "--counts", "3,3,2", "--dim", "3")
     assert code == 3 and verdict_words(out).count("INCONCLUSIVE") == 2 and "HOLDS" not in verdict_words(out)
-    assert last_line(out).endswith("Result: INCONCLUSIVE (exit 3): nothing fails, but some checks are inconclusive.")
+    assert last_line(out).endswith("Result: INCONCLUSIVE (exit 3): no theorem fails, but some checks are inconclusive; "
+                                   "1 claim refuted.")
 
 
 def test_a_loose_bound_is_inconclusive_not_a_failure(monkeypatch):
