@@ -64,7 +64,7 @@ def test_sweep_and_tracker_records(tmp_path):
     hist = tmp_path / "t"
     import ufm
 
-    with ufm.Tracker(hist, loss="sc", tau=0.5, reference=False, draw=False) as t:
+    with ufm.Tracker(hist, loss="sc", tau=0.5, reference=False) as t:
         Z = np.eye(3)[[0, 0, 1, 1, 2, 2]] + 0.01
         for epoch in range(3):
             t.log(epoch, Z, np.array([0, 0, 1, 1, 2, 2]), train_loss=1.0 / (epoch + 1))

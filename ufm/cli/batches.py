@@ -17,8 +17,8 @@ def add_parser(sub):
     g.add_argument("--seed", type=seed_int, default=0, help="batch_seed of the scheme's random partitions (default 0)")
     g.add_argument("--epochs", type=int, default=None,
                    help="shuffled / binding: analyse the batches of this many epochs together (default: the fewest "
-                        "epochs whose batches force the orthogonal frame, searched up to the epochs `ufm solve` "
-                        "runs at most, 1000; a run of more epochs is forced too)")
+                        "epochs whose batch graph meets conditions (a) and (b), searched up to the epochs `ufm "
+                        "solve` runs at most, 1000; a longer run meets them too)")
     add_size_args(p)
     add_output_args(p)
     return p
@@ -38,8 +38,8 @@ def epochs_to_judge(problem, given: int | None, limit: int) -> tuple[int, str]:
     """How many epochs ``ufm batches`` judges, and why.
 
     An epoch scheme draws new batches every epoch, and a run minimises the loss over the union of the batches of
-    all its epochs; adding batches only adds constraints, so once the union forces the orthogonal frame every
-    longer run is forced too. One epoch says little about a run of many.
+    all its epochs; adding batches only adds edges to the batch interaction graph, so once the union meets
+    conditions (a) and (b) every longer run does too. One epoch says little about a run of many.
 
     Args:
       problem: the problem (its batching and batch seed).
@@ -47,8 +47,9 @@ def epochs_to_judge(problem, given: int | None, limit: int) -> tuple[int, str]:
       limit: the most epochs searched (the epochs ``ufm solve`` runs at most by default).
     Returns:
       ``(epochs, rule)``: ``rule`` is ``"given"``, ``"one set"`` (a batching that does not change between
-      epochs), ``"fewest forcing"`` (the fewest epochs whose union meets conditions (a) and (b), found by
-      doubling and bisection) or ``"limit"`` (not met within ``limit`` epochs: judged at the limit).
+      epochs), ``"fewest meeting (a) and (b)"`` (the fewest epochs whose union meets conditions (a) and (b),
+      found by doubling and bisection; with few dimensions the OF may be unique earlier) or ``"limit"`` (not met
+      within ``limit`` epochs: judged at the limit).
     """
     from ufm.batching import is_epoch_scheme
 
@@ -68,13 +69,13 @@ def epochs_to_judge(problem, given: int | None, limit: int) -> tuple[int, str]:
             hi = mid
         else:
             lo = mid
-    return hi, "fewest forcing"
+    return hi, "fewest meeting (a) and (b)"
 
 
 EPOCHS_RULE = {
     "given": "the epochs given by --epochs",
     "one set": "the batch set is the same every epoch",
-    "fewest forcing": "the fewest epochs whose batches force the OF; every longer run is forced too",
+    "fewest meeting (a) and (b)": "the fewest epochs whose batch graph meets (a) and (b); so does every longer run's",
     "limit": "not forced within {n} epochs, the most `ufm solve` runs by default; --epochs to judge another number",
 }
 
