@@ -43,3 +43,14 @@ def test_test_extra_pins_the_cpu_torch_and_bench_takes_a_range():
     assert "torch==2.13.0" in extras["test"]
     assert not any(d.startswith("torch==") for d in extras["bench"] + extras["notebooks"])
     assert "docs" in extras["all"][0] and "notebooks" in extras["all"][0]
+
+
+def test_benchmark_results_name_their_machine():
+    import glob
+    import json
+
+    files = glob.glob(os.path.join(ROOT, "benchmarks", "results", "*.json"))
+    assert files
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            assert "machine" in json.load(f), os.path.basename(path)
