@@ -1,7 +1,7 @@
 """Build hooks of the documentation site (docs/mkdocs.yml).
 
 * The pages are the repository's own files, added at the paths they have in the repository (README.md as the
-  home page, docs/*.md, notebooks/*.ipynb, the figures under benchmarks/results/), so that every relative link
+  home page, docs/*.md, notebooks/*.ipynb, the figures under benchmarks/results/, LICENSE), so that every relative link
   of README.md and docs/ resolves on the site exactly as it does on disk.
 * The API reference is generated from ``ufm.__all__`` and ``solvers.__all__``: one section per public name, so a
   name added to ``__all__`` appears without editing a page (``tests/test_docs.py`` checks each has a docstring).
@@ -27,7 +27,7 @@ PACKAGES = {
 
 def repository_files() -> list[str]:
     """The repository paths that become pages or assets of the site."""
-    paths = ["README.md"]
+    paths = ["README.md", "LICENSE"]
     paths += [f"docs/{p.name}" for p in sorted((ROOT / "docs").glob("*.md"))]
     paths += [f"notebooks/{p.name}" for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
     paths += [f"benchmarks/results/{p.name}" for p in sorted((ROOT / "benchmarks/results").glob("*.png"))]

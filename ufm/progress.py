@@ -38,7 +38,8 @@ def eta_text(done: int, total: int, first_done: int | None, first_time: float | 
     if rate <= 0 or done >= total:
         return ""
     left = (total - done) / rate
-    return f"ETA {int(left)}s" if left < 60 else f"ETA {int(left // 60)}m{int(left % 60):02d}s"
+    left = max(1, round(left))
+    return f"ETA {left}s" if left < 60 else f"ETA {left // 60}m{left % 60:02d}s"
 
 
 class Progress:
@@ -59,6 +60,7 @@ class Progress:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = time.perf_counter()
         self._bar = None
+        self._finished = False  # the bar reached its total and was closed: later updates draw nothing
         self._first: tuple[int, float] | None = None
         self._updates = 0
 
@@ -67,13 +69,23 @@ class Progress:
         return bool(self.enabled) and self.tty
 
     def _draw(self, note: str):
+        if self._finished:
+            return
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.total, desc=self.label, file=self.stream, leave=True, dynamic_ncols=True,
+            import shutil
+
+            # a terminal that reports 0 columns or rows (a bare pseudo-terminal) gets the fallback size: tqdm
+            # would hide the bar there
+            size = shutil.get_terminal_size((100, 24))
+            self._bar = tqdm(total=self.total, initial=self.done, desc=self.label, file=self.stream, leave=True,
+                             delay=1e-9,  # no draw before the elapsed time is set below
+                             ncols=max(40, min(size.columns, 160)), nrows=max(size.lines, 2),
                              bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} "
                                         "[{elapsed}{postfix}]")
             self._bar.n = self.done
+            self._bar.start_t -= time.perf_counter() - self.start  # elapsed counts from the start, not the first draw
         first_done, first_time = self._first if self._first else (None, None)
         eta = eta_text(self.done, self.total, first_done, first_time, time.perf_counter(),
                        self._updates) if self.eta else ""
@@ -81,6 +93,7 @@ class Progress:
         self._bar.set_postfix_str(", ".join(x for x in (eta, note) if x), refresh=False)
         self._bar.refresh()
         if self.done >= self.total:
+            self._finished = True
             self.close()
 
     def update(self, n: int = 1, note: str = ""):

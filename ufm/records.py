@@ -267,7 +267,9 @@ def dir_lock(folder, what="ufm sweep", hint="wait for it or use another --out"):
 
 def to_pandas(path, table: str | None = None):
     """A results file or run folder (``results.jsonl``, ``history.jsonl``, ``phase.json``, ``landscape.json``) as a
-    ``pandas.DataFrame``; pandas is imported here (``pip install 'ufm[records]'``). See ``ufm.frames.to_pandas``.
+    ``pandas.DataFrame``; pandas is imported here (``pip install 'ufm[records]'``; without it, ``ImportError`` saying
+    so). Records: one row each, nested objects as dotted columns; ``phase.json``: one row per grid point;
+    ``landscape.json``: one row per point.
 
     Args:
       path: a run folder or one results file.
@@ -275,21 +277,21 @@ def to_pandas(path, table: str | None = None):
     Returns:
       the DataFrame, the file's scalar fields in ``df.attrs``.
     """
-    from .frames import to_pandas as load
+    from ._frames import to_pandas as load
 
-    return load(path, table)
+    return load(path, table, read_records)
 
 
 def to_xarray(path):
     """A ``ufm phase`` grid (its folder or ``phase.json``) as an ``xarray.Dataset`` over ``(tau, R)`` (CE with weight
-    decay: ``(weight_decay, R)``); ``ds.to_netcdf(...)`` writes netCDF. See ``ufm.frames.to_xarray``.
+    decay: ``(weight_decay, R)``), boundaries as ``<name>_R`` over the axis; ``ds.to_netcdf(...)`` writes netCDF.
 
     Args:
       path: a run folder of ``ufm phase`` or its ``phase.json``.
     Returns:
       the Dataset.
     """
-    from .frames import to_xarray as load
+    from ._frames import to_xarray as load
 
     return load(path)
 

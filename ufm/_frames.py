@@ -1,4 +1,6 @@
-"""ufm's result files as pandas DataFrames and xarray Datasets (``ufm.records.to_pandas``, ``to_xarray``).
+"""ufm's result files as pandas DataFrames and xarray Datasets: the implementation of ``ufm.records.to_pandas``
+and ``ufm.records.to_xarray`` (call those; this module takes the records reader as an argument, so that it
+imports nothing of ``ufm.records`` and the two form no import cycle).
 
 The files stay the source of truth (open JSON / JSON lines, ``ufm.records``); these loaders only reshape them
 for the tools a user already has. pandas and xarray are optional (``pip install 'ufm[records]'``) and imported
@@ -123,13 +125,7 @@ def _minima_rows(points: list[dict]) -> list[dict]:
     return out
 
 
-def _records(path) -> list[dict]:
-    from .records import read_records
-
-    return read_records(path, required=())
-
-
-def to_pandas(path, table: str | None = None):
+def to_pandas(path, table: str | None, read_records):
     """A results file or run folder as a ``pandas.DataFrame`` (the module doc says what is read).
 
     Args:
@@ -137,6 +133,7 @@ def to_pandas(path, table: str | None = None):
         ``landscape.json``, ...).
       table: ``None`` (one row per record / grid point / landscape point), ``"boundaries"`` (``phase.json``)
         or ``"minima"`` (``landscape.json``: one row per local minimum).
+      read_records: ``ufm.records.read_records`` (valid records of a JSON-lines file, corrupt lines skipped).
     Returns:
       the DataFrame; the file's scalar fields (settings, timings, versions) are in ``df.attrs``, and
       ``df.attrs["source"]`` is the file read.
@@ -147,7 +144,7 @@ def to_pandas(path, table: str | None = None):
     if path.endswith(".jsonl"):
         if table is not None:
             raise ValueError(f"table={table!r}: a file of records has one table (leave table out)")
-        df = pd.json_normalize(_records(path), sep=".")
+        df = pd.json_normalize(read_records(path, required=()), sep=".")
     else:
         obj = _load_json(path)
         attrs.update(_scalars(obj))
