@@ -51,7 +51,9 @@ def api_page(package: str) -> str:
     for name in module.__all__:
         if name.startswith("__"):
             continue
-        lines += [f"::: {object_path(package, name)}", ""]
+        public = f"{package}.{name}"
+        lines += [f"::: {object_path(package, name)}", "    options:", f'      heading: "{public}"',
+                  f'      toc_label: "{public}"', ""]
     return "\n".join(lines)
 
 

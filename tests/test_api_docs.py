@@ -61,3 +61,4 @@ def test_every_public_name_is_in_the_api_pages():
         page = hooks.api_page(package)
         for name in public_names(package):
             assert f"::: {hooks.object_path(package, name)}\n" in page, name
+            assert f'heading: "{package}.{name}"' in page, name
