@@ -9,6 +9,8 @@ window.MathJax = {
     ignoreClass: ".*",
     processClass: "arithmatex"
   },
-  "HTML-CSS": { availableFonts: ["TeX"], imageFont: null },
+  // the bundled MathJax carries the STIX-Web fonts only (no TeX fonts): use them, never a font from a CDN
+  "HTML-CSS": { availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null },
+  SVG: { font: "STIX-Web" },
   showMathMenu: false
 };
