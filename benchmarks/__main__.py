@@ -132,20 +132,24 @@ def _run(a, only, out) -> int:
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     be = backend()
     log(f"benchmarks: {'full' if a.full else 'quick'} suite on {be}: {', '.join(only)}; results in {out}")
-    failed, seconds = [], {}
+    from ufm.progress import Progress
+
+    failed, seconds, res = [], {}, {}
+    bar = Progress(len(only), "ufm bench", eta=False)  # sections of unequal cost: no time estimate
     for name in only:
+        bar.update(0, f"{name} running")
         start = time.perf_counter()
         code = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *flags], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL).returncode  # the tables are printed below, once
+                              stdout=subprocess.DEVNULL).returncode  # its table is printed here, as it finishes
         seconds[name] = time.perf_counter() - start
+        res[name] = load(name, be)
         if code != 0:
             failed.append(name)
             log(f"benchmarks: {name} failed (exit {code})")
-    res = {name: load(name, be) for name in only}
-    print("\n")
-    for name in only:
-        if res[name] is not None and name not in failed:
-            print(importlib.import_module(f"benchmarks.{name}").render(res[name]), end="\n\n")
+        elif res[name] is not None:
+            bar.write("\n" + importlib.import_module(f"benchmarks.{name}").render(res[name]) + "\n")
+        bar.update(1, f"{name} done in {seconds[name]:.0f} s")
+    bar.close()
     tg = targets(res)
     print("Targets\n\n" + table(["target", "goal", "measured", "met"],
                                 [[t["target"], t["goal"], t["measured"], "yes" if t["met"] else "no"] for t in tg]))

@@ -54,6 +54,25 @@ def test_batches_full_binding_and_epochs(capsys):
     assert code == 0 and "OF unique" in out and "(b)" in out
 
 
+def test_an_epoch_scheme_is_judged_over_the_epochs_that_force_the_of(capsys):
+    """One epoch of shuffled:8 does not force the OF, the union of a few does: by default the summary judges the
+    fewest epochs whose batch graph meets conditions (a) and (b) (and says so), and --epochs judges exactly what it
+    is given."""
+    args = ("--counts", "10,10,2", "--batching", "shuffled:8")
+    rep = batches_json(capsys, *args)
+    E = rep["epochs"]
+    assert rep["unique_of"] is True and rep["epochs_rule"] == "fewest meeting (a) and (b)" and E > 1
+    assert rep["n_batches"] == 3 * E and f"of {E} epochs" in rep["batch_set"]
+    fewer = batches_json(capsys, *args, "--epochs", str(E - 1))
+    assert fewer["epochs_rule"] == "given" and (fewer["disconnected_classes"] or fewer["unmet_class_pairs"])
+    code, out, _ = run_cli(capsys, "batches", *args)
+    assert code == 0
+    exact_line(out, rf"OF unique: True over {E} epochs \(the fewest epochs whose batch graph meets \(a\) and \(b\); "
+                    r"so does every longer run's\): conditions \(a\) and \(b\) hold")
+    code, out, _ = run_cli(capsys, "batches", *args, "--epochs", "1")
+    exact_line(out, r"OF unique: False over 1 epoch \(the epochs given by --epochs\): witness: .*")
+
+
 def exact_line(out, pattern):
     found = [m for m in (re.fullmatch(pattern, s) for s in out.splitlines()) if m]
     assert len(found) == 1, (pattern, out)

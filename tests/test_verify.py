@@ -69,8 +69,8 @@ def test_human_table_of_a_holding_setting(capsys):
     minimum = [line for line in out.splitlines() if line.startswith("    minimum ")]
     assert len(minimum) == 3 and all(line.endswith(": CERTIFIED") for line in minimum[:2])
     assert minimum[2].endswith(": NOT CERTIFIED")  # BCL's claimed ETF lies above the certified minimum
-    assert last_line(out) == ("3 checks applied: 2 HOLD, 0 FAIL, 0 INCONCLUSIVE, 1 claim REFUTED (3 not applicable). "
-                              "Result: ALL HOLD (exit 0).")
+    assert last_line(out) == ("3 checks applied: theorems 2 HOLD, 0 FAIL, 0 INCONCLUSIVE; claims 0 HOLD, 1 REFUTED, "
+                              "0 INCONCLUSIVE (3 not applicable). Result: all theorems hold; 1 claim refuted (exit 0).")
 
 
 # -- holds ------------------------------------------------------------------------------------------------------
@@ -161,7 +161,8 @@ def test_no_proved_bound_is_inconclusive(capsys, monkeypatch):
     assert "eigenvalue was not proved" in rows["sc-of"]["reason"] and rows["sc-of"]["minimum"]["lower_bound"] is None
     code, out, err = run_cli(capsys, "verify", "--counts", "3,3,2", "--dim", "3")
     assert code == 3 and verdict_words(out).count("INCONCLUSIVE") == 2 and "HOLDS" not in verdict_words(out)
-    assert last_line(out).endswith("Result: INCONCLUSIVE (exit 3): nothing fails, but some checks are inconclusive.")
+    assert last_line(out).endswith("Result: INCONCLUSIVE (exit 3): no theorem fails, but some checks are inconclusive; "
+                                   "1 claim refuted.")
 
 
 @pytest.mark.slow
@@ -235,7 +236,7 @@ def test_audit_json(capsys, tmp_path):
     assert sum(rep["verdicts"].values()) == len(rep["rows"]) and rep["counterexamples"] == []
     assert len(rep["refuted_claims"]) == rep["verdicts"]["refuted"]  # claims apart from theorems' counterexamples
     assert code == rep["exit"] == (3 if rep["verdicts"]["inconclusive"] else 0)
-    assert "ufm verify --audit" in err  # the progress bar
+    assert "ufm verify --audit" not in err  # --json draws no progress bar (nor does a stderr that is not a terminal)
     assert json.loads((tmp_path / "verify.json").read_text())["settings"] == 2
 
 

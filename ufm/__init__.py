@@ -15,7 +15,20 @@ from typing import TYPE_CHECKING
 
 from ._lazy import lazy
 
-__version__ = "0.1.0"
+
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml is its one source); ``0+unknown`` when ufm runs from a
+    source tree that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ufm")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()
 
 # public name -> (submodule, attribute; None: the submodule itself)
 _EXPORTS = {

@@ -336,9 +336,12 @@ def check(batches, labels, dim: int, K: int | None = None, tau: float = 1.0, rad
     radius ``radius`` in ``dim`` dimensions with this batch set? See the module doc.
 
     Args:
-      batches: the batch set (index lists, or a padded int array with -1). labels: ``(N,)`` ints.
-      dim: ``d``. K: number of classes (default ``max(labels) + 1``). tau: the temperature at which the
-      witness's loss is reported (it is also checked at ``tau = 1``; uniqueness does not depend on ``tau``).
+      batches: the batch set (index lists, or a padded int array with -1).
+      labels: ``(N,)`` ints.
+      dim: ``d``.
+      K: number of classes (default ``max(labels) + 1``).
+      tau: the temperature at which the witness's loss is reported (it is also checked at ``tau = 1``;
+        uniqueness does not depend on ``tau``).
       verify: evaluate the witness's loss numerically (float64).
     """
     labels = np.asarray(labels)

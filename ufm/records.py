@@ -263,3 +263,37 @@ def dir_lock(folder, what="ufm sweep", hint="wait for it or use another --out"):
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
         os.close(fd)
+
+
+def to_pandas(path, table: str | None = None):
+    """A results file or run folder (``results.jsonl``, ``history.jsonl``, ``phase.json``, ``landscape.json``) as a
+    ``pandas.DataFrame``; pandas is imported here (``pip install 'ufm[records]'``; without it, ``ImportError`` saying
+    so). Records: one row each, nested objects as dotted columns; ``phase.json``: one row per grid point;
+    ``landscape.json``: one row per point.
+
+    Args:
+      path: a run folder or one results file.
+      table: ``None``, ``"boundaries"`` (``phase.json``) or ``"minima"`` (``landscape.json``).
+    Returns:
+      the DataFrame, the file's scalar fields in ``df.attrs``.
+    """
+    from ._frames import to_pandas as load
+
+    return load(path, table, read_records)
+
+
+def to_xarray(path):
+    """A ``ufm phase`` grid (its folder or ``phase.json``) as an ``xarray.Dataset`` over ``(tau, R)`` (CE with weight
+    decay: ``(weight_decay, R)``), boundaries as ``<name>_R`` over the axis; ``ds.to_netcdf(...)`` writes netCDF.
+
+    Args:
+      path: a run folder of ``ufm phase`` or its ``phase.json``.
+    Returns:
+      the Dataset.
+    """
+    from ._frames import to_xarray as load
+
+    return load(path)
+
+
+__all__ += ["to_pandas", "to_xarray"]

@@ -21,6 +21,9 @@ def _parser(build=COMMANDS):
     (``main`` builds only the command it runs)."""
     parser = Parser(prog="ufm", description="Unconstrained-features model: solve, certify, sweep and compare the "
                     "geometry of classification losses.", epilog="`ufm COMMAND --help` for a command's flags.")
+    from ufm import __version__
+
+    parser.add_argument("--version", action="version", version=f"ufm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     modules = {}
     for name in COMMANDS:

@@ -136,8 +136,17 @@ def run(args) -> int:
     out = ensure_dir(args.out)
     from solvers.workflows.phase import phase
 
-    result = phase(spec, ratios, values, seed=args.seed, tol=args.tol, rtol=args.boundary_rtol,
-                   progress=lambda message: eprint(f"ufm phase: {message}"))
+    from ufm.progress import stages
+
+    # one line redrawn in place on a terminal (solve the grid, bisect two boundaries); quiet under --json or
+    # when stderr is not a terminal
+    say = stages("ufm phase", 3, enabled=not args.json)
+    try:
+        result = phase(spec, ratios, values, seed=args.seed, tol=args.tol, rtol=args.boundary_rtol, progress=say)
+    except BaseException:
+        say.abort()
+        raise
+    say.close()
     from .common import versions
 
     result["versions"] = versions()

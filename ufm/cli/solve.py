@@ -50,14 +50,15 @@ def run_solve(problem, args, progress=None):
     from ufm.batching import is_epoch_scheme
 
     kw = dict(lr=args.lr, optimizer=args.optimizer, tol=args.tol, seed=args.seed, dtype=dtype_of(args))
+    quiet = bool(getattr(args, "json", False))  # a --json run draws no bar (a bar shows on a terminal only anyway)
     if getattr(args, "epochs", None) is not None or is_epoch_scheme(problem):
         if getattr(args, "starts", None) is not None:
             from .common import UsageError
 
             raise UsageError("--starts: the epoch solver runs one start (use --seed)")
-        kw.update(epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs, progress=None)
+        kw.update(epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs, progress=False if quiet else None)
     else:
-        kw.update(steps=args.steps, starts=getattr(args, "starts", None), progress=progress)
+        kw.update(steps=args.steps, starts=getattr(args, "starts", None), progress=False if quiet else progress)
     try:
         return solve(problem, **kw)
     except ValueError as e:

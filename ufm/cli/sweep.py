@@ -86,7 +86,8 @@ def run(args) -> int:
     try:
         with records.dir_lock(args.out):
             recs = sweep.run_sweep(points, args.out, certify=not args.no_certify, log=eprint,
-                                   executor=args.executor, scheduler=args.scheduler, workers=args.workers)
+                                   show_progress=not args.json, executor=args.executor, scheduler=args.scheduler,
+                                   workers=args.workers)
             drawn = [r for r in recs if not sweep.failed(r)]
             try:
                 figures = plot_all(drawn, args.out) if drawn else []

@@ -165,7 +165,7 @@ def run(args) -> int:
     try:
         with tracker:
             result = train.train(config, data=data, out=args.out, checkpoint_every=args.checkpoint_every,
-                                 resume=args.resume, progress=not args.quiet, tracker=tracker)
+                                 resume=args.resume, progress=not (args.quiet or args.json), tracker=tracker)
     except DataError as e:
         raise UsageError(str(e)) from None
     except ValueError as e:

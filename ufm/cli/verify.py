@@ -2,8 +2,9 @@
 
 Without ``--counts`` it runs a small built-in suite in which every theorem applies at least once; with
 ``--counts`` it checks that one setting; with ``--audit N`` it checks N random settings. The verdicts and how
-they are reached are documented in ``solvers.workflows.verify``. Exit codes: 0 every applicable check holds, 1 a theorem
-fails (a certified counterexample), 3 nothing fails but something is inconclusive, 2 bad input.
+they are reached are documented in ``solvers.workflows.verify``. Exit codes: 0 every applicable theorem holds (a refuted
+claim from the literature, which is not a theorem, still exits 0), 1 a theorem fails (a certified counterexample),
+3 no theorem fails but something is inconclusive, 2 bad input.
 """
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ def _epilog() -> str:
         "  a proved bound above it, or a verified different minimiser against a uniqueness claim); INCONCLUSIVE",
         "  otherwise, with the reason; NOT APPLICABLE names the hypothesis the setting misses.",
         "",
-        "exit codes: 0 all applicable checks hold; 1 a theorem fails; 3 nothing fails but something is",
-        "  inconclusive; 2 bad input.",
+        "exit codes: 0 every applicable theorem holds (a refuted claim, not a theorem, still exits 0); 1 a",
+        "  theorem fails; 3 no theorem fails but something is inconclusive; 2 bad input. The last line counts",
+        "  theorems and claims apart: e.g. 'Result: all theorems hold; 1 claim refuted (exit 0)'.",
         "",
         "examples:",
         "  ufm verify                                   # the built-in suite (every theorem applies once or more)",
@@ -158,17 +160,36 @@ def exit_code(tally) -> int:
     return 1 if tally["fails"] else 3 if tally["inconclusive"] else 0
 
 
-def last_line(tally) -> str:
-    n = tally["holds"] + tally["fails"] + tally["inconclusive"] + tally["refuted"]
-    refuted = f", {tally['refuted']} claim REFUTED" if tally["refuted"] else ""
-    counts = (f"{n} checks applied: {tally['holds']} HOLD, {tally['fails']} FAIL, {tally['inconclusive']} "
-              f"INCONCLUSIVE{refuted} ({tally['not applicable']} not applicable)")
+def _claim_tally(rows) -> dict:
+    """The verdicts of the rows that check a claim from the literature (not a theorem), counted as ``_tally``."""
+    from solvers.workflows.verify import THEOREMS
+
+    claims = {t.key for t in THEOREMS if t.claim}
+    return _tally([r for r in rows if (r["key"] if isinstance(r, dict) else r.key) in claims])
+
+
+def last_line(tally, claims=None) -> str:
+    """The summary: theorems and claims counted apart, so a refuted claim is never read as a failing theorem nor
+    hidden under "all hold". ``claims``: the claim rows' tally (``_claim_tally``), a part of ``tally``."""
+    claims = claims or {v: 0 for v in WORDS}
+    theorems = {v: tally[v] - claims[v] for v in WORDS}
+    applied = ("holds", "fails", "inconclusive", "refuted")
+    n, n_claims = sum(tally[v] for v in applied), sum(claims[v] for v in applied)
+    parts = [f"theorems {theorems['holds']} HOLD, {theorems['fails']} FAIL, {theorems['inconclusive']} INCONCLUSIVE"]
+    if n_claims:
+        parts.append(f"claims {claims['holds']} HOLD, {claims['refuted']} REFUTED, {claims['inconclusive']} "
+                     "INCONCLUSIVE")
+    counts = f"{n} checks applied: {'; '.join(parts)} ({tally['not applicable']} not applicable)"
+    k = tally["refuted"]
+    refuted = f"; {k} claim{'s' if k != 1 else ''} refuted" if k else ""
     code = exit_code(tally)
     if code == 1:
-        return f"{counts}. Result: FAILS (exit 1): a theorem fails with a certified counterexample."
+        return f"{counts}. Result: FAILS (exit 1): a theorem fails with a certified counterexample{refuted}."
     if code == 3:
-        return f"{counts}. Result: INCONCLUSIVE (exit 3): nothing fails, but some checks are inconclusive."
-    return f"{counts}. Result: ALL HOLD (exit 0)."
+        return f"{counts}. Result: INCONCLUSIVE (exit 3): no theorem fails, but some checks are inconclusive{refuted}."
+    if not sum(theorems[v] for v in applied):
+        return f"{counts}. Result: no theorem applies{refuted} (exit 0)."
+    return f"{counts}. Result: all theorems hold{refuted} (exit 0)."
 
 
 def _check_numbers(args):
@@ -197,7 +218,7 @@ def _run_audit(args) -> int:
               if v != default]
     if given:
         raise UsageError(f"--audit draws its own settings: drop {', '.join(given)}")
-    rep = audit(args.audit, args.seed, steps=args.steps, starts=args.starts, tol=args.tol)
+    rep = audit(args.audit, args.seed, steps=args.steps, starts=args.starts, tol=args.tol, progress=not args.json)
     tally = rep["verdicts"]
     out = {**rep, "holds": tally["fails"] == 0 and tally["inconclusive"] == 0, "exit": exit_code(tally),
            "versions": versions()}
@@ -218,7 +239,7 @@ def _run_audit(args) -> int:
             print(f"\nclaim refuted ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
         for c in rep["inconclusive"]:
             print(f"\ninconclusive ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
-        print("\n" + last_line(tally))
+        print("\n" + last_line(tally, _claim_tally(rep["rows"])))
     return exit_code(tally)
 
 
@@ -263,5 +284,5 @@ def run(args) -> int:
     else:
         print(f"ufm verify: {head} (float64 PGD, first-order and convex-relaxation certificates, tol {args.tol:g})")
         print(table(rows, show_setting=args.counts is None))
-        print("\n" + last_line(tally))
+        print("\n" + last_line(tally, _claim_tally(rows)))
     return exit_code(tally)
