@@ -326,10 +326,11 @@ def add_problem_args(p: argparse.ArgumentParser, default_counts="30,30,3,3"):
     """The flags that state a ``ufm.Problem``."""
     g = p.add_argument_group("problem")
     g.add_argument("--loss", choices=loss_choices(), default="sc", help="the loss (default sc: supervised contrastive; "
-                   "ce: cross-entropy)")
+                   "ce: cross-entropy; bcl: balanced contrastive of Zhu et al., with class prototypes; bcl-avg: its "
+                   "class-averaging part alone)")
     g.add_argument("--counts", type=named_int_list("counts"), default=int_list(default_counts),
                    help=f"samples per class, comma-separated (default {default_counts})")
-    g.add_argument("--tau", type=float, default=0.1, help="SC temperature (default 0.1)")
+    g.add_argument("--tau", type=float, default=0.1, help="temperature of SC and BCL (default 0.1)")
     g.add_argument("--dim", type=int, default=None, help="embedding dimension d (default: K)")
     g.add_argument("--nonneg", action="store_true", help="UFM+: non-negative features (a ReLU before the loss)")
     g.add_argument("--constraint", choices=constraint_choices(), default="sphere")
