@@ -21,7 +21,7 @@ def _random_mu(rng, K, r, nonneg=False, shrink=None):
     return mu
 
 
-@pytest.mark.parametrize("loss", ["sc", "bcl"])
+@pytest.mark.parametrize("loss", ["sc", "bcl-avg"])
 @pytest.mark.parametrize("spread", [False, True])
 def test_contrastive_value_is_the_loss_of_the_embedding(loss, spread):
     """Collapsed rows, and rows inside the ball (within-class spread in fresh dimensions): the class-level value
@@ -88,7 +88,7 @@ def test_nonneg_real_sizes_reach_the_of_closed_form():
 
 @pytest.mark.parametrize("kw", [dict(counts=(12, 12, 3, 3), tau=0.2),
                                 dict(counts=(9, 9, 2, 2), loss="ce", weight_decay=0.02),
-                                dict(counts=(6, 6, 6, 2, 2, 2), tau=0.5, loss="bcl")])
+                                dict(counts=(6, 6, 6, 2, 2, 2), tau=0.5, loss="bcl-avg")])
 def test_agrees_with_full_pgd_and_certificate(kw):
     """Integer counts: the class-level optimum is certified, its embedding has the same full loss, it is no worse
     than the full solve, and it lies above the full certificate's proved bound."""
