@@ -552,6 +552,9 @@ def sc_class_bound(problem, orbits, d, a, M, optimal_multipliers: bool = True) -
     ``d (K,)``, within-class ``a (K,)``, between-class ``M (K, K)``. Any N: nothing N-sized is formed, and the
     class sizes may be real (``ufm.ClassProblem``). ``optimal_multipliers``: as ``optimal`` of
     :func:`_class_feasible`."""
+    if objectives.of(problem).prototypes:
+        return DualBound(None, math.nan, math.nan, math.nan, 0, 0, f"class-level: {problem.loss!r} has class "
+                         "prototypes, which this bound does not hold; prove its candidate on the full Gram of [Z; C]")
     tau, rho2 = problem.tau, problem.radius ** 2
     class_log_weights = objectives.of(problem).class_log_weights
     n = np.asarray(problem.counts, dtype=np.float64)

@@ -29,9 +29,25 @@ def of(problem):
     return get(problem.loss)
 
 
-def gram_layout(problem):
-    """The rows of the Gram matrix a contrastive ``problem``'s loss reads: ``(R, batches, labels, anchor)``
-    (``ufm.objectives._contrastive.gram_layout``: ``N`` rows, or ``N + K`` with the prototypes of BCL)."""
-    from ._contrastive import gram_layout as layout
 
-    return layout(problem)
+def gram_layout(problem):
+    """The rows of the Gram matrix a contrastive ``problem``'s loss reads, for the relaxation and the bound.
+
+    Returns ``(R, batches, labels, anchor)``: ``R`` rows (``N``; ``N + K`` for a loss with prototypes, whose rows
+    ``N + c`` are the prototypes of the classes ``c``), the fixed batches as lists of rows (the full batch is one;
+    the prototypes appended to every batch), ``labels (R,)`` and ``anchor (R,)``: which rows are anchors (the
+    samples).
+    """
+    import numpy as np
+
+    from ..batching import batch_list
+
+    N, K = problem.N, problem.K
+    fixed = batch_list(problem)
+    batches = [list(range(N))] if fixed is None else [list(B) for B in fixed]
+    labels = np.asarray(problem.label_array)
+    if not of(problem).prototypes:
+        return N, batches, labels, np.ones(N, bool)
+    protos = list(range(N, N + K))
+    return (N + K, [B + protos for B in batches], np.concatenate([labels, np.arange(K, dtype=labels.dtype)]),
+            np.arange(N + K) < N)

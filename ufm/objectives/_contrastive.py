@@ -2,12 +2,10 @@
 them (the orthogonal frame under non-negativity is SC's theorem; BCL states its own)."""
 from __future__ import annotations
 
-import numpy as np
-
 from .. import constraints
 from ..batching import batch_list, is_epoch_scheme
 
-__all__ = ["validate", "unit_radius", "batches_of", "gram_layout", "LOGIT_MAX"]
+__all__ = ["validate", "unit_radius", "batches_of", "LOGIT_MAX"]
 
 LOGIT_MAX = 1e9  # largest rho^2 / tau: float64 resolves a loss to ~1e-16 * rho^2 / tau
 
@@ -46,23 +44,3 @@ def batches_of(problem):
     batches = None if epochs else batch_list(problem)
     return epochs, batches, batches is None and not epochs
 
-
-def gram_layout(problem):
-    """The rows of the Gram matrix a contrastive loss reads, for the relaxation and the bound (``solvers``).
-
-    Returns ``(R, batches, labels, anchor)``: ``R`` rows (``N``; ``N + K`` for a loss with prototypes, whose rows
-    ``N + c`` are the prototypes of the classes ``c``), the fixed batches as lists of rows (the full batch is one;
-    the prototypes appended to every batch), ``labels (R,)`` and ``anchor (R,)``, which rows are anchors (the
-    samples). The batches of the samples alone are ``[B[:len(B) - K] ...]`` with prototypes, else ``batches``.
-    """
-    from . import of
-
-    N, K = problem.N, problem.K
-    fixed = batch_list(problem)
-    batches = [list(range(N))] if fixed is None else [list(B) for B in fixed]
-    labels = np.asarray(problem.label_array)
-    if not of(problem).prototypes:
-        return N, batches, labels, np.ones(N, bool)
-    protos = list(range(N, N + K))
-    return (N + K, [B + protos for B in batches], np.concatenate([labels, np.arange(K, dtype=labels.dtype)]),
-            np.arange(N + K) < N)
