@@ -228,7 +228,8 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
         full = float(_loss_jit(static, x, h, None)) if problem.N <= FULL_BATCH_MAX else float("nan")
         x = jax.device_get(x)
     return EpochSolution(
-        Z=np.asarray(x["Z"]), W=None, b=None, C=None if "C" not in x else np.asarray(x["C"]), loss=loss, history=np.asarray(history), steps=run * len(sets[0]),
+        Z=np.asarray(x["Z"]), W=None, b=None, C=None if "C" not in x else np.asarray(x["C"]), loss=loss,
+        history=np.asarray(history), steps=run * len(sets[0]),
         converged=converged, seconds=time.perf_counter() - start, dtype=dtype, seed=int(seed), problem=problem,
         reason="converged" if converged else "max_epochs", gradient_mapping=move, optimizer=optimizer if isinstance(optimizer, str) else "custom",
         lr=float(opt_state["eta"] if name == "pgd" else rate), moves=np.asarray(moves), epochs=run,

@@ -85,7 +85,8 @@ class Relaxation:
     primal candidate at the problem's radius (full: ``G (N, N)`` on the pairs that share a batch, and for CE the
     logits ``C (N, K)``; reduced: ``d``, ``a``, ``M`` and for CE ``C (K, K)``, for BCL the Gram entries ``X (K, K)``
     between class-``c`` samples and prototype ``c'`` and ``P (K, K)`` of the prototypes; with prototypes the full
-    ``G`` is the ``(N + K)`` Gram of ``[Z; C]``), which ``solvers.dual`` turns into a proved bound. ``value`` is the solver's own number, not a proof.
+    ``G`` is the ``(N + K)`` Gram of ``[Z; C]``), which ``solvers.dual`` turns into a proved bound. ``value`` is
+    the solver's own number, not a proof.
     """
 
     value: float

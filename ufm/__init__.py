@@ -38,7 +38,8 @@ _EXPORTS = {
 }
 
 __all__ = ["Problem", "sc_loss", "ce_loss", "bcl_loss", "bcl_avg_loss", "project", "predict", "objectives",
-           "geometry", "theory", "batching", "interaction", "kernels", "Tracker", "ClassProblem", "classlevel", "__version__"]
+           "geometry", "theory", "batching", "interaction", "kernels", "Tracker", "ClassProblem", "classlevel",
+           "__version__"]
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from . import batching, classlevel, geometry, interaction, kernels, objectives, theory

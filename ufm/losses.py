@@ -18,7 +18,8 @@ import jax.numpy as jnp
 from . import kernels
 from .batching import pad
 
-__all__ = ["sc_loss", "sc_loss_dense", "sc_loss_blocked", "ce_loss", "bcl_loss", "bcl_avg_loss", "batch_index", "BLOCKED_MIN"]
+__all__ = ["sc_loss", "sc_loss_dense", "sc_loss_blocked", "ce_loss", "bcl_loss", "bcl_avg_loss", "batch_index",
+           "BLOCKED_MIN"]
 
 BLOCKED_MIN = 256  # batch width from which sc_loss uses the tiled kernel (docs/benchmarks.md: where it pays)
 

@@ -1,12 +1,13 @@
 """Objectives: one module per loss, a registry by name.
 
-Each module (``sc``, ``ce``, ``bcl``, ``bcl_avg`` for the loss ``bcl-avg``) exports ``OBJECTIVE``, an :class:`~ufm.objectives.base.Objective`: a
-small record of pure functions (validation, value, start, prediction, and the pieces the convex relaxation and
-the dual bound need). ``Problem``, the engines, the CLI choices and the tests read this registry; outside it no
-code compares loss names. ``NAMES`` is a plain tuple, importable without JAX (the command line's choices).
+Each module (``sc``, ``ce``, ``bcl``, ``bcl_avg`` for the loss ``bcl-avg``) exports ``OBJECTIVE``, an
+:class:`~ufm.objectives.base.Objective`: a small record of pure functions (validation, value, start, prediction, and the
+pieces the convex relaxation and the dual bound need). ``Problem``, the engines, the CLI choices and the tests read this
+registry; outside it no code compares loss names. ``NAMES`` is a plain tuple, importable without JAX (the command line's
+choices).
 
-Add a loss: write ``ufm/objectives/<name>.py`` (``-`` in the name is ``_`` in the module's) exporting ``OBJECTIVE`` and add its name to ``NAMES``
-(docs/design.md lists the tests to add).
+Add a loss: write ``ufm/objectives/<name>.py`` (``-`` in the name is ``_`` in the module's) exporting
+``OBJECTIVE`` and add its name to ``NAMES`` (docs/design.md lists the tests to add).
 """
 from __future__ import annotations
 

@@ -2,10 +2,11 @@
 
 Two kinds, because the engines treat them differently:
 
-* ``"contrastive"`` (SC, BCL): variables ``Z`` (BCL also the class prototypes ``C``, extra rows of every batch); anchors, positives and negatives inside each batch; logits
-  ``<z_i, z_k> / tau`` plus a fixed additive log-weight per negative (0 for SC), so the loss written in the Gram
-  matrix is linear terms plus log-sum-exps of affine functions of ``G``: the convex relaxation, its class-level
-  reduction and the dual bound are shared, and an objective only states its ``log_weights``.
+* ``"contrastive"`` (SC, BCL): variables ``Z`` (BCL also the class prototypes ``C``, extra rows of every batch);
+  anchors, positives and negatives inside each batch; logits ``<z_i, z_k> / tau`` plus a fixed additive log-weight per
+  negative (0 for SC), so the loss written in the Gram matrix is linear terms plus log-sum-exps of affine functions of
+  ``G``: the convex relaxation, its class-level reduction and the dual bound are shared, and an objective only states
+  its ``log_weights``.
 * ``"classifier"`` (CE): variables ``Z``, ``W`` (and ``b``); the joint Gram of ``[Z; W]`` relaxes it.
 """
 from __future__ import annotations
