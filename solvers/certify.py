@@ -267,6 +267,12 @@ def _relaxation_proof(problem, rel, loss):
     contrastive = objectives.of(problem).contrastive
     if rel.method == "reduced":
         if objectives.of(problem).prototypes:  # proved on the full Gram of [Z; C] the class-level point spans
+            rows = problem.N + problem.K
+            if rows > dual.DENSE_LIMIT:
+                return dual.DualBound(None, float("nan"), float("nan"), float("nan"), 1, rows,
+                                      f"the class-level candidate is proved on the full Gram of [Z; C], {rows} rows: "
+                                      f"the smallest eigenvalue is proved only up to {dual.DENSE_LIMIT} (dense "
+                                      "Cholesky)")
             return dual.sc_bound(problem, relaxation.expand_class_point(problem, pt))
         if contrastive:
             return dual.sc_class_bound(problem, relaxation.class_orbits(problem), pt["d"], pt["a"], pt["M"])
