@@ -197,12 +197,15 @@ def memory_estimate(problem, *, certificate: str | None = None, starts: int = 1,
     full certificate a dense ``(N, N)`` block ``CERTIFY_COPIES`` times. ``problem`` is a ``ufm.Problem`` or any
     object with ``counts``, ``dim`` (None: K), ``loss`` and ``batching``; ``starts`` random starts solved together
     multiply the solver's part; ``solve=False`` (a bound alone) counts the certificate only."""
+    from ufm.objectives import NAMES, get
+
     counts, d = _counts_dim(problem)
     N, K = sum(counts), len(counts)
     f8 = 8
-    total = 6 * N * d * f8 + 2 * K * d * f8  # Z and its companions; W for CE
+    total = 6 * N * d * f8 + 2 * K * d * f8  # Z and its companions; W for CE (BCL's prototypes C)
     b = _batch_size(problem, N)
-    if str(getattr(problem, "loss", "sc")) == "ce":
+    loss = str(getattr(problem, "loss", "sc"))
+    if loss in NAMES and not get(loss).contrastive:  # a classifier's logits (the objective says, not the name)
         total += 3 * N * K * f8
     else:
         rows = min(N, TILE) if b == N else b  # the full batch: one row of TILE-wide tiles at a time
