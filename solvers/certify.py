@@ -144,6 +144,14 @@ def _check_solution(problem, solution):
         raise ValueError("solution: Z holds NaN or infinite values")
     if not objectives.of(problem).contrastive and getattr(solution, "W", None) is None:
         raise ValueError("solution: a CE solution needs its classifier W")
+    if objectives.of(problem).prototypes:
+        C = getattr(solution, "C", None)
+        if C is None:
+            raise ValueError(f"solution: a {problem.loss!r} solution needs its class prototypes C")
+        C = np.asarray(C)
+        if C.shape != (problem.K, Z.shape[1]) or not np.all(np.isfinite(C)):
+            raise ValueError(f"solution: C must be finite and (K, d) = ({problem.K}, {Z.shape[1]}), got shape "
+                             f"{C.shape}")
 
 
 def certify(problem, solution=None, method: str = "auto", solver: str | None = None, tol: float = 1e-6, *,
@@ -173,7 +181,7 @@ def certify(problem, solution=None, method: str = "auto", solver: str | None = N
     loss = gap = certified = sol_cos = None
     if solution is not None:
         loss = first_order.solution_loss(problem, solution.Z, getattr(solution, "W", None),
-                                         getattr(solution, "b", None))
+                                         getattr(solution, "b", None), C=getattr(solution, "C", None))
     solver_bound, proofs = None, []
     if method == "first-order":
         solver_name, status, cos, rank = "dual", "optimal", None, None
@@ -185,7 +193,8 @@ def certify(problem, solution=None, method: str = "auto", solver: str | None = N
     done = any(p.lower_bound is not None and loss is not None and loss - p.lower_bound <= tol * max(1.0, abs(loss))
                for _, p in proofs)
     if solution is not None and not done:  # the linearisation at the solution itself: tight at an optimum
-        if method == "reduced":  # the solution averaged over the class symmetry, with the best multipliers
+        if method == "reduced" and not objectives.of(problem).prototypes:
+            # the solution averaged over the class symmetry, with the best multipliers
             proofs.append(("solution (class-level)", _class_solution_proof(problem, solution, loss)))
         proofs.append(("solution", _solution_proof(problem, solution, loss)))
     proved = [(k, p) for k, p in proofs if p.lower_bound is not None]
@@ -210,10 +219,12 @@ def certify(problem, solution=None, method: str = "auto", solver: str | None = N
 
 
 def _solution_proof(problem, solution, loss):
-    """The dual bound at a solution's own Gram (``solvers.dual``), ``Z`` projected onto the feasible set."""
+    """The dual bound at a solution's own Gram (``solvers.dual``), ``Z`` (and BCL's prototypes ``C``: the Gram of
+    ``[Z; C]``) projected onto the feasible set."""
     Zp = first_order.feasible_rows(problem, solution.Z)
     if objectives.of(problem).contrastive:
-        return dual.sc_bound(problem, lambda idx: Zp[idx] @ Zp[idx].T)
+        X = first_order.gram_rows(problem, Zp, getattr(solution, "C", None))
+        return dual.sc_bound(problem, lambda idx: X[idx] @ X[idx].T)
     W = np.asarray(solution.W, dtype=np.float64)
     logits = Zp @ W.T
     b = getattr(solution, "b", None)
@@ -255,6 +266,14 @@ def _relaxation_proof(problem, rel, loss):
     pt = rel.point
     contrastive = objectives.of(problem).contrastive
     if rel.method == "reduced":
+        if objectives.of(problem).prototypes:  # proved on the full Gram of [Z; C] the class-level point spans
+            rows = problem.N + problem.K
+            if rows > dual.DENSE_LIMIT:
+                return dual.DualBound(None, float("nan"), float("nan"), float("nan"), 1, rows,
+                                      f"the class-level candidate is proved on the full Gram of [Z; C], {rows} rows: "
+                                      f"the smallest eigenvalue is proved only up to {dual.DENSE_LIMIT} (dense "
+                                      "Cholesky)")
+            return dual.sc_bound(problem, relaxation.expand_class_point(problem, pt))
         if contrastive:
             return dual.sc_class_bound(problem, relaxation.class_orbits(problem), pt["d"], pt["a"], pt["M"])
         upper = loss if loss is not None else _ce_upper(problem)

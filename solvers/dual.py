@@ -224,14 +224,10 @@ def _finish(value_pieces, margin, lam, blocks, largest, why):
 
 
 # -- SC ------------------------------------------------------------------------------------------------------------
-def _sc_batches(problem):
-    b = batch_list(problem)
-    return [np.arange(problem.N)] if b is None else [np.asarray(B, dtype=np.int64) for B in b]
-
-
-def _sc_minorant(problem, Gh, batches, ys, T):
+def _sc_minorant(problem, Gh, batches, ys, T, anchors=None):
     """The SC affine minorant ``<Q, G> + const`` of one block (module doc) from its candidate ``Gh (n, n)``, with
-    ``batches`` in block indices and their labels ``ys``. Returns ``(Q, const, margin, slots)``; None when no
+    ``batches`` in block indices, their labels ``ys`` and which of their rows are anchors (``anchors``; None:
+    all; a loss with prototypes has rows that are not). Returns ``(Q, const, margin, slots)``; None when no
     anchor has a positive; a string saying why when the weights cannot be used."""
     tau, rho2 = problem.tau, problem.radius ** 2
     log_weights = objectives.of(problem).log_weights
@@ -239,14 +235,14 @@ def _sc_minorant(problem, Gh, batches, ys, T):
     W = np.zeros((n, n))  # sum over anchor slots of (q_ik - [k positive]/|P_i|)
     visits = np.zeros(n, dtype=np.int64)
     ent, slots, margin = [], 0, 0.0
-    for Bl, y in zip(batches, ys):
+    for j, (Bl, y) in enumerate(zip(batches, ys)):
         nb = len(Bl)
         if nb < 2:
             continue
         off = ~np.eye(nb, dtype=bool)
         pos = off & (y[:, None] == y[None, :])
         npos = pos.sum(1)
-        a = npos > 0
+        a = (npos > 0) if anchors is None else (npos > 0) & anchors[j]
         if not a.any():
             continue
         lw = np.where(off, log_weights(y, np.ones(nb, bool)), 0.0)[a]  # the objective's fixed log-weights
@@ -284,12 +280,13 @@ def _sc_minorant(problem, Gh, batches, ys, T):
 
 
 def sc_minorant(problem, Ghat):
-    """``(Q (N, N), const)``: the SC affine minorant ``f(G) >= <Q, G> + const`` at the candidate ``Ghat`` (up to
+    """``(Q (R, R), const)``: the SC affine minorant ``f(G) >= <Q, G> + const`` at the candidate ``Ghat`` (up to
     the margins :func:`sc_bound` subtracts); ``Q`` is the symmetrised gradient ``df/dG`` at ``Ghat`` and
     ``<Q, Ghat> + const = f(Ghat)``. For tests and small N."""
-    batches = _sc_batches(problem)
-    out = _sc_minorant(problem, np.asarray(Ghat, dtype=np.float64), batches,
-                       [problem.label_array[B] for B in batches], sum(len(B) for B in batches))
+    R, batches, labels, anchor = objectives.gram_layout(problem)
+    batches = [np.asarray(B, dtype=np.int64) for B in batches]
+    out = _sc_minorant(problem, np.asarray(Ghat, dtype=np.float64), batches, [labels[B] for B in batches],
+                       int(sum(anchor[B].sum() for B in batches)), [anchor[B] for B in batches])
     return out[:2]
 
 
@@ -297,18 +294,21 @@ def sc_bound(problem, gram) -> DualBound:
     """Proved lower bound on the SC minimum from a candidate Gram (the problem's fixed batch set, ``batch_list``).
 
     Args:
-      problem: an SC ``ufm.Problem`` with a fixed batch set.
-      gram: ``(N, N)`` array, or a function ``idx -> Ĝ[idx][:, idx]`` (only pairs that share a batch are read;
-        samples are handled block by block, so a callable avoids an ``N x N`` array for many small batches).
+      problem: an SC (or BCL) ``ufm.Problem`` with a fixed batch set.
+      gram: ``(R, R)`` array, or a function ``idx -> Ĝ[idx][:, idx]`` (only pairs that share a batch are read;
+        samples are handled block by block, so a callable avoids an ``R x R`` array for many small batches).
+        ``R = N``, or ``N + K`` for a loss with prototypes: the Gram of ``[Z; C]`` (``ufm.objectives.gram_layout``;
+        the prototypes join every batch, so then there is one block).
     """
-    labels, rho2, N = problem.label_array, problem.radius ** 2, problem.N
+    rho2 = problem.radius ** 2
+    N, batches, labels, anchor = objectives.gram_layout(problem)  # N: the rows (samples, and any prototypes)
     if not callable(gram):
         full = np.asarray(gram, dtype=np.float64)
         gram = lambda idx: full[np.ix_(idx, idx)]  # noqa: E731
     fixed = batch_list(problem)
-    batches = _sc_batches(problem)
-    T = sum(len(B) for B in batches)
-    blocks = components(fixed, N)
+    batches = [np.asarray(B, dtype=np.int64) for B in batches]
+    T = int(sum(anchor[B].sum() for B in batches))
+    blocks = components(None if fixed is None else batches, N)
     where = np.full(N, -1, dtype=np.int64)
     for j, comp in enumerate(blocks):
         where[comp] = j
@@ -326,8 +326,9 @@ def sc_bound(problem, gram) -> DualBound:
         Gh = gram(comp)
         Gh = (Gh + Gh.T) / 2
         n = len(comp)
-        out = _sc_minorant(problem, Gh, [local[B] for B in by_block.get(j, [])], [labels[B] for B in
-                                                                                      by_block.get(j, [])], T)
+        mine = by_block.get(j, [])
+        out = _sc_minorant(problem, Gh, [local[B] for B in mine], [labels[B] for B in mine], T,
+                           [anchor[B] for B in mine])
         if isinstance(out, str):
             return DualBound(None, math.nan, math.nan, math.nan, 0, 0, out)
         if out is None:
@@ -551,6 +552,9 @@ def sc_class_bound(problem, orbits, d, a, M, optimal_multipliers: bool = True) -
     ``d (K,)``, within-class ``a (K,)``, between-class ``M (K, K)``. Any N: nothing N-sized is formed, and the
     class sizes may be real (``ufm.ClassProblem``). ``optimal_multipliers``: as ``optimal`` of
     :func:`_class_feasible`."""
+    if objectives.of(problem).prototypes:
+        return DualBound(None, math.nan, math.nan, math.nan, 0, 0, f"class-level: {problem.loss!r} has class "
+                         "prototypes, which this bound does not hold; prove its candidate on the full Gram of [Z; C]")
     tau, rho2 = problem.tau, problem.radius ** 2
     class_log_weights = objectives.of(problem).class_log_weights
     n = np.asarray(problem.counts, dtype=np.float64)

@@ -97,11 +97,11 @@ def _init(static, name, h, key, lr):
 def _rows(static, h, x, B):
     """The batch ``B`` (a padded row of indices) as a problem of its own: its rows of ``Z``, its labels and the
     local batch ``[0..|B|-1]``; plus the indices to write the rows back (padding goes out of range: dropped).
-    A step then costs O(|B| d), not O(N d)."""
+    A step then costs O(|B| d), not O(N d). BCL's prototypes ``C`` join every batch whole."""
     valid = B >= 0
     safe = jnp.where(valid, B, 0)
     hb = h._replace(labels=h.labels[safe], batches=jnp.where(valid, jnp.arange(B.shape[0]), -1)[None])
-    return {"Z": x["Z"][safe]}, hb, jnp.where(valid, B, static.N), jnp.sum(valid)
+    return {**x, "Z": x["Z"][safe]}, hb, jnp.where(valid, B, static.N), jnp.sum(valid)
 
 
 def _armijo(static, h, x, n, eta, eta0):
@@ -112,7 +112,7 @@ def _armijo(static, h, x, n, eta, eta0):
     f = lambda x: objective(static, x, h)  # noqa: E731
     vg = lambda x: (f(x), None)  # noqa: E731  (a trial needs the value only)
     project_fn = lambda x: _project(static, x, h)  # noqa: E731
-    w = {"Z": 1.0 / n}
+    w = {k: 1.0 / n for k in x}  # Z, and BCL's prototypes C: rows move by n times their gradient
     fx, g = jax.value_and_grad(f)(x)
 
     def shrink(c):
@@ -135,10 +135,11 @@ def _epoch(static, name, h, x, state, batches, lr):
         xb, hb, back, n = _rows(static, h, x, B)
         if opt is None:
             xb, eta = _armijo(static, hb, xb, n, s["eta"], lr)
-            return ({"Z": x["Z"].at[back].set(xb["Z"], mode="drop")}, {"eta": eta}), None
+            return ({**xb, "Z": x["Z"].at[back].set(xb["Z"], mode="drop")}, {"eta": eta}), None
         # optax state (momentum, adam moments) spans all rows: the step does too
-        g = jax.grad(lambda xb: objective(static, xb, hb))(xb)["Z"] * n
-        u, s = opt.update({"Z": jnp.zeros_like(x["Z"]).at[back].add(g, mode="drop")}, s, x)
+        g = jax.grad(lambda xb: objective(static, xb, hb))(xb)
+        g = {k: v * n for k, v in g.items()}
+        u, s = opt.update({**g, "Z": jnp.zeros_like(x["Z"]).at[back].add(g["Z"], mode="drop")}, s, x)
         return (_project(static, optax.apply_updates(x, u), h), s), None
 
     (xn, s), _ = jax.lax.scan(step, (x, state), batches)
@@ -227,7 +228,8 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
         full = float(_loss_jit(static, x, h, None)) if problem.N <= FULL_BATCH_MAX else float("nan")
         x = jax.device_get(x)
     return EpochSolution(
-        Z=np.asarray(x["Z"]), W=None, b=None, loss=loss, history=np.asarray(history), steps=run * len(sets[0]),
+        Z=np.asarray(x["Z"]), W=None, b=None, C=None if "C" not in x else np.asarray(x["C"]), loss=loss,
+        history=np.asarray(history), steps=run * len(sets[0]),
         converged=converged, seconds=time.perf_counter() - start, dtype=dtype, seed=int(seed), problem=problem,
         reason="converged" if converged else "max_epochs", gradient_mapping=move, optimizer=optimizer if isinstance(optimizer, str) else "custom",
         lr=float(opt_state["eta"] if name == "pgd" else rate), moves=np.asarray(moves), epochs=run,

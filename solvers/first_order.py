@@ -29,7 +29,7 @@ from ufm.losses import batch_index
 from .pgd import _hyper
 from ufm.constraints import project
 
-__all__ = ["FirstOrder", "first_order_bound", "solution_loss", "feasible_rows", "best_bias"]
+__all__ = ["FirstOrder", "first_order_bound", "solution_loss", "feasible_rows", "gram_rows", "best_bias"]
 
 @dataclass
 class FirstOrder:
@@ -88,12 +88,21 @@ def _best_bias(C, b, labels, K, iters=50):
     return b
 
 
-def solution_loss(problem, Z, W=None, b=None) -> float:
-    """The problem's objective at a solution, in float64 after projecting ``Z`` onto the feasible set: the
-    objective's own ``value`` (``ufm.objectives``; SC's kernel is tiled for wide batches, never an N x N array)."""
+def _need_prototypes(problem, C):
+    if objectives.of(problem).prototypes and C is None:
+        raise ValueError(f"C: a {problem.loss!r} solution needs its class prototypes C (K, d)")
+
+
+def solution_loss(problem, Z, W=None, b=None, *, C=None) -> float:
+    """The problem's objective at a solution, in float64 after projecting ``Z`` (and the prototypes ``C`` of a
+    loss that has them) onto the feasible set: the objective's own ``value`` (``ufm.objectives``; SC's kernel is
+    tiled for wide batches, never an N x N array)."""
     obj = objectives.of(problem)
+    _need_prototypes(problem, C)
     with jax.enable_x64(True):
         x = {"Z": jnp.asarray(_features(problem, Z))}
+        if obj.prototypes:
+            x["C"] = jnp.asarray(_features(problem, C))
         if not obj.contrastive:
             x["W"] = jnp.asarray(np.asarray(W, dtype=np.float64))
             if b is not None:
@@ -112,14 +121,28 @@ def feasible_rows(problem, Z) -> np.ndarray:
     return _features(problem, Z)
 
 
+def gram_rows(problem, Z, C=None) -> np.ndarray:
+    """The rows whose Gram the contrastive relaxation and bound are about, float64 and feasible: ``Z (N, d)``,
+    and for a loss with prototypes ``[Z; C]`` ``(N + K, d)`` (``ValueError`` naming ``C`` when it is missing)."""
+    _need_prototypes(problem, C)
+    Zp = _features(problem, Z)
+    if not objectives.of(problem).prototypes:
+        return Zp
+    Cp = _features(problem, C)
+    if Cp.shape != (problem.K, Zp.shape[1]):
+        raise ValueError(f"C: the prototypes must be (K, d) = ({problem.K}, {Zp.shape[1]}), got shape {Cp.shape}")
+    return np.concatenate([Zp, Cp], axis=0)
+
+
 def best_bias(logits, b, labels, K) -> np.ndarray:
     """``argmin_b`` of the mean CE at ``logits (N, K)``, from ``b`` (None: zeros); damped Newton."""
     return _best_bias(np.asarray(logits, dtype=np.float64), np.zeros(K) if b is None else
                       np.asarray(b, dtype=np.float64), np.asarray(labels), K)
 
 
-def first_order_bound(problem, Z, W=None, b=None) -> FirstOrder:
-    """The first-order lower bound at a solution ``Z (N, d)`` (and, for CE, ``W (K, d)``, ``b (K,)``), proved
+def first_order_bound(problem, Z, W=None, b=None, *, C=None) -> FirstOrder:
+    """The first-order lower bound at a solution ``Z (N, d)`` (and, for CE, ``W (K, d)``, ``b (K,)``; for BCL its
+    prototypes ``C (K, d)``), proved
     (``solvers.dual``): the dual point is the softmax at the solution's own Gram, ``mu`` and ``Lambda`` are read
     from it, ``lambda_min`` is bounded from below by a Cholesky factorisation, and every rounding error is
     subtracted. ``lower_bound`` is None when nothing could be proved (``status`` ``"not_proved"``, ``why``).
@@ -130,9 +153,10 @@ def first_order_bound(problem, Z, W=None, b=None) -> FirstOrder:
         raise ValueError("W: the CE first-order certificate needs the classifier W of the solution")
     start = time.perf_counter()
     Zp = _features(problem, Z)
-    loss = solution_loss(problem, Zp, W, b)
+    loss = solution_loss(problem, Zp, W, b, C=C)
     if objectives.of(problem).contrastive:
-        db = dual.sc_bound(problem, lambda idx: Zp[idx] @ Zp[idx].T)
+        X = gram_rows(problem, Zp, C)
+        db = dual.sc_bound(problem, lambda idx: X[idx] @ X[idx].T)
     else:
         logits = Zp @ np.asarray(W, dtype=np.float64).T
         if problem.bias:

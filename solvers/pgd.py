@@ -71,6 +71,7 @@ class NonFiniteLoss(RuntimeError):
 class Solution:
     """A solver's answer. Arrays are NumPy: ``Z (N, d)``, ``W (K, d)`` or None, ``b (K,)`` or None,
     ``history (steps + 1,)`` the objective before the first step and after each step (of the start kept).
+    ``C (K, d)`` or None: the class prototypes of a loss that has them (BCL).
     ``start_losses``: the final loss of every random start (NaN for one that became non-finite). ``loss``: the
     objective at ``Z`` (``W``, ``b``), evaluated in float64 whatever the run's dtype. ``converged`` and ``reason``,
     why the run stopped (:func:`stop_reason`: ``converged``, ``stationary``, ``max_steps``; ``float32_inaccurate``
@@ -94,6 +95,7 @@ class Solution:
     continuation_steps: int = 0
     start_losses: tuple = ()
     reason: str = ""
+    C: np.ndarray | None = None
 
 
 class _Static(NamedTuple):
@@ -183,7 +185,11 @@ def objective(static: _Static, x, h):
 
 
 def _project(static, x, h):
-    return {**x, "Z": project(x["Z"], static.constraint, h.radius, h.nonneg)}
+    """``Z`` (and the prototypes ``C``, which live on the features' set) projected onto the feasible set."""
+    out = {**x, "Z": project(x["Z"], static.constraint, h.radius, h.nonneg)}
+    if "C" in x:
+        out["C"] = project(x["C"], static.constraint, h.radius, h.nonneg)
+    return out
 
 
 def _n_samples(static, h):
@@ -192,8 +198,10 @@ def _n_samples(static, h):
 
 
 def _metric(static, h=None):
-    """Weights of the step metric per variable: rows of Z move by N * gradient (see module doc)."""
-    return {"Z": 1.0 / _n_samples(static, h), "W": 1.0, "b": 1.0}
+    """Weights of the step metric per variable: rows of Z (and of the prototypes C) move by N * gradient (see
+    module doc)."""
+    n = _n_samples(static, h)
+    return {"Z": 1.0 / n, "C": 1.0 / n, "W": 1.0, "b": 1.0}
 
 
 def default_eta0(static, h):
@@ -225,6 +233,9 @@ def init_params(static, key, h):
     if not constraints.get(static.constraint).bounded:
         Z = Z * 0.1
     x = {"Z": Z}
+    if "C" in objectives.get(static.loss).variables:  # prototypes: Gaussian rows on the features' set
+        Cp = jax.random.normal(kw, (static.K, static.dim), dt)
+        x["C"] = jnp.where(h.nonneg, jnp.abs(Cp), Cp)
     if not objectives.get(static.loss).contrastive:
         # ReLU features: a small W lets a minority class's rows reach 0, where they stay (a dead class)
         x["W"] = jnp.where(h.nonneg, 1.0, 0.1) * jax.random.normal(kw, (static.K, static.dim), dt)
@@ -282,7 +293,8 @@ def _parts(static: _Static, h: Hyper, lr, tol, history=True, fun=None, draw=None
         return jnp.where(lr > 0, lr, default_eta0(static, h._replace(tau=tau)))
 
     def rms_rows(d):  # per-row RMS displacement (Z rows, W rows, b counted as one row)
-        n = _n_samples(static, h) + (static.K if "W" in d else 0) + (1 if "b" in d else 0)
+        n = _n_samples(static, h) + (static.K if "W" in d else 0) + (static.K if "C" in d else 0) + (
+            1 if "b" in d else 0)
         return jnp.sqrt(sum(jnp.sum(v ** 2) for v in d.values()) / n)
 
     pgd_ = static.optimizer == "pgd"
@@ -414,10 +426,10 @@ def _init_arrays(init, static):
     if init is None:
         return None
     if isinstance(init, Solution):
-        init = {"Z": init.Z, "W": init.W, "b": init.b}
+        init = {"Z": init.Z, "W": init.W, "b": init.b, "C": init.C}
     elif not isinstance(init, dict):
         init = {"Z": init}
-    shapes = {"Z": (static.N, static.dim), "W": (static.K, static.dim), "b": (static.K,)}
+    shapes = {"Z": (static.N, static.dim), "W": (static.K, static.dim), "b": (static.K,), "C": (static.K, static.dim)}
     out = {}
     for k, v in init.items():
         if v is None or k not in objectives.get(static.loss).variables or (k == "b" and not static.bias):
@@ -456,7 +468,7 @@ def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd
         ``optax.GradientTransformation`` (it brings its own learning rate).
       tol: stopping tolerance (module doc); None: 1e-12 in float64, 1e-6 in float32.
       seed: the random start. dtype: ``"float32"`` (default) or ``"float64"``.
-      init: a warm start: a ``Solution``, a ``Z`` array ``(N, d)``, or a dict with some of ``Z``, ``W``, ``b``
+      init: a warm start: a ``Solution``, a ``Z`` array ``(N, d)``, or a dict with some of ``Z``, ``W``, ``b``, ``C``
         (what it lacks is drawn from ``seed``); projected onto the feasible set first.
       continuation: first minimise at a low temperature (module doc); None: on for the odd starts of SC with
         ``nonneg``.
@@ -505,7 +517,7 @@ def _to_unit(x, rho):
     (``Problem.at_unit_radius``: ``Z' = Z / rho``, ``W' = rho W``)."""
     if x is None or rho == 1.0:
         return x
-    return {k: v / rho if k == "Z" else v * rho if k == "W" else v for k, v in x.items()}
+    return {k: v / rho if k in ("Z", "C") else v * rho if k == "W" else v for k, v in x.items()}
 
 
 def _restore(sol, problem, rho):
@@ -515,11 +527,12 @@ def _restore(sol, problem, rho):
     if rho != 1.0:
         sol.Z = sol.Z * rho
         sol.W = None if sol.W is None else sol.W / rho
+        sol.C = None if sol.C is None else sol.C * rho
     sol.problem = problem
     if sol.dtype != "float64":
         from .first_order import solution_loss
 
-        f32, sol.loss = sol.loss, solution_loss(problem, sol.Z, sol.W, sol.b)
+        f32, sol.loss = sol.loss, solution_loss(problem, sol.Z, sol.W, sol.b, C=sol.C)
         if sol.converged and abs(sol.loss - f32) > F32_AGREEMENT * (1 + abs(sol.loss)):
             # float32 could not evaluate this problem (logits too large for its 24 bits): its stopping test
             # proves nothing about the point
@@ -595,7 +608,8 @@ def _solution(problem, s: PGDState, start, dtype, seed, optimizer):
     x = s.x
     return Solution(
         Z=np.asarray(x["Z"]), W=None if "W" not in x else np.asarray(x["W"]),
-        b=None if "b" not in x else np.asarray(x["b"]), loss=float(s.f),
+        b=None if "b" not in x else np.asarray(x["b"]), C=None if "C" not in x else np.asarray(x["C"]),
+        loss=float(s.f),
         history=np.asarray(s.hist[: t + 1]), steps=t, converged=bool(s.done),
         seconds=time.perf_counter() - start, dtype=dtype, seed=int(seed), problem=problem,
         gradient_mapping=float(s.gm), optimizer=optimizer if isinstance(optimizer, str) else "custom",
@@ -791,7 +805,7 @@ def _group_key(static, problem, pad):
     batch shape) share a key when padding is on: under ``"auto"``, all under ``PAD_SMALL`` samples together,
     above it one group per power of two of N (padding at most doubles N), and in both cases one group per power
     of two of the batch width (every batch is padded to the group's widest); under ``True``, one group."""
-    if pad is False or not objectives.get(static.loss).contrastive:
+    if pad is False or not objectives.get(static.loss).contrastive or objectives.get(static.loss).prototypes:
         return static
     family = static._replace(N=0, K=0, batch_shape=static.batch_shape is not None)
     if pad is True:

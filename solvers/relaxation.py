@@ -57,6 +57,7 @@ def _cvxpy():
     return cp
 
 __all__ = ["SolverFailure", "Relaxation", "class_orbits", "cliques", "full_program", "reduced_program",
+           "expand_class_point",
            "solve_relaxation", "unit_radius", "SOLVERS", "class_cosines", "numerical_rank"]
 
 SOLVERS = ("CLARABEL", "SCS")
@@ -82,8 +83,10 @@ class Relaxation:
     for SC of the rows normalised to unit length, the convention of ``ufm.geometry``), ``rank`` the numerical rank of
     the relaxed Gram (the joint Gram of ``[Z; W]`` for CE): tight only if ``rank <= dim``. ``point``: the solver's
     primal candidate at the problem's radius (full: ``G (N, N)`` on the pairs that share a batch, and for CE the
-    logits ``C (N, K)``; reduced: ``d``, ``a``, ``M`` and for CE ``C (K, K)``), which ``solvers.dual`` turns into
-    a proved bound. ``value`` is the solver's own number, not a proof.
+    logits ``C (N, K)``; reduced: ``d``, ``a``, ``M`` and for CE ``C (K, K)``, for BCL the Gram entries ``X (K, K)``
+    between class-``c`` samples and prototype ``c'`` and ``P (K, K)`` of the prototypes; with prototypes the full
+    ``G`` is the ``(N + K)`` Gram of ``[Z; C]``), which ``solvers.dual`` turns into a proved bound. ``value`` is
+    the solver's own number, not a proof.
     """
 
     value: float
@@ -191,14 +194,16 @@ def _acyclic(sets) -> bool:
     return not edges
 
 
-def cliques(problem, decompose: bool = True):
-    """The PSD blocks of the full SC program: ``(cliques, tree)``.
+def cliques(problem, decompose: bool = True, batches=None):
+    """The PSD blocks of the full SC program: ``(cliques, tree)``; ``batches``: the row sets the loss reads (None:
+    the problem's batches; a loss with prototypes passes its batches with the prototype rows appended).
 
     ``cliques``: sorted index arrays (the maximal batches when the batches form an acyclic hypergraph and
     ``decompose``, else one clique of every sample any batch holds); ``tree``: join-tree edges ``(q, q')`` along
     which overlapping cliques must agree (a maximum-weight spanning forest of the overlaps).
     """
-    sets = sorted({frozenset(B) for B in _batches(problem)}, key=len, reverse=True)
+    sets = sorted({frozenset(B) for B in (_batches(problem) if batches is None else batches)}, key=len,
+                  reverse=True)
     maximal = [s for i, s in enumerate(sets) if not any(s < t for t in sets[:i])]
     if len(maximal) > 1 and not (decompose and _acyclic(maximal)):
         maximal = [frozenset().union(*maximal)]
@@ -244,12 +249,14 @@ def _feature_constraints(G, problem):
 
 def _sc_full(problem, decompose=True):
     """The contrastive (SC, BCL) program: per anchor, positives' mean logit and the log-sum-exp of its batch's
-    logits plus the objective's fixed log-weights (``Objective.log_weights``; 0 for SC)."""
-    tau, labels = problem.tau, problem.label_array
+    logits plus the objective's fixed log-weights (``Objective.log_weights``; 0 for SC). For a loss with
+    prototypes (BCL) the Gram is that of ``[Z; C]`` (``R = N + K`` rows, the prototypes in every batch, never
+    anchors: ``ufm.objectives.gram_layout``)."""
+    tau = problem.tau
     log_weights = objectives.of(problem).log_weights
-    batches = _batches(problem)
-    T = sum(len(B) for B in batches)
-    blocks, tree = cliques(problem, decompose)
+    R, batches, labels, anchor = objectives.gram_layout(problem)
+    T = int(sum(anchor[np.asarray(B)].sum() for B in batches))
+    blocks, tree = cliques(problem, decompose, batches)
     Gs = [cp.Variable((len(q), len(q)), PSD=True) for q in blocks]
     offsets = np.cumsum([0] + [len(q) ** 2 for q in blocks])
     local = [dict(zip(q.tolist(), range(len(q)))) for q in blocks]
@@ -267,7 +274,7 @@ def _sc_full(problem, decompose=True):
         lw = log_weights(yB, np.ones(len(B), bool))
         for a, (i, yi) in enumerate(zip(B, yB)):
             P = [j for j, yj in zip(B, yB) if j != i and yj == yi]
-            if not P:
+            if not P or not anchor[i]:
                 continue
             rows.setdefault(len(B) - 1, []).append([flat(c, i, k) for k in B if k != i])
             offs.setdefault(len(B) - 1, []).append([lw[a, b] for b in range(len(B)) if b != a])
@@ -290,7 +297,7 @@ def _sc_full(problem, decompose=True):
                         == v[np.array([flat(b, shared[i], shared[k]) for i, k in zip(ii, kk)])])
 
     def read():
-        g = np.full((problem.N, problem.N), np.nan)  # the entries the batches specify
+        g = np.full((R, R), np.nan)  # the entries the batches specify
         eig = []
         for q, G in zip(blocks, Gs):
             gq = np.asarray(G.value, dtype=np.float64)
@@ -299,10 +306,11 @@ def _sc_full(problem, decompose=True):
             s = np.sqrt(np.clip(np.diag(gq), 1e-300, None))
             g[np.ix_(q, q)] = gq / np.outer(s, s)  # SC geometry: unit rows
         rank = max(numerical_rank(w) for w in eig)  # = the least rank of a completion (chordal pattern)
-        return _block_means(g, labels, problem.K), rank
+        N = problem.N  # the geometry is the samples'
+        return _block_means(g[:N, :N], labels[:N], problem.K), rank
 
     def point():
-        g = np.zeros((problem.N, problem.N))  # the entries the batches specify (others are never read)
+        g = np.zeros((R, R))  # the entries the batches specify (others are never read)
         for q, G in zip(blocks, Gs):
             gq = np.asarray(G.value, dtype=np.float64)
             g[np.ix_(q, q)] = (gq + gq.T) / 2
@@ -429,6 +437,57 @@ def _sc_reduced(problem, orbits):
                     lambda: _class_point(M, d))
 
 
+def _bcl_reduced(problem, orbits):
+    """The class-level program of a contrastive loss with prototypes (BCL): the samples' class-constant Gram
+    (``d``, ``a``, ``M``), the cross block ``X_cc' = <z_i in c, p_c'>`` and the prototypes' Gram ``P`` of the joint
+    Gram of ``[Z; C]`` (a within-class permutation of the samples leaves the prototypes, and the loss, alone).
+    ``[Z; C]``'s Gram is PSD iff ``d >= a`` and ``[[M + diag((d - a)/n), X], [Xᵀ, P]] ⪰ 0`` (CE's structure);
+    ``diag(P)`` obeys the features' constraint, and UFM+ makes ``X``, ``P`` non-negative too. An anchor of class
+    ``c`` in a batch of composition ``k`` sees ``kk = k - e_c`` other samples per class: positives ``kk_c`` at
+    ``a_c`` and ``p_c`` at ``X_cc``; per class ``c'`` the weight ``1 / (kk_c' + 1)`` on ``kk_c'`` samples at
+    ``M_cc'`` and on ``p_c'`` at ``X_cc'`` (docs/theory.md §2)."""
+    tau, K = problem.tau, problem.K
+    M, d, cons, n = _class_gram(problem)
+    X = cp.Variable((K, K))
+    P = cp.Variable((K, K), symmetric=True)
+    rho2 = problem.radius ** 2
+    cons += constraints.get(problem.constraint).gram_constraints(cp.diag(P), rho2)
+    if problem.nonneg:
+        cons += [X >= 0, P >= 0]
+    T = float(sum(m * k.sum() for k, m in orbits))
+    total = 0
+    for k, m in orbits:
+        for c in np.flatnonzero(k >= 1):
+            kk = k - (np.arange(K) == c)
+            terms = [M[c, e] / tau + math.log(kk[e]) - math.log(kk[e] + 1) for e in range(K) if kk[e] >= 1]
+            terms += [X[c, e] / tau - math.log(kk[e] + 1) for e in range(K)]
+            pos = (kk[c] * M[c, c] + X[c, c]) / (tau * (kk[c] + 1))
+            total = total + (m * k[c] / T) * (cp.log_sum_exp(cp.hstack(terms)) - pos)
+    cons.append(cp.bmat([[M + cp.diag((d - cp.diag(M)) / n), X], [X.T, P]]) >> 0)
+
+    def point():
+        return {**_class_point(M, d), "X": np.asarray(X.value, dtype=np.float64),
+                "P": (lambda v: (v + v.T) / 2)(np.asarray(P.value, dtype=np.float64))}
+
+    return _Program(cp.Problem(cp.Minimize(total), cons), lambda: _read_class_gram(M, d, n, V=P, C=X), "reduced",
+                    point)
+
+
+def expand_class_point(problem, point) -> np.ndarray:
+    """The full Gram of a class-level candidate (``d``, ``a``, ``M``; with prototypes also ``X``, ``P``): ``R x R``
+    (``ufm.objectives.gram_layout``), for the full proof (``solvers.dual.sc_bound``)."""
+    y = problem.label_array
+    N = problem.N
+    G = np.asarray(point["M"], dtype=np.float64)[np.ix_(y, y)]
+    same = y[:, None] == y[None, :]
+    G[same] = np.asarray(point["a"], dtype=np.float64)[np.broadcast_to(y[:, None], (N, N))[same]]
+    G[np.arange(N), np.arange(N)] = np.asarray(point["d"], dtype=np.float64)[y]
+    if "X" not in point:
+        return G
+    Xe = np.asarray(point["X"], dtype=np.float64)[y]
+    return np.block([[G, Xe], [Xe.T, np.asarray(point["P"], dtype=np.float64)]])
+
+
 def _ce_reduced(problem):
     K = problem.K
     M, d, cons, n = _class_gram(problem)
@@ -452,7 +511,10 @@ def reduced_program(problem) -> _Program:
         raise ValueError(f"batching {problem.batching!r}: the batch set is not invariant under permutations within "
                          "classes, so the reduced program does not apply; use method 'full' (N <= ~150) or "
                          "'first-order'")
-    return _sc_reduced(problem, orbits) if objectives.of(problem).contrastive else _ce_reduced(problem)
+    obj = objectives.of(problem)
+    if obj.prototypes:
+        return _bcl_reduced(problem, orbits)
+    return _sc_reduced(problem, orbits) if obj.contrastive else _ce_reduced(problem)
 
 
 # -- solving -----------------------------------------------------------------------------------------------------
@@ -520,7 +582,7 @@ def solve_relaxation(problem, method: str = "reduced", solver: str | None = None
         block_means, rank = built.read()
         if not objectives.of(problem).contrastive:
             block_means = block_means * rho2
-        point = {k: v * rho2 if k in ("G", "d", "a", "M") else v for k, v in built.point().items()}
+        point = {k: v * rho2 if k in ("G", "d", "a", "M", "X", "P") else v for k, v in built.point().items()}
         return Relaxation(float(value), status, name, time.perf_counter() - start, method, block_means, rank,
                           point)
 

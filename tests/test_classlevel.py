@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from reference import bcl_loss_loops, ce_loss_loops, sc_loss_loops
+from reference import bcl_avg_loss_loops, ce_loss_loops, sc_loss_loops
 from solvers.classlevel import certify_classes, loss_of, solve_classes
 from ufm import Problem, closed_forms, imbalance
 from ufm.classlevel import ClassProblem, embedding
@@ -21,7 +21,7 @@ def _random_mu(rng, K, r, nonneg=False, shrink=None):
     return mu
 
 
-@pytest.mark.parametrize("loss", ["sc", "bcl"])
+@pytest.mark.parametrize("loss", ["sc", "bcl-avg"])
 @pytest.mark.parametrize("spread", [False, True])
 def test_contrastive_value_is_the_loss_of_the_embedding(loss, spread):
     """Collapsed rows, and rows inside the ball (within-class spread in fresh dimensions): the class-level value
@@ -37,7 +37,7 @@ def test_contrastive_value_is_the_loss_of_the_embedding(loss, spread):
     assert Z.shape == (10, dim)
     np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1.0, atol=1e-12)
     labels = np.repeat(np.arange(4), counts)
-    ref = (sc_loss_loops if loss == "sc" else bcl_loss_loops)(Z, labels, 0.3)
+    ref = (sc_loss_loops if loss == "sc" else bcl_avg_loss_loops)(Z, labels, 0.3)
     assert loss_of(cp, {"mu": mu}) == pytest.approx(ref, rel=1e-12)
 
 
@@ -90,7 +90,7 @@ def test_nonneg_real_sizes_reach_the_of_closed_form():
 
 @pytest.mark.parametrize("kw", [dict(counts=(12, 12, 3, 3), tau=0.2),
                                 dict(counts=(9, 9, 2, 2), loss="ce", weight_decay=0.02),
-                                dict(counts=(6, 6, 6, 2, 2, 2), tau=0.5, loss="bcl")])
+                                dict(counts=(6, 6, 6, 2, 2, 2), tau=0.5, loss="bcl-avg")])
 @pytest.mark.slow
 def test_agrees_with_full_pgd_and_certificate(kw):
     """Integer counts: the class-level optimum is certified, its embedding has the same full loss, it is no worse
@@ -112,7 +112,7 @@ def test_agrees_with_full_pgd_and_certificate(kw):
     if P.loss == "ce":
         ref = ce_loss_loops(Z, sol.W, labels) + P.weight_decay * float(np.sum(sol.W ** 2))
     else:
-        ref = (sc_loss_loops if P.loss == "sc" else bcl_loss_loops)(Z, labels, P.tau)
+        ref = (sc_loss_loops if P.loss == "sc" else bcl_avg_loss_loops)(Z, labels, P.tau)
     assert ref == pytest.approx(sol.loss, rel=1e-10)
 
 

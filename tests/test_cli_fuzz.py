@@ -29,7 +29,7 @@ VALUES = {
     "--batching": ["", "full", "fixed:2", "shuffled:2", "binding:3", "subsets:2", "fixed:", "fixed:-1", "fixed:x",
                    "bogus", "fixed:100000", "fixed:0", ":", "fixed:2:3"],
     "--batches": ["", ";", "0,1;2,3", "0,,1", "x", "0,1;99", "-1,0", "/nonexistent/batches.json", "0;1;2;3;4;5;6"],
-    "--loss": ["sc", "ce", "bcl", "", "x"], "--constraint": ["sphere", "ball", "", "x"],
+    "--loss": ["sc", "ce", "bcl", "bcl-avg", "", "x"], "--constraint": ["sphere", "ball", "", "x"],
     "--optimizer": ["pgd", "sgd", "adam", "", "x"], "--method": ["auto", "full", "reduced", "first-order", "x"],
     "--solver": ["clarabel", "SCS", "", "x"],
 }

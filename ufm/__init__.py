@@ -36,6 +36,7 @@ _EXPORTS = {
     "sc_loss": ("losses", "sc_loss"),
     "ce_loss": ("losses", "ce_loss"),
     "bcl_loss": ("losses", "bcl_loss"),
+    "bcl_avg_loss": ("losses", "bcl_avg_loss"),
     "objectives": ("objectives", None),
     "project": ("constraints", "project"),
     "predict": ("theory", "predict"),
@@ -49,14 +50,15 @@ _EXPORTS = {
     "classlevel": ("classlevel", None),
 }
 
-__all__ = ["Problem", "sc_loss", "ce_loss", "bcl_loss", "project", "predict", "objectives", "geometry", "theory",
-           "batching", "interaction", "kernels", "Tracker", "ClassProblem", "classlevel", "__version__"]
+__all__ = ["Problem", "sc_loss", "ce_loss", "bcl_loss", "bcl_avg_loss", "project", "predict", "objectives",
+           "geometry", "theory", "batching", "interaction", "kernels", "Tracker", "ClassProblem", "classlevel",
+           "__version__"]
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from . import batching, classlevel, geometry, interaction, kernels, objectives, theory
     from .classlevel import ClassProblem
     from .constraints import project
-    from .losses import bcl_loss, ce_loss, sc_loss
+    from .losses import bcl_avg_loss, bcl_loss, ce_loss, sc_loss
     from .problem import Problem
     from .theory import predict
     from .tracker import Tracker

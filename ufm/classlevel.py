@@ -74,6 +74,9 @@ class ClassProblem:
                                  "exactly 1")
         set_("counts", counts)
         obj = objectives.get(self.loss)
+        if obj.prototypes:
+            raise ValueError(f"loss {self.loss!r}: the class-level problem has no class prototypes (BCL's "
+                             "class-complement); 'bcl-avg', the class-averaging part alone, runs here")
         for name in ("tau", "radius"):
             set_(name, _real(name, getattr(self, name), positive=True))
         dim = len(counts) if self.dim is None else self.dim

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 from . import kernels
 from .batching import pad
 
-__all__ = ["sc_loss", "sc_loss_dense", "sc_loss_blocked", "ce_loss", "bcl_loss", "batch_index", "BLOCKED_MIN"]
+__all__ = ["sc_loss", "sc_loss_dense", "sc_loss_blocked", "ce_loss", "bcl_loss", "bcl_avg_loss", "batch_index",
+           "BLOCKED_MIN"]
 
 BLOCKED_MIN = 256  # batch width from which sc_loss uses the tiled kernel (docs/benchmarks.md: where it pays)
 
@@ -131,28 +132,71 @@ def ce_loss(Z, W, labels, bias=None):
     return jnp.mean(lse - jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0])
 
 
-def bcl_loss(Z, labels, tau, batches=None):
-    """Balanced contrastive loss (BCL, class-averaging form), ufm normalisation (mean over anchor slots).
-
-    ``l_i(B) = mean_{p in P_B(i)} [ -s_ip + log sum_c (1/|B_c \\ {i}|) sum_{k in B_c, k != i} exp(s_ik) ]``
-    over the classes ``c`` present in ``B`` other than ``i`` itself (``B_c`` the class-``c`` members of ``B``),
-    ``s = <z_i, z_k>/tau``; anchors without a positive contribute 0 but count as slots. Each class enters the
-    denominator as its mean, so a majority class weighs no more than a minority one (Zhu et al. 2022).
-
-    Args: as :func:`sc_loss`. Returns: scalar loss (mean over the ``T = sum_B |B|`` anchor slots).
-    """
-    Zb, yb, valid = _slots(Z, labels, batches)
-    b = Zb.shape[1]
+def _bcl_terms(Zb, yb, valid, anchor, tau):
+    """Per-slot BCL terms of padded batches: rows ``Zb (nb, w, d)``, labels ``yb (nb, w)``, real slots ``valid``,
+    and which slots are anchors (``anchor (nb, w)``, a subset of ``valid``). Every real slot is a candidate
+    positive or negative of every anchor of its batch; the weight of the pair ``(i, k)`` is one over the number of
+    real slots of ``k``'s class in the batch other than ``i``. Returns ``(nb, w)``: 0 off the anchors and for an
+    anchor without a positive."""
+    w = Zb.shape[1]
     S = jnp.einsum("nid,nkd->nik", Zb, Zb) / tau
     same = yb[:, :, None] == yb[:, None, :]
     both = valid[:, :, None] & valid[:, None, :]
-    off = both & ~jnp.eye(b, dtype=bool)[None]
-    cnt = jnp.sum(same & both, axis=1)  # (nb, b): members of slot k's class in its batch
+    off = both & ~jnp.eye(w, dtype=bool)[None]
+    cnt = jnp.sum(same & both, axis=1)  # (nb, w): real slots of slot k's class in its batch
     members = cnt[:, None, :] - same.astype(cnt.dtype)  # |B_{y_k} \ {i}| for the pair (i, k)
     logw = -jnp.log(jnp.maximum(members, 1).astype(S.dtype))
     pos = off & same
     npos = jnp.sum(pos, axis=-1)
     lse = _masked_logsumexp(S + logw, off)
     pos_mean = jnp.sum(jnp.where(pos, S, 0.0), axis=-1) / jnp.maximum(npos, 1)
-    terms = jnp.where(npos > 0, lse - pos_mean, 0.0)
-    return jnp.sum(terms) / jnp.sum(valid)
+    return jnp.where(anchor & (npos > 0), jnp.where(npos > 0, lse, 0.0) - pos_mean, 0.0)
+
+
+def bcl_avg_loss(Z, labels, tau, batches=None):
+    """Balanced contrastive loss, class-averaging part only (``bcl-avg``), ufm normalisation (mean over anchor
+    slots). Not the loss of Zhu et al. (that is :func:`bcl_loss`, which adds the class prototypes).
+
+    ``l_i(B) = mean_{p in P_B(i)} [ -s_ip + log sum_c (1/|B_c \\ {i}|) sum_{k in B_c, k != i} exp(s_ik) ]``
+    over the classes ``c`` present in ``B`` other than ``i`` itself (``B_c`` the class-``c`` members of ``B``),
+    ``s = <z_i, z_k>/tau``; anchors without a positive contribute 0 but count as slots. Each class enters the
+    denominator as its mean, so a majority class weighs no more than a minority one.
+
+    Args: as :func:`sc_loss`. Returns: scalar loss (mean over the ``T = sum_B |B|`` anchor slots).
+    """
+    Zb, yb, valid = _slots(Z, labels, batches)
+    return jnp.sum(_bcl_terms(Zb, yb, valid, valid, tau)) / jnp.sum(valid)
+
+
+def bcl_loss(Z, labels, tau, batches=None, *, prototypes):
+    """Balanced contrastive loss of Zhu et al. (2022), one view, ufm normalisation (mean over anchor slots).
+
+    Their ``BalSCL``: the ``K`` class prototypes ``C`` join every batch (class-complement) as extra rows with
+    labels ``0..K-1``; only the samples are anchors. For an anchor ``i`` of class ``c`` in batch ``B`` with the
+    prototypes appended (``B+ = B + {p_0..p_{K-1}}``):
+    ``l_i = mean_{p in P(i)} [ -s_ip + log sum_{c'} (1/|B+_{c'} \\ {i}|) sum_{k in B+_{c'}, k != i} exp(s_ik) ]``
+    with ``P(i)`` the other class-``c`` samples of ``B`` and the prototype ``p_c`` (never empty), ``|B+_{c'}|``
+    the class-``c'`` samples of ``B`` plus one, ``s = <., .>/tau``. No ``tau / base_temperature`` factor (their
+    code has none). docs/theory.md §2 states it and what differs from their two-view batch.
+
+    Args:
+      Z: ``(N, d)`` features. labels: ``(N,)`` ints in ``0..K-1``. tau: temperature > 0.
+      batches: as :func:`sc_loss` (``None``: the full batch).
+      prototypes: ``(K, d)`` class prototypes ``C`` (row ``c`` is class ``c``'s); required.
+    Returns:
+      scalar, the mean over the ``T = sum_B |B|`` sample anchor slots (their loss on one batch, one view).
+
+    References:
+      Zhu et al., "Balanced contrastive learning for long-tailed visual recognition", CVPR 2022.
+    """
+    C = jnp.asarray(prototypes)
+    if C.ndim != 2 or C.shape[1] != Z.shape[1]:
+        raise ValueError(f"prototypes must be (K, d) with d = {Z.shape[1]}, got shape {C.shape}")
+    K = C.shape[0]
+    Zb, yb, valid = _slots(Z, labels, batches)
+    nb = Zb.shape[0]
+    Zx = jnp.concatenate([Zb, jnp.broadcast_to(C.astype(Zb.dtype), (nb, K, C.shape[1]))], axis=1)
+    yx = jnp.concatenate([yb, jnp.broadcast_to(jnp.arange(K, dtype=yb.dtype), (nb, K))], axis=1)
+    vx = jnp.concatenate([valid, jnp.ones((nb, K), bool)], axis=1)
+    ax = jnp.concatenate([valid, jnp.zeros((nb, K), bool)], axis=1)
+    return jnp.sum(_bcl_terms(Zx, yx, vx, ax, tau)) / jnp.sum(valid)

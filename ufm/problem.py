@@ -54,8 +54,9 @@ class Problem:
     Fields (names from the papers):
       counts: samples per class ``(n_1, ..., n_K)``; samples are ordered class by class. Or give ``labels``.
       loss: a registered objective (``ufm.objectives``): ``"sc"`` (supervised contrastive), ``"ce"`` (cross-entropy
-        with a linear classifier ``W``), ``"bcl"`` (balanced contrastive).
-      tau: SC temperature (logits ``<z_i, z_k>/tau``); unused by CE.
+        with a linear classifier ``W``), ``"bcl"`` (balanced contrastive of Zhu et al.: class prototypes ``C`` on
+        the features' set are variables too), ``"bcl-avg"`` (its class-averaging part alone).
+      tau: temperature of SC and BCL (logits ``<z_i, z_k>/tau``); unused by CE.
       dim: embedding dimension ``d``; defaults to ``K`` (room for an orthogonal frame).
       constraint: ``"sphere"`` (``||z_i|| = radius``), ``"ball"`` (``<= radius``) or ``"none"`` (CE with
         ``feature_decay > 0`` only, as in Zhu et al. 2021).

@@ -41,8 +41,11 @@ def solution_report(solution) -> dict:
 
 
 def save_arrays(path, solution):
-    """``solution.npz``: ``Z``, ``labels``, ``history`` and, for CE, ``W`` (and ``b``)."""
+    """``solution.npz``: ``Z``, ``labels``, ``history`` and, for CE, ``W`` (and ``b``), for BCL the prototypes
+    ``C``."""
     arrays = {"Z": solution.Z, "labels": solution.problem.label_array, "history": solution.history}
+    if getattr(solution, "C", None) is not None:
+        arrays["C"] = solution.C
     if solution.W is not None:
         arrays["W"] = solution.W
     if solution.b is not None:

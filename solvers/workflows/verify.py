@@ -113,11 +113,12 @@ THEOREMS = (
             "with it (2 lambda r_W (exp(K rho r_W/(K-1)) + K - 1) = rho); minimum "
             "log(1 + (K-1) exp(-K rho r_W/(K-1))) + lambda K r_W^2; unique up to rotation"),
     Theorem("bcl-etf", "BCL: simplex ETF for any counts (the claim of Zhu et al. 2022)",
-            "balanced contrastive loss (class-averaging), any counts (some class with 2 samples), sphere (or ball), "
+            "the balanced contrastive loss of Zhu et al. (class-averaging and class-complement: the K class "
+            "prototypes are variables on the features' sphere (or ball) and join the batch), one view, any counts, "
             "d >= K-1, full batch, no ReLU",
-            "a claim, not a theorem: the simplex-ETF collapse is a global minimiser of BCL whatever the class counts, "
-            "of loss (share of samples in classes with n_c >= 2) log(1 + (K-1) exp(-K rho^2/((K-1) tau))); a "
-            "certified point below it refutes the claim", claim=True),
+            "a claim, not a theorem: the simplex-ETF collapse, with each prototype at its class's vertex, is a "
+            "global minimiser of BCL whatever the class counts, of loss log(1 + (K-1) exp(-K rho^2/((K-1) tau))); "
+            "a certified point below it refutes the claim", claim=True),
 )
 _TITLE = {t.key: t for t in THEOREMS}
 
@@ -231,10 +232,12 @@ def etf_point(problem, norm: float | None = None) -> np.ndarray:
 
 
 class _Point:
-    """A point in the shape ``solvers.certify`` takes: ``Z`` and, for CE, ``W`` and ``b`` (None)."""
+    """A point in the shape ``solvers.certify`` takes: ``Z`` and, for CE, ``W`` and ``b`` (None); for BCL the
+    prototypes ``C``."""
 
-    def __init__(self, Z, W=None):
+    def __init__(self, Z, W=None, C=None):
         self.Z, self.W, self.b = np.asarray(Z, np.float64), None if W is None else np.asarray(W, np.float64), None
+        self.C = None if C is None else np.asarray(C, np.float64)
 
 
 # -- geometry ------------------------------------------------------------------------------------------------------
@@ -269,11 +272,13 @@ def _geometry(problem, Z, target: str) -> dict:
 
 
 # -- losses and certificates -----------------------------------------------------------------------------------------
-def _loss(problem, Z, W=None) -> float:
-    """The objective at a point, in float64, after projecting ``Z`` onto the feasible set."""
+def _loss(problem, Z, W=None, C=None) -> float:
+    """The objective at a point, in float64, after projecting ``Z`` (and BCL's prototypes ``C``) onto the
+    feasible set."""
     from ..first_order import solution_loss
 
-    return float(solution_loss(problem, np.asarray(Z, np.float64), None if W is None else np.asarray(W, np.float64)))
+    return float(solution_loss(problem, np.asarray(Z, np.float64), None if W is None else np.asarray(W, np.float64),
+                               C=C))
 
 
 def _certify(problem, point, method, tol):
@@ -396,7 +401,7 @@ def _judge_minimum(row: Row, minimum: dict, predicted, points, best, invalid, to
 # -- one setting ---------------------------------------------------------------------------------------------------
 def _pgd_found(problem, sol, best, target, tol, what: str) -> dict:
     """The ``found`` sub-object for a PGD solution: loss, gap to the best proved bound, geometry."""
-    loss = _loss(problem, sol.Z, sol.W)
+    loss = _loss(problem, sol.Z, sol.W, getattr(sol, "C", None))
     lb = None if best is None else best["lower_bound"]
     gap = None if lb is None else loss - lb
     out = {"solver": what, "seed": sol.seed, "steps": sol.steps, "converged": sol.converged, "loss": loss,
@@ -414,6 +419,8 @@ def _polish(problem, sol, steps):
     if sol.converged:
         return sol
     init = {"Z": sol.Z} if sol.W is None else {"Z": sol.Z, "W": sol.W, "b": sol.b}
+    if getattr(sol, "C", None) is not None:
+        init["C"] = sol.C
     more = solve(problem, steps=POLISH * steps, seed=sol.seed, dtype="float64", init=init)
     more.steps += sol.steps
     return more if more.loss <= sol.loss else sol
@@ -554,8 +561,7 @@ def _why_not(case: _Case, key: str) -> str:
         return "the ball (a sample without positives may shrink there; the analysis is for the sphere)"
     if key == "bcl-etf":
         return (f"dim {d} < K-1 = {K - 1}" if d < K - 1 else "mini-batches (the claim is for the full batch)"
-                if not case.full else "no class has two samples (the loss is 0 everywhere)" if max(p.counts) < 2
-                else "")
+                if not case.full else "")
     if key == "ce-etf":
         if not case.ce.balanced or d < K - 1 or not case.full:
             return ("counts are imbalanced" if not case.ce.balanced else f"dim {d} < K-1 = {K - 1}" if d < K - 1
@@ -934,7 +940,8 @@ def _ce_etf(case: _Case) -> Row:
 
 
 def _bcl_etf(case: _Case) -> Row:
-    """The BCL claim: the ETF point against a proved bound; a certified point below it refutes the claim."""
+    """The BCL claim (Zhu et al.'s loss, prototypes included): the ETF point, each prototype at its class's vertex,
+    against a proved bound; a certified point below it refutes the claim."""
     from .. import solve
 
     row = _row("bcl-etf")
@@ -944,13 +951,14 @@ def _bcl_etf(case: _Case) -> Row:
         return _not_applicable(row, why)
     predicted = theory.predict(p).loss
     row.prediction = f"simplex ETF collapse (claimed); loss there {predicted:.10f}"
-    P = etf_point(p)
-    p_loss = _loss(p, P)
+    P, C = etf_point(p), p.radius * etf_vectors(p.K, p.dim)  # samples and prototypes at the class vertices
+    p_loss = _loss(p, P, C=C)
     sol = _polish(p, solve(p, steps=case.steps, seed=case.setting.seed, dtype="float64"), case.steps)
-    bounds = [_bound(p, _Point(P), "first-order", tol), _bound(p, sol, "auto", tol)]
-    points = [("the predicted ETF point", p_loss), (f"PGD seed {sol.seed}", _loss(p, sol.Z))]
+    bounds = [_bound(p, _Point(P, C=C), "first-order", tol), _bound(p, sol, "auto", tol)]
+    points = [("the predicted ETF point", p_loss), (f"PGD seed {sol.seed}", _loss(p, sol.Z, C=sol.C))]
     best, invalid = _best_bound(bounds, points, tol)
-    row.minimum = _minimum_dict("simplex-ETF collapse z_i = rho v_{y_i}", p_loss, predicted, best, bounds, tol)
+    row.minimum = _minimum_dict("simplex-ETF collapse z_i = rho v_{y_i}, prototypes c_k = rho v_k", p_loss,
+                                predicted, best, bounds, tol)
     _judge_minimum(row, row.minimum, predicted, points, best, invalid, tol)
     if row.verdict == "fails":
         row.verdict = "refuted"

@@ -197,12 +197,15 @@ def memory_estimate(problem, *, certificate: str | None = None, starts: int = 1,
     full certificate a dense ``(N, N)`` block ``CERTIFY_COPIES`` times. ``problem`` is a ``ufm.Problem`` or any
     object with ``counts``, ``dim`` (None: K), ``loss`` and ``batching``; ``starts`` random starts solved together
     multiply the solver's part; ``solve=False`` (a bound alone) counts the certificate only."""
+    from ufm.objectives import NAMES, get
+
     counts, d = _counts_dim(problem)
     N, K = sum(counts), len(counts)
     f8 = 8
-    total = 6 * N * d * f8 + 2 * K * d * f8  # Z and its companions; W for CE
+    total = 6 * N * d * f8 + 2 * K * d * f8  # Z and its companions; W for CE (BCL's prototypes C)
     b = _batch_size(problem, N)
-    if str(getattr(problem, "loss", "sc")) == "ce":
+    loss = str(getattr(problem, "loss", "sc"))
+    if loss in NAMES and not get(loss).contrastive:  # a classifier's logits (the objective says, not the name)
         total += 3 * N * K * f8
     else:
         rows = min(N, TILE) if b == N else b  # the full batch: one row of TILE-wide tiles at a time
@@ -326,10 +329,11 @@ def add_problem_args(p: argparse.ArgumentParser, default_counts="30,30,3,3"):
     """The flags that state a ``ufm.Problem``."""
     g = p.add_argument_group("problem")
     g.add_argument("--loss", choices=loss_choices(), default="sc", help="the loss (default sc: supervised contrastive; "
-                   "ce: cross-entropy)")
+                   "ce: cross-entropy; bcl: balanced contrastive of Zhu et al., with class prototypes; bcl-avg: its "
+                   "class-averaging part alone)")
     g.add_argument("--counts", type=named_int_list("counts"), default=int_list(default_counts),
                    help=f"samples per class, comma-separated (default {default_counts})")
-    g.add_argument("--tau", type=float, default=0.1, help="SC temperature (default 0.1)")
+    g.add_argument("--tau", type=float, default=0.1, help="temperature of SC and BCL (default 0.1)")
     g.add_argument("--dim", type=int, default=None, help="embedding dimension d (default: K)")
     g.add_argument("--nonneg", action="store_true", help="UFM+: non-negative features (a ReLU before the loss)")
     g.add_argument("--constraint", choices=constraint_choices(), default="sphere")

@@ -54,7 +54,7 @@ def axis_values(text: str, name: str) -> list[float]:
 
 def add_parser(sub):
     p = sub.add_parser("phase", help=HELP, description=HELP + ". float64; every point proved by a lower bound.")
-    p.add_argument("--loss", default="sc", help="sc, ce or bcl (default sc)")
+    p.add_argument("--loss", default="sc", help="sc, ce or bcl-avg (default sc; bcl has no class-level form)")
     p.add_argument("--nonneg", action="store_true", help="UFM+: a ReLU before the loss (Z >= 0)")
     p.add_argument("--classes", type=int, default=4, help="K (default 4)")
     p.add_argument("--imbalance", choices=["step", "long-tail"], default="step",
@@ -83,6 +83,9 @@ def _spec(args) -> tuple[dict, list[float], list[float]]:
     if args.loss not in NAMES:
         raise UsageError(f"--loss must be one of {', '.join(NAMES)}, got {args.loss!r}")
     contrastive = objectives.get(args.loss).contrastive
+    if objectives.get(args.loss).prototypes:
+        raise UsageError(f"--loss {args.loss}: the class-level path (phase) has no class prototypes (BCL's "
+                         "class-complement); --loss bcl-avg, the class-averaging part alone, runs here")
     if contrastive and args.weight_decays is not None:
         raise UsageError(f"--weight-decays is CE's axis; {args.loss} has a temperature: use --taus")
     if not contrastive and args.taus is not None:

@@ -69,10 +69,12 @@ def run_solve(problem, args, progress=None):
 
 def summary(rep) -> str:
     """A short human summary of a solve report."""
+    from ufm import objectives
+
     p, pred, g = rep["problem"], rep["prediction"], rep["geometry"]
     counts = ",".join(map(str, p["counts"]))
     what = f"{p['loss'].upper()}, counts {counts} (N={sum(p['counts'])}, K={len(p['counts'])}), dim={p['dim']}"
-    if p["loss"] == "sc":
+    if objectives.get(p["loss"]).contrastive:  # the loss's own numbers: a temperature, or a classifier's decay
         what += f", tau={p['tau']:g}"
     else:
         what += f", weight_decay={p['weight_decay']:g}"

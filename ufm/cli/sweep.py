@@ -25,7 +25,7 @@ def _list(kind):
 
 def add_parser(sub):
     p = sub.add_parser("sweep", help=HELP, description=HELP + ". Solves in float64 unless --float32.")
-    p.add_argument("--loss", default="sc", help="sc, ce or sc,ce (default sc)")
+    p.add_argument("--loss", default="sc", help="sc, ce, bcl, bcl-avg or a list such as sc,ce (default sc)")
     p.add_argument("--imbalance", choices=["step", "long-tail"], default="step",
                    help="step: first half majorities of R*n_min, the rest n_min; long-tail: n_c = n_max R^(-c/(K-1))")
     p.add_argument("--classes", type=int, default=4, help="K (default 4)")

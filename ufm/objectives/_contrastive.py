@@ -43,3 +43,4 @@ def batches_of(problem):
     epochs = is_epoch_scheme(problem)
     batches = None if epochs else batch_list(problem)
     return epochs, batches, batches is None and not epochs
+

@@ -2,10 +2,11 @@
 
 Two kinds, because the engines treat them differently:
 
-* ``"contrastive"`` (SC, BCL): variables ``Z`` only; anchors, positives and negatives inside each batch; logits
-  ``<z_i, z_k> / tau`` plus a fixed additive log-weight per negative (0 for SC), so the loss written in the Gram
-  matrix is linear terms plus log-sum-exps of affine functions of ``G``: the convex relaxation, its class-level
-  reduction and the dual bound are shared, and an objective only states its ``log_weights``.
+* ``"contrastive"`` (SC, BCL): variables ``Z`` (BCL also the class prototypes ``C``, extra rows of every batch);
+  anchors, positives and negatives inside each batch; logits ``<z_i, z_k> / tau`` plus a fixed additive log-weight per
+  negative (0 for SC), so the loss written in the Gram matrix is linear terms plus log-sum-exps of affine functions of
+  ``G``: the convex relaxation, its class-level reduction and the dual bound are shared, and an objective only states
+  its ``log_weights``.
 * ``"classifier"`` (CE): variables ``Z``, ``W`` (and ``b``); the joint Gram of ``[Z; W]`` relaxes it.
 """
 from __future__ import annotations
@@ -33,6 +34,9 @@ class Objective(NamedTuple):
       batch of class composition ``k``, per class of negative (the class-level programs).
     predict: ``problem -> Prediction``: what theory says.
     normalize_rows: whether the geometry is that of the normalised rows (contrastive losses see directions).
+    prototypes: contrastive only: whether the ``K`` class prototypes ``C (K, d)`` are variables too (BCL):
+      they lie on the features' set, join every batch as rows labelled ``0..K-1``, and are never anchors; the
+      Gram relaxation is then over ``[Z; C]``.
     unit_radius: ``(problem, rho2) -> dict`` of the fields that make the problem at radius 1 the same problem
       (``Z = rho Z'``; contrastive losses read ``rho^2 / tau`` only; a classifier also maps ``W = W' / rho``);
       see ``Problem.at_unit_radius``.
@@ -48,6 +52,7 @@ class Objective(NamedTuple):
     class_log_weights: Callable | None = None
     normalize_rows: bool = True
     unit_radius: Callable | None = None
+    prototypes: bool = False
 
     @property
     def contrastive(self) -> bool:
@@ -55,7 +60,9 @@ class Objective(NamedTuple):
 
     @property
     def variables(self) -> tuple:
-        return ("Z",) if self.contrastive else ("Z", "W", "b")
+        if self.contrastive:
+            return ("Z", "C") if self.prototypes else ("Z",)
+        return ("Z", "W", "b")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,17 @@
-"""Balanced contrastive loss (BCL), class-averaging form, ufm's normalisation (docs/theory.md §2).
+"""Balanced contrastive loss (BCL) of Zhu et al. (2022), one view, ufm's normalisation (docs/theory.md §2).
 
-Per anchor ``i`` of batch ``B``: ``mean_{p in P(i)} [-s_ip + log sum_c (1/|B_c \\ {i}|) sum_{k in B_c, k != i}
-exp(s_ik)]``: SC with the additive log-weight ``-log |B_{y_k} \\ {i}|`` on every negative, so every class enters the
-denominator as its mean. The claim (Zhu et al. 2022): the simplex ETF survives class imbalance; ufm's
-prediction states it for the full batch without ReLU, and ``ufm verify`` judges it by the certificate.
+Their ``BalSCL`` has two parts, and this is both: **class-complement**, the ``K`` class prototypes ``C (K, d)``
+join every batch as extra rows labelled ``0..K-1`` (each sample's own prototype is one of its positives, every
+prototype a negative of the other classes' samples; prototypes are never anchors), and **class-averaging**, every
+class enters the denominator as its mean over the batch's members of that class, the prototype counted. Per
+anchor ``i`` of class ``c`` in batch ``B``, with ``B+`` the batch and the prototypes:
+``mean_{p in P(i)} [-s_ip + log sum_{c'} (1/|B+_{c'} \\ {i}|) sum_{k in B+_{c'}, k != i} exp(s_ik)]``, ``P(i)``
+the other class-``c`` samples and ``p_c``. In the UFM the prototypes are free variables on the features' set
+(sphere or ball of the same radius, non-negative under UFM+): the problem's variables are ``Z`` and ``C``.
+
+The claim (Zhu et al. 2022): the simplex ETF survives class imbalance; ufm's prediction states it for the full
+batch without ReLU (features and prototypes at the class vertices), and ``ufm verify`` judges it by the
+certificate.
 
 Reference:
   Zhu et al., "Balanced contrastive learning for long-tailed visual recognition", CVPR 2022.
@@ -14,7 +22,7 @@ import math
 
 import numpy as np
 
-from . import _contrastive
+from . import _contrastive, bcl_avg
 from .base import Objective, Prediction
 
 __all__ = ["OBJECTIVE", "etf_loss"]
@@ -23,35 +31,20 @@ __all__ = ["OBJECTIVE", "etf_loss"]
 def value(x, h):
     from ..losses import bcl_loss
 
-    return bcl_loss(x["Z"], h.labels, h.tau, h.batches)
+    return bcl_loss(x["Z"], h.labels, h.tau, h.batches, prototypes=x["C"])
 
 
-def log_weights(y, valid):
-    """``-log |B_{y_k} \\ {i}|`` for the pair (anchor ``i``, negative ``k``) of a batch with labels ``y``."""
-    y = np.asarray(y)
-    valid = np.asarray(valid, bool)
-    same = (y[:, None] == y[None, :])
-    cnt = np.sum(same & valid[:, None] & valid[None, :], axis=0)
-    members = cnt[None, :] - same
-    return -np.log(np.maximum(members, 1).astype(np.float64))
-
-
-def class_log_weights(k, c):
-    """Class-level: an anchor of class ``c`` sees ``k_c - 1`` members of its class and ``k_c'`` of class ``c'``;
-    each member is weighted by one over that number."""
-    k = np.asarray(k, dtype=np.float64)
-    members = k - (np.arange(len(k)) == c)
-    return -np.log(np.maximum(members, 1.0))
+# the weights of a batch with its prototypes appended (labels 0..K-1): the class-averaging weights of that batch
+log_weights = bcl_avg.log_weights
 
 
 def etf_loss(counts, tau, radius=1.0) -> float:
-    """BCL at the simplex ETF with within-class collapse, full batch: every anchor of a class with ``n_c >= 2``
-    sees ``log(1 + (K-1) exp(-K rho^2/((K-1) tau)))`` whatever the counts (each class enters as its mean); the mean
-    over all ``N`` anchor slots weighs it by the share of such samples."""
-    n = np.asarray(counts)
-    K, N = len(n), int(n.sum())
+    """BCL at the simplex ETF with within-class collapse and each prototype at its class's vertex, full batch:
+    every anchor (its prototype is always a positive) sees ``log(1 + (K-1) exp(-K rho^2/((K-1) tau)))``
+    whatever the counts."""
+    K = len(counts)
     t = tau / radius ** 2
-    return float(n[n >= 2].sum() / N * math.log1p((K - 1) * math.exp(-K / ((K - 1) * t))))
+    return float(math.log1p((K - 1) * math.exp(-K / ((K - 1) * t))))
 
 
 def predict(p) -> Prediction:
@@ -63,14 +56,13 @@ def predict(p) -> Prediction:
         return unknown("BCL with ReLU features: no theorem")
     if not full:
         return unknown("BCL under mini-batches: no closed form")
-    if max(p.counts) < 2:
-        return unknown("single-sample classes: no anchor has a positive, the loss is 0 everywhere")
     if p.dim < p.K - 1:
         return unknown(f"dim={p.dim} < K-1={p.K - 1}: no simplex ETF fits")
     return Prediction("etf", etf_loss(p.counts, p.tau, p.radius),
                       "BCL, full batch: simplex ETF for any counts (the claim of Zhu et al. 2022)")
 
 
-OBJECTIVE = Objective(name="bcl", title="balanced contrastive, class-averaging (Zhu et al. 2022)", kind="contrastive",
-                      validate=_contrastive.validate, value=value, predict=predict, log_weights=log_weights,
-                      class_log_weights=class_log_weights, unit_radius=_contrastive.unit_radius)
+OBJECTIVE = Objective(name="bcl", title="balanced contrastive with class prototypes (Zhu et al. 2022)",
+                      kind="contrastive", validate=_contrastive.validate, value=value, predict=predict,
+                      log_weights=log_weights, class_log_weights=None, unit_radius=_contrastive.unit_radius,
+                      prototypes=True)
