@@ -32,7 +32,7 @@ refused.
      neighbourhood of ``Y(c*)`` in the product of spheres: a critical point of ``f`` is a critical point of the
      loss, and a strict minimum of ``f`` is a strict local minimum of the loss modulo rotation.
 
-Covered: contrastive losses (SC, BCL) on the sphere, the full batch or a fixed batch set, any radius; the ball
+Covered: contrastive losses of ``Z`` alone (SC, ``bcl-avg``) on the sphere, the full batch or a fixed batch set, any radius; the ball
 when every row lies on the sphere and every row's multiplier is proved to be strictly active (the loss grows when
 a row moves inwards; then the sphere's strict local minimum is the ball's); non-negative features (UFM+) when every coordinate of the point is proved positive on
 the whole ball (the constraint is inactive). Not covered (``proved`` False, ``why``): CE (the classifier's
@@ -521,6 +521,9 @@ def _unsupported(problem):
     obj = objectives.of(problem)
     if not obj.contrastive:
         return f"loss {problem.loss!r}: the classifier's variables (W, b) are not covered; contrastive losses only"
+    if obj.prototypes:
+        return (f"loss {problem.loss!r}: its class prototypes C are variables too, and the chart covers Z only "
+                "(bcl-avg, without prototypes, is covered)")
     if is_epoch_scheme(problem):
         return f"batching {problem.batching!r}: a new objective every epoch; no fixed loss to certify"
     return None

@@ -13,7 +13,7 @@ import flint
 import numpy as np
 import pytest
 
-from reference import bcl_loss_loops, sc_loss_loops
+from reference import bcl_avg_loss_loops, sc_loss_loops
 from solvers import local, solve
 from solvers.local import certify_local, loss_upper
 from solvers.workflows.verify import etf_point
@@ -41,7 +41,7 @@ def stored(name):
 
 
 def reference_loss(p, Z):
-    f = sc_loss_loops if p.loss == "sc" else bcl_loss_loops
+    f = sc_loss_loops if p.loss == "sc" else bcl_avg_loss_loops
     Z = p.radius * Z / np.linalg.norm(Z, axis=1, keepdims=True)
     return f(Z, p.label_array, p.tau)
 
@@ -170,9 +170,9 @@ def test_hessian_enclosure_contains_the_hessian_inside_the_ball():
 
 
 def test_bcl_and_the_ball_are_covered_and_an_active_relu_is_refused():
-    from ufm.objectives.bcl import etf_loss
+    from ufm.objectives.bcl_avg import etf_loss
 
-    p = Problem(counts=(3, 3, 3), tau=0.4, dim=3, loss="bcl")
+    p = Problem(counts=(3, 3, 3), tau=0.4, dim=3, loss="bcl-avg")
     c = certify_local(p, etf_point(p))
     lo, hi = c.loss_interval
     assert c.proved and lo - 1e-12 <= etf_loss(p.counts, p.tau) <= hi + 1e-12
@@ -188,6 +188,9 @@ def test_bcl_and_the_ball_are_covered_and_an_active_relu_is_refused():
 
 def test_unsupported_settings_say_why():
     assert "classifier" in certify_local(Problem(counts=(2, 2), loss="ce", dim=2), np.eye(4, 2) + 1).why
+    bcl = Problem(counts=(3, 3, 3), tau=0.4, dim=3, loss="bcl")  # Z and the prototypes C: the chart covers Z only
+    c = certify_local(bcl, etf_point(bcl))
+    assert not c.proved and "prototypes" in c.why
     p = Problem(counts=(2, 2, 2), tau=0.5, dim=3, batching="shuffled:3")
     assert "epoch" in certify_local(p, antipodal(p)).why
     with pytest.raises(ValueError, match="Z: shape"):
@@ -195,7 +198,7 @@ def test_unsupported_settings_say_why():
 
 
 @pytest.mark.parametrize("p", [Problem(counts=(3, 2, 2), tau=0.5, dim=3),
-                               Problem(counts=(3, 2, 2), tau=0.4, dim=3, loss="bcl")])
+                               Problem(counts=(3, 2, 2), tau=0.4, dim=3, loss="bcl-avg")])
 def test_chart_hessian_and_gradient_match_finite_differences_of_the_reference(p):
     """The explicit gradient and Hessian formulas the proof evaluates, against central differences of the
     plain-loop loss in the same chart."""
