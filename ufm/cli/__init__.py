@@ -12,7 +12,7 @@ import sys
 
 from .common import Parser, UsageError, closest, eprint
 
-COMMANDS = ["solve", "certify", "batches", "sweep", "phase", "plot", "verify", "train", "bench", "measure"]
+COMMANDS = ["solve", "certify", "batches", "sweep", "phase", "landscape", "plot", "verify", "train", "bench", "measure"]
 
 
 def _parser(build=COMMANDS):
