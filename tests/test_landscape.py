@@ -161,6 +161,7 @@ def fake_solver(monkeypatch):
     monkeypatch.setattr(ls, "_solve_starts", lambda problem, point: _fake_starts(rng))
     monkeypatch.setattr(ls, "_global_bound", lambda problem, sol, tol: (bound - 1e-12, "closed form", None))
     monkeypatch.setattr(ls, "_perturbed_loss", lambda problem, Z, point, salt: -1.0)
+    monkeypatch.setattr(ls, "_hessian", lambda problem, Z: {"min_eig": 0.5})
     return P, bound
 
 
@@ -213,6 +214,19 @@ def test_missing_certificate_records_the_evidence_only(fake_solver):
     assert rec["local_certificate"] == "missing" and rec["spurious_fraction"] is None
     assert rec["above_global_fraction"] == 2 / 8 and not rec["certified"]
     assert rec["groups"][0]["perturbed_loss"] is None and rec["groups"][1]["perturbed_loss"] == -1.0
+    assert rec["groups"][0]["hessian_estimate"] is None and rec["groups"][1]["hessian_estimate"] == {"min_eig": 0.5}
+
+
+def test_hessian_estimate_tells_the_etf_minimum_from_the_collapsed_saddle():
+    """Balanced SC, d > K: the simplex-ETF collapse is the global minimum (Graf et al.) and, off the rotation orbit,
+    its Riemannian Hessian has no negative eigenvalue; every sample on one point is a critical point (the gradient
+    of each row is radial, by symmetry) with a negative one."""
+    P = Problem(counts=[2, 2, 2], tau=0.5, dim=4)
+    etf = ls.hessian_estimate(P, _etf_point([2, 2, 2], 4))
+    assert etf["gradient_norm"] < 1e-10 and etf["min_eig"] > -1e-8
+    assert etf["tangent_dim"] == 6 * 3 and etf["orbit_dim"] == 5  # spans 2 of 4 dims: so(4) less the so(2) fixing it
+    one = ls.hessian_estimate(P, np.tile(np.eye(4)[:1], (6, 1)))
+    assert one["gradient_norm"] < 1e-10 and one["min_eig"] < -1e-3
 
 
 # --- resume and landscape.json --------------------------------------------------------------------------------------

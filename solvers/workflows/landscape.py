@@ -56,7 +56,7 @@ import numpy as np
 from ufm import Problem, imbalance, records
 
 __all__ = ["grid_points", "point_problem", "gram_signature", "signature_distance", "class_permutations",
-           "group_points", "run_point", "run_landscape", "assemble", "local_certifier", "LocalCertificateMissing",
+           "group_points", "hessian_estimate", "run_point", "run_landscape", "assemble", "local_certifier", "LocalCertificateMissing",
            "RESULTS", "POINT_KEYS", "MAX_N", "ROUNDING", "ESCAPE_SCALE"]
 
 RESULTS = "landscape.jsonl"
@@ -321,6 +321,14 @@ def _solve_starts(problem, point):
     return [s if s.converged else _polish(problem, s, point["steps"]) for s in sols]
 
 
+def _hessian(problem, Z):
+    """:func:`hessian_estimate`, None when it fails (it is evidence, never a verdict)."""
+    try:
+        return hessian_estimate(problem, Z)
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _perturbed_loss(problem, Z, point, salt):
     """The escape test (module doc): the loss reached from ``Z`` plus seeded noise."""
     from .. import pgd
@@ -330,6 +338,62 @@ def _perturbed_loss(problem, Z, point, salt):
     Zp = np.asarray(Z) + ESCAPE_SCALE * problem.radius * rng.standard_normal(np.shape(Z))
     sol = pgd.solve(problem, steps=POLISH * point["steps"], seed=point["seed"] + salt, dtype="float64", init=Zp)
     return float(solution_loss(problem, sol.Z))
+
+
+HESSIAN_MAX = 1200  # the floating-point Hessian estimate for N * d up to this (an (N d) x (N d) matrix)
+
+
+def hessian_estimate(problem, Z) -> dict | None:
+    """A floating-point estimate (float64 autodiff, **no proof**) of the second-order picture at ``Z (N, d)``:
+    the norm of the Riemannian gradient on the product of spheres, and the smallest eigenvalue of the Riemannian
+    Hessian on the tangent directions orthogonal to the rotation orbit ``{Z A : A skew}`` (the loss is
+    rotation-invariant, so those directions are flat at every point). ``min_eig > 0`` says "looks like a strict
+    local minimum up to rotation"; ``min_eig < 0`` "looks like a saddle"; only the local certificate proves
+    either. Returns ``gradient_norm``, ``min_eig``, ``tangent_dim``, ``orbit_dim``; None above ``HESSIAN_MAX``.
+
+    On the sphere of radius ``rho`` (rows ``|z_i| = rho``) the Riemannian Hessian is ``P (∇²f) P - diag(<z_i,
+    ∇_i f> / rho^2)`` on the tangent space ``P`` (each row's component along ``z_i`` removed)."""
+    import jax
+    import jax.numpy as jnp
+
+    from ufm.losses import sc_loss_dense
+
+    Z = np.asarray(Z, np.float64)
+    N, d = Z.shape
+    if N * d > HESSIAN_MAX:
+        return None
+    rho = float(problem.radius)
+    Z = rho * Z / np.linalg.norm(Z, axis=1, keepdims=True)
+    labels = jnp.asarray(problem.label_array)
+    with jax.enable_x64(True):
+        f = lambda x: sc_loss_dense(x.reshape(N, d), labels, problem.tau)  # noqa: E731
+        x = jnp.asarray(Z.ravel())
+        g = np.asarray(jax.grad(f)(x)).reshape(N, d)
+        H = np.asarray(jax.hessian(f)(x))
+    U = Z / rho
+    bases = []  # an orthonormal basis of each row's tangent space z_i^perp
+    for i in range(N):
+        q, _ = np.linalg.qr(np.column_stack([U[i], np.eye(d)]))
+        bases.append(q[:, 1:d])
+    B = np.zeros((N * d, N * (d - 1)))
+    for i, q in enumerate(bases):
+        B[i * d:(i + 1) * d, i * (d - 1):(i + 1) * (d - 1)] = q
+    radial = np.repeat(np.sum(U * g, axis=1) / rho, d)
+    Hr = B.T @ (H - np.diag(radial)) @ B
+    Hr = (Hr + Hr.T) / 2
+    grad = np.concatenate([bases[i].T @ g[i] for i in range(N)])
+    orbit = []
+    for a in range(d):
+        for b in range(a + 1, d):
+            A = np.zeros((d, d))
+            A[a, b], A[b, a] = 1.0, -1.0
+            orbit.append(B.T @ (Z @ A).ravel())
+    u, sv, _ = np.linalg.svd(np.column_stack(orbit), full_matrices=True) if orbit else (np.eye(len(Hr)), [], None)
+    r = int(np.sum(np.asarray(sv) > 1e-8 * max(1.0, float(np.max(sv, initial=0.0)))))
+    Q = u[:, r:]
+    eig = np.linalg.eigvalsh(Q.T @ Hr @ Q) if Q.shape[1] else np.array([np.nan])
+    return {"gradient_norm": float(np.linalg.norm(grad)), "min_eig": float(eig[0]), "tangent_dim": int(Hr.shape[0]),
+            "orbit_dim": r}
 
 
 def run_point(point, certify_local=None) -> dict:
@@ -376,7 +440,7 @@ def run_point(point, certify_local=None) -> dict:
                        "representative_seed": sols[r].seed, "loss_spread": max(losses[i] for i in members) - losses[r],
                        "gram_spread": spread, "gradient_mapping": float(sols[r].gradient_mapping),
                        "class_gram": _class_gram(Zr, labels, K).tolist(), "Z": Zr.tolist(),
-                       "perturbed_loss": None})
+                       "perturbed_loss": None, "hessian_estimate": None})
     rec.update({"start_losses": losses, "start_converged": conv, "start_group": start_group,
                 "converged_starts": len(done), "not_converged": len(sols) - len(done), "global_loss": global_loss,
                 "lower_bound": lb, "global_method": method, "global_why": why,
@@ -387,6 +451,7 @@ def run_point(point, certify_local=None) -> dict:
         for k, g in enumerate(rec["groups"]):
             if not g["at_global"]:
                 g["perturbed_loss"] = _perturbed_loss(problem, g["Z"], point, 1000 + k)
+                g["hessian_estimate"] = _hessian(problem, g["Z"])
     rec["seconds"] = time.perf_counter() - start
     return rec
 
