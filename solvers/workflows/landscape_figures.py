@@ -6,7 +6,8 @@
 one (the local certificate missing), the ``above_global_fraction`` instead, and the title says that these
 stationary points are not proved local minima. Every cell prints its value; a point that is proved (global
 minimum certified, every stationary point found proved a local minimum or a saddle) carries a white dot, one that
-is not a black "x" (``ufm.plots.UNCERTIFIED``), a failed point is grey. ``landscape.csv`` beside it holds the
+is not a black "x" (``ufm.plots.UNCERTIFIED``), a failed point is grey; a cell where some starts did not converge
+says how many did (``n/S conv.``: the fraction counts all S starts). ``landscape.csv`` beside it holds the
 plotted values (``tau`` rows, one column per count vector).
 """
 from __future__ import annotations
@@ -30,10 +31,11 @@ PROVED = {"marker": "o", "color": "white", "mec": "black", "ls": "none", "ms": 5
 
 
 def landscape_table(data: dict):
-    """``(columns, taus, values, certified, key)``: the count vectors in increasing ``R`` (lists), the sorted
+    """``(columns, taus, values, certified, key, notes)``: the count vectors in increasing ``R`` (lists), the sorted
     temperatures, the (taus x columns) float array of the plotted fraction (NaN: failed or missing), the object
-    array of ``certified`` and the key plotted (``spurious_fraction`` or ``above_global_fraction``). Raises
-    ``ValueError`` naming a missing key."""
+    array of ``certified``, the key plotted (``spurious_fraction`` or ``above_global_fraction``) and a note per
+    cell (``"n/S conv."`` where only n of the S starts converged, else ""). Raises ``ValueError`` naming a missing
+    key."""
     for k in ("counts", "taus", "spurious_fraction", "above_global_fraction", "certified"):
         if k not in data:
             raise ValueError(f"landscape lacks {k!r}")
@@ -43,16 +45,21 @@ def landscape_table(data: dict):
     taus = sorted({float(t) for t in data["taus"]})
     vals = np.full((len(taus), len(cols)), np.nan)
     cert = np.full((len(taus), len(cols)), None, dtype=object)
-    for c, t, v, ok in zip(data["counts"], data["taus"], data[key], data["certified"]):
+    note = np.full((len(taus), len(cols)), "", dtype=object)
+    conv = data.get("converged_starts") or [None] * len(data["counts"])
+    starts = data.get("starts") or [None] * len(data["counts"])
+    for c, t, v, ok, n, s in zip(data["counts"], data["taus"], data[key], data["certified"], conv, starts):
         i, j = taus.index(float(t)), cols.index(tuple(c))
         vals[i, j] = np.nan if v is None else float(v)
         cert[i, j] = ok
-    return [list(c) for c in cols], taus, vals, cert, key
+        if n is not None and s is not None and n < s:
+            note[i, j] = f"{n}/{s} conv."
+    return [list(c) for c in cols], taus, vals, cert, key, note
 
 
 def draw_landscape(data: dict, out) -> list[str]:
     """Write ``landscape.png``, ``landscape.pdf`` and ``landscape.csv`` into ``out``; returns their paths."""
-    cols, taus, vals, cert, key = landscape_table(data)
+    cols, taus, vals, cert, key, notes = landscape_table(data)
     labels = [f"R={plots.fmt_value(round(max(c) / min(c), 3))}\n{','.join(map(str, c))}" for c in cols]
     settings = data.get("settings") or {}
     proved = key == "spurious_fraction"
@@ -68,6 +75,9 @@ def draw_landscape(data: dict, out) -> list[str]:
             for j in range(len(cols)):
                 if np.isfinite(vals[i, j]):
                     ax.text(j, i + 0.28, f"{vals[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if vals[i, j] > 0.5 else "black", zorder=6)
+                if notes[i, j]:
+                    ax.text(j, i - 0.3, notes[i, j], ha="center", va="center", fontsize=6,
                             color="white" if vals[i, j] > 0.5 else "black", zorder=6)
         ok = [(i, j) for i in range(len(taus)) for j in range(len(cols)) if cert[i, j] is True]
         bad = [(i, j) for i in range(len(taus)) for j in range(len(cols)) if cert[i, j] is not True]
@@ -87,7 +97,7 @@ def draw_landscape(data: dict, out) -> list[str]:
         ax.set_title(title + ("" if proved else "\n(stationary points above the global minimum: NOT proved local "
                                                 "minima)"))
         if handles:
-            ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, -0.28), ncol=2, frameon=False)
+            ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, -0.2), ncol=2, frameon=False)
         paths = plots.save_figure(fig, str(out), "landscape")
     rows = [[plots.fmt_value(t)] + [None if not np.isfinite(v) else float(v) for v in vals[i]]
             for i, t in enumerate(taus)]
