@@ -172,7 +172,8 @@ def test_standin_certificate_reaches_spurious_fraction(fake_solver):
     assert rec["global_certified"] and rec["global_loss"] == pytest.approx(bound, abs=1e-9)
     assert rec["converged_starts"] == 7 and rec["start_group"][7] is None
     assert [g["count"] for g in rec["groups"]] == [5, 2]  # rotated copies grouped
-    assert len(calls) == 2 and all(c == rec["global_loss"] for c in calls)
+    assert len(calls) == 2 and all(c == rec["global_upper"] for c in calls)
+    assert rec["global_loss"] < rec["global_upper"] <= rec["global_loss"] + 2e-12 and not rec["global_upper_proved"]
     top = rec["groups"][1]
     assert top["certified"] and top["spurious"] is True and top["loss"] > rec["global_loss"] + 0.1
     assert rec["groups"][0]["spurious"] is False and rec["groups"][0]["at_global"]
@@ -188,12 +189,20 @@ def test_a_saddle_or_an_unproved_point_is_never_spurious(fake_solver):
 
     def saddle(problem, Z, *, global_loss=None):  # a saddle above the global minimum, a local minimum at it
         v = float(solution_loss(problem, Z))
-        kind = "saddle" if v > global_loss + 1e-6 else "local minimum"
-        return _Cert({"proved": True, "kind": kind, "loss_interval": [v - 1e-9, v + 1e-9], "spurious": None})
+        if v > global_loss + 1e-6:  # as solvers.local says it: proved means a minimum; a saddle's critical point
+            return _Cert({"proved": False, "kind": "saddle", "critical_point_proved": True,
+                          "loss_interval": [v - 1e-9, v + 1e-9], "spurious": None})
+        return _Cert({"proved": True, "kind": "local minimum", "loss_interval": [v - 1e-9, v + 1e-9]})
 
     rec = ls.run_point(POINT, saddle)
     assert rec["spurious_fraction"] == 0 and rec["saddles"] == [{"loss": rec["groups"][1]["loss"], "count": 2}]
     assert [m["count"] for m in rec["local_minima"]] == [5]
+
+    def negative_curvature_only(problem, Z, *, global_loss=None):  # no critical point proved: no saddle
+        return _Cert({"proved": False, "kind": "saddle", "critical_point_proved": False})
+
+    rec = ls.run_point(POINT, negative_curvature_only)
+    assert rec["saddles"] == [] and not rec["certified"] and rec["groups"][1]["spurious"] is None
 
     def unproved(problem, Z, *, global_loss=None):
         return _Cert({"proved": False, "kind": None, "why": "Hessian not definite", "spurious": True})

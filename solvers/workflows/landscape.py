@@ -17,25 +17,30 @@ batch, no ReLU, float64. Per point (:func:`run_point`):
    bound): ``lower_bound`` is proved, ``global_loss`` is the lowest loss found (an upper bound: a feasible point),
    ``global_certified`` says whether they agree to ``tol``.
 4. Each group's representative (its lowest-loss member) goes to the local certificate
-   ``solvers.local.certify_local(problem, Z, global_loss=...)``, whose ``to_dict()`` gives ``proved``, ``kind``
-   (``"local minimum"``, ``"saddle"`` or None), ``loss_interval`` ``[lo, hi]``, ``radius``,
-   ``gradient_norm_upper``, ``hessian_min_eig_lower``, ``method``, ``why`` and ``spurious``. It is imported when
-   first needed (:func:`local_certifier`); without it the point is recorded with ``local_certificate =
-   "missing"`` and every local verdict None.
+   ``solvers.local.certify_local(problem, Z, global_loss=global_upper)``, whose ``to_dict()`` gives ``proved``,
+   ``kind`` (``"local minimum"``, ``"saddle"`` or None), ``loss_interval`` ``[lo, hi]``, ``radius``,
+   ``gradient_norm_upper``, ``hessian_min_eig_lower``, ``method``, ``why`` and ``spurious`` (and, from
+   ``solvers.local``, ``critical_point_proved``: a saddle comes with ``proved`` False, since ``proved`` there
+   means a proved minimum, and ``kind`` "saddle" with the critical point proved). It is imported when first
+   needed (:func:`local_certifier`); without it the point is recorded with ``local_certificate = "missing"`` and
+   every local verdict None.
 
-**What "spurious" means here, and why it is proved.** A group is a *certified spurious local minimum* when its
-local certificate is proved, its ``kind`` is ``"local minimum"``, and the lower end of its proved
-``loss_interval`` exceeds ``global_loss`` (the loss of a feasible point, so an upper bound on the global minimum)
-by more than the float64 rounding of that loss (``ROUNDING`` relative). This needs no lower bound on the global
-minimum. ``spurious_fraction`` is the fraction of *all* starts (converged or not) that ended in such a group: a
-proved lower bound on how often a random start gets stuck, for these starts. ``above_global_fraction`` is the
-fraction of starts that converged above the certified global minimum (loss minus ``lower_bound`` above the
-tolerance): stationary points that are *not yet proved* local minima (saddles and flat shelves end there too).
+**What "spurious" means here, and why it is proved.** ``global_upper`` is an upper bound on the global minimum:
+the loss at the best start, proved in ball arithmetic by ``solvers.local.loss_upper`` (``global_upper_proved``),
+or, where that is unavailable, its float64 value raised by ``ROUNDING`` relative. A group is a *certified
+spurious local minimum* when its local certificate proves a strict local minimum (``proved`` True, ``kind``
+``"local minimum"``) and the lower end of its proved ``loss_interval`` exceeds ``global_upper``: a point of lower
+loss exists, so the local minimum is not global. This needs no lower bound on the global minimum. The
+certificate's own ``spurious`` is recorded, not relied on. ``spurious_fraction`` is the fraction of *all*
+starts (converged or not) that ended in such a group: a proved lower bound on how often a random start gets
+stuck, for these starts. ``above_global_fraction`` is the fraction of starts that converged above the certified
+global minimum (loss minus ``lower_bound`` above the tolerance): stationary points that are *not yet proved*
+local minima (saddles and flat shelves end there too).
 
-As long as no local certificate is available, each group above the global minimum is also *perturbed*
-(``ESCAPE_SCALE * rho`` Gaussian noise, seeded) and run again for ``POLISH * steps``: ``perturbed_loss`` is the loss
-reached. A run that goes down shows the point was no strict local minimum at that scale; one that comes back is
-evidence, not proof.
+As long as no local certificate is available, each group above the global minimum also gets two pieces of
+evidence, never counted as proof: ``perturbed_loss`` (the point plus ``ESCAPE_SCALE * rho`` Gaussian noise,
+seeded, run again for ``POLISH * steps``: a run that goes down shows the point was no strict local minimum at
+that scale) and ``hessian_estimate`` (:func:`hessian_estimate`, float64).
 
 **Resumable and lossless.** :func:`run_landscape` appends one JSON line per point to ``OUT/landscape.jsonl`` (the
 ``ufm.records`` rules: one whole line per write, a torn last line set aside, one writer per folder) and skips the
@@ -254,24 +259,26 @@ def _local(certify_local, problem, Z, global_loss) -> dict:
         d = dict(certify_local(problem, np.asarray(Z, np.float64), global_loss=global_loss).to_dict())
     except Exception as e:  # noqa: BLE001 - a certificate that fails proves nothing; the reason is kept
         d = {"proved": False, "kind": None, "why": f"{type(e).__name__}: {e}"}
-    return {k: d.get(k) for k in LOCAL_KEYS}
+    return {**{k: d.get(k) for k in LOCAL_KEYS}, **{k: v for k, v in d.items() if k != "Z"}}
 
 
-def _verdicts(group, global_loss, lower_bound, tol):
-    """Fill ``group``'s ``at_global``, ``certified`` (a proved local minimum), ``saddle`` (a proved saddle) and
-    ``spurious`` (module doc: proved local minimum whose proved loss interval lies above ``global_loss``; False
-    at the certified global minimum; None when not proved either way)."""
+def _verdicts(group, global_upper, lower_bound, tol):
+    """Fill ``group``'s ``at_global`` (its loss within ``tol`` of the proved ``lower_bound``), ``certified`` (a
+    proved strict local minimum), ``saddle`` (a proved saddle: ``kind`` "saddle" with the critical point proved,
+    ``critical_point_proved`` or ``proved``) and ``spurious`` (True: a proved local minimum whose proved loss
+    interval lies above ``global_upper``, an upper bound on the global minimum; False at the certified global
+    minimum or at a proved saddle; None when not proved either way)."""
     loss = group["loss"]
     group["at_global"] = bool(lower_bound is not None and loss - lower_bound <= tol * max(1.0, abs(loss)))
-    cert = group.get("certificate")
-    proved = bool(cert and cert.get("proved"))
-    group["certified"] = bool(proved and cert.get("kind") == "local minimum")
-    group["saddle"] = bool(proved and cert.get("kind") == "saddle")
+    cert = group.get("certificate") or {}
+    group["certified"] = bool(cert.get("proved") is True and cert.get("kind") == "local minimum")
+    group["saddle"] = bool(cert.get("kind") == "saddle"
+                           and (cert.get("proved") is True or cert.get("critical_point_proved") is True))
     lo = None
     if group["certified"]:
         interval = cert.get("loss_interval") or [None]
         lo = interval[0] if isinstance(interval[0], (int, float)) and math.isfinite(interval[0]) else None
-    if lo is not None and lo > global_loss + ROUNDING * max(1.0, abs(global_loss)):
+    if lo is not None and global_upper is not None and lo > global_upper:
         group["spurious"] = True
     elif group["at_global"] or group["saddle"]:
         group["spurious"] = False
@@ -299,12 +306,32 @@ def _summaries(rec):
     return rec
 
 
+def _global_upper(problem, rec):
+    """``(upper, proved)``: an upper bound on the global minimum, the loss at the best start. Proved in ball
+    arithmetic by ``solvers.local.loss_upper`` at the stored ``best_Z`` when both exist; otherwise the float64
+    ``global_loss`` raised by ``ROUNDING`` relative."""
+    g = rec.get("global_loss")
+    if g is None:
+        return None, False
+    Z = rec.get("best_Z")
+    if Z is not None and problem is not None:
+        try:
+            from ..local import loss_upper
+
+            return float(loss_upper(problem, np.asarray(Z, np.float64))), True
+        except Exception:  # noqa: BLE001 - not installed, or it refuses this point: the float64 value, widened
+            pass
+    return g + ROUNDING * max(1.0, abs(g)), False
+
+
 def _certify_groups(rec, problem, certify_local):
-    """Run the local certificate on every group's stored representative; recompute the verdicts."""
+    """Run the local certificate on every group's stored representative (``global_loss=`` the upper bound of
+    :func:`_global_upper`); recompute the verdicts."""
+    upper, proved = _global_upper(problem, rec) if certify_local is not None else (None, False)
+    rec["global_upper"], rec["global_upper_proved"] = upper, proved
     for g in rec["groups"]:
-        g["certificate"] = None if certify_local is None else _local(certify_local, problem, g["Z"],
-                                                                    rec["global_loss"])
-        _verdicts(g, rec["global_loss"], rec["lower_bound"], rec["tol"])
+        g["certificate"] = None if certify_local is None else _local(certify_local, problem, g["Z"], upper)
+        _verdicts(g, upper, rec["lower_bound"], rec["tol"])
     rec["local_certificate"] = "missing" if certify_local is None else "available"
     return _summaries(rec)
 
@@ -444,6 +471,7 @@ def run_point(point, certify_local=None) -> dict:
     rec.update({"start_losses": losses, "start_converged": conv, "start_group": start_group,
                 "converged_starts": len(done), "not_converged": len(sols) - len(done), "global_loss": global_loss,
                 "lower_bound": lb, "global_method": method, "global_why": why,
+                "best_Z": np.asarray(sols[best].Z, np.float64).tolist(),
                 "global_certified": certified,
                 "groups": groups})
     _certify_groups(rec, problem, certify_local)
