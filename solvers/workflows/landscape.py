@@ -308,12 +308,14 @@ def _summaries(rec):
 
 def _global_upper(problem, rec):
     """``(upper, proved)``: an upper bound on the global minimum, the loss at the best start. Proved in ball
-    arithmetic by ``solvers.local.loss_upper`` at the stored ``best_Z`` when both exist; otherwise the float64
-    ``global_loss`` raised by ``ROUNDING`` relative."""
+    arithmetic by ``solvers.local.loss_upper`` at the stored ``best_Z`` (or at the stored representative of
+    that loss) when both exist; otherwise the float64 ``global_loss`` raised by ``ROUNDING`` relative."""
     g = rec.get("global_loss")
     if g is None:
         return None, False
     Z = rec.get("best_Z")
+    if Z is None:  # a record without it: the best start is the representative of its group when it converged
+        Z = next((grp["Z"] for grp in rec.get("groups", []) if grp.get("loss") == g and grp.get("Z")), None)
     if Z is not None and problem is not None:
         try:
             from ..local import loss_upper
