@@ -179,7 +179,8 @@ def test_standin_certificate_reaches_spurious_fraction(fake_solver):
     assert rec["groups"][0]["spurious"] is False and rec["groups"][0]["at_global"]
     assert rec["spurious_fraction"] == 2 / 8  # the non-converged start counts in the denominator
     assert rec["above_global_fraction"] == 2 / 8
-    assert rec["certified"] and rec["local_certificate"] == "available"
+    assert rec["local_certificate"] == "available"
+    assert not rec["certified"]  # one start did not converge: where it would have ended is not known
     assert [m["spurious"] for m in rec["local_minima"]] == [False, True]
     assert all(g["perturbed_loss"] is None for g in rec["groups"])  # no escape test when proofs are available
 

@@ -288,8 +288,9 @@ def _verdicts(group, global_upper, lower_bound, tol):
 
 
 def _summaries(rec):
-    """``local_minima``, ``saddles``, ``spurious_fraction``, ``above_global_fraction``, ``certified`` of a record
-    from its groups."""
+    """``local_minima``, ``saddles``, ``spurious_fraction``, ``above_global_fraction`` and ``certified`` (the
+    global minimum certified, every start converged, and every group at the global minimum or proved a strict
+    local minimum or a saddle) of a record from its groups."""
     groups, S = rec["groups"], rec["starts"]
     rec["local_minima"] = [{"loss": g["loss"], "count": g["count"], "certified": g["certified"] or g["at_global"],
                             "spurious": g["spurious"], "at_global": g["at_global"]}
@@ -302,6 +303,7 @@ def _summaries(rec):
     rec["above_global_fraction"] = (None if not rec["global_certified"] else
                                     sum(g["count"] for g in groups if not g["at_global"]) / S)
     rec["certified"] = bool(rec["global_certified"] and rec["local_certificate"] == "available"
+                            and rec.get("converged_starts") == S
                             and all(g["certified"] or g["saddle"] or g["at_global"] for g in groups))
     return rec
 

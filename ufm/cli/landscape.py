@@ -5,8 +5,8 @@ and each group certified as a strict local minimum or a saddle (``solvers.workfl
 Writes ``OUT/landscape.jsonl`` (one record per point, appended as each point finishes; a rerun skips the points
 done), then ``OUT/landscape.json`` (one list entry per point: ``counts``, ``taus``, ``starts``, ``global_loss``,
 ``local_minima``, ``spurious_fraction``, ...; docs/landscape.md) and the heat map ``landscape.png`` / ``.pdf``.
-Exit codes: 0 every point proved, 3 some point not proved (the local certificate missing, a bound not tight, a
-stationary point neither proved a local minimum nor a saddle), 2 bad input."""
+Exit codes: 0 every point proved, 3 some point not proved (the local certificate missing, a bound not tight, a start
+that did not converge, a stationary point neither proved a local minimum nor a saddle), 2 bad input."""
 from __future__ import annotations
 
 import math
