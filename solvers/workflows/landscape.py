@@ -605,9 +605,11 @@ def run_landscape(points, out, *, certify_local="auto", progress=None, log=None)
 
 def assemble(recs, settings: dict) -> dict:
     """The ``landscape.json`` dict from the records of a grid (in grid order): :data:`POINT_KEYS` as lists, one
-    entry per point (``taus`` from each record's ``tau``), ``point_keys``, ``settings``, ``points``,
-    ``certified_points``, ``local_certificate`` (``"available"``, ``"missing"`` or ``"mixed"``)."""
+    entry per point (``taus`` from each record's ``tau``; the summaries recomputed from each record's groups),
+    ``point_keys``, ``settings``, ``points``, ``certified_points``, ``local_certificate`` (``"available"``,
+    ``"missing"`` or ``"mixed"``)."""
     out = {k: [] for k in POINT_KEYS}
+    recs = [_summaries(dict(r)) if r.get("status") == "ok" and "groups" in r else r for r in recs]
     for r in recs:
         for k in POINT_KEYS:
             out[k].append(r.get("tau") if k == "taus" else r.get(k))
