@@ -2,7 +2,8 @@
 
 ``landscape`` (PNG and PDF): a heat map with one column per count vector (ordered by the imbalance ratio
 ``R = max/min``, labelled with ``R`` and the counts) and one row per temperature. The colour is the
-``spurious_fraction`` (the fraction of starts that ended at a certified spurious local minimum); when no point has
+``spurious_fraction`` (the fraction of starts that ended at a certified spurious local minimum; the colour scale
+runs from 0 to the larger of 0.25 and the largest value, so that a few starts in many show); when no point has
 one (the local certificate missing), the ``above_global_fraction`` instead, and the title says that these
 stationary points are not proved local minima. Every cell prints its value; a point that is proved (global
 minimum certified, every stationary point found proved a local minimum or a saddle) carries a white dot, one that
@@ -66,8 +67,9 @@ def draw_landscape(data: dict, out) -> list[str]:
     with plt.rc_context(plots.RC):
         fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(cols) + 2.0), max(2.8, 0.5 * len(taus) + 1.8)))
         cmap = plt.get_cmap("magma_r").with_extremes(bad=FAILED)
+        top = max(0.25, float(np.nanmax(vals)) if np.isfinite(vals).any() else 0.0)
         mesh = ax.pcolormesh(np.arange(len(cols) + 1) - 0.5, np.arange(len(taus) + 1) - 0.5,
-                             np.ma.masked_invalid(vals), cmap=cmap, norm=Normalize(0.0, 1.0), shading="flat")
+                             np.ma.masked_invalid(vals), cmap=cmap, norm=Normalize(0.0, top), shading="flat")
         cb = fig.colorbar(mesh, ax=ax, pad=0.02)
         cb.set_label("fraction of starts at a certified spurious local minimum" if proved else
                      "fraction of starts stopped above the global minimum")
@@ -75,10 +77,10 @@ def draw_landscape(data: dict, out) -> list[str]:
             for j in range(len(cols)):
                 if np.isfinite(vals[i, j]):
                     ax.text(j, i + 0.28, f"{vals[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if vals[i, j] > 0.5 else "black", zorder=6)
+                            color="white" if vals[i, j] > 0.5 * top else "black", zorder=6)
                 if notes[i, j]:
                     ax.text(j, i - 0.3, notes[i, j], ha="center", va="center", fontsize=6,
-                            color="white" if vals[i, j] > 0.5 else "black", zorder=6)
+                            color="white" if vals[i, j] > 0.5 * top else "black", zorder=6)
         ok = [(i, j) for i in range(len(taus)) for j in range(len(cols)) if cert[i, j] is True]
         bad = [(i, j) for i in range(len(taus)) for j in range(len(cols)) if cert[i, j] is not True]
         handles = []
