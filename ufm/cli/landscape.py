@@ -126,6 +126,10 @@ def run(args) -> int:
         points = grid_points(**kwargs)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    asked = len(kwargs.get("counts") or kwargs.get("ratios") or []) * len(kwargs["taus"])
+    if len(points) < asked:
+        eprint(f"ufm landscape: note: {(asked - len(points)) // len(kwargs['taus'])} count vector(s) repeat one "
+               "already in the grid (after rounding); each is run once")
     out = ensure_dir(args.out)
     from solvers.workflows import landscape as ls
     from ufm.progress import Progress
