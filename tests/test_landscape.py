@@ -354,3 +354,38 @@ def test_real_local_certificate_on_a_small_grid(tmp_path, capsys):
     # balanced, d > K: the theorem's setting, every start at the certified global minimum
     benign = recs[((2, 2, 2), 0.5)]
     assert benign["global_certified"] and benign["spurious_fraction"] == 0
+    # every class of two samples and d = K + 1: the spurious minimum that start 7 reaches at tau = 0.03
+    code, _, err = run_cli(capsys, "landscape", "--counts", "10,2,2", "--taus", "0.03", "--starts", "8", "--out",
+                           str(tmp_path / "p"), "--no-figures")
+    assert code == 0, err
+    rec = json.loads(open(tmp_path / "p" / ls.RESULTS).readline())
+    assert rec["dim"] == 4 and rec["global_certified"] and rec["global_upper_proved"]
+    assert rec["spurious_fraction"] == 1 / 8 and rec["start_group"][7] == 1
+    assert rec["groups"][1]["loss"] > rec["global_upper"] + 8
+
+
+@pytest.mark.slow
+def test_recorded_spurious_minimum_is_what_it_claims():
+    """The spurious minimum recorded in benchmarks/results (counts 10,2,2, every class of two samples, d = 4 > K,
+    tau = 0.03), checked without ``solvers.local``: its loss by the plain-loop reference, far above the proved lower
+    bound of the problem; in float64, a Riemannian gradient near 0 and, off the rotation orbit, a Hessian whose
+    smallest eigenvalue agrees with the certificate's proved lower bound."""
+    from reference import sc_loss_loops
+
+    from solvers.certify import certify
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "results", "landscape_spurious_points.json")
+    points = json.load(open(path))["points"]
+    rec = next(p for p in points if p["counts"] == [10, 2, 2] and p["tau"] == 0.03 and p["dim"] == 4)
+    P = Problem(counts=rec["counts"], tau=rec["tau"], dim=rec["dim"])
+    Z = np.array(rec["Z"])
+    assert np.allclose(np.linalg.norm(Z, axis=1), 1.0, atol=1e-12)
+    loss = sc_loss_loops(Z, P.label_array, P.tau)
+    assert loss == pytest.approx(rec["loss"], rel=1e-12)
+    lb = certify(P).lower_bound  # a proved lower bound on the global minimum, no solution needed
+    assert lb is not None and lb <= rec["global_loss"] and loss > lb + 8
+    lo, hi = rec["certificate"]["loss_interval"]
+    assert lo <= hi and abs(loss - lo) < 1e-9
+    est = ls.hessian_estimate(P, Z)
+    assert est["gradient_norm"] < 1e-4
+    assert est["min_eig"] == pytest.approx(rec["certificate"]["hessian_min_eig_lower"], rel=1e-3)
