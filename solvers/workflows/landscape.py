@@ -6,9 +6,8 @@ One *point* is a real N-sample problem: ``ufm.Problem(counts, loss="sc", tau, di
 batch, no ReLU, float64. Per point (:func:`run_point`):
 
 1. ``starts`` projected-gradient runs (``solvers.pgd.solve_many``; start ``i`` from seed ``seed + i``, as
-   ``ufm verify``'s landscape row). A run that hits its step limit is continued once for ``POLISH * steps``
-   (``solvers.workflows.verify._polish``); one that still has not converged is no stationary point and joins no
-   group (``not_converged``).
+   ``ufm verify``'s landscape row). A run that hits its step limit is continued once for ``POLISH * steps``; one
+   that still has not converged is no stationary point and joins no group (``not_converged``).
 2. The converged ends are grouped (:func:`group_points`): two ends are one stationary point when their losses
    agree to ``tol * max(1, |loss|)`` and their Gram invariants (:func:`gram_signature`) agree to ``gram_tol``,
    up to a relabelling of classes of equal size. ``G = Z Zᵀ`` does not change under a rotation of ``Z``; sorting
@@ -61,8 +60,8 @@ import numpy as np
 from ufm import Problem, imbalance, records
 
 __all__ = ["grid_points", "point_problem", "gram_signature", "signature_distance", "class_permutations",
-           "group_points", "hessian_estimate", "run_point", "run_landscape", "assemble", "local_certifier", "LocalCertificateMissing",
-           "RESULTS", "POINT_KEYS", "MAX_N", "ROUNDING", "ESCAPE_SCALE"]
+           "group_points", "hessian_estimate", "run_point", "run_landscape", "assemble", "local_certifier",
+           "LocalCertificateMissing", "RESULTS", "POINT_KEYS", "MAX_N", "ROUNDING", "ESCAPE_SCALE"]
 
 RESULTS = "landscape.jsonl"
 RECORD_KEYS = ("id", "counts", "tau")
@@ -343,13 +342,20 @@ def _certify_groups(rec, problem, certify_local):
 # --- one point -----------------------------------------------------------------------------------------------------
 
 def _solve_starts(problem, point):
-    """``starts`` float64 solutions, start ``i`` from ``seed + i``; a start at its step limit polished once."""
+    """``starts`` float64 solutions, start ``i`` from ``seed + i``; a start that hit its step limit is continued
+    once from where it stopped for ``POLISH * steps`` (small problems at a low temperature converge slowly), the
+    continuation kept when its loss is not higher."""
     from .. import pgd
-    from .verify import _polish
 
-    S, seed = point["starts"], point["seed"]
-    sols = pgd.solve_many([problem] * S, seed=[seed + i for i in range(S)], steps=point["steps"], dtype="float64")
-    return [s if s.converged else _polish(problem, s, point["steps"]) for s in sols]
+    S, seed, steps = point["starts"], point["seed"], point["steps"]
+    sols = pgd.solve_many([problem] * S, seed=[seed + i for i in range(S)], steps=steps, dtype="float64")
+    for i, s in enumerate(sols):
+        if not s.converged:
+            more = pgd.solve(problem, steps=POLISH * steps, seed=s.seed, dtype="float64", init=s.Z)
+            more.steps += s.steps
+            if more.loss <= s.loss:
+                sols[i] = more
+    return sols
 
 
 def _hessian(problem, Z):

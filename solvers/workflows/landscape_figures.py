@@ -13,8 +13,6 @@ plotted values (``tau`` rows, one column per count vector).
 """
 from __future__ import annotations
 
-import os
-
 import matplotlib
 
 matplotlib.use("Agg")
