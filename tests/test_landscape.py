@@ -389,3 +389,27 @@ def test_recorded_spurious_minimum_is_what_it_claims():
     est = ls.hessian_estimate(P, Z)
     assert est["gradient_norm"] < 1e-4
     assert est["min_eig"] == pytest.approx(rec["certificate"]["hessian_min_eig_lower"], rel=1e-3)
+
+
+def test_a_failing_point_is_recorded_failed_and_solved_again(tmp_path, monkeypatch):
+    calls = []
+
+    def flaky(p, c):
+        calls.append(p["tau"])
+        if len(calls) == 1:
+            raise RuntimeError("solver blew up")
+        return _quick_record(p, c)
+
+    monkeypatch.setattr(ls, "run_point", flaky)
+    pts = ls.grid_points(counts=[[3, 2, 2]], taus=[0.1, 0.2], starts=4)
+    recs = ls.run_landscape(pts, str(tmp_path), certify_local=None)
+    assert [r["status"] for r in recs] == ["failed", "ok"] and "solver blew up" in recs[0]["error"]
+    data = ls.assemble(recs, {})
+    assert data["failed_points"] == 1 and data["spurious_fraction"] == [None, None]
+    from solvers.workflows.landscape_figures import draw_landscape, landscape_table
+
+    assert np.isnan(landscape_table(data)[2][0, 0])  # the failed point: a grey cell, no value
+    assert all(os.path.getsize(f) > 0 for f in draw_landscape(data, str(tmp_path)))
+    recs = ls.run_landscape(pts, str(tmp_path), certify_local=None)
+    assert calls == [0.1, 0.2, 0.1] and [r["status"] for r in recs] == ["ok", "ok"]
+    assert len(open(tmp_path / ls.RESULTS).read().splitlines()) == 2

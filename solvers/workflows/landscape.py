@@ -572,7 +572,9 @@ def run_landscape(points, out, *, certify_local="auto", progress=None, log=None)
             certify_local = None
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, RESULTS)
-    with records.dir_lock(out, what="ufm landscape"):
+    from .sweep import _sigint_guard
+
+    with records.dir_lock(out, what="ufm landscape"), _sigint_guard() as hit:
         records.repair(path, RECORD_KEYS)
         known = {r["id"]: r for r in _compact(path)}
         work = [(p, _needs_work(known.get(records.point_id(p)), certify_local is not None)) for p in points]
@@ -595,6 +597,8 @@ def run_landscape(points, out, *, certify_local="auto", progress=None, log=None)
             except (KeyboardInterrupt, MemoryError):
                 raise
             except Exception as e:  # noqa: BLE001 - recorded as failed; the grid goes on
+                if hit["sigint"]:  # a library that reported a Ctrl-C as its own error: still a Ctrl-C
+                    raise KeyboardInterrupt from e
                 rec = _failed(p, e, time.perf_counter() - t0)
             records.append_record(path, rec)
             known[rec["id"]] = rec
