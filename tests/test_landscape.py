@@ -173,7 +173,13 @@ def test_standin_certificate_reaches_spurious_fraction(fake_solver):
     assert rec["converged_starts"] == 7 and rec["start_group"][7] is None
     assert [g["count"] for g in rec["groups"]] == [5, 2]  # rotated copies grouped
     assert len(calls) == 2 and all(c == rec["global_upper"] for c in calls)
-    assert rec["global_loss"] < rec["global_upper"] <= rec["global_loss"] + 2e-12 and not rec["global_upper_proved"]
+    # an upper bound on the global minimum: proved by solvers.local.loss_upper where it exists, else float64 + 1e-12
+    assert rec["global_loss"] <= rec["global_upper"] <= rec["global_loss"] + 2e-12
+    try:
+        import solvers.local  # noqa: F401
+        assert rec["global_upper_proved"]
+    except ImportError:
+        assert not rec["global_upper_proved"] and rec["global_upper"] > rec["global_loss"]
     top = rec["groups"][1]
     assert top["certified"] and top["spurious"] is True and top["loss"] > rec["global_loss"] + 0.1
     assert rec["groups"][0]["spurious"] is False and rec["groups"][0]["at_global"]
