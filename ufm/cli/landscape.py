@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 from .common import (UsageError, dumps, ensure_dir, eprint, named_int_list, seed_int, write_json)
 
@@ -142,10 +143,10 @@ def run(args) -> int:
         missing = None
     except ls.LocalCertificateMissing as e:
         certify_local, missing = None, str(e)
-    bar = Progress(len(points), "ufm landscape")
     try:
-        recs = ls.run_landscape(points, out, certify_local=certify_local, progress=bar,
-                                log=lambda line: eprint(f"ufm landscape: {line}"))
+        with Progress(len(points), "ufm landscape", enabled=not args.json) as bar:
+            recs = ls.run_landscape(points, out, certify_local=certify_local, progress=bar,
+                                    log=lambda line: bar.write(f"ufm landscape: {line}", file=sys.stderr))
     except RecordsError as e:
         raise UsageError(str(e)) from None
     result = ls.assemble(recs, settings)
