@@ -86,14 +86,20 @@ def _project(x, h, *, sphere, nonneg):
 
 def _segment_fn(contrastive, sphere, nonneg):
     """One jitted segment of CHUNK iterations for a stack of problems (``vmap`` over the leading axis)."""
-    import jax
-    import jax.numpy as jnp
-
     from ufm.classlevel import value
 
     f = lambda x, h: value(x, h, contrastive=contrastive, sphere=sphere, constant=False)  # noqa: E731
-    fg = jax.value_and_grad(f)
     proj = lambda x, h: _project(x, h, sphere=sphere, nonneg=nonneg)  # noqa: E731
+    return pga_segment(f, proj)
+
+
+def pga_segment(f, proj):
+    """A jitted, vmapped segment of CHUNK projected accelerated gradient steps (module doc) for the objective
+    ``f(x, h)`` and the projection ``proj(x, h)``. The state is ``(x, y, f(x), eta, t)``, one row per problem."""
+    import jax
+    import jax.numpy as jnp
+
+    fg = jax.value_and_grad(f)
     tree = jax.tree_util
 
     def step(state, h):
@@ -121,6 +127,27 @@ def _segment_fn(contrastive, sphere, nonneg):
         return jax.lax.scan(body, state, None, length=CHUNK)[0]
 
     return jax.jit(jax.vmap(segment))
+
+
+def run_segments(segment, state, h, steps, ftol):
+    """Run ``segment`` until every problem's objective moved less than ``ftol max(1, |f|)`` over a segment, or
+    ``steps`` iterations. Returns ``(state, taken (L,), converged (L,))``."""
+    last = np.asarray(state[2])
+    L = len(last)
+    done, taken = 0, np.zeros(L, dtype=int)
+    converged = np.zeros(L, dtype=bool)
+    while done < steps:
+        state = segment(state, h)
+        done += CHUNK
+        fnow = np.asarray(state[2])
+        moved = np.abs(last - fnow) <= ftol * np.maximum(1.0, np.abs(fnow))
+        taken[moved & ~converged] = done
+        converged |= moved
+        last = fnow
+        if converged.all():
+            break
+    taken[~converged] = done
+    return state, taken, converged
 
 
 _SEGMENTS: dict = {}
@@ -182,21 +209,7 @@ def solve_classes(problems, *, steps: int = 4000, seed=0, ftol: float = 1e-13, s
             f0 = jax.vmap(lambda a, b: _value(a, b, contrastive, sphere, False))(x, h)
             L = len(idx)
             state = (x, x, f0, jnp.full(L, 1.0), jnp.ones(L))
-            done, taken = 0, np.zeros(L, dtype=int)
-            last = np.asarray(f0)
-            converged = np.zeros(L, dtype=bool)
-            while done < steps:
-                state = segment(state, h)
-                done += CHUNK
-                fnow = np.asarray(state[2])
-                moved = np.abs(last - fnow) <= ftol * np.maximum(1.0, np.abs(fnow))
-                newly = moved & ~converged
-                taken[newly] = done
-                converged |= moved
-                last = fnow
-                if converged.all():
-                    break
-            taken[~converged] = done
+            state, taken, converged = run_segments(segment, state, h, steps, ftol)
             full = np.asarray(jax.vmap(lambda a, b: _value(a, b, contrastive, sphere))(state[0], h))
             xs = {k: np.asarray(v) for k, v in state[0].items()}
             for j, i in enumerate(idx):

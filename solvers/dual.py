@@ -43,8 +43,8 @@ import scipy.sparse.linalg
 from ufm import constraints, objectives
 from ufm.batching import batch_list
 
-__all__ = ["DualBound", "lambda_min_lower", "sc_bound", "ce_bound", "sc_class_bound", "ce_class_bound",
-           "components", "DENSE_LIMIT", "U"]
+__all__ = ["DualBound", "lambda_min_lower", "lambda_min_lower_many", "sc_bound", "ce_bound", "sc_class_bound",
+           "ce_class_bound", "sc_group_bound", "components", "DENSE_LIMIT", "U"]
 
 U = 2.0 ** -53  # unit roundoff of float64
 FN = 8.0  # relative error allowed for one elementary function (exp, log) or a handful of operations
@@ -653,3 +653,195 @@ def ce_class_bound(problem, d, a, M, C, upper: float, optimal_multipliers: bool 
     size_err = gamma(2 * K + 4) * (abs(const) + abs(val or 0.0))  # T, N: sums of (real) class sizes, rounded
     return _finish([const, val] if not why else [0.0], (fmargin or 0.0) + lin_err + const_err + q_err
                    + 4 * U * abs(const) + size_err, lam, 1, int(N), why)
+
+
+# -- the class-level problem reduced by the symmetry between classes of equal size (ufm.reduced) ---------------------
+def _down_many(x, ulps: int = 4):
+    for _ in range(ulps):
+        x = np.nextafter(x, -np.inf)
+    return x
+
+
+def _cholesky_completes(A):
+    """Whether the floating-point Cholesky factorisation of each ``A[p] (n, n)`` runs to completion (every pivot
+    positive): the textbook algorithm, column by column, vectorised over the leading axis (Higham 2002, Alg. 10.2;
+    Thm 10.5 holds for it with any order of the inner products)."""
+    P, n, _ = A.shape
+    L = np.zeros_like(A)
+    ok = np.ones(P, dtype=bool)
+    for j in range(n):
+        v = A[:, j, j] - np.einsum("pk,pk->p", L[:, j, :j], L[:, j, :j])
+        ok &= v > 0
+        ljj = np.sqrt(np.where(v > 0, v, 1.0))
+        L[:, j, j] = ljj
+        if j + 1 < n:
+            L[:, j + 1:, j] = (A[:, j + 1:, j] - np.einsum("pik,pk->pi", L[:, j + 1:, :j], L[:, j, :j])) / ljj[:, None]
+    return ok & np.all(np.isfinite(L), axis=(1, 2))
+
+
+def lambda_min_lower_many(A, tries: int = 16):
+    """:func:`lambda_min_lower` for a stack of small symmetric matrices ``A (P, n, n)`` at once (the same proof,
+    the factorisations vectorised). Returns ``(P,)`` proved lower bounds, NaN where no factorisation completed
+    (or an entry is not finite, or a matrix is not exactly symmetric)."""
+    A = np.asarray(A, dtype=np.float64)
+    P, n, _ = A.shape
+    out = np.full(P, np.nan)
+    good = np.all(np.isfinite(A), axis=(1, 2)) & np.all(A == np.swapaxes(A, 1, 2), axis=(1, 2))
+    if n == 1:
+        out[good] = A[good, 0, 0]
+        return out
+    idx = np.arange(n)
+    est = np.zeros(P)
+    est[good] = np.linalg.eigvalsh(A[good])[:, 0]
+    scale = np.max(np.abs(A).sum(axis=2), axis=1)
+    g = gamma(n + 1)
+    trace = np.sum(np.abs(A[:, idx, idx] - est[:, None]), axis=1)
+    step = np.maximum(np.maximum(4 * g * trace, 64 * U * scale), 1e-300)
+    todo = good.copy()
+    for _ in range(tries):
+        if not todo.any():
+            break
+        s = est - step
+        At = A[todo].copy()
+        At[:, idx, idx] -= s[todo, None]
+        d = At[:, idx, idx].copy()  # the factorised diagonal, fl(A_ii - s)
+        ok = _cholesky_completes(At) & np.all(d > 0, axis=1)
+        tr = d.sum(axis=1) * (1 + gamma(n + 2))  # a sum of n positive floats, rounded up
+        margin = U * d.max(axis=1) + 2.0 * (g / (1.0 - g)) * tr + n * 1e-300
+        where = np.flatnonzero(todo)
+        out[where[ok]] = _down_many((s[todo] - margin * (1 + 4 * U))[ok])
+        step[where[~ok]] *= 4.0
+        todo[where[ok]] = False
+    return out
+
+
+def sc_group_bound(problems, grams) -> list[DualBound]:
+    """Proved lower bounds on the minima of reduced contrastive problems (``ufm.reduced.GroupProblem``, at radius 1
+    or any radius), one per problem, from their reduced candidate Grams (a list of ``ufm.reduced.gram`` dicts, or
+    one ``ufm.reduced.stack_gram`` dict for problems with the same ``G``), vectorised over problems with the same
+    number of groups.
+
+    The dual point is the class-level one of :func:`sc_class_bound` at the lifted (invariant) candidate: the
+    softmax weights of each anchor class and the multipliers ``mu_c = (Q Ĝ)_ii / rho^2`` are equal on each group,
+    so they are computed once per group; the smallest eigenvalue of the class-level ``A = Q - Diag(mu)`` is the
+    least of ``alpha_g - Qw_g`` (within a class), ``alpha_g + (n_g - 1) Qw_g - n_g Qs_g`` (sum-zero vectors of a
+    group's classes) and ``lambda_min(Y)``, ``Y_gg = alpha_g + (n_g - 1) Qw_g + (s_g - 1) n_g Qs_g``, ``Y_gh =
+    sqrt(s_g n_g s_h n_h) Qb_gh`` (the group-ones subspace): an exact decomposition, each piece bounded with its
+    rounding (docs/phase.md). So the result is a proved bound on the *class-level* problem's minimum, whatever
+    ``K`` (nothing ``K``-sized is formed)."""
+    from ufm.reduced import stack_weights
+
+    if isinstance(grams, dict):  # stacked (``ufm.reduced.stack_gram``): one G
+        return _sc_group_bound_stack(list(problems), grams, problems[0].G, stack_weights)
+    out: list = [None] * len(problems)
+    by_G: dict = {}
+    for i, p in enumerate(problems):
+        by_G.setdefault(p.G, []).append(i)
+    for G, idx in by_G.items():
+        for i, b in zip(idx, _sc_group_bound_stack([problems[i] for i in idx], [grams[i] for i in idx], G,
+                                                   stack_weights)):
+            out[i] = b
+    return out
+
+
+def _sc_group_bound_stack(problems, grams, G, stack_weights):
+    P = len(problems)
+    L = G + 1  # slots per anchor
+    hs = stack_weights(problems)
+    n, s, clw, tau, rho2 = hs["n"], hs["s"], hs["clw"], hs["tau"], hs["rho2"]  # (P, G), (P, G), (P, G, L), (P,)
+    ball = np.array([constraints.get(p.constraint).mu_sign == "nonpositive" for p in problems])
+    if isinstance(grams, dict):  # already stacked
+        a, B = np.asarray(grams["a"], float), np.asarray(grams["B"], float)
+    else:
+        a = np.stack([np.asarray(gr["a"], float) for gr in grams])
+        B = np.stack([np.asarray(gr["B"], float) for gr in grams])  # (P, G, G), b on the diagonal
+    eye = np.eye(G, dtype=bool)
+    # multiplicities of the slots (exact reals s_h n_h, (s_g - 1) n_g, n_g - 1), as floats
+    mult = np.repeat((s * n)[:, None, :], G, axis=1)
+    mult[:, eye] = (s - 1) * n
+    mult = np.concatenate([mult, (n - 1)[:, :, None]], axis=2)  # (P, G, L)
+    has = n >= 2  # anchor groups
+    live = (mult > 0) & has[:, :, None]
+    gram_slots = np.concatenate([B, a[:, :, None]], axis=2)  # (P, G, L)
+    with np.errstate(invalid="ignore", over="ignore"):
+        logit = np.where(live, gram_slots / tau[:, None, None] + clw, -np.inf)
+        mx = np.max(logit, axis=2, keepdims=True)
+        mx = np.where(np.isfinite(mx), mx, 0.0)
+        e = np.where(live, np.exp(logit - mx), 0.0)
+        Z = np.sum(mult * e, axis=2, keepdims=True)
+        qv = np.where(live, e / np.where(Z > 0, Z, 1.0), 0.0)  # per-member weight: the dual point (any floats >= 0)
+    Sf = np.sum(mult * qv, axis=2)
+    gk = gamma(2 * L + 8)
+    delta = np.where(has, np.abs(Sf - 1.0) + 1.01 * gk * Sf, 0.0)
+    bad = np.any(delta > 1e-6, axis=1) | ~np.all(np.isfinite(qv), axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ql = np.where(qv > 0, qv * np.log(np.where(qv > 0, qv, 1.0)), 0.0)
+    qc = np.where(live, qv * clw, 0.0)
+    h = -np.sum(mult * ql, axis=2) + np.sum(mult * qc, axis=2)  # (P, G)
+    habs = np.sum(mult * np.abs(ql), axis=2) + np.sum(mult * np.abs(qc), axis=2)
+    wslots = np.where(has, s * n, 0.0)  # anchor slots of each group
+    T = np.sum(s * n, axis=1)  # = N, the slots of the full batch (rounded: size_err)
+    d1 = delta * (1 + 2 * delta)
+    lin_err = np.sum(wslots * d1, axis=1) * rho2 / (T * tau)
+    const_err = np.sum(wslots * (np.abs(h) * d1 + habs * d1 + d1 + (gk + 2 * FN * U) * habs), axis=1) / T
+    const = np.sum(wslots * h, axis=1) / T
+    const_err += gamma(2 * G + 4) * np.sum(np.abs(wslots * h), axis=1) / T
+    # Q (block-constant, zero diagonal): within a class, between two classes of a group, between groups
+    inv = np.where(has, 1.0 / np.where(has, n - 1, 1.0), 0.0)
+    q_own, q_same = qv[:, :, G], qv[:, :, :G][:, eye]  # (P, G)
+    q_cross = qv[:, :, :G]  # (P, G, G): anchor group g, negative group h
+    cst = 1.0 / (2.0 * T * tau)
+    Qw = 2.0 * (q_own - inv) * cst[:, None]
+    Qs = 2.0 * q_same * cst[:, None]
+    Qb = (q_cross + np.swapaxes(q_cross, 1, 2)) * cst[:, None, None]
+    Qb[:, eye] = Qs
+    # entry-wise error <= gamma(16) |W| sums * cst; weighted by the ordered pairs of each kind, times rho^2
+    pair_w = s * n * (n - 1) * 2 * (q_own + inv)
+    pair_s = s * (s - 1) * n * n * 2 * q_same
+    sn = s * n
+    cross_abs = q_cross + np.swapaxes(q_cross, 1, 2)
+    pair_b = np.einsum("pg,ph,pgh->p", sn, sn, np.where(eye, 0.0, cross_abs))
+    q_err = rho2 * gamma(16) * (np.sum(pair_w + pair_s, axis=1) + pair_b) * cst * (1 + gamma(8))
+    # multipliers by complementary slackness: mu_g = (Q Ĝ)_ii / rho^2 (any value is valid; proved below)
+    Boff = np.where(eye, 0.0, B)
+    rq = (n - 1) * Qw * a + (s - 1) * n * Qs * np.diagonal(B, axis1=1, axis2=2) + np.einsum(
+        "ph,pgh,pgh->pg", sn, Qb * ~eye, Boff)
+    mu_hat = rq / rho2[:, None]
+    mu_hat = np.where(ball[:, None], np.minimum(mu_hat, 0.0), mu_hat)
+    alpha = -mu_hat  # A_ii = Q_ii - mu_i with Q_ii = 0; mu := -alpha exactly
+    mu_term = rho2 * np.sum(sn * -alpha, axis=1)
+    mu_margin = gamma(G + 6) * rho2 * np.sum(np.abs(sn * alpha), axis=1) + 1e-300
+    # the eigenvalues of A, each with its rounding
+    multi = n >= 2
+    e1 = alpha - Qw
+    e1_err = 2 * U * (np.abs(alpha) + np.abs(Qw))
+    e2 = alpha + (n - 1) * Qw - n * Qs
+    e2_err = gamma(8) * (np.abs(alpha) + np.abs((n - 1) * Qw) + np.abs(n * Qs))
+    ydiag = alpha + (n - 1) * Qw + (s - 1) * n * Qs
+    ydiag_abs = np.abs(alpha) + np.abs((n - 1) * Qw) + np.abs((s - 1) * n * Qs)
+    Y = np.sqrt(sn[:, :, None] * sn[:, None, :]) * Qb
+    Yerr = gamma(10) * np.abs(Y)
+    Y[:, eye] = ydiag
+    Yerr[:, eye] = gamma(10) * ydiag_abs
+    lamY = lambda_min_lower_many(Y) - np.sqrt(np.sum(Yerr * Yerr, axis=(1, 2))) * (1 + gamma(G * G + 2))
+    lam = lamY.copy()
+    lam = np.minimum(lam, np.min(np.where(multi, e1 - e1_err, np.inf), axis=1))
+    lam = np.minimum(lam, np.min(np.where(s >= 2, e2 - e2_err, np.inf), axis=1))
+    lam = _down_many(lam)
+    reach = T * (1 + gamma(G + 2)) * rho2 * (1 + 2 * U)  # >= N rho^2
+    term = reach * np.minimum(0.0, lam)
+    term_margin = 8 * U * np.abs(term) + 1e-300
+    val = mu_term + term
+    size_err = gamma(2 * G + 8) * (np.abs(const) + np.abs(val))
+    margin = lin_err + const_err + q_err + mu_margin + term_margin + 4 * U * np.abs(const) + size_err
+    out = []
+    for j in range(P):
+        if bad[j]:
+            out.append(DualBound(None, math.nan, math.nan, math.nan, 0, 0, "softmax weights far from normalised"))
+        elif not math.isfinite(lam[j]):
+            out.append(DualBound(None, math.nan, math.nan, math.nan, 0, 0,
+                                 "no Cholesky factorisation completed: the eigenvalue bound failed"))
+        else:
+            out.append(_finish([float(const[j]), float(mu_term[j]), float(term[j])], float(margin[j]),
+                               float(lam[j]), 1, int(T[j]), ""))
+    return out

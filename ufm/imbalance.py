@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["step_counts", "long_tail_counts", "counts_for", "class_sizes", "majority_classes"]
+__all__ = ["step_counts", "long_tail_counts", "counts_for", "class_sizes", "group_sizes", "majority_classes"]
 
 
 def _check(K, n_min, R):
@@ -65,6 +65,25 @@ def class_sizes(profile: str, K: int, n_min: float, R: float, minority_fraction:
     if profile in ("long-tail", "longtail"):
         return tuple(float(n_min * R ** (1 - c / (K - 1))) for c in range(K))
     raise ValueError(f"imbalance must be 'step' or 'long-tail', got {profile!r}")
+
+
+def group_sizes(profile: str, K: int, n_min: float, R: float, minority_fraction: float = 0.5):
+    """:func:`class_sizes` grouped by structure, without forming ``K`` numbers: ``(sizes, classes)``, the class
+    size of each group and how many classes it holds, in class order. STEP: the majorities, then the minorities
+    (two groups, also at ``R = 1``, where they share a size); long-tail: one class per group."""
+    if profile == "step":
+        if not isinstance(K, int) or K < 2:
+            raise ValueError(f"classes must be an integer >= 2, got {K!r}")
+        if not (math.isfinite(n_min) and (n_min >= 2 or n_min == 1)):
+            raise ValueError(f"n_min must be a number >= 2 (or exactly 1), got {n_min!r}")
+        if not (math.isfinite(R) and R >= 1):
+            raise ValueError(f"ratio R must be a finite number >= 1, got {R!r}")
+        if not 0 < minority_fraction < 1:
+            raise ValueError(f"minority_fraction must lie in (0, 1), got {minority_fraction!r}")
+        m = min(max(round(K * minority_fraction), 1), K - 1)
+        return (float(R * n_min), float(n_min)), (K - m, m)
+    sizes = class_sizes(profile, K, n_min, R, minority_fraction)
+    return sizes, (1,) * K
 
 
 def majority_classes(K: int, minority_fraction: float = 0.5) -> list[bool]:

@@ -16,6 +16,11 @@ relative; ``certified`` says whether every point the bisection solved was certif
 ``min_min`` to go from below ``-ZERO`` to above ``ZERO``, so an orthogonal frame (``min_min = 0`` at every
 ``R``) has no attraction boundary.
 
+Two paths compute a point (``method`` in the result): ``"reduced"`` (``ufm.reduced``, ``solvers.reduced``: classes of
+equal size are exchangeable, so a point is ``G`` rows of ``G + 1`` numbers whatever ``K``; taken when the profile
+has fewer groups of equal size than classes, the loss is contrastive, without ``nonneg`` and with ``dim >= K``) and
+``"class-level"`` (``K`` class means; every other case). Both prove the same class-level minimum.
+
 Points that do not certify with the first start are solved again from ``RETRIES`` other starts, keeping the lowest
 loss; a point that still does not certify is reported with ``certified = False``.
 """
@@ -29,12 +34,15 @@ import numpy as np
 from ufm import geometry, imbalance
 from ufm.classlevel import ClassProblem
 
-__all__ = ["phase", "grid_problem", "boundary", "COLLAPSE", "ZERO", "RETRIES", "ARRAYS"]
+__all__ = ["phase", "grid_problem", "grid_group_problem", "choose_path", "boundary", "COLLAPSE", "ZERO", "RETRIES",
+           "ARRAYS", "MAX_GROUPS"]
 
 COLLAPSE = 0.99
 ZERO = 1e-6
 RETRIES = 3
-ARRAYS = ("loss", "lower_bound", "certified", "min_min", "maj_maj", "maj_min", "delta_gm")
+ARRAYS = ("loss", "lower_bound", "certified", "min_min", "maj_maj", "maj_min", "delta_gm", "rank")
+MAX_GROUPS = 64  # the reduced path's G x G blocks stay small
+RANK_TOL = 1e-6  # relative to the radius: the rank reported (the solver's accuracy, not the rounding)
 
 
 def grid_problem(spec: dict, R: float, value: float) -> ClassProblem:
@@ -47,36 +55,138 @@ def grid_problem(spec: dict, R: float, value: float) -> ClassProblem:
                         constraint=spec.get("constraint", "sphere"), radius=spec.get("radius", 1.0), **extra)
 
 
+def grid_group_problem(spec: dict, R: float, value: float):
+    """The reduced problem (``ufm.reduced.GroupProblem``) of one point, built without forming ``K`` sizes."""
+    from ufm.reduced import GroupProblem
+
+    sizes, classes = imbalance.group_sizes(spec["imbalance"], spec["classes"], spec["n_min"], R,
+                                           spec["minority_fraction"])
+    extra = {"tau": value} if spec["axis"] == "tau" else {"weight_decay": value}
+    return GroupProblem(sizes=sizes, classes=classes, loss=spec["loss"], dim=spec["dim"],
+                        constraint=spec.get("constraint", "sphere"), radius=spec.get("radius", 1.0), **extra)
+
+
+def choose_path(spec: dict) -> str:
+    """``"reduced"`` or ``"class-level"`` (module doc)."""
+    from ufm.reduced import supported
+
+    _, classes = imbalance.group_sizes(spec["imbalance"], spec["classes"], spec["n_min"], 1.0,
+                                       spec["minority_fraction"])
+    if (supported(spec["loss"], spec["nonneg"]) and len(classes) < spec["classes"] and len(classes) <= MAX_GROUPS
+            and spec["dim"] >= spec["classes"]):
+        return "reduced"
+    return "class-level"
+
+
 def _geometry(mu, majority):
     cos = geometry.mean_cosines(mu, np.arange(len(mu)))
     groups = geometry.cosine_groups(cos, majority)
     return {**groups, "delta_gm": geometry.gram_distance(cos, np.eye(len(mu)))}
 
 
-def _solve(problems, seed, tol, steps):
-    from solvers.classlevel import certify_classes, solve_classes
+class _ClassPath:
+    """The class-level path: ``K`` class means per point."""
 
-    sols = solve_classes(problems, seed=seed, steps=steps)
-    certs = certify_classes(problems, sols, tol=tol)
+    name = "class-level"
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.majority = imbalance.majority_classes(spec["classes"], spec["minority_fraction"])
+
+    def problem(self, R, v):
+        return grid_problem(self.spec, R, v)
+
+    def solve(self, problems, seed, steps, pad=None):
+        from solvers.classlevel import solve_classes
+
+        return solve_classes(problems, seed=seed, steps=steps)
+
+    def certify(self, problems, sols, tol):
+        from solvers.classlevel import certify_classes
+
+        return certify_classes(problems, sols, tol=tol)
+
+    def geometry(self, problems, sols):
+        out = []
+        for p, s in zip(problems, sols):
+            rank = int(np.linalg.matrix_rank(s.mu, tol=RANK_TOL * p.radius))
+            out.append({**_geometry(s.mu, self.majority), "rank": rank})
+        return out
+
+
+class _ReducedPath:
+    """The reduced path: ``G`` group rows per point (``ufm.reduced``)."""
+
+    name = "reduced"
+
+    def __init__(self, spec):
+        self.spec = spec
+        maj = imbalance.majority_classes(spec["classes"], spec["minority_fraction"])
+        _, classes = imbalance.group_sizes(spec["imbalance"], spec["classes"], spec["n_min"], 1.0,
+                                           spec["minority_fraction"])
+        first = np.concatenate([[0], np.cumsum(classes)[:-1]]).astype(int)
+        self.majority = []
+        for f, s in zip(first, classes):
+            flags = set(maj[f:f + s])
+            if len(flags) != 1:
+                raise ValueError("minority_fraction: a group of equal-size classes mixes majorities and minorities")
+            self.majority.append(flags.pop())
+
+    def problem(self, R, v):
+        return grid_group_problem(self.spec, R, v)
+
+    def solve(self, problems, seed, steps, pad=None):
+        from solvers.reduced import solve_groups
+
+        return solve_groups(problems, seed=seed, steps=steps, pad_to=pad)
+
+    def certify(self, problems, sols, tol):
+        from solvers.reduced import certify_groups
+
+        return certify_groups(problems, sols, tol=tol)
+
+    def geometry(self, problems, sols):
+        from ufm import constraints, reduced
+
+        if not problems:
+            return []
+        p0 = problems[0]
+        m = np.stack([s.m for s in sols])
+        t = np.stack([s.t for s in sols])
+        gr = reduced.stack_gram(m, t, reduced.stack_weights(problems), constraints.get(p0.constraint).equality)
+        geo = {**reduced.cosine_groups(gr, p0.classes, self.majority), "delta_gm": reduced.delta_gm(gr, p0.classes),
+               "rank": reduced.rank(m, t, p0.classes, p0.radius, RANK_TOL)}
+        return [{k: (None if isinstance(v[i], float) and math.isnan(v[i]) else v[i].item()) for k, v in geo.items()}
+                for i in range(len(problems))]
+
+
+def _path(spec):
+    return _ReducedPath(spec) if choose_path(spec) == "reduced" else _ClassPath(spec)
+
+
+def _solve(path, problems, seed, tol, steps, pad=None):
+    sols = path.solve(problems, seed, steps, pad)
+    certs = path.certify(problems, sols, tol)
     for retry in range(1, RETRIES + 1):
         todo = [i for i, c in enumerate(certs) if not c.certified]
         if not todo:
             break
         sub = [problems[i] for i in todo]
-        more = solve_classes(sub, seed=[seed + 7919 * retry + i for i in todo], steps=steps)
-        more_c = certify_classes(sub, more, tol=tol)
+        more = path.solve(sub, [seed + 7919 * retry + i for i in todo], steps, pad)
+        more_c = path.certify(sub, more, tol)
         for j, i in enumerate(todo):
             if more[j].loss < sols[i].loss or (more_c[j].certified and not certs[i].certified):
                 sols[i], certs[i] = more[j], more_c[j]
     return sols, certs
 
 
-def boundary(spec, values, brackets, level, *, seed=0, tol=1e-6, rtol=1e-3, steps=4000):
+def boundary(spec, values, brackets, level, *, seed=0, tol=1e-6, rtol=1e-3, steps=4000, path=None):
     """Bisect ``min_min(R) = level`` in ``log R`` inside each bracket ``(lo, hi)`` (None: no boundary), all axis
     values at once. Returns ``(Rs, proved)``: one ``R`` (or None) per value, the end of the final bracket at which
     the level is reached (:func:`_reached`), within ``rtol`` relative of the other end; and whether every point
-    the bisection solved was certified."""
-    majority = imbalance.majority_classes(spec["classes"], spec["minority_fraction"])
+    the bisection solved was certified. Every round's stack is padded to the number of axis values, so the
+    rounds reuse one compiled program."""
+    path = path or _path(spec)
     lo = [b[0] if b else None for b in brackets]
     hi = [b[1] if b else None for b in brackets]
     proved = [True] * len(values)
@@ -86,11 +196,11 @@ def boundary(spec, values, brackets, level, *, seed=0, tol=1e-6, rtol=1e-3, step
         if not active:
             break
         mids = {i: math.sqrt(lo[i] * hi[i]) for i in active}
-        probs = [grid_problem(spec, mids[i], values[i]) for i in active]
-        sols, certs = _solve(probs, seed, tol, steps)
-        for i, s, c in zip(active, sols, certs):
+        probs = [path.problem(mids[i], values[i]) for i in active]
+        sols, certs = _solve(path, probs, seed, tol, steps, pad=len(values))
+        for i, geo, c in zip(active, path.geometry(probs, sols), certs):
             proved[i] = proved[i] and bool(c.certified)
-            if _reached(_geometry(s.mu, majority)["min_min"], level):
+            if _reached(geo["min_min"], level):
                 hi[i] = mids[i]
             else:
                 lo[i] = mids[i]
@@ -140,19 +250,18 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
     start = time.perf_counter()
     ratios, values = [float(r) for r in ratios], [float(v) for v in values]
     say = progress or (lambda message: None)
-    majority = imbalance.majority_classes(spec["classes"], spec["minority_fraction"])
-    problems = [grid_problem(spec, R, v) for v in values for R in ratios]
-    say(f"solving {len(problems)} points")
-    sols, certs = _solve(problems, seed, tol, steps)
+    path = _path(spec)
+    problems = [path.problem(R, v) for v in values for R in ratios]
+    say(f"solving {len(problems)} points ({path.name} path)")
+    sols, certs = _solve(path, problems, seed, tol, steps)
     m = len(ratios)
     arrays = {k: [[None] * m for _ in values] for k in ARRAYS}
-    for idx, (s, c) in enumerate(zip(sols, certs)):
+    for idx, (s, c, geo) in enumerate(zip(sols, certs, path.geometry(problems, sols))):
         i, j = divmod(idx, m)
-        geo = _geometry(s.mu, majority)
         arrays["loss"][i][j] = s.loss
         arrays["lower_bound"][i][j] = c.lower_bound
         arrays["certified"][i][j] = bool(c.certified)
-        for k in ("min_min", "maj_maj", "maj_min", "delta_gm"):
+        for k in ("min_min", "maj_maj", "maj_min", "delta_gm", "rank"):
             arrays[k][i][j] = geo[k]
     solved = time.perf_counter() - start
     key = "tau" if spec["axis"] == "tau" else "weight_decay"
@@ -161,7 +270,7 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
         say(f"bisecting the {name} boundary")
         brackets = [_brackets(ratios, arrays["min_min"][i], level, arrays["certified"][i])
                     for i in range(len(values))]
-        Rs, proved = boundary(spec, values, brackets, level, seed=seed, tol=tol, rtol=rtol, steps=steps)
+        Rs, proved = boundary(spec, values, brackets, level, seed=seed, tol=tol, rtol=rtol, steps=steps, path=path)
         bounds[name] = [{key: v, "R": R, "certified": bool(ok) if R is not None else None}
                         for v, R, ok in zip(values, Rs, proved)]
     axis_name = "taus" if spec["axis"] == "tau" else "weight_decays"
@@ -170,4 +279,5 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
             "axis": spec["axis"], "ratios": ratios, axis_name: values, **arrays, "boundaries": bounds, "tol": tol,
             "boundary_rtol": rtol, "collapse_level": COLLAPSE, "points": len(problems),
             "certified_points": int(sum(c.certified for c in certs)), "solve_seconds": solved,
-            "seconds": time.perf_counter() - start, "seed": seed, "exact": "class-level (N-independent)"}
+            "seconds": time.perf_counter() - start, "seed": seed, "method": path.name,
+            "exact": "class-level (N-independent)"}

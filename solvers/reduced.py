@@ -1,0 +1,192 @@
+"""Solve and certify reduced class-level problems (``ufm.reduced``): a point is ``G`` rows of ``G + 1`` numbers
+whatever the number of classes ``K`` and samples ``N``.
+
+**Solve** (:func:`solve_groups`): the projected accelerated gradient of ``solvers.classlevel`` on the group
+centres ``m (G, G)`` and spreads ``t (G,)``, one ``vmap``-ed, jit-compiled loop for every group of problems with
+the same ``G`` and constraint; every number (sizes, classes per group, tau) is traced. Each row ``(m_g, t_g)`` is
+projected on the ball of radius 1 (a singleton group of the sphere onto the sphere); ``t_g = 0`` for a group of
+one class.
+
+**Certify** (:func:`certify_groups`): ``solvers.dual.sc_group_bound``, the class-level dual bound at the lifted
+candidate with its eigenvalues taken group by group, vectorised over the grid: a proved lower bound on the
+*class-level* minimum. ``certified``: ``loss - lower_bound <= tol max(1, |loss|)``.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ufm import constraints
+from ufm.reduced import GroupProblem, stack_gram, stack_weights, weights
+
+from .classlevel import ClassCertificate, pga_segment, run_segments
+
+__all__ = ["GroupSolution", "solve_groups", "certify_groups", "loss_of"]
+
+
+class GroupSolution(NamedTuple):
+    """A reduced solution: group centres ``m (G, G)`` and spreads ``t (G,)`` at the problem's radius, ``loss``
+    (float64), ``steps`` and ``reason`` as ``solvers.classlevel.ClassSolution``."""
+
+    m: np.ndarray
+    t: np.ndarray
+    loss: float
+    steps: int
+    reason: str
+
+
+def _project(x, h, *, sphere):
+    import jax.numpy as jnp
+
+    rho = jnp.sqrt(h["rho2"])
+    t = x["t"] * (h["s"] >= 2)
+    norm = jnp.sqrt(jnp.sum(x["m"] * x["m"], axis=1) + t * t)
+    scale = jnp.where(norm > rho, rho / jnp.maximum(norm, 1e-300), 1.0)
+    if sphere:  # a singleton class has no spread: on the sphere
+        scale = jnp.where(h["n"] < 2, rho / jnp.maximum(norm, 1e-300), scale)
+    return {"m": x["m"] * scale[:, None], "t": t * scale}
+
+
+def _value(x, h, sphere, constant=True):
+    from ufm.reduced import value
+
+    return value(x, h, sphere=sphere, constant=constant)
+
+
+_SEGMENTS: dict = {}
+
+
+def _segment(sphere):
+    if sphere not in _SEGMENTS:
+        _SEGMENTS[sphere] = pga_segment(lambda x, h: _value(x, h, sphere, False),
+                                        lambda x, h: _project(x, h, sphere=sphere))
+    return _SEGMENTS[sphere]
+
+
+_HELPERS: dict = {}
+
+
+def _helpers(sphere):
+    """Jitted, vmapped start and final value (one compilation per stack shape, not an op-by-op dispatch)."""
+    import jax
+
+    if sphere not in _HELPERS:
+        def init(x, h):
+            x = _project(x, h, sphere=sphere)
+            return x, _value(x, h, sphere, False)
+
+        _HELPERS[sphere] = (jax.jit(jax.vmap(init)), jax.jit(jax.vmap(lambda a, b: _value(a, b, sphere, True))))
+    return _HELPERS[sphere]
+
+
+SMALL, ROWS = 128, 1024  # the two stack lengths compiled: a stack of <= SMALL rows, else chunks of ROWS
+
+
+def _chunks(L, pad_to=None):
+    """``(start, stop, length)`` of the compiled stacks covering ``L`` rows (padded: the last chunk's spare rows
+    repeat its first problem)."""
+    size = SMALL if max(L, pad_to or 0) <= SMALL else ROWS
+    return [(i, min(i + size, L), size) for i in range(0, L, size)]
+
+
+def _start(G, rng):
+    m = rng.standard_normal((G, G))
+    t = rng.standard_normal(G)
+    norm = np.sqrt(np.sum(m * m, axis=1) + t * t)
+    return {"m": m / norm[:, None], "t": t / norm}
+
+
+def solve_groups(problems, *, steps: int = 4000, seed=0, ftol: float = 1e-13, pad_to: int | None = None,
+                 starts=None) -> list[GroupSolution]:
+    """Solve reduced problems, grouped by ``(G, constraint)``, in stacks of two fixed lengths (``SMALL``, or
+    chunks of ``ROWS``), each one vmapped loop: a grid, its retries and the boundary bisection reuse two compiled
+    programs.
+
+    Args:
+      problems: ``ufm.reduced.GroupProblem`` s.
+      steps: most iterations per problem. seed: one int, or one per problem. ftol: as
+        ``solvers.classlevel.solve_classes`` (a stack stops when all its rows moved less).
+      pad_to: the number of rows later calls may bring (a stack of fewer rows is compiled at the length they
+        will need).
+      starts: optional start dicts ``{"m", "t"}`` (radius 1), one per problem.
+    Returns:
+      :class:`GroupSolution` s, in order.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    problems = list(problems)
+    seeds = [seed] * len(problems) if isinstance(seed, (int, np.integer)) else list(seed)
+    out: list = [None] * len(problems)
+    groups: dict = {}
+    for i, p in enumerate(problems):
+        groups.setdefault((p.G, p.constraint), []).append(i)
+    with jax.enable_x64(True):
+        for (G, constraint), idx in groups.items():
+            sphere = constraints.get(constraint).equality
+            init, f_full = _helpers(sphere)
+            units = [problems[i].at_unit_radius() for i in idx]
+            hall = {k: v for k, v in stack_weights([u for u, _ in units]).items() if k != "clw"}
+            x0 = [starts[i] if starts is not None else _start(G, np.random.default_rng(seeds[i])) for i in idx]
+            xall = {k: np.stack([s[k] for s in x0]) for k in x0[0]}
+            for lo, hi, size in _chunks(len(idx), pad_to):
+                rows = np.concatenate([np.arange(lo, hi), np.full(size - (hi - lo), lo)])
+                h = {k: jnp.asarray(v[rows]) for k, v in hall.items()}
+                x, f0 = init({k: jnp.asarray(v[rows]) for k, v in xall.items()}, h)
+                state = (x, x, f0, jnp.ones(size), jnp.ones(size))
+                state, taken, converged = run_segments(_segment(sphere), state, h, steps, ftol)
+                full = np.asarray(f_full(state[0], h))
+                m, t = np.asarray(state[0]["m"]), np.asarray(state[0]["t"])
+                for j in range(hi - lo):
+                    rho = units[lo + j][1]
+                    out[idx[lo + j]] = GroupSolution(m[j] * rho, t[j] * rho, float(full[j]), int(taken[j]),
+                                                     "converged" if converged[j] else "max_steps")
+    return out
+
+
+def loss_of(problem: GroupProblem, m, t) -> float:
+    """The reduced objective at ``(m, t)`` (the problem's radius), float64."""
+    import jax
+    import jax.numpy as jnp
+
+    unit, rho = problem.at_unit_radius()
+    with jax.enable_x64(True):
+        h = {k: jnp.asarray(v) for k, v in weights(unit).items() if k != "clw"}
+        x = {"m": jnp.asarray(np.asarray(m, dtype=np.float64) / rho), "t": jnp.asarray(np.asarray(t) / rho)}
+        return float(_value(x, h, constraints.get(problem.constraint).equality))
+
+
+def certify_groups(problems, solutions, *, tol: float = 1e-6) -> list[ClassCertificate]:
+    """Proved lower bounds (``solvers.dual.sc_group_bound``) for reduced solutions, one per problem.
+
+    Args:
+      problems: ``GroupProblem`` s. solutions: their :class:`GroupSolution` s.
+      tol: relative tolerance of ``certified``.
+    Returns:
+      ``solvers.classlevel.ClassCertificate`` s (``multipliers``: ``"candidate"``).
+    """
+    from . import dual
+
+    units = [p.at_unit_radius() for p in problems]
+    bounds: list = [None] * len(problems)
+    by: dict = {}
+    for i, p in enumerate(problems):
+        by.setdefault((p.G, constraints.get(p.constraint).equality), []).append(i)
+    for (G, sphere), idx in by.items():
+        us = [units[i][0] for i in idx]
+        rho = np.array([units[i][1] for i in idx])
+        m = np.stack([solutions[i].m for i in idx]) / rho[:, None, None]
+        t = np.stack([solutions[i].t for i in idx]) / rho[:, None]
+        grams = stack_gram(m, t, stack_weights(us), sphere)
+        for i, b in zip(idx, dual.sc_group_bound(us, grams)):
+            bounds[i] = b
+    out = []
+    for s, b in zip(solutions, bounds):
+        if b.lower_bound is None:
+            out.append(ClassCertificate(s.loss, None, None, False, "candidate", b.why))
+            continue
+        gap = s.loss - b.lower_bound
+        out.append(ClassCertificate(s.loss, b.lower_bound, gap, bool(gap <= tol * max(1.0, abs(s.loss))),
+                                    "candidate"))
+    return out
