@@ -715,7 +715,7 @@ def lambda_min_lower_many(A, tries: int = 16):
     return out
 
 
-def sc_group_bound(problems, grams) -> list[DualBound]:
+def sc_group_bound(problems, grams, optimal_multipliers: bool = False) -> list[DualBound]:
     """Proved lower bounds on the minima of reduced contrastive problems (``ufm.reduced.GroupProblem``, at radius 1
     or any radius), one per problem, from their reduced candidate Grams (a list of ``ufm.reduced.gram`` dicts, or
     one ``ufm.reduced.stack_gram`` dict for problems with the same ``G``), vectorised over problems with the same
@@ -732,19 +732,80 @@ def sc_group_bound(problems, grams) -> list[DualBound]:
     from ufm.reduced import stack_weights
 
     if isinstance(grams, dict):  # stacked (``ufm.reduced.stack_gram``): one G
-        return _sc_group_bound_stack(list(problems), grams, problems[0].G, stack_weights)
+        return _sc_group_bound_stack(list(problems), grams, problems[0].G, stack_weights, optimal_multipliers)
     out: list = [None] * len(problems)
     by_G: dict = {}
     for i, p in enumerate(problems):
         by_G.setdefault(p.G, []).append(i)
     for G, idx in by_G.items():
         for i, b in zip(idx, _sc_group_bound_stack([problems[i] for i in idx], [grams[i] for i in idx], G,
-                                                   stack_weights)):
+                                                   stack_weights, optimal_multipliers)):
             out[i] = b
     return out
 
 
-def _sc_group_bound_stack(problems, grams, G, stack_weights):
+def _best_group_multipliers(n, s, Qw, Qs, Qb, ball):
+    """``alpha (G,)`` (``mu = -alpha``) maximising ``sum_g s_g n_g mu_g`` subject to every eigenvalue of
+    :func:`sc_group_bound` being ``>= 0``, or None. Only a proposal: the caller proves it. ``G <= 2`` in closed
+    form (with ``u_g = Y_gg``: minimise ``w . u`` over ``u_0 u_1 >= Y_01^2``, ``u >= l``), to full precision;
+    larger ``G`` by a G-variable SDP."""
+    G = len(n)
+    sn = s * n
+    c = (n - 1) * Qw + (s - 1) * n * Qs  # Y_gg = alpha_g + c_g
+    low = np.full(G, -np.inf)  # the scalar eigenvalues' lower bounds on alpha
+    low = np.where(n >= 2, np.maximum(low, Qw), low)
+    low = np.where(s >= 2, np.maximum(low, n * Qs - (n - 1) * Qw), low)
+    if ball:
+        low = np.maximum(low, 0.0)
+    lu = np.maximum(low + c, 0.0)  # Y_gg >= 0 too
+    if G <= 2:
+        if G == 1:
+            u = lu
+        else:
+            y2 = float(Qb[0, 1]) ** 2 * float(sn[0] * sn[1])
+            ay = math.sqrt(y2)
+            u = np.array([ay * math.sqrt(sn[1] / sn[0]), ay * math.sqrt(sn[0] / sn[1])])
+            if u[0] < lu[0] and u[1] < lu[1]:
+                u = lu.copy()
+            elif u[0] < lu[0]:
+                u = np.array([lu[0], max(lu[1], y2 / lu[0] if lu[0] > 0 else math.inf)])
+            elif u[1] < lu[1]:
+                u = np.array([max(lu[0], y2 / lu[1] if lu[1] > 0 else math.inf), lu[1]])
+        u = u * (1 + 1e-12) + 1e-300
+        alpha = u - c
+        return alpha if np.all(np.isfinite(alpha)) else None
+    import cvxpy as cp
+
+    G = len(n)
+    sn = s * n
+    scale = float(np.max(np.abs(np.concatenate([Qw, Qs, Qb.ravel()])))) * float(np.max(sn)) or 1.0
+    Qw_s, Qs_s, Qb_s = Qw / scale, Qs / scale, Qb / scale
+    alpha = cp.Variable(G)
+    cons = []
+    for g in range(G):
+        if n[g] >= 2:
+            cons.append(alpha[g] - Qw_s[g] >= 0)
+        if s[g] >= 2:
+            cons.append(alpha[g] + (n[g] - 1) * Qw_s[g] - n[g] * Qs_s[g] >= 0)
+    if ball:
+        cons.append(alpha >= 0)
+    off = ~np.eye(G, dtype=bool)
+    Yc = np.sqrt(np.outer(sn, sn)) * np.where(off, Qb_s, 0.0) + np.diag((n - 1) * Qw_s + (s - 1) * n * Qs_s)
+    Y = cp.diag(alpha) + Yc
+    cons.append((Y + Y.T) / 2 >> 0)
+    prob = cp.Problem(cp.Minimize((sn / sn.max()) @ alpha), cons)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prob.solve(solver="CLARABEL")
+    except cp.error.SolverError:
+        return None
+    if prob.status not in ("optimal", "optimal_inaccurate") or alpha.value is None:
+        return None
+    return np.asarray(alpha.value) * scale
+
+
+def _sc_group_bound_stack(problems, grams, G, stack_weights, optimal=False):
     P = len(problems)
     L = G + 1  # slots per anchor
     hs = stack_weights(problems)
@@ -809,10 +870,22 @@ def _sc_group_bound_stack(problems, grams, G, stack_weights):
     mu_hat = rq / rho2[:, None]
     mu_hat = np.where(ball[:, None], np.minimum(mu_hat, 0.0), mu_hat)
     alpha = -mu_hat  # A_ii = Q_ii - mu_i with Q_ii = 0; mu := -alpha exactly
+    # A negative eigenvalue of a group's own directions (within a class, or the sum-zero vectors of its classes)
+    # costs N rho^2 |lambda| when left to the global term, but only s_g n_g rho^2 |lambda| when that group's
+    # multiplier absorbs it: raise alpha_g by the deficit (any alpha is a valid dual point; Y's diagonal only grows)
+    multi = n >= 2
+    need = np.maximum(np.where(multi, Qw - alpha + 2 * U * (np.abs(alpha) + np.abs(Qw)), -np.inf),
+                      np.where(s >= 2, n * Qs - (n - 1) * Qw - alpha
+                               + gamma(8) * (np.abs(alpha) + np.abs((n - 1) * Qw) + np.abs(n * Qs)), -np.inf))
+    alpha = alpha + np.maximum(need, 0.0) * (1 + 1e-9)
+    if optimal:
+        for j in range(P):
+            best = _best_group_multipliers(n[j], s[j], Qw[j], Qs[j], np.where(eye, 0.0, Qb[j]), bool(ball[j]))
+            if best is not None and np.all(np.isfinite(best)):
+                alpha[j] = np.maximum(best, 0.0) if ball[j] else best
     mu_term = rho2 * np.sum(sn * -alpha, axis=1)
     mu_margin = gamma(G + 6) * rho2 * np.sum(np.abs(sn * alpha), axis=1) + 1e-300
     # the eigenvalues of A, each with its rounding
-    multi = n >= 2
     e1 = alpha - Qw
     e1_err = 2 * U * (np.abs(alpha) + np.abs(Qw))
     e2 = alpha + (n - 1) * Qw - n * Qs

@@ -2,6 +2,10 @@
 ``run(args)``; a module imports nothing heavy (JAX, cvxpy, scipy, matplotlib, optax) before ``run()``, and only
 the sub-command being run has its parser built, so ``ufm --help`` and ``ufm CMD --help`` stay fast.
 
+Every command that runs (not ``--help``) turns on JAX's persistent compilation cache first
+(``common.compile_cache``: ``~/.cache/ufm/jax``; ``--no-compile-cache`` anywhere on the line or
+``UFM_JAX_CACHE=off`` turn it off, ``UFM_JAX_CACHE=DIR`` moves it).
+
 Exit codes: 0 success, 1 a run that failed (message says why), 2 bad input (an unknown flag or sub-command gets
 one line with the closest valid one), 3 a certificate's convex solver failed or was inaccurate, 130 Ctrl-C.
 """
@@ -10,7 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from .common import Parser, UsageError, closest, eprint
+from .common import CACHE_FLAG, Parser, UsageError, closest, compile_cache, eprint
 
 COMMANDS = ["solve", "certify", "batches", "sweep", "phase", "landscape", "plot", "verify", "train", "bench", "measure"]
 
@@ -24,6 +28,9 @@ def _parser(build=COMMANDS):
     from ufm import __version__
 
     parser.add_argument("--version", action="version", version=f"ufm {__version__}")
+    parser.add_argument(CACHE_FLAG, action="store_true",
+                        help="do not keep compiled programs in ~/.cache/ufm/jax (also UFM_JAX_CACHE=off; "
+                        "UFM_JAX_CACHE=DIR moves the cache); accepted anywhere on the line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     modules = {}
     for name in COMMANDS:
@@ -51,6 +58,8 @@ def _command(argv) -> str | None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    no_cache = CACHE_FLAG in argv
+    argv = [a for a in argv if a != CACHE_FLAG]
     command = _command(argv)
     parser, modules = _parser([] if command is None else [command])
     args, extras = parser.parse_known_args(argv)
@@ -59,6 +68,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    compile_cache(disabled=no_cache)
     try:
         return modules[args.command].run(args)
     except UsageError as e:

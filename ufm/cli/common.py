@@ -21,6 +21,50 @@ class UsageError(Exception):
     """Bad input found after parsing: reported on stderr with exit code 2, no traceback."""
 
 
+CACHE_FLAG = "--no-compile-cache"
+CACHE_ENV = "UFM_JAX_CACHE"  # "off" (or 0, no, false) turns the cache off; a folder moves it
+CACHE_MAX_BYTES = 2 * 1024 ** 3  # the cache evicts its least recently used programs beyond this
+
+
+def compile_cache_dir() -> str:
+    """The per-user folder of JAX's compiled programs: ``$UFM_JAX_CACHE`` when it names a folder, else
+    ``$XDG_CACHE_HOME/ufm/jax`` (``~/.cache/ufm/jax``)."""
+    env = os.environ.get(CACHE_ENV, "").strip()
+    if env and env.lower() not in ("on", "1", "yes", "true"):
+        return os.path.expanduser(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ufm", "jax")
+
+
+def compile_cache(disabled: bool = False) -> str | None:
+    """Turn on JAX's persistent compilation cache for this process (before its first compilation), so a second
+    run of a command loads its compiled programs instead of compiling them again. Off with ``disabled`` (the
+    ``--no-compile-cache`` flag) or ``UFM_JAX_CACHE=off``. Nothing is imported: the settings go into the
+    environment JAX reads when it is imported (or into ``jax.config`` when it already is), and a setting the
+    user made (``JAX_COMPILATION_CACHE_DIR`` ...) wins. Every program is cached (no minimum compile time); the
+    folder is capped at ``CACHE_MAX_BYTES``, which also makes JAX take a file lock around each read and write,
+    so processes may share it. Returns the folder, or None when off (or when the folder cannot be made)."""
+    env = os.environ.get(CACHE_ENV, "").strip().lower()
+    if disabled or env in ("off", "0", "no", "false", "none"):
+        return None
+    path = compile_cache_dir()
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    settings = {"jax_compilation_cache_dir": path, "jax_persistent_cache_min_compile_time_secs": 0.0,
+                "jax_persistent_cache_min_entry_size_bytes": -1, "jax_compilation_cache_max_size": CACHE_MAX_BYTES}
+    jax = sys.modules.get("jax")
+    for name, value in settings.items():
+        if name.upper() in os.environ:
+            continue
+        if jax is not None:
+            jax.config.update(name, value)
+        else:
+            os.environ[name.upper()] = str(value)
+    return path
+
+
 def closest(word: str, choices) -> str | None:
     """The choice closest to ``word`` (``difflib``), or None when nothing is close."""
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

@@ -15,7 +15,7 @@ from .common import UsageError, _entries, dumps, ensure_dir, eprint, write_json
 
 HELP = "certified phase diagram over imbalance R and tau (or CE weight decay), with its boundaries"
 MAX_POINTS = 250_000  # a grid larger than this is refused (memory: points x K x dim floats, several copies)
-MAX_WORK = 5 * 10**7  # points x K x dim
+MAX_WORK = 5 * 10**7  # points x K x dim on the class-level path; points x G x (G + 1) on the reduced path
 
 
 def axis_values(text: str, name: str) -> list[float]:
@@ -114,21 +114,30 @@ def _spec(args) -> tuple[dict, list[float], list[float]]:
             "dim": args.dim if args.dim is not None else args.classes, "constraint": args.constraint,
             "axis": "tau" if contrastive else "weight_decay"}
     points = len(ratios) * len(values)
-    if points > MAX_POINTS or points * args.classes * spec["dim"] > MAX_WORK:
-        raise UsageError(f"{len(values)} x {len(ratios)} points with K = {args.classes}, d = {spec['dim']} exceed "
-                         f"this command's limits ({MAX_POINTS} points, points x K x d <= {MAX_WORK:.0e}); split the "
-                         "grid into several runs")
+    from ufm.imbalance import group_sizes
+
+    from solvers.workflows.phase import choose_path
+
+    if choose_path(spec) == "reduced":
+        G = len(group_sizes(spec["imbalance"], spec["classes"], spec["n_min"], 1.0, spec["minority_fraction"])[1])
+        work, what = points * G * (G + 1), f"G = {G} groups of equal-size classes, points x G x (G + 1)"
+    else:
+        work, what = points * args.classes * spec["dim"], f"K = {args.classes}, d = {spec['dim']}, points x K x d"
+    if points > MAX_POINTS or work > MAX_WORK:
+        raise UsageError(f"{len(values)} x {len(ratios)} points with {what} exceed this command's limits "
+                         f"({MAX_POINTS} points, work <= {MAX_WORK:.0e}); split the grid into several runs")
     return spec, ratios, values
 
 
 def _check_point(spec, ratios, values):
     """Build the first and last point so a bad family (a class size below 2, a temperature too small) exits 2."""
-    from solvers.workflows.phase import grid_problem
+    from solvers.workflows.phase import choose_path, grid_group_problem, grid_problem
 
+    make = grid_group_problem if choose_path(spec) == "reduced" else grid_problem
     for R in (ratios[0], ratios[-1]):
         for v in (values[0], values[-1]):
             try:
-                grid_problem(spec, R, v)
+                make(spec, R, v)
             except ValueError as e:
                 raise UsageError(str(e)) from None
 
@@ -161,5 +170,6 @@ def run(args) -> int:
     if args.json:
         print(dumps(result))
     n, ok = result["points"], result["certified_points"]
-    eprint(f"ufm phase: {ok}/{n} points certified in {result['seconds']:.1f} s; wrote {out}/phase.json")
+    eprint(f"ufm phase: {ok}/{n} points certified in {result['seconds']:.1f} s ({result['method']} path); wrote "
+           f"{out}/phase.json")
     return 0 if ok == n else 3
