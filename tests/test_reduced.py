@@ -1,0 +1,163 @@
+"""The reduced class-level path (classes of equal size are exchangeable): its value against the class-level value
+at the lifted means, its optimum and proved bound against the class-level path, the full solve and the closed
+forms, the invariance of its optimum, the vectorised eigenvalue proof, and ufm phase's choice of path."""
+import math
+
+import numpy as np
+import pytest
+
+from solvers import dual
+from solvers.classlevel import certify_classes, loss_of, solve_classes
+from solvers.reduced import certify_groups, solve_groups
+from solvers.reduced import loss_of as reduced_loss
+from ufm import closed_forms, geometry
+from ufm.classlevel import embedding
+from ufm.reduced import (GroupProblem, class_means, cosine_groups, delta_gm, gram, groups_of, rank, stack_gram,
+                         stack_weights)
+
+
+def _random(rng, G):
+    m = rng.standard_normal((G, G))
+    t = rng.standard_normal(G)
+    norm = np.sqrt(np.sum(m * m, axis=1) + t * t) / rng.uniform(0.5, 1.0, G)
+    return m / norm[:, None], t / norm
+
+
+@pytest.mark.parametrize("loss", ["sc", "bcl"])
+@pytest.mark.parametrize("constraint", ["sphere", "ball"])
+def test_value_is_the_class_level_value_at_the_lifted_means(loss, constraint):
+    rng = np.random.default_rng(0)
+    gp = GroupProblem(sizes=(7.5, 3.0, 2.0), classes=(3, 2, 4), loss=loss, tau=0.4, constraint=constraint)
+    m, t = _random(rng, 3)
+    mu = class_means(m, t, gp)
+    assert mu.shape[0] == 9
+    cp = gp.class_problem()
+    assert reduced_loss(gp, m, t) == pytest.approx(loss_of(cp, {"mu": mu}), rel=1e-13)
+    # the reduced Gram is the lifted Gram's
+    M = mu @ mu.T
+    gr = gram(m, t, gp)
+    assert M[0, 0] == pytest.approx(gr["p"][0]) and M[0, 1] == pytest.approx(gr["b"][0])
+    assert M[0, 3] == pytest.approx(gr["B"][0, 1]) and M[3, 5] == pytest.approx(gr["B"][1, 2]) and M[5, 8] == pytest.approx(gr["b"][2])
+
+
+def test_value_is_the_loss_of_an_embedding_with_spread():
+    """Integer sizes: the lifted means, embedded with within-class spread, have the reduced value as their SC loss
+    (summed sample by sample)."""
+    from reference import sc_loss_loops
+
+    rng = np.random.default_rng(1)
+    gp = GroupProblem(sizes=(3.0, 2.0), classes=(2, 3), tau=0.5, dim=20)
+    m, t = _random(rng, 2)
+    mu = class_means(m, t, gp)
+    cp = gp.class_problem()
+    Z = embedding(mu, cp)
+    labels = np.repeat(np.arange(5), [3, 3, 2, 2, 2])
+    assert reduced_loss(gp, m, t) == pytest.approx(sc_loss_loops(Z, labels, 0.5), rel=1e-12)
+
+
+@pytest.mark.parametrize("loss, constraint", [("sc", "sphere"), pytest.param("sc", "ball", marks=pytest.mark.slow),
+                                              pytest.param("bcl", "sphere", marks=pytest.mark.slow)])
+def test_optimum_equals_the_class_level_optimum(loss, constraint):
+    """The reduced and the class-level paths reach the same minimum (1e-9 relative), both proved; the bounds lie
+    below both losses."""
+    gps = [GroupProblem(sizes=(R * 5.0, 5.0), classes=(3, 3), loss=loss, tau=tau, constraint=constraint)
+           for R, tau in [(1.0, 0.3), (4.0, 0.2), (20.0, 0.5), (60.0, 0.1)]]
+    rs = solve_groups(gps)
+    rc = certify_groups(gps, rs)
+    cps = [g.class_problem() for g in gps]
+    cs = solve_classes(cps)
+    cc = certify_classes(cps, cs)
+    for r, a, s, b in zip(rs, rc, cs, cc):
+        assert a.certified and b.certified
+        assert r.loss == pytest.approx(s.loss, rel=1e-9)
+        assert a.lower_bound <= min(r.loss, s.loss) and b.lower_bound <= r.loss
+
+
+def test_cosines_equal_the_class_level_cosines():
+    """Geometry read from the reduced Gram equals that of the lifted class means (ufm.geometry)."""
+    rng = np.random.default_rng(2)
+    gp = GroupProblem(sizes=(9.0, 4.0), classes=(3, 4), tau=0.3)
+    m, t = _random(rng, 2)
+    mu = class_means(m, t, gp)
+    cos = geometry.mean_cosines(mu, np.arange(7))
+    maj = [True] * 3 + [False] * 4
+    want = geometry.cosine_groups(cos, maj)
+    gr = stack_gram(m[None], t[None], stack_weights([gp]), True)
+    got = cosine_groups(gr, gp.classes, [True, False])
+    for k in want:
+        assert got[k][0] == pytest.approx(want[k], rel=1e-12)
+    assert delta_gm(gr, gp.classes)[0] == pytest.approx(geometry.gram_distance(cos, np.eye(7)), rel=1e-10)
+    assert rank(m, t, gp.classes) == np.linalg.matrix_rank(mu, tol=1e-9) == 2 + 2 + 3
+
+
+def test_reduced_optimum_is_invariant_and_optimal_among_all_class_means():
+    """The class-level solver from a random (non-symmetric) start reaches the reduced minimum; its Gram is, up to
+    the solver's accuracy, invariant under permuting classes of equal size (the group average of a minimiser is
+    a minimiser; at a strictly convex minimum it is the minimiser itself)."""
+    gp = GroupProblem(sizes=(20.0, 4.0), classes=(2, 3), tau=0.25)
+    r, = solve_groups([gp])
+    cp = gp.class_problem()
+    s, = solve_classes([cp], seed=5)
+    assert s.loss == pytest.approx(r.loss, rel=1e-10)
+    M = s.mu @ s.mu.T
+    perm = [1, 0, 4, 2, 3]
+    np.testing.assert_allclose(M[np.ix_(perm, perm)], M, atol=1e-5)
+
+
+def test_balanced_reaches_the_etf_closed_form_and_the_bound_stays_below():
+    for K, n, tau in [(4, 5.0, 0.3), (100, 8.0, 0.1), (10_000, 3.0, 0.5)]:
+        gp = GroupProblem(sizes=(n,), classes=(K,), tau=tau)
+        r, = solve_groups([gp])
+        c, = certify_groups([gp], [r])
+        etf = closed_forms.sc_etf_loss(int(n), K, tau)
+        assert r.loss == pytest.approx(etf, rel=1e-10)
+        assert c.certified and c.lower_bound <= etf
+
+
+def test_radius_is_a_change_of_variables():
+    gp = GroupProblem(sizes=(12.0, 3.0), classes=(2, 2), tau=0.4, radius=2.0)
+    unit = GroupProblem(sizes=(12.0, 3.0), classes=(2, 2), tau=0.1)
+    a, b = solve_groups([gp, unit])
+    assert a.loss == pytest.approx(b.loss, rel=1e-10)
+    c, = certify_groups([gp], [a])
+    assert c.certified and c.lower_bound <= a.loss
+
+
+def test_many_small_eigenvalue_proofs_match_one_by_one():
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((50, 4, 4))
+    A = A + np.swapaxes(A, 1, 2)
+    got = dual.lambda_min_lower_many(A)
+    for j in range(50):
+        true = np.linalg.eigvalsh(A[j])[0]
+        assert got[j] <= true and got[j] >= true - 1e-12 * max(1.0, abs(true))
+    bad = A.copy()
+    bad[0, 0, 1] += 1.0  # not symmetric: no bound
+    assert math.isnan(dual.lambda_min_lower_many(bad)[0])
+
+
+def test_bound_is_a_bound_at_any_candidate():
+    """A poor candidate still gives a valid (lower) bound: below the proved minimum of the class-level path."""
+    rng = np.random.default_rng(6)
+    gp = GroupProblem(sizes=(10.0, 3.0), classes=(2, 2), tau=0.3)
+    cp = gp.class_problem()
+    s, = solve_classes([cp])
+    for _ in range(5):
+        m, t = _random(rng, 2)
+        b, = dual.sc_group_bound([gp], [gram(m, t, gp)])
+        assert b.lower_bound <= s.loss
+        b2, = dual.sc_group_bound([gp], [gram(m, t, gp)], optimal_multipliers=True)
+        assert b2.lower_bound <= s.loss
+
+
+def test_groups_and_validation():
+    assert groups_of((5, 5, 2, 2, 2)) == ((5.0, 2.0), (2, 3))
+    assert groups_of((5, 2, 5)) is None
+    with pytest.raises(ValueError, match="nonneg"):
+        GroupProblem(sizes=(5.0, 2.0), classes=(2, 2), nonneg=True)
+    with pytest.raises(ValueError, match="contrastive"):
+        GroupProblem(sizes=(5.0, 2.0), classes=(2, 2), loss="ce")
+    with pytest.raises(ValueError, match="sizes"):
+        GroupProblem(sizes=(1.5, 2.0), classes=(2, 2))
+    with pytest.raises(ValueError, match="classes"):
+        GroupProblem(sizes=(5.0, 2.0), classes=(0, 2))
