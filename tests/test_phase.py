@@ -152,3 +152,43 @@ def test_brackets_ignore_rounding_around_zero_and_uncertified_points():
     assert _brackets(R, [-0.3, -0.1, 0.2, 0.5], 0.0, [True, False, True, True]) is None
     assert _brackets(R, [-0.3, 0.5, 0.98, 0.995], 0.99, ok) == (4.0, 8.0)
     assert _brackets(R, [None, 0.5, 0.6, 0.7], 0.99, ok) is None
+
+
+def test_reduced_and_class_level_paths_agree(grid, monkeypatch):
+    """STEP runs on the reduced path; forced onto the class-level path the same grid has the same losses (1e-9),
+    cosines and boundaries (1e-4), and both are certified."""
+    import solvers.workflows.phase as ph
+
+    assert grid["method"] == "reduced"
+    monkeypatch.setattr(ph, "choose_path", lambda spec: "class-level")
+    other = phase(SPEC, [1.0, 2.0, 4.0, 8.0, 16.0], [0.5, 1.0], rtol=1e-4)
+    assert other["method"] == "class-level" and other["certified_points"] == other["points"]
+    np.testing.assert_allclose(grid["loss"], other["loss"], rtol=1e-9)
+    for key in ("min_min", "maj_maj", "maj_min"):
+        np.testing.assert_allclose(grid[key], other[key], atol=1e-5)
+    for kind in ("attraction", "collapse"):
+        for a, b in zip(grid["boundaries"][kind], other["boundaries"][kind]):
+            assert (a["R"] is None) == (b["R"] is None)
+            if a["R"] is not None:
+                assert a["R"] == pytest.approx(b["R"], rel=1e-4)
+
+
+def test_path_choice():
+    from solvers.workflows.phase import choose_path
+
+    assert choose_path(SPEC) == "reduced"
+    assert choose_path({**SPEC, "nonneg": True}) == "class-level"
+    assert choose_path({**SPEC, "imbalance": "long-tail"}) == "class-level"
+    assert choose_path({**SPEC, "dim": 3}) == "class-level"
+    assert choose_path({**SPEC, "loss": "ce", "axis": "weight_decay"}) == "class-level"
+
+
+def test_cli_large_step_grid_runs_on_the_reduced_path(tmp_path, capsys):
+    """K = 1000 classes: the work cap counts the reduced size, and every point is certified."""
+    out = tmp_path / "big"
+    code, _, err = run_cli(capsys, "phase", "--classes", "1000", "--ratios", "1:100:4", "--taus", "0.1,0.5",
+                           "--out", str(out), "--no-figures")
+    assert code == 0, err
+    d = json.loads((out / "phase.json").read_text())
+    assert d["method"] == "reduced" and d["certified_points"] == 8
+    assert all(1 <= r <= 1000 for row in d["rank"] for r in row)
