@@ -9,21 +9,31 @@ compilation included), float64, SC on the sphere, STEP imbalance, K = 4, d = 4, 
 * ``sweep``: ``ufm sweep --ratios ... --taus ...`` on a 2 x 4 grid of the same family.
 Reported: wall seconds (median over repeats, runs interleaved), points per second, their ratio, and whether every
 point was certified. Targets: 100 x 100 certified in < 60 s; >= 50x the sweep's points per second.
+
+* ``scale``: ``ufm phase --classes K --ratios 1:100:M --taus 0.05:1:P`` (STEP, n_min = 5, the reduced path) at
+  K = 10, 100, 1,000, 10,000 in fresh processes: once with an empty compilation cache (``cold``), then ``repeats``
+  times with the cache it filled (``warm``, the median); wall and CPU seconds (user + system of the process) and
+  its peak resident memory. Target: the 100 x 100 grid, every point certified, in <= 10 s at each K. The K = 1,000
+  diagram is drawn to ``phase_diagram_k1000.png`` beside the results.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
-from .common import finish, log, section_args, table
+from .common import finish, log, results_dir, section_args, table
 
 GRID = {"quick": (40, 40), "full": (100, 100)}
 SWEEP_RATIOS, SWEEP_TAUS = "1,4,16,64", "0.1,0.5"
 TARGET_SECONDS, TARGET_SPEEDUP = 60.0, 50.0
+SCALE_K = (10, 100, 1000, 10000)
+SCALE_TARGET_SECONDS = 10.0
 
 
 def _run(argv):
@@ -52,11 +62,60 @@ def run_sweep(out):
             "exit": code}
 
 
+def _run_measured(argv, env):
+    """``(wall s, cpu s, peak RSS bytes, exit code)`` of ``ufm *argv`` in a fresh process (``os.wait4``)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "ufm", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 3):
+        raise RuntimeError(f"ufm {' '.join(argv)} exited {code}: {err[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, code
+
+
+def run_scale(P, M, repeats, tmp):
+    rows = []
+    for K in SCALE_K:
+        cache = os.path.join(tmp, f"cache{K}")
+        env = {**os.environ, "UFM_JAX_CACHE": cache}
+        out = os.path.join(tmp, f"scale{K}")
+        argv = ["phase", "--classes", str(K), "--ratios", f"1:100:{M}", "--taus", f"0.05:1:{P}", "--n-min", "5",
+                "--out", out]
+        runs = []
+        for k in range(1 + repeats):  # the first with an empty cache
+            figures = k == 1 and K == 1000
+            log(f"K = {K}, run {k + 1}/{1 + repeats}")
+            runs.append(_run_measured(argv + ([] if figures else ["--no-figures"]), env))
+            if figures:
+                shutil.copyfile(os.path.join(out, "phase_diagram.png"), os.path.join(results_dir(),
+                                                                                    "phase_diagram_k1000.png"))
+        with open(os.path.join(out, "phase.json")) as fh:
+            d = json.load(fh)
+        warm = runs[1:]
+        rows.append({"K": K, "points": d["points"], "certified": d["certified_points"], "method": d["method"],
+                     "cold_wall_s": runs[0][0], "cold_cpu_s": runs[0][1],
+                     "warm_wall_s": statistics.median(r[0] for r in warm),
+                     "warm_cpu_s": statistics.median(r[1] for r in warm),
+                     "warm_runs_s": [r[0] for r in warm], "peak_rss_bytes": max(r[2] for r in runs),
+                     "solve_seconds": d["solve_seconds"], "seconds_in_phase": d["seconds"],
+                     "attraction_R_at_first_tau": d["boundaries"]["attraction"][0]["R"]})
+    return rows
+
+
 def render(out):
     rows = [[r["what"], r["points"], r["median_s"], r["points_per_s"], r["certified"]] for r in out["rows"]]
     lines = [table(["run", "points", "median s", "points/s", "certified"], rows), "",
              f"speed-up in points per second: {out['speedup']:.0f}x (target >= {TARGET_SPEEDUP:.0f}x); "
              f"phase grid in {out['rows'][0]['median_s']:.1f} s"]
+    if out.get("scale"):
+        rows = [[r["K"], r["method"], f"{r['certified']}/{r['points']}", r["cold_wall_s"], r["cold_cpu_s"],
+                 r["warm_wall_s"], r["warm_cpu_s"], r["peak_rss_bytes"] / 2 ** 20] for r in out["scale"]]
+        lines += ["", table(["K", "path", "certified", "cold wall s", "cold CPU s", "warm wall s", "warm CPU s",
+                             "peak RSS MiB"], rows)]
     return "\n".join(lines)
 
 
@@ -66,6 +125,7 @@ def main(argv=None):
     repeats = args.repeats or 3
     runs = {"phase": [], "sweep": []}
     with tempfile.TemporaryDirectory() as tmp:
+        scale = run_scale(P, M, repeats, tmp)
         for k in range(repeats):  # interleaved: the machine's load falls on both alike
             log(f"round {k + 1}/{repeats}")
             runs["phase"].append(run_phase(P, M, os.path.join(tmp, f"phase{k}")))
@@ -77,11 +137,16 @@ def main(argv=None):
                      "runs_s": [r["seconds"] for r in rs], "points_per_s": rs[0]["points"] / med, "certified": f"{rs[0]['certified']}/{rs[0]['points']}",
                      "all_certified": all(r["certified"] == r["points"] for r in rs)})
     speedup = rows[0]["points_per_s"] / rows[1]["points_per_s"]
-    out = {"what": "ufm phase vs ufm sweep, SC sphere, STEP K=4 d=4 n_min=5, float64, fresh process per run",
+    load = os.getloadavg()
+    out = {"what": "ufm phase vs ufm sweep, SC sphere, STEP K=4 d=4 n_min=5, float64, fresh process per run; "
+                   "scale: ufm phase at K = 10 ... 10,000 (reduced path), cold and warm compilation cache",
            "mode": args.mode, "repeats": repeats, "grid": [P, M], "rows": rows, "speedup": speedup,
+           "scale": scale, "load_average_at_end": list(load),
            "targets": {"phase_seconds": TARGET_SECONDS, "speedup": TARGET_SPEEDUP},
            "met": {"phase_seconds": rows[0]["median_s"] < TARGET_SECONDS or args.mode != "full",
-                   "speedup": speedup >= TARGET_SPEEDUP, "all_certified": rows[0]["all_certified"]}}
+                   "speedup": speedup >= TARGET_SPEEDUP, "all_certified": rows[0]["all_certified"],
+                   "scale_seconds": all(r["warm_wall_s"] <= SCALE_TARGET_SECONDS for r in scale),
+                   "scale_certified": all(r["certified"] == r["points"] for r in scale)}}
     return finish("phase", out, render)
 
 

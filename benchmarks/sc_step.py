@@ -8,8 +8,12 @@ Candidates, timed in interleaved rounds (median of R):
   * ``torch``: SupContrast's ``SupConLoss`` (one view) forward + ``backward()``, eager PyTorch;
   * ``pymanopt``: one iteration of pymanopt's ``SteepestDescent`` on the Oblique manifold (its JAX backend, the
     cost being the jit-compiled dense loss in float32), i.e. a line search with several cost evaluations and a retraction;
-  * ``exp_floor``: a fused ``sum(exp(x))`` over ``2 N^2`` entries generated in registers (2-D iota), no
-    memory traffic: the time of the exps alone (one per pair forward, one backward), the floor of any SC step.
+  * ``exp_floor``: a fused ``sum(exp(x))`` over ``N^2`` entries generated in registers (2-D iota), no
+    memory traffic: the time of the exps alone, one per ordered pair: what any SC step must evaluate (a kernel
+    that recomputes them in its backward pass, as ``ufm``'s does, spends twice this);
+  * ``exp_matmul_floor``: ``sum(exp(Z Zᵀ s) Z)`` dense and jit-compiled: the same ``N^2`` exps plus the two
+    ``N x N x d`` products any SC step needs (the logits, and the gradient's product of the probabilities with
+    ``Z``), with nothing else (dense sizes only, as ``naive_jax``).
 Sizes where a dense candidate would need more than ``DENSE_MAX_BYTES`` per N x N matrix are skipped.
 """
 from __future__ import annotations
@@ -74,8 +78,22 @@ def candidates(N, mode):
         log("sc_step: torch not installed (pip install -e '.[bench]'): skipped")
     if N <= PYMANOPT_MAX[mode]:
         out.update(_pymanopt(Z, y))
-    out["exp_floor"] = exp_floor(2 * N * N)
+    out["exp_floor"] = exp_floor(N * N)
+    if dense_ok:
+        out["exp_matmul_floor"] = exp_matmul_floor(Zj)
     return out
+
+
+def exp_matmul_floor(Zj):
+    """A jit function of ``sum(exp(Z Zᵀ / tau - 1/tau) Z)``: ``N^2`` exps and two ``N x N x d`` products."""
+    import jax
+    import jax.numpy as jnp
+
+    @jax.jit
+    def f(z):
+        return jnp.sum(jnp.exp((z @ z.T - 1.0) / TAU) @ z)
+
+    return lambda: f(Zj).block_until_ready()
 
 
 def _pymanopt(Z, y):
@@ -122,13 +140,14 @@ def main(argv=None):
 
 def render(out) -> str:
     head = ["N", "ufm (ms)", "naive JAX (ms)", "PyTorch SupCon (ms)", "pymanopt iter (ms)", "exp floor (ms)",
-            "PyTorch / ufm", "naive / ufm", "ufm / floor"]
+            "exp+matmul floor (ms)", "PyTorch / ufm", "naive / ufm", "ufm / exp floor", "ufm / exp+matmul floor"]
     body = []
     for r in out["rows"]:
         t = {k: v["median_s"] for k, v in r["results"].items()}
         body.append([r["N"], ms(t.get("ufm")), ms(t.get("naive_jax")), ms(t.get("torch")), ms(t.get("pymanopt")),
-                     ms(t.get("exp_floor")), ratio(t.get("torch"), t.get("ufm")),
-                     ratio(t.get("naive_jax"), t.get("ufm")), ratio(t.get("ufm"), t.get("exp_floor"))])
+                     ms(t.get("exp_floor")), ms(t.get("exp_matmul_floor")), ratio(t.get("torch"), t.get("ufm")),
+                     ratio(t.get("naive_jax"), t.get("ufm")), ratio(t.get("ufm"), t.get("exp_floor")),
+                     ratio(t.get("ufm"), t.get("exp_matmul_floor"))])
     return "SC loss + gradient, one step (median)\n\n" + table(head, body)
 
 
