@@ -44,7 +44,7 @@ from ufm import constraints, objectives
 from ufm.batching import batch_list
 
 __all__ = ["DualBound", "lambda_min_lower", "lambda_min_lower_many", "sc_bound", "ce_bound", "sc_class_bound",
-           "ce_class_bound", "sc_group_bound", "components", "DENSE_LIMIT", "U"]
+           "ce_class_bound", "sc_group_bound", "ce_group_bound", "components", "DENSE_LIMIT", "U"]
 
 U = 2.0 ** -53  # unit roundoff of float64
 FN = 8.0  # relative error allowed for one elementary function (exp, log) or a handful of operations
@@ -744,19 +744,20 @@ def sc_group_bound(problems, grams, optimal_multipliers: bool = False) -> list[D
     return out
 
 
-def _best_group_multipliers(n, s, Qw, Qs, Qb, ball):
+def _best_group_multipliers(n, s, Qw, Qs, Qb, ball_floor=None):
     """``alpha (G,)`` (``mu = -alpha``) maximising ``sum_g s_g n_g mu_g`` subject to every eigenvalue of
     :func:`sc_group_bound` being ``>= 0``, or None. Only a proposal: the caller proves it. ``G <= 2`` in closed
     form (with ``u_g = Y_gg``: minimise ``w . u`` over ``u_0 u_1 >= Y_01^2``, ``u >= l``), to full precision;
-    larger ``G`` by a G-variable SDP."""
+    larger ``G`` by a G-variable SDP. ``ball_floor``: on the ball ``mu <= 0``, i.e. ``alpha >= diag_q``
+    (``ball_floor``); None on the sphere."""
     G = len(n)
     sn = s * n
     c = (n - 1) * Qw + (s - 1) * n * Qs  # Y_gg = alpha_g + c_g
     low = np.full(G, -np.inf)  # the scalar eigenvalues' lower bounds on alpha
     low = np.where(n >= 2, np.maximum(low, Qw), low)
     low = np.where(s >= 2, np.maximum(low, n * Qs - (n - 1) * Qw), low)
-    if ball:
-        low = np.maximum(low, 0.0)
+    if ball_floor is not None:
+        low = np.maximum(low, ball_floor)
     lu = np.maximum(low + c, 0.0)  # Y_gg >= 0 too
     if G <= 2:
         if G == 1:
@@ -787,8 +788,8 @@ def _best_group_multipliers(n, s, Qw, Qs, Qb, ball):
             cons.append(alpha[g] - Qw_s[g] >= 0)
         if s[g] >= 2:
             cons.append(alpha[g] + (n[g] - 1) * Qw_s[g] - n[g] * Qs_s[g] >= 0)
-    if ball:
-        cons.append(alpha >= 0)
+    if ball_floor is not None:
+        cons.append(alpha >= ball_floor)
     off = ~np.eye(G, dtype=bool)
     Yc = np.sqrt(np.outer(sn, sn)) * np.where(off, Qb_s, 0.0) + np.diag((n - 1) * Qw_s + (s - 1) * n * Qs_s)
     Y = cp.diag(alpha) + Yc
@@ -863,13 +864,41 @@ def _sc_group_bound_stack(problems, grams, G, stack_weights, optimal=False):
     cross_abs = q_cross + np.swapaxes(q_cross, 1, 2)
     pair_b = np.einsum("pg,ph,pgh->p", sn, sn, np.where(eye, 0.0, cross_abs))
     q_err = rho2 * gamma(16) * (np.sum(pair_w + pair_s, axis=1) + pair_b) * cst * (1 + gamma(8))
+    val, fmargin, lam = _group_feasible(n, s, Qw, Qs, Qb, np.zeros_like(n), a, B, np.zeros_like(n), rho2, ball,
+                                        T, optimal)
+    size_err = gamma(2 * G + 8) * (np.abs(const) + np.abs(val))
+    margin = lin_err + const_err + q_err + fmargin + 4 * U * np.abs(const) + size_err
+    return _group_results(bad, lam, const, val, margin, T)
+
+
+def _group_results(bad, lam, const, val, margin, T):
+    out = []
+    for j in range(len(bad)):
+        if bad[j]:
+            out.append(DualBound(None, math.nan, math.nan, math.nan, 0, 0, "softmax weights far from normalised"))
+        elif not math.isfinite(lam[j]):
+            out.append(DualBound(None, math.nan, math.nan, math.nan, 0, 0,
+                                 "no Cholesky factorisation completed: the eigenvalue bound failed"))
+        else:
+            out.append(_finish([float(const[j]), float(val[j])], float(margin[j]), float(lam[j]), 1, int(T[j]), ""))
+    return out
+
+
+def _group_feasible(n, s, Qw, Qs, Qb, diag_q, a, B, d, rho2, ball, T, optimal):
+    """``min <Q, G>`` over the feasible class-level Grams for a group-invariant ``Q`` (``(P, G)`` diagonal
+    ``diag_q``, within a class ``Qw``, between two classes of a group ``Qs``, between groups ``Qb (P, G, G)``), from
+    the reduced candidate (``a``, ``B`` with ``b`` on its diagonal, ``d`` the samples' squared norms). Returns
+    ``(value, margin, lambda_min)``, ``(P,)`` each (docs/phase.md, "The proved bound")."""
+    P, G = n.shape
+    eye = np.eye(G, dtype=bool)
+    sn = s * n
     # multipliers by complementary slackness: mu_g = (Q Ĝ)_ii / rho^2 (any value is valid; proved below)
     Boff = np.where(eye, 0.0, B)
-    rq = (n - 1) * Qw * a + (s - 1) * n * Qs * np.diagonal(B, axis1=1, axis2=2) + np.einsum(
+    rq = diag_q * d + (n - 1) * Qw * a + (s - 1) * n * Qs * np.diagonal(B, axis1=1, axis2=2) + np.einsum(
         "ph,pgh,pgh->pg", sn, Qb * ~eye, Boff)
     mu_hat = rq / rho2[:, None]
     mu_hat = np.where(ball[:, None], np.minimum(mu_hat, 0.0), mu_hat)
-    alpha = -mu_hat  # A_ii = Q_ii - mu_i with Q_ii = 0; mu := -alpha exactly
+    alpha = diag_q - mu_hat  # A_ii = Q_ii - mu_i; mu := diag_q - alpha exactly (ball: mu <= 0 iff alpha >= diag_q)
     # A negative eigenvalue of a group's own directions (within a class, or the sum-zero vectors of its classes)
     # costs N rho^2 |lambda| when left to the global term, but only s_g n_g rho^2 |lambda| when that group's
     # multiplier absorbs it: raise alpha_g by the deficit (any alpha is a valid dual point; Y's diagonal only grows)
@@ -880,11 +909,12 @@ def _sc_group_bound_stack(problems, grams, G, stack_weights, optimal=False):
     alpha = alpha + np.maximum(need, 0.0) * (1 + 1e-9)
     if optimal:
         for j in range(P):
-            best = _best_group_multipliers(n[j], s[j], Qw[j], Qs[j], np.where(eye, 0.0, Qb[j]), bool(ball[j]))
+            best = _best_group_multipliers(n[j], s[j], Qw[j], Qs[j], np.where(eye, 0.0, Qb[j]),
+                                           diag_q[j] if ball[j] else None)
             if best is not None and np.all(np.isfinite(best)):
-                alpha[j] = np.maximum(best, 0.0) if ball[j] else best
-    mu_term = rho2 * np.sum(sn * -alpha, axis=1)
-    mu_margin = gamma(G + 6) * rho2 * np.sum(np.abs(sn * alpha), axis=1) + 1e-300
+                alpha[j] = np.maximum(best, diag_q[j]) if ball[j] else best
+    mu_term = rho2 * np.sum(sn * (diag_q - alpha), axis=1)
+    mu_margin = gamma(G + 8) * rho2 * np.sum(sn * (np.abs(diag_q) + np.abs(alpha)), axis=1) + 1e-300
     # the eigenvalues of A, each with its rounding
     e1 = alpha - Qw
     e1_err = 2 * U * (np.abs(alpha) + np.abs(Qw))
@@ -904,17 +934,94 @@ def _sc_group_bound_stack(problems, grams, G, stack_weights, optimal=False):
     reach = T * (1 + gamma(G + 2)) * rho2 * (1 + 2 * U)  # >= N rho^2
     term = reach * np.minimum(0.0, lam)
     term_margin = 8 * U * np.abs(term) + 1e-300
-    val = mu_term + term
+    return mu_term + term, mu_margin + term_margin + 4 * U * (np.abs(mu_term) + np.abs(term)), lam
+
+
+def ce_group_bound(problems, grams, logits, uppers, optimal_multipliers: bool = False) -> list[DualBound]:
+    """Proved lower bounds on the CE minima of reduced problems (``ufm.reduced.GroupProblem`` with a classifier
+    objective, full mean, no bias, sphere or ball), one per problem, all with the same ``G``: the class-level dual
+    point of :func:`ce_class_bound` at the lifted candidate, with its eigenvalues taken group by group
+    (:func:`sc_group_bound`).
+
+    Args:
+      problems: ``GroupProblem`` s (CE). grams: one ``ufm.reduced.stack_gram`` dict of the candidates' features.
+      logits: ``(C (P, G, G), own (P, G))`` of ``ufm.reduced.ce_logits``. uppers: ``(P,)`` upper bounds on the
+        minima (the candidates' losses), which bound ``||W||``.
+      optimal_multipliers: as in :func:`sc_group_bound`.
+
+    The softmax weights of an anchor class are equal on a group (``q_own``, ``q_same`` for another class of the
+    group, ``q_gh``), so ``F = (q - I)/N`` has a row per group and ``B = F Fᵀ / (4 lambda_W)`` is block-constant:
+    with ``S_gh = sum_l s_l F~_gl F~_hl`` (``F~_gg = F_same``), ``B`` within a class is ``S_gg + F_own^2 -
+    F_same^2``, between two classes of a group ``S_gg + 2 F_same (F_own - F_same)``, and between groups ``S_gh +
+    (F_own,g - F_same,g) F_hg + F_gh (F_own,h - F_same,h)``. Its rounding is bounded by ``ce_class_bound``'s term
+    (``gamma_{K+8}``) plus ``4 gamma_{2G+16}`` of the same absolute sum."""
+    from ufm.reduced import stack_weights
+
+    problems = list(problems)
+    P, G = len(problems), problems[0].G
+    if any(p.bias for p in problems):
+        return [DualBound(None, math.nan, math.nan, math.nan, 0, 0, "CE with a bias: no rigorous bound is "
+                          "implemented (the dual needs exact class marginals)")] * P
+    hs = stack_weights(problems)
+    n, s, rho2 = hs["n"], hs["s"], hs["rho2"]
+    wd, fd = hs["weight_decay"], hs["feature_decay"]
+    ball = np.array([constraints.get(p.constraint).mu_sign == "nonpositive" for p in problems])
+    K = np.sum(s, axis=1)
+    eye = np.eye(G, dtype=bool)
+    C, own = (np.asarray(x, dtype=np.float64) for x in logits)
+    upper = np.asarray(uppers, dtype=np.float64) * (1 + 1e-9) + 1e-300
+    cmax = np.sqrt(rho2) * np.sqrt(upper / wd)  # |<z_i, w_c>| on the sublevel set (``_ce_reach``)
+    # softmax over the K logits of a class of group g, with multiplicities (s_h, s_g - 1, 1)
+    mult = np.repeat(s[:, None, :], G, axis=1)
+    mult[:, eye] = s - 1
+    mult = np.concatenate([mult, np.ones((P, G, 1))], axis=2)  # (P, G, G + 1): groups, same (col g), own (col G)
+    live = mult > 0
+    L = np.where(live, np.concatenate([C, own[:, :, None]], axis=2), -np.inf)
+    mx = np.max(L, axis=2, keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.where(live, np.exp(L - mx), 0.0)
+        qv = np.where(live, e / np.sum(mult * e, axis=2, keepdims=True), 0.0)
+    Sf = np.sum(mult * qv, axis=2)
+    gk = gamma(2 * (G + 1) + 8)
+    delta = np.abs(Sf - 1.0) + 1.01 * gk * Sf
+    bad = np.any(delta > 1e-6, axis=1) | ~np.all(np.isfinite(qv), axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ql = np.where(qv > 0, qv * np.log(np.where(qv > 0, qv, 1.0)), 0.0)
+    h = -np.sum(mult * ql, axis=2)
+    habs = np.sum(mult * np.abs(ql), axis=2)
+    sn = s * n
+    N = np.sum(sn, axis=1)
+    d1 = delta * (1 + 2 * delta)
+    lin_err = np.sum(sn * d1, axis=1) * cmax / N
+    const_err = np.sum(sn * (np.abs(h) * d1 + d1 + (gk + FN * U) * habs), axis=1) / N
+    const = np.sum(sn * h, axis=1) / N
+    const_err += gamma(G + 4) * np.sum(np.abs(sn * h), axis=1) / N
+    # F = (q - I) / N, one row per group: F~_gh (h != g), F~_gg = F_same, F_own
+    Ft = qv[:, :, :G] / N[:, None, None]
+    Ft[:, eye] = np.where(s >= 2, Ft[:, eye], 0.0)
+    F_same = Ft[:, eye]
+    F_own = (qv[:, :, G] - 1.0) / N[:, None]
+    Sm = np.einsum("pgl,pl,phl->pgh", Ft, s, Ft)
+    c4 = 4.0 * wd[:, None]
+    dgs = F_own - F_same
+    Bo = (np.diagonal(Sm, axis1=1, axis2=2) + F_own * F_own - F_same * F_same) / c4
+    Bs = (np.diagonal(Sm, axis1=1, axis2=2) + 2.0 * F_same * dgs) / c4
+    Bx = (Sm + dgs[:, :, None] * np.swapaxes(Ft, 1, 2) + Ft * dgs[:, None, :]) / c4[:, :, None]
+    Bx = (Bx + np.swapaxes(Bx, 1, 2)) / 2.0  # exactly symmetric (the error bound covers the average)
+    Qw, Qs = -Bo, -Bs
+    Qb = -Bx
+    Qb[:, eye] = Qs
+    diag_q = fd[:, None] / N[:, None] - Bo
+    # rounding of Q: column sums of |F| weighted by the rows' sizes, Fa_g for a class of group g
+    absF = np.abs(Ft)
+    Fa = n * np.abs(F_own) + (s - 1) * n * np.abs(F_same) + np.einsum("ph,ph,phg->pg", s, n, np.where(eye, 0.0, absF))
+    FaFa = np.sum(s * Fa * Fa, axis=1)
+    gq = np.array([gamma(int(k) + 8) for k in K]) + 4 * gamma(2 * G + 16)
+    q_err = rho2 * (gq * FaFa / (4 * wd) * (1 + 4 * U) + 4 * U * np.abs(fd) * (1 + gamma(G + 4)))
+    a = np.asarray(grams["a"], float)
+    B = np.asarray(grams["B"], float)
+    d = np.asarray(grams["d"], float)
+    val, fmargin, lam = _group_feasible(n, s, Qw, Qs, Qb, diag_q, a, B, d, rho2, ball, N, optimal_multipliers)
     size_err = gamma(2 * G + 8) * (np.abs(const) + np.abs(val))
-    margin = lin_err + const_err + q_err + mu_margin + term_margin + 4 * U * np.abs(const) + size_err
-    out = []
-    for j in range(P):
-        if bad[j]:
-            out.append(DualBound(None, math.nan, math.nan, math.nan, 0, 0, "softmax weights far from normalised"))
-        elif not math.isfinite(lam[j]):
-            out.append(DualBound(None, math.nan, math.nan, math.nan, 0, 0,
-                                 "no Cholesky factorisation completed: the eigenvalue bound failed"))
-        else:
-            out.append(_finish([float(const[j]), float(mu_term[j]), float(term[j])], float(margin[j]),
-                               float(lam[j]), 1, int(T[j]), ""))
-    return out
+    margin = lin_err + const_err + q_err + fmargin + 4 * U * np.abs(const) + size_err
+    return _group_results(bad, lam, const, val, margin, N)

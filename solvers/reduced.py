@@ -17,23 +17,26 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ufm import constraints
-from ufm.reduced import GroupProblem, stack_gram, stack_weights, weights
+from ufm import constraints, objectives
+from ufm.reduced import GroupProblem, ce_logits, stack_gram, stack_weights, weights
 
 from .classlevel import ClassCertificate, pga_segment, run_segments
 
-__all__ = ["GroupSolution", "solve_groups", "certify_groups", "loss_of"]
+__all__ = ["GroupSolution", "solve_groups", "certify_groups", "loss_of", "start_of"]
 
 
 class GroupSolution(NamedTuple):
-    """A reduced solution: group centres ``m (G, G)`` and spreads ``t (G,)`` at the problem's radius, ``loss``
-    (float64), ``steps`` and ``reason`` as ``solvers.classlevel.ClassSolution``."""
+    """A reduced solution: group centres ``m (G, G)`` (CE: ``(G, 2G)``) and spreads ``t (G,)`` at the problem's
+    radius, ``loss`` (float64), ``steps`` and ``reason`` as ``solvers.classlevel.ClassSolution``; CE also the
+    classifier's centres ``u (G, 2G)`` and spreads ``r (G,)`` (``ufm.reduced``), else None."""
 
     m: np.ndarray
     t: np.ndarray
     loss: float
     steps: int
     reason: str
+    u: np.ndarray | None = None
+    r: np.ndarray | None = None
 
 
 def _project(x, h, *, sphere):
@@ -45,7 +48,10 @@ def _project(x, h, *, sphere):
     scale = jnp.where(norm > rho, rho / jnp.maximum(norm, 1e-300), 1.0)
     if sphere:  # a singleton class has no spread: on the sphere
         scale = jnp.where(h["n"] < 2, rho / jnp.maximum(norm, 1e-300), scale)
-    return {"m": x["m"] * scale[:, None], "t": t * scale}
+    out = {**x, "m": x["m"] * scale[:, None], "t": t * scale}
+    if "r" in x:
+        out["r"] = x["r"] * (h["s"] >= 2)
+    return out
 
 
 def _value(x, h, sphere, constant=True):
@@ -90,11 +96,25 @@ def _chunks(L, pad_to=None):
     return [(i, min(i + size, L), size) for i in range(0, L, size)]
 
 
-def _start(G, rng):
-    m = rng.standard_normal((G, G))
+def _start(G, rng, classifier=False):
+    cols = 2 * G if classifier else G
+    m = rng.standard_normal((G, cols))
     t = rng.standard_normal(G)
     norm = np.sqrt(np.sum(m * m, axis=1) + t * t)
-    return {"m": m / norm[:, None], "t": t / norm}
+    x = {"m": m / norm[:, None], "t": t / norm}
+    if classifier:
+        x["u"] = 0.1 * rng.standard_normal((G, cols))
+        x["r"] = 0.1 * rng.standard_normal(G)
+    return x
+
+
+def start_of(problem: GroupProblem, sol: GroupSolution) -> dict:
+    """``sol`` as a start for :func:`solve_groups` (at radius 1)."""
+    rho = problem.radius
+    x = {"m": sol.m / rho, "t": sol.t / rho}
+    if sol.u is not None:
+        x.update(u=sol.u * rho, r=sol.r * rho)
+    return x
 
 
 def solve_groups(problems, *, steps: int = 4000, seed=0, ftol: float = 1e-13, pad_to: int | None = None,
@@ -121,14 +141,15 @@ def solve_groups(problems, *, steps: int = 4000, seed=0, ftol: float = 1e-13, pa
     out: list = [None] * len(problems)
     groups: dict = {}
     for i, p in enumerate(problems):
-        groups.setdefault((p.G, p.constraint), []).append(i)
+        groups.setdefault((p.G, p.constraint, objectives.of(p).contrastive), []).append(i)
     with jax.enable_x64(True):
-        for (G, constraint), idx in groups.items():
+        for (G, constraint, contrastive), idx in groups.items():
             sphere = constraints.get(constraint).equality
             init, f_full = _helpers(sphere)
             units = [problems[i].at_unit_radius() for i in idx]
             hall = {k: v for k, v in stack_weights([u for u, _ in units]).items() if k != "clw"}
-            x0 = [starts[i] if starts is not None else _start(G, np.random.default_rng(seeds[i])) for i in idx]
+            x0 = [starts[i] if starts is not None else _start(G, np.random.default_rng(seeds[i]), not contrastive)
+                  for i in idx]
             xall = {k: np.stack([s[k] for s in x0]) for k in x0[0]}
             for lo, hi, size in _chunks(len(idx), pad_to):
                 rows = np.concatenate([np.arange(lo, hi), np.full(size - (hi - lo), lo)])
@@ -137,16 +158,18 @@ def solve_groups(problems, *, steps: int = 4000, seed=0, ftol: float = 1e-13, pa
                 state = (x, x, f0, jnp.ones(size), jnp.ones(size))
                 state, taken, converged = run_segments(_segment(sphere), state, h, steps, ftol)
                 full = np.asarray(f_full(state[0], h))
-                m, t = np.asarray(state[0]["m"]), np.asarray(state[0]["t"])
+                xs = {k: np.asarray(v) for k, v in state[0].items()}
                 for j in range(hi - lo):
                     rho = units[lo + j][1]
-                    out[idx[lo + j]] = GroupSolution(m[j] * rho, t[j] * rho, float(full[j]), int(taken[j]),
-                                                     "converged" if converged[j] else "max_steps")
+                    cls = (xs["u"][j] / rho, xs["r"][j] / rho) if "u" in xs else (None, None)
+                    out[idx[lo + j]] = GroupSolution(xs["m"][j] * rho, xs["t"][j] * rho, float(full[j]),
+                                                     int(taken[j]), "converged" if converged[j] else "max_steps",
+                                                     *cls)
     return out
 
 
-def loss_of(problem: GroupProblem, m, t) -> float:
-    """The reduced objective at ``(m, t)`` (the problem's radius), float64."""
+def loss_of(problem: GroupProblem, m, t, u=None, r=None) -> float:
+    """The reduced objective at ``(m, t)`` (CE: and ``(u, r)``), at the problem's radius, float64."""
     import jax
     import jax.numpy as jnp
 
@@ -154,11 +177,15 @@ def loss_of(problem: GroupProblem, m, t) -> float:
     with jax.enable_x64(True):
         h = {k: jnp.asarray(v) for k, v in weights(unit).items() if k != "clw"}
         x = {"m": jnp.asarray(np.asarray(m, dtype=np.float64) / rho), "t": jnp.asarray(np.asarray(t) / rho)}
+        if u is not None:
+            x["u"] = jnp.asarray(np.asarray(u, dtype=np.float64) * rho)
+            x["r"] = jnp.asarray(np.asarray(r, dtype=np.float64) * rho)
         return float(_value(x, h, constraints.get(problem.constraint).equality))
 
 
 def certify_groups(problems, solutions, *, tol: float = 1e-6) -> list[ClassCertificate]:
-    """Proved lower bounds (``solvers.dual.sc_group_bound``) for reduced solutions, one per problem.
+    """Proved lower bounds (``solvers.dual.sc_group_bound``, CE ``ce_group_bound``) for reduced solutions, one per
+    problem.
 
     Args:
       problems: ``GroupProblem`` s. solutions: their :class:`GroupSolution` s.
@@ -174,23 +201,31 @@ def certify_groups(problems, solutions, *, tol: float = 1e-6) -> list[ClassCerti
     how = ["candidate"] * len(problems)
     by: dict = {}
     for i, p in enumerate(problems):
-        by.setdefault((p.G, constraints.get(p.constraint).equality), []).append(i)
-    for (G, sphere), idx in by.items():
+        by.setdefault((p.G, p.constraint, objectives.of(p).contrastive), []).append(i)
+
+    def bound(idx, optimal):
         us = [units[i][0] for i in idx]
         rho = np.array([units[i][1] for i in idx])
         m = np.stack([solutions[i].m for i in idx]) / rho[:, None, None]
         t = np.stack([solutions[i].t for i in idx]) / rho[:, None]
-        grams = stack_gram(m, t, stack_weights(us), sphere)
-        for i, b in zip(idx, dual.sc_group_bound(us, grams)):
+        sphere = constraints.get(us[0].constraint).equality
+        hs = stack_weights(us)
+        grams = stack_gram(m, t, hs, sphere)
+        if objectives.of(us[0]).contrastive:
+            return dual.sc_group_bound(us, grams, optimal_multipliers=optimal)
+        u = np.stack([solutions[i].u for i in idx]) * rho[:, None, None]
+        r = np.stack([solutions[i].r for i in idx]) * rho[:, None]
+        logits = ce_logits(m, t, u, r, hs["s"], np)
+        return dual.ce_group_bound(us, grams, logits, [solutions[i].loss for i in idx], optimal_multipliers=optimal)
+
+    for idx in by.values():
+        for i, b in zip(idx, bound(idx, False)):
             bounds[i] = b
-    # a point the candidate's multipliers leave uncertified gets the optimal ones (a G-variable program)
+    # a point the candidate's multipliers leave uncertified gets the optimal ones (closed form for G <= 2)
     redo = [i for i, (s, b) in enumerate(zip(solutions, bounds))
             if b.lower_bound is None or s.loss - b.lower_bound > tol * max(1.0, abs(s.loss))]
     for i in redo:
-        u, rho = units[i]
-        gr = stack_gram(solutions[i].m[None] / rho, solutions[i].t[None] / rho, stack_weights([u]),
-                        constraints.get(u.constraint).equality)
-        b, = dual.sc_group_bound([u], gr, optimal_multipliers=True)
+        b, = bound([i], True)
         if b.lower_bound is not None and (bounds[i].lower_bound is None or b.lower_bound > bounds[i].lower_bound):
             bounds[i] = b
             how[i] = "optimal"

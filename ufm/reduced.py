@@ -27,8 +27,14 @@ n_h`` negatives at ``B_gh``), another class of the same group (``(s_g - 1) n_g``
 ``sum_g (s_g n_g / N) [log(n_g - 1) + w_own + softplus(logsumexp_j(X_gj - X_g,own))]`` with ``X_gj = Gram_j /
 tau + log(mult_j) + class_log_weights_j``, exactly ``ufm.classlevel.value`` at the lifted means (tested).
 
+CE (a classifier objective) adds the classifier rows: ``w_c = u_g + r_g v_c`` (the same simplex as the class
+means: a component of ``w_c`` in further fresh directions meets no mean, changes no logit and only adds to
+``||W||^2``, so an optimum has none). The class-level logits are ``<m_g, u_g> + t_g r_g`` (own class), ``<m_g,
+u_g> - t_g r_g / (s_g - 1)`` (another class of the group) and ``<m_g, u_h>``; ``||W||_F^2 = sum_g s_g (|u_g|^2 +
+r_g^2)``; the variables are ``m, u (G, 2G)`` and ``t, r (G,)``.
+
 Not covered (the class-level path runs): non-negative features (the reduced Gram would relax the
-completely-positive one), batch orbits, and objectives that are not contrastive.
+completely-positive one) and batch orbits.
 """
 from __future__ import annotations
 
@@ -54,7 +60,7 @@ class GroupProblem:
 
       sizes: the class size of each group ``(G,)``, real ``>= 2`` or exactly 1.
       classes: how many classes each group holds ``(G,)``, integers ``>= 1`` (``K = sum(classes)``).
-    Other fields as in ``ClassProblem`` (``nonneg`` must be False, the loss contrastive).
+    Other fields as in ``ClassProblem`` (``nonneg`` must be False).
     """
 
     sizes: tuple[float, ...]
@@ -86,8 +92,6 @@ class GroupProblem:
         if sum(self.classes) < 2:
             raise ValueError("classes: the class-level problem needs at least 2 classes")
         obj = objectives.get(self.loss)
-        if not obj.contrastive:
-            raise ValueError(f"loss {self.loss!r}: the reduced problem covers the contrastive objectives")
         if self.nonneg:
             raise ValueError("nonneg: the reduced problem has no non-negative form (use the class-level path)")
         for name in ("tau", "radius"):
@@ -131,7 +135,8 @@ class GroupProblem:
     def class_problem(self) -> ClassProblem:
         """The same problem on the class level (``K`` class means; for tests and small ``K``)."""
         return ClassProblem(counts=self.counts, loss=self.loss, tau=self.tau, dim=self.dim,
-                            constraint=self.constraint, radius=self.radius)
+                            constraint=self.constraint, radius=self.radius, weight_decay=self.weight_decay,
+                            feature_decay=self.feature_decay)
 
     @classmethod
     def from_class_problem(cls, p: ClassProblem) -> "GroupProblem":
@@ -140,11 +145,11 @@ class GroupProblem:
         groups = groups_of(p.counts)
         if groups is None:
             raise ValueError("counts: classes of equal size must be contiguous for the reduced problem")
-        if p.orbits is not None or p.nonneg or not objectives.of(p).contrastive:
-            raise ValueError("the reduced problem needs the full batch, no nonneg, a contrastive loss")
+        if p.orbits is not None or p.nonneg:
+            raise ValueError("the reduced problem needs the full batch and no nonneg")
         sizes, classes = groups
         return cls(sizes=sizes, classes=classes, loss=p.loss, tau=p.tau, dim=p.dim, constraint=p.constraint,
-                   radius=p.radius)
+                   radius=p.radius, weight_decay=p.weight_decay, feature_decay=p.feature_decay)
 
 
 def groups_of(counts):
@@ -163,7 +168,8 @@ def groups_of(counts):
 
 def supported(loss: str, nonneg: bool, orbits=None) -> bool:
     """Whether the reduced path covers this family (module doc)."""
-    return objectives.get(loss).contrastive and not nonneg and orbits is None
+    objectives.get(loss)
+    return not nonneg and orbits is None
 
 
 @lru_cache(maxsize=4096)
@@ -218,6 +224,16 @@ def stack_weights(problems) -> dict:
     n = np.array([p.sizes for p in problems], dtype=np.float64)  # (P, G)
     s = np.array([p.classes for p in problems], dtype=np.float64)
     P, G = n.shape
+    if not objectives.get(problems[0].loss).contrastive:  # CE: the class shares and the logit multiplicities
+        sn = s * n
+        mult = np.repeat(s[:, None, :], G, axis=1)
+        mult[:, np.eye(G, dtype=bool)] = s - 1
+        with np.errstate(divide="ignore"):
+            logm = np.where(mult > 0, np.log(np.where(mult > 0, mult, 1.0)), -np.inf)
+        return {"n": n, "s": s, "w": sn / sn.sum(axis=1, keepdims=True), "logm": logm,
+                "weight_decay": np.array([p.weight_decay for p in problems], dtype=np.float64),
+                "feature_decay": np.array([p.feature_decay for p in problems], dtype=np.float64),
+                "rho2": np.array([p.radius ** 2 for p in problems], dtype=np.float64)}
     cache: dict = {}
     clw = np.empty((P, G, G + 1))
     for i, p in enumerate(problems):
@@ -243,7 +259,7 @@ def stack_weights(problems) -> dict:
 def _parts(m, t, n, s, xp):
     """``(p, b, B)``: squared norms, within-group and between-group inner products (``B (..., G, G)`` with ``b`` on
     its diagonal) of the class means of ``(m, t)``; any array library, any leading axes."""
-    G = m.shape[-1]
+    G = m.shape[-2]
     P = m @ xp.swapaxes(m, -1, -2)
     mm2 = xp.diagonal(P, axis1=-2, axis2=-1)
     t2 = t * t * (s >= 2)
@@ -260,6 +276,8 @@ def value(x, h, *, sphere: bool, constant: bool = True):
     import jax
     import jax.numpy as jnp
 
+    if "u" in x:
+        return _ce_value(x, h, sphere=sphere)
     p, b, B = _parts(x["m"], x["t"], h["n"], h["s"], jnp)
     a = within(p, h["n"], h["rho2"], sphere)
     X = jnp.concatenate([B, a[:, None]], axis=1) / h["tau"] + h["logb"]  # (G, G + 1)
@@ -269,6 +287,32 @@ def value(x, h, *, sphere: bool, constant: bool = True):
     base = h["logb"][:, -1]
     anchor = excess + base if constant else excess
     return jnp.sum(jnp.where(h["w"] > 0, h["w"] * anchor, 0.0))
+
+
+def ce_logits(m, t, u, r, s, xp):
+    """``(C (..., G, G), own (..., G))``: the class-level CE logits of the reduced point, ``C_gh = <m_g, u_h>`` with
+    ``C_gg`` that of another class of the group, and ``own_g`` the class's own logit."""
+    C = m @ xp.swapaxes(u, -1, -2)
+    diag = xp.diagonal(C, axis1=-2, axis2=-1)
+    tr = t * r * (s >= 2)
+    G = m.shape[-2]
+    eye = xp.eye(G, dtype=C.dtype)
+    same = diag - tr / xp.maximum(s - 1, 1)
+    return C + eye * (same - diag)[..., None, :], diag + tr
+
+
+def _ce_value(x, h, *, sphere):
+    import jax
+    import jax.numpy as jnp
+
+    m, u, t, r = x["m"], x["u"], x["t"], x["r"]
+    C, own = ce_logits(m, t, u, r, h["s"], jnp)
+    rest = jnp.where(jnp.isfinite(h["logm"]), C + h["logm"] - own[:, None], -jnp.inf)
+    ce = jax.nn.softplus(jax.nn.logsumexp(rest, axis=-1))
+    wnorm = jnp.sum(h["s"] * (jnp.sum(u * u, axis=1) + r * r * (h["s"] >= 2)))
+    p = jnp.sum(m * m, axis=1) + t * t * (h["s"] >= 2)
+    d = h["rho2"] * jnp.ones_like(p) if sphere else p
+    return h["w"] @ ce + h["weight_decay"] * wnorm + h["feature_decay"] * (h["w"] @ d)
 
 
 def gram(m, t, problem: GroupProblem):

@@ -21,7 +21,8 @@ equal size are exchangeable, so a point is ``G`` rows of ``G + 1`` numbers whate
 has fewer groups of equal size than classes, the loss is contrastive, without ``nonneg`` and with ``dim >= K``) and
 ``"class-level"`` (``K`` class means; every other case). Both prove the same class-level minimum.
 
-Points that do not certify with the first start are solved again from ``RETRIES`` other starts, keeping the lowest
+Points that do not certify with the first start are solved again (on the reduced path first by going on from the
+solution for ``CONTINUE`` times the steps, then) from other starts, ``RETRIES`` tries in all, keeping the lowest
 loss; a point that still does not certify is reported with ``certified = False``.
 """
 from __future__ import annotations
@@ -42,6 +43,7 @@ ZERO = 1e-6
 RETRIES = 3
 ARRAYS = ("loss", "lower_bound", "certified", "min_min", "maj_maj", "maj_min", "delta_gm", "rank")
 MAX_GROUPS = 64  # the reduced path's G x G blocks stay small
+CONTINUE = 25  # the reduced path's first retry goes on from the solution for this many times the steps
 RANK_TOL = 1e-6  # relative to the radius: the rank reported (the solver's accuracy, not the rounding)
 
 
@@ -140,6 +142,13 @@ class _ReducedPath:
 
         return solve_groups(problems, seed=seed, steps=steps, pad_to=pad)
 
+    def resume(self, problems, sols, steps, pad=None):
+        """Go on from ``sols`` (a slow descent, e.g. a minority spread closing near collapse) for ``steps``."""
+        from solvers.reduced import solve_groups, start_of
+
+        return solve_groups(problems, steps=steps, pad_to=pad, ftol=1e-14,
+                            starts=[start_of(p, s) for p, s in zip(problems, sols)])
+
     def certify(self, problems, sols, tol):
         from solvers.reduced import certify_groups
 
@@ -172,7 +181,10 @@ def _solve(path, problems, seed, tol, steps, pad=None):
         if not todo:
             break
         sub = [problems[i] for i in todo]
-        more = path.solve(sub, [seed + 7919 * retry + i for i in todo], steps, pad)
+        if retry == 1 and hasattr(path, "resume"):  # first go on from where the solver stopped, with more steps
+            more = path.resume(sub, [sols[i] for i in todo], CONTINUE * steps, pad)
+        else:
+            more = path.solve(sub, [seed + 7919 * retry + i for i in todo], steps, pad)
         more_c = path.certify(sub, more, tol)
         for j, i in enumerate(todo):
             if more[j].loss < sols[i].loss or (more_c[j].certified and not certs[i].certified):
