@@ -180,7 +180,7 @@ def test_path_choice():
     assert choose_path({**SPEC, "nonneg": True}) == "class-level"
     assert choose_path({**SPEC, "imbalance": "long-tail"}) == "class-level"
     assert choose_path({**SPEC, "dim": 3}) == "class-level"
-    assert choose_path({**SPEC, "loss": "ce", "axis": "weight_decay"}) == "class-level"
+    assert choose_path({**SPEC, "loss": "ce", "axis": "weight_decay"}) == "reduced"
 
 
 def test_cli_large_step_grid_runs_on_the_reduced_path(tmp_path, capsys):

@@ -155,9 +155,44 @@ def test_groups_and_validation():
     assert groups_of((5, 2, 5)) is None
     with pytest.raises(ValueError, match="nonneg"):
         GroupProblem(sizes=(5.0, 2.0), classes=(2, 2), nonneg=True)
-    with pytest.raises(ValueError, match="contrastive"):
-        GroupProblem(sizes=(5.0, 2.0), classes=(2, 2), loss="ce")
     with pytest.raises(ValueError, match="sizes"):
         GroupProblem(sizes=(1.5, 2.0), classes=(2, 2))
     with pytest.raises(ValueError, match="classes"):
         GroupProblem(sizes=(5.0, 2.0), classes=(0, 2))
+
+
+@pytest.mark.parametrize("constraint", ["sphere", "ball"])
+def test_ce_value_is_the_class_level_value_at_the_lifted_point(constraint):
+    """CE: features and classifier lifted on the same simplices give the class-level value."""
+    from solvers.classlevel import loss_of as class_loss
+
+    rng = np.random.default_rng(7)
+    gp = GroupProblem(sizes=(6.0, 2.5), classes=(3, 2), loss="ce", weight_decay=0.03, feature_decay=0.1,
+                      constraint=constraint)
+    m, t = _random(rng, 2)
+    m = np.concatenate([m, np.zeros((2, 2))], axis=1)
+    u, r = rng.standard_normal((2, 4)), rng.standard_normal(2)
+    mu = class_means(m, t, gp)
+    W = class_means(u, r, gp)
+    if W.shape[1] != mu.shape[1]:  # both have spread in both groups here: the same columns
+        pytest.fail("lifted shapes differ")
+    cp = gp.class_problem()
+    assert reduced_loss(gp, m, t, u, r) == pytest.approx(class_loss(cp, {"mu": mu, "W": W}), rel=1e-13)
+
+
+def test_ce_optimum_and_bound_against_the_class_level_path_and_the_etf():
+    """CE: the reduced minimum equals the class-level one (both certified) where the class-level path certifies;
+    balanced, it is the ETF closed form, and the proved bound lies below it."""
+    gps = [GroupProblem(sizes=(R * 5.0, 5.0), classes=(3, 3), loss="ce", weight_decay=wd)
+           for R, wd in [(1.0, 0.01), (10.0, 0.001), (100.0, 0.01)]]
+    rs = solve_groups(gps)
+    rc = certify_groups(gps, rs)
+    cps = [g.class_problem() for g in gps]
+    cs = solve_classes(cps)
+    cc = certify_classes(cps, cs)
+    for r, a, s, b in zip(rs, rc, cs, cc):
+        assert a.certified and b.certified
+        assert r.loss == pytest.approx(s.loss, rel=1e-9)
+        assert a.lower_bound <= s.loss and b.lower_bound <= r.loss
+    etf = closed_forms.ce_etf_loss(6, 0.01, constraint="sphere")[0]
+    assert rs[0].loss == pytest.approx(etf, rel=1e-9) and rc[0].lower_bound <= etf
