@@ -334,15 +334,20 @@ def stack_gram(m, t, h, sphere: bool):
     return {"d": d, "a": a, "b": b, "B": B, "p": p}
 
 
-def rank(m, t, classes, radius: float = 1.0, tol: float = 1e-9):
+def rank(m, t, classes, radius: float = 1.0, tol: float = 1e-9, u=None, r=None):
     """The rank of the lifted class-mean Gram: ``rank(m)`` plus ``s_g - 1`` for every group with spread
-    ``t_g != 0`` (the dimension the class means need: ``dim >= rank`` embeds them). ``m (..., G, G)``, ``t (...,
-    G)``; an int array of the leading shape."""
+    ``t_g != 0`` (the dimension the class means need: ``dim >= rank`` embeds them). With CE's ``u``, ``r``: the
+    dimension the means and classifier rows need together (``rank([m; u])``, spread where ``t_g`` or ``r_g`` is not
+    0). ``m (..., G, c)``, ``t (..., G)``; an int array of the leading shape."""
     m = np.asarray(m, dtype=np.float64)
+    spread = np.abs(np.asarray(t)) > tol * radius
+    if u is not None:
+        m = np.concatenate([m, np.asarray(u, dtype=np.float64)], axis=-2)
+        spread = spread | (np.abs(np.asarray(r)) > tol / radius)
     sv = np.linalg.svd(m, compute_uv=False)
-    r = np.sum(sv > tol * radius, axis=-1)
+    rk = np.sum(sv > tol * max(radius, 1.0) * np.maximum(1.0, sv.max(axis=-1, keepdims=True)), axis=-1)
     s = np.asarray(classes)
-    return r + np.sum((s - 1) * ((np.abs(np.asarray(t)) > tol * radius) & (s >= 2)), axis=-1)
+    return rk + np.sum((s - 1) * (spread & (s >= 2)), axis=-1)
 
 
 def class_means(m, t, problem: GroupProblem, tol: float = 1e-9):

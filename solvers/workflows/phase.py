@@ -163,8 +163,11 @@ class _ReducedPath:
         m = np.stack([s.m for s in sols])
         t = np.stack([s.t for s in sols])
         gr = reduced.stack_gram(m, t, reduced.stack_weights(problems), constraints.get(p0.constraint).equality)
+        ce = sols[0].u is not None
+        u = np.stack([s.u for s in sols]) if ce else None
+        r = np.stack([s.r for s in sols]) if ce else None
         geo = {**reduced.cosine_groups(gr, p0.classes, self.majority), "delta_gm": reduced.delta_gm(gr, p0.classes),
-               "rank": reduced.rank(m, t, p0.classes, p0.radius, RANK_TOL)}
+               "rank": reduced.rank(m, t, p0.classes, p0.radius, RANK_TOL, u, r)}
         return [{k: (None if isinstance(v[i], float) and math.isnan(v[i]) else v[i].item()) for k, v in geo.items()}
                 for i in range(len(problems))]
 
@@ -291,5 +294,6 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
             "axis": spec["axis"], "ratios": ratios, axis_name: values, **arrays, "boundaries": bounds, "tol": tol,
             "boundary_rtol": rtol, "collapse_level": COLLAPSE, "points": len(problems),
             "certified_points": int(sum(c.certified for c in certs)), "solve_seconds": solved,
+            "rank_above_dim": int(sum(r > spec["dim"] for row in arrays["rank"] for r in row)),
             "seconds": time.perf_counter() - start, "seed": seed, "method": path.name,
             "exact": "class-level (N-independent)"}
