@@ -13,8 +13,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ["solve", "--counts", "3,2", "--tau", "0.5", "--steps", "300", "--json"]
 
 
+def _clean_env():
+    """The environment without any cache setting (the test run's own JAX cache folder included)."""
+    return {k: v for k, v in os.environ.items() if k != "UFM_JAX_CACHE" and not k.startswith("JAX_")}
+
+
 def _ufm(argv, env_extra, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "UFM_JAX_CACHE"}
+    env = _clean_env()
     env.update({"PYTHONPATH": ROOT, "XDG_CACHE_HOME": str(tmp_path / "xdg"), **env_extra})
     return subprocess.run([sys.executable, "-m", "ufm", *argv], capture_output=True, text=True, env=env, cwd=ROOT)
 
@@ -31,8 +36,7 @@ def test_default_folder_follows_xdg(monkeypatch, tmp_path):
 def test_cache_on_and_off_give_equal_results_and_processes_share_it(tmp_path):
     folder = tmp_path / "xdg" / "ufm" / "jax"
     # two processes at once, one folder: both succeed and agree
-    env = {**os.environ, "PYTHONPATH": ROOT, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    env.pop("UFM_JAX_CACHE", None)
+    env = {**_clean_env(), "PYTHONPATH": ROOT, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
     procs = [subprocess.Popen([sys.executable, "-m", "ufm", *ARGS], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=env, cwd=ROOT) for _ in range(2)]
     outs = [p.communicate() for p in procs]
