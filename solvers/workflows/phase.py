@@ -22,7 +22,8 @@ has fewer groups of equal size than classes, the loss is contrastive, without ``
 ``"class-level"`` (``K`` class means; every other case). Both prove the same class-level minimum.
 
 Points that do not certify with the first start are solved again (on the reduced path first by going on from the
-solution for ``CONTINUE`` times the steps, then) from other starts, ``RETRIES`` tries in all, keeping the lowest
+solution with its small spreads set to 0, then from the solution itself for ``CONTINUE`` times the steps, then)
+from other starts, ``RETRIES`` tries in all, keeping the lowest
 loss; a point that still does not certify is reported with ``certified = False``.
 """
 from __future__ import annotations
@@ -44,6 +45,7 @@ RETRIES = 3
 ARRAYS = ("loss", "lower_bound", "certified", "min_min", "maj_maj", "maj_min", "delta_gm", "rank")
 MAX_GROUPS = 64  # the reduced path's G x G blocks stay small
 CONTINUE = 25  # the reduced path's first retry goes on from the solution for this many times the steps
+SNAP = 0.5  # ... after trying the solution with the spreads below this (radius 1) set to 0
 RANK_TOL = 1e-6  # relative to the radius: the rank reported (the solver's accuracy, not the rounding)
 
 
@@ -142,12 +144,30 @@ class _ReducedPath:
 
         return solve_groups(problems, seed=seed, steps=steps, pad_to=pad)
 
-    def resume(self, problems, sols, steps, pad=None):
-        """Go on from ``sols`` (a slow descent, e.g. a minority spread closing near collapse) for ``steps``."""
+    def resume(self, problems, sols, steps, pad=None, tol=1e-6):
+        """Go on from ``sols``: first with the spreads of nearly collapsed groups (``|t_g| < SNAP``) set to 0 (a
+        slow descent near minority collapse, where the spread closes sublinearly, often ends there), for
+        ``steps``; the points that still do not certify go on from where they were for ``CONTINUE * steps``."""
         from solvers.reduced import solve_groups, start_of
 
-        return solve_groups(problems, steps=steps, pad_to=pad, ftol=1e-14,
-                            starts=[start_of(p, s) for p, s in zip(problems, sols)])
+        starts = [start_of(p, s) for p, s in zip(problems, sols)]
+        snapped = []
+        for x in starts:
+            near = np.abs(x["t"]) < SNAP
+            y = {**x, "t": np.where(near, 0.0, x["t"])}
+            if "r" in x:
+                y["r"] = np.where(near, 0.0, x["r"])
+            snapped.append(y)
+        out = solve_groups(problems, steps=steps, pad_to=pad, starts=snapped)
+        certs = self.certify(problems, out, tol)
+        todo = [i for i, c in enumerate(certs) if not c.certified]
+        if todo:
+            more = solve_groups([problems[i] for i in todo], steps=CONTINUE * steps, pad_to=pad, ftol=1e-14,
+                                starts=[starts[i] for i in todo])
+            for j, i in enumerate(todo):
+                if more[j].loss < out[i].loss:
+                    out[i] = more[j]
+        return out
 
     def certify(self, problems, sols, tol):
         from solvers.reduced import certify_groups
@@ -184,8 +204,8 @@ def _solve(path, problems, seed, tol, steps, pad=None):
         if not todo:
             break
         sub = [problems[i] for i in todo]
-        if retry == 1 and hasattr(path, "resume"):  # first go on from where the solver stopped, with more steps
-            more = path.resume(sub, [sols[i] for i in todo], CONTINUE * steps, pad)
+        if retry == 1 and hasattr(path, "resume"):  # first go on from where the solver stopped
+            more = path.resume(sub, [sols[i] for i in todo], steps, pad, tol)
         else:
             more = path.solve(sub, [seed + 7919 * retry + i for i in todo], steps, pad)
         more_c = path.certify(sub, more, tol)
