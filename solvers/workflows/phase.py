@@ -295,7 +295,8 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
         i, j = divmod(idx, m)
         arrays["loss"][i][j] = s.loss
         arrays["lower_bound"][i][j] = c.lower_bound
-        arrays["certified"][i][j] = bool(c.certified)
+        # a loss the class means cannot reach in `dim` dimensions is not this problem's minimum
+        arrays["certified"][i][j] = bool(c.certified) and geo["rank"] <= spec["dim"]
         for k in ("min_min", "maj_maj", "maj_min", "delta_gm", "rank"):
             arrays[k][i][j] = geo[k]
     solved = time.perf_counter() - start
@@ -313,7 +314,7 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
             **{k: spec[k] for k in ("nonneg", "classes", "imbalance", "n_min", "minority_fraction", "dim")},
             "axis": spec["axis"], "ratios": ratios, axis_name: values, **arrays, "boundaries": bounds, "tol": tol,
             "boundary_rtol": rtol, "collapse_level": COLLAPSE, "points": len(problems),
-            "certified_points": int(sum(c.certified for c in certs)), "solve_seconds": solved,
+            "certified_points": int(sum(x for row in arrays["certified"] for x in row)), "solve_seconds": solved,
             "rank_above_dim": int(sum(r > spec["dim"] for row in arrays["rank"] for r in row)),
             "seconds": time.perf_counter() - start, "seed": seed, "method": path.name,
             "exact": "class-level (N-independent)"}
