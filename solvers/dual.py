@@ -807,7 +807,6 @@ def _best_group_multipliers(n, s, Qw, Qs, Qb, ball_floor=None):
 
 
 def _sc_group_bound_stack(problems, grams, G, stack_weights, optimal=False):
-    P = len(problems)
     L = G + 1  # slots per anchor
     hs = stack_weights(problems)
     n, s, clw, tau, rho2 = hs["n"], hs["s"], hs["clw"], hs["tau"], hs["rho2"]  # (P, G), (P, G), (P, G, L), (P,)

@@ -278,7 +278,7 @@ def value(x, h, *, sphere: bool, constant: bool = True):
 
     if "u" in x:
         return _ce_value(x, h, sphere=sphere)
-    p, b, B = _parts(x["m"], x["t"], h["n"], h["s"], jnp)
+    p, _, B = _parts(x["m"], x["t"], h["n"], h["s"], jnp)
     a = within(p, h["n"], h["rho2"], sphere)
     X = jnp.concatenate([B, a[:, None]], axis=1) / h["tau"] + h["logb"]  # (G, G + 1)
     own = X[:, -1]
