@@ -60,12 +60,21 @@ def _value(x, h, sphere, constant=True):
     return value(x, h, sphere=sphere, constant=constant)
 
 
+def _scaled_value(x, h, sphere, constant=True):
+    """The objective in the solver's variables: CE's classifier rows are stored times ``kappa = 1/sqrt(lambda_W)``
+    (``h["kappa"]``), which balances their curvature against the features' (several times fewer steps near
+    minority collapse)."""
+    if "u" in x:
+        x = {**x, "u": x["u"] / h["kappa"], "r": x["r"] / h["kappa"]}
+    return _value(x, h, sphere, constant)
+
+
 _SEGMENTS: dict = {}
 
 
 def _segment(sphere):
     if sphere not in _SEGMENTS:
-        _SEGMENTS[sphere] = pga_segment(lambda x, h: _value(x, h, sphere, False),
+        _SEGMENTS[sphere] = pga_segment(lambda x, h: _scaled_value(x, h, sphere, False),
                                         lambda x, h: _project(x, h, sphere=sphere))
     return _SEGMENTS[sphere]
 
@@ -80,9 +89,10 @@ def _helpers(sphere):
     if sphere not in _HELPERS:
         def init(x, h):
             x = _project(x, h, sphere=sphere)
-            return x, _value(x, h, sphere, False)
+            return x, _scaled_value(x, h, sphere, False)
 
-        _HELPERS[sphere] = (jax.jit(jax.vmap(init)), jax.jit(jax.vmap(lambda a, b: _value(a, b, sphere, True))))
+        _HELPERS[sphere] = (jax.jit(jax.vmap(init)),
+                            jax.jit(jax.vmap(lambda a, b: _scaled_value(a, b, sphere, True))))
     return _HELPERS[sphere]
 
 
@@ -151,6 +161,10 @@ def solve_groups(problems, *, steps: int = 4000, seed=0, ftol: float = 1e-13, pa
             x0 = [starts[i] if starts is not None else _start(G, np.random.default_rng(seeds[i]), not contrastive)
                   for i in idx]
             xall = {k: np.stack([s[k] for s in x0]) for k in x0[0]}
+            if not contrastive:  # the solver's variables: classifier rows times kappa (_scaled_value)
+                hall["kappa"] = 1.0 / np.sqrt(hall["weight_decay"])
+                xall["u"] = xall["u"] * hall["kappa"][:, None, None]
+                xall["r"] = xall["r"] * hall["kappa"][:, None]
             for lo, hi, size in _chunks(len(idx), pad_to):
                 rows = np.concatenate([np.arange(lo, hi), np.full(size - (hi - lo), lo)])
                 h = {k: jnp.asarray(v[rows]) for k, v in hall.items()}
@@ -159,6 +173,9 @@ def solve_groups(problems, *, steps: int = 4000, seed=0, ftol: float = 1e-13, pa
                 state, taken, converged = run_segments(_segment(sphere), state, h, steps, ftol)
                 full = np.asarray(f_full(state[0], h))
                 xs = {k: np.asarray(v) for k, v in state[0].items()}
+                if "u" in xs:
+                    kap = hall["kappa"][rows]
+                    xs["u"], xs["r"] = xs["u"] / kap[:, None, None], xs["r"] / kap[:, None]
                 for j in range(hi - lo):
                     rho = units[lo + j][1]
                     cls = (xs["u"][j] / rho, xs["r"][j] / rho) if "u" in xs else (None, None)

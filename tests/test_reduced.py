@@ -23,7 +23,7 @@ def _random(rng, G):
     return m / norm[:, None], t / norm
 
 
-@pytest.mark.parametrize("loss", ["sc", "bcl"])
+@pytest.mark.parametrize("loss", ["sc", "bcl-avg"])
 @pytest.mark.parametrize("constraint", ["sphere", "ball"])
 def test_value_is_the_class_level_value_at_the_lifted_means(loss, constraint):
     rng = np.random.default_rng(0)
@@ -56,7 +56,7 @@ def test_value_is_the_loss_of_an_embedding_with_spread():
 
 
 @pytest.mark.parametrize("loss, constraint", [("sc", "sphere"), pytest.param("sc", "ball", marks=pytest.mark.slow),
-                                              pytest.param("bcl", "sphere", marks=pytest.mark.slow)])
+                                              pytest.param("bcl-avg", "sphere", marks=pytest.mark.slow)])
 def test_optimum_equals_the_class_level_optimum(loss, constraint):
     """The reduced and the class-level paths reach the same minimum (1e-9 relative), both proved; the bounds lie
     below both losses."""
@@ -157,6 +157,8 @@ def test_groups_and_validation():
         GroupProblem(sizes=(5.0, 2.0), classes=(2, 2), nonneg=True)
     with pytest.raises(ValueError, match="sizes"):
         GroupProblem(sizes=(1.5, 2.0), classes=(2, 2))
+    with pytest.raises(ValueError, match="prototypes"):
+        GroupProblem(sizes=(5.0, 2.0), classes=(2, 2), loss="bcl")
     with pytest.raises(ValueError, match="classes"):
         GroupProblem(sizes=(5.0, 2.0), classes=(0, 2))
 

@@ -92,6 +92,9 @@ class GroupProblem:
         if sum(self.classes) < 2:
             raise ValueError("classes: the class-level problem needs at least 2 classes")
         obj = objectives.get(self.loss)
+        if obj.prototypes:
+            raise ValueError(f"loss {self.loss!r}: the class-level problem has no class prototypes (BCL's "
+                             "class-complement); 'bcl-avg', the class-averaging part alone, runs here")
         if self.nonneg:
             raise ValueError("nonneg: the reduced problem has no non-negative form (use the class-level path)")
         for name in ("tau", "radius"):
@@ -167,9 +170,9 @@ def groups_of(counts):
 
 
 def supported(loss: str, nonneg: bool, orbits=None) -> bool:
-    """Whether the reduced path covers this family (module doc)."""
-    objectives.get(loss)
-    return not nonneg and orbits is None
+    """Whether the reduced path covers this family (module doc): not a loss with class prototypes (the
+    class-level problem has none), not ``nonneg``, the full batch."""
+    return not objectives.get(loss).prototypes and not nonneg and orbits is None
 
 
 @lru_cache(maxsize=4096)
