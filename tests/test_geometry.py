@@ -128,16 +128,13 @@ def nc1_loops(Z, y, weighting):
 
 
 def etf_distance_loops(Z, y, weighting):
-    """Zhu et al.'s distance on the normalised class means, centred by the chosen global mean, term by term."""
+    """The distance of the Gram of the class means, centred at the chosen global mean (then Frobenius-normalised),
+    to the simplex-ETF Gram, term by term."""
     y = [int(c) for c in y]
     K = max(y) + 1
-    mu, n = _means_loops(Z, y, K)
-    M = [[v / np.sqrt(sum(w * w for w in m)) for v in m] for m in mu]
+    M, n = _means_loops(Z, y, K)
     d = len(M[0])
-    if weighting == "classes":
-        g = [sum(M[c][k] for c in range(K)) / K for k in range(d)]
-    else:
-        g = [sum(n[c] * M[c][k] for c in range(K)) / sum(n) for k in range(d)]
+    g = _global_mean_loops(Z, M, n, weighting)
     C = [[M[c][k] - g[k] for k in range(d)] for c in range(K)]
     G = [[sum(C[a][k] * C[b][k] for k in range(d)) for b in range(K)] for a in range(K)]
     nrm = np.sqrt(sum(G[a][b] ** 2 for a in range(K) for b in range(K)))
@@ -164,3 +161,86 @@ def test_nc1_and_etf_distance_match_plain_loops_under_imbalance(counts, seed):
     rep = geometry.report(Z, y)  # the report: normalised rows, the plain mean of class means, and says so
     assert rep["global_mean"] == "classes"
     assert rep["nc1"] == pytest.approx(nc1_loops(geometry.normalize_rows(Z), y, "classes"), rel=1e-9)
+
+
+# -- the anchors' code, line for line (tests/anchors.py) -------------------------------------------------------------
+def _imbalanced(counts, seed, d):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(len(counts)), counts)
+    rng.shuffle(y)
+    Z = rng.normal(size=(len(y), d)) + 1.5 * rng.normal(size=(len(counts), d))[y]
+    return Z, y
+
+
+ANCHOR_CASES = [([30, 5, 5], 0, 5), ([17, 3, 8, 1], 1, 7), ([2, 40, 6, 9, 3], 2, 4), ([1, 1, 12, 4], 3, 9)]
+
+
+@pytest.mark.parametrize("counts,seed,d", ANCHOR_CASES)
+def test_delta_gm_and_etf_distance_are_kini_et_al_code(counts, seed, d):
+    """``delta_gm`` = ``calculate_Gram_Comparison(M, G_OF, centering=False)`` and ``etf_distance`` = the same with
+    ``G_etf, centering=True``, M the class means of the L2-normalised rows (not re-normalised), to 1e-12; also
+    ``simplex_etf_error`` of rhubarbwu/neural-collapse. The re-normalised variant differs (another name)."""
+    import anchors
+
+    Z, y = _imbalanced(counts, seed, d)
+    K = len(counts)
+    X = geometry.normalize_rows(Z)
+    M = anchors.kini_M(Z, y, K)
+    assert M.shape == (d, K) and d != K  # the anchor transposes only when d != K
+    want = anchors.kini_calculate_Gram_Comparison([M], anchors.kini_G_OF(K), centering=False)[0]
+    assert geometry.delta_gm(X, y, K) == pytest.approx(want, abs=1e-12)
+    assert geometry.report(Z, y)["delta_gm"] == pytest.approx(want, abs=1e-12)
+    assert abs(geometry.delta_gm_renormalised(X, y, K) - want) > 1e-6  # a different quantity here
+    want_etf = anchors.kini_calculate_Gram_Comparison([M], anchors.kini_G_etf(K), centering=True)[0]
+    assert geometry.etf_distance(X, y, K) == pytest.approx(want_etf, abs=1e-12)
+    assert geometry.report(Z, y)["etf_distance"] == pytest.approx(want_etf, abs=1e-12)
+    means, mG = anchors.rw_means(X, y, K)
+    assert geometry.etf_distance(X, y, K) == pytest.approx(anchors.rw_simplex_etf_error(means, mG), abs=1e-12)
+
+
+@pytest.mark.parametrize("counts,seed,d", ANCHOR_CASES)
+def test_nc1_is_papyan_as_the_anchors_compute_it(counts, seed, d):
+    """``nc1(weighting="samples")`` = tding1/Neural-Collapse's ``collapse_metric``; the default (``"classes"``) =
+    ``covariance_ratio`` of rhubarbwu/neural-collapse with ``MeanAccumulator.compute()``'s global mean; 1e-12
+    relative."""
+    import anchors
+
+    Z, y = _imbalanced(counts, seed, d)
+    K = len(counts)
+    if d < K:  # Sigma_B of rank d: generic, both cutoffs keep every eigenvalue
+        pass
+    assert geometry.nc1(Z, y, K, weighting="samples") == pytest.approx(anchors.tding_collapse_metric(Z, y, K),
+                                                                        rel=1e-12, abs=1e-12)
+    means, mG = anchors.rw_means(Z, y, K)
+    V = anchors.rw_covar_within(Z, y, means, K)
+    assert geometry.nc1(Z, y, K) == pytest.approx(anchors.rw_covariance_ratio(V, means, mG), rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("counts,seed,d", ANCHOR_CASES)
+def test_nc4_is_the_mismatch_rate(counts, seed, d):
+    """``nc4`` = 1 - ``clf_ncc_agreement`` of rhubarbwu/neural-collapse (the agreement rate), for a random
+    classifier and one near the class means (both nonzero here)."""
+    import anchors
+
+    Z, y = _imbalanced(counts, seed, d)
+    K = len(counts)
+    rng = np.random.default_rng(seed + 10)
+    means, _ = anchors.rw_means(Z, y, K)
+    for W in (rng.normal(size=(K, d)), means.numpy() + 0.3 * rng.normal(size=(K, d))):
+        agree = anchors.rw_clf_ncc_agreement(Z, y, W, means, K)
+        assert geometry.nc4(Z, W, y, K) == pytest.approx(1.0 - agree, abs=1e-12)
+        assert 0.0 < agree < 1.0 or geometry.nc4(Z, W, y, K) in (0.0, 1.0)
+
+
+def test_nc3_is_the_square_of_classifier_mean_distance():
+    """NC3 as Zhu et al. define it (the paper's formula; their code logs another quantity), term by term."""
+    Z, y = _imbalanced([9, 2, 5], 4, 6)
+    W = np.random.default_rng(5).normal(size=(3, 6))
+    mu = np.array([Z[y == c].mean(0) for c in range(3)])
+    for weighting, g in (("classes", mu.mean(0)), ("samples", Z.mean(0))):
+        M = mu - g
+        want = sum((W[c, k] / np.sqrt((W ** 2).sum()) - M[c, k] / np.sqrt((M ** 2).sum())) ** 2
+                   for c in range(3) for k in range(6))
+        assert geometry.nc3(Z, W, y, weighting=weighting) == pytest.approx(want, rel=1e-12)
+        assert geometry.classifier_mean_distance(Z, W, y, weighting=weighting) == pytest.approx(np.sqrt(want),
+                                                                                              rel=1e-12)

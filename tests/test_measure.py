@@ -76,8 +76,8 @@ def test_nc3_and_nc4_match_direct_computations(etf_case):
     assert g["nc3"] == pytest.approx(direct, rel=1e-12)
     pred = np.argmax(X @ W.T, axis=1)
     near = np.array([np.argmin([np.linalg.norm(x - m) for m in means]) for x in X])
-    assert g["nc4"] == pytest.approx(np.mean(pred == near))
-    assert r["geometry"]["nc3"] < 1e-3 and r["geometry"]["nc4"] == 1.0
+    assert g["nc4"] == pytest.approx(np.mean(pred != near))  # the mismatch rate (Papyan et al.)
+    assert r["geometry"]["nc3"] < 1e-3 and r["geometry"]["nc4"] == 0.0
     # without a classifier there is neither
     assert M.network_geometry(Z, y, None, "sc")["nc3"] is None
     # CE measures the raw rows
@@ -142,7 +142,7 @@ def test_the_command_reads_an_npz_with_key_and_writes_its_outputs(tmp_path, caps
     assert code == 0, err
     r = json.loads(stdout)
     assert r["counts"] == [6, 6, 2, 2] and r["ufm"]["certified"] and r["distance_to_ufm"] < 0.05
-    assert r["geometry"]["nc4"] == 1.0 and r["versions"]["ufm"]
+    assert r["geometry"]["nc4"] == 0.0 and r["versions"]["ufm"]
     assert set(os.listdir(out)) >= {"result.json", "cosines.png", "per_class.csv"}
     assert json.load(open(os.path.join(out, "result.json")))["counts"] == [6, 6, 2, 2]
     lines = open(os.path.join(out, "per_class.csv")).read().splitlines()

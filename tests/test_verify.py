@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import solvers.workflows.verify as V
-from solvers.workflows.verify import SUITE, THEOREMS, Setting, applicability, found_geometry, nc3, random_setting, verify
-from ufm import interaction, theory
+from solvers.workflows.verify import SUITE, THEOREMS, Setting, applicability, found_geometry, random_setting, verify
+from ufm import geometry, interaction, theory
 from cli_run import run_cli
 
 VERDICT_LINE = re.compile(r"^    verdict      (HOLDS|FAILS|INCONCLUSIVE|NOT APPLICABLE|REFUTED):", re.M)
@@ -82,7 +82,7 @@ def test_balanced_setting_holds_for_every_applicable_theorem():
     assert etf.found["is_predicted"] and etf.found["geometry"] == "etf" and etf.found["nc1"] <= 1e-6
     assert ce.verdict == "holds" and ce.found["is_predicted"]
     r_W = theory.predict(V._Case(Setting((4, 4, 4), dim=3).resolved(), 1, 1, 1e-6).ce).r_W
-    assert ce.minimum["r_W"] == pytest.approx(r_W) and ce.found["max_norm_error"] <= 1e-3 and ce.found["nc3"] <= 1e-3
+    assert ce.minimum["r_W"] == pytest.approx(r_W) and ce.found["max_norm_error"] <= 1e-3 and ce.found["classifier_mean_distance"] <= 1e-3
     assert rows["sc-of"].verdict == "holds" and rows["of-unique"].verdict == "holds"
     assert rows["of-unique"].unique["claim"] is True and rows["of-unique"].alternative is None
     assert rows["sc-landscape"].verdict == "not applicable" and "dim 3 <= K" in rows["sc-landscape"].reason
@@ -267,8 +267,9 @@ def test_predicted_points():
     assert np.allclose(V4 @ V4.T, theory.etf_gram(4)) and np.allclose(V4[:, 3:], 0)
     labels = np.repeat(np.arange(3), 2)
     Z = V.etf_vectors(3, 3)[labels]
-    assert nc3(Z, 2.0 * V.etf_vectors(3, 3), labels, 3) <= 1e-12  # aligned classifier
-    assert nc3(Z, -V.etf_vectors(3, 3), labels, 3) == pytest.approx(2.0)
+    assert geometry.classifier_mean_distance(Z, 2.0 * V.etf_vectors(3, 3), labels, 3) <= 1e-12  # aligned classifier
+    assert geometry.classifier_mean_distance(Z, -V.etf_vectors(3, 3), labels, 3) == pytest.approx(2.0)
+    assert geometry.nc3(Z, -V.etf_vectors(3, 3), labels, 3) == pytest.approx(4.0)
 
 
 @pytest.mark.parametrize("argv,word", [(["--counts", "3,0"], "counts"), (["--tau", "-1", "--counts", "2,2"], "tau"),

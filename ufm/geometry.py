@@ -1,18 +1,32 @@
-"""Geometry of embeddings: class means, mean cosines, NC1, distance to the OF and to the simplex ETF.
+"""Geometry of embeddings: class means, mean cosines, NC1, NC3, NC4, distance to the OF and to the simplex ETF.
 
 Functions of NumPy arrays (``Z (N, d)``, ``labels (N,)`` ints in ``0..K-1``, ``W (K, d)``); they know nothing
-about solvers. docs/theory.md §7.
+about solvers. docs/theory.md §6.
 
-**Global mean.** ``weighting="classes"`` (default) takes the plain mean of the class means (Papyan et al.,
-Kini et al.'s code); ``weighting="samples"`` the sample-weighted mean of all rows (Zhu et al.). They differ
-under imbalance. NC1 and ``etf_distance`` take the choice as an argument.
+**As the anchors compute them.** Every metric that carries a paper's name computes what that paper's authors'
+code computes, and ``tests/anchors.py`` holds line-for-line transcriptions of that code to test it against:
+``delta_gm`` is Kini et al.'s ``calculate_Gram_Comparison(M, G_OF, centering=False)`` (class means of the rows
+as given, *not* re-normalised), ``etf_distance`` their ``centering=True`` comparison with the simplex-ETF Gram
+(the same number as ``simplex_etf_error`` of ``rhubarbwu/neural-collapse``), ``nc1`` Papyan et al.'s
+``Tr(Sigma_W Sigma_B^+) / K`` (``tding1/Neural-Collapse``, ``rhubarbwu/neural-collapse``), ``nc4`` Papyan et al.'s
+*mismatch* rate between the classifier and the nearest class mean (one minus the agreement of
+``rhubarbwu/neural-collapse``). Variants ufm keeps carry names of their own (``delta_gm_renormalised``).
+
+**Rows.** The metrics take the rows as given. Kini et al. apply theirs to the L2-normalised outputs of the
+network; :func:`report` normalises the rows first (``normalize=True``, the SC convention).
+
+**Global mean.** ``weighting="classes"`` (default) takes the plain mean of the class means (Kini et al.'s code,
+``MeanAccumulator.compute()`` of ``rhubarbwu/neural-collapse``); ``weighting="samples"`` the sample-weighted mean
+of all rows (Papyan et al., ``tding1/Neural-Collapse``). They differ under imbalance. ``nc1``, ``nc3`` and
+``etf_distance`` take the choice as an argument.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["class_means", "mean_cosines", "nc1", "nc3", "nc4", "delta_gm", "etf_distance", "classifier_norms",
-           "normalize_rows", "gram_distance", "cosine_groups", "report"]
+__all__ = ["class_means", "mean_cosines", "nc1", "nc3", "classifier_mean_distance", "nc4", "delta_gm",
+           "delta_gm_renormalised", "etf_distance", "classifier_norms", "normalize_rows", "gram_distance",
+           "cosine_groups", "report"]
 
 
 def _num_classes(labels, K):
@@ -53,10 +67,17 @@ def mean_cosines(Z, labels, K=None):
 
 
 def nc1(Z, labels, K=None, weighting="classes"):
-    """NC1 = ``Tr(Sigma_W Sigma_B^+) / K`` (0 at within-class collapse).
+    """NC1 of Papyan et al. (2020): ``Tr(Sigma_W Sigma_B^+) / K`` (0 at within-class collapse).
 
     ``Sigma_W = (1/N) sum_i (z_i - mu_{y_i})(...)ᵀ``, ``Sigma_B = (1/K) sum_c (mu_c - mu_G)(...)ᵀ``, with the
-    global mean ``mu_G`` chosen by ``weighting`` (module doc).
+    global mean ``mu_G`` chosen by ``weighting`` (module doc: ``"samples"`` is ``tding1/Neural-Collapse``'s
+    ``validate_NC.py``, ``"classes"`` the default of ``rhubarbwu/neural-collapse``). The pseudo-inverse drops
+    eigenvalues below ``1e-10`` times the largest (the anchors' cutoff is ``d`` machine epsilons; they agree
+    whenever ``Sigma_B`` has no eigenvalue in between, e.g. on generic rows). Kini et al.'s code logs the trace
+    without the ``1/K``.
+
+    References:
+      Papyan, Han, Donoho (2020), Prevalence of neural collapse during the terminal phase of deep learning training.
     """
     Z = np.asarray(Z, dtype=np.float64)
     labels = np.asarray(labels)
@@ -90,20 +111,45 @@ def cosine_groups(mean_cosines, majority) -> dict:
 
 
 def delta_gm(Z, labels, K=None):
-    """Delta_GM of Kini et al.: ``|| MᵀM / ||MᵀM||_F - I_K / sqrt(K) ||_F``; 0 at an orthogonal frame."""
+    """Delta_GM of Kini et al. (2024): ``|| M Mᵀ / ||M Mᵀ||_F - I_K / sqrt(K) ||_F``, ``M (K, d)`` the class means
+    of the rows as given (not re-normalised); 0 at an orthogonal frame.
+
+    Their code (``calculate_Gram_Comparison(M, G_OF, centering=False)``, ``SCL_Geometry_And_Batching``) takes
+    the means of the network's L2-normalised outputs: pass normalised rows (:func:`report` does). Under
+    within-class spread the means are shorter than 1 and unequal, which this keeps and
+    :func:`delta_gm_renormalised` removes.
+
+    References:
+      Kini, Vakilian, Behnia, Gill, Thrampoulidis (2024), Symmetric neural-collapse representations with
+      supervised contrastive loss: the impact of ReLU and batching.
+    """
+    M = class_means(Z, labels, K)
+    return gram_distance(M @ M.T, np.eye(M.shape[0]))
+
+
+def delta_gm_renormalised(Z, labels, K=None):
+    """``|| C / ||C||_F - I_K / sqrt(K) ||_F`` with ``C = mean_cosines(Z, labels)``, the Gram of the class means
+    each divided by its norm: :func:`delta_gm` with the means re-normalised (not Kini et al.'s metric; the two
+    agree when the class means have equal norms, e.g. at within-class collapse on a sphere). It depends on the
+    directions of the means only, so it is what a reference that returns only ``mean_cosines`` gives."""
     G = mean_cosines(Z, labels, K)
     return gram_distance(G, np.eye(G.shape[0]))
 
 
 def etf_distance(Z, labels, K=None, weighting="classes"):
-    """Zhu et al.'s ``|| G_c / ||G_c||_F - (I - 11ᵀ/K) / sqrt(K-1) ||_F`` on the centred normalised means.
+    """``|| G_c / ||G_c||_F - (I - 11ᵀ/K) / sqrt(K-1) ||_F``, ``G_c = (M - mu_G)(M - mu_G)ᵀ`` the Gram of the class
+    means ``M (K, d)`` of the rows as given, centred at the global mean ``mu_G`` (``weighting``, module doc) and
+    then normalised (by the Frobenius norm of their Gram). 0 at a simplex ETF.
 
-    0 at a simplex ETF. Note: an orthogonal frame centred by the plain mean of its class means *is* a simplex
-    ETF, so this is 0 there too with ``weighting="classes"``; use ``delta_gm`` or ``mean_cosines`` to tell OF
-    from ETF. Returns 0.0 for a single class.
+    With ``weighting="classes"`` this is Kini et al.'s ``calculate_Gram_Comparison(M, G_etf, centering=True)``
+    (``SCL_Geometry_And_Batching``) and ``simplex_etf_error(M, m_G)`` of ``rhubarbwu/neural-collapse`` with its
+    default global mean; Papyan et al. measure the same simplex through the cosines of the means centred at the
+    global mean (``weighting="samples"``). Note: an orthogonal frame centred by the plain mean of its class means
+    *is* a simplex ETF, so this is 0 there too with ``weighting="classes"``; use ``delta_gm`` or ``mean_cosines``
+    to tell OF from ETF. Returns 0.0 for a single class.
     """
     labels = np.asarray(labels)
-    M = normalize_rows(class_means(Z, labels, K))
+    M = class_means(Z, labels, K)
     K = M.shape[0]
     if K < 2:
         return 0.0
@@ -116,27 +162,49 @@ def etf_distance(Z, labels, K=None, weighting="classes"):
     return float(np.linalg.norm(G / nrm - target))
 
 
-def nc3(Z, W, labels, K=None) -> float:
-    """NC3 (Zhu et al. 2021): ``|| W/||W||_F - M/||M||_F ||_F^2``, ``M (K, d)`` the class means of ``Z`` centred at
-    their plain mean, one row per class: 0 when the classifier is aligned with the centred means (NaN when either
-    is zero)."""
+def classifier_mean_distance(Z, W, labels, K=None, weighting="classes") -> float:
+    """``|| W/||W||_F - M_c/||M_c||_F ||_F``: the distance between the classifier ``W (K, d)`` and the class means
+    ``M_c (K, d)`` of ``Z`` centred at the global mean (``weighting``, module doc), each scaled to unit Frobenius
+    norm (a distance, in [0, 2]; NaN when either is zero). Its square is :func:`nc3`."""
+    labels = np.asarray(labels)
     mu = class_means(Z, labels, K)
-    M = mu - mu.mean(axis=0)
+    M = mu - _global_mean(mu, labels, weighting)
     W = np.asarray(W, dtype=np.float64)
     nw, nm = np.linalg.norm(W), np.linalg.norm(M)
     if nw == 0 or nm == 0:
         return float("nan")
-    return float(np.linalg.norm(W / nw - M / nm) ** 2)
+    return float(np.linalg.norm(W / nw - M / nm))
+
+
+def nc3(Z, W, labels, K=None, weighting="classes") -> float:
+    """NC3 as Zhu et al. (2021) define it: ``|| W/||W||_F - M_c/||M_c||_F ||_F^2`` (the square of
+    :func:`classifier_mean_distance`), ``M_c (K, d)`` the class means of ``Z`` centred at the global mean: 0 when
+    the classifier is aligned with the centred means (NaN when either is zero). Their experiments are balanced,
+    where both ``weighting`` choices agree; their released code logs a different quantity (the distance of
+    ``W M_cᵀ`` to the simplex-ETF Gram), which ufm does not compute.
+
+    References:
+      Zhu, Ding, Zhou, Li, You, Sulam, Qu (2021), A geometric analysis of neural collapse with unconstrained
+      features.
+    """
+    v = classifier_mean_distance(Z, W, labels, K, weighting)
+    return float(v * v)
 
 
 def nc4(Z, W, labels, K=None) -> float:
-    """NC4 (Papyan et al. 2020): the fraction of rows ``z_i`` of ``Z (N, d)`` whose classifier prediction
-    ``argmax_c <w_c, z_i>`` (``W (K, d)``, no bias) is their nearest class mean (Euclidean); 1 at collapse."""
+    """NC4 as Papyan et al. (2020) plot it: the *mismatch* rate, the fraction of rows ``z_i`` of ``Z (N, d)``
+    whose classifier prediction ``argmax_c <w_c, z_i>`` (``W (K, d)``, no bias) is not their nearest class mean
+    (Euclidean, means of ``Z``); 0 at collapse. ``1 - nc4`` is ``clf_ncc_agreement`` of
+    ``rhubarbwu/neural-collapse`` (weighted by samples). Ties go to the lowest class index on both sides.
+
+    References:
+      Papyan, Han, Donoho (2020), Prevalence of neural collapse during the terminal phase of deep learning training.
+    """
     Z = np.asarray(Z, dtype=np.float64)
     mu = class_means(Z, labels, K)
     pred = np.argmax(Z @ np.asarray(W, dtype=np.float64).T, axis=1)
-    d2 = (Z ** 2).sum(1)[:, None] - 2 * Z @ mu.T + (mu ** 2).sum(1)[None, :]
-    return float(np.mean(pred == np.argmin(d2, axis=1)))
+    d2 = (Z ** 2).sum(1)[:, None] + (mu ** 2).sum(1)[None, :] - 2 * Z @ mu.T
+    return float(np.mean(pred != np.argmin(d2, axis=1)))
 
 
 def classifier_norms(W):
@@ -146,7 +214,7 @@ def classifier_norms(W):
 
 def report(Z, labels, K=None, W=None, normalize=True):
     """All metrics as a JSON-ready dict: ``mean_cosines`` (K x K list), ``nc1``, ``delta_gm``,
-    ``etf_distance``, ``classifier_norms`` (list, or None without ``W``).
+    ``etf_distance``, ``classifier_norms`` (list, or None without ``W``), ``global_mean`` (``"classes"``).
 
     ``normalize=True`` normalises the rows first (the SC convention: geometry of directions).
     """

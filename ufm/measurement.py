@@ -17,11 +17,11 @@ entry point of the group ``ufm.references``: ``solvers.workflows.measure.certifi
 It is called as ``reference(counts, dim, *, loss, tau, relu, batching, batches, labels, **options)`` with
 ``counts`` a tuple of ``K`` ints, ``dim = d``, ``labels (N,)`` int64, and returns a dict holding at least
 ``mean_cosines (K, K)`` (and, when it has them, ``delta_gm``, ``nc1``, ``etf_distance``, ``loss``,
-``lower_bound``, ``certified``, ``counts_scaled``).
+``lower_bound``, ``certified``, ``counts_scaled``); :func:`call_reference` adds ``delta_gm_renormalised``.
 
 **Distance** ``distance_to_ufm = ufm.geometry.gram_distance(G_net, G_ufm)``: the Frobenius distance between the
 two Grams of normalised class means, each divided by its Frobenius norm (against an orthogonal frame it is
-``delta_gm``).
+``ufm.geometry.delta_gm_renormalised``, which equals ``delta_gm`` when the class means have equal norms).
 """
 from __future__ import annotations
 
@@ -132,7 +132,8 @@ def network_geometry(Z, labels, W=None, loss="sc", normalize=None) -> dict:
 
 def call_reference(reference, counts, dim, labels, *, loss, tau, relu, batching, batches, **options) -> dict:
     """``reference(counts, dim, loss=..., ...)`` (module doc), its answer checked: a dict with ``mean_cosines``
-    of shape ``(K, K)``; ``delta_gm`` filled in from it when the reference leaves it out."""
+    of shape ``(K, K)``. ``delta_gm`` stays the reference's own (None when it leaves it out: Kini et al.'s metric
+    needs the class means, not only their cosines); ``delta_gm_renormalised`` is added from the cosines."""
     side = reference(tuple(int(c) for c in counts), int(dim), loss=loss, tau=tau, relu=bool(relu),
                      batching=batching, batches=batches, labels=np.asarray(labels, dtype=np.int64), **options)
     K = len(counts)
@@ -144,9 +145,7 @@ def call_reference(reference, counts, dim, labels, *, loss, tau, relu, batching,
     if G.shape != (K, K) or not np.all(np.isfinite(G)):
         raise ValueError(f"the UFM reference {name} returned mean_cosines of shape {G.shape}; expected ({K}, {K}), "
                          "finite")
-    if side.get("delta_gm") is None:
-        side = {**side, "delta_gm": geometry.gram_distance(G, np.eye(K))}
-    return side
+    return {**side, "delta_gm": side.get("delta_gm"), "delta_gm_renormalised": geometry.gram_distance(G, np.eye(K))}
 
 
 def measure_row(Z, labels, W=None, *, loss="sc", tau=0.1, relu=False, batching="full", batches=None,

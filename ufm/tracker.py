@@ -47,7 +47,7 @@ RESERVED = frozenset(("epoch", "distance_to_ufm", "counts", "counts_scaled") + G
 # the panels of the figure: (row key, UFM reference key or a constant, title)
 _PANELS = (("delta_gm", "ufm_delta_gm", "Delta_GM (0 at OF)"), ("nc1", "ufm_nc1", "NC1"),
            ("etf_distance", "ufm_etf_distance", "ETF distance"), ("distance_to_ufm", 0.0, "distance to the UFM"),
-           ("nc3", None, "NC3"), ("nc4", 1.0, "NC4"))
+           ("nc3", None, "NC3"), ("nc4", 0.0, "NC4 (mismatch)"))
 
 
 class ReferenceNotFound(LookupError):

@@ -12,8 +12,9 @@ When ``N`` exceeds ``max_n`` the counts are scaled down in proportion (each clas
 report says so (``counts_scaled``).
 
 **Distance** ``distance_to_ufm = ufm.geometry.gram_distance(G_net, G_ufm)``: the Frobenius distance between the
-two Grams of normalised class means, each divided by its Frobenius norm (the normalisation of ``delta_gm``, so
-against an orthogonal frame it *is* ``delta_gm``).
+two Grams of normalised class means, each divided by its Frobenius norm (against an orthogonal frame it is
+``ufm.geometry.delta_gm_renormalised``, which equals Kini et al.'s ``delta_gm`` when the class means have equal
+norms).
 
 **Certificate.** ``compare(..., certify=True)`` certifies the UFM solution with ``solvers.certify`` (the
 symmetry-reduced relaxation: full batch) and stores ``lower_bound``, ``gap``, ``certified``, ``method`` and the

@@ -85,7 +85,8 @@ def choose_path(spec: dict) -> str:
 def _geometry(mu, majority):
     cos = geometry.mean_cosines(mu, np.arange(len(mu)))
     groups = geometry.cosine_groups(cos, majority)
-    return {**groups, "delta_gm": geometry.gram_distance(cos, np.eye(len(mu)))}
+    # Kini et al.'s delta_gm of the collapsed rows z_i = mu_{y_i}, normalised (as their network's outputs)
+    return {**groups, "delta_gm": geometry.delta_gm(geometry.normalize_rows(mu), np.arange(len(mu)))}
 
 
 class _ClassPath:

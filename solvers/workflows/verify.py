@@ -12,7 +12,8 @@ hypothesis it misses) or is checked, and the row reports four things separately:
 * ``found``: what float64 projected gradient (``solvers.solve``) reached from random starts (a run that hits
   its step limit is continued once, ``POLISH`` times longer):
   its loss, its gap to the best proved bound, its geometry (class-mean cosines within ``GEOMETRY_TOL`` of the
-  prediction and ``NC1 <= NC1_TOL``; for CE also the classifier norms against ``r_W`` and NC3).
+  prediction and ``NC1 <= NC1_TOL``; for CE also the classifier norms against ``r_W`` and
+  ``classifier_mean_distance``, the square root of Zhu et al.'s NC3).
 * ``unique``: whether the prediction is the only minimiser. For the orthogonal frame this is decided by the
   batch interaction graph (``ufm.interaction.check_problem``, full batch included: two single-sample classes
   are never forced apart, so the OF is then not unique); for the ETF it is the theorem's "unique up to
@@ -64,11 +65,11 @@ from ufm import Problem, geometry, interaction, objectives, theory
 from ufm.batching import epoch_batch_list, is_epoch_scheme, parse_scheme
 
 __all__ = ["Row", "Setting", "Theorem", "THEOREMS", "VERDICTS", "verify", "verify_setting", "found_geometry",
-           "applicability", "etf_vectors", "of_point", "etf_point", "nc3", "SUITE", "run_suite", "random_setting", "audit",
+           "applicability", "etf_vectors", "of_point", "etf_point", "SUITE", "run_suite", "random_setting", "audit",
            "GEOMETRY_TOL", "NC1_TOL", "TOL", "WITNESS_TOL", "DEFAULT_STARTS"]
 
 TOL = 1e-6  # relative tolerance of every loss comparison: tol * max(1, |value|)
-GEOMETRY_TOL = 1e-3  # class-mean cosines, classifier norms (relative to r_W) and NC3: "is the predicted one"
+GEOMETRY_TOL = 1e-3  # class-mean cosines, classifier norms (relative to r_W), classifier_mean_distance
 NC1_TOL = 1e-3  # within-class collapse: NC1 <= this
 CANDIDATE_TOL = 5e-2  # a point at the certified minimum this far from the prediction is noted (never judged)
 WITNESS_TOL = 1e-9  # a snapped point is a verified minimiser when its loss equals the OF minimum to this
@@ -250,12 +251,6 @@ def found_geometry(mean_cosines) -> tuple[str, float, float]:
     d_of = float(np.abs(C - np.eye(K)).max())
     name = "etf" if d_etf <= GEOMETRY_TOL else "of" if d_of <= GEOMETRY_TOL else "other"
     return name, d_etf, d_of
-
-
-def nc3(Z, W, labels, K) -> float:
-    """NC3 (Zhu et al. 2021): ``|| W / ||W||_F - M_c / ||M_c||_F ||_F`` with ``M_c (K, d)`` the class means
-    centred at their plain mean (one row per class). 0 when the classifier is aligned with the centred means."""
-    return float(np.sqrt(geometry.nc3(Z, W, labels, K)))  # the norm itself: GEOMETRY_TOL is on distances
 
 
 def _geometry(problem, Z, target: str) -> dict:
@@ -920,21 +915,23 @@ def _ce_etf(case: _Case) -> Row:
     found["r_W"] = r_W
     found["max_norm_error"] = float(np.abs(norms - r_W).max() / max(1.0, r_W))
     found["feature_norms"] = [float(x) for x in (np.linalg.norm(sol.Z, axis=1).min(), np.linalg.norm(sol.Z, axis=1).max())]
-    found["nc3"] = nc3(sol.Z, sol.W, p.label_array, K)
+    # a distance (GEOMETRY_TOL is on distances); its square is Zhu et al.'s NC3
+    found["classifier_mean_distance"] = geometry.classifier_mean_distance(sol.Z, sol.W, p.label_array, K)
     found["is_predicted"] = bool(found["is_predicted"] and found["max_norm_error"] <= GEOMETRY_TOL
-                                 and found["nc3"] <= GEOMETRY_TOL)
+                                 and found["classifier_mean_distance"] <= GEOMETRY_TOL)
     row.found = found
     row.unique = {"claim": True, "statement": "unique up to rotation (the theorem)",
                   "found_at_minimum_is_predicted": found["is_predicted"] if found["at_minimum"] else None}
     far = (found["distance_to_etf"] > CANDIDATE_TOL or found["nc1"] > CANDIDATE_TOL
-           or found["max_norm_error"] > CANDIDATE_TOL or not found["nc3"] <= CANDIDATE_TOL)
+           or found["max_norm_error"] > CANDIDATE_TOL or not found["classifier_mean_distance"] <= CANDIDATE_TOL)
     if found["at_minimum"] and far:
         row.alternative = {"kind": "PGD point at the certified minimum with another geometry (not verified)",
                            "seed": sol.seed, "loss": s_loss, "distance_to_etf": found["distance_to_etf"],
-                           "max_norm_error": found["max_norm_error"], "nc3": found["nc3"], "verified": False}
+                           "max_norm_error": found["max_norm_error"],
+                           "classifier_mean_distance": found["classifier_mean_distance"], "verified": False}
         row.reason += ("; note: PGD is within the tolerance of the minimum at another geometry (max |cos - ETF| "
-                       f"{found['distance_to_etf']:.1e}, norm error {found['max_norm_error']:.1e}, NC3 "
-                       f"{found['nc3']:.1e}): a flat minimum or a candidate against uniqueness, not an exact minimiser")
+                       f"{found['distance_to_etf']:.1e}, norm error {found['max_norm_error']:.1e}, classifier-mean distance "
+                       f"{found['classifier_mean_distance']:.1e}): a flat minimum or a candidate against uniqueness, not an exact minimiser")
     row.unique["consistent"] = not (found["at_minimum"] and far)
     return row
 

@@ -61,7 +61,7 @@ def summary(res) -> str:
              "network: cosines between class means:", fmt_matrix(g["mean_cosines"]),
              f"  delta_gm {g['delta_gm']:.4f} (0 at OF)   etf_distance {g['etf_distance']:.4f}   nc1 {g['nc1']:.4e}"]
     if g["nc3"] is not None:
-        lines.append(f"  nc3 {g['nc3']:.4e}   nc4 {g['nc4']:.4f} (agreement of classifier and nearest mean)")
+        lines.append(f"  nc3 {g['nc3']:.4e}   nc4 {g['nc4']:.4f} (mismatch of classifier and nearest mean)")
     if u is not None:
         lb = "not proved" if u["lower_bound"] is None else f"{u['lower_bound']:.10f}"
         lines += [f"UFM: loss {u['loss']:.10f}, proved lower bound {lb}, certified {u['certified']}"

@@ -95,8 +95,8 @@ def _found_line(f) -> str:
                 f"{len(f['candidates'])} candidate(s) above it; best: {geo}")
     else:
         text = f"{f['solver']}, seed {f['seed']}: loss {f['loss']:.10f}, gap {_num(f['gap'], '.1e')}; {geo}"
-        if "nc3" in f:
-            text += f"; |w_c| - r_W {f['max_norm_error']:.1e}, NC3 {f['nc3']:.1e}"
+        if "classifier_mean_distance" in f:
+            text += f"; |w_c| - r_W {f['max_norm_error']:.1e}, classifier-mean distance {f['classifier_mean_distance']:.1e}"
     if f.get("is_predicted") is not None:
         text += "; the predicted geometry" if f["is_predicted"] else "; NOT the predicted geometry"
     return text
