@@ -174,7 +174,7 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
       tol: stopping tolerance on the RMS row displacement of an epoch, ``sqrt(tol) * rho``; patience: in how
         many consecutive epochs (module doc).
       seed: the random start (the same start as ``solvers.pgd.solve`` with this seed).
-      dtype: ``"float32"`` (default) or ``"float64"``. progress: True, False, or None (after 2 s).
+      dtype: ``"float64"`` (default) or ``"float32"`` (opt-in; recorded). progress: True, False, or None (after 2 s).
     Raises:
       ValueError for a bad argument or a CE problem; NonFiniteLoss when the loss becomes NaN or infinite.
     """
@@ -187,7 +187,7 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
         raise ValueError(f"loss: the epoch solver is for contrastive losses; a {problem.loss!r} problem's loss is a "
                          "mean of per-sample terms, so solve it full-batch with solvers.pgd.solve")
     name = optimizer
-    dtype = dtype or "float32"
+    dtype = dtype or "float64"
     tol = (1e-12 if dtype == "float64" else 1e-6) if tol is None else float(tol)
     start = time.perf_counter()
     labels = problem.label_array

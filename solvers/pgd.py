@@ -467,7 +467,7 @@ def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd
       optimizer: ``"pgd"`` (backtracking, default), ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``, or an
         ``optax.GradientTransformation`` (it brings its own learning rate).
       tol: stopping tolerance (module doc); None: 1e-12 in float64, 1e-6 in float32.
-      seed: the random start. dtype: ``"float32"`` (default) or ``"float64"``.
+      seed: the random start. dtype: ``"float64"`` (default) or ``"float32"`` (opt-in; recorded in ``dtype``).
       init: a warm start: a ``Solution``, a ``Z`` array ``(N, d)``, or a dict with some of ``Z``, ``W``, ``b``, ``C``
         (what it lacks is drawn from ``seed``); projected onto the feasible set first.
       continuation: first minimise at a low temperature (module doc); None: on for the odd starts of SC with
@@ -484,7 +484,7 @@ def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd
     """
     _check_args(steps, lr, optimizer, tol, dtype)
     n = n_starts(problem, starts, init)
-    dtype = dtype or "float32"
+    dtype = dtype or "float64"
     tol = (1e-12 if dtype == "float64" else 1e-6) if tol is None else float(tol)
     start = time.perf_counter()
     original, (problem, rho) = problem, problem.at_unit_radius()
@@ -1020,7 +1020,7 @@ def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimize
     seeds = [seed] * len(problems) if isinstance(seed, (int, np.integer)) else list(seed)
     if len(seeds) != len(problems):
         raise ValueError(f"seed: give one int or one per problem ({len(problems)}), got {len(seeds)}")
-    dtype = dtype or "float32"
+    dtype = dtype or "float64"
     tol = (1e-12 if dtype == "float64" else 1e-6) if tol is None else float(tol)
     originals = problems
     units = [p.at_unit_radius() for p in problems]

@@ -70,13 +70,13 @@ def test_imbalanced_sc_is_not_an_etf_and_beats_it():
 @pytest.mark.slow
 def test_tol_zero_runs_exactly_steps_and_float32():
     p = Problem(counts=(20, 20, 3, 3), tau=0.2, dim=6, nonneg=True)
-    sol = solve(p, steps=37, tol=0, continuation=False)
+    sol = solve(p, steps=37, tol=0, continuation=False, dtype="float32")
     assert sol.steps == 37 and len(sol.history) == 38 and not sol.converged and sol.continuation_steps == 0
     assert sol.dtype == "float32" and sol.Z.dtype == np.float32
     assert np.all(np.diff(sol.history) <= 1e-6)  # pgd never increases the loss (up to float32 rounding)
-    again = solve(p, steps=37, tol=0, continuation=False)
+    again = solve(p, steps=37, tol=0, continuation=False, dtype="float32")
     assert np.array_equal(sol.Z, again.Z)  # same seed, same result
-    other = solve(p, steps=37, tol=0, seed=1, continuation=False)
+    other = solve(p, steps=37, tol=0, seed=1, continuation=False, dtype="float32")
     assert not np.array_equal(sol.Z, other.Z)
 
 

@@ -7,21 +7,46 @@ with values ``0..K-1``; ``W`` is ``(K, d)``; logits of the SC loss are ``<z_i, z
 ``T = sum_B |B|``. The papers' sum is ``T * L``; SupContrast with base temperature ``b`` returns
 ``(tau / b) * L`` on one batch. Anchors without a positive in their batch contribute 0 but still count as
 slots and as negatives for the others.
+
+**Precision.** float64 input gives a float64 loss, whatever the process's JAX setting: called with a float64
+array (NumPy, or a JAX array made under x64) while ``jax_enable_x64`` is off, a loss runs under
+``jax.enable_x64(True)`` for that call only (:func:`keeps_float64`), instead of JAX's silent cast to float32.
+float32 input stays float32, and nothing changes inside a JAX transformation (``jit``, ``grad``: the inputs are
+already traced values in the caller's precision). docs/design.md, Conventions.
 """
 from __future__ import annotations
 
+import functools
 from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import kernels
 from .batching import pad
 
 __all__ = ["sc_loss", "sc_loss_dense", "sc_loss_blocked", "ce_loss", "bcl_loss", "bcl_avg_loss", "batch_index",
-           "BLOCKED_MIN"]
+           "BLOCKED_MIN", "keeps_float64"]
 
 BLOCKED_MIN = 256  # batch width from which sc_loss uses the tiled kernel (docs/benchmarks.md: where it pays)
+
+
+def _is_float64(x) -> bool:
+    return isinstance(x, (np.ndarray, jax.Array)) and not isinstance(x, jax.core.Tracer) and x.dtype == np.float64
+
+
+def keeps_float64(fn):
+    """``fn`` evaluated under ``jax.enable_x64(True)`` when one of its arguments is a concrete float64 array and
+    x64 is off (module doc, Precision); otherwise ``fn`` itself."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not jax.config.jax_enable_x64 and any(_is_float64(a) for a in (*args, *kwargs.values())):
+            with jax.enable_x64(True):
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def batch_index(batches, n: int):
@@ -61,6 +86,7 @@ def _slots(Z, labels, batches):
     return Z[safe], labels[safe], valid
 
 
+@keeps_float64
 def sc_loss_dense(Z, labels, tau, batches=None):
     """SC loss with one ``(b, b)`` similarity matrix per batch (the simple, reference implementation).
 
@@ -82,6 +108,7 @@ def sc_loss_dense(Z, labels, tau, batches=None):
     return per_anchor.sum() / jnp.maximum(valid.sum(), 1)
 
 
+@keeps_float64
 def sc_loss_blocked(Z, labels, tau, batches=None, *, block: int = kernels.BLOCK):
     """The same loss as :func:`sc_loss_dense` without any ``b x b`` matrix (``ufm.kernels``): positives through
     per-batch class sums, negatives by a tiled log-sum-exp with a custom VJP. Memory
@@ -96,6 +123,7 @@ def sc_loss_blocked(Z, labels, tau, batches=None, *, block: int = kernels.BLOCK)
     return terms.sum() / jnp.maximum(valid.sum(), 1)
 
 
+@keeps_float64
 def sc_loss(Z, labels, tau, batches=None):
     """Supervised contrastive loss, ufm normalisation (mean over anchor slots), docs/theory.md §2.
 
@@ -118,6 +146,7 @@ def sc_loss(Z, labels, tau, batches=None):
     return sc_loss_dense(Z, labels, tau, batches)
 
 
+@keeps_float64
 def ce_loss(Z, W, labels, bias=None):
     """Mean cross-entropy ``(1/N) sum_i -log softmax(W z_i + b)_{y_i}``, docs/theory.md §2.
 
@@ -153,6 +182,7 @@ def _bcl_terms(Zb, yb, valid, anchor, tau):
     return jnp.where(anchor & (npos > 0), jnp.where(npos > 0, lse, 0.0) - pos_mean, 0.0)
 
 
+@keeps_float64
 def bcl_avg_loss(Z, labels, tau, batches=None):
     """Balanced contrastive loss, class-averaging part only (``bcl-avg``), ufm normalisation (mean over anchor
     slots). Not the loss of Zhu et al. (that is :func:`bcl_loss`, which adds the class prototypes).
@@ -168,6 +198,7 @@ def bcl_avg_loss(Z, labels, tau, batches=None):
     return jnp.sum(_bcl_terms(Zb, yb, valid, valid, tau)) / jnp.sum(valid)
 
 
+@keeps_float64
 def bcl_loss(Z, labels, tau, batches=None, *, prototypes):
     """Balanced contrastive loss of Zhu et al. (2022), one view, ufm normalisation (mean over anchor slots).
 
