@@ -18,7 +18,8 @@ from solvers.workflows.verify import SUITE, THEOREMS, Setting, applicability, fo
 from ufm import geometry, interaction, theory
 from cli_run import run_cli
 
-VERDICT_LINE = re.compile(r"^    verdict      (HOLDS|FAILS|INCONCLUSIVE|NOT APPLICABLE|REFUTED):", re.M)
+VERDICT_LINE = re.compile(r"^    verdict      (HOLDS|FAILS|INCONCLUSIVE|NOT APPLICABLE|REFUTED)"
+                          r"(?: \(within tolerance, margin [-+.e0-9]+\))?(?: \[(?:conjecture|claim)\])?:", re.M)
 
 
 def by_key(rows):
@@ -65,12 +66,15 @@ def test_settings_whose_of_is_not_unique_hold(capsys, argv):
 def test_human_table_of_a_holding_setting(capsys):
     code, out, err = run_cli(capsys, "verify", "--counts", "9,9,1,1", "--tau", "0.5", "--dim", "4")
     assert code == 0, err
-    assert verdict_words(out) == ["NOT APPLICABLE", "NOT APPLICABLE", "HOLDS", "HOLDS", "NOT APPLICABLE", "REFUTED"]
+    # sc-etf, sc-etf-ball, sc-landscape (d = K), sc-of, sc-of-ball, of-unique, ce-etf, bcl-etf
+    assert verdict_words(out) == ["NOT APPLICABLE"] * 3 + ["HOLDS"] * 3 + ["NOT APPLICABLE", "REFUTED"]
     minimum = [line for line in out.splitlines() if line.startswith("    minimum ")]
-    assert len(minimum) == 3 and all(line.endswith(": CERTIFIED") for line in minimum[:2])
-    assert minimum[2].endswith(": NOT CERTIFIED")  # BCL's claimed ETF lies above the certified minimum
-    assert last_line(out) == ("3 checks applied: theorems 2 HOLD, 0 FAIL, 0 INCONCLUSIVE; claims 0 HOLD, 1 REFUTED, "
-                              "0 INCONCLUSIVE (3 not applicable). Result: all theorems hold; 1 claim refuted (exit 0).")
+    assert len(minimum) == 4 and all(line.endswith(": CERTIFIED") for line in minimum[:3])
+    assert minimum[3].endswith(": NOT CERTIFIED")  # BCL's claimed ETF lies above the certified minimum
+    assert "REFUTED [claim]:" in out
+    assert last_line(out) == ("4 checks applied: theorems 2 HOLD, 0 FAIL, 0 INCONCLUSIVE; conjectures and claims 1 "
+                              "HOLD, 1 REFUTED, 0 INCONCLUSIVE (4 not applicable). Result: all theorems hold; 1 "
+                              "conjecture or claim refuted (exit 0).")
 
 
 # -- holds ------------------------------------------------------------------------------------------------------
@@ -297,3 +301,72 @@ def test_bcl_claim_is_judged_by_the_certificate_refuted_or_holding(capsys):
     assert row["found"]["at_minimum"] and row["minimum"]["lower_bound"] <= cx["loss"]
     balanced = next(r for r in verify((4, 4, 4), tau=0.5, dim=3, starts=2) if r.key == "bcl-etf")
     assert balanced.verdict == "holds" and balanced.minimum["certified"], balanced.reason
+
+
+# -- the records: theorems as their papers state them, conjectures apart ------------------------------------------
+def test_every_row_is_one_record_with_its_source():
+    assert len({t.key for t in THEOREMS}) == len(THEOREMS)
+    for t in THEOREMS:
+        assert t.kind in ("theorem", "conjecture", "claim") and t.claim == (t.kind != "theorem")
+        assert callable(t.applies) and callable(t.check) and len(t.source) > 80, t.key
+    kinds = {t.key: t.kind for t in THEOREMS}
+    assert kinds["sc-etf"] == kinds["sc-of"] == kinds["of-unique"] == kinds["ce-etf"] == "theorem"
+    assert kinds["sc-etf-ball"] == kinds["sc-of-ball"] == kinds["sc-landscape"] == "conjecture"
+    assert kinds["bcl-etf"] == "claim"
+    assert "cannot be read" in V._TITLE["sc-landscape"].source  # the paper's tau condition, said explicitly
+
+
+def test_a_conjecture_is_refuted_while_its_theorem_fails(capsys, monkeypatch):
+    """A wrong closed form: on the sphere the theorem fails (exit 1) and its widening is refuted alongside; on the
+    ball only the conjecture applies, and a refuted conjecture is a finding (exit 0)."""
+    true = theory.sc_etf_loss
+    monkeypatch.setattr(theory, "sc_etf_loss", lambda *a, **k: true(*a, **k) - 0.01)
+    code, out, err = run_cli(capsys, "verify", "--counts", "3,3,3", "--dim", "2", "--starts", "2", "--json")
+    rows = by_key(json.loads(out)["rows"])
+    assert code == 1 and rows["sc-etf"]["verdict"] == "fails" and rows["sc-etf-ball"]["verdict"] == "refuted"
+    assert rows["sc-etf-ball"]["kind"] == "conjecture" and "conjecture refuted" in rows["sc-etf-ball"]["reason"]
+    code, out, err = run_cli(capsys, "verify", "--counts", "3,3,3", "--dim", "2", "--starts", "2",
+                             "--constraint", "ball", "--json")
+    rows = by_key(json.loads(out)["rows"])
+    assert rows["sc-etf"]["verdict"] == "not applicable" and "ball" in rows["sc-etf"]["reason"]
+    assert rows["sc-etf-ball"]["verdict"] == "refuted" and code == 0, rows["sc-etf-ball"]["reason"]
+
+
+def test_audit_settings_apply_to_most_rows():
+    """The audit draws inside the hypotheses (and near their edges): at least 80% of its rows apply, on two seeds
+    and one full cycle of profiles (applicability only: nothing is solved)."""
+    for seed in (0, 11):
+        rng = np.random.default_rng(seed)
+        settings = [V.audit_setting(rng, V.PROFILES[i % len(V.PROFILES)]).resolved() for i in range(len(V.PROFILES))]
+        why = [w for s in settings for w in applicability(s).values()]
+        assert sum(w == "" for w in why) / len(why) >= 0.8
+        # the edges are there: small tau, n = 2, K = 2, d = K, d = K-1, singletons, mini-batches, the ball
+        assert min(s.tau for s in settings) < 0.08 and any(s.counts[0] == 2 and len(set(s.counts)) == 1 for s in settings)
+        assert any(len(s.counts) == 2 for s in settings) and any(min(s.counts) == 1 for s in settings)
+        assert {s.dim - len(s.counts) for s in settings} >= {-1, 0, 1}
+        assert any(s.batching != "full" for s in settings) and any(s.constraint == "ball" for s in settings)
+
+
+def test_a_verdict_within_the_tolerance_only_says_so():
+    """A point below the prediction by less than the tolerance (here 1e-9 below, tol 1e-6): the row holds, with
+    ``within_tolerance`` and the ``margin``; at the prediction to rounding it is not flagged."""
+    row = V.Row("k", "t", "h", reason="r")
+    V._margin(row, 1.0, [("the predicted point", 1.0), ("PGD", 1.0 - 1e-9)], {"lower_bound": 1.0 - 2e-9})
+    assert row.within_tolerance is True and row.margin == pytest.approx(-2e-9) and "PGD lies 1.0e-09 below" in row.reason
+    row = V.Row("k", "t", "h", reason="r")
+    V._margin(row, 1.0, [("the predicted point", 1.0)], {"lower_bound": 1.0 - 1e-9})
+    assert row.within_tolerance is True and "the proved bound lies 1.0e-09 below" in row.reason
+    row = V.Row("k", "t", "h", reason="r")
+    V._margin(row, 2.0, [("the predicted point", 2.0), ("PGD", 2.0 + 1e-8)], {"lower_bound": 2.0 - 1e-14})
+    assert row.within_tolerance is False and row.reason == "r"
+
+
+@pytest.mark.slow
+def test_the_bcl_row_at_a_low_temperature_holds_only_within_the_tolerance(capsys):
+    """counts 10,1,1, tau 0.0637: the ETF's BCL loss is ~1e-10 and the classes with no positive could sit opposite
+    the majority, lower still; the certificate proves the ETF within the tolerance, not exactly."""
+    code, out, err = run_cli(capsys, "verify", "--counts", "10,1,1", "--tau", "0.0637", "--dim", "5", "--starts", "4",
+                             "--json")
+    row = by_key(json.loads(out)["rows"])["bcl-etf"]
+    assert row["verdict"] == "holds" and row["within_tolerance"] is True and row["margin"] < -1e-11, row["reason"]
+    assert "WITHIN THE TOLERANCE ONLY" in row["reason"]

@@ -1,7 +1,7 @@
 """Geometry of embeddings: class means, mean cosines, NC1, NC3, NC4, distance to the OF and to the simplex ETF.
 
 Functions of NumPy arrays (``Z (N, d)``, ``labels (N,)`` ints in ``0..K-1``, ``W (K, d)``); they know nothing
-about solvers. docs/theory.md §6.
+about solvers. docs/theory.md §7.
 
 **As the anchors compute them.** Every metric that carries a paper's name computes what that paper's authors'
 code computes, and ``tests/anchors.py`` holds line-for-line transcriptions of that code to test it against:

@@ -1,7 +1,14 @@
 """``verify``: every theorem of docs/theory.md §4 that speaks about a setting, checked against its statement.
 
+**Rows** (``THEOREMS``, one :class:`Theorem` record each: hypotheses ``applies``, statement, ``source``, ``check``).
+A *theorem* row states a paper's theorem with the paper's hypotheses (quoted in ``source``, with what could not be
+read); where ufm checks a wider statement (the ball, any counts, any tau) that is a separate *conjecture* row; a
+*claim* row checks a claim from the literature that is no theorem (BCL's). A certified counterexample *fails* a
+theorem (exit code 1) and *refutes* a conjecture or a claim (verdict ``"refuted"``: a finding about the statement,
+not a failure of ufm; exit code 0).
+
 A *setting* is label counts plus tau, dim, radius, the feature set (sphere or ball), the CE weight decay and a
-batching. For each theorem the setting either misses a hypothesis (verdict ``"not applicable"``, with the
+batching. For each row the setting either misses a hypothesis (verdict ``"not applicable"``, with the
 hypothesis it misses) or is checked, and the row reports four things separately:
 
 * ``minimum``: does the predicted geometry attain the global minimum? The *explicit* predicted point (an
@@ -37,6 +44,10 @@ start is stuck above it (a start stuck above it is perturbed and rerun once: one
 saddle or on a flat shelf), and at least half of the starts reach it; a start that stays above is a candidate
 (inconclusive), never a counterexample.
 
+**Within the tolerance only.** A row that holds while a point, or the proved bound, lies below the predicted minimum
+by more than rounding (``EXACT_TOL``) but within the tolerance says so: ``within_tolerance`` True, ``margin`` (the
+lowest evaluated loss or proved bound minus the prediction) and a note in the reason.
+
 Anything proved neither way is *inconclusive*, with the reason (no proved bound, a bound that is not tight,
 starts that stop above the bound: possible saddles, not certified counterexamples). A lower bound of None
 (the certificate proved nothing) is treated as "not proved".
@@ -57,7 +68,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 
@@ -65,7 +77,7 @@ from ufm import Problem, geometry, interaction, objectives, theory
 from ufm.batching import epoch_batch_list, is_epoch_scheme, parse_scheme
 
 __all__ = ["Row", "Setting", "Theorem", "THEOREMS", "VERDICTS", "verify", "verify_setting", "found_geometry",
-           "applicability", "etf_vectors", "of_point", "etf_point", "SUITE", "run_suite", "random_setting", "audit",
+           "applicability", "etf_vectors", "of_point", "etf_point", "SUITE", "run_suite", "random_setting", "audit_setting", "PROFILES", "applied_fraction", "audit",
            "GEOMETRY_TOL", "NC1_TOL", "TOL", "WITNESS_TOL", "DEFAULT_STARTS"]
 
 TOL = 1e-6  # relative tolerance of every loss comparison: tol * max(1, |value|)
@@ -75,51 +87,184 @@ CANDIDATE_TOL = 5e-2  # a point at the certified minimum this far from the predi
 WITNESS_TOL = 1e-9  # a snapped point is a verified minimiser when its loss equals the OF minimum to this
 DEFAULT_STARTS = 16
 POLISH = 10  # a run that hits its step limit is continued once from where it stopped, for POLISH x the steps
-VERDICTS = ("holds", "fails", "inconclusive", "not applicable", "refuted")  # refuted: a claim (not a theorem)
-# with a certified counterexample
+VERDICTS = ("holds", "fails", "inconclusive", "not applicable", "refuted")  # refuted: a conjecture or a claim
+# (not a theorem) with a certified counterexample
 
 
 @dataclass(frozen=True)
 class Theorem:
-    """A theorem of docs/theory.md §4 as ``verify`` checks it: ``key``, ``title``, ``hypotheses``, ``statement``."""
+    """One row of ``verify``: a theorem of docs/theory.md §4 as its paper states it, a *conjecture* (a statement
+    ufm widens beyond the paper's hypotheses) or a *claim* from the literature, in one record.
+
+    ``key``, ``title``; ``hypotheses``: what ``applies`` checks, in words; ``statement``: what the row checks;
+    ``source``: the paper, the theorem's number where it can be read, its hypotheses as the paper states them
+    (and what could not be read); ``kind``: ``"theorem"``, ``"conjecture"`` or ``"claim"``; ``applies(case)``:
+    the hypothesis the setting misses, in words (``""`` when it applies); ``check(case)``: the :class:`Row`.
+    A certified counterexample *fails* a theorem (exit code 1) and *refutes* a conjecture or a claim (a finding
+    about the statement, not a failure of ufm: exit code 0). A conjecture's ``applies`` holds on its whole range,
+    the theorem's range included (there it checks the same statement, from the same shared computation).
+    """
 
     key: str
     title: str
     hypotheses: str
     statement: str
-    claim: bool = False  # a claim from the literature, not a theorem: a counterexample refutes it (exit code 0)
+    source: str = ""
+    kind: str = "theorem"
+    applies: Callable | None = field(default=None, repr=False, compare=False)
+    check: Callable | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def claim(self) -> bool:
+        """True for a conjecture or a claim: a counterexample refutes it (verdict ``"refuted"``, exit code 0)."""
+        return self.kind != "theorem"
+
+
+def _later(name: str) -> Callable:
+    """The check function ``name`` of this module, looked up when called (the checks are defined below the
+    records); ``.target`` names it, so that rows sharing a check share its computation."""
+    def run(case):
+        return globals()[name](case)
+
+    run.target = name
+    return run
+
+
+# -- the hypotheses (each theorem's ``applies``) --------------------------------------------------------------------
+def _classes(case) -> str:
+    return "one class: no between-class geometry" if case.K < 2 else ""
+
+
+def _applies_sc_etf(case, ball_too=False) -> str:
+    p, K, d = case.sc, case.K, case.d
+    return (_classes(case) or ("counts are imbalanced" if not p.balanced else
+            "classes of one sample (no positives: the loss is 0 everywhere)" if p.counts[0] < 2 else
+            f"dim {d} < K-1 = {K - 1}: no simplex fits" if d < K - 1 else
+            "mini-batches (the theorem is for the full batch)" if not case.full else
+            "the ball (Graf et al. state the SC theorem on the sphere; the conjecture row sc-etf-ball checks the ball)"
+            if p.constraint != "sphere" and not ball_too else ""))
+
+
+def _applies_landscape(case) -> str:
+    p, K, d = case.sc, case.K, case.d
+    return (_classes(case) or (f"dim {d} <= K = {K}" if d <= K else
+            "mini-batches (the statement is for the full batch)" if not case.full else
+            "the ball (the statement is for the sphere)" if p.constraint != "sphere" else
+            "no class has two samples (the loss is 0 everywhere)" if max(p.counts) < 2 else ""))
+
+
+def _applies_sc_of(case, ball_too=False) -> str:
+    if _classes(case):
+        return _classes(case)
+    if case.plus is None:
+        return f"dim {case.d} < K = {case.K}: no orthogonal frame fits"
+    if case.sc.constraint != "sphere" and not ball_too:
+        return "the ball (Kini et al.'s UFM+ has unit-norm features; the conjecture row sc-of-ball checks the ball)"
+    return ""
+
+
+def _applies_of_unique(case) -> str:
+    why = _applies_sc_of(case)
+    if why.startswith("the ball"):
+        return "the ball (a sample without positives may shrink there; the analysis is for the sphere)"
+    return why
+
+
+def _applies_ce_etf(case) -> str:
+    K, d = case.K, case.d
+    if _classes(case):
+        return _classes(case)
+    if not case.ce.balanced or d < K - 1 or not case.full:
+        return ("counts are imbalanced" if not case.ce.balanced else f"dim {d} < K-1 = {K - 1}: no simplex fits"
+                if d < K - 1 else "mini-batches (the theorem is for the full-batch objective)")
+    pred = theory.predict(case.ce)
+    return "" if pred.geometry == "etf" else pred.reason
+
+
+def _applies_bcl(case) -> str:
+    K, d = case.K, case.d
+    return (_classes(case) or (f"dim {d} < K-1 = {K - 1}: no simplex fits" if d < K - 1 else
+            "mini-batches (the claim is for the full batch)" if not case.full else ""))
+
+
+_GRAF = ("Graf, Hofer, Niethammer, Kwitt (2021), Dissecting supervised contrastive learning (arXiv 2102.08817), "
+         "theorem 'Supervised Contrastive Loss': 'Let rho_Z > 0 and Z = S_{rho_Z}^{h-1}. If the labels Y are "
+         "balanced, then L_SC(Z; Y) is minimal if and only if' the classes collapse and the class embeddings 'form "
+         "an origin-centered regular simplex inscribed in the sphere' (quoted from the authors' slides; the "
+         "theorem number in the paper is not readable in the sources ufm has). h >= K-1 is implicit (a K-vertex "
+         "regular simplex fits in R^h only then); n >= 2 is implicit (with one sample per class the loss is 0 "
+         "everywhere); the loss has rho in place of 1/sqrt(tau) and is full-batch.")
+_KINI = ("Kini, Vakilian, Behnia, Gill, Thrampoulidis (2024), Symmetric neural-collapse representations with "
+         "supervised contrastive loss: the impact of ReLU and batching (ICLR 2024, arXiv 2306.07960), Theorem 1: "
+         "the global minimisers of the UFM with SCL and entry-wise non-negativity (UFM+, unit-norm features) are "
+         "an orthogonal frame, for any class counts (d >= K for the frame to fit); the batch results give the "
+         "same bound batch by batch and necessary and sufficient conditions on the batches for the OF to be the "
+         "unique minimiser (the exact statements are read from the abstract and a summary; the theorem text "
+         "itself is not in the sources ufm has).")
+_BEHNIA = ("Behnia, Thrampoulidis (2024), Supervised contrastive representation learning: landscape analysis with "
+           "unconstrained features (arXiv 2402.18884): all local minima of the SC UFM are global and the minimiser "
+           "is unique up to rotation, for embedding dimension d > k and under a condition on tau that the authors "
+           "call sufficient, not necessary (and conjecture can be relaxed). The exact condition on tau, and "
+           "whether classes of one sample are allowed, cannot be read from the sources ufm has (abstract and "
+           "summaries), so ufm cannot tell whether a setting meets the theorem's hypotheses: it checks the wider "
+           "statement as a conjecture.")
+_ZHU22 = ("Zhu, Wang, Chen, Chen, Jiang (2022), Balanced contrastive learning for long-tailed visual recognition "
+          "(CVPR 2022): the claim that class-averaging and class-complement (the class prototypes in every batch) "
+          "keep the simplex geometry under imbalance; not a theorem of a paper ufm can quote, so a claim row.")
 
 THEOREMS = (
     Theorem("sc-etf", "SC: simplex ETF (Graf et al. 2021)",
-            "SC, balanced counts n >= 2, sphere (or ball) of radius rho, d >= K-1, full batch",
+            "SC, balanced counts n >= 2, sphere of radius rho, d >= K-1, full batch, no ReLU",
             "the within-class collapse onto a simplex ETF is a global minimiser, of loss "
-            "log(n-1 + (N-n) exp(-K rho^2/((K-1) tau))), unique up to rotation"),
-    Theorem("sc-landscape", "SC landscape: every local minimum is global (Behnia & Thrampoulidis 2024)",
-            "SC without ReLU, any counts (some class with 2 samples), sphere, d > K, full batch",
+            "log(n-1 + (N-n) exp(-K rho^2/((K-1) tau))), unique up to rotation",
+            _GRAF, "theorem", _applies_sc_etf, _later("_sc_etf")),
+    Theorem("sc-etf-ball", "SC: simplex ETF on the sphere or the ball (conjecture, widens Graf et al. 2021)",
+            "SC, balanced counts n >= 2, sphere or ball of radius rho, d >= K-1, full batch, no ReLU",
+            "as sc-etf, with the ball allowed: the ETF on the sphere of radius rho is a global minimiser over the "
+            "ball too", _GRAF + " ufm widens it to the ball.", "conjecture",
+            lambda case: _applies_sc_etf(case, ball_too=True), _later("_sc_etf")),
+    Theorem("sc-landscape", "SC landscape for any counts and any tau (conjecture, widens Behnia & Thrampoulidis "
+            "2024)",
+            "SC without ReLU, any counts (some class with 2 samples; singleton classes allowed), any tau, sphere, "
+            "d > K, full batch",
             "every local minimum is global and the minimiser is unique up to rotation; checked from many random "
-            "starts against a proved lower bound"),
-    Theorem("sc-of", "SC + ReLU: orthogonal frame (Kini et al. 2024)",
-            "SC, non-negative features (UFM+), any counts, sphere (or ball), d >= K, full batch or any batch set",
+            "starts against a proved lower bound", _BEHNIA, "conjecture", _applies_landscape,
+            _later("_sc_landscape")),
+    Theorem("sc-of", "SC + ReLU: orthogonal frame (Kini et al. 2024, Theorem 1)",
+            "SC, non-negative features (UFM+) on the sphere, any counts, d >= K, full batch or any batch set",
             "the orthogonal frame z_i = rho e_{y_i} is a global minimiser, of loss "
-            "(1/T) sum_B sum_{c: n_Bc >= 2} n_Bc log(n_Bc - 1 + (|B| - n_Bc) exp(-rho^2/tau))"),
+            "(1/T) sum_B sum_{c: n_Bc >= 2} n_Bc log(n_Bc - 1 + (|B| - n_Bc) exp(-rho^2/tau))",
+            _KINI, "theorem", _applies_sc_of, _later("_sc_of")),
+    Theorem("sc-of-ball", "SC + ReLU: orthogonal frame on the sphere or the ball (conjecture, widens Kini et al. "
+            "2024)",
+            "SC, non-negative features on the sphere or the ball, any counts, d >= K, full batch or any batch set",
+            "as sc-of, with the ball allowed: the OF on the sphere of radius rho is a global minimiser over the "
+            "ball too", _KINI + " ufm widens it to the ball.", "conjecture",
+            lambda case: _applies_sc_of(case, ball_too=True), _later("_sc_of")),
     Theorem("of-unique", "SC + ReLU: the OF is unique iff the batch graph forces it (Kini et al. 2024)",
-            "as for the OF, on the sphere",
+            "as for sc-of, on the sphere",
             "the OF is the unique minimiser (as a Gram matrix) iff the batch interaction graph forces it "
-            "(conditions (a), (b); ufm.interaction); otherwise a different embedding has the same loss"),
+            "(conditions (a), (b); ufm.interaction); otherwise a different embedding has the same loss",
+            _KINI, "theorem", _applies_of_unique, _later("_of_unique")),
     Theorem("ce-etf", "L2-regularised CE: simplex ETF, classifier radius r_W (Graf et al. 2021)",
             "CE, balanced counts, ball (or sphere) of radius rho, d >= K-1, weight decay lambda > 0, no bias, "
             "full batch",
             "features collapse onto a simplex ETF of radius rho, classifier rows on a simplex of radius r_W aligned "
             "with it (2 lambda r_W (exp(K rho r_W/(K-1)) + K - 1) = rho); minimum "
-            "log(1 + (K-1) exp(-K rho r_W/(K-1))) + lambda K r_W^2; unique up to rotation"),
+            "log(1 + (K-1) exp(-K rho r_W/(K-1))) + lambda K r_W^2; unique up to rotation",
+            "Graf et al. (2021), theorem 'Cross-Entropy' and its corollary 'L2-Regularized Cross-Entropy': 'Let Z = "
+            "{z in R^h : ||z|| <= rho_Z}. If labels Y are balanced', the regularised loss is minimal iff the "
+            "classes collapse onto a regular simplex inscribed in the sphere of radius rho_Z and the weights form a "
+            "simplex of radius r_W(rho_Z, lambda) aligned to it (quoted from the authors' slides). On the sphere "
+            "the statement follows (every minimiser over the ball lies on the sphere), so it is no widening.",
+            "theorem", _applies_ce_etf, _later("_ce_etf")),
     Theorem("bcl-etf", "BCL: simplex ETF for any counts (the claim of Zhu et al. 2022)",
             "the balanced contrastive loss of Zhu et al. (class-averaging and class-complement: the K class "
             "prototypes are variables on the features' sphere (or ball) and join the batch), one view, any counts, "
             "d >= K-1, full batch, no ReLU",
             "a claim, not a theorem: the simplex-ETF collapse, with each prototype at its class's vertex, is a "
             "global minimiser of BCL whatever the class counts, of loss log(1 + (K-1) exp(-K rho^2/((K-1) tau))); "
-            "a certified point below it refutes the claim", claim=True),
+            "a certified point below it refutes the claim", _ZHU22, "claim", _applies_bcl, _later("_bcl_etf")),
 )
 _TITLE = {t.key: t for t in THEOREMS}
 
@@ -185,7 +330,10 @@ class Setting:
 class Row:
     """One theorem's verdict in one setting (module doc). ``verdict`` in ``VERDICTS``; ``minimum``, ``found``,
     ``unique``, ``alternative``: JSON-ready dicts (None where they do not apply); ``counterexample``: the
-    certified counterexample when the verdict is ``"fails"``."""
+    certified counterexample when the verdict is ``"fails"`` or ``"refuted"``; ``kind``: the record's
+    (``"theorem"``, ``"conjecture"``, ``"claim"``); ``margin``: the lowest evaluated loss minus the predicted
+    minimum (None without a closed form); ``within_tolerance``: True when the verdict holds only within the
+    tolerance, some evaluated point lying below the predicted minimum (by ``-margin``, more than rounding)."""
 
     key: str
     theorem: str
@@ -201,6 +349,9 @@ class Row:
     setting: dict = field(default_factory=dict)
     seconds: float = 0.0
     local_minimum: dict | None = None
+    kind: str = "theorem"
+    within_tolerance: bool | None = None
+    margin: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -390,7 +541,34 @@ def _judge_minimum(row: Row, minimum: dict, predicted, points, best, invalid, to
     row.verdict = "holds"
     row.reason = (f"the predicted point attains the certified minimum (gap {minimum['gap']:.1e}, {best['method']} "
                   "certificate)" + ("" if predicted is None else ", which equals the closed form"))
+    _margin(row, predicted, points, best)
     return True
+
+
+EXACT_TOL = 1e-12  # relative: a point or a proved bound this close to the prediction is equal to it to rounding
+
+
+def _margin(row: Row, predicted, points, best=None):
+    """``row.margin``: how far below ``predicted`` the evidence leaves room for the minimum (the lowest evaluated
+    loss, or the proved bound when lower, minus ``predicted``); ``row.within_tolerance``: True when that is more
+    than ``EXACT_TOL * max(1, |predicted|)`` below, so that the verdict holds only within the tolerance, with a
+    note in the reason saying whether a point lies below or only the bound leaves room."""
+    if predicted is None or not points:
+        return
+    src, low = min(points, key=lambda t: t[1])
+    lb = None if best is None else best.get("lower_bound")
+    row.margin = float(min(low, lb) - predicted) if lb is not None else float(low - predicted)
+    row.within_tolerance = bool(row.margin < -EXACT_TOL * max(1.0, abs(predicted)))
+    if not row.within_tolerance:
+        return
+    if low - predicted < -EXACT_TOL * max(1.0, abs(predicted)):
+        row.reason += (f"; WITHIN THE TOLERANCE ONLY: {src} lies {predicted - low:.1e} below the predicted "
+                       "minimum (below the tolerance, so not a certified counterexample; the prediction is not "
+                       "shown to be exact)")
+    else:
+        row.reason += (f"; WITHIN THE TOLERANCE ONLY: the proved bound lies {predicted - lb:.1e} below the "
+                       "predicted minimum, so a point that much lower is not ruled out (the prediction is not "
+                       "shown to be exact)")
 
 
 # -- one setting ---------------------------------------------------------------------------------------------------
@@ -537,33 +715,9 @@ class _Case:
 
 
 def _why_not(case: _Case, key: str) -> str:
-    """The hypothesis of theorem ``key`` that the setting misses, in words ("" when it applies)."""
-    p, K, d, n = case.sc, case.K, case.d, case.sc.counts[0]
-    if K < 2:
-        return "one class: no between-class geometry"
-    if key == "sc-etf":
-        return ("counts are imbalanced" if not p.balanced else
-                "classes of one sample (no positives: the loss is 0 everywhere)" if n < 2 else
-                f"dim {d} < K-1 = {K - 1}" if d < K - 1 else
-                "mini-batches (the theorem is for the full batch)" if not case.full else "")
-    if key == "sc-landscape":
-        return (f"dim {d} <= K = {K}" if d <= K else "mini-batches (the theorem is for the full batch)"
-                if not case.full else "the ball (the theorem is for the sphere)" if p.constraint != "sphere" else
-                "no class has two samples (the loss is 0 everywhere)" if max(p.counts) < 2 else "")
-    if key in ("sc-of", "of-unique") and case.plus is None:
-        return f"dim {d} < K = {K}: no orthogonal frame fits"
-    if key == "of-unique" and p.constraint != "sphere":
-        return "the ball (a sample without positives may shrink there; the analysis is for the sphere)"
-    if key == "bcl-etf":
-        return (f"dim {d} < K-1 = {K - 1}" if d < K - 1 else "mini-batches (the claim is for the full batch)"
-                if not case.full else "")
-    if key == "ce-etf":
-        if not case.ce.balanced or d < K - 1 or not case.full:
-            return ("counts are imbalanced" if not case.ce.balanced else f"dim {d} < K-1 = {K - 1}" if d < K - 1
-                    else "mini-batches (the theorem is for the full-batch objective)")
-        pred = theory.predict(case.ce)
-        return "" if pred.geometry == "etf" else pred.reason
-    return ""
+    """The hypothesis of row ``key`` that the setting misses, in words (``""`` when it applies): its record's
+    ``applies``."""
+    return _TITLE[key].applies(case)
 
 
 def applicability(setting: Setting) -> dict:
@@ -580,16 +734,13 @@ def _not_applicable(row, why):
 
 def _row(key) -> Row:
     t = _TITLE[key]
-    return Row(key, t.title, t.hypotheses)
+    return Row(key, t.title, t.hypotheses, kind=t.kind)
 
 
 def _sc_etf(case: _Case) -> Row:
     row = _row("sc-etf")
     p, K, tol = case.sc, case.K, case.tol
     n = p.counts[0]
-    why = _why_not(case, "sc-etf")
-    if why:
-        return _not_applicable(row, why)
     predicted = theory.sc_etf_loss(n, K, p.tau, p.radius)
     row.prediction = f"simplex ETF collapse; minimum {predicted:.10f}"
     P = etf_point(p)
@@ -820,9 +971,6 @@ def _of_common(case: _Case, row: Row):
 
 def _sc_of(case: _Case) -> Row:
     row = _row("sc-of")
-    why = _why_not(case, "sc-of")
-    if why:
-        return _not_applicable(row, why)
     predicted, points, best, invalid = _of_common(case, row)
     row.prediction = f"orthogonal frame; minimum {predicted:.10f}" + (f" ({case.epoch_note})" if case.epoch_note else "")
     holds = _judge_minimum(row, row.minimum, predicted, points, best, invalid, case.tol)
@@ -834,9 +982,6 @@ def _sc_of(case: _Case) -> Row:
 
 def _of_unique(case: _Case) -> Row:
     row = _row("of-unique")
-    why = _why_not(case, "of-unique")
-    if why:
-        return _not_applicable(row, why)
     predicted, points, best, invalid = _of_common(case, row)
     claim = row.unique["claim"]
     row.prediction = {True: "the OF is the unique minimiser", False: "the OF is not the unique minimiser",
@@ -891,9 +1036,6 @@ def _ce_etf(case: _Case) -> Row:
 
     row = _row("ce-etf")
     p, K, tol = case.ce, case.K, case.tol
-    why = _why_not(case, "ce-etf")
-    if why:
-        return _not_applicable(row, why)
     pred = theory.predict(p)
     predicted, r_W, rho = pred.loss, pred.r_W, pred.feature_norm
     row.prediction = f"simplex ETF, classifier radius r_W {r_W:.8f}; minimum {predicted:.10f}"
@@ -943,9 +1085,6 @@ def _bcl_etf(case: _Case) -> Row:
 
     row = _row("bcl-etf")
     p, tol = case.bcl, case.tol
-    why = _why_not(case, "bcl-etf")
-    if why:
-        return _not_applicable(row, why)
     predicted = theory.predict(p).loss
     row.prediction = f"simplex ETF collapse (claimed); loss there {predicted:.10f}"
     P, C = etf_point(p), p.radius * etf_vectors(p.K, p.dim)  # samples and prototypes at the class vertices
@@ -956,15 +1095,9 @@ def _bcl_etf(case: _Case) -> Row:
     best, invalid = _best_bound(bounds, points, tol)
     row.minimum = _minimum_dict("simplex-ETF collapse z_i = rho v_{y_i}, prototypes c_k = rho v_k", p_loss,
                                 predicted, best, bounds, tol)
-    _judge_minimum(row, row.minimum, predicted, points, best, invalid, tol)
-    if row.verdict == "fails":
-        row.verdict = "refuted"
-        row.reason = row.reason.replace("certified counterexample", "claim refuted by a certified counterexample")
+    _judge_minimum(row, row.minimum, predicted, points, best, invalid, tol)  # "fails" becomes "refuted" (_check)
     row.found = _pgd_found(p, sol, best, "etf", tol, "float64 PGD")
     return row
-
-
-_ROWS = (_sc_etf, _sc_landscape, _sc_of, _of_unique, _ce_etf, _bcl_etf)
 
 
 def verify_setting(setting: Setting, *, steps: int = 5000, starts: int = DEFAULT_STARTS, tol: float = TOL) -> list[Row]:
@@ -978,18 +1111,30 @@ def verify_setting(setting: Setting, *, steps: int = 5000, starts: int = DEFAULT
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
     setting = setting.resolved()
     case = _Case(setting, int(steps), int(starts), float(tol))
-    rows = []
-    for fn, key in zip(_ROWS, (t.key for t in THEOREMS)):
-        start = time.perf_counter()
+    return [_check(case, t) for t in THEOREMS]
+
+
+def _check(case: _Case, t: Theorem) -> Row:
+    """Row ``t`` in ``case``: not applicable (the hypothesis missed), or ``t.check``'s row labelled with ``t``
+    (a conjecture shares its theorem's check and computation; its counterexample refutes it)."""
+    start = time.perf_counter()
+    why = t.applies(case)
+    if why:
+        row = _not_applicable(_row(t.key), why)
+    else:
         try:
-            row = fn(case)
+            row = case.cached(("row", getattr(t.check, "target", t.check)), lambda: t.check(case))
         except RuntimeError as e:  # a solver that failed (a non-finite loss, ...) decides nothing
-            row = _row(key)
+            row = _row(t.key)
             row.verdict, row.reason = "inconclusive", f"a solver failed: {type(e).__name__}: {e}"
-        row.setting = setting.to_dict()
-        row.seconds = time.perf_counter() - start
-        rows.append(row)
-    return rows
+        row = replace(row, key=t.key, theorem=t.title, hypotheses=t.hypotheses, kind=t.kind)
+        if t.claim and row.verdict == "fails":
+            word = "conjecture" if t.kind == "conjecture" else "claim"
+            row.verdict = "refuted"
+            row.reason = row.reason.replace("certified counterexample", f"{word} refuted by a certified counterexample")
+    row.setting = case.setting.to_dict()
+    row.seconds = time.perf_counter() - start
+    return row
 
 
 def verify(counts, *, tau=0.5, dim=None, radius=1.0, constraint="sphere", weight_decay=None, batching="full",
@@ -1066,24 +1211,90 @@ def random_setting(rng: np.random.Generator, kind: str | None = None, balanced: 
     return Setting(tuple(counts), tau, dim, 1.0, constraint, wd, batching, batches, seed)
 
 
+# The audit's profiles: each draws a setting inside the hypotheses of the rows it aims at, near their edges. The
+# cycle leans to settings inside every theorem at once (balanced, full batch, sphere, d > K) with the edges that keep
+# them inside (small tau, n = 2, K = 2, d = K + 1, the smallest d of the landscape); the other edges (d = K,
+# d = K-1, singleton classes, mini-batches, the ball) leave some rows out by construction and come once per cycle.
+PROFILES = ("inside", "inside-small-tau", "inside-n2", "inside-K2", "d=K", "inside-large-tau", "singletons",
+            "inside", "d=K-1", "batches", "ball", "inside-small-tau")
+
+
+def _log_uniform(rng, lo, hi) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def audit_setting(rng: np.random.Generator, profile: str) -> Setting:
+    """A setting for the audit, drawn inside the hypotheses of the rows ``profile`` aims at (``PROFILES``):
+
+    * ``inside``: balanced counts (n in 2..6, K in 2..5), full batch, sphere, d in {K+1, K+2}, tau in [0.05, 2],
+      CE weight decay in [1e-3, 5e-2] (log-uniform): every row applies;
+    * ``inside-small-tau``: the same with tau in [0.02, 0.08] (the flat regime of the losses);
+      ``inside-large-tau``: tau in [2, 10] (the weak-contrast regime);
+    * ``inside-n2``: n = 2 (the fewest samples with a positive); ``inside-K2``: K = 2;
+    * ``d=K``: d = K (the OF fits, the landscape's d > K does not); ``d=K-1``: d = K-1 (the ETF's edge);
+    * ``singletons``: imbalanced counts with singleton classes and a class of 2+ (the OF, the landscape
+      conjecture, BCL's claim), d = K+1;
+    * ``batches``: balanced or imbalanced counts under ``binding:b``, ``fixed:b`` or ``subsets:b`` (the OF's batch
+      statements), d = K;
+    * ``ball``: balanced, full batch, the ball (the conjectures' widening and CE as Graf et al. state it), d = K+1.
+    """
+    K = 2 if profile == "inside-K2" else int(rng.integers(2, 6))
+    n = 2 if profile == "inside-n2" else int(rng.integers(2, 7))
+    counts = [n] * K
+    tau = (_log_uniform(rng, 0.02, 0.08) if profile == "inside-small-tau" else
+           _log_uniform(rng, 2.0, 10.0) if profile == "inside-large-tau" else _log_uniform(rng, 0.05, 2.0))
+    dim = K + 1 + int(rng.integers(0, 2))
+    constraint, batching = "sphere", "full"
+    if profile == "d=K":
+        dim = K
+    elif profile == "d=K-1":
+        K = max(K, 3)
+        counts, dim = [n] * K, K - 1
+    elif profile == "singletons":
+        K = max(K, 3)
+        ones = int(rng.integers(1, K))
+        counts = [int(rng.integers(2, 9)) for _ in range(K - ones)] + [1] * ones
+        dim = K + 1
+    elif profile == "batches":
+        if rng.random() < 0.5:
+            counts = [int(rng.integers(1, 7)) for _ in range(K)]
+            counts[0] = max(counts[0], 2)
+        N = sum(counts)
+        kind = str(rng.choice(["binding", "fixed", "subsets"]))
+        b = int(rng.integers(2, max(2, min(N, 6)) + 1))
+        batching, dim = f"{kind}:{b}", K
+    elif profile == "ball":
+        constraint = "ball"
+    elif not profile.startswith("inside"):
+        raise ValueError(f"profile must be one of {', '.join(dict.fromkeys(PROFILES))}; got {profile!r}")
+    wd = _log_uniform(rng, 1e-3, 5e-2)
+    return Setting(tuple(counts), tau, dim, 1.0, constraint, wd, batching, None, int(rng.integers(0, 10_000)))
+
+
+def applied_fraction(rows) -> float:
+    """The share of rows (``Row`` s or their dicts) whose verdict is not ``"not applicable"``."""
+    verdicts = [r["verdict"] if isinstance(r, dict) else r.verdict for r in rows]
+    return sum(v != "not applicable" for v in verdicts) / max(1, len(verdicts))
+
+
 def audit(n: int, seed: int = 0, *, steps: int = 5000, starts: int = DEFAULT_STARTS, tol: float = TOL,
           progress: bool = True) -> dict:
-    """Check every theorem that applies to ``n`` random settings (:func:`random_setting`, drawn from ``seed``).
-    The batching kinds cycle through ``BATCHINGS`` and every third setting has balanced counts, so that a dozen
-    settings reach every theorem; everything else is drawn.
+    """Check every row of ``THEOREMS`` on ``n`` random settings drawn inside the theorems' hypotheses and near
+    their edges (:func:`audit_setting`, the profiles of ``PROFILES`` in turn, the numbers drawn from ``seed``).
 
-    Returns ``settings`` (n), ``rows`` (all rows, each with its setting), ``counterexamples`` (each with the
-    setting, the theorem, the certificate numbers and the ``command`` that reproduces it; theorems only),
-    ``refuted_claims`` (the same for claims, e.g. BCL's), ``inconclusive``
-    (the same for inconclusive rows) and ``verdicts`` (the count of each verdict). A setting whose check raises
-    gives one inconclusive row with the error.
+    Returns ``settings`` (n), ``rows`` (all rows, each with its setting), ``applied`` (the share of rows that
+    apply, :func:`applied_fraction`), ``counterexamples`` (each with the setting, the theorem, the certificate
+    numbers and the ``command`` that reproduces it; theorems only), ``refuted_claims`` (the same for refuted
+    conjectures and claims, e.g. BCL's), ``inconclusive`` (the same for inconclusive rows), ``within_tolerance``
+    (rows that hold only within the tolerance, with their ``margin``) and ``verdicts`` (the count of each
+    verdict). A setting whose check raises gives one inconclusive row with the error.
     """
     from ufm.progress import Progress
 
     rng = np.random.default_rng(seed)
-    settings = [random_setting(rng, BATCHINGS[i % len(BATCHINGS)], i % 3 == 0).resolved() for i in range(n)]
+    settings = [audit_setting(rng, PROFILES[i % len(PROFILES)]).resolved() for i in range(n)]
     bar = Progress(n, "ufm verify --audit", enabled=progress)
-    rows, cex, inc, refuted = [], [], [], []
+    rows, cex, inc, refuted, near = [], [], [], [], []
     for s in settings:
         try:
             got = verify_setting(s, steps=steps, starts=starts, tol=tol)
@@ -1098,9 +1309,12 @@ def audit(n: int, seed: int = 0, *, steps: int = 5000, starts: int = DEFAULT_STA
                      "minimum": r.minimum, "reason": r.reason, "command": cmd})
             elif r.verdict == "inconclusive":
                 inc.append({"setting": s.to_dict(), "theorem": r.key, "reason": r.reason, "command": cmd})
+            if r.within_tolerance:
+                near.append({"setting": s.to_dict(), "theorem": r.key, "margin": r.margin, "reason": r.reason,
+                             "command": cmd})
         rows.extend(got)
         tally = {v: sum(r.verdict == v for r in rows) for v in ("fails", "inconclusive")}
         bar.update(1, f"fails {tally['fails']}, inconclusive {tally['inconclusive']}")
-    return {"settings": n, "seed": seed, "rows": [r.to_dict() for r in rows], "counterexamples": cex,
-            "refuted_claims": refuted, "inconclusive": inc,
+    return {"settings": n, "seed": seed, "rows": [r.to_dict() for r in rows], "applied": applied_fraction(rows),
+            "counterexamples": cex, "refuted_claims": refuted, "inconclusive": inc, "within_tolerance": near,
             "verdicts": {v: sum(r.verdict == v for r in rows) for v in VERDICTS}}

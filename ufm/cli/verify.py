@@ -23,20 +23,24 @@ WORDS = {"holds": "HOLDS", "fails": "FAILS", "inconclusive": "INCONCLUSIVE", "no
 def _epilog() -> str:
     from solvers.workflows.verify import THEOREMS
 
-    lines = ["theorems (docs/theory.md §4):"]
+    lines = ["rows (docs/theory.md §4): theorems as their papers state them, conjectures (ufm's widenings) and claims:"]
     for t in THEOREMS:
-        lines += [f"  {t.key}: {t.title}", f"      hypotheses: {t.hypotheses}", f"      statement:  {t.statement}"]
+        lines += [f"  {t.key} [{t.kind}]: {t.title}", f"      hypotheses: {t.hypotheses}",
+                  f"      statement:  {t.statement}"]
     lines += [
         "",
         "verdicts: HOLDS when the statement is established (the predicted point's float64 loss is within",
         "  tol*max(1,|loss|) of a proved lower bound and of the closed form; another minimiser the solver finds is",
         "  reported, not a failure); FAILS only on a certified counterexample (a point below the predicted minimum,",
         "  a proved bound above it, or a verified different minimiser against a uniqueness claim); INCONCLUSIVE",
-        "  otherwise, with the reason; NOT APPLICABLE names the hypothesis the setting misses.",
+        "  otherwise, with the reason; NOT APPLICABLE names the hypothesis the setting misses. A conjecture or a",
+        "  claim with a certified counterexample is REFUTED (a finding, not a failure). A verdict that holds only",
+        "  within the tolerance (a point, or the proved bound, below the prediction) says so, with its margin.",
         "",
-        "exit codes: 0 every applicable theorem holds (a refuted claim, not a theorem, still exits 0); 1 a",
-        "  theorem fails; 3 no theorem fails but something is inconclusive; 2 bad input. The last line counts",
-        "  theorems and claims apart: e.g. 'Result: all theorems hold; 1 claim refuted (exit 0)'.",
+        "exit codes: 0 every applicable theorem holds (a refuted conjecture or claim, not a theorem, still exits",
+        "  0); 1 a theorem fails; 3 no theorem fails but something is inconclusive; 2 bad input. The last line",
+        "  counts theorems apart from conjectures and claims: e.g. 'Result: all theorems hold; 1 conjecture or",
+        "  claim refuted (exit 0)'.",
         "",
         "examples:",
         "  ufm verify                                   # the built-in suite (every theorem applies once or more)",
@@ -148,7 +152,9 @@ def table(rows, show_setting=False) -> str:
         lines.append(f"    found        {_found_line(r.found)}")
         lines.append(f"    unique       {_unique_line(r.unique)}")
         lines.append(f"    alternative  {_alternative_line(r.alternative)}")
-        lines.append(f"    verdict      {WORDS[r.verdict]}: {r.reason}   ({r.seconds:.1f} s)")
+        word = WORDS[r.verdict] + (f" (within tolerance, margin {r.margin:.1e})" if r.within_tolerance else "")
+        kind = "" if r.kind == "theorem" else f" [{r.kind}]"
+        lines.append(f"    verdict      {word}{kind}: {r.reason}   ({r.seconds:.1f} s)")
     return "\n".join(lines)
 
 
@@ -161,7 +167,7 @@ def exit_code(tally) -> int:
 
 
 def _claim_tally(rows) -> dict:
-    """The verdicts of the rows that check a claim from the literature (not a theorem), counted as ``_tally``."""
+    """The verdicts of the rows that check a conjecture or a claim (not a theorem), counted as ``_tally``."""
     from solvers.workflows.verify import THEOREMS
 
     claims = {t.key for t in THEOREMS if t.claim}
@@ -169,19 +175,20 @@ def _claim_tally(rows) -> dict:
 
 
 def last_line(tally, claims=None) -> str:
-    """The summary: theorems and claims counted apart, so a refuted claim is never read as a failing theorem nor
-    hidden under "all hold". ``claims``: the claim rows' tally (``_claim_tally``), a part of ``tally``."""
+    """The summary: theorems apart from conjectures and claims, so a refuted conjecture or claim is never read as
+    a failing theorem nor hidden under "all hold". ``claims``: their rows' tally (``_claim_tally``), a part of
+    ``tally``."""
     claims = claims or {v: 0 for v in WORDS}
     theorems = {v: tally[v] - claims[v] for v in WORDS}
     applied = ("holds", "fails", "inconclusive", "refuted")
     n, n_claims = sum(tally[v] for v in applied), sum(claims[v] for v in applied)
     parts = [f"theorems {theorems['holds']} HOLD, {theorems['fails']} FAIL, {theorems['inconclusive']} INCONCLUSIVE"]
     if n_claims:
-        parts.append(f"claims {claims['holds']} HOLD, {claims['refuted']} REFUTED, {claims['inconclusive']} "
-                     "INCONCLUSIVE")
+        parts.append(f"conjectures and claims {claims['holds']} HOLD, {claims['refuted']} REFUTED, "
+                     f"{claims['inconclusive']} INCONCLUSIVE")
     counts = f"{n} checks applied: {'; '.join(parts)} ({tally['not applicable']} not applicable)"
     k = tally["refuted"]
-    refuted = f"; {k} claim{'s' if k != 1 else ''} refuted" if k else ""
+    refuted = f"; {k} conjecture{'s' if k != 1 else ''} or claim{'s' if k != 1 else ''} refuted" if k else ""
     code = exit_code(tally)
     if code == 1:
         return f"{counts}. Result: FAILS (exit 1): a theorem fails with a certified counterexample{refuted}."
@@ -230,16 +237,21 @@ def _run_audit(args) -> int:
         for r in rep["rows"]:
             if r["verdict"] != "not applicable":
                 s = r["setting"]
-                print(f"  {WORDS[r['verdict']]:12} {r['key']:13} counts {','.join(map(str, s['counts']))}, "
+                word = WORDS[r["verdict"]] + ("~" if r.get("within_tolerance") else "")
+                print(f"  {word:13} {r['key']:13} counts {','.join(map(str, s['counts']))}, "
                       f"tau {s['tau']:.3g}, dim {s['dim']}, {s['constraint']}, "
                       f"{'explicit' if s['batches'] else s['batching']}: {r['reason'][:110]}")
         for c in rep["counterexamples"]:
             print(f"\ncounterexample ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
         for c in rep.get("refuted_claims", []):
-            print(f"\nclaim refuted ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
+            print(f"\nconjecture or claim refuted ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
+        for c in rep.get("within_tolerance", []):
+            print(f"\nholds within the tolerance only ({c['theorem']}, margin {c['margin']:.1e}): "
+                  f"{c['command']}")
         for c in rep["inconclusive"]:
             print(f"\ninconclusive ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
-        print("\n" + last_line(tally, _claim_tally(rep["rows"])))
+        print(f"\n{100 * rep['applied']:.0f}% of the rows apply (the settings are drawn inside the hypotheses)")
+        print(last_line(tally, _claim_tally(rep["rows"])))
     return exit_code(tally)
 
 
