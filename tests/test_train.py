@@ -103,8 +103,9 @@ def test_resume_continues_exactly(tmp_path):
     assert [r["epoch"] for r in t.rows] == [r["epoch"] for r in resumed.history] == [1, 2, 3]
     assert (tmp_path / "history.jsonl").read_text().count("\n") == 3 and calls == [(10,) * 4]
     assert resumed.history[0]["distance_to_ufm"] is None  # the checkpoint's epoch, logged without a reference
-    for r in resumed.history[1:]:  # against the orthogonal frame, the distance is delta_gm
-        assert r["distance_to_ufm"] == pytest.approx(r["delta_gm"], abs=1e-12)
+    for r in resumed.history[1:]:  # against the orthogonal frame, the distance is delta_gm of the mean cosines
+        C = np.asarray(r["mean_cosines"])
+        assert r["distance_to_ufm"] == pytest.approx(geometry.gram_distance(C, np.eye(len(C))), abs=1e-12)
     a = jax.tree_util.tree_leaves(straight.params)
     b = jax.tree_util.tree_leaves(resumed.params)
     assert all(np.allclose(u, v, atol=1e-6) for u, v in zip(a, b))
