@@ -86,7 +86,8 @@ def test_balanced_setting_holds_for_every_applicable_theorem():
     assert etf.found["is_predicted"] and etf.found["geometry"] == "etf" and etf.found["nc1"] <= 1e-6
     assert ce.verdict == "holds" and ce.found["is_predicted"]
     r_W = theory.predict(V._Case(Setting((4, 4, 4), dim=3).resolved(), 1, 1, 1e-6).ce).r_W
-    assert ce.minimum["r_W"] == pytest.approx(r_W) and ce.found["max_norm_error"] <= 1e-3 and ce.found["classifier_mean_distance"] <= 1e-3
+    assert ce.minimum["r_W"] == pytest.approx(r_W) and ce.found["max_norm_error"] <= 1e-3
+    assert ce.found["classifier_mean_distance"] <= 1e-3
     assert rows["sc-of"].verdict == "holds" and rows["of-unique"].verdict == "holds"
     assert rows["of-unique"].unique["claim"] is True and rows["of-unique"].alternative is None
     assert rows["sc-landscape"].verdict == "not applicable" and "dim 3 <= K" in rows["sc-landscape"].reason

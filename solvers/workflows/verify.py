@@ -77,8 +77,9 @@ from ufm import Problem, geometry, interaction, objectives, theory
 from ufm.batching import epoch_batch_list, is_epoch_scheme, parse_scheme
 
 __all__ = ["Row", "Setting", "Theorem", "THEOREMS", "VERDICTS", "verify", "verify_setting", "found_geometry",
-           "applicability", "etf_vectors", "of_point", "etf_point", "SUITE", "run_suite", "random_setting", "audit_setting", "PROFILES", "applied_fraction", "audit",
-           "GEOMETRY_TOL", "NC1_TOL", "TOL", "WITNESS_TOL", "DEFAULT_STARTS"]
+           "applicability", "etf_vectors", "of_point", "etf_point", "SUITE", "run_suite", "random_setting",
+           "audit_setting", "PROFILES", "applied_fraction", "audit", "GEOMETRY_TOL", "NC1_TOL", "TOL", "WITNESS_TOL",
+           "EXACT_TOL", "DEFAULT_STARTS"]
 
 TOL = 1e-6  # relative tolerance of every loss comparison: tol * max(1, |value|)
 GEOMETRY_TOL = 1e-3  # class-mean cosines, classifier norms (relative to r_W), classifier_mean_distance
@@ -1072,8 +1073,9 @@ def _ce_etf(case: _Case) -> Row:
                            "max_norm_error": found["max_norm_error"],
                            "classifier_mean_distance": found["classifier_mean_distance"], "verified": False}
         row.reason += ("; note: PGD is within the tolerance of the minimum at another geometry (max |cos - ETF| "
-                       f"{found['distance_to_etf']:.1e}, norm error {found['max_norm_error']:.1e}, classifier-mean distance "
-                       f"{found['classifier_mean_distance']:.1e}): a flat minimum or a candidate against uniqueness, not an exact minimiser")
+                       f"{found['distance_to_etf']:.1e}, norm error {found['max_norm_error']:.1e}, classifier-mean "
+                       f"distance {found['classifier_mean_distance']:.1e}): a flat minimum or a candidate against "
+                       "uniqueness, not an exact minimiser")
     row.unique["consistent"] = not (found["at_minimum"] and far)
     return row
 
