@@ -207,8 +207,6 @@ def test_nc1_is_papyan_as_the_anchors_compute_it(counts, seed, d):
 
     Z, y = _imbalanced(counts, seed, d)
     K = len(counts)
-    if d < K:  # Sigma_B of rank d: generic, both cutoffs keep every eigenvalue
-        pass
     assert geometry.nc1(Z, y, K, weighting="samples") == pytest.approx(anchors.tding_collapse_metric(Z, y, K),
                                                                         rel=1e-12, abs=1e-12)
     means, mG = anchors.rw_means(Z, y, K)
