@@ -30,7 +30,8 @@ out["epochs"] = [str(np.asarray(e.Z).dtype), e.dtype]
 f = solvers.solve(p, steps=200, dtype="float32")
 out["float32"] = [str(f.Z.dtype), f.dtype]
 out["sc_loss"] = str(ufm.sc_loss(Z, y, 0.5).dtype)
-out["bcl_loss"] = str(ufm.bcl_loss(Z, y, 0.5).dtype)
+out["bcl_loss"] = str(ufm.bcl_loss(Z, y, 0.5, prototypes=np.eye(3, 4)).dtype)
+out["bcl_avg_loss"] = str(ufm.losses.bcl_avg_loss(Z, y, 0.5).dtype)
 out["ce_loss"] = str(ufm.ce_loss(Z, np.ones((3, 4)), y).dtype)
 out["sc_loss_f32"] = str(ufm.sc_loss(Z.astype(np.float32), y, 0.5).dtype)
 ref = float(ufm.sc_loss(Z, y, 0.5))
@@ -53,7 +54,7 @@ def test_float64_by_default_in_a_fresh_process():
     assert out["solve_many"] == [["float64", "float64"]] * 2
     assert out["epochs"] == ["float64", "float64"]
     assert out["float32"] == ["float32", "float32"]  # opt-in, recorded
-    assert out["sc_loss"] == out["bcl_loss"] == out["ce_loss"] == "float64"
+    assert out["sc_loss"] == out["bcl_loss"] == out["bcl_avg_loss"] == out["ce_loss"] == "float64"
     assert out["sc_loss_f32"] == "float32"
     assert out["sc_loss_error"] == 0.0
     assert out["user_default_after"] == "float32"
