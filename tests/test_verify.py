@@ -122,7 +122,9 @@ def test_a_wrong_closed_form_exits_1(capsys, monkeypatch):
     code, out, err = run_cli(capsys, "verify", "--counts", "3,3,3", "--dim", "2", "--starts", "2")
     assert code == 1
     assert verdict_words(out)[0] == "FAILS"
-    assert last_line(out).endswith("Result: FAILS (exit 1): a theorem fails with a certified counterexample.")
+    # the widening sc-etf-ball is refuted alongside the theorem (its conjecture row shares the check)
+    assert last_line(out).endswith("Result: FAILS (exit 1): a theorem fails with a certified counterexample; "
+                                   "1 conjecture or claim refuted.")
 
 
 def test_a_verified_other_minimiser_fails_a_uniqueness_claim(monkeypatch):
