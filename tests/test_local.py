@@ -284,16 +284,16 @@ def test_stored_points_are_what_pgd_reaches():
 
 
 @pytest.mark.slow
-def test_verify_refutes_the_landscape_conjecture_on_the_10_1_1_counterexample(capsys):
+def test_verify_fails_the_landscape_conjecture_on_the_10_1_1_counterexample(capsys):
     """The landscape row is a conjecture (the paper's condition on tau cannot be read): a proved spurious local
-    minimum refutes it, and a refuted conjecture exits 0."""
+    minimum fails it, and a failed conjecture exits 1."""
     code, out, err = run_cli(capsys, "verify", "--counts", "10,1,1", "--tau", "0.0637", "--dim", "5", "--seed",
                              "8293", "--json")
-    assert code == 0, err
+    assert code == 1, err
     rep = json.loads(out)
     rows = {r["key"]: r for r in rep["rows"]}
     land = [r for r in rep["rows"] if r.get("local_minimum")]
-    assert land and land[0]["verdict"] == "refuted" and land[0]["kind"] == "conjecture"
+    assert land and land[0]["verdict"] == "fails" and land[0]["kind"] == "conjecture"
     lm = land[0]["local_minimum"]
     assert lm["proved"] and lm["spurious"] and lm["loss_interval"][0] > land[0]["minimum"]["loss"]
     assert rows["sc-etf"]["verdict"] == "not applicable"

@@ -72,9 +72,9 @@ def test_human_table_of_a_holding_setting(capsys):
     assert len(minimum) == 4 and all(line.endswith(": CERTIFIED") for line in minimum[:3])
     assert minimum[3].endswith(": NOT CERTIFIED")  # BCL's claimed ETF lies above the certified minimum
     assert "REFUTED [claim]:" in out
-    assert last_line(out) == ("4 checks applied: theorems 2 HOLD, 0 FAIL, 0 INCONCLUSIVE; conjectures and claims 1 "
-                              "HOLD, 1 REFUTED, 0 INCONCLUSIVE (4 not applicable). Result: all theorems hold; 1 "
-                              "conjecture or claim refuted (exit 0).")
+    assert last_line(out) == ("4 checks applied: theorems 2 HOLD, 0 FAIL, 0 INCONCLUSIVE; conjectures 1 HOLD, 0 FAIL, "
+                              "0 INCONCLUSIVE; claims 0 HOLD, 1 REFUTED, 0 INCONCLUSIVE (4 not applicable). Result: "
+                              "all theorems and conjectures hold; 1 claim refuted (exit 0).")
 
 
 # -- holds ------------------------------------------------------------------------------------------------------
@@ -122,9 +122,9 @@ def test_a_wrong_closed_form_exits_1(capsys, monkeypatch):
     code, out, err = run_cli(capsys, "verify", "--counts", "3,3,3", "--dim", "2", "--starts", "2")
     assert code == 1
     assert verdict_words(out)[0] == "FAILS"
-    # the widening sc-etf-ball is refuted alongside the theorem (its conjecture row shares the check)
-    assert last_line(out).endswith("Result: FAILS (exit 1): a theorem fails with a certified counterexample; "
-                                   "1 conjecture or claim refuted.")
+    # the widening sc-etf-ball fails alongside the theorem (its conjecture row shares the check)
+    assert last_line(out).endswith("Result: FAILS (exit 1): a theorem fails with a certified counterexample.")
+    assert "conjectures 0 HOLD, 1 FAIL" in last_line(out)
 
 
 def test_a_verified_other_minimiser_fails_a_uniqueness_claim(monkeypatch):
@@ -168,8 +168,8 @@ def test_no_proved_bound_is_inconclusive(capsys, monkeypatch):
     assert "eigenvalue was not proved" in rows["sc-of"]["reason"] and rows["sc-of"]["minimum"]["lower_bound"] is None
     code, out, err = run_cli(capsys, "verify", "--counts", "3,3,2", "--dim", "3")
     assert code == 3 and verdict_words(out).count("INCONCLUSIVE") == 3 and "HOLDS" not in verdict_words(out)
-    assert last_line(out).endswith("Result: INCONCLUSIVE (exit 3): no theorem fails, but some checks are inconclusive; "
-                                   "1 conjecture or claim refuted.")
+    assert last_line(out).endswith("Result: INCONCLUSIVE (exit 3): nothing fails, but some checks are inconclusive; "
+                                   "1 claim refuted.")
 
 
 @pytest.mark.slow
@@ -319,20 +319,20 @@ def test_every_row_is_one_record_with_its_source():
     assert "cannot be read" in V._TITLE["sc-landscape"].source  # the paper's tau condition, said explicitly
 
 
-def test_a_conjecture_is_refuted_while_its_theorem_fails(capsys, monkeypatch):
-    """A wrong closed form: on the sphere the theorem fails (exit 1) and its widening is refuted alongside; on the
-    ball only the conjecture applies, and a refuted conjecture is a finding (exit 0)."""
+def test_a_conjecture_fails_beside_its_theorem_and_alone(capsys, monkeypatch):
+    """A wrong closed form: on the sphere the theorem fails (exit 1) and its widening fails alongside; on the ball
+    only the conjecture applies, and a failed conjecture exits 1 too (a statement ufm makes is false)."""
     true = theory.sc_etf_loss
     monkeypatch.setattr(theory, "sc_etf_loss", lambda *a, **k: true(*a, **k) - 0.01)
     code, out, err = run_cli(capsys, "verify", "--counts", "3,3,3", "--dim", "2", "--starts", "2", "--json")
     rows = by_key(json.loads(out)["rows"])
-    assert code == 1 and rows["sc-etf"]["verdict"] == "fails" and rows["sc-etf-ball"]["verdict"] == "refuted"
-    assert rows["sc-etf-ball"]["kind"] == "conjecture" and "conjecture refuted" in rows["sc-etf-ball"]["reason"]
+    assert code == 1 and rows["sc-etf"]["verdict"] == "fails" and rows["sc-etf-ball"]["verdict"] == "fails"
+    assert rows["sc-etf-ball"]["kind"] == "conjecture" and "conjecture fails" in rows["sc-etf-ball"]["reason"]
     code, out, err = run_cli(capsys, "verify", "--counts", "3,3,3", "--dim", "2", "--starts", "2",
                              "--constraint", "ball", "--json")
     rows = by_key(json.loads(out)["rows"])
     assert rows["sc-etf"]["verdict"] == "not applicable" and "ball" in rows["sc-etf"]["reason"]
-    assert rows["sc-etf-ball"]["verdict"] == "refuted" and code == 0, rows["sc-etf-ball"]["reason"]
+    assert rows["sc-etf-ball"]["verdict"] == "fails" and code == 1, rows["sc-etf-ball"]["reason"]
 
 
 def test_audit_settings_apply_to_most_rows():

@@ -4,8 +4,8 @@
 A *theorem* row states a paper's theorem with the paper's hypotheses (quoted in ``source``, with what could not be
 read); where ufm checks a wider statement (the ball, any counts, any tau) that is a separate *conjecture* row; a
 *claim* row checks a claim from the literature that is no theorem (BCL's). A certified counterexample *fails* a
-theorem (exit code 1) and *refutes* a conjecture or a claim (verdict ``"refuted"``: a finding about the statement,
-not a failure of ufm; exit code 0).
+theorem or a conjecture (exit code 1: a statement ufm makes is false there) and *refutes* a claim (verdict
+``"refuted"``: a finding about another paper's statement; exit code 0).
 
 A *setting* is label counts plus tau, dim, radius, the feature set (sphere or ball), the CE weight decay and a
 batching. For each row the setting either misses a hypothesis (verdict ``"not applicable"``, with the
@@ -101,8 +101,8 @@ class Theorem:
     ``source``: the paper, the theorem's number where it can be read, its hypotheses as the paper states them
     (and what could not be read); ``kind``: ``"theorem"``, ``"conjecture"`` or ``"claim"``; ``applies(case)``:
     the hypothesis the setting misses, in words (``""`` when it applies); ``check(case)``: the :class:`Row`.
-    A certified counterexample *fails* a theorem (exit code 1) and *refutes* a conjecture or a claim (a finding
-    about the statement, not a failure of ufm: exit code 0). A conjecture's ``applies`` holds on its whole range,
+    A certified counterexample *fails* a theorem or a conjecture (exit code 1) and *refutes* a claim (a finding
+    about another paper's statement: exit code 0). A conjecture's ``applies`` holds on its whole range,
     the theorem's range included (there it checks the same statement, from the same shared computation).
     """
 
@@ -117,7 +117,7 @@ class Theorem:
 
     @property
     def claim(self) -> bool:
-        """True for a conjecture or a claim: a counterexample refutes it (verdict ``"refuted"``, exit code 0)."""
+        """True for a conjecture or a claim: a statement beyond a paper's theorem (counted apart from theorems)."""
         return self.kind != "theorem"
 
 
@@ -1118,7 +1118,7 @@ def verify_setting(setting: Setting, *, steps: int = 5000, starts: int = DEFAULT
 
 def _check(case: _Case, t: Theorem) -> Row:
     """Row ``t`` in ``case``: not applicable (the hypothesis missed), or ``t.check``'s row labelled with ``t``
-    (a conjecture shares its theorem's check and computation; its counterexample refutes it)."""
+    (a conjecture shares its theorem's check and computation; a claim's counterexample refutes it)."""
     start = time.perf_counter()
     why = t.applies(case)
     if why:
@@ -1130,10 +1130,11 @@ def _check(case: _Case, t: Theorem) -> Row:
             row = _row(t.key)
             row.verdict, row.reason = "inconclusive", f"a solver failed: {type(e).__name__}: {e}"
         row = replace(row, key=t.key, theorem=t.title, hypotheses=t.hypotheses, kind=t.kind)
-        if t.claim and row.verdict == "fails":
-            word = "conjecture" if t.kind == "conjecture" else "claim"
+        if t.kind == "claim" and row.verdict == "fails":
             row.verdict = "refuted"
-            row.reason = row.reason.replace("certified counterexample", f"{word} refuted by a certified counterexample")
+            row.reason = row.reason.replace("certified counterexample", "claim refuted by a certified counterexample")
+        elif t.kind == "conjecture" and row.verdict == "fails":
+            row.reason = row.reason.replace("certified counterexample", "conjecture fails: certified counterexample")
     row.setting = case.setting.to_dict()
     row.seconds = time.perf_counter() - start
     return row
@@ -1305,7 +1306,7 @@ def audit(n: int, seed: int = 0, *, steps: int = 5000, starts: int = DEFAULT_STA
                        reason=f"{type(e).__name__}: {e}", setting=s.to_dict())]
         cmd = s.command(steps, starts, tol)
         for r in got:
-            if r.verdict in ("fails", "refuted"):  # a theorem's counterexample, or a claim's
+            if r.verdict in ("fails", "refuted"):  # a theorem's or a conjecture's counterexample, or a claim's
                 (cex if r.verdict == "fails" else refuted).append(
                     {"setting": s.to_dict(), "theorem": r.key, "counterexample": r.counterexample,
                      "minimum": r.minimum, "reason": r.reason, "command": cmd})

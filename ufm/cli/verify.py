@@ -2,9 +2,9 @@
 
 Without ``--counts`` it runs a small built-in suite in which every theorem applies at least once; with
 ``--counts`` it checks that one setting; with ``--audit N`` it checks N random settings. The verdicts and how
-they are reached are documented in ``solvers.workflows.verify``. Exit codes: 0 every applicable theorem holds (a refuted
-claim from the literature, which is not a theorem, still exits 0), 1 a theorem fails (a certified counterexample),
-3 no theorem fails but something is inconclusive, 2 bad input.
+they are reached are documented in ``solvers.workflows.verify``. Exit codes: 0 every applicable theorem and conjecture
+holds (a refuted claim from the literature still exits 0), 1 a theorem or a conjecture fails (a certified
+counterexample), 3 nothing fails but something is inconclusive, 2 bad input.
 """
 from __future__ import annotations
 
@@ -33,14 +33,15 @@ def _epilog() -> str:
         "  tol*max(1,|loss|) of a proved lower bound and of the closed form; another minimiser the solver finds is",
         "  reported, not a failure); FAILS only on a certified counterexample (a point below the predicted minimum,",
         "  a proved bound above it, or a verified different minimiser against a uniqueness claim); INCONCLUSIVE",
-        "  otherwise, with the reason; NOT APPLICABLE names the hypothesis the setting misses. A conjecture or a",
-        "  claim with a certified counterexample is REFUTED (a finding, not a failure). A verdict that holds only",
+        "  otherwise, with the reason; NOT APPLICABLE names the hypothesis the setting misses. A conjecture (ufm's",
+        "  widening of a theorem) FAILS like a theorem; a claim from the literature with a certified",
+        "  counterexample is REFUTED (a finding about that paper). A verdict that holds only",
         "  within the tolerance (a point, or the proved bound, below the prediction) says so, with its margin.",
         "",
-        "exit codes: 0 every applicable theorem holds (a refuted conjecture or claim, not a theorem, still exits",
-        "  0); 1 a theorem fails; 3 no theorem fails but something is inconclusive; 2 bad input. The last line",
-        "  counts theorems apart from conjectures and claims: e.g. 'Result: all theorems hold; 1 conjecture or",
-        "  claim refuted (exit 0)'.",
+        "exit codes: 0 every applicable theorem and conjecture holds (a refuted claim still exits 0); 1 a",
+        "  theorem or a conjecture fails; 3 nothing fails but something is inconclusive; 2 bad input. The last",
+        "  line counts theorems, conjectures and claims apart: e.g. 'Result: all theorems and conjectures hold;",
+        "  1 claim refuted (exit 0)'.",
         "",
         "examples:",
         "  ufm verify                                   # the built-in suite (every theorem applies once or more)",
@@ -166,37 +167,45 @@ def exit_code(tally) -> int:
     return 1 if tally["fails"] else 3 if tally["inconclusive"] else 0
 
 
-def _claim_tally(rows) -> dict:
-    """The verdicts of the rows that check a conjecture or a claim (not a theorem), counted as ``_tally``."""
+_COUNTED = {"holds": "HOLD", "fails": "FAIL", "inconclusive": "INCONCLUSIVE", "refuted": "REFUTED"}
+
+
+def _kind_tallies(rows) -> dict:
+    """The verdicts of the rows of each kind (``"theorem"``, ``"conjecture"``, ``"claim"``), counted as ``_tally``."""
     from solvers.workflows.verify import THEOREMS
 
-    claims = {t.key for t in THEOREMS if t.claim}
-    return _tally([r for r in rows if (r["key"] if isinstance(r, dict) else r.key) in claims])
+    kind = {t.key: t.kind for t in THEOREMS}
+    key = (lambda r: r["key"] if isinstance(r, dict) else r.key)
+    return {k: _tally([r for r in rows if kind.get(key(r), "theorem") == k]) for k in ("theorem", "conjecture", "claim")}
 
 
-def last_line(tally, claims=None) -> str:
-    """The summary: theorems apart from conjectures and claims, so a refuted conjecture or claim is never read as
-    a failing theorem nor hidden under "all hold". ``claims``: their rows' tally (``_claim_tally``), a part of
-    ``tally``."""
-    claims = claims or {v: 0 for v in WORDS}
-    theorems = {v: tally[v] - claims[v] for v in WORDS}
+def last_line(tally, kinds=None) -> str:
+    """The summary: theorems, conjectures and claims apart, so a refuted claim is never read as a failing theorem
+    nor hidden under "all hold". ``kinds``: the tally of each kind's rows (``_kind_tallies``; default: every row a
+    theorem)."""
+    kinds = kinds or {"theorem": tally}
     applied = ("holds", "fails", "inconclusive", "refuted")
-    n, n_claims = sum(tally[v] for v in applied), sum(claims[v] for v in applied)
-    parts = [f"theorems {theorems['holds']} HOLD, {theorems['fails']} FAIL, {theorems['inconclusive']} INCONCLUSIVE"]
-    if n_claims:
-        parts.append(f"conjectures and claims {claims['holds']} HOLD, {claims['refuted']} REFUTED, "
-                     f"{claims['inconclusive']} INCONCLUSIVE")
+    n = sum(tally[v] for v in applied)
+    th = kinds.get("theorem", {v: 0 for v in WORDS})
+    parts = [f"theorems {th['holds']} HOLD, {th['fails']} FAIL, {th['inconclusive']} INCONCLUSIVE"]
+    for name, words in (("conjecture", ("holds", "fails", "inconclusive")), ("claim", ("holds", "refuted", "inconclusive"))):
+        t = kinds.get(name)
+        if t and sum(t[v] for v in applied):
+            parts.append(f"{name}s " + ", ".join(f"{t[v]} {_COUNTED[v]}" for v in words))
     counts = f"{n} checks applied: {'; '.join(parts)} ({tally['not applicable']} not applicable)"
     k = tally["refuted"]
-    refuted = f"; {k} conjecture{'s' if k != 1 else ''} or claim{'s' if k != 1 else ''} refuted" if k else ""
+    refuted = f"; {k} claim{'s' if k != 1 else ''} refuted" if k else ""
     code = exit_code(tally)
     if code == 1:
-        return f"{counts}. Result: FAILS (exit 1): a theorem fails with a certified counterexample{refuted}."
+        which = ("a theorem" if th["fails"] else "a conjecture (ufm's widening of a theorem)")
+        return f"{counts}. Result: FAILS (exit 1): {which} fails with a certified counterexample{refuted}."
     if code == 3:
-        return f"{counts}. Result: INCONCLUSIVE (exit 3): no theorem fails, but some checks are inconclusive{refuted}."
-    if not sum(theorems[v] for v in applied):
+        return f"{counts}. Result: INCONCLUSIVE (exit 3): nothing fails, but some checks are inconclusive{refuted}."
+    conj = kinds.get("conjecture")
+    held = "all theorems and conjectures hold" if conj and sum(conj[v] for v in applied) else "all theorems hold"
+    if not sum(th[v] for v in applied) and not (conj and sum(conj[v] for v in applied)):
         return f"{counts}. Result: no theorem applies{refuted} (exit 0)."
-    return f"{counts}. Result: all theorems hold{refuted} (exit 0)."
+    return f"{counts}. Result: {held}{refuted} (exit 0)."
 
 
 def _check_numbers(args):
@@ -244,14 +253,14 @@ def _run_audit(args) -> int:
         for c in rep["counterexamples"]:
             print(f"\ncounterexample ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
         for c in rep.get("refuted_claims", []):
-            print(f"\nconjecture or claim refuted ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
+            print(f"\nclaim refuted ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
         for c in rep.get("within_tolerance", []):
             print(f"\nholds within the tolerance only ({c['theorem']}, margin {c['margin']:.1e}): "
                   f"{c['command']}")
         for c in rep["inconclusive"]:
             print(f"\ninconclusive ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
         print(f"\n{100 * rep['applied']:.0f}% of the rows apply (the settings are drawn inside the hypotheses)")
-        print(last_line(tally, _claim_tally(rep["rows"])))
+        print(last_line(tally, _kind_tallies(rep["rows"])))
     return exit_code(tally)
 
 
@@ -296,5 +305,5 @@ def run(args) -> int:
     else:
         print(f"ufm verify: {head} (float64 PGD, first-order and convex-relaxation certificates, tol {args.tol:g})")
         print(table(rows, show_setting=args.counts is None))
-        print("\n" + last_line(tally, _claim_tally(rows)))
+        print("\n" + last_line(tally, _kind_tallies(rows)))
     return exit_code(tally)
