@@ -1,3 +1,8 @@
-from .cli import entry
+import sys
+
+try:
+    from .cli import entry
+except KeyboardInterrupt:  # a Ctrl-C while the command line loads
+    sys.exit(130)
 
 entry()

@@ -12,7 +12,12 @@ likewise, and the file is rewritten atomically with the valid lines alone, in or
 valid record at all is not a results file: ``repair`` refuses it (``RecordsError``) and leaves it untouched.
 
 ``dir_lock`` is an advisory lock (``flock`` on ``DIR/.lock``, non-blocking) that one writer of a folder holds
-for its whole run; a second writer gets ``Busy`` naming the holder's pid.
+for its whole run; a second writer gets ``Busy`` naming the holder's command and pid (``ufm.runs`` takes it for
+every command that writes a folder).
+
+Every write of a file here (a whole file replaced, a line appended, a repair) holds :data:`WRITE_LOCK`, a process
+wide lock: the command line's Ctrl-C watchdog takes it before it ends the process (``os._exit``), so a write is
+either done or not started when the process ends.
 """
 from __future__ import annotations
 
@@ -22,14 +27,17 @@ import json
 import math
 import os
 import sys
+import threading
 
 import numpy as np
 
 __all__ = ["read_records", "append_record", "repair", "scan", "point_id", "clean", "dumps", "write_json",
-           "check", "rewrite", "dir_lock", "RecordsError", "Busy", "REJECTED_SUFFIX", "LOCK_NAME", "SWEEP_KEYS"]
+           "check", "rewrite", "dir_lock", "RecordsError", "Busy", "REJECTED_SUFFIX", "LOCK_NAME", "SWEEP_KEYS",
+           "WRITE_LOCK"]
 
 REJECTED_SUFFIX = ".rejected"
 LOCK_NAME = ".lock"
+WRITE_LOCK = threading.RLock()  # held by every write of this module (module doc)
 SWEEP_KEYS = ("id", "R", "tau", "loss_type", "nonneg", "batching", "counts", "K")  # every sweep record has them
 
 
@@ -66,16 +74,17 @@ def dumps(obj) -> str:
 def _replace_bytes(path, data: bytes):
     """Write ``data`` to ``path`` atomically: temp file, fsync, rename."""
     tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with WRITE_LOCK:
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 def write_json(path, obj):
@@ -177,6 +186,11 @@ def repair(path, required=("id",), warn=_warn) -> int:
     """Move every corrupt line of ``path`` (and a cut-short last line) to ``PATH.rejected`` and keep the valid
     ones in order; returns the number of bytes removed from ``path``. Raises ``RecordsError`` (touching nothing)
     when the file has content but no valid record."""
+    with WRITE_LOCK:
+        return _repair(path, required, warn)
+
+
+def _repair(path, required, warn) -> int:
     data = _read_bytes(path)
     if not data:
         return 0
@@ -218,28 +232,37 @@ def append_record(path, record: dict):
     """Append ``record`` as one JSON line, atomically with respect to a reader (one write under an exclusive
     ``flock`` of the file, then fsync)."""
     line = _line(record)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        view = memoryview(line)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)  # releases the flock
+    with WRITE_LOCK:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # releases the flock
 
 
-_HELD: dict[str, int] = {}
+_HELD: dict[str, list] = {}  # realpath -> [fd, shared, depth]
 
 
-@contextlib.contextmanager
-def dir_lock(folder, what="ufm sweep", hint="wait for it or use another --out"):
-    """Hold the advisory lock of ``folder`` (``flock`` on ``FOLDER/.lock``, non-blocking, the holder's pid written
-    in it) for the ``with`` block; re-entrant within a process. Raises ``Busy`` when another process holds it."""
+def busy_message(folder, holder: str, hint: str) -> str:
+    return f"{folder} is already in use by another ufm process ({holder}); {hint}"
+
+
+def lock_folder(folder, what="ufm", *, shared=True, hint="wait for it or use another --out"):
+    """Take the advisory lock of ``folder`` (``flock`` on ``FOLDER/.lock``, non-blocking; the holder's pid and
+    ``what`` written in it); release it with :func:`unlock_folder`. Within one process a ``shared`` holder may
+    take it again (a command and the ``Tracker`` it drives); a lock taken with ``shared=False`` (a ``Tracker`` of
+    its own) admits nobody else, in this process or another. Raises ``Busy`` naming the holder."""
     key = os.path.realpath(folder)
-    if key in _HELD:
-        yield
-        return
+    held = _HELD.get(key)
+    if held is not None:
+        if held[1] and shared:
+            held[2] += 1
+            return key
+        raise Busy(busy_message(folder, f"{_holder(held[0])} in this process", hint))
     path = os.path.join(folder, LOCK_NAME)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -249,20 +272,50 @@ def dir_lock(folder, what="ufm sweep", hint="wait for it or use another --out"):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         try:
-            pid = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+            holder = _holder(fd)
         finally:
             os.close(fd)
-        raise Busy(f"another {what} is writing to {folder} (pid {pid}); {hint}") from None
+        raise Busy(busy_message(folder, holder, hint)) from None
     os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    _HELD[key] = fd
+    os.pwrite(fd, f"{os.getpid()} {what}\n".encode(), 0)
+    _HELD[key] = [fd, bool(shared), 1]
+    return key
+
+
+def _holder(fd) -> str:
+    """``"WHAT, pid N"`` from a lock file's content ``"N WHAT"``."""
+    try:
+        text = os.pread(fd, 256, 0).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    pid, _, what = text.partition(" ")
+    return f"{what or 'ufm'}, pid {pid or 'unknown'}"
+
+
+def unlock_folder(key):
+    """Release one hold of :func:`lock_folder` (``key``: what it returned)."""
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[2] -= 1
+    if held[2] > 0:
+        return
+    del _HELD[key]
+    with contextlib.suppress(OSError):
+        os.ftruncate(held[0], 0)
+    with contextlib.suppress(OSError):
+        os.close(held[0])
+
+
+@contextlib.contextmanager
+def dir_lock(folder, what="ufm sweep", hint="wait for it or use another --out", shared=True):
+    """Hold :func:`lock_folder` for the ``with`` block (re-entrant within a process for ``shared`` holders).
+    Raises ``Busy`` when another process (or a non-shared holder here) holds it."""
+    key = lock_folder(folder, what, shared=shared, hint=hint)
     try:
         yield
     finally:
-        del _HELD[key]
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-        os.close(fd)
+        unlock_folder(key)
 
 
 def to_pandas(path, table: str | None = None):

@@ -192,21 +192,32 @@ def _needs_work(rec, certify) -> bool:
 @contextlib.contextmanager
 def _sigint_guard():
     """Note a Ctrl-C (and raise ``KeyboardInterrupt`` as usual), so that an exception a library raises in its place
-    (a solver reporting that it was interrupted) is still treated as a Ctrl-C, never as a failed point."""
+    (a solver reporting that it was interrupted) is still treated as a Ctrl-C, never as a failed point, and a
+    Ctrl-C that a library swallowed (one raised inside a garbage-collector callback) stops the sweep at the next
+    point (``_stop_if_hit``). The handler in place before (the command line's, with its watchdog) is called too."""
     hit = {"sigint": False}
     if threading.current_thread() is not threading.main_thread():
         yield hit
         return
+    before = signal.getsignal(signal.SIGINT)
 
     def handler(signum, frame):
         hit["sigint"] = True
+        if callable(before):
+            return before(signum, frame)  # raises KeyboardInterrupt, or leaves it to its watchdog
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, handler)
     try:
         yield hit
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, before)
+
+
+def _stop_if_hit(hit):
+    """Raise ``KeyboardInterrupt`` when a Ctrl-C was noted, even if the exception it raised was swallowed."""
+    if hit["sigint"]:
+        raise KeyboardInterrupt
 
 
 def _solve_isolated(problems, point0):
@@ -245,8 +256,10 @@ def _group_records(group, certify, hit, executor):
         if hit["sigint"]:
             raise KeyboardInterrupt from e
         sols = [e] * len(group)
+    _stop_if_hit(hit)
     per_point = (time.perf_counter() - start) / len(group)
     for point, problem, sol in zip(group, problems, sols):
+        _stop_if_hit(hit)
         t0 = time.perf_counter()
         cert = error = None
         if isinstance(sol, BaseException):
@@ -326,7 +339,8 @@ def run_sweep(points, out, *, certify=True, show_progress=True, log=None, execut
                 if isinstance(result, BaseException):  # the task itself failed: its points are recorded as failed
                     result = [_record(point, None, None, None, None, result, ex.name) for point in job]
                 for rec in result:
-                    records.append_record(path, rec)
+                    records.append_record(path, rec)  # a point computed is kept, then a Ctrl-C stops the sweep
+                    _stop_if_hit(hit)
                     bar.update(1, f"R={rec['R']:g} {rec['loss_type']} tau={rec['tau']}"
                                   + (" failed" if failed(rec) else ""))
         return _compact(path)
