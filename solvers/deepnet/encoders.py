@@ -89,6 +89,24 @@ def materialize(key, spec):
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+def parameter_count(enc, input_shape) -> int:
+    """The number of parameters of ``enc`` (an :class:`Encoder` of this module) for inputs of ``input_shape``,
+    counted from its parameter specs: nothing is allocated, so a size check can run before the first array."""
+    global materialize
+    real, counted = materialize, []
+
+    def count(key, spec):
+        leaves = jax.tree_util.tree_flatten(spec, is_leaf=lambda v: isinstance(v, _Init))[0]
+        counted.append(sum(math.prod(v.shape) for v in leaves))
+
+    materialize = count
+    try:
+        enc.init(None, tuple(input_shape))
+    finally:
+        materialize = real
+    return sum(counted)
+
+
 def _dense_init(n_in, n_out):
     return {"w": _Init((n_in, n_out), math.sqrt(2.0 / n_in)), "b": _Init((n_out,))}
 

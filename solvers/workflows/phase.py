@@ -47,6 +47,7 @@ MAX_GROUPS = 64  # the reduced path's G x G blocks stay small
 CONTINUE = 25  # the reduced path's first retry goes on from the solution for this many times the steps
 SNAP = 0.5  # ... after trying the solution with the spreads below this (radius 1) set to 0
 RANK_TOL = 1e-6  # relative to the radius: the rank reported (the solver's accuracy, not the rounding)
+MAX_BISECTIONS = 200  # rounds of a boundary's bisection; 64 already reach adjacent float64s from any bracket
 
 
 def grid_problem(spec: dict, R: float, value: float) -> ClassProblem:
@@ -219,7 +220,8 @@ def _solve(path, problems, seed, tol, steps, pad=None):
 def boundary(spec, values, brackets, level, *, seed=0, tol=1e-6, rtol=1e-3, steps=4000, path=None):
     """Bisect ``min_min(R) = level`` in ``log R`` inside each bracket ``(lo, hi)`` (None: no boundary), all axis
     values at once. Returns ``(Rs, proved)``: one ``R`` (or None) per value, the end of the final bracket at which
-    the level is reached (:func:`_reached`), within ``rtol`` relative of the other end; and whether every point
+    the level is reached (:func:`_reached`), within ``rtol`` relative of the other end (or the next float64 to
+    it, when ``rtol`` is finer than float64 resolves; at most ``MAX_BISECTIONS`` rounds); and whether every point
     the bisection solved was certified. Every round's stack is padded to the number of axis values, so the
     rounds reuse one compiled program."""
     path = path or _path(spec)
@@ -227,11 +229,12 @@ def boundary(spec, values, brackets, level, *, seed=0, tol=1e-6, rtol=1e-3, step
     hi = [b[1] if b else None for b in brackets]
     proved = [True] * len(values)
     active = [i for i, b in enumerate(brackets) if b]
-    while active:
-        active = [i for i in active if hi[i] / lo[i] - 1 > rtol]
+    for _ in range(MAX_BISECTIONS):
+        mids = {i: math.sqrt(lo[i] * hi[i]) for i in active}
+        # done: within rtol, or no float64 left strictly between the ends (an rtol below the spacing of floats)
+        active = [i for i in active if hi[i] / lo[i] - 1 > rtol and lo[i] < mids[i] < hi[i]]
         if not active:
             break
-        mids = {i: math.sqrt(lo[i] * hi[i]) for i in active}
         probs = [path.problem(mids[i], values[i]) for i in active]
         sols, certs = _solve(path, probs, seed, tol, steps, pad=len(values))
         for i, geo, c in zip(active, path.geometry(probs, sols), certs):

@@ -18,6 +18,7 @@ exit 1.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib
 import os
@@ -93,7 +94,8 @@ def _main(argv, guard, no_cache=False) -> int:
     compile_cache(disabled=no_cache)
     name = guard.name = f"ufm {args.command}"
     try:
-        code = modules[args.command].run(args)
+        with contextlib.ExitStack() as args._folders:  # the output folders the command holds (common.hold_folder)
+            code = modules[args.command].run(args)
         return INTERRUPTED if guard.hit else code  # a Ctrl-C a library swallowed still ends as one
     except UsageError as e:
         eprint(f"{name}: error: {e}")

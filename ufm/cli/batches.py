@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from .common import (UsageError, add_output_args, add_problem_args, add_size_args, atomic, check_size, dumps,
-                     ensure_dir, problem_from_args, seed_int, versions, write_json)
+                     hold_folder, problem_from_args, seed_int, versions, write_json)
 
 HELP = ("show a batching's batches and interaction graph, and whether they force the orthogonal frame "
         "(SC in the UFM+); when not, a witness")
@@ -127,8 +127,7 @@ def run(args) -> int:
     most = DEFAULT_EPOCHS if args.epochs is None else args.epochs
     check_size(problem, args, extra=2 * 8 * most * sum(int(c) for c in problem.counts),  # epochs' batches
                shrink="--counts / --dim / --epochs")
-    if args.out:
-        ensure_dir(args.out)
+    hold_folder(args, "ufm batches", ("result.json", "witness.npz"))
     epochs, rule = epochs_to_judge(problem, args.epochs, DEFAULT_EPOCHS)
     rep, Zw = batches_report(problem, epochs)
     rep.update(epochs=epochs, epochs_rule=rule, epochs_rule_text=EPOCHS_RULE[rule].format(n=DEFAULT_EPOCHS))

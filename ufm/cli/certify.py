@@ -7,7 +7,7 @@ import argparse
 import os
 
 from .common import (UsageError, add_output_args, add_problem_args, add_size_args, add_solver_args, atomic,
-                     check_size, dumps, ensure_dir, eprint, fmt_matrix, problem_from_args, versions, write_json)
+                     check_size, dumps, eprint, hold_folder, fmt_matrix, problem_from_args, versions, write_json)
 
 HELP = "certify global optimality: a convex lower bound, the gap, and the relaxation's geometry"
 
@@ -208,8 +208,7 @@ def run(args) -> int:
     if args.local:
         return run_local(args, problem)
     check_size(problem, args, certificate=args.method, solve=not args.bound_only)
-    if args.out:
-        ensure_dir(args.out)
+    hold_folder(args, "ufm certify", ("result.json", "solution.npz"))
     if not (args.tol >= 0):
         raise UsageError(f"--tol must be a number >= 0, got {args.tol}")
     sol = None

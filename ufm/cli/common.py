@@ -293,6 +293,16 @@ def add_size_args(p: argparse.ArgumentParser):
                    help="run even when the memory estimate exceeds the machine's available memory")
 
 
+def check_memory(args, need: int, what: str, shrink: str) -> int:
+    """Refuse (``UsageError``, exit 2) a run whose estimate ``need`` (bytes) exceeds :func:`available_memory`,
+    unless ``--allow-large``; ``what`` describes the run, ``shrink`` the flags to shrink. Returns ``need``."""
+    have = available_memory()
+    if need > have and not getattr(args, "allow_large", False):
+        raise UsageError(f"too large: {what} needs about {human_bytes(need)} of memory, the machine has "
+                         f"{human_bytes(have)} available; shrink {shrink}, or give --allow-large to try anyway")
+    return need
+
+
 def check_size(problem, args, *, certificate: str | None = None, extra: int = 0,
                shrink: str = "--counts / --dim", solve: bool = True) -> int:
     """Refuse (``UsageError``, exit 2) a problem whose :func:`memory_estimate` (plus ``extra`` bytes) exceeds
@@ -327,14 +337,17 @@ def tmp_path(path) -> str:
 def atomic(path):
     """``with atomic(path) as tmp: write(tmp)``: ``tmp`` is renamed onto ``path`` when the block succeeds and
     removed when it fails, so ``path`` is either the old file or the whole new one."""
+    from ufm.records import WRITE_LOCK  # a Ctrl-C's watchdog waits for the write (ufm.cli.interrupt)
+
     tmp = tmp_path(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    with WRITE_LOCK:
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
 
 
 def _pid_alive(pid: int) -> bool:
@@ -469,14 +482,48 @@ def versions() -> dict:
             "python": platform.python_version()}
 
 
-def ensure_dir(path):
-    """Create ``path`` (a ``UsageError`` when impossible) and remove the stale temporaries of killed writers."""
+def ensure_dir(path, outputs=(), flag="--out"):
+    """``ufm.runs.prepare``: create ``path``, check that it takes a write (a probe file) and that no output name
+    in ``outputs`` is a folder, and remove the stale temporaries of killed writers; a ``UsageError`` otherwise."""
+    from ufm import runs
+
     try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--out {path}: cannot create the folder ({e.strerror})") from None
-    clean_stale_tmp(path)
-    return path
+        return runs.prepare(path, outputs, flag)
+    except runs.FolderError as e:
+        raise UsageError(str(e)) from None
+
+
+@contextlib.contextmanager
+def run_folder(path, what, outputs=(), flag="--out"):
+    """``with run_folder(args.out, "ufm phase", ("phase.json",)):`` :func:`ensure_dir`, then hold the folder's
+    lock (``ufm.records.lock_folder``) for the block; a second writer gets a ``UsageError`` ("already in use by
+    another ufm process"). ``path`` None: nothing to do."""
+    if path is None:
+        yield None
+        return
+    from ufm import records
+
+    ensure_dir(path, outputs, flag)
+    try:
+        key = records.lock_folder(path, what)
+    except records.RecordsError as e:
+        raise UsageError(str(e)) from None
+    try:
+        yield path
+    finally:
+        records.unlock_folder(key)
+
+
+def hold_folder(args, what, outputs=(), path=None, flag="--out"):
+    """:func:`run_folder` for the rest of the command: the folder (``path``, default ``args.out``) is prepared and
+    locked now and released when the command ends (``ufm.cli.main`` closes ``args._folders``); returns it."""
+    path = getattr(args, "out", None) if path is None else path
+    if path is None:
+        return None
+    stack = getattr(args, "_folders", None)
+    if stack is None:  # called outside ufm.cli.main: prepared, not locked
+        return ensure_dir(path, outputs, flag)
+    return stack.enter_context(run_folder(path, what, outputs, flag))
 
 
 def fmt_matrix(M, indent="  ") -> str:

@@ -11,17 +11,37 @@ import argparse
 import math
 import os
 
-from .common import UsageError, _entries, dumps, ensure_dir, eprint, write_json
+from .common import (UsageError, _entries, add_size_args, check_memory, dumps, eprint, hold_folder, seed_int,
+                     write_json)
 
 HELP = "certified phase diagram over imbalance R and tau (or CE weight decay), with its boundaries"
 MAX_POINTS = 250_000  # a grid larger than this is refused (memory: points x K x dim floats, several copies)
-MAX_WORK = 5 * 10**7  # points x K x dim on the class-level path; points x G x (G + 1) on the reduced path
+MAX_WORK = 5 * 10**7  # points x K x (dim + K) on the class-level path; points x G x (G + 1) on the reduced path
+MAX_CLASSES = 10**6  # K: the families are built class by class
+OUTPUTS = ("phase.json",) + tuple(f"phase_{name}.{ext}" for name in ("diagram", "delta_gm", "cosines", "gap")
+                                  for ext in ("png", "pdf"))
 
 
-def axis_values(text: str, name: str) -> list[float]:
-    """``LO:HI:N`` (N values log-spaced from LO to HI, both included) or a comma-separated list; positive,
-    finite, strictly increasing. ``UsageError`` naming ``name``."""
+def axis_size(text: str) -> int:
+    """The number of values of an axis, read from its text without building it (``LO:HI:N`` -> N; a list: its
+    entries); 0 when the text is malformed (:func:`axis_values` says why)."""
     text = text.strip()
+    if ":" in text:
+        try:
+            return max(0, int(text.split(":")[-1]))
+        except ValueError:
+            return 0
+    return text.count(",") + 1
+
+
+def axis_values(text: str, name: str, max_n: int = MAX_POINTS) -> list[float]:
+    """``LO:HI:N`` (N values log-spaced from LO to HI, both included) or a comma-separated list; positive,
+    finite, strictly increasing, at most ``max_n`` values (checked before the list is built). ``UsageError``
+    naming ``name``."""
+    text = text.strip()
+    if axis_size(text) > max_n:
+        raise UsageError(f"{name}: {axis_size(text)} values, more than this command's limit of {max_n}; split the "
+                         "grid into several runs")
     try:
         if ":" in text:
             parts = text.split(":")
@@ -69,7 +89,8 @@ def add_parser(sub):
     p.add_argument("--constraint", choices=["sphere", "ball"], default="sphere")
     p.add_argument("--tol", type=float, default=1e-6, help="relative tolerance of a certificate (default 1e-6)")
     p.add_argument("--boundary-rtol", type=float, default=1e-3, help="relative accuracy of the boundaries")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help="random starts (default 0)")
+    add_size_args(p)
     p.add_argument("--no-figures", action="store_true", help="write phase.json and the CSVs only")
     p.add_argument("--json", action="store_true", help="print phase.json on stdout")
     p.add_argument("--out", required=True, metavar="DIR", help="phase.json, figures and CSVs go here")
@@ -102,17 +123,20 @@ def _spec(args) -> tuple[dict, list[float], list[float]]:
         raise UsageError(f"--tol must be a finite number >= 0, got {args.tol}")
     if not (math.isfinite(args.boundary_rtol) and 0 < args.boundary_rtol < 1):
         raise UsageError(f"--boundary-rtol must lie in (0, 1), got {args.boundary_rtol}")
+    axis_text = (args.taus or "0.05:1:8") if contrastive else (args.weight_decays or "1e-3:1e-1:8")
+    axis_flag = "--taus" if contrastive else "--weight-decays"
+    K, dim = args.classes, args.dim if args.dim is not None else args.classes
+    n_r, n_v = axis_size(args.ratios), axis_size(axis_text)
+    if n_r * n_v > MAX_POINTS or K > MAX_CLASSES:  # sizes from the text: nothing is built before they pass
+        raise UsageError(f"{n_v} x {n_r} points with K = {K} exceed this command's limits ({MAX_POINTS} points, "
+                         f"K <= {MAX_CLASSES}); shrink --classes or split the grid into several runs")
     ratios = axis_values(args.ratios, "--ratios")
     if ratios[0] < 1:
         raise UsageError(f"--ratios: every R must be >= 1, got {ratios[0]}")
-    if contrastive:
-        values = axis_values(args.taus or "0.05:1:8", "--taus")
-    else:
-        values = axis_values(args.weight_decays or "1e-3:1e-1:8", "--weight-decays")
-    spec = {"loss": args.loss, "nonneg": bool(args.nonneg), "classes": args.classes, "imbalance": args.imbalance,
-            "n_min": args.n_min, "minority_fraction": args.minority_fraction,
-            "dim": args.dim if args.dim is not None else args.classes, "constraint": args.constraint,
-            "axis": "tau" if contrastive else "weight_decay"}
+    values = axis_values(axis_text, axis_flag)
+    spec = {"loss": args.loss, "nonneg": bool(args.nonneg), "classes": K, "imbalance": args.imbalance,
+            "n_min": args.n_min, "minority_fraction": args.minority_fraction, "dim": dim,
+            "constraint": args.constraint, "axis": "tau" if contrastive else "weight_decay"}
     points = len(ratios) * len(values)
     from ufm.imbalance import group_sizes
 
@@ -121,12 +145,24 @@ def _spec(args) -> tuple[dict, list[float], list[float]]:
     if choose_path(spec) == "reduced":
         G = len(group_sizes(spec["imbalance"], spec["classes"], spec["n_min"], 1.0, spec["minority_fraction"])[1])
         work, what = points * G * (G + 1), f"G = {G} groups of equal-size classes, points x G x (G + 1)"
+        need = memory_estimate(points, G, G + 1)
     else:
-        work, what = points * args.classes * spec["dim"], f"K = {args.classes}, d = {spec['dim']}, points x K x d"
+        work, what = points * K * (dim + K), f"K = {K}, d = {dim}, points x K x (d + K)"
+        need = memory_estimate(points, K, dim)
     if points > MAX_POINTS or work > MAX_WORK:
         raise UsageError(f"{len(values)} x {len(ratios)} points with {what} exceed this command's limits "
                          f"({MAX_POINTS} points, work <= {MAX_WORK:.0e}); split the grid into several runs")
+    check_memory(args, need, f"{len(values)} x {len(ratios)} points with {what.split(', points')[0]}",
+                 "--classes / --dim / the grid")
     return spec, ratios, values
+
+
+def memory_estimate(points: int, K: int, dim: int) -> int:
+    """Bytes a phase run of ``points`` points needs beyond what the process holds: per point, the class means
+    ``(K, dim)`` and their companions (iterate, gradient, momentum, trial, best, classifier: ``12 K dim`` floats)
+    and the ``K x K`` Grams and kernels of the loss and the certificate (``8 K^2`` floats), float64 (the reduced
+    path: ``K`` groups of ``dim = K + 1``)."""
+    return int(8 * points * (12 * K * dim + 8 * K * K))
 
 
 def _check_point(spec, ratios, values):
@@ -145,7 +181,7 @@ def _check_point(spec, ratios, values):
 def run(args) -> int:
     spec, ratios, values = _spec(args)
     _check_point(spec, ratios, values)
-    out = ensure_dir(args.out)
+    out = hold_folder(args, "ufm phase", OUTPUTS)
     from solvers.workflows.phase import phase
 
     from ufm.progress import stages

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from .common import (add_output_args, add_problem_args, add_size_args, add_solver_args, atomic, check_size,
-                     dtype_of, dumps, ensure_dir, eprint, fmt_matrix, problem_from_args, versions, write_json)
+                     dtype_of, dumps, eprint, fmt_matrix, hold_folder, problem_from_args, versions, write_json)
 
 HELP = "minimise a UFM problem by projected gradient; report loss, geometry and prediction"
 
@@ -112,8 +112,7 @@ def run(args) -> int:
 
     problem = problem_from_args(args)
     check_size(problem, args)
-    if args.out:
-        ensure_dir(args.out)
+    hold_folder(args, "ufm solve", ("result.json", "solution.npz"))
     sol = solve_with_progress(problem, args)
     rep = solution_report(sol)
     rep["versions"] = versions()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-from .common import UsageError, add_dtype_args, dtype_of, dumps, ensure_dir, float_list
+from .common import (UsageError, add_dtype_args, add_size_args, check_memory, dtype_of, dumps, float_list,
+                     hold_folder, memory_estimate, seed_int)
 
 HELP = "phase plots: solve and certify a grid over imbalance R, tau, loss, ReLU and batching"
 
@@ -21,6 +22,33 @@ def _list(kind):
             raise UsageError(f"empty list {text!r}")
         return items if kind is str else [kind(v) for v in items]
     return parse
+
+
+POOL = 16  # points of one shape solved together (solvers.pgd.solve_many's slots per pool)
+
+
+def sweep_memory(points, certify=True) -> int:
+    """Bytes the largest group of a sweep needs (``ufm.cli.common.memory_estimate`` of its problem, times the
+    points of its shape solved together, at most ``POOL``; with ``certify`` the certificate of ``auto``: a dense
+    ``(N, N)`` block up to N = 150, the reduced ``(2K)^2`` one beyond)."""
+    from types import SimpleNamespace
+
+    shapes: dict = {}
+    for p in points:
+        key = (tuple(p["counts"]), p["dim"], p["loss_type"], p["batching"])
+        shapes[key] = shapes.get(key, 0) + 1
+    need = 0
+    for (counts, dim, loss, batching), n in shapes.items():
+        prob = SimpleNamespace(counts=counts, dim=dim, loss=loss, batching=batching)
+        method = None if not certify else "full" if sum(counts) <= 150 else "reduced"
+        need = max(need, memory_estimate(prob, starts=min(n, POOL)) + memory_estimate(prob, certificate=method,
+                                                                                       solve=False))
+    return need
+
+
+def _largest(points) -> str:
+    p = max(points, key=lambda p: sum(p["counts"]) * (p["dim"] + len(p["counts"])))
+    return f"the largest point (N = {sum(p['counts'])}, dim = {p['dim']})"
 
 
 def add_parser(sub):
@@ -41,8 +69,9 @@ def add_parser(sub):
     p.add_argument("--weight-decay", type=float, default=None, help="CE lambda_W (default 5e-3)")
     p.add_argument("--steps", type=int, default=5000, help="most PGD steps per point (default 5000)")
     p.add_argument("--epochs", type=int, default=200, help="epochs for shuffled / binding batchings (default 200)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     add_dtype_args(p)
+    add_size_args(p)
     p.add_argument("--no-certify", action="store_true", help="skip the certificates")
     p.add_argument("--json", action="store_true", help="print the records as JSON lines on stdout")
     p.add_argument("--out", required=True, metavar="DIR", help="results.jsonl and figures go here")
@@ -82,7 +111,9 @@ def run(args) -> int:
             dtype=dtype_of(args))
     except ValueError as e:
         raise UsageError(str(e)) from None
-    ensure_dir(args.out)
+    check_memory(args, sweep_memory(points, certify=not args.no_certify), _largest(points),
+                 "--classes / --n-min / --ratios / --dim")
+    hold_folder(args, "ufm sweep", ("results.jsonl",))
     try:
         with records.dir_lock(args.out):
             recs = sweep.run_sweep(points, args.out, certify=not args.no_certify, log=eprint,

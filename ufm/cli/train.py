@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import UsageError, atomic, dumps, ensure_dir, eprint, fmt_matrix, seed_int, versions, write_json
+from .common import (UsageError, add_size_args, atomic, check_memory, dumps, eprint, fmt_matrix, hold_folder,
+                     seed_int, versions, write_json)
 
 HELP = "train a network (MLP, CNN, ResNet-18) under SC or CE and compare its geometry with the UFM"
 
@@ -58,11 +59,38 @@ def add_parser(sub):
     g.add_argument("--no-ufm", dest="ufm", action="store_false", help="skip the UFM solve")
     g.add_argument("--ufm-steps", type=int, default=20000, help="most PGD steps of the UFM solve (20000)")
     g.add_argument("--ufm-max-n", type=int, default=2000, help="scale the UFM counts down above this N (2000)")
+    add_size_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="write result.json, history.jsonl, embeddings.npz, geometry.png, gram.png, "
                         "geometry_per_epoch.png here")
     return p
+
+
+OUTPUTS = ("result.json", "history.jsonl", "embeddings.npz", "geometry.png", "gram.png", "geometry_per_epoch.png",
+           "checkpoint.npz", "checkpoint.json")
+
+
+def train_memory(config, data) -> int:
+    """Bytes a training run needs beyond its data, before anything is allocated: the encoder's parameters counted
+    from their specs (``solvers.deepnet.encoders.parameter_count``: no array is made) in float32, times 6 (parameters, gradients, two optimizer moments,
+    the update and the checkpoint's copy), plus the activations of the widest batch (each layer's outputs kept
+    for the backward pass, 3 copies) and the embeddings of every sample (float64, with the tracker's normalised
+    copy)."""
+    import math
+
+    from solvers.deepnet.encoders import encoder, parameter_count
+    from solvers.deepnet.train import _batch_width
+
+    enc = encoder(config.arch, dim=config.dim, width=config.width, relu=config.relu, head=config.head)
+    shape = tuple(int(v) for v in data.x_train.shape[1:])
+    n_params = parameter_count(enc, shape)
+    width = config.width or {"mlp": 512, "cnn": 32, "resnet18": 64}[config.arch]
+    pixels = math.prod(shape[:-1]) if config.arch != "mlp" else 1
+    per_sample = (2 * width + enc.dim + (config.head or 0)) * (1 if config.arch == "mlp" else 8 * pixels)
+    b = _batch_width(config, data.y_train) * config.views
+    N = len(data.y_train) + len(data.y_test)
+    return int(4 * 6 * n_params + 4 * 3 * b * (per_sample + math.prod(shape)) + 8 * 2 * N * enc.dim)
 
 
 def batching_of(args) -> str:
@@ -150,13 +178,15 @@ def run(args) -> int:
         raise UsageError("--weight-decay 0 with CE: the UFM comparison needs weight_decay > 0 (no minimiser "
                          "exists without it); give a weight decay or --no-ufm")
     check_out(args.out, args.resume)
-    if args.out:
-        ensure_dir(args.out)
+    hold_folder(args, "ufm train", OUTPUTS)
     try:
         data = train._load_data(config)
     except (DataError, ValueError) as e:
         raise UsageError(str(e)) from None
     check_batch_size(config, len(data.y_train))
+    check_memory(args, train_memory(config, data), f"{config.arch} (width {config.width or 'default'}, dim "
+                 f"{config.dim or 'default'}) on {len(data.y_train)} samples", "--width / --dim / --head / "
+                 "--batch-size")
     # every epoch is one row of this tracker (history.jsonl, geometry_per_epoch.png), the UFM solved once for it
     reference = train.ufm_reference(config, max_n=args.ufm_max_n, steps=args.ufm_steps) if args.ufm else False
     tracker = train.tracker_for(config, out=args.out, reference=reference)
