@@ -47,6 +47,7 @@ __all__ = ["SCHEMES", "EPOCH_SCHEMES", "SUBSETS_EXACT_MAX", "Scheme", "parse_sch
            "parse_batches", "read_batches", "batches_from_text", "is_epoch_scheme", "epoch_batch_list", "union_batches",
            "describe"]
 
+MAX_BATCHES_FILE = 1 << 30  # bytes of a batches file
 SUBSETS_EXACT_MAX = 2000  # subsets:b enumerates all C(N, b) subsets up to this many, else samples
 
 
@@ -215,17 +216,30 @@ def parse_batches(text: str) -> tuple[tuple[int, ...], ...]:
 def read_batches(path) -> tuple[tuple[int, ...], ...]:
     """Explicit batches from a file: ``.json`` holds a list of index lists; any other file is text for
     :func:`parse_batches` (one batch per line, or ``;``-separated). ``ValueError`` naming ``batches``."""
+    import stat
+
     try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise ValueError(f"batches: {str(path)!r} is a folder, not a file")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read, /dev/zero never end
+            raise ValueError(f"batches: {str(path)!r} is not a regular file (a FIFO, device or socket)")
+        if st.st_size > MAX_BATCHES_FILE:
+            raise ValueError(f"batches: {str(path)!r} holds {st.st_size} bytes, more than {MAX_BATCHES_FILE}")
         with open(path) as fh:
             text = fh.read()
     except OSError as e:
         raise ValueError(f"batches: cannot read {str(path)!r} ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"batches: {str(path)!r} is not a text file (UTF-8)") from None
     if not str(path).endswith(".json"):
         return parse_batches(text)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"batches: {str(path)!r} is not valid JSON ({e.msg}, line {e.lineno})") from None
+    except RecursionError:
+        raise ValueError(f"batches: {str(path)!r} is nested too deeply; give a list of index lists") from None
     if not isinstance(data, list) or not all(isinstance(b, list) for b in data):
         raise ValueError(f"batches: {str(path)!r} must hold a list of index lists, e.g. [[0, 1, 3], [2, 4, 5]]")
     return tuple(tuple(b) for b in data)
@@ -234,7 +248,7 @@ def read_batches(path) -> tuple[tuple[int, ...], ...]:
 def batches_from_text(text: str):
     """A ``--batches`` value: the path of an existing file (:func:`read_batches`), else index text
     (:func:`parse_batches`)."""
-    if os.path.isfile(text):
+    if os.path.exists(text):
         return read_batches(text)
     if _BATCH_TEXT.match(text) or "," in text or ";" in text:
         return parse_batches(text)

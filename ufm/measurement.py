@@ -40,6 +40,9 @@ def to_numpy(x) -> np.ndarray:
     """A NumPy array of ``x``: a NumPy or JAX array, a PyTorch tensor on any device (``x.detach().cpu()``), or a
     nested list."""
     if hasattr(x, "detach"):
+        layout = str(getattr(x, "layout", "torch.strided"))
+        if layout != "torch.strided":
+            raise InputError(f"a {layout.replace('torch.', '')} tensor: pass it dense (tensor.to_dense())")
         x = x.detach()
         if hasattr(x, "cpu"):
             x = x.cpu()
@@ -55,8 +58,8 @@ def validate(Z, labels, W=None):
     """``(Z float64 (N, d), labels int64 (N,), W float64 (K, d) or None)``, checked: ``Z`` finite, labels
     integers in ``0..K-1`` with every class present, ``W`` of shape ``(K, d)`` and finite. Raises
     :class:`InputError` with the reason."""
-    Z = to_numpy(Z)
-    if Z.dtype == object or not np.issubdtype(Z.dtype, np.number) or np.iscomplexobj(Z):
+    Z = _array(Z, "embeddings")
+    if Z.dtype.kind not in REAL_KINDS:
         raise InputError(f"embeddings: expected real numbers, got dtype {Z.dtype}")
     if Z.ndim != 2:
         raise InputError(f"embeddings: expected a 2-D array (N, d), got shape {Z.shape}")
@@ -65,22 +68,24 @@ def validate(Z, labels, W=None):
     Z = Z.astype(np.float64)
     if not np.all(np.isfinite(Z)):
         raise InputError(f"embeddings: {int(np.sum(~np.isfinite(Z)))} NaN or infinite entries")
-    y = to_numpy(labels)
+    y = _array(labels, "labels")
     if y.ndim == 2 and 1 in y.shape:
         y = y.reshape(-1)
     if y.ndim != 1:
         raise InputError(f"labels: expected a 1-D array (N,), got shape {y.shape}")
     if y.shape[0] != Z.shape[0]:
         raise InputError(f"labels: {y.shape[0]} labels for {Z.shape[0]} embeddings")
-    if y.dtype == object or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)
-                                 or y.dtype == bool):
+    if y.dtype.kind not in REAL_KINDS:
         raise InputError(f"labels: expected integers, got dtype {y.dtype}")
     if np.issubdtype(y.dtype, np.floating):
         if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
             raise InputError("labels: expected integers, got non-integer values")
-    y = y.astype(np.int64)
     if y.min() < 0:
-        raise InputError(f"labels: must lie in 0..K-1, got {int(y.min())}")
+        raise InputError(f"labels: must lie in 0..K-1, got {y.min():g}")
+    if y.max() >= y.shape[0]:  # every class has a sample, so K <= N: checked before anything is counted
+        raise InputError(f"labels: {y.max():g} is not a class index: {y.shape[0]} rows hold at most {y.shape[0]} "
+                         "classes, labels 0..K-1")
+    y = y.astype(np.int64)
     K = int(y.max()) + 1
     if K < 2:
         raise InputError("labels: a single class; measuring needs at least 2")
@@ -89,8 +94,8 @@ def validate(Z, labels, W=None):
     if missing.size:
         raise InputError(f"labels: class {int(missing[0])} has no sample; labels must use every class 0..{K - 1}")
     if W is not None:
-        W = to_numpy(W)
-        if W.dtype == object or not np.issubdtype(W.dtype, np.number):
+        W = _array(W, "classifier")
+        if W.dtype.kind not in REAL_KINDS:
             raise InputError(f"classifier: expected real numbers, got dtype {W.dtype}")
         if W.shape != (K, Z.shape[1]):
             raise InputError(f"classifier: expected shape (K, d) = ({K}, {Z.shape[1]}), got {W.shape}")
@@ -98,6 +103,19 @@ def validate(Z, labels, W=None):
         if not np.all(np.isfinite(W)):
             raise InputError("classifier: NaN or infinite entries")
     return Z, y, W
+
+
+REAL_KINDS = "biuf"  # bool, signed, unsigned, float: not complex, dates, durations, strings or objects
+
+
+def _array(x, what) -> np.ndarray:
+    """:func:`to_numpy`, an :class:`InputError` naming ``what`` when ``x`` cannot be one (a sparse tensor)."""
+    try:
+        return to_numpy(x)
+    except InputError as e:
+        raise InputError(f"{what}: {e}") from None
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise InputError(f"{what}: not an array ({e})") from None
 
 
 def normalizes(loss: str) -> bool:
@@ -117,6 +135,11 @@ def network_geometry(Z, labels, W=None, loss="sc", normalize=None) -> dict:
     labels = np.asarray(labels)
     K = int(labels.max()) + 1
     norm = normalizes(loss) if normalize is None else bool(normalize)
+    if norm:  # a zero row has no direction: normalising it would read as a perfect collapse (nc1 0)
+        zero = np.flatnonzero(~np.any(np.asarray(Z) != 0, axis=1))
+        if zero.size:
+            raise InputError(f"embeddings: {zero.size} row(s) are all zero (first: row {int(zero[0])}); the rows are "
+                             "measured as directions (normalised), which a zero row does not have (a dead ReLU?)")
     X = geometry.normalize_rows(Z) if norm else np.asarray(Z, dtype=np.float64)
     rep = geometry.report(X, labels, K, W=W, normalize=False)
     G = np.asarray(rep["mean_cosines"])

@@ -45,43 +45,164 @@ MAX_N = 2000  # full batch: the UFM's counts are scaled down past this many samp
 
 # --- reading --------------------------------------------------------------------------------------------------
 
-def _pick(arrays: dict, key, path, what):
-    names = sorted(arrays)
-    if key is not None:
-        if key not in arrays:
-            raise InputError(f"{what} {path}: no array named {key!r} (it holds {', '.join(names) or 'nothing'})")
-        return arrays[key]
-    if len(arrays) == 1:
-        return next(iter(arrays.values()))
-    if what in arrays:
-        return arrays[what]
-    raise InputError(f"{what} {path}: holds {len(arrays)} arrays ({', '.join(names)}); pick one with --key")
+COPIES = 4  # an array is held about this many times over as float64 (the loaded one, float64, normalised, means)
+TEXT_FACTOR = 16  # bytes of memory per byte of CSV text while it is parsed (strings, lists of floats)
 
 
-def _read_text(path, delimiter, what):
+def memory_cap() -> int:
+    """Bytes an input array may take once loaded: a quarter of ``MemAvailable`` (``/proc/meminfo``), at most
+    ``1 << 40``; an array whose float64 copies (:data:`COPIES`) would exceed it is refused before it is read."""
     try:
-        with open(path, newline="") as fh:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return min(int(line.split()[1]) * 1024 // 4, 1 << 40)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 1 << 32
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} EiB"  # pragma: no cover
+
+
+def regular_file(path, what) -> int:
+    """The size of ``path``; :class:`InputError` when it is missing or not a regular file (a folder, a FIFO that
+    would block the read, a device such as ``/dev/zero`` that never ends)."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{what} {path}: no such file") from None
+    except OSError as e:
+        raise InputError(f"{what} {path}: cannot read it ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{what} {path}: is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{what} {path}: not a regular file (a FIFO, device or socket); save the array to a file")
+    return st.st_size
+
+
+def _check_declared(shape, dtype, what, path, data_bytes=None, cap=None):
+    """Refuse, from a header alone (nothing read yet): a dtype that is not real numbers (objects, which need
+    pickle; complex; dates and durations; strings), more bytes declared than the file holds, or an array whose
+    float64 copies exceed :func:`memory_cap`."""
+    if dtype.hasobject:
+        raise InputError(f"{what} {path}: refused: it holds Python objects (loading them needs pickle, which is "
+                         "never done); save plain numbers")
+    if dtype.kind not in "biuf":
+        raise InputError(f"{what} {path}: expected real numbers, got dtype {dtype}")
+    n = 1
+    for s in shape:
+        n *= int(s)
+    nbytes = n * dtype.itemsize
+    if data_bytes is not None and nbytes > data_bytes:
+        raise InputError(f"{what} {path}: refused: its header declares shape {tuple(shape)} ({_human(nbytes)}) but "
+                         f"the file holds {_human(data_bytes)} of data (truncated or forged)")
+    cap = memory_cap() if cap is None else cap
+    if COPIES * 8 * n > cap:
+        raise InputError(f"{what} {path}: too large: shape {tuple(shape)} needs about {_human(COPIES * 8 * n)} of "
+                         f"memory once loaded, more than the {_human(cap)} this machine can spare")
+
+
+def _npy_header(fh):
+    """``(shape, dtype)`` from the header of the ``.npy`` stream ``fh`` (left at the first data byte)."""
+    from numpy.lib import format as npf
+
+    version = npf.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = npf.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _, dtype = npf.read_array_header_2_0(fh)
+    else:
+        shape, _, dtype = npf._read_array_header(fh, version)  # 3.0: a UTF-8 header
+    return shape, dtype
+
+
+def _read_npy(path, what, size):
+    with open(path, "rb") as fh:
+        shape, dtype = _npy_header(fh)
+        _check_declared(shape, dtype, what, path, size - fh.tell())
+        fh.seek(0)
+        return np.load(fh, allow_pickle=False)
+
+
+def _read_npz(path, key, what):
+    """One member of an ``.npz``: picked by name first, its header and decompressed size checked, then read
+    alone (the other members are never decompressed)."""
+    from numpy.lib import format as npf
+
+    with zipfile.ZipFile(path) as zf:
+        members = {info.filename[:-4]: info for info in zf.infolist() if info.filename.endswith(".npy")}
+        name = _pick_name(list(members), key, path, what)
+        info = members[name]
+        cap = memory_cap()
+        if info.file_size > cap:
+            raise InputError(f"{what} {path}: too large: member {name!r} holds {_human(info.file_size)} once "
+                             f"decompressed, more than the {_human(cap)} this machine can spare")
+        with zf.open(info) as fh:
+            shape, dtype = _npy_header(fh)
+            head = fh.tell()
+        _check_declared(shape, dtype, what, f"{path}[{name}]", info.file_size - head, cap)
+        with zf.open(info) as fh:
+            return npf.read_array(fh, allow_pickle=False)
+
+
+def _pick_name(names, key, path, what):
+    """The name ``key`` picks among ``names`` (default: the only one, else ``what``)."""
+    names = sorted(names)
+    if key is not None:
+        if key not in names:
+            raise InputError(f"{what} {path}: no array named {key!r} (it holds {', '.join(names) or 'nothing'})")
+        return key
+    if len(names) == 1:
+        return names[0]
+    if what in names:
+        return what
+    raise InputError(f"{what} {path}: holds {len(names)} arrays ({', '.join(names)}); pick one with --key")
+
+
+def _pick(arrays: dict, key, path, what):
+    return arrays[_pick_name(list(arrays), key, path, what)]
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_text(path, delimiter, what, header=None):
+    """Numbers from CSV / TSV text. A UTF-8 byte-order mark (Excel) is dropped. The first line is a header when
+    ``header`` is True, or (``header`` None) when none of its cells is a number; any other line that is not all
+    numbers is refused naming its line, so no row is ever dropped in silence."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             text = fh.read()
     except UnicodeDecodeError:
-        raise InputError(f"{what} {path}: not a text file") from None
-    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in r)]
+        raise InputError(f"{what} {path}: not a text file (UTF-8)") from None
+    rows = [(n, r) for n, r in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), 1)
+            if any(c.strip() for c in r)]
     if not rows:
         raise InputError(f"{what} {path}: empty")
-
-    def numeric(row):
-        try:
-            return [float(c) for c in row]
-        except ValueError:
-            return None
-
-    if numeric(rows[0]) is None:  # a header line
+    first = rows[0][1]
+    if header or (header is None and not any(_is_number(c) for c in first)):
         rows = rows[1:]
     values = []
-    for row in rows:
-        v = numeric(row)
-        if v is None:
-            raise InputError(f"{what} {path}: a line holds something that is not a number: {delimiter.join(row)[:60]!r}")
-        values.append(v)
+    for n, row in rows:
+        try:
+            values.append([float(c) for c in row])
+        except ValueError:
+            raise InputError(f"{what} {path}: line {n} holds something that is not a number: "
+                             f"{delimiter.join(row)[:60]!r}" + (" (a header? give --header)" if n == 1 else "")) \
+                from None
     if not values:
         raise InputError(f"{what} {path}: a header and no numbers")
     if len({len(v) for v in values}) > 1:
@@ -96,6 +217,12 @@ def _read_torch(path, key, what):
     except ImportError:
         raise InputError(f"{what} {path}: reading a PyTorch file needs the torch package (pip install torch), or "
                          "save the array with numpy.save") from None
+    if zipfile.is_zipfile(path):  # torch.save's format: the tensors' storages are zip members; bound them first
+        with zipfile.ZipFile(path) as zf:
+            total = sum(info.file_size for info in zf.infolist())
+        if COPIES * total > memory_cap():
+            raise InputError(f"{what} {path}: too large: {_human(total)} once decompressed, more than this machine "
+                             "can spare")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's note on pickle protocols: the file is refused or read anyway
@@ -108,7 +235,10 @@ def _read_torch(path, key, what):
         obj = _pick(obj, key, path, what)
     if isinstance(obj, (list, tuple)) or not hasattr(obj, "detach"):
         raise InputError(f"{what} {path}: holds a {type(obj).__name__}, not a tensor")
-    return to_numpy(obj)
+    try:
+        return to_numpy(obj)
+    except InputError as e:
+        raise InputError(f"{what} {path}: {e}") from None
 
 
 def _read_safetensors(path, key, what):
@@ -124,29 +254,55 @@ def _read_safetensors(path, key, what):
     return _pick(arrays, key, path, what)
 
 
-def load_array(path, key=None, what="embeddings") -> np.ndarray:
-    """The array in ``path`` (module doc); ``key`` names one in an ``.npz``, a dict in a ``.pt`` or a
-    ``.safetensors`` file (default: the only array, else the one named ``what``). Raises :class:`InputError`."""
+def declared_shape(path, key=None, what="embeddings"):
+    """The shape an ``.npy`` / ``.npz`` file declares in its header (nothing else is read), or None for the other
+    formats and for a file whose header cannot be read (:func:`load_array` then says why)."""
     path = str(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{what} {path}: no such file")
     ext = os.path.splitext(path)[1].lower()
     try:
+        regular_file(path, what)
         if ext == ".npy":
-            return np.load(path, allow_pickle=False)
+            with open(path, "rb") as fh:
+                return tuple(_npy_header(fh)[0])
         if ext == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-            return _pick(arrays, key, path, what)
+            with zipfile.ZipFile(path) as zf:
+                members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+                with zf.open(members[_pick_name(list(members), key, path, what)]) as fh:
+                    return tuple(_npy_header(fh)[0])
+    except (InputError, ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError):
+        return None
+    return None
+
+
+def load_array(path, key=None, what="embeddings", header=None) -> np.ndarray:
+    """The array in ``path`` (module doc); ``key`` names one in an ``.npz``, a dict in a ``.pt`` or a
+    ``.safetensors`` file (default: the only array, else the one named ``what``); ``header`` (CSV / TSV): True
+    to skip the first line, None to skip it when none of its cells is a number. Shapes and sizes are read from
+    the headers and checked (:func:`memory_cap`) before any data is. Raises :class:`InputError`."""
+    path = str(path)
+    size = regular_file(path, what)
+    ext = os.path.splitext(path)[1].lower()
+    cap = memory_cap()
+    try:
+        if ext == ".npy":
+            return _read_npy(path, what, size)
+        if ext == ".npz":
+            return _read_npz(path, key, what)
         if ext in (".csv", ".tsv", ".txt"):
-            return _read_text(path, "\t" if ext == ".tsv" else ",", what)
+            if TEXT_FACTOR * size > cap:
+                raise InputError(f"{what} {path}: too large for text ({_human(size)}); save it as .npy")
+            return _read_text(path, "\t" if ext == ".tsv" else ",", what, header)
         if ext in (".pt", ".pth"):
             return _read_torch(path, key, what)
         if ext == ".safetensors":
+            if COPIES * size > cap:
+                raise InputError(f"{what} {path}: too large ({_human(size)}), more than this machine can spare")
             return _read_safetensors(path, key, what)
     except InputError:
         raise
-    except ValueError as e:  # NumPy's "Object arrays cannot be loaded when allow_pickle=False", bad headers
+    except MemoryError:
+        raise InputError(f"{what} {path}: too large: out of memory while reading it") from None
+    except (ValueError, RecursionError) as e:  # "Object arrays cannot be loaded when allow_pickle=False", headers
         raise InputError(f"{what} {path}: refused ({e})") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise InputError(f"{what} {path}: cannot read it ({e})") from None

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 
-from .common import UsageError, dumps, ensure_dir, fmt_matrix, loss_choices, versions, write_json
+from .common import UsageError, dumps, fmt_matrix, hold_folder, loss_choices, seed_int, versions, write_json
 
 HELP = "measure a network's embeddings (NC1, Delta_GM, NC3, NC4) and their distance to the UFM's geometry"
 
 FORMATS = ".npy, .npz, .csv, .tsv, .pt (torch), .safetensors"
+
+
+OUTPUTS = ("result.json", "cosines.png", "per_class.csv")
 
 
 def add_parser(sub):
@@ -25,6 +28,8 @@ def add_parser(sub):
                    help="likewise for --labels (default: the only array, else 'labels')")
     g.add_argument("--classifier-key", metavar="NAME", default=None,
                    help="likewise for --classifier (default: the only array, else 'classifier')")
+    g.add_argument("--header", action="store_true",
+                   help="CSV / TSV: the first line is a header (default: only when none of its cells is a number)")
     u = p.add_argument_group("the UFM to compare with")
     u.add_argument("--loss", choices=loss_choices(), default="sc",
                    help="the loss the network was trained with (default sc; sc and bcl normalise the rows)")
@@ -36,7 +41,7 @@ def add_parser(sub):
                    help="full | fixed:b | shuffled:b | binding:b | subsets:b (default full)")
     b.add_argument("--batches", default=None, metavar="FILE",
                    help="explicit batches: indices of the embeddings' rows (.json list of lists, or one per line)")
-    u.add_argument("--seed", type=int, default=0, help="the UFM's random start and batch seed (default 0)")
+    u.add_argument("--seed", type=seed_int, default=0, help="the UFM's random start and batch seed (default 0)")
     u.add_argument("--no-ufm", action="store_true", help="measure the network only (no solve, no certificate)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--out", metavar="DIR", default=None,
@@ -44,11 +49,11 @@ def add_parser(sub):
     return p
 
 
-def _load(path, key, what):
+def _load(path, key, what, header=False):
     from solvers.workflows.measure import InputError, load_array
 
     try:
-        return load_array(path, key, what)
+        return load_array(path, key, what, header=True if header else None)
     except InputError as e:
         raise UsageError(str(e)) from None
 
@@ -78,9 +83,15 @@ def run(args) -> int:
                                            write_per_class_csv)
     from ufm.batching import read_batches
 
-    Z = _load(args.embeddings, args.key, "embeddings")
-    y = _load(args.labels, args.labels_key, "labels")
-    W = None if args.classifier is None else _load(args.classifier, args.classifier_key, "classifier")
+    from solvers.workflows.measure import declared_shape
+
+    y = _load(args.labels, args.labels_key, "labels", args.header)
+    shape = declared_shape(args.embeddings, args.key, "embeddings")  # rows checked before the embeddings are read
+    if shape and len(shape) == 2 and getattr(y, "ndim", 0) >= 1 and shape[0] != max(y.shape):
+        raise UsageError(f"labels: {max(y.shape)} labels for {shape[0]} embeddings ({args.embeddings} declares shape "
+                         f"{shape})")
+    Z = _load(args.embeddings, args.key, "embeddings", args.header)
+    W = None if args.classifier is None else _load(args.classifier, args.classifier_key, "classifier", args.header)
     batches = None
     if args.batches is not None:
         try:
@@ -89,8 +100,7 @@ def run(args) -> int:
             raise UsageError(str(e)) from None
     if not (args.tau > 0):
         raise UsageError(f"tau must be > 0, got {args.tau}")
-    if args.out:
-        ensure_dir(args.out)
+    hold_folder(args, "ufm measure", OUTPUTS)
     try:
         res = measure_row(Z, y, W, loss=args.loss, tau=args.tau, relu=args.relu, batching=args.batching,
                           batches=batches, weight_decay=args.weight_decay, seed=args.seed, ufm=not args.no_ufm)
