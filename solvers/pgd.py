@@ -390,6 +390,7 @@ _start_jit = jax.jit(_start, static_argnums=0)
 _segment_jit = jax.jit(_segment, static_argnums=0)
 _final_jit = jax.jit(_final, static_argnums=0)
 PROGRESS_WORK = 5e6  # N * (d + batch width) from which solve(progress=None) shows a bar (a solve of seconds or more)
+MAX_STEPS = 2**31 - 2  # the compiled loop's step counter is an int32 (steps + 1 must fit)
 PROGRESS_SEGMENTS = 50  # a bar's run is cut into this many segments of steps
 
 
@@ -444,6 +445,8 @@ def _init_arrays(init, static):
 def _check_args(steps, lr, optimizer, tol, dtype):
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if steps > MAX_STEPS:  # the compiled loop counts in int32
+        raise ValueError(f"steps must be at most {MAX_STEPS} (the loop's int32 counter), got {steps}")
     if lr is not None and not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a finite number > 0 (or None for the rule), got {lr!r}")
     if isinstance(optimizer, str) and optimizer not in OPTIMIZERS:

@@ -117,4 +117,4 @@ def test_solve_out_cleans_stale_and_leaves_no_temporaries(capsys, tmp_path):
     (out / f".solution.npz.tmp{2 ** 22 + 7}.npz").write_text("x")
     code, _, err = run_cli(capsys, "solve", "--counts", "3,3", "--steps", "20", "--out", str(out))
     assert code == 0, err
-    assert sorted(os.listdir(out)) == ["result.json", "solution.npz"]
+    assert sorted(os.listdir(out)) == [".lock", "result.json", "solution.npz"]  # .lock: the folder's lock (ufm.runs)

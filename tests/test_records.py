@@ -109,7 +109,8 @@ def test_a_second_writer_exits_2_and_writes_nothing(tmp_path, capsys):
     try:
         code, _, err = run_cli(capsys, *TINY, "--out", str(tmp_path))
         assert code == 2 and "Traceback" not in err
-        assert f"another ufm sweep is writing to {tmp_path} (pid {proc.pid}); wait for it or use another --out" in err
+        assert f"{tmp_path} is already in use by another ufm process (ufm, pid {proc.pid}); wait for it or use " \
+               "another --out" in err
         assert not (tmp_path / "results.jsonl").exists()
     finally:
         proc.kill()

@@ -36,6 +36,9 @@ def _int_tuple(name, values):
     return tuple(out)
 
 
+RADIUS_MIN, RADIUS_MAX = 1e-150, 1e150  # radius^2 stays a normal, finite float64
+
+
 def _real(name, v, *, positive=False, nonneg=False):
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
         raise ValueError(f"{name} must be a finite number, got {v!r}")
@@ -122,6 +125,9 @@ class Problem:
         set_("dim", int(dim))
         constraints.get(self.constraint)  # ValueError naming constraint when it is not registered
         set_("radius", _real("radius", self.radius, positive=True))
+        if not (RADIUS_MIN <= self.radius <= RADIUS_MAX):  # the engines work with radius^2 (at_unit_radius)
+            raise ValueError(f"radius must lie in {RADIUS_MIN:g}..{RADIUS_MAX:g} (radius^2 a normal float64), got "
+                             f"{self.radius!r}")
         set_("nonneg", bool(self.nonneg))
         set_("bias", bool(self.bias))
         set_("feature_decay", _real("feature_decay", self.feature_decay, nonneg=True))

@@ -253,16 +253,17 @@ def busy_message(folder, holder: str, hint: str) -> str:
 
 def lock_folder(folder, what="ufm", *, shared=True, hint="wait for it or use another --out"):
     """Take the advisory lock of ``folder`` (``flock`` on ``FOLDER/.lock``, non-blocking; the holder's pid and
-    ``what`` written in it); release it with :func:`unlock_folder`. Within one process a ``shared`` holder may
-    take it again (a command and the ``Tracker`` it drives); a lock taken with ``shared=False`` (a ``Tracker`` of
-    its own) admits nobody else, in this process or another. Raises ``Busy`` naming the holder."""
+    ``what`` written in it); returns a token for :func:`unlock_folder`. Within one process a ``shared`` holder
+    admits others (a command, and the ``Tracker`` it drives); a holder that is not ``shared`` (a ``Tracker``)
+    admits nobody while it holds the lock, in this process or another. Raises ``Busy`` naming the holder."""
     key = os.path.realpath(folder)
     held = _HELD.get(key)
     if held is not None:
-        if held[1] and shared:
-            held[2] += 1
-            return key
-        raise Busy(busy_message(folder, f"{_holder(held[0])} in this process", hint))
+        if not held[1]:
+            raise Busy(busy_message(folder, f"{_holder(held[0])}, in this process", hint))
+        held[2] += 1
+        held[1] = bool(shared)  # a non-shared joiner closes the door until it leaves
+        return (key, not shared)
     path = os.path.join(folder, LOCK_NAME)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -279,7 +280,7 @@ def lock_folder(folder, what="ufm", *, shared=True, hint="wait for it or use ano
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()} {what}\n".encode(), 0)
     _HELD[key] = [fd, bool(shared), 1]
-    return key
+    return (key, False)
 
 
 def _holder(fd) -> str:
@@ -292,11 +293,14 @@ def _holder(fd) -> str:
     return f"{what or 'ufm'}, pid {pid or 'unknown'}"
 
 
-def unlock_folder(key):
-    """Release one hold of :func:`lock_folder` (``key``: what it returned)."""
+def unlock_folder(token):
+    """Release one hold of :func:`lock_folder` (``token``: what it returned)."""
+    key, reopen = token
     held = _HELD.get(key)
     if held is None:
         return
+    if reopen:
+        held[1] = True
     held[2] -= 1
     if held[2] > 0:
         return
@@ -311,11 +315,11 @@ def unlock_folder(key):
 def dir_lock(folder, what="ufm sweep", hint="wait for it or use another --out", shared=True):
     """Hold :func:`lock_folder` for the ``with`` block (re-entrant within a process for ``shared`` holders).
     Raises ``Busy`` when another process (or a non-shared holder here) holds it."""
-    key = lock_folder(folder, what, shared=shared, hint=hint)
+    token = lock_folder(folder, what, shared=shared, hint=hint)
     try:
         yield
     finally:
-        unlock_folder(key)
+        unlock_folder(token)
 
 
 def to_pandas(path, table: str | None = None):

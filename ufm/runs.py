@@ -131,7 +131,7 @@ def prepare(folder, outputs=(), flag="--out") -> str:
         except OSError as e:
             raise FolderError(f"{where}: cannot inspect {name} ({_why(e)})") from None
         if stat.S_ISDIR(mode):
-            raise FolderError(f"{where}: {name} is a folder, where the run writes a file; move it away")
+            raise FolderError(f"{where}: {name} is a directory, where the run writes a file; move it away")
         if not stat.S_ISREG(mode):
             raise FolderError(f"{where}: {name} is not a regular file, where the run writes a file; move it away")
     clean_stale_tmp(folder)

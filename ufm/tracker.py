@@ -91,7 +91,13 @@ class Tracker:
       options: keyword arguments passed on to the reference (the certified one takes ``weight_decay`` (CE),
         ``max_n``, ``steps``, ``seed``, ``certify``).
     Raises:
-      ValueError naming a bad ``loss`` or ``tau``; :class:`ReferenceNotFound` when no reference can be found.
+      ValueError naming a bad ``loss`` or ``tau``; :class:`ReferenceNotFound` when no reference can be found;
+      ``ufm.records.Busy`` when another writer (another ``Tracker``, in this process or another, or another ufm
+      command) holds ``out_dir``; ``ufm.runs.FolderError`` when ``out_dir`` cannot take the files.
+
+    One writer per folder: a tracker holds ``out_dir``'s lock (``ufm.records.lock_folder``) from its creation to
+    :meth:`close` (leave the ``with`` block); ``history.jsonl`` is repaired first (a half-written last line, from
+    a killed run, is moved to ``history.jsonl.rejected``).
     """
 
     def __init__(self, out_dir, loss="sc", tau=0.1, relu=True, batching=None, *, reference=None, normalize=None,
@@ -103,9 +109,7 @@ class Tracker:
             raise ValueError(f"tau must be > 0, got {tau}")
         self.out_dir = None if out_dir is None else os.fspath(out_dir)
         self.path = None
-        if self.out_dir is not None:
-            os.makedirs(self.out_dir, exist_ok=True)
-            self.path = os.path.join(self.out_dir, HISTORY)
+        self._lock = None
         self.loss, self.tau, self.relu, self.normalize = loss, float(tau), bool(relu), normalize
         if batching is None or isinstance(batching, str):
             self.batching, self.batches = batching or "full", None
@@ -125,6 +129,31 @@ class Tracker:
         self.solves = 0
         self.rows: list[dict] = []
         self.closed = False
+        if self.out_dir is not None:
+            self._open_folder()
+
+    def _open_folder(self):
+        """Prepare ``out_dir`` (``ufm.runs.prepare``), take its lock for this tracker alone (until :meth:`close`)
+        and move a half-written last line of ``history.jsonl`` aside (``ufm.records.repair``), so that every
+        row appended from here is a whole line of its own."""
+        from . import records, runs
+
+        runs.prepare(self.out_dir, (HISTORY, FIGURE), flag="out_dir")
+        self._lock = records.lock_folder(self.out_dir, "ufm.Tracker", shared=False,
+                                         hint="close the other Tracker or log to another folder")
+        try:
+            self.path = os.path.join(self.out_dir, HISTORY)
+            records.repair(self.path, ("epoch",))
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self):
+        if self._lock is not None:
+            from .records import unlock_folder
+
+            unlock_folder(self._lock)
+            self._lock = None
 
     @property
     def has_reference(self) -> bool:
@@ -219,8 +248,11 @@ class Tracker:
         if self.closed:
             return
         self.closed = True
-        if self.rows and self.out_dir is not None:
-            draw(self.rows, os.path.join(self.out_dir, FIGURE))
+        try:
+            if self.rows and self.out_dir is not None:
+                draw(self.rows, os.path.join(self.out_dir, FIGURE))
+        finally:
+            self._release()
 
     def __enter__(self):
         return self

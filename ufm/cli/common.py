@@ -464,6 +464,9 @@ def problem_from_args(args):
         except ValueError as e:
             raise UsageError(str(e)) from None
     kwargs.update(getattr(args, "_problem_extra", {}))
+    if kwargs.get("counts") is not None and len(kwargs["counts"]) < 2 and "labels" not in kwargs:
+        raise UsageError(f"counts: one class ({args.counts[0]} samples); the geometry between classes needs at "
+                         "least 2, e.g. --counts 30,30")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
