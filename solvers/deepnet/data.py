@@ -173,17 +173,35 @@ class _ArraysOnly(pickle.Unpickler):
                 ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
                 ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
 
+    def __init__(self, fh, *, limit: int, **kw):
+        super().__init__(fh, **kw)
+        self.limit = limit  # bytes an array may take: its data must come from the file
+
     def find_class(self, module, name):
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        found = super().find_class(module, name)
+        if name != "_reconstruct":
+            return found
+
+        def reconstruct(cls, shape, dtype):  # allocates the shape: bounded by the file's size first
+            n = 1
+            for s in (shape if isinstance(shape, tuple) else (shape,)):
+                n *= int(s)
+            if n * np.dtype(dtype).itemsize > self.limit:
+                raise pickle.UnpicklingError(f"an array of shape {shape} is larger than the file ({self.limit} "
+                                             "bytes) could fill")
+            return found(cls, shape, dtype)
+
+        return reconstruct
 
 
 def _cifar_batch(path):
     try:
         with open(path, "rb") as fh:
-            d = _ArraysOnly(fh, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+            d = _ArraysOnly(fh, encoding="latin1", limit=os.fstat(fh.fileno()).st_size).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            OverflowError, MemoryError) as e:
         raise DataError(f"{path}: not a CIFAR-10 python batch ({e}); the file is corrupt or truncated") from None
     if not isinstance(d, dict):
         raise DataError(f"{path}: not a CIFAR-10 python batch (expected a dict)")
