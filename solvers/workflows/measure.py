@@ -45,7 +45,7 @@ MAX_N = 2000  # full batch: the UFM's counts are scaled down past this many samp
 
 # --- reading --------------------------------------------------------------------------------------------------
 
-COPIES = 4  # an array is held about this many times over as float64 (the loaded one, float64, normalised, means)
+COPIES = 5  # an array is held about this many times over as float64 (loaded, validated, normalised, the geometry)
 TEXT_FACTOR = 16  # bytes of memory per byte of CSV text while it is parsed (strings, lists of floats)
 
 
