@@ -73,10 +73,10 @@ OUTPUTS = ("result.json", "history.jsonl", "embeddings.npz", "geometry.png", "gr
 
 def train_memory(config, data) -> int:
     """Bytes a training run needs beyond its data, before anything is allocated: the encoder's parameters counted
-    from their specs (``solvers.deepnet.encoders.parameter_count``: no array is made) in float32, times 6 (parameters, gradients, two optimizer moments,
-    the update and the checkpoint's copy), plus the activations of the widest batch (each layer's outputs kept
-    for the backward pass, 3 copies) and the embeddings of every sample (float64, with the tracker's normalised
-    copy)."""
+    from their specs (``solvers.deepnet.encoders.parameter_count``: no array is made) in float32, times 6
+    (parameters, gradients, two optimizer moments, the update and the checkpoint's copy), plus the activations of
+    the widest batch (each layer's outputs kept for the backward pass, 3 copies) and the embeddings of every
+    sample (float64, with the tracker's normalised copy). A rough bound, meant to refuse what cannot fit."""
     import math
 
     from solvers.deepnet.encoders import encoder, parameter_count
@@ -86,8 +86,11 @@ def train_memory(config, data) -> int:
     shape = tuple(int(v) for v in data.x_train.shape[1:])
     n_params = parameter_count(enc, shape)
     width = config.width or {"mlp": 512, "cnn": 32, "resnet18": 64}[config.arch]
-    pixels = math.prod(shape[:-1]) if config.arch != "mlp" else 1
-    per_sample = (2 * width + enc.dim + (config.head or 0)) * (1 if config.arch == "mlp" else 8 * pixels)
+    pixels = math.prod(shape[:-1])
+    # floats each sample leaves for the backward pass: the layers' outputs (convolutions with their norm and ReLU;
+    # cnn: width, 2 width, 4 width channels at strides 1, 2, 2; resnet18: a stem and 4 convolutions per stage)
+    per_sample = {"mlp": 2 * width, "cnn": 6 * width * pixels, "resnet18": 26 * width * pixels}[config.arch]
+    per_sample += enc.dim + 2 * (config.head or 0)
     b = _batch_width(config, data.y_train) * config.views
     N = len(data.y_train) + len(data.y_test)
     return int(4 * 6 * n_params + 4 * 3 * b * (per_sample + math.prod(shape)) + 8 * 2 * N * enc.dim)
