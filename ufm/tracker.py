@@ -96,7 +96,7 @@ class Tracker:
       command) holds ``out_dir``; ``ufm.runs.FolderError`` when ``out_dir`` cannot take the files.
 
     One writer per folder: a tracker holds ``out_dir``'s lock (``ufm.records.lock_folder``) from its creation to
-    :meth:`close` (leave the ``with`` block); ``history.jsonl`` is repaired first (a half-written last line, from
+    :meth:`close` (leave the ``with`` block; a tracker never closed frees it when it is garbage-collected); ``history.jsonl`` is repaired first (a half-written last line, from
     a killed run, is moved to ``history.jsonl.rejected``).
     """
 
@@ -253,6 +253,12 @@ class Tracker:
                 draw(self.rows, os.path.join(self.out_dir, FIGURE))
         finally:
             self._release()
+
+    def __del__(self):  # an abandoned tracker (never closed) frees its folder when it is collected
+        try:
+            self._release()
+        except Exception:  # noqa: BLE001 - at interpreter exit the modules may be gone; the lock goes with them
+            pass
 
     def __enter__(self):
         return self
