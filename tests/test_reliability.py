@@ -93,10 +93,14 @@ COMMANDS = {
 
 
 def _interrupt(tmp_path, argv, delay, twice=False):
+    """Run ``ufm *argv`` in its own session (no compilation cache: it compiles), send SIGINT to its process group
+    after ``delay`` s (twice: again 0.05 s later); ``(exit code, seconds from the signal to the exit, stderr,
+    the --out folder)``."""
     out = tmp_path / "out"
     if argv[0] != "solve":
         argv = argv + ["--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "ufm", *argv], env=ENV, cwd=ROOT, start_new_session=True,
+    env = {k: v for k, v in ENV.items() if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
+    proc = subprocess.Popen([sys.executable, "-m", "ufm", *argv], env=env, cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(delay)
     sent = time.time()
@@ -434,6 +438,7 @@ def test_the_cli_turns_every_exception_into_one_line(tmp_path, capsys, monkeypat
         assert "Traceback" in logs[0].read_text() and "unsupported operand" in logs[0].read_text()
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_is_one_line(tmp_path):
     r = subprocess.run(f"{sys.executable} -m ufm solve --counts 3,3 --steps 20 --json | head -c 10",
                        shell=True, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -35,6 +35,7 @@ __all__ = ["Guard", "interrupted", "check", "GRACE", "EXIT"]
 
 GRACE = 1.0  # seconds from a Ctrl-C to the watchdog's exit
 LOCK_WAIT = 0.5  # at most this long for a write in progress to finish
+FLUSH_WAIT = 0.2  # at most this long to flush stdout and stderr (a full pipe must not hold the exit up)
 EXIT = 130
 
 _current: "Guard | None" = None
@@ -120,7 +121,7 @@ class Guard:
         try:
             flusher = threading.Thread(target=_flush, daemon=True)  # a full pipe must not hold the exit up
             flusher.start()
-            flusher.join(LOCK_WAIT)
+            flusher.join(FLUSH_WAIT)
             try:
                 os.write(2, f"{self.name}: {why}\n".encode())
             except OSError:
