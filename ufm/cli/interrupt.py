@@ -29,7 +29,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 __all__ = ["Guard", "interrupted", "check", "GRACE", "EXIT"]
 
@@ -114,7 +113,9 @@ class Guard:
         self.end("interrupted")
 
     def end(self, why="interrupted"):
-        """Wait (at most ``LOCK_WAIT``) for a write in progress, then print one line and end the process, 130."""
+        """Wait (at most ``LOCK_WAIT``) for a write in progress, then print one line and end the process, 130.
+        From the main thread itself (a second Ctrl-C) the lock is re-entrant: the handler runs between two
+        bytecodes, so a line appended is one ``write`` done, and a whole file is still its temporary."""
         records = sys.modules.get("ufm.records")
         lock = getattr(records, "WRITE_LOCK", None)
         got = lock.acquire(timeout=LOCK_WAIT) if lock is not None else False
