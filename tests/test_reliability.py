@@ -455,6 +455,7 @@ def test_a_closed_pipe_is_one_line(tmp_path):
     (["phase", "--seed", "-1", "--out", "o"], "seed must be an integer"),
     (["phase", "--seed", "1e23", "--out", "o"], "seed must be an integer"),
     (["sweep", "--seed", "-1", "--out", "o"], "seed must be an integer"),
+    (["verify", "--seed", "-1"], "seed must be an integer"),
     (["measure", "--seed", "1e20", "--embeddings", "z.npy", "--labels", "y.npy"], "seed must be an integer"),
     (["measure", "--seed", "-1", "--embeddings", "z.npy", "--labels", "y.npy"], "seed must be an integer"),
 ])

@@ -12,7 +12,7 @@ import argparse
 import math
 import os
 
-from .common import UsageError, dumps, ensure_dir, int_list, versions, write_json
+from .common import UsageError, dumps, ensure_dir, int_list, seed_int, versions, write_json
 
 HELP = "check every theorem that applies to a setting against its statement (holds / fails / inconclusive)"
 
@@ -68,7 +68,7 @@ def add_parser(sub):
     p.add_argument("--steps", type=int, default=5000, help="most PGD steps per run (default 5000)")
     p.add_argument("--starts", type=int, default=16, help="random starts of the landscape check (default 16)")
     p.add_argument("--tol", type=float, default=1e-6, help="relative loss tolerance (default 1e-6)")
-    p.add_argument("--seed", type=int, default=0, help="random starts and batch seed; with --audit, the draw")
+    p.add_argument("--seed", type=seed_int, default=0, help="random starts and batch seed; with --audit, the draw")
     p.add_argument("--audit", type=int, default=None, metavar="N", help="check N random settings instead")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", metavar="DIR", default=None, help="write verify.json here")
