@@ -118,9 +118,11 @@ def _interrupt(tmp_path, argv, delay, twice=False):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.2, 2.5, 6.0], ids=["start", "compiling", "running"])
+@pytest.mark.parametrize("delay", [0.5, 2.5, 6.0], ids=["importing", "compiling", "running"])
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_ctrl_c_exits_130_within_2_seconds_at_any_moment(tmp_path, command, delay):
+    """From the moment ufm's code runs (a Ctrl-C inside the interpreter's own start-up, its first ~0.15 s here, gets
+    Python's default handling): while the command imports its modules, while XLA compiles, while it runs."""
     code, latency, err, out = _interrupt(tmp_path, COMMANDS[command], delay)
     assert code == 130, err
     assert latency < 2.0, (latency, err)

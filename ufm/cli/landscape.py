@@ -13,7 +13,7 @@ import math
 import os
 import sys
 
-from .common import (UsageError, dumps, ensure_dir, eprint, named_int_list, seed_int, write_json)
+from .common import (UsageError, dumps, eprint, hold_folder, named_int_list, seed_int, write_json)
 
 HELP = "where the SC landscape is benign: random starts per point, stationary points grouped and certified"
 MAX_POINTS = 2000
@@ -131,7 +131,7 @@ def run(args) -> int:
     if len(points) < asked:
         eprint(f"ufm landscape: note: {(asked - len(points)) // len(kwargs['taus'])} count vector(s) repeat one "
                "already in the grid (after rounding); each is run once")
-    out = ensure_dir(args.out)
+    out = hold_folder(args, "ufm landscape", ("landscape.jsonl", "landscape.json", "landscape.png", "landscape.pdf"))
     from solvers.workflows import landscape as ls
     from ufm.progress import Progress
     from ufm.records import RecordsError
