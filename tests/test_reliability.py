@@ -100,6 +100,7 @@ def _interrupt(tmp_path, argv, delay, twice=False):
     if argv[0] != "solve":
         argv = argv + ["--out", str(out)]
     env = {k: v for k, v in ENV.items() if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
+    env["UFM_JAX_CACHE"] = "off"  # it compiles
     proc = subprocess.Popen([sys.executable, "-m", "ufm", *argv], env=env, cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(delay)
@@ -150,24 +151,24 @@ def test_a_boundary_bisection_ends_at_adjacent_floats(monkeypatch):
 
     calls = []
 
-    class Sol:
-        def __init__(self, R):
-            self.mu = R
-
     class Cert:
         certified = True
 
-    def fake_solve(problems, seed, tol, steps):
+    class Path:  # min_min jumps from -1 to 1 at R = 3.3: the bracket shrinks to adjacent floats
+        def problem(self, R, v):
+            return R
+
+        def geometry(self, problems, sols):
+            return [{"min_min": 1.0 if R >= 3.3 else -1.0} for R in problems]
+
+    def fake_solve(path, problems, seed, tol, steps, pad=None):
         calls.append(len(problems))
         assert len(calls) < 1000, "the bisection does not end"
-        return [Sol(R) for R in problems], [Cert() for _ in problems]
+        return list(problems), [Cert() for _ in problems]
 
-    monkeypatch.setattr(phase, "grid_problem", lambda spec, R, v: R)
     monkeypatch.setattr(phase, "_solve", fake_solve)
-    monkeypatch.setattr(phase, "_geometry", lambda R, majority: {"min_min": 1.0 if R >= 3.3 else -1.0})
-    spec = {"classes": 4, "minority_fraction": 0.5}
-    Rs, proved = phase.boundary(spec, [0.1], [(1.0, 10.0)], 0.0, rtol=1e-300)
-    assert proved == [True] and 3.3 <= Rs[0] <= np.nextafter(3.3, 4, dtype=np.float64) * (1 + 1e-15)
+    Rs, proved = phase.boundary({}, [0.1], [(1.0, 10.0)], 0.0, rtol=1e-300, path=Path())
+    assert proved == [True] and 3.3 <= Rs[0] <= np.nextafter(3.3, 4)
     assert len(calls) < 100
 
 

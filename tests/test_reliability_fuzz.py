@@ -141,7 +141,8 @@ def test_phase_flags_end_in_0_2_or_3_and_one_line(tmp_path, capsys, monkeypatch,
 
     def stub(spec, ratios, values, **kw):
         assert len(ratios) * len(values) <= 250_000
-        return {"points": len(ratios) * len(values), "certified_points": len(ratios) * len(values), "seconds": 0.0}
+        n = len(ratios) * len(values)
+        return {"points": n, "certified_points": n, "seconds": 0.0, "method": "class-level"}
 
     monkeypatch.setattr(workflow, "phase", stub)
     argv = ["phase", "--no-figures", "--out", str(tmp_path / "o")] + [w for k, v in flags.items() for w in (k, v)]
