@@ -7,7 +7,8 @@ picks between them.
 ``solvers.relaxation``: convex Gram relaxations in cvxpy (full and symmetry-reduced programs).
 ``solvers.first_order``: the first-order certificate at a solution, for any batching.
 ``solvers.dual``: proved lower bounds from a candidate Gram (every certificate's bound comes from here).
-``solvers.certify``: solution + bound -> gap, relaxed geometry, prediction check (:func:`certify`).
+``solvers.certificate``: solution + bound -> gap, relaxed geometry, prediction check (:func:`certify`; the module
+has its own name, so importing it never shadows the function ``solvers.certify``).
 ``solvers.local``: a proved strict local minimum or saddle at a point (:func:`certify_local`, ball arithmetic).
 ``solvers.classlevel``: the class-level problem (``ufm.ClassProblem``, any N, real class sizes), many at once, and
 its proved bounds.
@@ -23,16 +24,17 @@ from ufm._lazy import lazy
 _EXPORTS = {
     "pgd": ("pgd", None), "epochs": ("epochs", None), "relaxation": ("relaxation", None),
     "first_order": ("first_order", None), "dual": ("dual", None), "classlevel": ("classlevel", None), "solve_many": ("pgd", "solve_many"),
-    "Solution": ("pgd", "Solution"), "certify": ("certify", "certify"), "Certificate": ("certify", "Certificate"),
+    "Solution": ("pgd", "Solution"), "certify": ("certificate", "certify"), "Certificate": ("certificate", "Certificate"),
+    "certificate": ("certificate", None),
     "local": ("local", None), "certify_local": ("local", "certify_local"), "LocalCertificate": ("local", "LocalCertificate"),
 }
 
-__all__ = ["pgd", "epochs", "relaxation", "first_order", "dual", "classlevel", "solve", "solve_many", "Solution", "certify",
-           "Certificate", "local", "certify_local", "LocalCertificate"]
+__all__ = ["pgd", "epochs", "relaxation", "first_order", "dual", "classlevel", "certificate", "solve", "solve_many",
+           "Solution", "certify", "Certificate", "local", "certify_local", "LocalCertificate"]
 
 if TYPE_CHECKING:
-    from . import classlevel, dual, epochs, first_order, local, pgd, relaxation
-    from .certify import Certificate, certify
+    from . import certificate, classlevel, dual, epochs, first_order, local, pgd, relaxation
+    from .certificate import Certificate, certify
     from .local import LocalCertificate, certify_local
     from .pgd import Solution, solve_many
 

@@ -8,7 +8,7 @@ import pytest
 
 from ufm import Problem, theory
 from solvers import certify, pgd
-from solvers.certify import choose_method
+from solvers.certificate import choose_method
 from cli_run import run_cli
 
 IMBALANCED = Problem(counts=(20, 20, 2, 2), tau=0.5, dim=6)  # no closed form

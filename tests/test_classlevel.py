@@ -95,7 +95,7 @@ def test_nonneg_real_sizes_reach_the_of_closed_form():
 def test_agrees_with_full_pgd_and_certificate(kw):
     """Integer counts: the class-level optimum is certified, its embedding has the same full loss, it is no worse
     than the full solve, and it lies above the full certificate's proved bound."""
-    from solvers.certify import certify
+    from solvers.certificate import certify
     from solvers.pgd import solve
 
     P = Problem(**kw)

@@ -378,7 +378,7 @@ def test_recorded_spurious_minimum_is_what_it_claims():
     smallest eigenvalue agrees with the certificate's proved lower bound."""
     from reference import sc_loss_loops
 
-    from solvers.certify import certify
+    from solvers.certificate import certify
 
     path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "results", "landscape_spurious_points.json")
     points = json.load(open(path))["points"]

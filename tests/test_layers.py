@@ -1,6 +1,7 @@
 """The layers: the model (``ufm``, outside ``ufm/cli``) imports nothing from the engines, workflows or
 benchmarks, and the model's modules import each other without cycles."""
 import ast
+import os
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -56,3 +57,22 @@ def test_engines_never_import_workflows_or_the_command_line():
     bad = {str(p.relative_to(ROOT)): sorted(m for m in imports(p) if m.startswith(("solvers.workflows",
            "solvers.deepnet", "ufm.cli"))) for p in engines}
     assert not {k: v for k, v in bad.items() if v}
+
+
+def test_no_submodule_shadows_a_lazy_function():
+    """A package attribute that is a function must not share its name with a submodule: importing the submodule
+    (``from solvers.X import ...``) would replace the function on the package with the module."""
+    import importlib
+
+    for name in ("ufm", "solvers"):
+        pkg = importlib.import_module(name)
+        folder = os.path.dirname(pkg.__file__)
+        subs = {f[:-3] for f in os.listdir(folder) if f.endswith(".py")} | {
+            d for d in os.listdir(folder) if os.path.isfile(os.path.join(folder, d, "__init__.py"))}
+        for public in pkg.__all__:
+            target = pkg._EXPORTS.get(public) if hasattr(pkg, "_EXPORTS") else None
+            if target is not None and target[1] is not None:
+                assert public not in subs, f"{name}.{public} is a function and a submodule"
+    import solvers
+    import solvers.certificate  # noqa: F401
+    assert callable(solvers.certify) and not isinstance(solvers.certify, type(solvers))

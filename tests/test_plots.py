@@ -48,7 +48,7 @@ def colour_of(v):
 
 
 def test_default_tolerance_is_the_certificates():
-    from solvers.certify import certify
+    from solvers.certificate import certify
 
     assert inspect.signature(certify).parameters["tol"].default == plots.DEFAULT_TOL
 

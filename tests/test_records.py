@@ -126,7 +126,7 @@ def test_a_second_writer_exits_2_and_writes_nothing(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_failed_point_is_recorded_the_sweep_goes_on_exit_3_and_a_rerun_retries(tmp_path, capsys, monkeypatch):
-    from solvers.certify import SolverFailure
+    from solvers.certificate import SolverFailure
 
     real = sweep._certify
 

@@ -368,8 +368,8 @@ def solve_ufm(problem, *, steps=20000, seed=0, certify=True) -> dict:
            "lower_bound": None, "gap": None, "certified": False, "certificate_method": None,
            "certificate_error": None}
     if certify:
-        from solvers.certify import SolverFailure
-        from solvers.certify import certify as run_certify
+        from solvers.certificate import SolverFailure
+        from solvers.certificate import certify as run_certify
 
         try:
             c = run_certify(problem, sol)

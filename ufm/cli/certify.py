@@ -146,7 +146,7 @@ def run_local(args, problem) -> int:
     decides whether it is spurious."""
     import types
 
-    from solvers.certify import SolverFailure, certify
+    from solvers.certificate import SolverFailure, certify
     from solvers.local import certify_local, loss_upper
 
     from .solve import solve_with_progress
@@ -196,7 +196,7 @@ def run_local(args, problem) -> int:
 
 
 def run(args) -> int:
-    from solvers.certify import SolverFailure, certify
+    from solvers.certificate import SolverFailure, certify
     from solvers.workflows.report import save_arrays, solution_report
     from ufm import theory
 
