@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from ufm.objectives import NAMES
-
-from .common import UsageError, atomic, dumps, ensure_dir, eprint, fmt_matrix, seed_int, versions, write_json
+from .common import (UsageError, atomic, dumps, ensure_dir, eprint, fmt_matrix, loss_choices, seed_int, versions,
+                     write_json)
 
 HELP = "train a network (MLP, CNN, ResNet-18) under SC or CE and compare its geometry with the UFM"
 
@@ -36,7 +35,7 @@ def add_parser(sub):
     g.add_argument("--head", type=int, default=None, help="projection head with this hidden width (none)")
     g.add_argument("--relu", action=argparse.BooleanOptionalAction, default=True,
                    help="ReLU on the embedding (UFM+); --no-relu leaves it out (default --relu)")
-    g.add_argument("--loss", choices=NAMES, default="sc",
+    g.add_argument("--loss", choices=loss_choices(), default="sc",
                    help="a registered loss (ufm.objectives) with a deep-net head: sc or ce (default sc)")
     g.add_argument("--tau", type=float, default=0.1, help="SC temperature (0.1)")
     g.add_argument("--bias", action="store_true", help="CE classifier bias")
