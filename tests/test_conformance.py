@@ -257,14 +257,16 @@ def test_the_toy_loss_solves_and_certify_says_not_certifiable(toy, capsys):
     p = tiny("ce-smooth", weight_decay=1e-2)
     sol = solve(p, steps=3000)
     assert sol.converged and np.isfinite(sol.loss)
-    ref = _smoothed_loss_loops(first_order.feasible_rows(p, sol.Z), np.asarray(sol.W), p.label_array, 1e-2)
-    assert abs(sol.loss - ref) <= 1e-9
+    ref = _smoothed_loss_loops(first_order.feasible_rows(p, sol.Z), np.asarray(sol.W, np.float64), p.label_array,
+                               1e-2)
+    assert abs(first_order.solution_loss(p, sol.Z, sol.W) - ref) <= 1e-12
+    assert abs(sol.loss - ref) <= 1e-8
     # label smoothing keeps the loss above plain CE's certified minimum at the same point
     ce = certify(p.replace(loss="ce"), sol)
     assert ce.lower_bound is not None and sol.loss > ce.lower_bound
     cert = certify(p, sol)
     assert cert.status == "not certifiable" and cert.certified is False and cert.lower_bound is None
-    assert abs(cert.loss - sol.loss) <= 1e-9
+    assert abs(cert.loss - ref) <= 1e-12
     code, out, err = run_cli(capsys, "certify", "--counts", "2,2,2", "--loss", "ce-smooth", "--dim", "3")
     assert code == 3 and len(err.strip().splitlines()) == 1 and "not certifiable" in err and not out
     code, out, err = run_cli(capsys, "solve", "--counts", "2,2,2", "--loss", "ce-smooth", "--dim", "3",
