@@ -742,6 +742,9 @@ def sc_group_bound(problems, grams, optimal_multipliers: bool = False) -> list[D
     sqrt(s_g n_g s_h n_h) Qb_gh`` (the group-ones subspace): an exact decomposition, each piece bounded with its
     rounding (docs/phase.md). So the result is a proved bound on the *class-level* problem's minimum, whatever
     ``K`` (nothing ``K``-sized is formed)."""
+    problems = list(problems)
+    for p in problems:
+        _require(p, "contrastive")
     from ufm.reduced import stack_weights
 
     if isinstance(grams, dict):  # stacked (``ufm.reduced.stack_gram``): one G
@@ -967,6 +970,9 @@ def ce_group_bound(problems, grams, logits, uppers, optimal_multipliers: bool = 
     F_same^2``, between two classes of a group ``S_gg + 2 F_same (F_own - F_same)``, and between groups ``S_gh +
     (F_own,g - F_same,g) F_hg + F_gh (F_own,h - F_same,h)``. Its rounding is bounded by ``ce_class_bound``'s term
     (``gamma_{K+8}``) plus ``4 gamma_{2G+16}`` of the same absolute sum."""
+    problems = list(problems)
+    for p in problems:
+        _require(p, "ce")
     from ufm.reduced import stack_weights
 
     problems = list(problems)

@@ -248,6 +248,10 @@ def test_the_toy_loss_is_refused_by_every_proof(toy):
 
     with pytest.raises(ValueError, match="class-level"):
         ClassProblem(counts=(2, 2, 2), loss="ce-smooth", dim=3)
+    from ufm.reduced import GroupProblem
+
+    with pytest.raises(ValueError, match="class-level"):
+        GroupProblem(sizes=(2.0,), classes=(3,), loss="ce-smooth", dim=3)
 
 
 @pytest.mark.slow
