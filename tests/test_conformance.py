@@ -10,8 +10,8 @@ import warnings
 
 import numpy as np
 import pytest
-
 from cli_run import run_cli
+
 from ufm import Problem, objectives
 from ufm.objectives.base import Objective, Prediction
 
@@ -160,13 +160,13 @@ def test_sweep_one_point(loss, tmp_path):
     [rec] = sweep.run_sweep(points, str(tmp_path), show_progress=False)
     assert not sweep.failed(rec), rec
     assert np.isfinite(rec["loss"])
-    assert rec["certified"] is (True if objectives.get(loss).certifiable else False)
+    assert rec["certified"] is objectives.get(loss).certifiable
 
 
 # -- phase: the class-level value, or a clean refusal ----------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", LOSSES)
-def test_class_level_or_a_clean_refusal(loss, capsys):
+def test_class_level_or_a_clean_refusal(loss, capsys, tmp_path):
     from ufm.classlevel import ClassProblem
 
     obj = objectives.get(loss)
@@ -174,8 +174,8 @@ def test_class_level_or_a_clean_refusal(loss, capsys):
     if obj.class_level is None:
         with pytest.raises(ValueError, match="loss"):
             ClassProblem(counts=(2, 2, 2), loss=loss, dim=3, tau=1.0)
-        code, out, err = run_cli(capsys, "phase", "--loss", loss, "--ratios", "1", *axis, "--classes", "2",
-                                 "--out", "unused-dir")
+        code, _, err = run_cli(capsys, "phase", "--loss", loss, "--ratios", "1", *axis, "--classes", "2",
+                                 "--out", str(tmp_path / "phase"))
         assert code == 2 and len(err.strip().splitlines()) == 1 and loss in err and "Traceback" not in err
         return
     from solvers import classlevel, solve
@@ -204,13 +204,10 @@ def test_cli_summary_prints_the_declared_fields(loss, capsys):
 
 
 def test_train_choices_come_from_the_registry(capsys):
-    from ufm.cli import main
-
     code, out, _ = run_cli(capsys, "train", "--help")
     assert code == 0
     choices = out.split("--loss {", 1)[1].split("}", 1)[0].split(",")
     assert tuple(choices) == LOSSES
-    del main
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -221,7 +218,7 @@ def test_deepnet_head_or_a_clean_refusal(loss, capsys):
     if head is None:
         with pytest.raises(ValueError, match="deep-net head"):
             TrainConfig(loss=loss)
-        code, out, err = run_cli(capsys, "train", "--dataset", "digits", "--loss", loss, "--epochs", "1")
+        code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--loss", loss, "--epochs", "1")
         assert code == 2 and len(err.strip().splitlines()) == 1 and loss in err and "Traceback" not in err
         return
     assert TrainConfig(loss=loss).loss_head == head
