@@ -7,7 +7,11 @@ Two kinds, because the engines treat them differently:
   negative (0 for SC), so the loss written in the Gram matrix is linear terms plus log-sum-exps of affine functions of
   ``G``: the convex relaxation, its class-level reduction and the dual bound are shared, and an objective only states
   its ``log_weights``.
-* ``"classifier"`` (CE): variables ``Z``, ``W`` (and ``b``); the joint Gram of ``[Z; W]`` relaxes it.
+* ``"classifier"`` (CE): variables ``Z``, ``W`` (and ``b``); for CE the joint Gram of ``[Z; W]`` relaxes it.
+
+``kind`` names the variables only. Which relaxation, proof, class-level value and deep-net head apply, an objective
+declares in its own fields (``relaxation``, ``dual_bound``, ``class_level``, ``deepnet``; None by default): another
+classifier loss (focal, label smoothing) is not CE, and must not be proved with CE's bound.
 """
 from __future__ import annotations
 
