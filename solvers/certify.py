@@ -37,7 +37,8 @@ from ufm.batching import batch_list, is_epoch_scheme, union_batches
 from . import dual, first_order, relaxation
 from .relaxation import SolverFailure
 
-__all__ = ["Certificate", "certify", "not_certifiable", "choose_method", "prediction_check", "METHODS", "FULL_MAX", "SolverFailure"]
+__all__ = ["Certificate", "certify", "not_certifiable", "choose_method", "prediction_check", "METHODS", "FULL_MAX",
+           "SolverFailure"]
 
 METHODS = ("auto", "full", "reduced", "first-order")
 FULL_MAX = 150  # auto: the full program up to this many samples
