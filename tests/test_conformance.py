@@ -143,7 +143,7 @@ def test_verify_rows_of_each_loss(loss):
         assert not any(k.startswith(loss + "-") for k in keys)
         return
     assert title in keys
-    rows = verify.verify((3, 3, 3), tau=1.0, dim=4, constraint="ball", weight_decay=1e-2, steps=2000, starts=2)
+    rows = verify.verify((3, 3, 3), tau=1.0, dim=4, weight_decay=1e-2, steps=2000, starts=2)
     row = next(r for r in rows if r.key == title)
     assert row.verdict == "holds", (row.verdict, row.reason)
 
