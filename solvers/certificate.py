@@ -17,6 +17,10 @@ is kept (``details["bound_from"]``). The solver's number is kept
 as ``solver_bound`` and the subtracted margin as ``bound_margin``; when nothing could be proved ``lower_bound`` is
 None, ``certified`` False and ``details["why"]`` says why.
 
+A loss whose objective declares no relaxation or dual bound (``Objective.certifiable`` False) gets one result:
+``status`` ``"not certifiable"``, no bound, ``certified`` False (None without a solution), ``details["why"]``
+saying so; it is never routed to another loss's proof.
+
 The gap is the solution's objective, recomputed in float64 from its arrays after projecting ``Z`` onto the feasible
 set (``solvers.first_order.solution_loss``), minus the bound. ``certified`` means ``gap <= tol * max(1, |loss|)``.
 """
@@ -33,7 +37,8 @@ from ufm.batching import batch_list, is_epoch_scheme, union_batches
 from . import dual, first_order, relaxation
 from .relaxation import SolverFailure
 
-__all__ = ["Certificate", "certify", "choose_method", "prediction_check", "METHODS", "FULL_MAX", "SolverFailure"]
+__all__ = ["Certificate", "certify", "not_certifiable", "choose_method", "prediction_check", "METHODS", "FULL_MAX",
+           "SolverFailure"]
 
 METHODS = ("auto", "full", "reduced", "first-order")
 FULL_MAX = 150  # auto: the full program up to this many samples
@@ -142,8 +147,8 @@ def _check_solution(problem, solution):
         raise ValueError(f"solution: Z must be (N, d) = ({problem.N}, d), got shape {Z.shape}")
     if not np.all(np.isfinite(Z)):
         raise ValueError("solution: Z holds NaN or infinite values")
-    if not objectives.of(problem).contrastive and getattr(solution, "W", None) is None:
-        raise ValueError("solution: a CE solution needs its classifier W")
+    if "W" in objectives.of(problem).variables and getattr(solution, "W", None) is None:
+        raise ValueError(f"solution: a {problem.loss!r} solution needs its classifier W")
     if objectives.of(problem).prototypes:
         C = getattr(solution, "C", None)
         if C is None:
@@ -175,6 +180,8 @@ def certify(problem, solution=None, method: str = "auto", solver: str | None = N
             batches = tuple(tuple(b) for b in union_batches(problem, solution.epochs))
             problem = problem.replace(batching="explicit", batches=batches)
             method = "first-order" if method == "auto" else method
+    if not objectives.of(problem).certifiable:
+        return not_certifiable(problem, solution, tol)
     method = choose_method(problem, method, solution is not None)
     start = time.perf_counter()
     details: dict = {}
@@ -218,11 +225,25 @@ def certify(problem, solution=None, method: str = "auto", solver: str | None = N
                        None if best is None else best.margin)
 
 
+def not_certifiable(problem, solution=None, tol: float = 1e-6) -> Certificate:
+    """The one result for a loss whose objective declares no certificate (``Objective.certifiable`` False):
+    nothing proved, ``status`` ``"not certifiable"``; with a solution its float64 loss is still reported."""
+    obj = objectives.of(problem)
+    why = (f"loss {problem.loss!r} is not certifiable: its objective declares no convex relaxation and dual bound "
+           f"(relaxation={obj.relaxation!r}, dual_bound={obj.dual_bound!r}; ufm.objectives)")
+    loss = None
+    if solution is not None:
+        loss = first_order.solution_loss(problem, solution.Z, getattr(solution, "W", None),
+                                         getattr(solution, "b", None), C=getattr(solution, "C", None))
+    return Certificate(None, None, None if solution is None else False, "none", "none", "not certifiable", 0.0,
+                       None, None, loss, tol, prediction_check(problem), {"why": why, "bound_from": None})
+
+
 def _solution_proof(problem, solution, loss):
     """The dual bound at a solution's own Gram (``solvers.dual``), ``Z`` (and BCL's prototypes ``C``: the Gram of
     ``[Z; C]``) projected onto the feasible set."""
     Zp = first_order.feasible_rows(problem, solution.Z)
-    if objectives.of(problem).contrastive:
+    if objectives.of(problem).dual_bound == "contrastive":
         X = first_order.gram_rows(problem, Zp, getattr(solution, "C", None))
         return dual.sc_bound(problem, lambda idx: X[idx] @ X[idx].T)
     W = np.asarray(solution.W, dtype=np.float64)
@@ -249,7 +270,7 @@ def _class_solution_proof(problem, solution, loss):
     within = np.where(n >= 2, (np.sum(S * S, axis=1) - norms) / np.maximum(n * (n - 1), 1), norms / n)
     np.fill_diagonal(M, within)
     d = norms / n
-    if objectives.of(problem).contrastive:
+    if objectives.of(problem).dual_bound == "contrastive":
         return dual.sc_class_bound(problem, relaxation.class_orbits(problem), d, within, M)
     W = np.asarray(solution.W, dtype=np.float64)
     C = (S @ W.T) / n[:, None]
@@ -264,7 +285,7 @@ def _relaxation_proof(problem, rel, loss):
     dual arithmetic proves. CE needs an upper bound on the minimum: the solution's loss, else the relaxation's
     value (a bound on ``||W||`` only; raised by a safety factor, see ``solvers.dual.ce_bound``)."""
     pt = rel.point
-    contrastive = objectives.of(problem).contrastive
+    contrastive = objectives.of(problem).dual_bound == "contrastive"
     if rel.method == "reduced":
         if objectives.of(problem).prototypes:  # proved on the full Gram of [Z; C] the class-level point spans
             rows = problem.N + problem.K

@@ -290,6 +290,15 @@ def sc_minorant(problem, Ghat):
     return out[:2]
 
 
+def _require(problem, which: str) -> None:
+    """``ValueError`` unless ``problem``'s objective declares the dual bound ``which`` (``ufm.objectives``): a
+    classifier is not cross-entropy, a contrastive loss need not be a log-sum-exp in the Gram."""
+    got = objectives.get(problem.loss).dual_bound
+    if got != which:
+        raise ValueError(f"loss {problem.loss!r} declares the dual bound {got!r}, not {which!r}: not certifiable "
+                         "this way")
+
+
 def sc_bound(problem, gram) -> DualBound:
     """Proved lower bound on the SC minimum from a candidate Gram (the problem's fixed batch set, ``batch_list``).
 
@@ -300,6 +309,7 @@ def sc_bound(problem, gram) -> DualBound:
         ``R = N``, or ``N + K`` for a loss with prototypes: the Gram of ``[Z; C]`` (``ufm.objectives.gram_layout``;
         the prototypes join every batch, so then there is one block).
     """
+    _require(problem, "contrastive")
     rho2 = problem.radius ** 2
     N, batches, labels, anchor = objectives.gram_layout(problem)  # N: the rows (samples, and any prototypes)
     if not callable(gram):
@@ -403,6 +413,7 @@ def ce_bound(problem, Ghat, logits, upper: float) -> DualBound:
     ``upper``: an upper bound on the minimum (a feasible point's loss), used to bound ``||W||`` (and ``tr G``
     without a norm constraint). With a bias the dual weights are moved onto exact class marginals
     (:func:`_bias_margin`)."""
+    _require(problem, "ce")
     N, K = problem.N, problem.K
     labels = problem.label_array
     wd, fd = problem.weight_decay, problem.feature_decay
@@ -552,6 +563,7 @@ def sc_class_bound(problem, orbits, d, a, M, optimal_multipliers: bool = True) -
     ``d (K,)``, within-class ``a (K,)``, between-class ``M (K, K)``. Any N: nothing N-sized is formed, and the
     class sizes may be real (``ufm.ClassProblem``). ``optimal_multipliers``: as ``optimal`` of
     :func:`_class_feasible`."""
+    _require(problem, "contrastive")
     if objectives.of(problem).prototypes:
         return DualBound(None, math.nan, math.nan, math.nan, 0, 0, f"class-level: {problem.loss!r} has class "
                          "prototypes, which this bound does not hold; prove its candidate on the full Gram of [Z; C]")
@@ -622,6 +634,7 @@ def ce_class_bound(problem, d, a, M, C, upper: float, optimal_multipliers: bool 
     """Proved lower bound on the CE minimum (full mean, no bias) from a block-constant candidate: feature Gram
     (``d``, ``a``, ``M`` as in :func:`sc_class_bound`) and class-level logits ``C (K, K)`` (``<z_i in c,
     w_c'>``). ``upper``: an upper bound on the minimum (:func:`ce_bound`)."""
+    _require(problem, "ce")
     if problem.bias:
         return DualBound(None, math.nan, math.nan, math.nan, 0, 0,
                          "CE with a bias: no rigorous bound is implemented (the dual needs exact class marginals)")
@@ -729,6 +742,9 @@ def sc_group_bound(problems, grams, optimal_multipliers: bool = False) -> list[D
     sqrt(s_g n_g s_h n_h) Qb_gh`` (the group-ones subspace): an exact decomposition, each piece bounded with its
     rounding (docs/phase.md). So the result is a proved bound on the *class-level* problem's minimum, whatever
     ``K`` (nothing ``K``-sized is formed)."""
+    problems = list(problems)
+    for p in problems:
+        _require(p, "contrastive")
     from ufm.reduced import stack_weights
 
     if isinstance(grams, dict):  # stacked (``ufm.reduced.stack_gram``): one G
@@ -954,6 +970,9 @@ def ce_group_bound(problems, grams, logits, uppers, optimal_multipliers: bool = 
     F_same^2``, between two classes of a group ``S_gg + 2 F_same (F_own - F_same)``, and between groups ``S_gh +
     (F_own,g - F_same,g) F_hg + F_gh (F_own,h - F_same,h)``. Its rounding is bounded by ``ce_class_bound``'s term
     (``gamma_{K+8}``) plus ``4 gamma_{2G+16}`` of the same absolute sum."""
+    problems = list(problems)
+    for p in problems:
+        _require(p, "ce")
     from ufm.reduced import stack_weights
 
     problems = list(problems)

@@ -149,12 +149,15 @@ def first_order_bound(problem, Z, W=None, b=None, *, C=None) -> FirstOrder:
     Raises ``ValueError`` for a CE solution without ``W``."""
     from . import dual
 
-    if not objectives.of(problem).contrastive and W is None:
+    which = objectives.of(problem).dual_bound
+    if which is None:
+        raise ValueError(f"loss {problem.loss!r} is not certifiable: its objective declares no dual bound")
+    if which == "ce" and W is None:
         raise ValueError("W: the CE first-order certificate needs the classifier W of the solution")
     start = time.perf_counter()
     Zp = _features(problem, Z)
     loss = solution_loss(problem, Zp, W, b, C=C)
-    if objectives.of(problem).contrastive:
+    if which == "contrastive":
         X = gram_rows(problem, Zp, C)
         db = dual.sc_bound(problem, lambda idx: X[idx] @ X[idx].T)
     else:

@@ -521,6 +521,9 @@ def _unsupported(problem):
     obj = objectives.of(problem)
     if not obj.contrastive:
         return f"loss {problem.loss!r}: the classifier's variables (W, b) are not covered; contrastive losses only"
+    if obj.relaxation != "contrastive":
+        return (f"loss {problem.loss!r} declares no contrastive relaxation (ufm.objectives): its log-weights do not "
+                "state the loss the chart would prove")
     if obj.prototypes:
         return (f"loss {problem.loss!r}: its class prototypes C are variables too, and the chart covers Z only "
                 "(bcl-avg, without prototypes, is covered)")

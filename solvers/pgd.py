@@ -886,7 +886,7 @@ def _group_layout(static, problems):
     kernel's regime), or a sample in two batches."""
     from ufm.losses import BLOCKED_MIN
 
-    if static.loss != "sc":
+    if not objectives.get(static.loss).slot_kernel:
         return None
     sets = [batch_list(p) or [list(range(p.N))] for p in problems]
     BW = max(len(b) for bs in sets for b in bs)

@@ -147,7 +147,7 @@ def class_orbits(problem):
     ``prod_c C(n_c, k_c)`` subsets of that composition, each equally often. The full batch is ``[(counts, 1)]``
     and touches no N-sized array.
     """
-    if not objectives.of(problem).contrastive or batch_list(problem) is None:
+    if objectives.of(problem).relaxation != "contrastive" or batch_list(problem) is None:
         return [(np.asarray(problem.counts, dtype=np.int64), 1)]
     labels, counts = problem.label_array, problem.counts
     groups: dict[tuple, list[frozenset]] = {}
@@ -354,11 +354,20 @@ def _ce_full(problem):
     return _Program(cp.Problem(cp.Minimize(obj), cons), read, "full", point)
 
 
+def _relaxation_of(problem) -> str:
+    """The convex program ``problem``'s objective declares (``Objective.relaxation``); ``ValueError`` when none
+    (a classifier is not cross-entropy: it never falls through to CE's program)."""
+    which = objectives.of(problem).relaxation
+    if which not in ("contrastive", "ce"):
+        raise ValueError(f"loss {problem.loss!r} is not certifiable: its objective declares no convex relaxation")
+    return which
+
+
 def full_program(problem, decompose: bool = True) -> _Program:
     """The full Gram relaxation of ``problem`` as a cvxpy program (module doc); ``decompose=False`` keeps one
     dense N x N block whatever the batching."""
     _cvxpy()
-    return _sc_full(problem, decompose) if objectives.of(problem).contrastive else _ce_full(problem)
+    return {"contrastive": _sc_full, "ce": lambda p, _: _ce_full(p)}[_relaxation_of(problem)](problem, decompose)
 
 
 # -- reduced programs --------------------------------------------------------------------------------------------
@@ -511,10 +520,10 @@ def reduced_program(problem) -> _Program:
         raise ValueError(f"batching {problem.batching!r}: the batch set is not invariant under permutations within "
                          "classes, so the reduced program does not apply; use method 'full' (N <= ~150) or "
                          "'first-order'")
-    obj = objectives.of(problem)
-    if obj.prototypes:
+    which = _relaxation_of(problem)
+    if objectives.of(problem).prototypes:
         return _bcl_reduced(problem, orbits)
-    return _sc_reduced(problem, orbits) if obj.contrastive else _ce_reduced(problem)
+    return _sc_reduced(problem, orbits) if which == "contrastive" else _ce_reduced(problem)
 
 
 # -- solving -----------------------------------------------------------------------------------------------------
@@ -580,7 +589,7 @@ def solve_relaxation(problem, method: str = "reduced", solver: str | None = None
 
     def result(status, name, value):
         block_means, rank = built.read()
-        if not objectives.of(problem).contrastive:
+        if objectives.of(problem).relaxation == "ce":
             block_means = block_means * rho2
         point = {k: v * rho2 if k in ("G", "d", "a", "M", "X", "P") else v for k, v in built.point().items()}
         return Relaxation(float(value), status, name, time.perf_counter() - start, method, block_means, rank,

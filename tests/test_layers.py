@@ -76,3 +76,62 @@ def test_no_submodule_shadows_a_lazy_function():
     import solvers
     import solvers.certificate  # noqa: F401
     assert callable(solvers.certify) and not isinstance(solvers.certify, type(solvers))
+
+
+def _names_loss(node) -> bool:
+    """``loss``, ``x.loss``, ``x["loss"]`` (and ``loss_type``): an expression holding a loss name."""
+    keys = ("loss", "loss_type")
+    if isinstance(node, ast.Name):
+        return node.id in keys
+    if isinstance(node, ast.Attribute):
+        return node.attr in keys
+    if isinstance(node, ast.Subscript):
+        return isinstance(node.slice, ast.Constant) and node.slice.value in keys
+    return False
+
+
+def _strings(node) -> set:
+    """The string literals ``node`` is or holds (a tuple, list or set of them)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return set().union(*(_strings(e) for e in node.elts)) if node.elts else set()
+    return set()
+
+
+def name_comparisons(path: pathlib.Path, root: pathlib.Path = ROOT) -> list[str]:
+    """``line: source`` of every comparison in ``path`` of a loss name with a string literal, or of a ``kind`` with
+    ``"classifier"`` / ``"contrastive"``: what the objective's record should be asked instead."""
+    text = path.read_text()
+    out = []
+    for node in ast.walk(ast.parse(text)):
+        if not isinstance(node, ast.Compare):
+            continue
+        sides = [node.left, *node.comparators]
+        literals = set().union(*(_strings(s) for s in sides))
+        loss = any(_names_loss(s) for s in sides) and literals
+        kind = (any(isinstance(s, ast.Name) and s.id == "kind" or isinstance(s, ast.Attribute) and s.attr == "kind"
+                    for s in sides) and literals & {"classifier", "contrastive"})
+        if loss or kind:
+            out.append(f"{path.relative_to(root)}:{node.lineno}: {ast.get_source_segment(text, node)}")
+    return out
+
+
+def test_no_loss_name_comparisons_outside_the_objectives():
+    """Engines, workflows and the command line ask the objective (``ufm.objectives``: ``relaxation``,
+    ``dual_bound``, ``class_level``, ``summary_fields``, ``deepnet`` ...), never a loss's name or kind: a new
+    classifier loss must not be taken for cross-entropy."""
+    objectives = ROOT / "ufm" / "objectives"
+    files = [p for d in ("ufm", "solvers") for p in (ROOT / d).rglob("*.py") if objectives not in p.parents]
+    assert len(files) > 50
+    assert not [hit for p in files for hit in name_comparisons(p)]
+
+
+def test_the_name_scan_finds_what_it_forbids(tmp_path):
+    """The scan itself: each forbidden form is caught, a comparison with the registry is not."""
+    src = tmp_path / "x.py"
+    forms = ['loss == "ce"', 'p.loss != "sc"', 'p["loss"] in ("sc", "ce")', 'obj.kind == "classifier"',
+             'loss in NAMES', 'kind == "step"']
+    src.write_text("\n".join(forms) + "\n")
+    hits = name_comparisons(src, tmp_path)
+    assert [h.split(":")[1] for h in hits] == ["1", "2", "3", "4"]

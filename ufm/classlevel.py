@@ -77,6 +77,8 @@ class ClassProblem:
         if obj.prototypes:
             raise ValueError(f"loss {self.loss!r}: the class-level problem has no class prototypes (BCL's "
                              "class-complement); 'bcl-avg', the class-averaging part alone, runs here")
+        if obj.class_level is None:
+            raise ValueError(f"loss {self.loss!r} declares no class-level value (ufm.objectives: class_level)")
         for name in ("tau", "radius"):
             set_(name, _real(name, getattr(self, name), positive=True))
         dim = len(counts) if self.dim is None else self.dim
@@ -152,7 +154,7 @@ def weights(problem: ClassProblem) -> dict:
     K = len(n)
     out = {"n": n, "tau": problem.tau, "rho2": problem.radius ** 2, "weight_decay": problem.weight_decay or 0.0,
            "feature_decay": problem.feature_decay}
-    if not obj.contrastive:
+    if obj.class_level == "ce":
         return {**out, "w": n / n.sum()}
     comps = problem.compositions
     T = sum(m * sum(k) for k, m in comps)

@@ -95,6 +95,8 @@ class GroupProblem:
         if obj.prototypes:
             raise ValueError(f"loss {self.loss!r}: the class-level problem has no class prototypes (BCL's "
                              "class-complement); 'bcl-avg', the class-averaging part alone, runs here")
+        if obj.class_level is None:
+            raise ValueError(f"loss {self.loss!r} declares no class-level value (ufm.objectives: class_level)")
         if self.nonneg:
             raise ValueError("nonneg: the reduced problem has no non-negative form (use the class-level path)")
         for name in ("tau", "radius"):
@@ -227,7 +229,7 @@ def stack_weights(problems) -> dict:
     n = np.array([p.sizes for p in problems], dtype=np.float64)  # (P, G)
     s = np.array([p.classes for p in problems], dtype=np.float64)
     P, G = n.shape
-    if not objectives.get(problems[0].loss).contrastive:  # CE: the class shares and the logit multiplicities
+    if objectives.get(problems[0].loss).class_level == "ce":  # CE: the class shares and the logit multiplicities
         sn = s * n
         mult = np.repeat(s[:, None, :], G, axis=1)
         mult[:, np.eye(G, dtype=bool)] = s - 1

@@ -39,7 +39,7 @@ def scale_counts(counts, max_n):
 
 def ufm_problem(counts, config, dim) -> Problem:
     """The UFM ``Problem`` of a training ``config`` (module doc) for ``counts`` in dimension ``dim``."""
-    if config.loss == "sc":
+    if config.loss_head == "sc":
         return Problem(counts=counts, loss="sc", tau=config.tau, dim=dim, constraint="sphere", nonneg=config.relu)
     if config.weight_decay <= 0:
         raise ValueError("the CE UFM needs weight_decay > 0 (without it no minimiser exists)")

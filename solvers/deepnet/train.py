@@ -55,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ufm import objectives
 from ufm.batching import epoch_batches, pad, parse_scheme, subset_batches
 from .data import DATASETS, Dataset, load, parse_imbalance
 from ufm.losses import sc_loss
@@ -135,8 +136,9 @@ class TrainConfig:
         _number("test_fraction", self.test_fraction, 0, 1, open_lo=True)
         if self.test_fraction >= 1:
             raise ValueError(f"test_fraction must be < 1, got {self.test_fraction}")
-        if self.loss not in ("sc", "ce"):
-            raise ValueError(f"loss must be 'sc' or 'ce', got {self.loss!r}")
+        heads = [n for n in objectives.NAMES if objectives.get(n).deepnet is not None]
+        if self.loss not in objectives.NAMES or objectives.get(self.loss).deepnet is None:
+            raise ValueError(f"loss must be one with a deep-net head ({', '.join(heads)}), got {self.loss!r}")
         _number("tau", self.tau, 0, open_lo=True)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
@@ -151,9 +153,15 @@ class TrainConfig:
         parse_scheme(self.batching)
         if self.views not in (1, 2):
             raise ValueError(f"views must be 1 or 2, got {self.views!r}")
-        if self.loss == "sc" and self.bias:
+        if self.loss_head == "sc" and self.bias:
             raise ValueError("bias applies to loss='ce' only (SC has no classifier)")
         deepnet.encoder(self.arch, dim=self.dim, width=self.width, relu=self.relu, head=self.head)
+
+    @property
+    def loss_head(self) -> str:
+        """The loss head of the network (``Objective.deepnet``): ``"sc"`` (normalised embeddings into SC) or
+        ``"ce"`` (a linear classifier into softmax cross-entropy)."""
+        return objectives.get(self.loss).deepnet
 
     @property
     def learning_rate(self) -> float:
@@ -263,7 +271,7 @@ def batch_loss(enc, config, params, x, y, valid, key):
         x = jnp.concatenate([augment(k, x, flip) for k in keys])
         y, valid = jnp.tile(y, config.views), jnp.tile(valid, config.views)
     Z = enc.apply(params["encoder"], x, train=True)
-    if config.loss == "sc":
+    if config.loss_head == "sc":
         idx = jnp.where(valid, jnp.arange(len(y)), -1)[None, :]
         return sc_loss(deepnet.normalize(Z), y, config.tau, idx)
     ce = optax.losses.softmax_cross_entropy_with_integer_labels(deepnet.head_logits(params["head"], Z), y)
@@ -314,7 +322,7 @@ def evaluate(config, params, Z_train, y_train, Z_test, y_test, K) -> dict:
            "ncc_test_accuracy": probes.ncc_accuracy(Z_train, y_train, Z_test, y_test, K)}
     if config.probe:
         out["probe_test_accuracy"] = probes.accuracy(probes.linear_probe(Z_train, y_train, Z_test, K), y_test)
-    if config.loss == "ce":
+    if config.loss_head == "ce":
         head = jax.tree_util.tree_map(np.asarray, params["head"])
         logits = lambda Z: Z @ head["W"].T + head.get("b", 0.0)  # noqa: E731
         out["train_accuracy"] = probes.accuracy(np.argmax(logits(Z_train), 1), y_train)
@@ -355,7 +363,7 @@ def ufm_reference(config, *, max_n=2000, steps=20000, certify=True):
 def _init(enc, config, key, input_shape, K):
     k_enc, k_head = jax.random.split(key)
     params = {"encoder": enc.init(k_enc, tuple(input_shape))}
-    if config.loss == "ce":
+    if config.loss_head == "ce":
         params["head"] = deepnet.head_init(k_head, K, enc.dim, config.bias)
     return params
 

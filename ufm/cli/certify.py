@@ -198,13 +198,17 @@ def run_local(args, problem) -> int:
 def run(args) -> int:
     from solvers.certificate import SolverFailure, certify
     from solvers.workflows.report import save_arrays, solution_report
-    from ufm import theory
+    from ufm import objectives, theory
 
     from .solve import solve_with_progress
 
     problem = problem_from_args(args)
     if args.global_ and not args.local:
         raise UsageError("--global needs --local (the point whose local minimum it decides)")
+    if not objectives.of(problem).certifiable:  # the objective declares no proof: one line, nothing solved
+        eprint(f"ufm certify: loss {problem.loss!r} is not certifiable: its objective declares no convex relaxation "
+               "and dual bound (ufm.objectives); `ufm solve` runs it")
+        return 3
     if args.local:
         return run_local(args, problem)
     check_size(problem, args, certificate=args.method, solve=not args.bound_only)

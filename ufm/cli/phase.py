@@ -107,6 +107,9 @@ def _spec(args) -> tuple[dict, list[float], list[float]]:
     if objectives.get(args.loss).prototypes:
         raise UsageError(f"--loss {args.loss}: the class-level path (phase) has no class prototypes (BCL's "
                          "class-complement); --loss bcl-avg, the class-averaging part alone, runs here")
+    if objectives.get(args.loss).class_level is None:
+        raise UsageError(f"--loss {args.loss}: its objective declares no class-level value (ufm.objectives: "
+                         "class_level); the phase diagram needs one")
     if contrastive and args.weight_decays is not None:
         raise UsageError(f"--weight-decays is CE's axis; {args.loss} has a temperature: use --taus")
     if not contrastive and args.taus is not None:

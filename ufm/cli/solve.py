@@ -74,10 +74,9 @@ def summary(rep) -> str:
     p, pred, g = rep["problem"], rep["prediction"], rep["geometry"]
     counts = ",".join(map(str, p["counts"]))
     what = f"{p['loss'].upper()}, counts {counts} (N={sum(p['counts'])}, K={len(p['counts'])}), dim={p['dim']}"
-    if objectives.get(p["loss"]).contrastive:  # the loss's own numbers: a temperature, or a classifier's decay
-        what += f", tau={p['tau']:g}"
-    else:
-        what += f", weight_decay={p['weight_decay']:g}"
+    for name in objectives.get(p["loss"]).summary_fields:  # the loss's own numbers: a temperature, a decay
+        v = p.get(name)
+        what += f", {name}={v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f", {name}={v}"
     what += f", {p['constraint']} r={p['radius']:g}" + (", nonneg (UFM+)" if p["nonneg"] else "")
     state = "converged" if rep["converged"] else f"NOT converged (raise --{'epochs' if 'batching' in rep else 'steps'})"
     lines = [what, f"loss       {rep['loss']:.10f}   ({rep['dtype']}, {rep['steps']} steps, {state}, "

@@ -7,7 +7,7 @@ import argparse
 import os
 
 from .common import (UsageError, add_size_args, atomic, check_memory, dumps, eprint, fmt_matrix, hold_folder,
-                     seed_int, versions, write_json)
+                     loss_choices, seed_int, versions, write_json)
 
 HELP = "train a network (MLP, CNN, ResNet-18) under SC or CE and compare its geometry with the UFM"
 
@@ -35,7 +35,8 @@ def add_parser(sub):
     g.add_argument("--head", type=int, default=None, help="projection head with this hidden width (none)")
     g.add_argument("--relu", action=argparse.BooleanOptionalAction, default=True,
                    help="ReLU on the embedding (UFM+); --no-relu leaves it out (default --relu)")
-    g.add_argument("--loss", choices=["sc", "ce"], default="sc")
+    g.add_argument("--loss", choices=loss_choices(), default="sc",
+                   help="a registered loss (ufm.objectives) with a deep-net head: sc or ce (default sc)")
     g.add_argument("--tau", type=float, default=0.1, help="SC temperature (0.1)")
     g.add_argument("--bias", action="store_true", help="CE classifier bias")
     g = p.add_argument_group("training")
@@ -145,10 +146,13 @@ def check_batch_size(config, n_train: int):
 
 
 def summary(rep) -> str:
+    from ufm import objectives
+
     c, g, u = rep["config"], rep["geometry"], rep["ufm_prediction"]
+    tau = "tau" in objectives.get(c["loss"]).summary_fields  # the loss's own numbers (the objective says)
     lines = [f"{c['arch']} on {c['dataset']} ({rep['data']['n_train']} train / {rep['data']['n_test']} test, "
              f"counts {','.join(map(str, rep['data']['counts']))}), {c['loss'].upper()}"
-             f"{' tau=%g' % c['tau'] if c['loss'] == 'sc' else ''}, {'ReLU' if c['relu'] else 'no ReLU'}, "
+             f"{' tau=%g' % c['tau'] if tau else ''}, {'ReLU' if c['relu'] else 'no ReLU'}, "
              f"{c['batching']}, {rep['epochs']} epochs, {rep['steps']} steps, {rep['seconds']:.1f} s on "
              f"{rep['device']}",
              f"train accuracy {rep['train_accuracy']:.4f}   test accuracy {rep['test_accuracy']:.4f}"
@@ -177,7 +181,7 @@ def run(args) -> int:
         raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     if args.ufm_steps < 1 or args.ufm_max_n < 2:
         raise UsageError("--ufm-steps must be >= 1 and --ufm-max-n >= 2")
-    if args.ufm and config.loss == "ce" and config.weight_decay <= 0:
+    if args.ufm and config.loss_head == "ce" and config.weight_decay <= 0:
         raise UsageError("--weight-decay 0 with CE: the UFM comparison needs weight_decay > 0 (no minimiser "
                          "exists without it); give a weight decay or --no-ufm")
     check_out(args.out, args.resume)

@@ -7,7 +7,9 @@ registry; outside it no code compares loss names. ``NAMES`` is a plain tuple, im
 choices).
 
 Add a loss: write ``ufm/objectives/<name>.py`` (``-`` in the name is ``_`` in the module's) exporting
-``OBJECTIVE`` and add its name to ``NAMES`` (docs/design.md lists the tests to add).
+``OBJECTIVE``, declaring in it what the loss supports (``relaxation``, ``dual_bound``, ``class_level``,
+``summary_fields``, ``deepnet``; the defaults declare no proof), and add its name to ``NAMES`` (docs/design.md
+lists the tests to add).
 """
 from __future__ import annotations
 

@@ -7,7 +7,11 @@ Two kinds, because the engines treat them differently:
   negative (0 for SC), so the loss written in the Gram matrix is linear terms plus log-sum-exps of affine functions of
   ``G``: the convex relaxation, its class-level reduction and the dual bound are shared, and an objective only states
   its ``log_weights``.
-* ``"classifier"`` (CE): variables ``Z``, ``W`` (and ``b``); the joint Gram of ``[Z; W]`` relaxes it.
+* ``"classifier"`` (CE): variables ``Z``, ``W`` (and ``b``); for CE the joint Gram of ``[Z; W]`` relaxes it.
+
+``kind`` names the variables only. Which relaxation, proof, class-level value and deep-net head apply, an objective
+declares in its own fields (``relaxation``, ``dual_bound``, ``class_level``, ``deepnet``; None by default): another
+classifier loss (focal, label smoothing) is not CE, and must not be proved with CE's bound.
 """
 from __future__ import annotations
 
@@ -40,6 +44,21 @@ class Objective(NamedTuple):
     unit_radius: ``(problem, rho2) -> dict`` of the fields that make the problem at radius 1 the same problem
       (``Z = rho Z'``; contrastive losses read ``rho^2 / tau`` only; a classifier also maps ``W = W' / rho``);
       see ``Problem.at_unit_radius``.
+
+    What the loss supports. The engines and the command line ask these fields, never the name or the ``kind``:
+    a classifier loss is not cross-entropy, and a loss that declares nothing gets no proof (the defaults).
+
+    relaxation: which convex program relaxes it: ``"contrastive"`` (the Gram of ``Z``, or ``[Z; C]``, with the
+      loss's ``log_weights``), ``"ce"`` (the joint Gram of ``[Z; W]`` of L2-regularised cross-entropy), or None.
+    dual_bound: which proof turns a candidate into a lower bound (``solvers.dual``): ``"contrastive"``,
+      ``"ce"``, or None.
+    class_level: which class-level value exists (``ufm.classlevel``, the phase diagrams): ``"contrastive"``,
+      ``"ce"``, or None.
+    summary_fields: the problem's fields ``ufm solve`` prints in its one-line summary (``tau`` for a
+      contrastive loss, the weight decays for a classifier).
+    deepnet: the deep-net path's loss head (``solvers.deepnet``: ``"sc"``, ``"ce"``), or None where ``ufm train``
+      has none for this loss.
+    slot_kernel: whether ``solvers.pgd``'s batched slot kernel (plain SC over padded batch slots) computes it.
     """
 
     name: str
@@ -53,10 +72,21 @@ class Objective(NamedTuple):
     normalize_rows: bool = True
     unit_radius: Callable | None = None
     prototypes: bool = False
+    relaxation: str | None = None
+    dual_bound: str | None = None
+    class_level: str | None = None
+    summary_fields: tuple = ()
+    deepnet: str | None = None
+    slot_kernel: bool = False
 
     @property
     def contrastive(self) -> bool:
         return self.kind == "contrastive"
+
+    @property
+    def certifiable(self) -> bool:
+        """A proved lower bound exists: a convex relaxation proposes a candidate and a dual bound proves it."""
+        return self.relaxation is not None and self.dual_bound is not None
 
     @property
     def variables(self) -> tuple:

@@ -76,4 +76,6 @@ def predict(p) -> Prediction:
 OBJECTIVE = Objective(name="bcl-avg", title="balanced contrastive, class-averaging part only (no prototypes)",
                       kind="contrastive",
                       validate=_contrastive.validate, value=value, predict=predict, log_weights=log_weights,
-                      class_log_weights=class_log_weights, unit_radius=_contrastive.unit_radius)
+                      class_log_weights=class_log_weights, unit_radius=_contrastive.unit_radius,
+                      relaxation="contrastive", dual_bound="contrastive", class_level="contrastive",
+                      summary_fields=("tau",))

@@ -73,4 +73,5 @@ def predict(p) -> Prediction:
 
 OBJECTIVE = Objective(name="ce", title="cross-entropy with an L2-regularised linear classifier", kind="classifier",
                       validate=validate, value=value, predict=predict, normalize_rows=False,
-                      unit_radius=unit_radius)
+                      unit_radius=unit_radius, relaxation="ce", dual_bound="ce", class_level="ce",
+                      summary_fields=("weight_decay", "feature_decay"), deepnet="ce")
