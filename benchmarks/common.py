@@ -61,7 +61,7 @@ def interleaved(candidates: dict, repeats: int, warmup: int = 1) -> dict:
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
-    runs = {k: [] for k in candidates}
+    runs: dict = {k: [] for k in candidates}
     for _ in range(repeats):
         for k, fn in candidates.items():
             runs[k].append(timed(fn))

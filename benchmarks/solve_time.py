@@ -49,8 +49,8 @@ def main(argv=None):
     os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "benchmarks", "results", "solve_time.json"), "w") as fh:
         json.dump(res, fh, indent=2)
-    print(f"| command | median wall (s) | median solve incl. compile (s) | steps | max gap to closed form |")
-    print(f"|---|---|---|---|---|")
+    print("| command | median wall (s) | median solve incl. compile (s) | steps | max gap to closed form |")
+    print("|---|---|---|---|---|")
     print(f"| `{res['command']}` | {res['median_wall_s']:.2f} | {res['median_solver_s']:.2f} | "
           f"{runs[0]['steps']} | {res['max_abs_gap']:.1e} |")
     print(f"machine: {res['machine']['cpu']}, {res['machine']['cores']} cores")

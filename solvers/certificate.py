@@ -124,8 +124,8 @@ def prediction_check(problem, lower_bound=None, solution_cosines=None, relaxatio
     compare.
     """
     pred = theory.predict(problem)
-    target = {"etf": theory.etf_gram, "of": theory.of_gram}.get(pred.geometry)
-    target = None if target is None else target(problem.K)
+    gram_of = {"etf": theory.etf_gram, "of": theory.of_gram}.get(pred.geometry)
+    target = None if gram_of is None else gram_of(problem.K)
 
     def side(cos):
         if cos is None or target is None:
@@ -175,7 +175,7 @@ def certify(problem, solution=None, method: str = "auto", solver: str | None = N
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
     if solution is not None:
         _check_solution(problem, solution)
-        if is_epoch_scheme(problem) and getattr(solution, "epochs", 0):
+        if is_epoch_scheme(problem) and getattr(solution, "epochs", None):
             # an epoch run minimises the mean loss over the batches of all its epochs: certify that objective
             batches = tuple(tuple(b) for b in union_batches(problem, solution.epochs))
             problem = problem.replace(batching="explicit", batches=batches)
@@ -215,7 +215,7 @@ def certify(problem, solution=None, method: str = "auto", solver: str | None = N
         details.update(bound_from=None, why="; ".join(f"{k}: {p.why}" for k, p in proofs))
     if solution is not None:
         gap = None if bound is None else loss - bound
-        certified = bool(gap is not None and gap <= tol * max(1.0, abs(loss)))
+        certified = bool(gap is not None and gap <= tol * max(1.0, abs(loss)))  # type: ignore[arg-type]  # set above
         sol_cos = geometry.mean_cosines(geometry.normalize_rows(solution.Z) if objectives.of(problem).normalize_rows
                                         else np.asarray(solution.Z, dtype=np.float64), problem.label_array,
                                         problem.K)

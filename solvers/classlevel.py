@@ -18,7 +18,6 @@ References:
 """
 from __future__ import annotations
 
-import time
 from typing import NamedTuple
 
 import numpy as np
@@ -247,6 +246,7 @@ def _bound(unit: ClassProblem, sol: ClassSolution, rho: float, optimal: bool):
     d, a, M = block_gram(sol.mu / rho, unit)
     if objectives.of(unit).contrastive:
         return dual.sc_class_bound(unit, unit.compositions, d, a, M, optimal_multipliers=optimal)
+    assert sol.W is not None  # a CE solution carries its classifier
     C = (sol.mu / rho) @ (sol.W * rho).T
     return dual.ce_class_bound(unit, d, a, M, C, sol.loss, optimal_multipliers=optimal)
 

@@ -86,7 +86,7 @@ class EpochSolution(Solution):
                 "objective": self.objective, "of_loss": self.of_loss,
                 "gap_to_of": None if self.of_loss is None else self.loss - self.of_loss,
                 "unique_of": verdict, "full_batch_loss": self.full_batch_loss,
-                "delta_gm_history": self.delta_gm.tolist()}
+                "delta_gm_history": self.delta_gm.tolist()}  # type: ignore[union-attr]  # set by solve
 
 
 def _init(static, name, h, key, lr):
@@ -198,7 +198,7 @@ def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, opt
         h = _hyper(flat, jnp.dtype(dtype))
         rate = lr or float(0.01 * problem.radius if name == "adam" else
                            (1.0 if name == "pgd" else 0.5) * problem.tau / problem.radius**2)
-        rate = jnp.asarray(rate, dtype)
+        rate = jnp.asarray(rate, dtype)  # type: ignore[assignment]  # the same number, as a traced leaf
         x, opt_state = _init_jit(static, name, h, jax.random.PRNGKey(seed), rate)
         sets = [jnp.asarray(pad(epoch_batch_list(problem, 0)))]
         history = [float(_loss_jit(static, x, h, sets[0]))]

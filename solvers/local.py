@@ -149,10 +149,13 @@ def _slots(problem) -> _Slots:
             lrow[Bl] = np.where(off[a], w[a], 0.0)
             prow = np.zeros(N)
             prow[Bl[P[a]]] = 1.0
-            anchor.append(Bl[a]), mask.append(m), lw.append(lrow), pos.append(prow)
-    pos = np.asarray(pos).reshape(-1, N)
+            anchor.append(Bl[a])
+            mask.append(m)
+            lw.append(lrow)
+            pos.append(prow)
+    P1 = np.asarray(pos).reshape(-1, N)
     return _Slots(np.asarray(anchor, dtype=np.int64), np.asarray(mask).reshape(-1, N),
-                  np.asarray(lw).reshape(-1, N), pos, pos.sum(axis=1), T, problem.tau)
+                  np.asarray(lw).reshape(-1, N), P1, P1.sum(axis=1), T, problem.tau)
 
 
 # -- two backends: float64 (the polish) and arb balls (the proof) --------------------------------------------------

@@ -41,7 +41,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +52,9 @@ from ufm.batching import batch_list, pad as pad_batches
 from ufm.constraints import project
 from ufm.kernels import ROW_AXIS
 from ufm import constraints, objectives
+
+if TYPE_CHECKING:
+    from ufm.problem import Problem
 
 __all__ = ["Solution", "solve", "solve_many", "n_starts", "OPTIMIZERS", "objective", "NonFiniteLoss"]
 
@@ -88,7 +91,7 @@ class Solution:
     seconds: float
     dtype: str
     seed: int
-    problem: object = field(default=None, repr=False)
+    problem: Problem = field(default=None, repr=False)  # type: ignore[assignment]  # the engines always set it
     gradient_mapping: float = float("nan")
     optimizer: str = "pgd"
     lr: float = float("nan")
@@ -119,14 +122,14 @@ class Hyper(NamedTuple):
     ``value`` reads. ``n``: the real sample count (None: ``N``; set for problems padded by ``solve_many``),
     ``mask``: the real rows of a padded problem (None: all)."""
 
-    labels: jax.Array
-    tau: jax.Array
-    radius: jax.Array
-    nonneg: jax.Array
-    weight_decay: jax.Array
-    feature_decay: jax.Array
-    batches: jax.Array | None
-    continuation: jax.Array
+    labels: jax.Array | np.ndarray  # NumPy leaves from _hyper; jax.Arrays once traced
+    tau: jax.Array | np.ndarray
+    radius: jax.Array | np.ndarray
+    nonneg: jax.Array | np.ndarray
+    weight_decay: jax.Array | np.ndarray
+    feature_decay: jax.Array | np.ndarray
+    batches: jax.Array | np.ndarray | None
+    continuation: jax.Array | np.ndarray
     n: jax.Array | None = None
     mask: jax.Array | None = None
 

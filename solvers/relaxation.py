@@ -39,13 +39,17 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ufm import constraints, objectives
 from ufm.batching import batch_list
 
-cp = None  # cvxpy, imported by the entry points on first use: `ufm solve` need not pay for its import
+if TYPE_CHECKING:
+    import cvxpy as cp
+else:
+    cp = None  # cvxpy, imported by the entry points on first use: `ufm solve` need not pay for its import
 
 
 def _cvxpy():

@@ -97,7 +97,7 @@ def validate(scheme: str, batches, n: int):
             for i in b:
                 if isinstance(i, (bool, np.bool_)) or not isinstance(i, numbers.Integral):
                     raise ValueError(f"batches: batch {k} holds {i!r}, not a sample index")
-                if not 0 <= i < n:
+                if not 0 <= i < n:  # type: ignore[operator]  # an Integral index
                     raise ValueError(f"batches: batch {k} holds index {i}, outside 0..{n - 1}")
             if len(set(b)) != len(b):
                 raise ValueError(f"batches: batch {k} repeats a sample")
@@ -141,6 +141,7 @@ def epoch_batches(scheme: str | Scheme, labels, epoch: int = 0, batch_seed: int 
         return [np.arange(n)]
     if s.name == "subsets":
         raise ValueError("batching: 'subsets' is one fixed batch set, not an epoch scheme: use batch_list")
+    assert s.b is not None  # every scheme but full has a batch size
     rng = np.random.default_rng([batch_seed, 0 if s.name == "fixed" else epoch])
     if s.name == "binding":
         bound = binding_examples(labels)
@@ -286,6 +287,7 @@ def describe(problem, epochs: int = 1) -> str:
     s = parse_scheme(problem.batching)
     if s.name == "full":
         return "the full batch"
+    assert s.b is not None  # every scheme but full has a batch size
     if s.name == "fixed":
         return f"one fixed partition into batches of {s.b} (batch_seed {problem.batch_seed})"
     if s.name == "subsets":

@@ -51,7 +51,7 @@ class ClassProblem:
     counts: tuple[float, ...]
     loss: str = "sc"
     tau: float = 0.1
-    dim: int | None = None
+    dim: int = None  # type: ignore[assignment]  # optional argument; __post_init__ always sets an int
     constraint: str = "sphere"
     radius: float = 1.0
     nonneg: bool = False
@@ -285,5 +285,5 @@ def embedding(mu, problem: ClassProblem, W=None, tol: float = 1e-9):
     if W is None:
         return Z
     Wout = np.zeros((len(n), problem.dim))
-    Wout[:, :Wb.shape[1]] = Wb
+    Wout[:, :Wb.shape[1]] = Wb  # type: ignore[union-attr]  # W given, so Wb is an array
     return Z, Wout

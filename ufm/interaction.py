@@ -159,8 +159,8 @@ def interaction_graph(batches, labels, K: int | None = None, dim: int | None = N
                 if cnt[a] >= 2 or cnt[b] >= 2:
                     p, q = first[cls[a]], first[cls[b]]
                     ortho.add((min(p, q), max(p, q)))
-    hyper = {tuple(sorted({int(node[i]) for i in B})) for B in one_class}
-    hyper = tuple(sorted(h for h in hyper if len(h) >= 3))
+    tuples = {tuple(sorted({int(node[i]) for i in B})) for B in one_class}
+    hyper = tuple(sorted(h for h in tuples if len(h) >= 3))
     return Graph(labels, K, node, node_class, frozenset(ortho), hyper, tuple(len(B) for B in batches))
 
 
@@ -179,7 +179,7 @@ def _groups(g: Graph, nodes) -> list[list[int]]:
     for h in g.hyper:
         if h[0] in pos:
             uf.union([pos[p] for p in h])
-    out = {}
+    out: dict = {}
     for p in nodes:
         out.setdefault(uf.find(pos[p]), []).append(p)
     return list(out.values())
@@ -187,7 +187,7 @@ def _groups(g: Graph, nodes) -> list[list[int]]:
 
 def _linked_classes(g: Graph) -> list[set]:
     """For every node, the classes it is forced orthogonal to."""
-    out = [set() for _ in range(g.n_nodes)]
+    out: list[set] = [set() for _ in range(g.n_nodes)]
     for p, q in g.ortho:
         out[p].add(int(g.node_class[q]))
         out[q].add(int(g.node_class[p]))
@@ -241,11 +241,11 @@ def _search(g: Graph, dim: int):
     n = g.n_nodes
     if n > SEARCH_MAX_NODES:
         return None, False
-    nbr = [[] for _ in range(n)]
+    nbr: list[list[int]] = [[] for _ in range(n)]
     for p, q in g.ortho:
         nbr[p].append(q)
         nbr[q].append(p)
-    hyp = [[] for _ in range(n)]
+    hyp: list[list] = [[] for _ in range(n)]
     for h in g.hyper:
         for p in h:
             hyp[p].append(h)
@@ -292,7 +292,7 @@ def _search(g: Graph, dim: int):
         return None, False
 
 
-_SC_LOSS = []  # the jit-compiled SC loss, made on first use (importing this module does not import JAX)
+_SC_LOSS: list = []  # the jit-compiled SC loss, made on first use (importing this module does not import JAX)
 
 
 def _loss(Z, labels, tau, batches):

@@ -74,19 +74,19 @@ def _add(x, i, t, v):
 
 
 def _upper_pairs(nt):
-    I, J = np.triu_indices(nt)
-    return jnp.asarray(I, jnp.int32), jnp.asarray(J, jnp.int32)
+    iu, ju = np.triu_indices(nt)
+    return jnp.asarray(iu, jnp.int32), jnp.asarray(ju, jnp.int32)
 
 
 def _fwd_shifted(U, valid, c, t):
-    def step(l, ij):
+    def step(acc, ij):
         i, j = ij
         E = jnp.exp(_scores(U, valid, i, j, t)[0] - c)
-        l = _add(l, i, t, E.sum(axis=1))
-        return _add(l, j, t, jnp.where(i != j, E.sum(axis=0), 0.0)), None
+        acc = _add(acc, i, t, E.sum(axis=1))
+        return _add(acc, j, t, jnp.where(i != j, E.sum(axis=0), 0.0)), None
 
-    l, _ = jax.lax.scan(step, jnp.zeros(U.shape[:1], U.dtype), _upper_pairs(U.shape[0] // t))
-    return jnp.where(l > 0, c + jnp.log(jnp.where(l > 0, l, 1.0)), -jnp.inf)
+    acc, _ = jax.lax.scan(step, jnp.zeros(U.shape[:1], U.dtype), _upper_pairs(U.shape[0] // t))
+    return jnp.where(acc > 0, c + jnp.log(jnp.where(acc > 0, acc, 1.0)), -jnp.inf)
 
 
 def _bwd_shifted(U, valid, c, lse, a, t):

@@ -73,10 +73,11 @@ class Problem:
       batch_seed: the seed of the scheme's random partitions (``fixed``, ``shuffled``, ``binding``).
     """
 
-    counts: tuple[int, ...] | None = None
+    # counts and dim are optional arguments, never None once __post_init__ has filled them in
+    counts: tuple[int, ...] = None  # type: ignore[assignment]
     loss: str = "sc"
     tau: float = 0.1
-    dim: int | None = None
+    dim: int = None  # type: ignore[assignment]
     constraint: str = "sphere"
     radius: float = 1.0
     nonneg: bool = False

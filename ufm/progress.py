@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 __all__ = ["progress", "Progress", "stages", "eta_text"]
 
@@ -32,7 +33,7 @@ def eta_text(done: int, total: int, first_done: int | None, first_time: float | 
       ``"ETA 12s"`` (or ``"ETA 3m05s"``), or ``""`` when fewer than ``ETA_MIN_UPDATES`` updates or
       ``ETA_MIN_SECONDS`` have passed since the first, or nothing was done since it.
     """
-    if first_time is None or updates < ETA_MIN_UPDATES or now - first_time < ETA_MIN_SECONDS:
+    if first_time is None or first_done is None or updates < ETA_MIN_UPDATES or now - first_time < ETA_MIN_SECONDS:
         return ""
     rate = (done - first_done) / (now - first_time)
     if rate <= 0 or done >= total:
@@ -59,7 +60,7 @@ class Progress:
         self.eta = eta
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = time.perf_counter()
-        self._bar = None
+        self._bar: Any = None  # a tqdm bar, made at the first draw
         self._finished = False  # the bar reached its total and was closed: later updates draw nothing
         self._first: tuple[int, float] | None = None
         self._updates = 0
@@ -160,6 +161,6 @@ def stages(label: str, total: int, enabled: bool = True, stream=None):
                 bar._draw("done")
         bar.close()
 
-    say.close = close
-    say.abort = bar.close  # stop drawing, the stage unfinished
+    say.close = close  # type: ignore[attr-defined]  # the callable carries its close and abort
+    say.abort = bar.close  # type: ignore[attr-defined]  # stop drawing, the stage unfinished
     return say

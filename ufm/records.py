@@ -136,7 +136,9 @@ def scan(path, required=("id",), data: bytes | None = None):
     JSON) or ``b""``. A missing file is empty. Raises ``RecordsError`` when ``path`` cannot be read."""
     if data is None:
         data = _read_bytes(path)
-    good, bad, torn = [], [], b""
+    good: list = []
+    bad: list = []
+    torn = b""
     if not data:
         return good, bad, torn
     lines = data.split(b"\n")

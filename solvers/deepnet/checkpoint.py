@@ -64,7 +64,7 @@ def save(folder, trees: dict, meta: dict):
     for name, tree in trees.items():
         arrays.update(flatten(tree, name))
     tmp = os.path.join(folder, f".{NPZ}.tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # the keys are array names, never allow_pickle
     os.replace(tmp, os.path.join(folder, NPZ))
     tmp = os.path.join(folder, f".{JSON}.tmp{os.getpid()}")
     with open(tmp, "w") as fh:

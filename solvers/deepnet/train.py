@@ -212,7 +212,7 @@ def batches_of_epoch(config, labels, epoch) -> list:
     s = parse_scheme(config.batching)
     if s.name != "subsets":
         return epoch_batches(s, labels, epoch, config.seed)
-    batches = subset_batches(len(labels), s.b, config.seed)[0]
+    batches = subset_batches(len(labels), s.b, config.seed)[0]  # type: ignore[arg-type]  # subsets:b has a b
     order = np.random.default_rng([config.seed, epoch]).permutation(len(batches))
     return [np.asarray(batches[i]) for i in order]
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def grid_problem(spec: dict, R: float, value: float) -> ClassProblem:
     ``n_min``, ``minority_fraction``, ``dim``, ``radius`` and ``axis`` (``"tau"`` or ``"weight_decay"``, whose
     value is ``value``)."""
     counts = imbalance.class_sizes(spec["imbalance"], spec["classes"], spec["n_min"], R, spec["minority_fraction"])
-    extra = {"tau": value} if spec["axis"] == "tau" else {"weight_decay": value}
+    extra: dict[str, Any] = {"tau": value} if spec["axis"] == "tau" else {"weight_decay": value}
     return ClassProblem(counts=counts, loss=spec["loss"], dim=spec["dim"], nonneg=spec["nonneg"],
                         constraint=spec.get("constraint", "sphere"), radius=spec.get("radius", 1.0), **extra)
 
@@ -294,7 +295,7 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
     say(f"solving {len(problems)} points ({path.name} path)")
     sols, certs = _solve(path, problems, seed, tol, steps)
     m = len(ratios)
-    arrays = {k: [[None] * m for _ in values] for k in ARRAYS}
+    arrays: dict[str, list[list[Any]]] = {k: [[None] * m for _ in values] for k in ARRAYS}
     for idx, (s, c, geo) in enumerate(zip(sols, certs, path.geometry(problems, sols))):
         i, j = divmod(idx, m)
         arrays["loss"][i][j] = s.loss

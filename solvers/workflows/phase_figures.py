@@ -116,9 +116,9 @@ def read_phase(phase: dict) -> dict:
         g[k] = _table(phase, k, p, m)
     g["certified"] = _table(phase, "certified", p, m, bool)
     tol = phase.get("tol")
-    if not (_number(tol) and tol >= 0):
+    if not (_number(tol) and tol >= 0):  # type: ignore[operator]  # _number(tol): a finite int or float
         raise ValueError(f"phase['tol'] must be a finite number >= 0, got {tol!r}")
-    g["tol"] = float(tol)
+    g["tol"] = float(tol)  # type: ignore[arg-type]  # checked just above
     collapse = phase.get("collapse_level", COLLAPSE)
     g["collapse"] = float(collapse) if _number(collapse) else COLLAPSE
     bounds = phase.get("boundaries", {})

@@ -165,7 +165,8 @@ def _standing(rec) -> int:
 def unique(recs) -> list[dict]:
     """One record per id, at the place of its first: the first, unless a later one is better (solved over failed,
     certified over uncertified)."""
-    chosen, order = {}, []
+    chosen: dict = {}
+    order: list = []
     for r in recs:
         old = chosen.get(r["id"])
         if old is None:
@@ -330,7 +331,7 @@ def run_sweep(points, out, *, certify=True, show_progress=True, log=None, execut
             task, kwargs = _group_records, dict(certify=certify, hit=hit, executor=ex.name)
         else:
             jobs = [[p] for p in todo]
-            task, kwargs = point_task, dict(certify=certify, executor=ex.name)
+            task, kwargs = point_task, dict(certify=certify, executor=ex.name)  # type: ignore[assignment]  # both: (points, **kwargs)
         with ex:
             if log is not None and ex.name != "local":
                 log(f"{len(todo)} point(s) as Dask tasks on {ex.describe()}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from .common import (UsageError, add_output_args, add_problem_args, add_size_args, atomic, check_size, dumps,
                      hold_folder, problem_from_args, seed_int, versions, write_json)
@@ -80,7 +81,7 @@ EPOCHS_RULE = {
 }
 
 
-def batches_report(problem, epochs: int) -> tuple[dict, object]:
+def batches_report(problem, epochs: int) -> tuple[dict, Any]:
     """The ``--json`` object (module keys) and the witness embedding (or None)."""
     from ufm import interaction, theory
     from ufm.batching import describe, union_batches
@@ -100,7 +101,7 @@ def summary(rep) -> str:
     sizes = rep["batch_sizes"]
     lines = [f"{rep['batch_set']}: {rep['n_batches']} batches of sizes {min(sizes)}..{max(sizes)}",
              f"{rep['setting']}; OF minimum {rep['of_loss']:.10f} (tau {rep['problem']['tau']:g})",
-             f"(a) classes tied together through batches: "
+             "(a) classes tied together through batches: "
              + ("yes" if not rep["disconnected_classes"] else f"no, classes {rep['disconnected_classes']} fall "
                 f"apart (parts per class {rep['class_parts']})"),
              "(b) every pair of classes meets with a positive anchor: "

@@ -188,7 +188,7 @@ def run_local(args, problem) -> int:
 
         write_json(os.path.join(args.out, "result.json"), rep)
         with atomic(os.path.join(args.out, "local.npz")) as tmp:
-            np.savez(tmp, Z=lc.Z, labels=problem.label_array)
+            np.savez(tmp, Z=lc.Z, labels=problem.label_array)  # type: ignore[arg-type]  # certify_local sets Z
     print(dumps(rep) if args.json else local_summary(rep))
     if not lc.proved:
         eprint(f"ufm certify: local minimum not proved: {lc.why}")
