@@ -15,7 +15,7 @@ its proved bounds.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ufm._lazy import lazy
 
@@ -36,13 +36,15 @@ if TYPE_CHECKING:
     from . import certificate, classlevel, dual, epochs, first_order, local, pgd, relaxation
     from .certificate import Certificate, certify
     from .local import LocalCertificate, certify_local
+    from ufm.problem import Problem
+
     from .pgd import Solution, solve_many
 
 
 __getattr__, __dir__ = lazy(__name__, _EXPORTS, __all__)
 
 
-def solve(problem, **kwargs) -> "Solution":
+def solve(problem: Problem, **kwargs: Any) -> Solution:
     """Solve ``problem``: ``solvers.epochs.solve`` for an epoch scheme (``shuffled``, ``binding``) or when
     ``epochs=`` is given (stochastic passes over any batching), else ``solvers.pgd.solve`` (deterministic, on the
     full batch or the fixed batch set). Keyword arguments go to the chosen solver."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from ufm.batching import batch_list, is_epoch_scheme, union_batches
 
 from . import dual, first_order, relaxation
 from .relaxation import SolverFailure
+
+if TYPE_CHECKING:
+    from ufm.problem import Problem
 
 __all__ = ["Certificate", "certify", "not_certifiable", "choose_method", "prediction_check", "METHODS", "FULL_MAX",
            "SolverFailure"]
@@ -159,8 +163,8 @@ def _check_solution(problem, solution):
                              f"{C.shape}")
 
 
-def certify(problem, solution=None, method: str = "auto", solver: str | None = None, tol: float = 1e-6, *,
-            geometry_tol: float = 1e-3) -> Certificate:
+def certify(problem: Problem, solution: Any = None, method: str = "auto", solver: str | None = None,
+            tol: float = 1e-6, *, geometry_tol: float = 1e-3) -> Certificate:
     """Certify ``solution`` (anything with ``Z`` and, for CE, ``W``/``b``; None: the bound alone) for ``problem``.
 
     Args:

@@ -47,11 +47,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ufm import constraints, objectives
 from ufm.batching import batch_list, is_epoch_scheme
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ufm.problem import Problem
 
 __all__ = ["LocalCertificate", "certify_local", "loss_upper", "PREC"]
 
@@ -470,7 +476,7 @@ def _lambda_min_lower(mid, rad):
     return float(np.nextafter(lam - fro, -np.inf))
 
 
-def loss_upper(problem, Z) -> float:
+def loss_upper(problem: Problem, Z: ArrayLike) -> float:
     """A proved upper bound on the loss at a feasible point made from ``Z (N, d)``: negative coordinates set to
     0 under non-negativity, then every row scaled onto the sphere (``constraint="sphere"``) or, when longer than
     ``rho``, onto the ball's boundary, the scaling done in ball arithmetic (so the point is exactly feasible).
@@ -540,7 +546,7 @@ def _refuse(why, t0, **kw):
                             seconds=time.perf_counter() - t0, **kw)
 
 
-def certify_local(problem, Z, *, global_loss: float | None = None, radius: float | None = None,
+def certify_local(problem: Problem, Z: np.ndarray, *, global_loss: float | None = None, radius: float | None = None,
                   newton_steps: int = 8) -> LocalCertificate:
     """Prove that the critical point near ``Z`` is a strict local minimum of the loss modulo rotation (or a
     saddle), in ball arithmetic (module doc, docs/theory.md).

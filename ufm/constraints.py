@@ -18,7 +18,10 @@ zero, never a NaN.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    import jax
 
 CONSTRAINTS = ("sphere", "ball", "none")
 
@@ -57,7 +60,7 @@ def get(name: str) -> Constraint:
         raise ValueError(f"constraint must be one of {', '.join(CONSTRAINTS)}, got {name!r}") from None
 
 
-def project(Z, constraint: str = "sphere", radius=1.0, nonneg=False):
+def project(Z: Any, constraint: str = "sphere", radius: Any = 1.0, nonneg: Any = False) -> jax.Array:
     """Project each row of ``Z`` ``(N, d)`` onto the set named by ``constraint`` (see module doc).
 
     ``radius`` and ``nonneg`` may be traced JAX values (so a vmap over problems can vary them);

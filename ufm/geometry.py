@@ -23,6 +23,7 @@ of all rows (Papyan et al., ``tding1/Neural-Collapse``). They differ under imbal
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["class_means", "mean_cosines", "nc1", "nc3", "classifier_mean_distance", "nc4", "delta_gm",
            "delta_gm_renormalised", "etf_distance", "classifier_norms", "normalize_rows", "gram_distance",
@@ -33,14 +34,14 @@ def _num_classes(labels, K):
     return int(np.max(labels)) + 1 if K is None else K
 
 
-def normalize_rows(Z):
+def normalize_rows(Z: ArrayLike) -> np.ndarray:
     """Rows divided by their norms (zero rows stay zero). ``(N, d) -> (N, d)``."""
     Z = np.asarray(Z, dtype=np.float64)
     n = np.linalg.norm(Z, axis=1, keepdims=True)
     return np.divide(Z, n, out=np.zeros_like(Z), where=n > 0)
 
 
-def class_means(Z, labels, K=None):
+def class_means(Z: ArrayLike, labels: ArrayLike, K: int | None = None) -> np.ndarray:
     """Class means ``mu_c`` as a ``(K, d)`` array (a class with no sample gives a zero row)."""
     Z = np.asarray(Z, dtype=np.float64)
     labels = np.asarray(labels)
@@ -60,13 +61,13 @@ def _global_mean(mu, labels, weighting):
     raise ValueError(f"weighting must be 'classes' or 'samples', got {weighting!r}")
 
 
-def mean_cosines(Z, labels, K=None):
+def mean_cosines(Z: ArrayLike, labels: ArrayLike, K: int | None = None) -> np.ndarray:
     """``(K, K)`` Gram ``MᵀM`` of the normalised class means: cosines between class means (1 on the diagonal)."""
     M = normalize_rows(class_means(Z, labels, K))
     return M @ M.T
 
 
-def nc1(Z, labels, K=None, weighting="classes"):
+def nc1(Z: ArrayLike, labels: ArrayLike, K: int | None = None, weighting: str = "classes") -> float:
     """NC1 of Papyan et al. (2020): ``Tr(Sigma_W Sigma_B^+) / K`` (0 at within-class collapse).
 
     ``Sigma_W = (1/N) sum_i (z_i - mu_{y_i})(...)ᵀ``, ``Sigma_B = (1/K) sum_c (mu_c - mu_G)(...)ᵀ``, with the
@@ -89,14 +90,14 @@ def nc1(Z, labels, K=None, weighting="classes"):
     return float(np.trace(sigma_w @ np.linalg.pinv(sigma_b, rcond=1e-10, hermitian=True)) / mu.shape[0])
 
 
-def gram_distance(A, B):
+def gram_distance(A: ArrayLike, B: ArrayLike) -> float:
     """``|| A / ||A||_F - B / ||B||_F ||_F``: the distance between two Gram matrices up to scale (in [0, 2]).
     ``delta_gm`` is ``gram_distance(MᵀM, I)``."""
     A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
     return float(np.linalg.norm(A / np.linalg.norm(A) - B / np.linalg.norm(B)))
 
 
-def cosine_groups(mean_cosines, majority) -> dict:
+def cosine_groups(mean_cosines: ArrayLike, majority: ArrayLike) -> dict:
     """Means of the off-diagonal entries of a class-mean cosine matrix ``(K, K)`` over the class pairs of each
     kind: ``maj_maj``, ``maj_min``, ``min_min`` (None where a kind has no pair). ``majority``: ``(K,)`` bools."""
     C = np.asarray(mean_cosines)
@@ -110,7 +111,7 @@ def cosine_groups(mean_cosines, majority) -> dict:
     return {"maj_maj": mean(maj, maj), "maj_min": mean(maj, ~maj), "min_min": mean(~maj, ~maj)}
 
 
-def delta_gm(Z, labels, K=None):
+def delta_gm(Z: ArrayLike, labels: ArrayLike, K: int | None = None) -> float:
     """Delta_GM of Kini et al. (2024): ``|| M Mᵀ / ||M Mᵀ||_F - I_K / sqrt(K) ||_F``, ``M (K, d)`` the class means
     of the rows as given (not re-normalised); 0 at an orthogonal frame.
 
@@ -127,7 +128,7 @@ def delta_gm(Z, labels, K=None):
     return gram_distance(M @ M.T, np.eye(M.shape[0]))
 
 
-def delta_gm_renormalised(Z, labels, K=None):
+def delta_gm_renormalised(Z: ArrayLike, labels: ArrayLike, K: int | None = None) -> float:
     """``|| C / ||C||_F - I_K / sqrt(K) ||_F`` with ``C = mean_cosines(Z, labels)``, the Gram of the class means
     each divided by its norm: :func:`delta_gm` with the means re-normalised (not Kini et al.'s metric; the two
     agree when the class means have equal norms, e.g. at within-class collapse on a sphere). It depends on the
@@ -136,7 +137,7 @@ def delta_gm_renormalised(Z, labels, K=None):
     return gram_distance(G, np.eye(G.shape[0]))
 
 
-def etf_distance(Z, labels, K=None, weighting="classes"):
+def etf_distance(Z: ArrayLike, labels: ArrayLike, K: int | None = None, weighting: str = "classes") -> float:
     """``|| G_c / ||G_c||_F - (I - 11ᵀ/K) / sqrt(K-1) ||_F``, ``G_c = (M - mu_G)(M - mu_G)ᵀ`` the Gram of the class
     means ``M (K, d)`` of the rows as given, centred at the global mean ``mu_G`` (``weighting``, module doc) and
     then normalised (by the Frobenius norm of their Gram). 0 at a simplex ETF.
@@ -162,7 +163,8 @@ def etf_distance(Z, labels, K=None, weighting="classes"):
     return float(np.linalg.norm(G / nrm - target))
 
 
-def classifier_mean_distance(Z, W, labels, K=None, weighting="classes") -> float:
+def classifier_mean_distance(Z: ArrayLike, W: ArrayLike, labels: ArrayLike, K: int | None = None,
+                             weighting: str = "classes") -> float:
     """``|| W/||W||_F - M_c/||M_c||_F ||_F``: the distance between the classifier ``W (K, d)`` and the class means
     ``M_c (K, d)`` of ``Z`` centred at the global mean (``weighting``, module doc), each scaled to unit Frobenius
     norm (a distance, in [0, 2]; NaN when either is zero). Its square is :func:`nc3`."""
@@ -176,7 +178,7 @@ def classifier_mean_distance(Z, W, labels, K=None, weighting="classes") -> float
     return float(np.linalg.norm(W / nw - M / nm))
 
 
-def nc3(Z, W, labels, K=None, weighting="classes") -> float:
+def nc3(Z: ArrayLike, W: ArrayLike, labels: ArrayLike, K: int | None = None, weighting: str = "classes") -> float:
     """NC3 as Zhu et al. (2021) define it: ``|| W/||W||_F - M_c/||M_c||_F ||_F^2`` (the square of
     :func:`classifier_mean_distance`), ``M_c (K, d)`` the class means of ``Z`` centred at the global mean: 0 when
     the classifier is aligned with the centred means (NaN when either is zero). Their experiments are balanced,
@@ -191,7 +193,7 @@ def nc3(Z, W, labels, K=None, weighting="classes") -> float:
     return float(v * v)
 
 
-def nc4(Z, W, labels, K=None) -> float:
+def nc4(Z: ArrayLike, W: ArrayLike, labels: ArrayLike, K: int | None = None) -> float:
     """NC4 as Papyan et al. (2020) plot it: the *mismatch* rate, the fraction of rows ``z_i`` of ``Z (N, d)``
     whose classifier prediction ``argmax_c <w_c, z_i>`` (``W (K, d)``, no bias) is not their nearest class mean
     (Euclidean, means of ``Z``); 0 at collapse. ``1 - nc4`` is ``clf_ncc_agreement`` of
@@ -207,12 +209,13 @@ def nc4(Z, W, labels, K=None) -> float:
     return float(np.mean(pred != np.argmin(d2, axis=1)))
 
 
-def classifier_norms(W):
+def classifier_norms(W: ArrayLike) -> np.ndarray:
     """Row norms ``||w_c||`` of the classifier ``W (K, d)``."""
     return np.linalg.norm(np.asarray(W, dtype=np.float64), axis=1)
 
 
-def report(Z, labels, K=None, W=None, normalize=True):
+def report(Z: ArrayLike, labels: ArrayLike, K: int | None = None, W: ArrayLike | None = None,
+           normalize: bool = True) -> dict:
     """All metrics as a JSON-ready dict: ``mean_cosines`` (K x K list), ``nc1``, ``delta_gm``,
     ``etf_distance``, ``classifier_norms`` (list, or None without ``W``), ``global_mean`` (``"classes"``).
 

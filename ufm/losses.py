@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,11 @@ import numpy as np
 
 from . import kernels
 from .batching import pad
+
+if TYPE_CHECKING:
+    from jax.typing import ArrayLike
+
+    Batches = Sequence[Sequence[int]] | np.ndarray | jax.Array | None
 
 __all__ = ["sc_loss", "sc_loss_dense", "sc_loss_blocked", "ce_loss", "bcl_loss", "bcl_avg_loss", "batch_index",
            "BLOCKED_MIN", "keeps_float64"]
@@ -36,7 +42,10 @@ def _is_float64(x) -> bool:
     return isinstance(x, (np.ndarray, jax.Array)) and not isinstance(x, jax.core.Tracer) and x.dtype == np.float64
 
 
-def keeps_float64(fn):
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def keeps_float64(fn: _F) -> _F:
     """``fn`` evaluated under ``jax.enable_x64(True)`` when one of its arguments is a concrete float64 array and
     x64 is off (module doc, Precision); otherwise ``fn`` itself."""
     @functools.wraps(fn)
@@ -46,7 +55,7 @@ def keeps_float64(fn):
                 return fn(*args, **kwargs)
         return fn(*args, **kwargs)
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]  # functools.wraps: fn's signature
 
 
 def batch_index(batches, n: int):
@@ -124,7 +133,7 @@ def sc_loss_blocked(Z, labels, tau, batches=None, *, block: int = kernels.BLOCK)
 
 
 @keeps_float64
-def sc_loss(Z, labels, tau, batches=None):
+def sc_loss(Z: jax.Array | np.ndarray, labels: ArrayLike, tau: float | jax.Array, batches: Batches = None) -> jax.Array:
     """Supervised contrastive loss, ufm normalisation (mean over anchor slots), docs/theory.md §2.
 
     ``l_i(B) = mean_{j in P_B(i)} [ -s_ij + log sum_{k in B, k != i} exp(s_ik) ]``, ``s_ik = <z_i, z_k>/tau``.
@@ -147,7 +156,8 @@ def sc_loss(Z, labels, tau, batches=None):
 
 
 @keeps_float64
-def ce_loss(Z, W, labels, bias=None):
+def ce_loss(Z: jax.Array | np.ndarray, W: jax.Array | np.ndarray, labels: ArrayLike,
+            bias: jax.Array | np.ndarray | None = None) -> jax.Array:
     """Mean cross-entropy ``(1/N) sum_i -log softmax(W z_i + b)_{y_i}``, docs/theory.md §2.
 
     Args: Z ``(N, d)``, W ``(K, d)``, labels ``(N,)`` ints, bias ``(K,)`` or None.
@@ -183,7 +193,8 @@ def _bcl_terms(Zb, yb, valid, anchor, tau):
 
 
 @keeps_float64
-def bcl_avg_loss(Z, labels, tau, batches=None):
+def bcl_avg_loss(Z: jax.Array | np.ndarray, labels: ArrayLike, tau: float | jax.Array,
+                 batches: Batches = None) -> jax.Array:
     """Balanced contrastive loss, class-averaging part only (``bcl-avg``), ufm normalisation (mean over anchor
     slots). Not the loss of Zhu et al. (that is :func:`bcl_loss`, which adds the class prototypes).
 
@@ -199,7 +210,8 @@ def bcl_avg_loss(Z, labels, tau, batches=None):
 
 
 @keeps_float64
-def bcl_loss(Z, labels, tau, batches=None, *, prototypes):
+def bcl_loss(Z: jax.Array | np.ndarray, labels: ArrayLike, tau: float | jax.Array, batches: Batches = None, *,
+             prototypes: ArrayLike) -> jax.Array:
     """Balanced contrastive loss of Zhu et al. (2022), one view, ufm normalisation (mean over anchor slots).
 
     Their ``BalSCL``: the ``K`` class prototypes ``C`` join every batch (class-complement) as extra rows with

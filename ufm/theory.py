@@ -5,17 +5,22 @@ frame comes from the batch interaction graph (``ufm.interaction``), which depend
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import objectives
 from .closed_forms import (ce_classifier_radius, ce_etf_loss, etf_delta_gm, etf_gram, of_gram, sc_etf_loss,
                            sc_of_loss, sc_of_loss_subsets)
 from .interaction import of_unique
 from .objectives.base import Prediction
 
+if TYPE_CHECKING:
+    from .problem import Problem
+
 __all__ = ["sc_etf_loss", "sc_of_loss", "sc_of_loss_subsets", "ce_classifier_radius", "ce_etf_loss", "etf_gram",
            "of_gram", "etf_delta_gm", "Prediction", "predict", "of_unique"]
 
 
-def predict(problem) -> Prediction:
+def predict(problem: Problem) -> Prediction:
     """The geometry and minimum theory predicts for ``problem`` (docs/theory.md §4), or ``"unknown"`` with why:
     the problem's objective states it (``ufm.objectives``).
 
