@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from typing import Any
 
 import matplotlib
 
@@ -52,7 +53,7 @@ MARKERS = {"SC": "o", "SC+ReLU": "s", "CE": "^", "CE+ReLU": "D", "BCL": "v", "BC
 SPARE_COLOURS = ["tab:cyan", "tab:olive", "tab:red", "navy", "darkgoldenrod"]
 SPARE_MARKERS = ["<", ">", "h", "*", "p"]
 BATCH_STYLES = ["-", "--", "-.", ":"]
-UNCERTIFIED = {"marker": "x", "color": "black", "ls": "none", "ms": 7, "mew": 1.5, "zorder": 5}
+UNCERTIFIED: dict[str, Any] = {"marker": "x", "color": "black", "ls": "none", "ms": 7, "mew": 1.5, "zorder": 5}
 
 
 def variant(rec) -> str:

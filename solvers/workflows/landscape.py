@@ -156,7 +156,7 @@ def class_permutations(counts) -> list[tuple[int, ...]]:
     """The relabellings of classes that map each class to one of the same size (``perm[c]`` is the new label of
     class ``c``), the identity first; only the identity when there are more than ``MAX_PERMUTATIONS``."""
     counts = list(counts)
-    by_size = {}
+    by_size: dict[int, list[int]] = {}
     for c, n in enumerate(counts):
         by_size.setdefault(n, []).append(c)
     sets = list(by_size.values())
@@ -208,7 +208,8 @@ def group_points(losses, signatures, *, tol=1e-6, gram_tol=1e-2, perms=None) -> 
     ``gram_tol`` (:func:`signature_distance` under ``perms``); else it starts a new group. Groups are numbered by
     increasing loss. Returns one group index per point."""
     order = sorted(range(len(losses)), key=lambda i: losses[i])
-    reps, out = [], [None] * len(losses)
+    reps: list[int] = []
+    out: list = [None] * len(losses)
     for i in order:
         for g, r in enumerate(reps):
             if (abs(losses[i] - losses[r]) <= tol * max(1.0, abs(losses[r]))
@@ -425,7 +426,7 @@ def hessian_estimate(problem, Z) -> dict | None:
             A = np.zeros((d, d))
             A[a, b], A[b, a] = 1.0, -1.0
             orbit.append(B.T @ (Z @ A).ravel())
-    u, sv, _ = np.linalg.svd(np.column_stack(orbit), full_matrices=True) if orbit else (np.eye(len(Hr)), [], None)
+    u, sv, _ = np.linalg.svd(np.column_stack(orbit), full_matrices=True) if orbit else (np.eye(len(Hr)), np.zeros(0), None)
     r = int(np.sum(np.asarray(sv) > 1e-8 * max(1.0, float(np.max(sv, initial=0.0)))))
     Q = u[:, r:]
     eig = np.linalg.eigvalsh(Q.T @ Hr @ Q) if Q.shape[1] else np.array([np.nan])
@@ -461,7 +462,7 @@ def run_point(point, certify_local=None) -> dict:
     perms = class_permutations(counts)
     gidx = group_points([losses[i] for i in rest], [sigs[i] for i in rest], tol=tol, gram_tol=point["gram_tol"],
                         perms=perms)
-    start_group = [None] * len(sols)
+    start_group: list = [None] * len(sols)
     shift = 1 if at_global else 0
     for i in at_global:
         start_group[i] = 0
@@ -619,7 +620,7 @@ def assemble(recs, settings: dict) -> dict:
     entry per point (``taus`` from each record's ``tau``; the summaries recomputed from each record's groups),
     ``point_keys``, ``settings``, ``points``, ``certified_points``, ``local_certificate`` (``"available"``,
     ``"missing"`` or ``"mixed"``)."""
-    out = {k: [] for k in POINT_KEYS}
+    out: dict[str, list] = {k: [] for k in POINT_KEYS}
     recs = [_summaries(dict(r)) if r.get("status") == "ok" and "groups" in r else r for r in recs]
     for r in recs:
         for k in POINT_KEYS:

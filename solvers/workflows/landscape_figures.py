@@ -13,6 +13,8 @@ plotted values (``tau`` rows, one column per count vector).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -26,7 +28,7 @@ from ufm import plots  # noqa: E402
 __all__ = ["draw_landscape", "landscape_table", "FAILED"]
 
 FAILED = "0.8"
-PROVED = {"marker": "o", "color": "white", "mec": "black", "ls": "none", "ms": 5, "zorder": 5}
+PROVED: dict[str, Any] = {"marker": "o", "color": "white", "mec": "black", "ls": "none", "ms": 5, "zorder": 5}
 
 
 def landscape_table(data: dict):
@@ -62,7 +64,7 @@ def draw_landscape(data: dict, out) -> list[str]:
     labels = [f"R={plots.fmt_value(round(max(c) / min(c), 3))}\n{','.join(map(str, c))}" for c in cols]
     settings = data.get("settings") or {}
     proved = key == "spurious_fraction"
-    with plt.rc_context(plots.RC):
+    with plt.rc_context(plots.RC):  # type: ignore[arg-type]  # matplotlib's stubs type the rc keys as Literals
         fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(cols) + 2.0), max(2.8, 0.5 * len(taus) + 1.8)))
         cmap = plt.get_cmap("magma_r").with_extremes(bad=FAILED)
         top = max(0.25, float(np.nanmax(vals)) if np.isfinite(vals).any() else 0.0)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 from . import _contrastive, bcl_avg
 from .base import Objective, Prediction
