@@ -583,7 +583,7 @@ def sc_class_bound(problem, orbits, d, a, M, optimal_multipliers: bool = True) -
             mult = np.where(cls == c, k[cls] - 1, k[cls]).astype(np.float64)
             keep = mult > 0
             cls, mult = cls[keep], mult[keep]
-            clw = class_log_weights(k, c)[cls]
+            clw = class_log_weights(k, c)[cls]  # type: ignore[misc]  # prototypes refused above: set
             logit = np.where(cls == c, a[c], M[c, cls]) / tau + clw
             mx = logit.max()
             e = np.exp(logit - mx)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +49,9 @@ import optax
 from ufm import constraints, geometry, objectives, theory
 from ufm.batching import describe, epoch_batch_list, pad
 from ufm.progress import Progress
+
+if TYPE_CHECKING:
+    from ufm.problem import Problem
 
 from .pgd import (ETA_MAX, NonFiniteLoss, Solution, _check_args, _hyper, _optax, _project, armijo_trial, init_params,
                   objective, static_of)
@@ -159,7 +163,8 @@ _epoch_jit = jax.jit(_epoch, static_argnums=(0, 1))
 _loss_jit = jax.jit(_loss, static_argnums=0)
 
 
-def solve(problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None, optimizer="pgd",
+def solve(problem: Problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = None,
+          optimizer: str | optax.GradientTransformation = "pgd",
           tol: float | None = None, patience: int = 10, seed: int = 0, dtype: str | None = None,
           progress: bool | None = None) -> EpochSolution:
     """Minimise an SC ``problem`` by stochastic projected gradient over ``epochs`` epochs (module doc).

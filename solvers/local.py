@@ -147,7 +147,7 @@ def _slots(problem) -> _Slots:
         yb = y[Bl]
         off = ~np.eye(nb, dtype=bool)
         P = off & (yb[:, None] == yb[None, :])
-        w = obj.log_weights(yb, np.ones(nb, bool))
+        w = obj.log_weights(yb, np.ones(nb, bool))  # type: ignore[misc]  # contrastive only: set
         for a in np.flatnonzero(P.sum(1) > 0):
             m = np.zeros(N, bool)
             m[Bl[off[a]]] = True

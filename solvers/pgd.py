@@ -41,7 +41,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -461,9 +461,11 @@ def _check_args(steps, lr, optimizer, tol, dtype):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
 
 
-def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd", tol: float | None = None,
-          seed: int = 0, dtype: str | None = None, init=None, continuation: bool | None = None,
-          starts: int | None = None, devices=None, progress: bool | None = None) -> Solution:
+def solve(problem: Problem, *, steps: int = 5000, lr: float | None = None,
+          optimizer: str | optax.GradientTransformation = "pgd", tol: float | None = None,
+          seed: int = 0, dtype: str | None = None, init: Any = None, continuation: bool | None = None,
+          starts: int | None = None, devices: Sequence[jax.Device] | None = None,
+          progress: bool | None = None) -> Solution:
     """Minimise ``problem`` by projected gradient from a random start drawn from ``seed``.
 
     Args:
@@ -546,7 +548,7 @@ def _restore(sol, problem, rho):
     return sol
 
 
-def n_starts(problem, starts=None, init=None) -> int:
+def n_starts(problem: Problem, starts: int | None = None, init: Any = None) -> int:
     """The number of random starts ``solve`` runs for ``starts`` (its docstring)."""
     if starts is not None:
         if not isinstance(starts, (int, np.integer)) or isinstance(starts, bool) or starts < 1:
@@ -980,8 +982,10 @@ def lockstep_pays(static) -> bool:
     return jax.default_backend() != "cpu" or static.N <= LOCKSTEP_MAX_N
 
 
-def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimizer="pgd",
-               tol: float | None = None, seed=0, dtype: str | None = None, pad="auto", devices=None,
+def solve_many(problems: Sequence[Problem], *, steps: int = 5000, lr: float | None = None,
+               optimizer: str | optax.GradientTransformation = "pgd", tol: float | None = None,
+               seed: int | Sequence[int] = 0, dtype: str | None = None, pad: str | bool = "auto",
+               devices: Sequence[jax.Device] | None = None,
                progress: bool = False, continuation: bool | None = None, starts: int | None = None
                ) -> list[Solution]:
     """Solve many problems, one jit-compiled loop per group of equal shape; returns one ``Solution`` per problem,

@@ -124,7 +124,8 @@ class ClassProblem:
         if self.radius == 1.0:
             return self, 1.0
         rho2 = self.radius ** 2
-        return self.replace(radius=1.0, **objectives.get(self.loss).unit_radius(self, rho2)), self.radius
+        fields = objectives.get(self.loss).unit_radius(self, rho2)  # type: ignore[misc]  # every loss has one
+        return self.replace(radius=1.0, **fields), self.radius
 
     @classmethod
     def from_problem(cls, problem, orbits=None) -> "ClassProblem":
@@ -167,7 +168,8 @@ def weights(problem: ClassProblem) -> dict:
             w[o, c] = m * k[c] / T
             mult = k - (np.arange(K) == c)
             ok = mult > 0
-            logb[o, c, ok] = np.log(mult[ok]) + obj.class_log_weights(k, c)[ok]
+            # a contrastive loss without prototypes (refused at construction) has class_log_weights
+            logb[o, c, ok] = np.log(mult[ok]) + obj.class_log_weights(k, c)[ok]  # type: ignore[misc]
     return {**out, "w": w, "logb": logb}
 
 

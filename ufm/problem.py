@@ -188,7 +188,8 @@ class Problem:
         rho = self.radius
         if rho == 1.0 or not constraints.get(self.constraint).bounded:
             return self, 1.0
-        return self.replace(radius=1.0, **objectives.get(self.loss).unit_radius(self, rho * rho)), rho
+        fields = objectives.get(self.loss).unit_radius(self, rho * rho)  # type: ignore[misc]  # every loss has one
+        return self.replace(radius=1.0, **fields), rho
 
     def replace(self, **changes) -> "Problem":
         return dataclasses.replace(self, **changes)

@@ -426,7 +426,8 @@ def hessian_estimate(problem, Z) -> dict | None:
             A = np.zeros((d, d))
             A[a, b], A[b, a] = 1.0, -1.0
             orbit.append(B.T @ (Z @ A).ravel())
-    u, sv, _ = np.linalg.svd(np.column_stack(orbit), full_matrices=True) if orbit else (np.eye(len(Hr)), np.zeros(0), None)
+    u, sv, _ = (np.linalg.svd(np.column_stack(orbit), full_matrices=True) if orbit else
+                (np.eye(len(Hr)), np.zeros(0), None))
     r = int(np.sum(np.asarray(sv) > 1e-8 * max(1.0, float(np.max(sv, initial=0.0)))))
     Q = u[:, r:]
     eig = np.linalg.eigvalsh(Q.T @ Hr @ Q) if Q.shape[1] else np.array([np.nan])

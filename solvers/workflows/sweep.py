@@ -331,7 +331,8 @@ def run_sweep(points, out, *, certify=True, show_progress=True, log=None, execut
             task, kwargs = _group_records, dict(certify=certify, hit=hit, executor=ex.name)
         else:
             jobs = [[p] for p in todo]
-            task, kwargs = point_task, dict(certify=certify, executor=ex.name)  # type: ignore[assignment]  # both: (points, **kwargs)
+            # either task is called as task(points, **kwargs); their other parameters differ
+            task, kwargs = point_task, dict(certify=certify, executor=ex.name)  # type: ignore[assignment]
         with ex:
             if log is not None and ex.name != "local":
                 log(f"{len(todo)} point(s) as Dask tasks on {ex.describe()}")

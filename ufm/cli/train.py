@@ -209,7 +209,8 @@ def run(args) -> int:
         raise UsageError(str(e)) from None
     cmp = None
     if args.ufm:  # the tracker's UFM (solved once, before the first epoch), at the final geometry
-        cmp = dict(tracker.reference_result(result.data.y_train, result.Z_train.shape[1])["comparison"])  # type: ignore[index]  # --ufm: a reference
+        ref = tracker.reference_result(result.data.y_train, result.Z_train.shape[1])
+        cmp = dict(ref["comparison"])  # type: ignore[index]  # --ufm: the tracker has a reference, so a result
         cmp["distance_to_ufm"] = geometry.gram_distance(result.final["geometry"]["mean_cosines"], cmp["mean_cosines"])
     rep = compare.train_report(result, cmp)
     rep["versions"] = versions()

@@ -14,20 +14,24 @@ lists the tests to add).
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .base import Objective
 
 NAMES = ("sc", "ce", "bcl", "bcl-avg")
 
 __all__ = ["NAMES", "get", "of", "gram_layout"]
 
 
-def get(name: str):
+def get(name: str) -> Objective:
     """The :class:`~ufm.objectives.base.Objective` registered as ``name``; ``ValueError`` naming ``loss``."""
     if name not in NAMES:
         raise ValueError(f"loss must be one of {', '.join(NAMES)}, got {name!r}")
     return importlib.import_module(f"{__name__}.{name.replace('-', '_')}").OBJECTIVE
 
 
-def of(problem):
+def of(problem) -> Objective:
     """The objective of ``problem`` (``problem.loss``)."""
     return get(problem.loss)
 
