@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,11 @@ from ufm.batching import batch_list
 from ufm.losses import batch_index
 
 from .pgd import _hyper
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ufm.problem import Problem
 from ufm.constraints import project
 
 __all__ = ["FirstOrder", "first_order_bound", "solution_loss", "feasible_rows", "gram_rows", "best_bias"]
@@ -93,7 +99,8 @@ def _need_prototypes(problem, C):
         raise ValueError(f"C: a {problem.loss!r} solution needs its class prototypes C (K, d)")
 
 
-def solution_loss(problem, Z, W=None, b=None, *, C=None) -> float:
+def solution_loss(problem: Problem, Z: ArrayLike, W: ArrayLike | None = None, b: ArrayLike | None = None, *,
+                  C: ArrayLike | None = None) -> float:
     """The problem's objective at a solution, in float64 after projecting ``Z`` (and the prototypes ``C`` of a
     loss that has them) onto the feasible set: the objective's own ``value`` (``ufm.objectives``; SC's kernel is
     tiled for wide batches, never an N x N array)."""
@@ -116,12 +123,12 @@ def solution_loss(problem, Z, W=None, b=None, *, C=None) -> float:
 _value = jax.jit(lambda name, x, h: objectives.get(name).value(x, h), static_argnums=0)
 
 
-def feasible_rows(problem, Z) -> np.ndarray:
+def feasible_rows(problem: Problem, Z: ArrayLike) -> np.ndarray:
     """``Z`` in float64, projected onto the feasible set: the point a certificate is about."""
     return _features(problem, Z)
 
 
-def gram_rows(problem, Z, C=None) -> np.ndarray:
+def gram_rows(problem: Problem, Z: ArrayLike, C: ArrayLike | None = None) -> np.ndarray:
     """The rows whose Gram the contrastive relaxation and bound are about, float64 and feasible: ``Z (N, d)``,
     and for a loss with prototypes ``[Z; C]`` ``(N + K, d)`` (``ValueError`` naming ``C`` when it is missing)."""
     _need_prototypes(problem, C)
@@ -134,13 +141,14 @@ def gram_rows(problem, Z, C=None) -> np.ndarray:
     return np.concatenate([Zp, Cp], axis=0)
 
 
-def best_bias(logits, b, labels, K) -> np.ndarray:
+def best_bias(logits: ArrayLike, b: ArrayLike | None, labels: ArrayLike, K: int) -> np.ndarray:
     """``argmin_b`` of the mean CE at ``logits (N, K)``, from ``b`` (None: zeros); damped Newton."""
     return _best_bias(np.asarray(logits, dtype=np.float64), np.zeros(K) if b is None else
                       np.asarray(b, dtype=np.float64), np.asarray(labels), K)
 
 
-def first_order_bound(problem, Z, W=None, b=None, *, C=None) -> FirstOrder:
+def first_order_bound(problem: Problem, Z: ArrayLike, W: ArrayLike | None = None, b: ArrayLike | None = None, *,
+                      C: ArrayLike | None = None) -> FirstOrder:
     """The first-order lower bound at a solution ``Z (N, d)`` (and, for CE, ``W (K, d)``, ``b (K,)``; for BCL its
     prototypes ``C (K, d)``), proved
     (``solvers.dual``): the dual point is the softmax at the solution's own Gram, ``mu`` and ``Lambda`` are read

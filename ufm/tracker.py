@@ -29,8 +29,12 @@ distinct problem: count vector and embedding dimension (with explicit batches, t
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = ["Tracker", "ReferenceNotFound", "find_reference", "draw", "GROUP", "DEFAULT_REFERENCE", "HISTORY",
            "FIGURE", "GEOMETRY", "RESERVED"]
@@ -181,7 +185,7 @@ class Tracker:
         return dict(loss=self.loss, tau=self.tau, relu=self.relu, normalize=self.normalize,
                     batching=self.batching if self.batches is None else None, batches=self.batches)
 
-    def reference_result(self, labels, dim) -> dict | None:
+    def reference_result(self, labels: ArrayLike, dim: int) -> dict | None:
         """The reference's answer for ``labels (N,)`` (ints ``0..K-1``) and embedding dimension ``dim`` (from the
         cache when a ``log`` already asked for it); None without a UFM side."""
         if not self.has_reference:
@@ -193,7 +197,7 @@ class Tracker:
         del kw["normalize"]
         return call_reference(self._cached, np.bincount(y).tolist(), dim, y, **kw, **self.options)
 
-    def row(self, epoch, Z, labels, W=None, **extra) -> dict:
+    def row(self, epoch: int, Z: ArrayLike, labels: ArrayLike, W: ArrayLike | None = None, **extra: Any) -> dict:
         """The row :meth:`log` would write, without writing it (a caller may add keys, then :meth:`append` it).
         ``Z (N, d)``, ``labels (N,)``, ``W (K, d)`` or None; ``extra``: more metrics (numbers or JSON values)
         whose names may not be the row's own (``RESERVED``). Raises ``ufm.measurement.InputError`` for bad
@@ -227,14 +231,14 @@ class Tracker:
         self.rows.append(row)
         return row
 
-    def log(self, epoch, Z, labels, W=None, **extra) -> dict:
+    def log(self, epoch: int, Z: ArrayLike, labels: ArrayLike, W: ArrayLike | None = None, **extra: Any) -> dict:
         """Measure ``Z (N, d)`` with ``labels (N,)`` (and the classifier ``W (K, d)``), append the row to
         ``history.jsonl`` and return it (:meth:`row`, then :meth:`append`)."""
         if self.closed:
             raise RuntimeError("Tracker.log after close()")
         return self.append(self.row(epoch, Z, labels, W, **extra))
 
-    def reset(self, rows=()):
+    def reset(self, rows: Iterable[dict] = ()) -> None:
         """Start over from ``rows`` (the rows of the epochs a resumed run keeps; none for a fresh run):
         ``history.jsonl`` is replaced atomically by exactly these rows, and the figure will draw them."""
         from .records import clean, rewrite
@@ -243,7 +247,7 @@ class Tracker:
         if self.path is not None:
             rewrite(self.path, self.rows)
 
-    def close(self):
+    def close(self) -> None:
         """Draw ``geometry_per_epoch.png`` from the rows (once; nothing without rows or without ``out_dir``)."""
         if self.closed:
             return
