@@ -18,7 +18,7 @@ References:
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -169,7 +169,8 @@ def _start(p: ClassProblem, rng):
     return x
 
 
-def solve_classes(problems, *, steps: int = 4000, seed=0, ftol: float = 1e-13, starts=None) -> list[ClassSolution]:
+def solve_classes(problems: Sequence[ClassProblem], *, steps: int = 4000, seed: int | Sequence[int] = 0,
+                  ftol: float = 1e-13, starts: Sequence[dict] | None = None) -> list[ClassSolution]:
     """Solve class-level problems (``ufm.ClassProblem`` s), grouped by structure, each group one vmapped loop.
 
     Args:
@@ -251,7 +252,8 @@ def _bound(unit: ClassProblem, sol: ClassSolution, rho: float, optimal: bool):
     return dual.ce_class_bound(unit, d, a, M, C, sol.loss, optimal_multipliers=optimal)
 
 
-def certify_classes(problems, solutions, *, tol: float = 1e-6) -> list[ClassCertificate]:
+def certify_classes(problems: Sequence[ClassProblem], solutions: Sequence[ClassSolution], *,
+                    tol: float = 1e-6) -> list[ClassCertificate]:
     """Proved lower bounds for class-level solutions (module doc), one per problem.
 
     Args:

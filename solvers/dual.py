@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import numpy as np
 import scipy.linalg
@@ -42,6 +42,12 @@ import scipy.sparse.linalg
 
 from ufm import constraints, objectives
 from ufm.batching import batch_list
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ufm.classlevel import ClassProblem
+    from ufm.problem import Problem
 
 __all__ = ["DualBound", "lambda_min_lower", "lambda_min_lower_many", "sc_bound", "ce_bound", "sc_class_bound",
            "ce_class_bound", "sc_group_bound", "ce_group_bound", "components", "DENSE_LIMIT", "U"]
@@ -93,7 +99,7 @@ def _estimate(A) -> float:
         return 0.0
 
 
-def lambda_min_lower(A, estimate: float | None = None, tries: int = 16) -> float | None:
+def lambda_min_lower(A: np.ndarray, estimate: float | None = None, tries: int = 16) -> float | None:
     """A proved lower bound on the smallest eigenvalue of the symmetric matrix ``A`` (its float64 entries taken
     as exact), or None when no factorisation succeeded.
 
@@ -141,7 +147,7 @@ def lambda_min_lower(A, estimate: float | None = None, tries: int = 16) -> float
     return None
 
 
-def components(batches, n: int) -> list[np.ndarray]:
+def components(batches: Sequence[ArrayLike] | None, n: int) -> list[np.ndarray]:
     """Samples grouped by the batches that join them (connected components of "shares a batch"); the full batch
     (``batches`` None) is one group. Samples in no batch form no group."""
     if batches is None:
@@ -299,7 +305,7 @@ def _require(problem, which: str) -> None:
                          "this way")
 
 
-def sc_bound(problem, gram) -> DualBound:
+def sc_bound(problem: Problem, gram: np.ndarray | Callable[[np.ndarray], np.ndarray]) -> DualBound:
     """Proved lower bound on the SC minimum from a candidate Gram (the problem's fixed batch set, ``batch_list``).
 
     Args:
@@ -407,7 +413,7 @@ def _bias_margin(q, delta, labels, K, N, cmax, r2, wd, Fa):
     return (lin + ent + schur) * (1 + 8 * U)
 
 
-def ce_bound(problem, Ghat, logits, upper: float) -> DualBound:
+def ce_bound(problem: Problem, Ghat: np.ndarray, logits: np.ndarray, upper: float) -> DualBound:
     """Proved lower bound on the CE minimum from a candidate feature Gram ``Ghat (N, N)`` and logits ``logits (N,
     K)`` (``Z Wᵀ`` of a solution, plus its best bias when the problem has one, or the convex solver's block).
     ``upper``: an upper bound on the minimum (a feasible point's loss), used to bound ``||W||`` (and ``tr G``
@@ -417,6 +423,7 @@ def ce_bound(problem, Ghat, logits, upper: float) -> DualBound:
     N, K = problem.N, problem.K
     labels = problem.label_array
     wd, fd = problem.weight_decay, problem.feature_decay
+    assert wd is not None  # CE: the problem sets weight_decay (> 0)
     upper = float(upper) * (1 + 1e-9) + 1e-300
     r2, cmax = _ce_reach(problem, upper)
     q, delta, h, habs = _ce_weights(np.asarray(logits, dtype=np.float64))
@@ -557,7 +564,8 @@ def _class_feasible(problem, n, Qw, Qb, diag_q, Ghat_d, Ghat_a, Ghat_M, optimal=
     return mu_term + term, mu_margin + 8 * U * abs(term), lam, ""
 
 
-def sc_class_bound(problem, orbits, d, a, M, optimal_multipliers: bool = True) -> DualBound:
+def sc_class_bound(problem: ClassProblem, orbits: Sequence[tuple], d: np.ndarray, a: np.ndarray, M: np.ndarray,
+                   optimal_multipliers: bool = True) -> DualBound:
     """Proved lower bound on the SC minimum for a batch set made of whole orbits (``relaxation.class_orbits``:
     ``(k, m)`` = class composition of a batch, multiplicity), from a block-constant candidate Gram: diagonal
     ``d (K,)``, within-class ``a (K,)``, between-class ``M (K, K)``. Any N: nothing N-sized is formed, and the
@@ -630,7 +638,8 @@ def sc_class_bound(problem, orbits, d, a, M, optimal_multipliers: bool = True) -
                    + 4 * U * abs(const) + size_err, lam, 1, int(n.sum()), why)
 
 
-def ce_class_bound(problem, d, a, M, C, upper: float, optimal_multipliers: bool = True) -> DualBound:
+def ce_class_bound(problem: ClassProblem, d: np.ndarray, a: np.ndarray, M: np.ndarray, C: np.ndarray, upper: float,
+                   optimal_multipliers: bool = True) -> DualBound:
     """Proved lower bound on the CE minimum (full mean, no bias) from a block-constant candidate: feature Gram
     (``d``, ``a``, ``M`` as in :func:`sc_class_bound`) and class-level logits ``C (K, K)`` (``<z_i in c,
     w_c'>``). ``upper``: an upper bound on the minimum (:func:`ce_bound`)."""
@@ -645,6 +654,7 @@ def ce_class_bound(problem, d, a, M, C, upper: float, optimal_multipliers: bool 
     nf = n
     N, K = float(nf.sum()), len(n)
     wd, fd = problem.weight_decay, problem.feature_decay
+    assert wd is not None  # CE: the problem sets weight_decay (> 0)
     upper = float(upper) * (1 + 1e-9) + 1e-300
     r2, cmax = _ce_reach(problem, upper)
     q, delta, h, habs = _ce_weights(np.asarray(C, dtype=np.float64))

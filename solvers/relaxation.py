@@ -48,6 +48,9 @@ from ufm.batching import batch_list
 
 if TYPE_CHECKING:
     import cvxpy as cp
+    from numpy.typing import ArrayLike
+
+    from ufm.problem import Problem
 else:
     cp = None  # cvxpy, imported by the entry points on first use: `ufm solve` need not pay for its import
 
@@ -108,7 +111,7 @@ class Relaxation:
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
-def class_cosines(block_means) -> np.ndarray:
+def class_cosines(block_means: ArrayLike) -> np.ndarray:
     """Cosines between class means from the class-level Gram ``B_cc' = <mu_c, mu_c'>``: ``B / sqrt(b bᵀ)``
     (a zero class mean gives a zero row and column, as ``ufm.geometry.mean_cosines``)."""
     B = np.asarray(block_means, dtype=np.float64)
@@ -117,7 +120,7 @@ def class_cosines(block_means) -> np.ndarray:
     return B * np.outer(inv, inv)
 
 
-def numerical_rank(eigenvalues, scale=None, tol: float = RANK_TOL) -> int:
+def numerical_rank(eigenvalues: ArrayLike, scale: float | None = None, tol: float = RANK_TOL) -> int:
     """How many ``eigenvalues`` exceed ``tol * scale`` (``scale``: the largest absolute eigenvalue by default)."""
     w = np.asarray(eigenvalues, dtype=np.float64)
     if w.size == 0:
@@ -367,7 +370,7 @@ def _relaxation_of(problem) -> str:
     return which
 
 
-def full_program(problem, decompose: bool = True) -> _Program:
+def full_program(problem: Problem, decompose: bool = True) -> _Program:
     """The full Gram relaxation of ``problem`` as a cvxpy program (module doc); ``decompose=False`` keeps one
     dense N x N block whatever the batching."""
     _cvxpy()
@@ -515,7 +518,7 @@ def _ce_reduced(problem):
                     lambda: {**_class_point(M, d), "C": np.asarray(C.value, dtype=np.float64)})
 
 
-def reduced_program(problem) -> _Program:
+def reduced_program(problem: Problem) -> _Program:
     """The symmetry-reduced class-level program (module doc). Raises ``ValueError`` naming ``batching`` when the
     batch set is not invariant under within-class permutations."""
     _cvxpy()
@@ -566,7 +569,7 @@ def solver_order(prog: cp.Problem) -> list[str]:
     return ["SCS", "CLARABEL"] if largest_psd_block(prog) > SCS_FIRST_BLOCK else list(SOLVERS)
 
 
-def unit_radius(problem):
+def unit_radius(problem: Problem) -> tuple[Problem, float]:
     """The same problem at radius 1, and ``rho^2``: the programs are solved there (well scaled whatever the radius).
 
     SC depends on ``rho^2 / tau`` only (``tau -> tau / rho^2``). CE with ``Z = rho Z'``, ``W = W' / rho`` keeps the
@@ -576,7 +579,7 @@ def unit_radius(problem):
     return unit, rho * rho
 
 
-def solve_relaxation(problem, method: str = "reduced", solver: str | None = None) -> Relaxation:
+def solve_relaxation(problem: Problem, method: str = "reduced", solver: str | None = None) -> Relaxation:
     """Build and solve the ``"full"`` or ``"reduced"`` relaxation of ``problem``.
 
     ``solver``: ``"CLARABEL"`` or ``"SCS"`` (case-insensitive); ``None`` tries both (:func:`solver_order`). Raises
