@@ -35,9 +35,12 @@ import math
 import numbers
 import os
 import re
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 SCHEMES = ("full", "fixed", "shuffled", "binding", "subsets")
 EPOCH_SCHEMES = ("shuffled", "binding")  # a new batch set every epoch
@@ -82,7 +85,7 @@ def parse_scheme(text: str, n: int | None = None) -> Scheme:
     return Scheme(name, b)
 
 
-def validate(scheme: str, batches, n: int):
+def validate(scheme: str, batches: Sequence[Sequence[int]] | None, n: int) -> tuple[tuple[int, ...], ...] | None:
     """Check a scheme / explicit batches for ``n`` samples; return explicit batches as a tuple of tuples
     (or None). Raises ``ValueError`` naming ``batching`` or ``batches`` for an unknown scheme, a bad batch size,
     an empty batch, an index outside ``0..n-1`` or a sample repeated inside one batch."""
@@ -97,7 +100,7 @@ def validate(scheme: str, batches, n: int):
             for i in b:
                 if isinstance(i, (bool, np.bool_)) or not isinstance(i, numbers.Integral):
                     raise ValueError(f"batches: batch {k} holds {i!r}, not a sample index")
-                if not 0 <= i < n:  # type: ignore[operator]  # an Integral index
+                if not 0 <= i < n:
                     raise ValueError(f"batches: batch {k} holds index {i}, outside 0..{n - 1}")
             if len(set(b)) != len(b):
                 raise ValueError(f"batches: batch {k} repeats a sample")
@@ -109,7 +112,7 @@ def validate(scheme: str, batches, n: int):
     return None
 
 
-def binding_examples(labels) -> np.ndarray:
+def binding_examples(labels: ArrayLike) -> np.ndarray:
     """Index of the first example of every class ``(K,)``: Kini et al.'s binding examples."""
     labels = np.asarray(labels)
     _, first = np.unique(labels, return_index=True)
@@ -120,7 +123,7 @@ def _cut(order: np.ndarray, b: int) -> list[np.ndarray]:
     return [order[i:i + b] for i in range(0, len(order), b)]
 
 
-def pad(batches, width: int | None = None) -> np.ndarray:
+def pad(batches: Sequence[Sequence[int]], width: int | None = None) -> np.ndarray:
     """A list of index arrays as an int32 array ``(n_batches, width)`` padded with -1."""
     width = max(len(b) for b in batches) if width is None else width
     out = np.full((len(batches), width), -1, dtype=np.int32)
@@ -129,7 +132,7 @@ def pad(batches, width: int | None = None) -> np.ndarray:
     return out
 
 
-def epoch_batches(scheme: str | Scheme, labels, epoch: int = 0, batch_seed: int = 0) -> list[np.ndarray]:
+def epoch_batches(scheme: str | Scheme, labels: ArrayLike, epoch: int = 0, batch_seed: int = 0) -> list[np.ndarray]:
     """The batches of one epoch, as a list of index arrays (``full``, ``fixed``, ``shuffled``, ``binding``).
 
     ``fixed`` returns the same partition for every epoch; ``shuffled`` and ``binding`` a new one per epoch.
@@ -214,7 +217,7 @@ def parse_batches(text: str) -> tuple[tuple[int, ...], ...]:
     return tuple(out)
 
 
-def read_batches(path) -> tuple[tuple[int, ...], ...]:
+def read_batches(path: str | os.PathLike) -> tuple[tuple[int, ...], ...]:
     """Explicit batches from a file: ``.json`` holds a list of index lists; any other file is text for
     :func:`parse_batches` (one batch per line, or ``;``-separated). ``ValueError`` naming ``batches``."""
     import stat
@@ -246,7 +249,7 @@ def read_batches(path) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(b) for b in data)
 
 
-def batches_from_text(text: str):
+def batches_from_text(text: str) -> tuple[tuple[int, ...], ...]:
     """A ``--batches`` value: the path of an existing file (:func:`read_batches`), else index text
     (:func:`parse_batches`)."""
     if os.path.exists(text):

@@ -60,7 +60,7 @@ class ClassProblem:
     bias: bool = False
     orbits: tuple | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         try:
             counts = tuple(float(c) for c in self.counts)

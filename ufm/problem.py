@@ -89,7 +89,7 @@ class Problem:
     batches: tuple[tuple[int, ...], ...] | None = field(default=None, repr=False)
     batch_seed: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         if self.counts is None and self.labels is None:
             raise ValueError("counts: give the class counts (or labels); there are no classes")
