@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
+from typing import TypeGuard
 
 import matplotlib
 
@@ -60,7 +61,7 @@ LABEL_TEXT = {"ETF-like": "ETF-like", "minority attraction": "minority\nattracti
 FAILED = "0.8"  # the colour of a failed point's cell
 
 
-def _number(x):
+def _number(x) -> TypeGuard[int | float]:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -116,9 +117,9 @@ def read_phase(phase: dict) -> dict:
         g[k] = _table(phase, k, p, m)
     g["certified"] = _table(phase, "certified", p, m, bool)
     tol = phase.get("tol")
-    if not (_number(tol) and tol >= 0):  # type: ignore[operator]  # _number(tol): a finite int or float
+    if not (_number(tol) and tol >= 0):
         raise ValueError(f"phase['tol'] must be a finite number >= 0, got {tol!r}")
-    g["tol"] = float(tol)  # type: ignore[arg-type]  # checked just above
+    g["tol"] = float(tol)
     collapse = phase.get("collapse_level", COLLAPSE)
     g["collapse"] = float(collapse) if _number(collapse) else COLLAPSE
     bounds = phase.get("boundaries", {})
