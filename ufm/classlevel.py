@@ -32,6 +32,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import constraints, objectives
 from .problem import _real
@@ -212,7 +213,7 @@ def value(x, h, *, contrastive: bool, sphere: bool, constant: bool = True):
     return h["w"] @ ce + h["weight_decay"] * jnp.sum(W * W) + h["feature_decay"] * (h["w"] @ d)
 
 
-def block_gram(mu, problem: ClassProblem):
+def block_gram(mu: ArrayLike, problem: ClassProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The class-constant Gram of ``mu`` as the dual bound reads it: ``(d (K,), a (K,), M (K, K))`` with
     ``M_cc = a_c`` (NumPy, float64)."""
     mu = np.asarray(mu, dtype=np.float64)
@@ -227,7 +228,8 @@ def block_gram(mu, problem: ClassProblem):
     return d, a, M
 
 
-def embedding(mu, problem: ClassProblem, W=None, tol: float = 1e-9):
+def embedding(mu: ArrayLike, problem: ClassProblem, W: ArrayLike | None = None,
+              tol: float = 1e-9) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """An embedding ``Z (N, dim)`` whose class-constant Gram is that of ``mu`` (integer counts; samples class by
     class), and with ``W`` the classifier in the same coordinates.
 
