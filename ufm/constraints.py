@@ -18,10 +18,11 @@ zero, never a NaN.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import jax
+    import numpy as np
 
 CONSTRAINTS = ("sphere", "ball", "none")
 
@@ -60,7 +61,8 @@ def get(name: str) -> Constraint:
         raise ValueError(f"constraint must be one of {', '.join(CONSTRAINTS)}, got {name!r}") from None
 
 
-def project(Z: Any, constraint: str = "sphere", radius: Any = 1.0, nonneg: Any = False) -> jax.Array:
+def project(Z: jax.Array | np.ndarray, constraint: str = "sphere", radius: float | jax.Array = 1.0,
+            nonneg: bool | jax.Array = False) -> jax.Array:
     """Project each row of ``Z`` ``(N, d)`` onto the set named by ``constraint`` (see module doc).
 
     ``radius`` and ``nonneg`` may be traced JAX values (so a vmap over problems can vary them);
