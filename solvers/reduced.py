@@ -123,7 +123,7 @@ def start_of(problem: GroupProblem, sol: GroupSolution) -> dict:
     rho = problem.radius
     x = {"m": sol.m / rho, "t": sol.t / rho}
     if sol.u is not None:
-        x.update(u=sol.u * rho, r=sol.r * rho)
+        x.update(u=sol.u * rho, r=sol.r * rho)  # type: ignore[operator, arg-type]  # u and r come together
     return x
 
 

@@ -67,7 +67,7 @@ class GroupProblem:
     classes: tuple[int, ...]
     loss: str = "sc"
     tau: float = 0.1
-    dim: int | None = None
+    dim: int = None  # type: ignore[assignment]  # optional argument; __post_init__ always sets an int
     constraint: str = "sphere"
     radius: float = 1.0
     nonneg: bool = False
@@ -135,7 +135,8 @@ class GroupProblem:
         if self.radius == 1.0:
             return self, 1.0
         rho2 = self.radius ** 2
-        return self.replace(radius=1.0, **objectives.get(self.loss).unit_radius(self, rho2)), self.radius
+        fields = objectives.get(self.loss).unit_radius(self, rho2)  # type: ignore[misc]  # every loss has one
+        return self.replace(radius=1.0, **fields), self.radius
 
     def class_problem(self) -> ClassProblem:
         """The same problem on the class level (``K`` class means; for tests and small ``K``)."""
@@ -191,7 +192,8 @@ def _slot_log_weights(loss: str, sizes: tuple, classes: tuple):
         anchors = [first[g]] + ([first[g] + classes[g] - 1] if classes[g] >= 2 else [])
         rows = []
         for c in anchors:
-            clw = np.asarray(clw_fn(k, c), dtype=np.float64)
+            # a contrastive loss without prototypes (refused at construction) has class_log_weights
+            clw = np.asarray(clw_fn(k, c), dtype=np.float64)  # type: ignore[misc]
             row = np.zeros(G + 1)
             for h in range(G):
                 block = clw[first[h]:first[h] + classes[h]]

@@ -67,7 +67,7 @@ def grid_group_problem(spec: dict, R: float, value: float):
 
     sizes, classes = imbalance.group_sizes(spec["imbalance"], spec["classes"], spec["n_min"], R,
                                            spec["minority_fraction"])
-    extra = {"tau": value} if spec["axis"] == "tau" else {"weight_decay": value}
+    extra: dict[str, Any] = {"tau": value} if spec["axis"] == "tau" else {"weight_decay": value}
     return GroupProblem(sizes=sizes, classes=classes, loss=spec["loss"], dim=spec["dim"],
                         constraint=spec.get("constraint", "sphere"), radius=spec.get("radius", 1.0), **extra)
 
