@@ -127,7 +127,7 @@ def _later(name: str) -> Callable:
     def run(case):
         return globals()[name](case)
 
-    run.target = name
+    run.target = name  # type: ignore[attr-defined]  # the function carries its check's name
     return run
 
 
@@ -718,7 +718,7 @@ class _Case:
 def _why_not(case: _Case, key: str) -> str:
     """The hypothesis of row ``key`` that the setting misses, in words (``""`` when it applies): its record's
     ``applies``."""
-    return _TITLE[key].applies(case)
+    return _TITLE[key].applies(case)  # type: ignore[misc]  # every record in THEOREMS has one
 
 
 def applicability(setting: Setting) -> dict:
@@ -1120,12 +1120,12 @@ def _check(case: _Case, t: Theorem) -> Row:
     """Row ``t`` in ``case``: not applicable (the hypothesis missed), or ``t.check``'s row labelled with ``t``
     (a conjecture shares its theorem's check and computation; a claim's counterexample refutes it)."""
     start = time.perf_counter()
-    why = t.applies(case)
+    why = t.applies(case)  # type: ignore[misc]  # every record in THEOREMS has applies and check
     if why:
         row = _not_applicable(_row(t.key), why)
     else:
         try:
-            row = case.cached(("row", getattr(t.check, "target", t.check)), lambda: t.check(case))
+            row = case.cached(("row", getattr(t.check, "target", t.check)), lambda: t.check(case))  # type: ignore[misc]
         except RuntimeError as e:  # a solver that failed (a non-finite loss, ...) decides nothing
             row = _row(t.key)
             row.verdict, row.reason = "inconclusive", f"a solver failed: {type(e).__name__}: {e}"
