@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from ufm.classlevel import ClassProblem
     from ufm.problem import Problem
+    from ufm.reduced import GroupProblem
 
 __all__ = ["DualBound", "lambda_min_lower", "lambda_min_lower_many", "sc_bound", "ce_bound", "sc_class_bound",
            "ce_class_bound", "sc_group_bound", "ce_group_bound", "components", "DENSE_LIMIT", "U"]
@@ -702,7 +703,7 @@ def _cholesky_completes(A):
     return ok & np.all(np.isfinite(L), axis=(1, 2))
 
 
-def lambda_min_lower_many(A, tries: int = 16):
+def lambda_min_lower_many(A: np.ndarray, tries: int = 16) -> np.ndarray:
     """:func:`lambda_min_lower` for a stack of small symmetric matrices ``A (P, n, n)`` at once (the same proof,
     the factorisations vectorised). Returns ``(P,)`` proved lower bounds, NaN where no factorisation completed
     (or an entry is not finite, or a matrix is not exactly symmetric)."""
@@ -738,7 +739,8 @@ def lambda_min_lower_many(A, tries: int = 16):
     return out
 
 
-def sc_group_bound(problems, grams, optimal_multipliers: bool = False) -> list[DualBound]:
+def sc_group_bound(problems: Sequence[GroupProblem], grams: Sequence[dict] | dict, optimal_multipliers: bool = False
+                   ) -> list[DualBound]:
     """Proved lower bounds on the minima of reduced contrastive problems (``ufm.reduced.GroupProblem``, at radius 1
     or any radius), one per problem, from their reduced candidate Grams (a list of ``ufm.reduced.gram`` dicts, or
     one ``ufm.reduced.stack_gram`` dict for problems with the same ``G``), vectorised over problems with the same

@@ -489,7 +489,7 @@ def _bcl_reduced(problem, orbits):
                     point)
 
 
-def expand_class_point(problem, point) -> np.ndarray:
+def expand_class_point(problem: Problem, point: dict) -> np.ndarray:
     """The full Gram of a class-level candidate (``d``, ``a``, ``M``; with prototypes also ``X``, ``P``): ``R x R``
     (``ufm.objectives.gram_layout``), for the full proof (``solvers.dual.sc_bound``)."""
     y = problem.label_array
