@@ -1,6 +1,5 @@
 """Crash never, lose nothing (docs/reliability.md): Ctrl-C at any moment, runs that must end, sizes checked before
 anything is allocated, one writer per folder, the CLI's last line of defence, values that used to raise."""
-import fcntl
 import io
 import json
 import os

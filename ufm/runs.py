@@ -73,7 +73,7 @@ def _pid_alive(pid: int) -> bool:
 def clean_stale_tmp(folder) -> list[str]:
     """Remove temporaries (``*.tmpPID`` / ``.NAME.tmpPID.EXT``) left in ``folder`` by writers that were killed
     (their process no longer runs); returns the names removed."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(folder)
     except OSError:

@@ -155,8 +155,7 @@ def run_local(args, problem) -> int:
         raise UsageError("--local proves a point; it cannot be combined with --bound-only")
     if not (args.tol >= 0):
         raise UsageError(f"--tol must be a number >= 0, got {args.tol}")
-    if args.out:
-        ensure_dir(args.out)
+    hold_folder(args, "ufm certify", ("result.json", "local.npz"))
     Z = load_point(args.local, problem)
     if args.global_:
         gsol = types.SimpleNamespace(Z=load_point(args.global_, problem, "--global"), W=None, b=None)

@@ -175,7 +175,10 @@ def _kind_tallies(rows) -> dict:
     from solvers.workflows.verify import THEOREMS
 
     kind = {t.key: t.kind for t in THEOREMS}
-    key = (lambda r: r["key"] if isinstance(r, dict) else r.key)
+
+    def key(r):
+        return r["key"] if isinstance(r, dict) else r.key
+
     return {k: _tally([r for r in rows if kind.get(key(r), "theorem") == k]) for k in ("theorem", "conjecture", "claim")}
 
 
