@@ -83,7 +83,7 @@ def compare(net_cosines, counts, config, *, dim, max_n=2000, steps=20000, seed=0
 
 
 def _certificate(problem, sol) -> dict:
-    from ..certify import certify
+    from ..certificate import certify
 
     c = certify(problem, sol)
     return {"lower_bound": c.lower_bound, "gap": c.gap, "certified": c.certified, "method": c.method,

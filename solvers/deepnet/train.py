@@ -161,7 +161,7 @@ class TrainConfig:
     def loss_head(self) -> str:
         """The loss head of the network (``Objective.deepnet``): ``"sc"`` (normalised embeddings into SC) or
         ``"ce"`` (a linear classifier into softmax cross-entropy)."""
-        return objectives.get(self.loss).deepnet
+        return objectives.get(self.loss).deepnet  # type: ignore[return-value]  # a loss without one is refused above
 
     @property
     def learning_rate(self) -> float:

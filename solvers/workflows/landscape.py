@@ -237,7 +237,7 @@ def local_certifier():
 def _global_bound(problem, sol, tol):
     """``(lower_bound or None, method, why)`` from ``solvers.certify`` at the best start; a certificate that raises
     proves nothing (its message is the why)."""
-    from ..certify import certify
+    from ..certificate import certify
 
     try:
         cert = certify(problem, sol, tol=tol)

@@ -121,7 +121,7 @@ def _solve_group(problems, steps, dtype, seed, epochs):
 
 def _certify(problem, solution):
     """The certificate of the solution (epoch runs: of the batch set of all their epochs)."""
-    from ..certify import certify
+    from ..certificate import certify
 
     return certify(problem, solution)
 

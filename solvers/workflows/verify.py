@@ -430,7 +430,7 @@ def _loss(problem, Z, W=None, C=None) -> float:
 
 def _certify(problem, point, method, tol):
     """``solvers.certify.certify`` (one place, so that tests can replace it)."""
-    from ..certify import certify
+    from ..certificate import certify
 
     return certify(problem, point, method=method, tol=tol)
 
