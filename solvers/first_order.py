@@ -26,7 +26,7 @@ from ufm import objectives
 from ufm.batching import batch_list
 from ufm.losses import batch_index
 
-from .pgd import _hyper
+from .pgd.state import hyper_of
 from ufm.constraints import project
 
 __all__ = ["FirstOrder", "first_order_bound", "solution_loss", "feasible_rows", "gram_rows", "best_bias"]
@@ -108,7 +108,7 @@ def solution_loss(problem, Z, W=None, b=None, *, C=None) -> float:
             if b is not None:
                 x["b"] = jnp.asarray(np.asarray(b, dtype=np.float64))
         fixed = batch_list(problem)
-        h = _hyper(problem, jnp.float64)._replace(n=jnp.float64(problem.N),
+        h = hyper_of(problem, jnp.float64)._replace(n=jnp.float64(problem.N),
                                                   batches=None if fixed is None else batch_index(fixed, problem.N))
         return float(_value(obj.name, x, h))
 

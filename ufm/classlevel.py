@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import constraints, objectives
-from .problem import _real
+from .problem import check_real
 
 __all__ = ["ClassProblem", "weights", "value", "block_gram", "embedding"]
 
@@ -78,7 +78,7 @@ class ClassProblem:
             raise ValueError(f"loss {self.loss!r}: the class-level problem has no class prototypes (BCL's "
                              "class-complement); 'bcl-avg', the class-averaging part alone, runs here")
         for name in ("tau", "radius"):
-            set_(name, _real(name, getattr(self, name), positive=True))
+            set_(name, check_real(name, getattr(self, name), positive=True))
         dim = len(counts) if self.dim is None else self.dim
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
             raise ValueError(f"dim must be an integer >= 1, got {dim!r}")

@@ -63,7 +63,7 @@ def dumps(obj) -> str:
     return json.dumps(clean(obj), allow_nan=False)
 
 
-def _replace_bytes(path, data: bytes):
+def replace_bytes(path, data: bytes):
     """Write ``data`` to ``path`` atomically: temp file, fsync, rename."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
@@ -80,7 +80,7 @@ def _replace_bytes(path, data: bytes):
 
 def write_json(path, obj):
     """Write atomically (temp file + rename) so a killed run never leaves half a file."""
-    _replace_bytes(path, (json.dumps(clean(obj), indent=2, allow_nan=False) + "\n").encode())
+    replace_bytes(path, (json.dumps(clean(obj), indent=2, allow_nan=False) + "\n").encode())
 
 
 def point_id(fields: dict) -> str:
@@ -199,7 +199,7 @@ def repair(path, required=("id",), warn=_warn) -> int:
         fh.flush()
         os.fsync(fh.fileno())
     keep = b"".join(raw + b"\n" for _, _, raw in good)
-    _replace_bytes(path, keep)
+    replace_bytes(path, keep)
     for n, _, why in bad:
         warn(f"{path} line {n}: {why}; moved to {path}{REJECTED_SUFFIX}")
     return len(data) - len(keep)
@@ -211,7 +211,7 @@ def _line(record) -> bytes:
 
 def rewrite(path, recs):
     """Replace ``path`` atomically (temp + rename) by ``recs``, one line each."""
-    _replace_bytes(path, b"".join(_line(r) for r in recs))
+    replace_bytes(path, b"".join(_line(r) for r in recs))
 
 
 def append_record(path, record: dict):

@@ -572,9 +572,9 @@ def run_landscape(points, out, *, certify_local="auto", progress=None, log=None)
             certify_local = None
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, RESULTS)
-    from .sweep import _sigint_guard
+    from .sweep import sigint_guard
 
-    with records.dir_lock(out, what="ufm landscape"), _sigint_guard() as hit:
+    with records.dir_lock(out, what="ufm landscape"), sigint_guard() as hit:
         records.repair(path, RECORD_KEYS)
         known = {r["id"]: r for r in _compact(path)}
         work = [(p, _needs_work(known.get(records.point_id(p)), certify_local is not None)) for p in points]

@@ -190,7 +190,7 @@ def _needs_work(rec, certify) -> bool:
 
 
 @contextlib.contextmanager
-def _sigint_guard():
+def sigint_guard():
     """Note a Ctrl-C (and raise ``KeyboardInterrupt`` as usual), so that an exception a library raises in its place
     (a solver reporting that it was interrupted) is still treated as a Ctrl-C, never as a failed point."""
     hit = {"sigint": False}
@@ -234,7 +234,7 @@ def _group_records(group, certify, hit, executor):
     Args:
         group: points of one shape (``counts``, ``dim``, ``loss_type``, ``batching``, ``dtype``, ``steps``, ``seed``).
         certify: whether to certify.
-        hit: the ``_sigint_guard`` flag; an exception raised after a Ctrl-C becomes ``KeyboardInterrupt``.
+        hit: the ``sigint_guard`` flag; an exception raised after a Ctrl-C becomes ``KeyboardInterrupt``.
         executor: the executor's name, recorded in each row.
     """
     problems = [point_problem(p) for p in group]
@@ -291,7 +291,7 @@ def run_sweep(points, out, *, certify=True, show_progress=True, log=None, execut
     ex = executors.make(executor, scheduler=scheduler, workers=workers)
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, RESULTS)
-    with records.dir_lock(out), _sigint_guard() as hit:
+    with records.dir_lock(out), sigint_guard() as hit:
         records.repair(path, RECORD_KEYS)
         known = {r["id"]: r for r in _compact(path)}
         todo, seen = [], set()

@@ -11,7 +11,7 @@ import argparse
 import math
 import os
 
-from .common import UsageError, _entries, dumps, ensure_dir, eprint, write_json
+from .common import UsageError, comma_entries, dumps, ensure_dir, eprint, write_json
 
 HELP = "certified phase diagram over imbalance R and tau (or CE weight decay), with its boundaries"
 MAX_POINTS = 250_000  # a grid larger than this is refused (memory: points x K x dim floats, several copies)
@@ -38,7 +38,7 @@ def axis_values(text: str, name: str) -> list[float]:
                 vals = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
                 vals[-1] = hi
         else:
-            vals = [float(v) for v in _entries(text, name)]
+            vals = [float(v) for v in comma_entries(text, name)]
     except argparse.ArgumentTypeError as e:
         raise UsageError(str(e)) from None
     except ValueError:
