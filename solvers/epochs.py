@@ -50,7 +50,7 @@ from ufm.batching import describe, epoch_batch_list, pad
 from ufm.progress import Progress
 
 from .pgd.state import NonFiniteLoss, Solution, check_args, hyper_of, static_of
-from .pgd.step import ETA_MAX, armijo_trial, init_params, objective, optax_of, project_vars
+from .pgd.step import MAX_HALVINGS, SHRINK, armijo_trial, init_params, next_eta, objective, optax_of, project_vars
 
 __all__ = ["solve", "EpochSolution", "DEFAULT_EPOCHS"]
 
@@ -106,9 +106,9 @@ def _rows(static, h, x, B):
 
 def _armijo(static, h, x, n, eta, eta0):
     """One projected gradient step on the loss of one batch (``x``, ``h`` from :func:`_rows`, ``n = |B|``) with
-    ``solvers.pgd``'s Armijo rule (:func:`solvers.pgd.armijo_trial`) in the metric where rows move by ``n`` times
-    their gradient: halve ``eta`` until the step passes, then grow it by 1.25 (at most ``ETA_MAX eta0``); no step
-    passes after 50 halvings: stay."""
+    the engine's Armijo trial and step-size rule (``solvers.pgd.step``: :func:`armijo_trial`, :func:`next_eta`) in
+    the metric where rows move by ``n`` times their gradient: halve ``eta`` until the step passes, then grow it by
+    ``GROW`` (at most ``ETA_MAX eta0``); no step passes after ``MAX_HALVINGS`` halvings: stay."""
     f = lambda x: objective(static, x, h)  # noqa: E731
     vg = lambda x: (f(x), None)  # noqa: E731  (a trial needs the value only)
     project_fn = lambda x: project_vars(static, x, h)  # noqa: E731
@@ -116,14 +116,13 @@ def _armijo(static, h, x, n, eta, eta0):
     fx, g = jax.value_and_grad(f)(x)
 
     def shrink(c):
-        eta = c[0] * 0.5
+        eta = c[0] * SHRINK
         xn, _, _, ok = armijo_trial(vg, project_fn, x, fx, g, eta, w)
         return eta, xn, ok, c[3] + 1
 
     xn, _, _, ok = armijo_trial(vg, project_fn, x, fx, g, eta, w)
-    eta, xn, ok, _ = jax.lax.while_loop(lambda c: ~c[2] & (c[3] < 50), shrink, (eta, xn, ok, 0))
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), xn, x), jnp.where(
-        ok, jnp.minimum(eta * 1.25, ETA_MAX * eta0), eta)
+    eta, xn, ok, _ = jax.lax.while_loop(lambda c: ~c[2] & (c[3] < MAX_HALVINGS), shrink, (eta, xn, ok, 0))
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), xn, x), next_eta(ok, eta, eta0, eta)
 
 
 def _epoch(static, name, h, x, state, batches, lr):

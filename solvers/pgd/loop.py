@@ -9,8 +9,8 @@ import optax
 from ufm import constraints
 
 from .state import Hyper, PGDState, Static
-from .step import (ETA_MAX, armijo_trial, default_eta0, init_params, metric, n_samples, objective, optax_of,
-                   project_vars)
+from .step import (MAX_HALVINGS, SHRINK, armijo_trial, default_eta0, init_params, metric, n_samples, next_eta,
+                   objective, optax_of, project_vars, small_step)
 
 __all__ = ["CONTINUATION_TAU", "CONTINUATION_TOL", "PROGRESS_WORK", "PROGRESS_SEGMENTS", "loop_parts", "run",
            "run_jit", "run_with_bar"]
@@ -66,7 +66,7 @@ def loop_parts(static: Static, h: Hyper, lr, tol, history=True, fun=None, draw=N
         d = tm(lambda a, b: a - b, s.x, xn)
         gm = rms_rows(d) / step * eta0_at(s.tau)
         t_ = jnp.where(s.stage0, jnp.maximum(tol, CONTINUATION_TOL), tol)
-        small = (gm <= jnp.sqrt(t_) * scale) & (jnp.abs(fn - s.f) <= t_ * (1 + jnp.abs(s.f)))
+        small = small_step(gm, fn, s.f, t_, scale)
         return gm, small & (tol > 0)
 
     def finish(s, xn, fn, gn, gm, conv, **extra):
@@ -85,19 +85,19 @@ def loop_parts(static: Static, h: Hyper, lr, tol, history=True, fun=None, draw=N
 
     if pgd_:
         # One trial step per loop iteration: the backtracking search (halve eta until the Armijo test passes, at
-        # most 50 times) is unrolled into the main loop, so that under vmap (solve_many) every iteration costs
+        # most MAX_HALVINGS times) is unrolled into the main loop, so that under vmap (solve_many) every iteration costs
         # one evaluation per problem instead of the most halvings any problem needs. The sequence of trials, and
         # so the result, is that of a nested search.
         def body(s):
             xn, fn, gn, ok = armijo_trial(lambda x: vg(x, s.tau), project_fn, s.x, s.f, s.g, s.eta, w)
-            stalled = ~ok & (s.k >= 50)  # no step decreases the loss: numerically stationary
+            stalled = ~ok & (s.k >= MAX_HALVINGS)  # no step decreases the loss: numerically stationary
             xn, fn, gn = tm(lambda a, b: jnp.where(ok, a, b), (xn, fn, gn), (s.x, s.f, s.g))
             gm, conv = stop_test(s, xn, fn, s.eta)
             conv = conv | (stalled & (tol > 0))
-            eta_next = jnp.where(ok, jnp.minimum(s.eta * 1.25, ETA_MAX * eta0_at(s.tau)), s.eta_step)
+            eta_next = next_eta(ok, s.eta, eta0_at(s.tau), s.eta_step)
             stepped = finish(s, xn, fn, gn, gm, conv, eta=eta_next, eta_step=eta_next, k=jnp.int32(0),
                              stalled=stalled)
-            retry = s._replace(eta=s.eta * 0.5, k=s.k + 1)
+            retry = s._replace(eta=s.eta * SHRINK, k=s.k + 1)
             return tm(lambda a, b: jnp.where(ok | stalled, a, b), stepped, retry)
     else:
         def body(s):

@@ -1,6 +1,19 @@
 """One projected step of the engine, in the metric of ``solvers.pgd`` (its module doc): the objective, the
-projection, the step metric, the initial step ``eta0`` and the Armijo trial shared by ``solvers.pgd`` and
-``solvers.epochs``."""
+projection, the step metric, the initial step ``eta0``, and the three rules every projected-gradient loop of
+ufm shares (``solvers.pgd``, ``solvers.epochs``, ``solvers.classlevel``):
+
+* the trial (:func:`armijo_trial`): one projected step and its Armijo test, with one rounding slack;
+* the step size (:func:`next_eta`): after an accepted step grow by ``GROW``, at most ``ETA_MAX * eta0``; after a
+  rejected one halve (``SHRINK``), at most ``MAX_HALVINGS`` times in a row;
+* the stop test (:func:`small_step`): the gradient mapping and the relative change of the loss both small;
+* acceleration (:func:`extrapolate`): the FISTA momentum step with adaptive restart (O'Donoghue & Candes 2015),
+  an option of a loop (``solvers.classlevel`` uses it; ``solvers.pgd`` and ``solvers.epochs`` do not).
+
+References:
+  Beck & Teboulle, "A fast iterative shrinkage-thresholding algorithm for linear inverse problems", SIAM J.
+  Imaging Sci. 2 (2009); O'Donoghue & Candes, "Adaptive restart for accelerated gradient schemes", Found. Comput.
+  Math. 15 (2015).
+"""
 from __future__ import annotations
 
 import jax
@@ -12,10 +25,14 @@ from ufm.constraints import project
 
 from .state import Static
 
-__all__ = ["ETA_MAX", "objective", "project_vars", "n_samples", "metric", "default_eta0", "optax_of", "init_params",
-           "inner", "armijo_trial"]
+__all__ = ["ETA_MAX", "GROW", "SHRINK", "MAX_HALVINGS", "ARMIJO_SLACK", "objective", "project_vars", "n_samples", "metric", "default_eta0", "optax_of", "init_params",
+           "inner", "armijo_trial", "next_eta", "small_step", "extrapolate"]
 
 ETA_MAX = 1000  # the step never grows beyond ETA_MAX * eta0
+GROW = 1.25  # the step after an accepted one
+SHRINK = 0.5  # the step after a rejected one
+MAX_HALVINGS = 50  # a line search that fails this many times in a row: no step decreases the loss (stationary)
+ARMIJO_SLACK = 10  # the Armijo test forgives ARMIJO_SLACK * eps * |f(x)| of rounding
 
 
 def objective(static: Static, x, h):
@@ -89,15 +106,17 @@ def inner(w, a, b):
 
 
 def armijo_trial(value_and_grad, project_fn, x, f, g, eta, w):
-    """One trial of the projected Armijo rule (module doc), shared by ``pgd`` and ``epochs``.
+    """One trial of the projected Armijo rule (module doc), shared by every projected-gradient loop.
 
     Args:
-      value_and_grad: ``x -> (f, grad)``. project_fn: ``x -> P(x)``, the feasible set.
+      value_and_grad: ``x -> (f, grad)`` (``grad`` may be None when the caller needs the value only).
+      project_fn: ``x -> P(x)``, the feasible set.
       x: the point (a dict of arrays). f: ``f(x)``. g: ``grad f(x)`` (plain gradient).
       eta: the trial step. w: metric weights per variable (rows of ``Z`` move by ``g / w``).
     Returns:
       ``(xn, fn, gn, ok)``: the projected trial point, its value and gradient, and whether it passes
-      ``f(xn) <= f(x) + <g, xn - x> + ||xn - x||_w^2 / (2 eta)`` (plus ``10 eps |f(x)|`` of rounding slack).
+      ``f(xn) <= f(x) + <g, xn - x> + ||xn - x||_w^2 / (2 eta)`` (plus ``ARMIJO_SLACK eps |f(x)|`` of rounding
+      slack).
     """
     tm = jax.tree_util.tree_map
     gs = {k: g[k] / w[k] for k in g}
@@ -105,5 +124,47 @@ def armijo_trial(value_and_grad, project_fn, x, f, g, eta, w):
     fn, gn = value_and_grad(xn)
     d = tm(lambda a, b: a - b, xn, x)
     eps = jnp.finfo(f.dtype).eps
-    ok = fn <= f + inner(w, gs, d) + inner(w, d, d) / (2 * eta) + 10 * eps * jnp.abs(f)
+    ok = fn <= f + inner(w, gs, d) + inner(w, d, d) / (2 * eta) + ARMIJO_SLACK * eps * jnp.abs(f)
     return xn, fn, gn, ok
+
+
+def next_eta(ok, eta, eta0, rejected):
+    """The step-size rule: after an accepted trial (``ok``) the step grows by ``GROW``, at most ``ETA_MAX * eta0``;
+    after a rejected one it is ``rejected`` (the caller's halving, ``SHRINK * eta``, or where its search
+    restarts).
+
+    Args:
+      ok: whether the trial at ``eta`` passed. eta: the trial step. eta0: the initial step of the rule.
+      rejected: the step after a failed trial.
+    Returns:
+      The next step.
+    """
+    return jnp.where(ok, jnp.minimum(eta * GROW, ETA_MAX * eta0), rejected)
+
+
+def small_step(gm, fn, f, tol, scale):
+    """The stop test: the gradient mapping ``gm`` (RMS per row, in units of ``eta0``) at most ``sqrt(tol) * scale``
+    and the relative change of the loss from ``f`` to ``fn`` at most ``tol`` (``|fn - f| <= tol (1 + |f|)``).
+
+    Args:
+      gm: the gradient mapping of the step. fn: the loss after it. f: the loss before it.
+      tol: the tolerance (``0``: never small). scale: the radius (``1`` for an unbounded set).
+    Returns:
+      A boolean array.
+    """
+    return (gm <= jnp.sqrt(tol) * scale) & (jnp.abs(fn - f) <= tol * (1 + jnp.abs(f)))
+
+
+def extrapolate(x_new, x, t, better):
+    """Acceleration: the FISTA momentum step from the accepted point ``x_new`` and the previous one ``x``, with
+    the adaptive restart of O'Donoghue & Candes (momentum dropped when the step did not decrease the loss).
+
+    Args:
+      x_new: the new point. x: the previous point (dicts of arrays). t: the momentum counter (``1`` at a start).
+      better: whether the step decreased the loss (otherwise restart: ``t = 1``, no momentum).
+    Returns:
+      ``(y, t_new)``: the extrapolated point (not projected) and the new counter.
+    """
+    t_new = jnp.where(better, (1 + jnp.sqrt(1 + 4 * t * t)) / 2, 1.0)
+    mom = jnp.where(better, (t - 1) / t_new, 0.0)
+    return jax.tree_util.tree_map(lambda a, b: a + mom * (a - b), x_new, x), t_new
