@@ -16,7 +16,7 @@ from .loop import PROGRESS_WORK, run_jit, run_with_bar
 from .state import NonFiniteLoss, PGDState, Solution, check_args, hyper_of, static_of, stop_reason
 
 __all__ = ["F32_AGREEMENT", "AUTO_STARTS", "solve", "n_starts", "start_key", "start_keys", "init_arrays", "to_unit",
-           "restore", "best_of_starts", "solution_of"]
+           "restore", "best_of_starts", "solution_of", "row_mesh"]
 
 F32_AGREEMENT = 1e-5  # a float32 run is converged only if its loss agrees with float64 at its point to this
 AUTO_STARTS = 4  # random starts for imbalanced problems with nonneg under starts=None (module doc)
@@ -179,6 +179,8 @@ def row_mesh(devices):
 
 
 def solution_of(problem, s: PGDState, start, dtype, seed, optimizer):
+    """The ``Solution`` of a final state ``s`` (``start``: the ``perf_counter`` at the start of the run);
+    ``NonFiniteLoss`` when its loss is not finite."""
     t = int(s.t)
     if not bool(s.finite):
         raise NonFiniteLoss(f"the loss became non-finite at step {t}; try dtype='float64', a larger tau or a "

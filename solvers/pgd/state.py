@@ -157,6 +157,8 @@ def stop_reason(s: PGDState) -> str:
 
 
 def check_args(steps, lr, optimizer, tol, dtype):
+    """``ValueError`` naming the argument for a bad ``steps``, ``lr``, ``optimizer``, ``tol`` or ``dtype`` (the
+    arguments ``solve``, ``solve_many`` and ``solvers.epochs.solve`` share)."""
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if lr is not None and not (np.isfinite(lr) and lr > 0):

@@ -1,13 +1,15 @@
 """One projected step of the engine, in the metric of ``solvers.pgd`` (its module doc): the objective, the
-projection, the step metric, the initial step ``eta0``, and the three rules every projected-gradient loop of
-ufm shares (``solvers.pgd``, ``solvers.epochs``, ``solvers.classlevel``):
+projection, the step metric, the initial step ``eta0``, and the rules of ufm's projected-gradient loops
+(``solvers.pgd``, ``solvers.epochs``, ``solvers.classlevel``), each written once:
 
-* the trial (:func:`armijo_trial`): one projected step and its Armijo test, with one rounding slack;
-* the step size (:func:`next_eta`): after an accepted step grow by ``GROW``, at most ``ETA_MAX * eta0``; after a
-  rejected one halve (``SHRINK``), at most ``MAX_HALVINGS`` times in a row;
-* the stop test (:func:`small_step`): the gradient mapping and the relative change of the loss both small;
-* acceleration (:func:`extrapolate`): the FISTA momentum step with adaptive restart (O'Donoghue & Candes 2015),
-  an option of a loop (``solvers.classlevel`` uses it; ``solvers.pgd`` and ``solvers.epochs`` do not).
+* the trial (:func:`armijo_trial`, all three loops): one projected step and its Armijo test, with one rounding
+  slack (``ARMIJO_SLACK``);
+* the step size (:func:`next_eta`, ``pgd`` and ``epochs``): after an accepted step grow by ``GROW``, at most
+  ``ETA_MAX * eta0``; after a rejected one halve (``SHRINK``), at most ``MAX_HALVINGS`` times in a row (the
+  class-level loop makes one trial per iteration and doubles or halves);
+* the stop test (:func:`small_step`, ``pgd``): the gradient mapping and the relative change of the loss both
+  small (``epochs`` stops on the rows' displacement over epochs, ``classlevel`` on the loss over a segment);
+* acceleration (:func:`extrapolate`, ``classlevel``): the FISTA momentum step with adaptive restart.
 
 References:
   Beck & Teboulle, "A fast iterative shrinkage-thresholding algorithm for linear inverse problems", SIAM J.
@@ -25,8 +27,9 @@ from ufm.constraints import project
 
 from .state import Static
 
-__all__ = ["ETA_MAX", "GROW", "SHRINK", "MAX_HALVINGS", "ARMIJO_SLACK", "objective", "project_vars", "n_samples", "metric", "default_eta0", "optax_of", "init_params",
-           "inner", "armijo_trial", "next_eta", "small_step", "extrapolate"]
+__all__ = ["ETA_MAX", "GROW", "SHRINK", "MAX_HALVINGS", "ARMIJO_SLACK", "objective", "project_vars", "n_samples",
+           "metric", "default_eta0", "optax_of", "init_params", "inner", "armijo_trial", "next_eta", "small_step",
+           "extrapolate"]
 
 ETA_MAX = 1000  # the step never grows beyond ETA_MAX * eta0
 GROW = 1.25  # the step after an accepted one
@@ -70,6 +73,8 @@ def default_eta0(static, h):
 
 
 def optax_of(name, lr):
+    """The ``optax.GradientTransformation`` of an optimizer name at rate ``lr`` (a transformation passed in is
+    returned as it is)."""
     if not isinstance(name, str):
         return name
     return {"sgd": lambda: optax.sgd(lr), "momentum": lambda: optax.sgd(lr, momentum=0.9),
