@@ -3,9 +3,10 @@
 **Solve** (:func:`solve_classes`): projected accelerated gradient on the class means ``mu (K, dim)`` (and ``W``
 for CE), one ``vmap``-ed, jit-compiled loop for every group of problems with the same structure (loss, K, dim,
 constraint, ReLU, number of batch compositions); every number (counts, tau, decays) is traced, so a 100 x 100 grid
-is one compilation. Step sizes adapt per problem (backtracking on the quadratic upper model, growth after
-success) and momentum restarts when the objective goes up (O'Donoghue & Candes 2015). Rows are projected on the
-ball (and the non-negative orthant), singletons of the sphere onto the sphere (``ufm.constraints``).
+is one compilation. Step sizes adapt per problem (the engine's projected Armijo trial on the quadratic upper
+model, ``solvers.pgd.step.armijo_trial``; growth after success) and momentum restarts when the objective goes up
+(``solvers.pgd.step.extrapolate``, O'Donoghue & Candes 2015). Rows are projected on the ball (and the
+non-negative orthant), singletons of the sphere onto the sphere (``ufm.constraints``).
 
 **Certify** (:func:`certify_classes`): the proved class-level bounds of ``solvers.dual`` at each solution's
 class-constant Gram. The multipliers first come from the candidate itself (complementary slackness: ``mu_i =
@@ -98,26 +99,25 @@ def pga_segment(f, proj):
     import jax
     import jax.numpy as jnp
 
+    from .pgd.step import SHRINK, armijo_trial, extrapolate
+
     fg = jax.value_and_grad(f)
     tree = jax.tree_util
 
     def step(state, h):
+        # the engine's projected Armijo trial (plain metric: every variable moves by its gradient) from the
+        # extrapolated point y; one trial per iteration: the step doubles after a pass and halves after a failure
         x, y, fx, eta, t = state
         fy, g = fg(y, h)
-        xn = proj(tree.tree_map(lambda a, b: a - eta * b, y, g), h)
-        fn = f(xn, h)
-        dx = tree.tree_map(lambda a, b: a - b, xn, y)
-        lin = sum(jnp.sum(a * b) for a, b in zip(tree.tree_leaves(g), tree.tree_leaves(dx)))
-        sq = sum(jnp.sum(a * a) for a in tree.tree_leaves(dx))
-        ok = jnp.isfinite(fn) & (fn <= fy + lin + sq / (2 * eta) + 4e-16 * jnp.abs(fy))
+        w = {k: 1.0 for k in y}
+        xn, fn, _, ok = armijo_trial(lambda z: (f(z, h), None), lambda z: proj(z, h), y, fy, g, eta, w)
+        ok = jnp.isfinite(fn) & ok
         better = ok & (fn <= fx)
         x_new = tree.tree_map(lambda a, b: jnp.where(better, a, b), xn, x)
         f_new = jnp.where(better, fn, fx)
-        t_new = jnp.where(better, (1 + jnp.sqrt(1 + 4 * t * t)) / 2, 1.0)  # restart when not better
-        mom = jnp.where(better, (t - 1) / t_new, 0.0)
-        y_new = tree.tree_map(lambda a, b: a + mom * (a - b), x_new, x)
+        y_new, t_new = extrapolate(x_new, x, t, better)  # restart when not better
         y_new = proj(y_new, h)
-        eta_new = jnp.where(ok, eta * 2.0, eta * 0.5)
+        eta_new = jnp.where(ok, eta * 2.0, eta * SHRINK)
         return (x_new, y_new, f_new, eta_new, t_new)
 
     def segment(state, h):

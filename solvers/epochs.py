@@ -8,7 +8,7 @@ same batches in the same order (``solvers.pgd.solve`` minimises those determinis
 ``problem.batch_seed``). For each batch ``B`` in turn: the gradient ``g`` of ``L_B``, the SC loss of ``B``
 alone (mean over its ``|B|`` anchors: ``solvers.pgd.objective`` with the batch set ``{B}``); each row moves by
 its own gradient ``|B| g_i`` (the metric of ``solvers.pgd``) times the step ``eta``; then the rows are projected
-(``solvers.pgd._project``). The default ``optimizer="pgd"`` chooses ``eta`` per batch by ``solvers.pgd``'s
+(``solvers.pgd.step.project_vars``). The default ``optimizer="pgd"`` chooses ``eta`` per batch by ``solvers.pgd``'s
 Armijo backtracking *on that batch's loss* (a stochastic line search: start from the last step, halve until the
 projected step passes, grow by 1.25 after it, at most ``1000 eta0``, ``eta0 = tau / rho^2``). This suits the
 problem: under UFM+ the OF minimises every batch's loss at once (interpolation), so the stochastic gradients
@@ -53,8 +53,8 @@ from ufm.progress import Progress
 if TYPE_CHECKING:
     from ufm.problem import Problem
 
-from .pgd import (ETA_MAX, NonFiniteLoss, Solution, _check_args, _hyper, _optax, _project, armijo_trial, init_params,
-                  objective, static_of)
+from .pgd.state import NonFiniteLoss, Solution, check_args, hyper_of, static_of
+from .pgd.step import MAX_HALVINGS, SHRINK, armijo_trial, init_params, next_eta, objective, optax_of, project_vars
 
 __all__ = ["solve", "EpochSolution", "DEFAULT_EPOCHS"]
 
@@ -95,7 +95,7 @@ class EpochSolution(Solution):
 
 def _init(static, name, h, key, lr):
     x = init_params(static, key, h)
-    return x, ({"eta": lr} if name == "pgd" else _optax(name, lr).init(x))
+    return x, ({"eta": lr} if name == "pgd" else optax_of(name, lr).init(x))
 
 
 def _rows(static, h, x, B):
@@ -110,29 +110,28 @@ def _rows(static, h, x, B):
 
 def _armijo(static, h, x, n, eta, eta0):
     """One projected gradient step on the loss of one batch (``x``, ``h`` from :func:`_rows`, ``n = |B|``) with
-    ``solvers.pgd``'s Armijo rule (:func:`solvers.pgd.armijo_trial`) in the metric where rows move by ``n`` times
-    their gradient: halve ``eta`` until the step passes, then grow it by 1.25 (at most ``ETA_MAX eta0``); no step
-    passes after 50 halvings: stay."""
+    the engine's Armijo trial and step-size rule (``solvers.pgd.step``: :func:`armijo_trial`, :func:`next_eta`) in
+    the metric where rows move by ``n`` times their gradient: halve ``eta`` until the step passes, then grow it by
+    ``GROW`` (at most ``ETA_MAX eta0``); no step passes after ``MAX_HALVINGS`` halvings: stay."""
     f = lambda x: objective(static, x, h)  # noqa: E731
     vg = lambda x: (f(x), None)  # noqa: E731  (a trial needs the value only)
-    project_fn = lambda x: _project(static, x, h)  # noqa: E731
+    project_fn = lambda x: project_vars(static, x, h)  # noqa: E731
     w = {k: 1.0 / n for k in x}  # Z, and BCL's prototypes C: rows move by n times their gradient
     fx, g = jax.value_and_grad(f)(x)
 
     def shrink(c):
-        eta = c[0] * 0.5
+        eta = c[0] * SHRINK
         xn, _, _, ok = armijo_trial(vg, project_fn, x, fx, g, eta, w)
         return eta, xn, ok, c[3] + 1
 
     xn, _, _, ok = armijo_trial(vg, project_fn, x, fx, g, eta, w)
-    eta, xn, ok, _ = jax.lax.while_loop(lambda c: ~c[2] & (c[3] < 50), shrink, (eta, xn, ok, 0))
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), xn, x), jnp.where(
-        ok, jnp.minimum(eta * 1.25, ETA_MAX * eta0), eta)
+    eta, xn, ok, _ = jax.lax.while_loop(lambda c: ~c[2] & (c[3] < MAX_HALVINGS), shrink, (eta, xn, ok, 0))
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), xn, x), next_eta(ok, eta, eta0, eta)
 
 
 def _epoch(static, name, h, x, state, batches, lr):
     """One epoch: a scan over the rows of ``batches (n_batches, width)``; returns ``x, state, move``."""
-    opt = None if name == "pgd" else _optax(name, lr)
+    opt = None if name == "pgd" else optax_of(name, lr)
 
     def step(carry, B):
         x, s = carry
@@ -144,7 +143,7 @@ def _epoch(static, name, h, x, state, batches, lr):
         g = jax.grad(lambda xb: objective(static, xb, hb))(xb)
         g = {k: v * n for k, v in g.items()}
         u, s = opt.update({**g, "Z": jnp.zeros_like(x["Z"]).at[back].add(g["Z"], mode="drop")}, s, x)
-        return (_project(static, optax.apply_updates(x, u), h), s), None
+        return (project_vars(static, optax.apply_updates(x, u), h), s), None
 
     (xn, s), _ = jax.lax.scan(step, (x, state), batches)
     return xn, s, jnp.sqrt(jnp.mean(jnp.sum((xn["Z"] - x["Z"]) ** 2, axis=1)))
@@ -187,7 +186,7 @@ def solve(problem: Problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = 
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
         raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
-    _check_args(1, lr, optimizer, tol, dtype)
+    check_args(1, lr, optimizer, tol, dtype)
     if not objectives.of(problem).contrastive:
         raise ValueError(f"loss: the epoch solver is for contrastive losses; a {problem.loss!r} problem's loss is a "
                          "mean of per-sample terms, so solve it full-batch with solvers.pgd.solve")
@@ -200,7 +199,7 @@ def solve(problem: Problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = 
     with jax.enable_x64(dtype == "float64"):
         flat = problem.replace(batching="full", batches=None)
         static = static_of(flat, 1, "sgd", dtype)
-        h = _hyper(flat, jnp.dtype(dtype))
+        h = hyper_of(flat, jnp.dtype(dtype))
         rate = lr or float(0.01 * problem.radius if name == "adam" else
                            (1.0 if name == "pgd" else 0.5) * problem.tau / problem.radius**2)
         rate = jnp.asarray(rate, dtype)  # type: ignore[assignment]  # the same number, as a traced leaf

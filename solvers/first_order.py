@@ -27,7 +27,7 @@ from ufm import objectives
 from ufm.batching import batch_list
 from ufm.losses import batch_index
 
-from .pgd import _hyper
+from .pgd.state import hyper_of
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -115,7 +115,7 @@ def solution_loss(problem: Problem, Z: ArrayLike, W: ArrayLike | None = None, b:
             if b is not None:
                 x["b"] = jnp.asarray(np.asarray(b, dtype=np.float64))
         fixed = batch_list(problem)
-        h = _hyper(problem, jnp.float64)._replace(n=jnp.float64(problem.N),
+        h = hyper_of(problem, jnp.float64)._replace(n=jnp.float64(problem.N),
                                                   batches=None if fixed is None else batch_index(fixed, problem.N))
         return float(_value(obj.name, x, h))
 

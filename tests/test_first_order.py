@@ -61,8 +61,8 @@ def test_solution_loss_is_the_solver_objective_in_float64(p):
     if p.loss == "ce":
         x |= {"W": rng.standard_normal((p.K, p.dim)), "b": rng.standard_normal(p.K)}
     with jax.enable_x64(True):
-        static, h = pgd.static_of(p, 1, "pgd", "float64"), pgd._hyper(p, jnp.float64)
-        xp = pgd._project(static, {k: jnp.asarray(v) for k, v in x.items()}, h)
+        static, h = pgd.static_of(p, 1, "pgd", "float64"), pgd.hyper_of(p, jnp.float64)
+        xp = pgd.project_vars(static, {k: jnp.asarray(v) for k, v in x.items()}, h)
         ref = float(pgd.objective(static, xp, h))
     assert abs(FO.solution_loss(p, x["Z"], x.get("W"), x.get("b")) - ref) <= 1e-12 * max(1, abs(ref))
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from solvers import pgd, solve, solve_many
-from ufm import Problem, theory
+from ufm import Problem, kernels, theory
+from ufm.batching import batch_list
 from ufm.losses import sc_loss_dense
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,11 +55,11 @@ def test_same_results_as_solve_one_by_one(many, one_by_one):
 
 def test_groups_pad_small_problems_together():
     statics = [pgd.static_of(p, 100, "pgd", "float64") for p in ALL]
-    groups = pgd._groups(ALL, statics, "auto")
+    groups = pgd.many.group_problems(ALL, statics, "auto")
     assert sorted(len(m) for _, m, _ in groups) == [2, 2, 4]  # SC (padded), batched, CE
     padded = next(st for st, m, _ in groups if len(m) == 4)
     assert padded.N == 30 and padded.batch_shape == (1, 30)
-    assert len(pgd._groups(ALL, statics, False)) == 4  # exact shapes: N=13 alone
+    assert len(pgd.many.group_problems(ALL, statics, False)) == 4  # exact shapes: N=13 alone
 
 
 @pytest.mark.slow
@@ -70,10 +71,10 @@ def test_no_recompilation_for_new_values(caplog):
     with caplog.at_level(logging.WARNING, logger="jax"), jax.log_compiles(True):
         sols = solve_many(other, steps=20, seed=[3, 4])
         compiled = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
-        assert not [m for m in compiled if "_run_many" in m or "_run_pool" in m], compiled
+        assert not [m for m in compiled if "run_many" in m or "run_pool" in m], compiled
         solve_many([Problem(counts=(6, 6), tau=0.5, dim=3)], steps=20)  # a new shape does compile
         compiled = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
-    assert [m for m in compiled if "_run_many" in m or "_run_pool" in m]
+    assert [m for m in compiled if "run_many" in m or "run_pool" in m]
     assert [s.seed for s in sols] == [3, 4] and all(np.isfinite(s.loss) for s in sols)
 
 
@@ -101,9 +102,9 @@ from solvers import pgd, solve, solve_many
 from ufm import Problem, kernels
 from ufm.losses import sc_loss_blocked
 ps = [Problem(counts=(6, 6, 2), tau=t, dim=4, nonneg=t > 0.3) for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)]
-H = pgd._stack([pgd._hyper(p, np.float32) for p in ps[:4]])
-sh = pgd._problem_sharding(None)
-out = pgd._run_many_jit(pgd.static_of(ps[0], 50, "pgd", "float32"), jax.device_put(H, sh),
+H = pgd.many.stack([pgd.hyper_of(p, np.float32) for p in ps[:4]])
+sh = pgd.many.problem_sharding(None)
+out = pgd.many.run_many_jit(pgd.static_of(ps[0], 50, "pgd", "float32"), jax.device_put(H, sh),
                         jax.device_put(jax.numpy.stack([jax.random.PRNGKey(0)] * 4), sh), 0.0, 1e-6)
 spread = len(out.x["Z"].sharding.device_set)
 a = solve_many(ps, dtype="float64")                          # 6 problems on 4 devices (padded to 8)
@@ -173,17 +174,17 @@ def test_slot_kernel_is_the_sc_loss():
         for p in minibatch_problems(5)[2:]:
             rng = np.random.default_rng(p.N)
             Z = rng.normal(size=(p.N, p.dim))
-            layout = pgd._group_layout(pgd.static_of(p, 10, "pgd", "float64"), [p])
+            layout = pgd.many.group_layout(pgd.static_of(p, 10, "pgd", "float64"), [p])
             perm, other, A, Wp = layout[0]
             Zs = np.where((perm >= 0)[:, None], Z[np.maximum(perm, 0)], 0.0)
-            f, g = jax.jit(pgd._sc_slots_vg)(Zs, other, A, Wp, p.tau)
-            ref_f, ref_g = jax.jit(jax.value_and_grad(sc_loss_dense))(Z, p.label_array, p.tau, pgd._batches(p))
+            f, g = jax.jit(kernels.sc_slots_vg)(Zs, other, A, Wp, p.tau)
+            ref_f, ref_g = jax.jit(jax.value_and_grad(sc_loss_dense))(Z, p.label_array, p.tau, pgd.batch_array(p))
             g = np.asarray(g)
             assert abs(float(f) - float(ref_f)) <= 1e-12 * abs(float(ref_f))
             assert np.abs(g[perm >= 0] - np.asarray(ref_g)[perm[perm >= 0]]).max() <= 1e-12
             assert np.all(g[perm < 0] == 0)
     overlapping = Problem(counts=(4, 4), batches=((0, 1, 4, 5), (1, 2, 5, 6), (3, 7)))
-    assert pgd._slot_layout(overlapping, (3, 4)) is None
+    assert kernels.slot_layout(batch_list(overlapping), overlapping.label_array, (3, 4)) is None
 
 
 @pytest.mark.parametrize("BW, d", [(5, 3), (40, 8)])  # the gradient unrolled per coordinate, and summed at once
@@ -197,8 +198,8 @@ def test_slot_kernel_gradient_is_the_derivative_of_its_value(BW, d):
         other = rng.random((NB, BW, BW, P)) < 0.7
         A, Wp = rng.random((NB, BW, P)), rng.random((NB, BW, BW, P)) * other
         tau = rng.random(P) + 0.1
-        f, g = jax.jit(pgd._sc_slots_kernel)(Z, other, A, Wp, tau)
-        ref = jax.jit(jax.grad(lambda Z: pgd._sc_slots_kernel(Z, other, A, Wp, tau)[0].sum()))(Z)
+        f, g = jax.jit(kernels.sc_slots_kernel)(Z, other, A, Wp, tau)
+        ref = jax.jit(jax.grad(lambda Z: kernels.sc_slots_kernel(Z, other, A, Wp, tau)[0].sum()))(Z)
         assert np.all(np.isfinite(np.asarray(f)))
         assert np.abs(np.asarray(g) - np.asarray(ref)).max() <= 1e-12 * (1 + np.abs(np.asarray(ref)).max())
 

@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import constraints, objectives
-from .problem import _real
+from .problem import check_real
 
 __all__ = ["ClassProblem", "weights", "value", "block_gram", "embedding"]
 
@@ -81,7 +81,7 @@ class ClassProblem:
         if obj.class_level is None:
             raise ValueError(f"loss {self.loss!r} declares no class-level value (ufm.objectives: class_level)")
         for name in ("tau", "radius"):
-            set_(name, _real(name, getattr(self, name), positive=True))
+            set_(name, check_real(name, getattr(self, name), positive=True))
         dim = len(counts) if self.dim is None else self.dim
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
             raise ValueError(f"dim must be an integer >= 1, got {dim!r}")

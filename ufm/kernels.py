@@ -30,6 +30,11 @@ device takes a contiguous shard of the rows and meets every column block (``shar
 cotangents are all-gathered, O(n d) each way), with the online tiling; no device ever holds more than its own
 tiles.
 
+**The slot layout** (:func:`slot_layout`, :func:`sc_slots_vg`): many small SC problems whose batches are
+disjoint, each stored batch by batch in a grid of slots so that a batch is a slice, with the problems on the
+*last* axis (elementwise passes over P-long vectors). ``solvers.pgd``'s ``solve_many`` pools evaluate the loss
+this way on a CPU.
+
 Everything is a pure function of arrays: ``jit``, ``vmap`` (also over a traced ``tau``) and ``grad`` work.
 """
 from __future__ import annotations
@@ -40,7 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["batch_loss_sum", "lse_others", "class_sums", "row_devices", "BLOCK", "SHIFT_LIMIT", "ROW_AXIS"]
+__all__ = ["batch_loss_sum", "lse_others", "class_sums", "row_devices", "slot_layout", "sc_slots_kernel", "sc_slots_vg",
+           "BLOCK", "SHIFT_LIMIT", "ROW_AXIS"]
 
 BLOCK = 512  # the largest tile side: tiles of BLOCK^2 logits (1 MiB in float32)
 SHIFT_LIMIT = {"float32": 80.0, "float64": 640.0}  # 2c below ~0.9 log(max float): exp(+-2c) is finite
@@ -261,3 +267,86 @@ def batch_loss_sum(Zb, yb, valid, tau, c=None, *, block: int = BLOCK):
     lse = lse_others(Zv * jax.lax.rsqrt(jnp.asarray(tau, Zb.dtype)), valid, c, block=block)
     has = n_pos > 0
     return jnp.where(has, jnp.where(has, lse, 0.0) - pos / jnp.maximum(n_pos, 1), 0.0).sum()
+
+# ---------------------------------------------------------------------------------------------------------------
+# The slot layout: many small SC problems with disjoint batches, problems on the last axis (``solvers.pgd``'s
+# ``solve_many`` pools)
+# ---------------------------------------------------------------------------------------------------------------
+
+def slot_layout(batches, labels, shape):
+    """The slot layout of an SC problem whose batches are disjoint, for :func:`sc_slots_vg`, or None when a
+    sample sits in two batches (or the problem does not fit ``shape``). ``batches``: the batch set (lists of
+    sample indices; None: one batch of all samples); ``labels (N,)``.
+
+    The rows of ``Z`` are stored batch by batch in a grid of ``shape = (NB, BW)`` slots: batch ``n`` in slots
+    ``n * BW ...``, the samples in no batch and the empty slots after them, so that a batch is a slice (no gather
+    and no scatter-add per evaluation). Returns NumPy arrays ``(perm (NB*BW,), other (NB, BW, BW), A (NB, BW),
+    Wp (NB, BW, BW))``: ``perm`` the sample in each slot (-1: empty); ``other`` the pairs of distinct slots of
+    one batch (the negatives); ``A = [anchor has a positive] / T`` and ``Wp = A * [positive pair] / #positives``
+    (``T`` the number of anchor slots), so that the SC loss is ``sum A * lse - sum Wp * S``
+    (:func:`ufm.losses.sc_loss_dense`).
+    """
+    NB, BW = shape
+    N = len(labels)
+    batches = batches or [list(range(N))]
+    flat = [i for b in batches for i in b]
+    if len(flat) != len(set(flat)) or len(batches) > NB or max(map(len, batches)) > BW or N > NB * BW:
+        return None
+    perm = np.full(NB * BW, -1, np.int64)
+    valid = np.zeros((NB, BW), bool)
+    for n, b in enumerate(batches):
+        perm[n * BW: n * BW + len(b)] = b
+        valid[n, : len(b)] = True
+    rest = sorted(set(range(N)) - set(flat))
+    perm[np.flatnonzero(perm < 0)[: len(rest)]] = rest
+    y = np.asarray(labels)[np.maximum(perm, 0)].reshape(NB, BW)
+    other = valid[:, :, None] & valid[:, None, :] & ~np.eye(BW, dtype=bool)
+    pos = other & (y[:, :, None] == y[:, None, :])
+    npos = pos.sum(-1)
+    A = (npos > 0) / max(len(flat), 1)
+    return perm, other, A, pos * (A / np.maximum(npos, 1))[:, :, None]
+
+
+def sc_slots_kernel(Z, other, A, Wp, tau):
+    """The SC loss and its gradient for ``P`` problems in slot layout, problems on the *last* axis: every
+    operation is an elementwise pass over P-long vectors (on a CPU about 3x faster than the same computation with
+    the problems first, where XLA loops over tiny per-batch matrices). ``Z (NB*BW, d, P)``, ``other``/``Wp (NB, BW, BW,
+    P)``, ``A (NB, BW, P)``, ``tau (P,)`` (:func:`slot_layout`). Returns ``(f (P,), dZ (NB*BW, d, P))``."""
+    NB, BW = A.shape[:2]
+    d = Z.shape[1]
+    Zs = Z.reshape(NB, BW, d, -1)
+    inv = 1.0 / tau
+    if d <= 32:  # one fused pass per coordinate (a reduction over a short axis is slow on CPUs)
+        S = sum(Zs[:, :, None, k] * Zs[:, None, :, k] for k in range(d)) * inv
+    else:
+        S = jnp.sum(Zs[:, :, None] * Zs[:, None], axis=3) * inv
+    Sm = jnp.where(other, S, -jnp.inf)
+    m = jnp.max(Sm, axis=2, keepdims=True)
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    E = jnp.exp(Sm - m)
+    se = jnp.sum(E, axis=2)
+    se = jnp.where(se > 0, se, 1.0)
+    f = jnp.sum(A * (jnp.log(se) + m[:, :, 0]), axis=(0, 1)) - jnp.sum(Wp * S, axis=(0, 1, 2))
+    G = (A / se)[:, :, None] * E - Wp  # dL/dS
+    G = (G + jnp.swapaxes(G, 1, 2)) * inv
+    if BW * d <= 256:  # dZ[:, i, k] = sum_j G[:, i, j] Z[:, j, k], one fused pass per k (no (BW, BW, d) product)
+        dZ = jnp.stack([sum(G[:, :, j] * Zs[:, j, None, k] for j in range(BW)) for k in range(d)], axis=2)
+    else:
+        dZ = jnp.sum(G[:, :, :, None] * Zs[:, None], axis=2)
+    return f, dZ.reshape(NB * BW, d, -1)
+
+
+@jax.custom_batching.custom_vmap
+def sc_slots_vg(Z, other, A, Wp, tau):
+    """One problem's SC loss and gradient in slot layout (``Z (NB*BW, d)``, :func:`slot_layout`); under ``vmap``
+    the problems go to the last axis for :func:`sc_slots_kernel`."""
+    f, dZ = sc_slots_kernel(Z[..., None], other[..., None], A[..., None], Wp[..., None], tau[None])
+    return f[0], dZ[..., 0]
+
+
+@sc_slots_vg.def_vmap
+def _sc_slots_vg_vmap_rule(axis_size, in_batched, *args):
+    last = [jnp.moveaxis(a, 0, -1) if b else jnp.broadcast_to(a[..., None], a.shape + (axis_size,))
+            for a, b in zip(args, in_batched)]
+    f, dZ = sc_slots_kernel(*last)
+    return (f, jnp.moveaxis(dZ, -1, 0)), (True, True)

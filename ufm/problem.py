@@ -39,7 +39,7 @@ def _int_tuple(name, values):
 RADIUS_MIN, RADIUS_MAX = 1e-150, 1e150  # radius^2 stays a normal, finite float64
 
 
-def _real(name, v, *, positive=False, nonneg=False):
+def check_real(name, v, *, positive=False, nonneg=False):
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
         raise ValueError(f"{name} must be a finite number, got {v!r}")
     v = float(v)
@@ -118,24 +118,24 @@ class Problem:
         set_("counts", counts)
 
         objectives.get(self.loss)  # ValueError naming loss when it is not registered
-        set_("tau", _real("tau", self.tau, positive=True))
+        set_("tau", check_real("tau", self.tau, positive=True))
         K = len(counts)
         dim = K if self.dim is None else self.dim
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
             raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
         set_("dim", int(dim))
         constraints.get(self.constraint)  # ValueError naming constraint when it is not registered
-        set_("radius", _real("radius", self.radius, positive=True))
+        set_("radius", check_real("radius", self.radius, positive=True))
         if not (RADIUS_MIN <= self.radius <= RADIUS_MAX):  # the engines work with radius^2 (at_unit_radius)
             raise ValueError(f"radius must lie in {RADIUS_MIN:g}..{RADIUS_MAX:g} (radius^2 a normal float64), got "
                              f"{self.radius!r}")
         set_("nonneg", bool(self.nonneg))
         set_("bias", bool(self.bias))
-        set_("feature_decay", _real("feature_decay", self.feature_decay, nonneg=True))
+        set_("feature_decay", check_real("feature_decay", self.feature_decay, nonneg=True))
         if self.weight_decay is not None:
-            set_("weight_decay", _real("weight_decay", self.weight_decay, nonneg=True))
+            set_("weight_decay", check_real("weight_decay", self.weight_decay, nonneg=True))
         for k, v in objectives.get(self.loss).validate(self).items():  # the loss's own fields and checks
-            set_(k, _real(k, v, nonneg=True) if k in ("weight_decay", "feature_decay") else v)
+            set_(k, check_real(k, v, nonneg=True) if k in ("weight_decay", "feature_decay") else v)
 
         set_("batches", batching.validate(self.batching, self.batches, self.N))
         if isinstance(self.batch_seed, bool) or not isinstance(self.batch_seed, numbers.Integral):

@@ -71,7 +71,7 @@ def dumps(obj) -> str:
     return json.dumps(clean(obj), allow_nan=False)
 
 
-def _replace_bytes(path, data: bytes):
+def replace_bytes(path, data: bytes):
     """Write ``data`` to ``path`` atomically: temp file, fsync, rename."""
     tmp = f"{path}.tmp{os.getpid()}"
     with WRITE_LOCK:
@@ -89,7 +89,7 @@ def _replace_bytes(path, data: bytes):
 
 def write_json(path, obj):
     """Write atomically (temp file + rename) so a killed run never leaves half a file."""
-    _replace_bytes(path, (json.dumps(clean(obj), indent=2, allow_nan=False) + "\n").encode())
+    replace_bytes(path, (json.dumps(clean(obj), indent=2, allow_nan=False) + "\n").encode())
 
 
 def point_id(fields: dict) -> str:
@@ -215,7 +215,7 @@ def _repair(path, required, warn) -> int:
         fh.flush()
         os.fsync(fh.fileno())
     keep = b"".join(raw + b"\n" for _, _, raw in good)
-    _replace_bytes(path, keep)
+    replace_bytes(path, keep)
     for n, _, why in bad:
         warn(f"{path} line {n}: {why}; moved to {path}{REJECTED_SUFFIX}")
     return len(data) - len(keep)
@@ -227,7 +227,7 @@ def _line(record) -> bytes:
 
 def rewrite(path, recs):
     """Replace ``path`` atomically (temp + rename) by ``recs``, one line each."""
-    _replace_bytes(path, b"".join(_line(r) for r in recs))
+    replace_bytes(path, b"".join(_line(r) for r in recs))
 
 
 def append_record(path, record: dict):

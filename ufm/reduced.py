@@ -48,7 +48,7 @@ import numpy as np
 
 from . import constraints, objectives
 from .classlevel import ClassProblem, within
-from .problem import _real
+from .problem import check_real
 
 __all__ = ["GroupProblem", "groups_of", "supported", "weights", "stack_weights", "value", "gram", "class_means", "rank",
            "cosine_groups", "delta_gm"]
@@ -100,7 +100,7 @@ class GroupProblem:
         if self.nonneg:
             raise ValueError("nonneg: the reduced problem has no non-negative form (use the class-level path)")
         for name in ("tau", "radius"):
-            set_(name, _real(name, getattr(self, name), positive=True))
+            set_(name, check_real(name, getattr(self, name), positive=True))
         dim = self.K if self.dim is None else self.dim
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
             raise ValueError(f"dim must be an integer >= 1, got {dim!r}")

@@ -297,7 +297,7 @@ def draw(rows, path):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from .records import _replace_bytes
+    from .records import replace_bytes
 
     x = np.array([r["epoch"] if isinstance(r["epoch"], (int, float)) else i for i, r in enumerate(rows)], float)
     panels = [p for p in _PANELS if np.isfinite(_numbers(rows, p[0])).any()]
@@ -324,4 +324,4 @@ def draw(rows, path):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    _replace_bytes(path, buf.getvalue())
+    replace_bytes(path, buf.getvalue())

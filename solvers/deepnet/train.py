@@ -221,7 +221,7 @@ def steps_per_epoch(config, labels) -> int:
     return len(batches_of_epoch(config, labels, 0))
 
 
-def _batch_width(config, labels) -> int:
+def batch_width(config, labels) -> int:
     """Widest batch of the scheme (the same every epoch: the partition sizes do not depend on the epoch)."""
     return max(len(b) for b in batches_of_epoch(config, labels, 0))
 
@@ -417,7 +417,7 @@ def _train(config, data, out, checkpoint_every, resume, progress, on_epoch, unti
     data = _load_data(config) if data is None else data
     K = data.K
     spe = steps_per_epoch(config, data.y_train)
-    width = _batch_width(config, data.y_train)
+    width = batch_width(config, data.y_train)
     enc, opt, step, apply = _compiled(_model_fields(config), config.epochs * spe)
     key = jax.random.PRNGKey(config.seed)
     k_init, k_aug = jax.random.split(key)

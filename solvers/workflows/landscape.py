@@ -574,9 +574,9 @@ def run_landscape(points, out, *, certify_local="auto", progress=None, log=None)
             certify_local = None
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, RESULTS)
-    from .sweep import _sigint_guard, _stop_if_hit
+    from .sweep import sigint_guard, stop_if_hit
 
-    with records.dir_lock(out, what="ufm landscape"), _sigint_guard() as hit:
+    with records.dir_lock(out, what="ufm landscape"), sigint_guard() as hit:
         records.repair(path, RECORD_KEYS)
         known = {r["id"]: r for r in _compact(path)}
         work = [(p, _needs_work(known.get(records.point_id(p)), certify_local is not None)) for p in points]
@@ -604,7 +604,7 @@ def run_landscape(points, out, *, certify_local="auto", progress=None, log=None)
                 rec = _failed(p, e, time.perf_counter() - t0)
             records.append_record(path, rec)
             known[rec["id"]] = rec
-            _stop_if_hit(hit)  # a Ctrl-C a library swallowed: the point is kept, the grid stops here
+            stop_if_hit(hit)  # a Ctrl-C a library swallowed: the point is kept, the grid stops here
             if progress is not None:
                 sf = rec.get("spurious_fraction")
                 note = (f"counts={','.join(map(str, p['counts']))} tau={p['tau']:g} "

@@ -445,14 +445,14 @@ def per_class_rows(result, Z, labels) -> list[dict]:
 
 def write_per_class_csv(path, rows):
     """``rows`` (:func:`per_class_rows`) as CSV, written atomically."""
-    from ufm.records import _replace_bytes
+    from ufm.records import replace_bytes
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: ("" if v is None else f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    _replace_bytes(path, buf.getvalue().encode())
+    replace_bytes(path, buf.getvalue().encode())
 
 
 def _heatmap(ax, G, counts, title):
@@ -483,7 +483,7 @@ def cosines_figure(result, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ufm.records import _replace_bytes
+    from ufm.records import replace_bytes
 
     counts = result["counts"]
     panels = [("network", result["geometry"]["mean_cosines"])]
@@ -503,4 +503,4 @@ def cosines_figure(result, path):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    _replace_bytes(path, buf.getvalue())
+    replace_bytes(path, buf.getvalue())

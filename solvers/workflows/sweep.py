@@ -191,11 +191,11 @@ def _needs_work(rec, certify) -> bool:
 
 
 @contextlib.contextmanager
-def _sigint_guard():
+def sigint_guard():
     """Note a Ctrl-C (and raise ``KeyboardInterrupt`` as usual), so that an exception a library raises in its place
     (a solver reporting that it was interrupted) is still treated as a Ctrl-C, never as a failed point, and a
     Ctrl-C that a library swallowed (one raised inside a garbage-collector callback) stops the sweep at the next
-    point (``_stop_if_hit``). The handler in place before (the command line's, with its watchdog) is called too."""
+    point (``stop_if_hit``). The handler in place before (the command line's, with its watchdog) is called too."""
     hit = {"sigint": False}
     if threading.current_thread() is not threading.main_thread():
         yield hit
@@ -215,7 +215,7 @@ def _sigint_guard():
         signal.signal(signal.SIGINT, before)
 
 
-def _stop_if_hit(hit):
+def stop_if_hit(hit):
     """Raise ``KeyboardInterrupt`` when a Ctrl-C was noted, even if the exception it raised was swallowed."""
     if hit["sigint"]:
         raise KeyboardInterrupt
@@ -246,7 +246,7 @@ def _group_records(group, certify, hit, executor):
     Args:
         group: points of one shape (``counts``, ``dim``, ``loss_type``, ``batching``, ``dtype``, ``steps``, ``seed``).
         certify: whether to certify.
-        hit: the ``_sigint_guard`` flag; an exception raised after a Ctrl-C becomes ``KeyboardInterrupt``.
+        hit: the ``sigint_guard`` flag; an exception raised after a Ctrl-C becomes ``KeyboardInterrupt``.
         executor: the executor's name, recorded in each row.
     """
     problems = [point_problem(p) for p in group]
@@ -257,10 +257,10 @@ def _group_records(group, certify, hit, executor):
         if hit["sigint"]:
             raise KeyboardInterrupt from e
         sols = [e] * len(group)
-    _stop_if_hit(hit)
+    stop_if_hit(hit)
     per_point = (time.perf_counter() - start) / len(group)
     for point, problem, sol in zip(group, problems, sols):
-        _stop_if_hit(hit)
+        stop_if_hit(hit)
         t0 = time.perf_counter()
         cert = error = None
         if isinstance(sol, BaseException):
@@ -305,7 +305,7 @@ def run_sweep(points, out, *, certify=True, show_progress=True, log=None, execut
     ex = executors.make(executor, scheduler=scheduler, workers=workers)
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, RESULTS)
-    with records.dir_lock(out), _sigint_guard() as hit:
+    with records.dir_lock(out), sigint_guard() as hit:
         records.repair(path, RECORD_KEYS)
         known = {r["id"]: r for r in _compact(path)}
         todo, seen = [], set()
@@ -342,7 +342,7 @@ def run_sweep(points, out, *, certify=True, show_progress=True, log=None, execut
                     result = [_record(point, None, None, None, None, result, ex.name) for point in job]
                 for rec in result:
                     records.append_record(path, rec)  # a point computed is kept, then a Ctrl-C stops the sweep
-                    _stop_if_hit(hit)
+                    stop_if_hit(hit)
                     bar.update(1, f"R={rec['R']:g} {rec['loss_type']} tau={rec['tau']}"
                                   + (" failed" if failed(rec) else ""))
         return _compact(path)

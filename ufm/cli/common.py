@@ -151,7 +151,7 @@ def write_json(path, obj):
     return _write_json(path, obj)
 
 
-def _entries(text: str, what: str) -> list[str]:
+def comma_entries(text: str, what: str) -> list[str]:
     """The comma-separated entries of ``text``, every one non-empty (``3,,4`` and ``3,4,`` are refused, not read
     as ``3,4``)."""
     parts = [v.strip() for v in str(text).split(",")]
@@ -166,7 +166,7 @@ def _entries(text: str, what: str) -> list[str]:
 def named_int_list(what: str):
     """An argparse type: ``"30,30,3,3"`` -> ``[30, 30, 3, 3]``, errors naming ``what`` (exit 2)."""
     def parse(text: str) -> list[int]:
-        parts = _entries(text, what)
+        parts = comma_entries(text, what)
         try:
             return [int(v) for v in parts]
         except ValueError:
@@ -178,7 +178,7 @@ def named_int_list(what: str):
 def named_float_list(what: str):
     """An argparse type: ``"0.5,1"`` -> ``[0.5, 1.0]``, errors naming ``what`` (exit 2)."""
     def parse(text: str) -> list[float]:
-        parts = _entries(text, what)
+        parts = comma_entries(text, what)
         try:
             return [float(v) for v in parts]
         except ValueError:
@@ -216,13 +216,13 @@ TILE = 512  # the side of the full-batch SC kernel's tiles (ufm.kernels.BLOCK), 
 CERTIFY_COPIES = 4  # a certificate's dense (n, n) block: the matrix, its solver copies and the dual
 
 
-def _counts_dim(problem):
+def counts_and_dim(problem):
     counts = [int(c) for c in problem.counts]
     dim = getattr(problem, "dim", None)
     return counts, (len(counts) if dim is None else int(dim))
 
 
-def _batch_size(problem, N: int) -> int:
+def largest_batch(problem, N: int) -> int:
     """The largest batch of ``problem``'s batching (N for ``full``)."""
     batches = getattr(problem, "batches", None)
     if batches is not None and getattr(problem, "batching", "") == "explicit":
@@ -243,11 +243,11 @@ def memory_estimate(problem, *, certificate: str | None = None, starts: int = 1,
     multiply the solver's part; ``solve=False`` (a bound alone) counts the certificate only."""
     from ufm.objectives import NAMES, get
 
-    counts, d = _counts_dim(problem)
+    counts, d = counts_and_dim(problem)
     N, K = sum(counts), len(counts)
     f8 = 8
     total = 6 * N * d * f8 + 2 * K * d * f8  # Z and its companions; W for CE (BCL's prototypes C)
-    b = _batch_size(problem, N)
+    b = largest_batch(problem, N)
     loss = str(getattr(problem, "loss", "sc"))
     if loss in NAMES and not get(loss).contrastive:  # a classifier's logits (the objective says, not the name)
         total += 3 * N * K * f8
@@ -313,7 +313,7 @@ def check_size(problem, args, *, certificate: str | None = None, extra: int = 0,
     if starts > 1 and "--starts" not in shrink:
         shrink += " / --starts"
     if need > have and not getattr(args, "allow_large", False):
-        counts, d = _counts_dim(problem)
+        counts, d = counts_and_dim(problem)
         raise UsageError(f"problem too large: N={sum(counts)}, dim={d} needs about {human_bytes(need)} of memory, "
                          f"the machine has {human_bytes(have)} available; shrink {shrink}, or give "
                          "--allow-large to try anyway")

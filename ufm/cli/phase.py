@@ -11,7 +11,7 @@ import argparse
 import math
 import os
 
-from .common import (UsageError, _entries, add_size_args, check_memory, dumps, eprint, hold_folder, seed_int,
+from .common import (UsageError, add_size_args, check_memory, comma_entries, dumps, eprint, hold_folder, seed_int,
                      write_json)
 
 HELP = "certified phase diagram over imbalance R and tau (or CE weight decay), with its boundaries"
@@ -58,7 +58,7 @@ def axis_values(text: str, name: str, max_n: int = MAX_POINTS) -> list[float]:
                 vals = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
                 vals[-1] = hi
         else:
-            vals = [float(v) for v in _entries(text, name)]
+            vals = [float(v) for v in comma_entries(text, name)]
     except argparse.ArgumentTypeError as e:
         raise UsageError(str(e)) from None
     except ValueError:

@@ -23,11 +23,11 @@ SLOW_WORK = 5e6  # N * (d + largest batch) above which a solve is announced on s
 
 def expected_work(problem) -> float:
     """A rough size of one solve: ``N * (d + b)`` (the per-step cost is ~ N d and ~ N b in the logits)."""
-    from .common import _batch_size, _counts_dim
+    from .common import largest_batch, counts_and_dim
 
-    counts, d = _counts_dim(problem)
+    counts, d = counts_and_dim(problem)
     N = sum(counts)
-    return float(N) * (d + _batch_size(problem, N))
+    return float(N) * (d + largest_batch(problem, N))
 
 
 def solve_with_progress(problem, args, what="solve"):

@@ -81,7 +81,7 @@ def train_memory(config, data) -> int:
     import math
 
     from solvers.deepnet.encoders import encoder, parameter_count
-    from solvers.deepnet.train import _batch_width
+    from solvers.deepnet.train import batch_width
 
     enc = encoder(config.arch, dim=config.dim, width=config.width, relu=config.relu, head=config.head)
     shape = tuple(int(v) for v in data.x_train.shape[1:])
@@ -92,7 +92,7 @@ def train_memory(config, data) -> int:
     # cnn: width, 2 width, 4 width channels at strides 1, 2, 2; resnet18: a stem and 4 convolutions per stage)
     per_sample = {"mlp": 2 * width, "cnn": 6 * width * pixels, "resnet18": 26 * width * pixels}[config.arch]
     per_sample += enc.dim + 2 * (config.head or 0)
-    b = _batch_width(config, data.y_train) * config.views
+    b = batch_width(config, data.y_train) * config.views
     N = len(data.y_train) + len(data.y_test)
     return int(4 * 6 * n_params + 4 * 3 * b * (per_sample + math.prod(shape)) + 8 * 2 * N * enc.dim)
 
