@@ -21,7 +21,10 @@ equal size are exchangeable, so a point is ``G`` rows of ``G + 1`` numbers whate
 has fewer groups of equal size than classes, the loss is contrastive, without ``nonneg`` and with ``dim >= K``) and
 ``"class-level"`` (``K`` class means; every other case). Both prove the same class-level minimum.
 
-Points that do not certify with the first start are solved again (on the reduced path first by going on from the
+On the class-level path the grid is solved along chains of increasing axis value (temperature or weight decay)
+at each ratio, each point warm-started from the previous point's solution (``warm``; along ``R`` a warm start
+can stay in the geometry of the last ratio, a local minimum that does not certify). Points that do not certify
+with the first start are solved again (on the reduced path first by going on from the
 solution with its small spreads set to 0, then from the solution itself for ``CONTINUE`` times the steps, then)
 from other starts, ``RETRIES`` tries in all, keeping the lowest
 loss; a point that still does not certify is reported with ``certified = False``.
@@ -103,9 +106,11 @@ class _ClassPath:
     def problem(self, R, v):
         return grid_problem(self.spec, R, v)
 
-    def solve(self, problems, seed, steps, pad=None):
-        from solvers.classlevel import solve_classes
+    def solve(self, problems, seed, steps, pad=None, chains=None):
+        from solvers.classlevel import solve_chains, solve_classes
 
+        if chains is not None:
+            return solve_chains(problems, chains, seed=seed, steps=steps)
         return solve_classes(problems, seed=seed, steps=steps)
 
     def certify(self, problems, sols, tol):
@@ -142,7 +147,7 @@ class _ReducedPath:
     def problem(self, R, v):
         return grid_group_problem(self.spec, R, v)
 
-    def solve(self, problems, seed, steps, pad=None):
+    def solve(self, problems, seed, steps, pad=None, chains=None):
         from solvers.reduced import solve_groups
 
         return solve_groups(problems, seed=seed, steps=steps, pad_to=pad)
@@ -199,8 +204,8 @@ def _path(spec):
     return _ReducedPath(spec) if choose_path(spec) == "reduced" else _ClassPath(spec)
 
 
-def _solve(path, problems, seed, tol, steps, pad=None):
-    sols = path.solve(problems, seed, steps, pad)
+def _solve(path, problems, seed, tol, steps, pad=None, chains=None):
+    sols = path.solve(problems, seed, steps, pad, chains)
     certs = path.certify(problems, sols, tol)
     for retry in range(1, RETRIES + 1):
         todo = [i for i, c in enumerate(certs) if not c.certified]
@@ -274,7 +279,7 @@ def _brackets(ratios, row, level, certified):
 
 
 def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol: float = 1e-3, steps: int = 4000,
-          progress=None) -> dict:
+          progress=None, warm: bool = True) -> dict:
     """Solve, certify and measure the grid ``values x ratios``; find the boundaries.
 
     Args:
@@ -282,6 +287,9 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
       ratios: increasing imbalance ratios ``R >= 1``. values: the axis values (temperatures or weight decays).
       seed: the starts. tol: relative tolerance of ``certified``. rtol: of the boundaries.
       steps: most iterations per point. progress: an optional callable ``(message)``.
+      warm: on the class-level path, solve the grid along chains of increasing axis value at each ratio, each
+        point started from the previous one's solution (``solvers.classlevel.solve_chains``); False: every point
+        from its own start (one vmapped loop). The certificates decide either way.
     Returns:
       the ``phase.json`` dict: ``ratios``, ``taus`` (or ``weight_decays``), the 2-D arrays ``ARRAYS`` indexed
       ``[value][ratio]`` (``loss`` is the array of values; the loss's name is ``loss_type``), ``boundaries`` and
@@ -293,8 +301,10 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
     path = _path(spec)
     problems = [path.problem(R, v) for v in values for R in ratios]
     say(f"solving {len(problems)} points ({path.name} path)")
-    sols, certs = _solve(path, problems, seed, tol, steps)
     m = len(ratios)
+    chains = [[i * m + j for i in range(len(values))] for j in range(m)] if warm and path.name == "class-level" \
+        else None
+    sols, certs = _solve(path, problems, seed, tol, steps, chains=chains)
     arrays: dict[str, list[list[Any]]] = {k: [[None] * m for _ in values] for k in ARRAYS}
     for idx, (s, c, geo) in enumerate(zip(sols, certs, path.geometry(problems, sols))):
         i, j = divmod(idx, m)
@@ -321,5 +331,5 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
             "boundary_rtol": rtol, "collapse_level": COLLAPSE, "points": len(problems),
             "certified_points": int(sum(x for row in arrays["certified"] for x in row)), "solve_seconds": solved,
             "rank_above_dim": int(sum(r > spec["dim"] for row in arrays["rank"] for r in row)),
-            "seconds": time.perf_counter() - start, "seed": seed, "method": path.name,
+            "seconds": time.perf_counter() - start, "seed": seed, "method": path.name, "warm": chains is not None,
             "exact": "class-level (N-independent)"}
