@@ -612,16 +612,11 @@ def sc_class_bound(problem: ClassProblem, orbits: Sequence[tuple], d: np.ndarray
             lin_err += w * d1 * rho2 / (T * tau)
             const_err += w * (abs(h) * d1 + habs * d1 + d1 + (gamma(2 * len(cls) + 2) + 2 * FN * U) * habs) / T
             # pairs (i in c, j in c'): the batches of this orbit holding both, per pair (whole orbits)
-            for cc, qq in zip(cls, qv):
-                if cc == c:
-                    frac = k[c] * (k[c] - 1) / (nf[c] * (nf[c] - 1))
-                    val = qq - 1.0 / (k[c] - 1)
-                    ab = qq + 1.0 / (k[c] - 1)
-                else:
-                    frac = k[c] * k[cc] / (nf[c] * nf[cc])
-                    val, ab = qq, qq
-                Wpair[c, cc] += m * frac * val
-                Wabs[c, cc] += m * frac * ab
+            # (vectorised over c': the same floating-point operations, in the same order, per entry)
+            same = cls == c
+            frac = np.where(same, k[c] * (k[c] - 1) / (nf[c] * (nf[c] - 1)), k[c] * k[cls] / (nf[c] * nf[cls]))
+            Wpair[c, cls] += m * frac * np.where(same, qv - 1.0 / (k[c] - 1), qv)
+            Wabs[c, cls] += m * frac * np.where(same, qv + 1.0 / (k[c] - 1), qv)
             terms += 1
     if slots == 0:
         return DualBound(0.0, 0.0, 0.0, 0.0, 0, 0)

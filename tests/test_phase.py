@@ -192,3 +192,33 @@ def test_cli_large_step_grid_runs_on_the_reduced_path(tmp_path, capsys):
     d = json.loads((out / "phase.json").read_text())
     assert d["method"] == "reduced" and d["certified_points"] == 8
     assert all(1 <= r <= 1000 for row in d["rank"] for r in row)
+
+
+@pytest.mark.slow
+def test_warm_started_long_tail_grid_equals_the_cold_one():
+    """The class-level path's chains (each point started from the previous temperature's solution) reach the same
+    certified minima as independent starts."""
+    spec = {**SPEC, "classes": 6, "dim": 6, "imbalance": "long-tail"}
+    ratios, taus = [1.0, 5.0, 30.0], [0.1, 0.3, 1.0]
+    warm = phase(spec, ratios, taus, warm=True)
+    cold = phase(spec, ratios, taus, warm=False)
+    assert warm["method"] == "class-level" and warm["warm"] and not cold["warm"]
+    assert warm["certified_points"] == cold["certified_points"] == 9
+    np.testing.assert_allclose(np.array(warm["loss"]), np.array(cold["loss"]), rtol=0, atol=1e-9)
+    lb = np.array(warm["lower_bound"])
+    assert np.all(lb <= np.array(warm["loss"]) + 1e-12) and np.all(np.array(warm["loss"]) - lb <= 1e-6 * np.maximum(1, np.abs(lb)))
+
+
+@pytest.mark.slow
+def test_solve_chains_matches_solve_classes_and_rejects_bad_chains():
+    from solvers.classlevel import solve_chains, solve_classes
+    from solvers.workflows.phase import grid_problem
+
+    spec = {**SPEC, "classes": 5, "dim": 5, "imbalance": "long-tail"}
+    probs = [grid_problem(spec, R, t) for t in (0.2, 0.5) for R in (2.0, 10.0)]
+    chained = solve_chains(probs, [[0, 2], [1, 3]])
+    alone = solve_classes(probs)
+    assert [s.reason for s in chained] == ["converged"] * 4
+    np.testing.assert_allclose([s.loss for s in chained], [s.loss for s in alone], rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="chains"):
+        solve_chains(probs, [[0, 1], [1, 3]])
