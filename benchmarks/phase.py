@@ -15,6 +15,14 @@ point was certified. Targets: 100 x 100 certified in < 60 s; >= 50x the sweep's 
   times with the cache it filled (``warm``, the median); wall and CPU seconds (user + system of the process) and
   its peak resident memory. Target: the 100 x 100 grid, every point certified, in <= 10 s at each K. The K = 1,000
   diagram is drawn to ``phase_diagram_k1000.png`` beside the results.
+
+* ``long-tail`` (``python -m benchmarks.phase --long-tail [--quick | --full]``): the class-level path, where every
+  class size differs (``--imbalance long-tail``, n_min = 5, SC on the sphere, d = K): ``ufm phase`` grids at K = 100
+  (4 x 4 quick; 10 x 10 and 100 x 100 with ``--full``) and one point at K = 1,000, each in a fresh process with
+  the compilation cache warm; wall and CPU seconds, CPU milliseconds per point (boundary bisection included in the
+  seconds, not in the points), peak resident memory beside ``solvers.workflows.phase.memory_bytes``'s estimate, and
+  the load average. Targets: the 100 x 100 grid at K = 100 certified in <= 15 minutes (90 ms per point); the
+  K = 1,000 point in <= 30 s.
 """
 from __future__ import annotations
 
@@ -106,6 +114,53 @@ def run_scale(P, M, repeats, tmp):
     return rows
 
 
+LONG_TAIL = {"quick": [(100, 4, 4), (1000, 1, 1)], "full": [(100, 10, 10), (1000, 1, 1), (100, 100, 100)]}
+LONG_TAIL_TARGETS = {"grid_ms_per_point": 90.0, "k1000_seconds": 30.0}
+
+
+def run_long_tail(mode, tmp):
+    from solvers.workflows.phase import memory_bytes
+
+    rows = []
+    env = {**os.environ, "UFM_JAX_CACHE": os.path.join(tmp, "cache-long-tail")}
+    for K, P, M in LONG_TAIL[mode]:
+        out = os.path.join(tmp, f"lt{K}_{P}x{M}")
+        ratios = f"1:100:{M}" if M > 1 else "30"
+        taus = f"0.05:1:{P}" if P > 1 else "0.1"
+        argv = ["phase", "--classes", str(K), "--imbalance", "long-tail", "--ratios", ratios, "--taus", taus,
+                "--n-min", "5", "--no-figures", "--out", out]
+        log(f"long-tail K = {K}, {P} x {M}")
+        runs = [_run_measured(argv, env) for _ in range(2)]  # the first fills the compilation cache
+        wall, cpu, rss, code = runs[1]
+        with open(os.path.join(out, "phase.json")) as fh:
+            d = json.load(fh)
+        spec = {"classes": K, "dim": K}
+        rows.append({"K": K, "grid": [P, M], "points": d["points"], "certified": d["certified_points"],
+                     "method": d["method"], "warm_start": d.get("warm"), "wall_s": wall, "cpu_s": cpu,
+                     "cpu_ms_per_point": 1000 * cpu / d["points"], "solve_seconds": d["solve_seconds"],
+                     "cold_cache_wall_s": runs[0][0], "cold_cache_cpu_s": runs[0][1], "peak_rss_bytes": rss,
+                     "estimated_bytes": memory_bytes(spec, M, P), "load_average": list(os.getloadavg())})
+    return rows
+
+
+def render_long_tail(out):
+    rows = [[r["K"], f"{r['grid'][0]} x {r['grid'][1]}", f"{r['certified']}/{r['points']}", r["wall_s"], r["cpu_s"],
+             r["cpu_ms_per_point"], r["peak_rss_bytes"] / 2 ** 20, r["estimated_bytes"] / 2 ** 20,
+             r["load_average"][0]] for r in out["rows"]]
+    return table(["K", "grid", "certified", "wall s", "CPU s", "CPU ms/point", "peak RSS MiB", "estimate MiB",
+                  "load 1 min"], rows)
+
+
+def main_long_tail(argv):
+    args = section_args(__doc__, argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = run_long_tail(args.mode, tmp)
+    out = {"what": "ufm phase on the class-level path: SC sphere, long-tail n_min=5, d=K, float64, fresh process per "
+                   "run, compilation cache warm", "mode": args.mode, "rows": rows, "cores": os.cpu_count(),
+           "targets": LONG_TAIL_TARGETS}
+    return finish("phase_long_tail", out, render_long_tail)
+
+
 def render(out):
     rows = [[r["what"], r["points"], r["median_s"], r["points_per_s"], r["certified"]] for r in out["rows"]]
     lines = [table(["run", "points", "median s", "points/s", "certified"], rows), "",
@@ -120,6 +175,9 @@ def render(out):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--long-tail" in argv:
+        return main_long_tail([a for a in argv if a != "--long-tail"])
     args = section_args(__doc__, argv)
     P, M = GRID[args.mode]
     repeats = args.repeats or 3

@@ -41,7 +41,7 @@ from ufm import geometry, imbalance
 from ufm.classlevel import ClassProblem
 
 __all__ = ["phase", "grid_problem", "grid_group_problem", "choose_path", "boundary", "COLLAPSE", "ZERO", "RETRIES",
-           "ARRAYS", "MAX_GROUPS"]
+           "ARRAYS", "MAX_GROUPS", "memory_bytes"]
 
 COLLAPSE = 0.99
 ZERO = 1e-6
@@ -85,6 +85,21 @@ def choose_path(spec: dict) -> str:
             and spec["dim"] >= spec["classes"]):
         return "reduced"
     return "class-level"
+
+
+BASE_BYTES = 400 * 2 ** 20  # the process before the first point: Python, NumPy, JAX, SciPy, cvxpy
+
+
+def memory_bytes(spec: dict, n_ratios: int, n_values: int) -> int:
+    """An estimate of the peak resident memory of :func:`phase` on the class-level path, in bytes: the process
+    (``BASE_BYTES``), the class means kept for every point (``points x K x dim`` floats, twice: the solutions and
+    the arrays built from them), and the vmapped loop's working set, one slot per ratio (the chains) or per point
+    (a cold grid, the retries), each holding about 24 ``K x K`` and 12 ``K x dim`` float64 arrays (weights, Gram,
+    softmax, gradients, iterates and their momentum, the jitted program's temporaries)."""
+    K, d = spec["classes"], spec["dim"]
+    points = n_ratios * n_values
+    slots = n_ratios
+    return int(BASE_BYTES + 8 * (2 * points * K * d + slots * (24 * K * K + 12 * K * d)))
 
 
 def _geometry(mu, majority):

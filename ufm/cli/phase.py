@@ -16,7 +16,7 @@ from .common import (UsageError, add_size_args, check_memory, comma_entries, dum
 
 HELP = "certified phase diagram over imbalance R and tau (or CE weight decay), with its boundaries"
 MAX_POINTS = 250_000  # a grid larger than this is refused (memory: points x K x dim floats, several copies)
-MAX_WORK = 5 * 10**7  # points x K x (dim + K) on the class-level path; points x G x (G + 1) on the reduced path
+MAX_WORK = 5 * 10**7  # points x G x (G + 1) on the reduced path (the class-level path: memory_bytes, below)
 MAX_CLASSES = 10**6  # K: the families are built class by class
 OUTPUTS = ("phase.json",) + tuple(f"phase_{name}.{ext}" for name in ("diagram", "delta_gm", "cosines", "gap")
                                   for ext in ("png", "pdf"))
@@ -149,9 +149,11 @@ def _spec(args) -> tuple[dict, list[float], list[float]]:
         G = len(group_sizes(spec["imbalance"], spec["classes"], spec["n_min"], 1.0, spec["minority_fraction"])[1])
         work, what = points * G * (G + 1), f"G = {G} groups of equal-size classes, points x G x (G + 1)"
         need = memory_estimate(points, G, G + 1)
-    else:
-        work, what = points * K * (dim + K), f"K = {K}, d = {dim}, points x K x (d + K)"
-        need = memory_estimate(points, K, dim)
+    else:  # solved in chains, one slot per ratio: the estimated memory, not points x K x d, is the limit
+        from solvers.workflows.phase import BASE_BYTES, memory_bytes
+
+        work, what = 0, f"K = {K}, d = {dim}, points x K x d"
+        need = memory_bytes(spec, len(ratios), len(values)) - BASE_BYTES
     if points > MAX_POINTS or work > MAX_WORK:
         raise UsageError(f"{len(values)} x {len(ratios)} points with {what} exceed this command's limits "
                          f"({MAX_POINTS} points, work <= {MAX_WORK:.0e}); split the grid into several runs")
