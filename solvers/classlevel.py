@@ -221,9 +221,15 @@ def solve_classes(problems: Sequence[ClassProblem], *, steps: int = 4000, seed: 
     return out
 
 
-def solve_chains(problems, chains, *, steps: int = 4000, seed=0, ftol: float = 1e-13) -> list[ClassSolution]:
-    """Solve class-level problems along chains of neighbours, each point started from the previous point's
-    solution (a warm start: neighbouring points of a grid have nearby optima, so a point takes far fewer steps).
+def solve_chains(problems, chains, *, steps: int = 4000, seed=0, ftol: float = 1e-13,
+                 warm: bool = False) -> list[ClassSolution]:
+    """Solve class-level problems along chains, one vmapped slot per chain, a slot taking the next point of its
+    chain as soon as its point has converged; with ``warm`` each point starts from the previous point's solution.
+
+    Without ``warm`` every point starts as in :func:`solve_classes` (``seed``) and takes the same steps; what
+    changes is that no point waits for the slowest of the batch. ``warm`` can save steps between neighbours, but
+    a symmetric optimum (classes merged) is a stationary point of the next problem too, so a warm start can stop
+    there: at K = 100 (long-tail) it left points far from their minima, which the certificates then reject.
 
     One vmapped loop holds one *slot* per chain; after every segment a slot whose point has converged (the
     stop rule of :func:`solve_classes`, per point) hands its solution to the next point of its chain and goes on
@@ -235,7 +241,8 @@ def solve_chains(problems, chains, *, steps: int = 4000, seed=0, ftol: float = 1
     Args:
       problems: class-level problems.
       chains: lists of indices into ``problems``, together each index once; a chain is solved in its order.
-      steps: most iterations per point. seed: the first points' starts (one int). ftol: as in :func:`solve_classes`.
+      steps: most iterations per point. seed: the starts (one int). ftol: as in :func:`solve_classes`.
+      warm: start each point after the first of a chain from the previous point's solution.
     Returns:
       :class:`ClassSolution` s, in the order of ``problems``.
     """
@@ -284,7 +291,7 @@ def solve_chains(problems, chains, *, steps: int = 4000, seed=0, ftol: float = 1
                 continue
             xs = {k: np.array(v) for k, v in state[0].items()}
             fv = np.asarray(full(state[0], h))
-            t = np.array(state[4])
+            t, eta = np.array(state[4]), np.array(state[3])
             fresh = np.zeros(L, dtype=bool)
             for s in np.flatnonzero(finished):
                 i = chains[s][pos[s]]
@@ -298,16 +305,21 @@ def solve_chains(problems, chains, *, steps: int = 4000, seed=0, ftol: float = 1
                 for k in H:
                     H[k][s] = hs[nxt][k]
                 taken[s], last[s], t[s], fresh[s] = 0, np.nan, 1.0, True
+                if not warm:  # the point's own start, as solve_classes would give it
+                    x0 = _start(problems[nxt], np.random.default_rng(seed))
+                    for k in xs:
+                        xs[k][s] = x0[k]
+                    eta[s] = 1.0
             if not fresh.any():
                 continue
             # the refilled slots start at their chain's last solution; the others go on unchanged
             h = {k: jnp.asarray(v) for k, v in H.items()}
-            xp = proj(state[0], h)
+            xp = proj({k: jnp.asarray(v) for k, v in xs.items()}, h)
             m = jnp.asarray(fresh)
             pick = lambda a, b: jnp.where(m.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
             xn = {k: pick(xp[k], state[0][k]) for k in xp}
             yn = {k: pick(xp[k], state[1][k]) for k in xp}
-            state = (xn, yn, pick(val(xp, h), state[2]), state[3], jnp.asarray(t))
+            state = (xn, yn, pick(val(xp, h), state[2]), jnp.asarray(eta), jnp.asarray(t))
     return out
 
 

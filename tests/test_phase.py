@@ -202,7 +202,7 @@ def test_warm_started_long_tail_grid_equals_the_cold_one():
     ratios, taus = [1.0, 5.0, 30.0], [0.1, 0.3, 1.0]
     warm = phase(spec, ratios, taus, warm=True)
     cold = phase(spec, ratios, taus, warm=False)
-    assert warm["method"] == "class-level" and warm["warm"] and not cold["warm"]
+    assert warm["method"] == "class-level" and warm["warm"] and not cold["warm"]  # cold: chains without warm starts
     assert warm["certified_points"] == cold["certified_points"] == 9
     np.testing.assert_allclose(np.array(warm["loss"]), np.array(cold["loss"]), rtol=0, atol=1e-9)
     lb = np.array(warm["lower_bound"])
@@ -216,9 +216,23 @@ def test_solve_chains_matches_solve_classes_and_rejects_bad_chains():
 
     spec = {**SPEC, "classes": 5, "dim": 5, "imbalance": "long-tail"}
     probs = [grid_problem(spec, R, t) for t in (0.2, 0.5) for R in (2.0, 10.0)]
-    chained = solve_chains(probs, [[0, 2], [1, 3]])
+    chained = solve_chains(probs, [[0, 2], [1, 3]], warm=True)
     alone = solve_classes(probs)
     assert [s.reason for s in chained] == ["converged"] * 4
     np.testing.assert_allclose([s.loss for s in chained], [s.loss for s in alone], rtol=0, atol=1e-9)
     with pytest.raises(ValueError, match="chains"):
         solve_chains(probs, [[0, 1], [1, 3]])
+
+
+@pytest.mark.slow
+def test_cold_chains_equal_one_vmapped_loop():
+    """Without warm starts a chain's points start as in solve_classes and reach the same minima."""
+    from solvers.classlevel import certify_classes, solve_chains, solve_classes
+    from solvers.workflows.phase import grid_problem
+
+    spec = {**SPEC, "classes": 7, "dim": 7, "imbalance": "long-tail"}
+    probs = [grid_problem(spec, R, t) for t in (0.1, 0.4, 1.0) for R in (3.0, 40.0)]
+    chained = solve_chains(probs, [[0, 2, 4], [1, 3, 5]])
+    alone = solve_classes(probs)
+    np.testing.assert_allclose([s.loss for s in chained], [s.loss for s in alone], rtol=0, atol=1e-9)
+    assert all(c.certified for c in certify_classes(probs, chained))

@@ -21,9 +21,10 @@ equal size are exchangeable, so a point is ``G`` rows of ``G + 1`` numbers whate
 has fewer groups of equal size than classes, the loss is contrastive, without ``nonneg`` and with ``dim >= K``) and
 ``"class-level"`` (``K`` class means; every other case). Both prove the same class-level minimum.
 
-On the class-level path the grid is solved along chains of increasing axis value (temperature or weight decay)
-at each ratio, each point warm-started from the previous point's solution (``warm``; along ``R`` a warm start
-can stay in the geometry of the last ratio, a local minimum that does not certify). Points that do not certify
+On the class-level path the grid is solved in chains, one vmapped slot per ratio taking the next axis value as
+soon as its point has converged (no point waits for the slowest of the grid); with ``warm`` each point starts from
+the previous axis value's solution, which can stop at a symmetric stationary point (classes merged) that the
+certificate then rejects, so it is off by default. Points that do not certify
 with the first start are solved again (on the reduced path first by going on from the
 solution with its small spreads set to 0, then from the solution itself for ``CONTINUE`` times the steps, then)
 from other starts, ``RETRIES`` tries in all, keeping the lowest
@@ -121,11 +122,11 @@ class _ClassPath:
     def problem(self, R, v):
         return grid_problem(self.spec, R, v)
 
-    def solve(self, problems, seed, steps, pad=None, chains=None):
+    def solve(self, problems, seed, steps, pad=None, chains=None, warm=False):
         from solvers.classlevel import solve_chains, solve_classes
 
         if chains is not None:
-            return solve_chains(problems, chains, seed=seed, steps=steps)
+            return solve_chains(problems, chains, seed=seed, steps=steps, warm=warm)
         return solve_classes(problems, seed=seed, steps=steps)
 
     def certify(self, problems, sols, tol):
@@ -219,8 +220,9 @@ def _path(spec):
     return _ReducedPath(spec) if choose_path(spec) == "reduced" else _ClassPath(spec)
 
 
-def _solve(path, problems, seed, tol, steps, pad=None, chains=None):
-    sols = path.solve(problems, seed, steps, pad, chains)
+def _solve(path, problems, seed, tol, steps, pad=None, chains=None, warm=False):
+    sols = path.solve(problems, seed, steps, pad, chains, warm) if chains is not None else \
+        path.solve(problems, seed, steps, pad)
     certs = path.certify(problems, sols, tol)
     for retry in range(1, RETRIES + 1):
         todo = [i for i, c in enumerate(certs) if not c.certified]
@@ -294,7 +296,7 @@ def _brackets(ratios, row, level, certified):
 
 
 def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol: float = 1e-3, steps: int = 4000,
-          progress=None, warm: bool = True) -> dict:
+          progress=None, warm: bool = False) -> dict:
     """Solve, certify and measure the grid ``values x ratios``; find the boundaries.
 
     Args:
@@ -302,9 +304,8 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
       ratios: increasing imbalance ratios ``R >= 1``. values: the axis values (temperatures or weight decays).
       seed: the starts. tol: relative tolerance of ``certified``. rtol: of the boundaries.
       steps: most iterations per point. progress: an optional callable ``(message)``.
-      warm: on the class-level path, solve the grid along chains of increasing axis value at each ratio, each
-        point started from the previous one's solution (``solvers.classlevel.solve_chains``); False: every point
-        from its own start (one vmapped loop). The certificates decide either way.
+      warm: on the class-level path, start each point of a chain from the previous axis value's solution
+        (``solvers.classlevel.solve_chains``; module doc); the certificates decide either way.
     Returns:
       the ``phase.json`` dict: ``ratios``, ``taus`` (or ``weight_decays``), the 2-D arrays ``ARRAYS`` indexed
       ``[value][ratio]`` (``loss`` is the array of values; the loss's name is ``loss_type``), ``boundaries`` and
@@ -317,10 +318,8 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
     problems = [path.problem(R, v) for v in values for R in ratios]
     say(f"solving {len(problems)} points ({path.name} path)")
     m = len(ratios)
-    chains = [[i * m + j for i in range(len(values))] for j in range(m)] if warm and path.name == "class-level" \
-        else None
-    sols, certs = _solve(path, problems, seed, tol, steps, chains=chains)
-    arrays: dict[str, list[list[Any]]] = {k: [[None] * m for _ in values] for k in ARRAYS}
+    chains = [[i * m + j for i in range(len(values))] for j in range(m)] if path.name == "class-level" else None
+    sols, certs = _solve(path, problems, seed, tol, steps, chains=chains, warm=warm)
     for idx, (s, c, geo) in enumerate(zip(sols, certs, path.geometry(problems, sols))):
         i, j = divmod(idx, m)
         arrays["loss"][i][j] = s.loss
@@ -346,5 +345,5 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
             "boundary_rtol": rtol, "collapse_level": COLLAPSE, "points": len(problems),
             "certified_points": int(sum(x for row in arrays["certified"] for x in row)), "solve_seconds": solved,
             "rank_above_dim": int(sum(r > spec["dim"] for row in arrays["rank"] for r in row)),
-            "seconds": time.perf_counter() - start, "seed": seed, "method": path.name, "warm": chains is not None,
+            "seconds": time.perf_counter() - start, "seed": seed, "method": path.name, "warm": chains is not None and warm,
             "exact": "class-level (N-independent)"}
