@@ -320,6 +320,7 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
     m = len(ratios)
     chains = [[i * m + j for i in range(len(values))] for j in range(m)] if path.name == "class-level" else None
     sols, certs = _solve(path, problems, seed, tol, steps, chains=chains, warm=warm)
+    arrays: dict[str, list[list[Any]]] = {k: [[None] * m for _ in values] for k in ARRAYS}
     for idx, (s, c, geo) in enumerate(zip(sols, certs, path.geometry(problems, sols))):
         i, j = divmod(idx, m)
         arrays["loss"][i][j] = s.loss
