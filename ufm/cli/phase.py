@@ -148,12 +148,12 @@ def _spec(args) -> tuple[dict, list[float], list[float]]:
     if choose_path(spec) == "reduced":
         G = len(group_sizes(spec["imbalance"], spec["classes"], spec["n_min"], 1.0, spec["minority_fraction"])[1])
         work, what = points * G * (G + 1), f"G = {G} groups of equal-size classes, points x G x (G + 1)"
-        need = memory_estimate(points, G, G + 1)
+        need = memory_estimate(points, G, G + 1) + REDUCED_WORKSPACE
     else:  # solved in chains, one slot per ratio: the estimated memory, not points x K x d, is the limit
         from solvers.workflows.phase import BASE_BYTES, memory_bytes
 
         work, what = 0, f"K = {K}, d = {dim}, points x K x d"
-        need = memory_bytes(spec, len(ratios), len(values)) - BASE_BYTES
+        need = max(memory_bytes(spec, len(ratios), len(values)) - BASE_BYTES, 0) + CLASS_WORKSPACE
     if points > MAX_POINTS or work > MAX_WORK:
         raise UsageError(f"{len(values)} x {len(ratios)} points with {what} exceed this command's limits "
                          f"({MAX_POINTS} points, work <= {MAX_WORK:.0e}); split the grid into several runs")
@@ -162,11 +162,16 @@ def _spec(args) -> tuple[dict, list[float], list[float]]:
     return spec, ratios, values
 
 
+REDUCED_WORKSPACE = 64 << 20  # what the reduced path's first solve compiles and holds, whatever G (measured ~55 MiB)
+CLASS_WORKSPACE = 320 << 20  # the same for the class-level path (measured 220-370 MiB; docs/reliability.md)
+
+
 def memory_estimate(points: int, K: int, dim: int) -> int:
     """Bytes a phase run of ``points`` points needs beyond what the process holds: per point, the class means
     ``(K, dim)`` and their companions (iterate, gradient, momentum, trial, best, classifier: ``12 K dim`` floats)
     and the ``K x K`` Grams and kernels of the loss and the certificate (``8 K^2`` floats), float64 (the reduced
-    path: ``K`` groups of ``dim = K + 1``)."""
+    path: ``K`` groups of ``dim = K + 1``). The command adds what XLA compiles and holds for the path's first
+    solve (``REDUCED_WORKSPACE``, ``CLASS_WORKSPACE``), which dominates at the sizes the limits allow."""
     return int(8 * points * (12 * K * dim + 8 * K * K))
 
 

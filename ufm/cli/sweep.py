@@ -25,13 +25,20 @@ def _list(kind):
 
 
 POOL = 16  # points of one shape solved together (solvers.pgd.solve_many's slots per pool)
+DENSE_LIMIT = 12_000  # solvers.dual.DENSE_LIMIT, written out to stay light: the largest block the dual bound factors
+DUAL_COPIES = 12  # (b, b) float64 arrays the dual bound at a solution holds at once (measured: 11; docs/reliability.md)
 
 
 def sweep_memory(points, certify=True) -> int:
     """Bytes the largest group of a sweep needs (``ufm.cli.common.memory_estimate`` of its problem, times the
     points of its shape solved together, at most ``POOL``; with ``certify`` the certificate of ``auto``: a dense
-    ``(N, N)`` block up to N = 150, the reduced ``(2K)^2`` one beyond)."""
+    ``(N, N)`` block up to N = 150, the reduced ``(2K)^2`` one beyond, plus the dual bound at the solution
+    (``solvers.certificate``), which factors a dense block of the solution's Gram -- ``DUAL_COPIES`` float64
+    ``(b, b)`` arrays, ``b`` the whole ``N`` unless the batching is ``fixed:b`` -- whenever ``b`` is at most
+    ``DENSE_LIMIT``: the largest part of a certified sweep from a few hundred samples to ``DENSE_LIMIT``)."""
     from types import SimpleNamespace
+
+    from .common import largest_batch
 
     shapes: dict = {}
     for p in points:
@@ -41,8 +48,11 @@ def sweep_memory(points, certify=True) -> int:
     for (counts, dim, loss, batching), n in shapes.items():
         prob = SimpleNamespace(counts=counts, dim=dim, loss=loss, batching=batching)
         method = None if not certify else "full" if sum(counts) <= 150 else "reduced"
-        need = max(need, memory_estimate(prob, starts=min(n, POOL)) + memory_estimate(prob, certificate=method,
-                                                                                       solve=False))
+        N = sum(counts)
+        block = largest_batch(prob, N) if str(batching).startswith("fixed:") else N
+        dual = DUAL_COPIES * 8 * block * block if certify and block <= DENSE_LIMIT else 0
+        need = max(need, memory_estimate(prob, starts=min(n, POOL))
+                   + max(memory_estimate(prob, certificate=method, solve=False), dual))
     return need
 
 

@@ -72,12 +72,17 @@ OUTPUTS = ("result.json", "history.jsonl", "embeddings.npz", "geometry.png", "gr
            "checkpoint.npz", "checkpoint.json")
 
 
+TRAIN_WORKSPACE = 384 << 20  # what the first epoch compiles and holds beyond the arrays (an mlp on digits: 260-410
+# MiB measured over the resident memory after the imports; docs/reliability.md)
+
+
 def train_memory(config, data) -> int:
     """Bytes a training run needs beyond its data, before anything is allocated: the encoder's parameters counted
     from their specs (``solvers.deepnet.encoders.parameter_count``: no array is made) in float32, times 6
     (parameters, gradients, two optimizer moments, the update and the checkpoint's copy), plus the activations of
     the widest batch (each layer's outputs kept for the backward pass, 3 copies) and the embeddings of every
-    sample (float64, with the tracker's normalised copy). A rough bound, meant to refuse what cannot fit."""
+    sample (float64, with the tracker's normalised copy), plus ``TRAIN_WORKSPACE`` for what XLA compiles and holds
+    (the most of it for small models). Meant to refuse what cannot fit."""
     import math
 
     from solvers.deepnet.encoders import encoder, parameter_count
@@ -94,7 +99,8 @@ def train_memory(config, data) -> int:
     per_sample += enc.dim + 2 * (config.head or 0)
     b = batch_width(config, data.y_train) * config.views
     N = len(data.y_train) + len(data.y_test)
-    return int(4 * 6 * n_params + 4 * 3 * b * (per_sample + math.prod(shape)) + 8 * 2 * N * enc.dim)
+    return int(4 * 6 * n_params + 4 * 3 * b * (per_sample + math.prod(shape)) + 8 * 2 * N * enc.dim
+               + TRAIN_WORKSPACE)
 
 
 def batching_of(args) -> str:
