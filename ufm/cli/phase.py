@@ -16,7 +16,7 @@ from .common import (UsageError, add_size_args, check_memory, comma_entries, dum
 
 HELP = "certified phase diagram over imbalance R and tau (or CE weight decay), with its boundaries"
 MAX_POINTS = 250_000  # a grid larger than this is refused (memory: points x K x dim floats, several copies)
-MAX_WORK = 5 * 10**7  # points x K x (dim + K) on the class-level path; points x G x (G + 1) on the reduced path
+MAX_WORK = 5 * 10**7  # points x K x (dim + K) on the class-level path (2K rows with prototypes); points x G x (G + 1) on the reduced path
 MAX_CLASSES = 10**6  # K: the families are built class by class
 OUTPUTS = ("phase.json",) + tuple(f"phase_{name}.{ext}" for name in ("diagram", "delta_gm", "cosines", "gap")
                                   for ext in ("png", "pdf"))
@@ -74,7 +74,7 @@ def axis_values(text: str, name: str, max_n: int = MAX_POINTS) -> list[float]:
 
 def add_parser(sub):
     p = sub.add_parser("phase", help=HELP, description=HELP + ". float64; every point proved by a lower bound.")
-    p.add_argument("--loss", default="sc", help="sc, ce or bcl-avg (default sc; bcl has no class-level form)")
+    p.add_argument("--loss", default="sc", help="sc, ce, bcl or bcl-avg (default sc; bcl: class-level path, full batch, no --nonneg)")
     p.add_argument("--nonneg", action="store_true", help="UFM+: a ReLU before the loss (Z >= 0)")
     p.add_argument("--classes", type=int, default=4, help="K (default 4)")
     p.add_argument("--imbalance", choices=["step", "long-tail"], default="step",
@@ -104,9 +104,9 @@ def _spec(args) -> tuple[dict, list[float], list[float]]:
     if args.loss not in NAMES:
         raise UsageError(f"--loss must be one of {', '.join(NAMES)}, got {args.loss!r}")
     contrastive = objectives.get(args.loss).contrastive
-    if objectives.get(args.loss).prototypes:
-        raise UsageError(f"--loss {args.loss}: the class-level path (phase) has no class prototypes (BCL's "
-                         "class-complement); --loss bcl-avg, the class-averaging part alone, runs here")
+    if objectives.get(args.loss).prototypes and args.nonneg:
+        raise UsageError(f"--nonneg: --loss {args.loss} (class prototypes) has no class-level bound with "
+                         "non-negative features")
     if objectives.get(args.loss).class_level is None:
         raise UsageError(f"--loss {args.loss}: its objective declares no class-level value (ufm.objectives: "
                          "class_level); the phase diagram needs one")
@@ -150,7 +150,8 @@ def _spec(args) -> tuple[dict, list[float], list[float]]:
         work, what = points * G * (G + 1), f"G = {G} groups of equal-size classes, points x G x (G + 1)"
         need = memory_estimate(points, G, G + 1)
     else:
-        work, what = points * K * (dim + K), f"K = {K}, d = {dim}, points x K x (d + K)"
+        rows = 2 * K if objectives.get(args.loss).prototypes else K  # BCL: the prototypes are K more rows
+        work, what = points * rows * (dim + K), f"K = {K}, d = {dim}, points x {rows} x (d + K)"
         need = memory_estimate(points, K, dim)
     if points > MAX_POINTS or work > MAX_WORK:
         raise UsageError(f"{len(values)} x {len(ratios)} points with {what} exceed this command's limits "
