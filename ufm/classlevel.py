@@ -17,7 +17,7 @@ dimensions per spread class; a collapsed optimum needs none). With ``nonneg`` th
 sample problem where a class has spread (``a_c`` may then be negative, which no non-negative samples have); a
 collapsed point is exact.
 
-Contrastive (SC, BCL), per batch composition ``k`` (``(k, m)``: ``m`` batches of class composition ``k``;
+Contrastive without prototypes (SC, ``bcl-avg``), per batch composition ``k`` (``(k, m)``: ``m`` batches of class composition ``k``;
 the full batch is ``((counts, 1),)``) and ``T = sum m sum k`` anchor slots: an anchor of class ``c`` with
 ``k_c >= 2`` contributes ``-a_c/tau + log(sum_c' mult_cc' w_cc' exp(G_cc'/tau))``, ``mult_cc' = k_c' - [c = c']``,
 ``w`` the objective's ``class_log_weights``, ``G_cc = a_c``, ``G_cc' = M_cc'``; the loss is the mean over slots.
