@@ -173,8 +173,10 @@ def _start(p: ClassProblem, rng):
     mu /= np.linalg.norm(mu, axis=1, keepdims=True)
     x = {"mu": mu}
     if objectives.of(p).prototypes:
-        C = rng.standard_normal((K, r))
-        x["C"] = C / np.linalg.norm(C, axis=1, keepdims=True)
+        # each prototype at its class's mean: BCL's positives are then at their minimum (a_c = X_cc = rho^2 on
+        # the sphere), and only the negatives move the point; from apart, the exponentially weak pull of the
+        # negatives at small tau must close a flat valley of spread (a_c = X_cc < rho^2) first
+        x["C"] = mu.copy()
     if not objectives.of(p).contrastive:
         x["W"] = 0.1 * rng.standard_normal((K, r))
     return x
