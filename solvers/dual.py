@@ -575,7 +575,7 @@ def sc_class_bound(problem: ClassProblem, orbits: Sequence[tuple], d: np.ndarray
     _require(problem, "contrastive")
     if objectives.of(problem).prototypes:
         return DualBound(None, math.nan, math.nan, math.nan, 0, 0, f"class-level: {problem.loss!r} has class "
-                         "prototypes, which this bound does not hold; prove its candidate on the full Gram of [Z; C]")
+                         "prototypes, which this bound does not hold; bcl_class_bound proves it over the joint Gram of [Z; C]")
     tau, rho2 = problem.tau, problem.radius ** 2
     class_log_weights = objectives.of(problem).class_log_weights
     n = np.asarray(problem.counts, dtype=np.float64)
