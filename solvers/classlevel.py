@@ -34,13 +34,15 @@ CHUNK = 50  # iterations per jitted segment; the stop rule is read between segme
 class ClassSolution(NamedTuple):
     """A class-level solution: ``mu (K, dim)``, ``W (K, dim)`` or None, ``loss`` (float64, at the problem's radius),
     ``steps`` taken, ``reason`` it stopped (``"converged"``: the objective solved (the loss less its constant part,
-    ``ufm.classlevel.value``) moved less than ``ftol`` relative over a segment; ``"max_steps"``)."""
+    ``ufm.classlevel.value``) moved less than ``ftol`` relative over a segment; ``"max_steps"``), and ``C (K, dim)``
+    the class prototypes of a loss that has them (BCL), else None."""
 
     mu: np.ndarray
     W: np.ndarray | None
     loss: float
     steps: int
     reason: str
+    C: np.ndarray | None = None
 
 
 class ClassCertificate(NamedTuple):
@@ -65,6 +67,12 @@ def _project(x, h, *, sphere, nonneg):
 
     out = {}
     for key, v in x.items():
+        if key == "C":  # prototypes: every row on the features' set (no nonneg: refused by ClassProblem)
+            rho = jnp.sqrt(h["rho2"])
+            norm = jnp.linalg.norm(v, axis=1, keepdims=True)
+            scale = rho / jnp.maximum(norm, 1e-300)
+            out[key] = v * (scale if sphere else jnp.minimum(scale, 1.0))
+            continue
         if key != "mu":
             out[key] = v
             continue
@@ -164,6 +172,11 @@ def _start(p: ClassProblem, rng):
         mu = np.abs(mu)
     mu /= np.linalg.norm(mu, axis=1, keepdims=True)
     x = {"mu": mu}
+    if objectives.of(p).prototypes:
+        # each prototype at its class's mean: BCL's positives are then at their minimum (a_c = X_cc = rho^2 on
+        # the sphere), and only the negatives move the point; from apart, the exponentially weak pull of the
+        # negatives at small tau must close a flat valley of spread (a_c = X_cc < rho^2) first
+        x["C"] = mu.copy()
     if not objectives.of(p).contrastive:
         x["W"] = 0.1 * rng.standard_normal((K, r))
     return x
@@ -216,8 +229,9 @@ def solve_classes(problems: Sequence[ClassProblem], *, steps: int = 4000, seed: 
                 rho = units[j][1]
                 mu = xs["mu"][j] * rho
                 W = xs["W"][j] / rho if "W" in xs else None
+                C = xs["C"][j] * rho if "C" in xs else None
                 out[i] = ClassSolution(mu, W, float(full[j]), int(taken[j]),
-                                       "converged" if converged[j] else "max_steps")
+                                       "converged" if converged[j] else "max_steps", C)
     return out
 
 
@@ -339,6 +353,8 @@ def loss_of(problem: ClassProblem, x) -> float:
         xu = {"mu": jnp.asarray(np.asarray(x["mu"]) / rho)}
         if x.get("W") is not None:
             xu["W"] = jnp.asarray(np.asarray(x["W"]) * rho)
+        if x.get("C") is not None:
+            xu["C"] = jnp.asarray(np.asarray(x["C"]) / rho)
         h = {k: jnp.asarray(v) for k, v in weights(unit).items()}
         return float(_value(xu, h, objectives.of(problem).contrastive, constraints.get(problem.constraint).equality))
 
@@ -347,6 +363,10 @@ def _bound(unit: ClassProblem, sol: ClassSolution, rho: float, optimal: bool):
     from . import dual
 
     d, a, M = block_gram(sol.mu / rho, unit)
+    if objectives.of(unit).prototypes:
+        assert sol.C is not None  # a solution of a loss with prototypes carries them
+        C = sol.C / rho
+        return dual.bcl_class_bound(unit, d, a, M, (sol.mu / rho) @ C.T, C @ C.T, optimal_multipliers=optimal)
     if objectives.of(unit).contrastive:
         return dual.sc_class_bound(unit, unit.compositions, d, a, M, optimal_multipliers=optimal)
     assert sol.W is not None  # a CE solution carries its classifier

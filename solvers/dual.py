@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from ufm.reduced import GroupProblem
 
 __all__ = ["DualBound", "lambda_min_lower", "lambda_min_lower_many", "sc_bound", "ce_bound", "sc_class_bound",
-           "ce_class_bound", "sc_group_bound", "ce_group_bound", "components", "DENSE_LIMIT", "U"]
+           "bcl_class_bound", "ce_class_bound", "sc_group_bound", "ce_group_bound", "components", "DENSE_LIMIT", "U"]
 
 U = 2.0 ** -53  # unit roundoff of float64
 FN = 8.0  # relative error allowed for one elementary function (exp, log) or a handful of operations
@@ -575,7 +575,7 @@ def sc_class_bound(problem: ClassProblem, orbits: Sequence[tuple], d: np.ndarray
     _require(problem, "contrastive")
     if objectives.of(problem).prototypes:
         return DualBound(None, math.nan, math.nan, math.nan, 0, 0, f"class-level: {problem.loss!r} has class "
-                         "prototypes, which this bound does not hold; prove its candidate on the full Gram of [Z; C]")
+                         "prototypes, which this bound does not hold; bcl_class_bound proves it over the joint Gram of [Z; C]")
     tau, rho2 = problem.tau, problem.radius ** 2
     class_log_weights = objectives.of(problem).class_log_weights
     n = np.asarray(problem.counts, dtype=np.float64)
@@ -632,6 +632,152 @@ def sc_class_bound(problem: ClassProblem, orbits: Sequence[tuple], d: np.ndarray
     size_err = gamma(2 * K + 4) * (abs(const) + abs(val or 0.0))  # T, N: sums of (real) class sizes, rounded
     return _finish([const, val] if not why else [0.0], (fmargin or 0.0) + lin_err + const_err + q_err
                    + 4 * U * abs(const) + size_err, lam, 1, int(n.sum()), why)
+
+
+def _proto_multipliers(problem, nf, Qw, Qb, Qx):
+    """``(mu (K,), nu (K,))`` that maximise the class-level bound with prototypes for this ``Q`` (a 2K-variable
+    SDP), or None. Only a proposal: :func:`bcl_class_bound` proves whatever it returns."""
+    import cvxpy as cp
+
+    K = len(nf)
+    scale = float(np.max(np.abs(np.concatenate([Qw, Qb.ravel(), Qx.ravel()])))) * float(nf.max()) or 1.0
+    mu, nu = cp.Variable(K), cp.Variable(K)
+    r = np.sqrt(nf)
+    Gam = Qb / scale * ~np.eye(K, dtype=bool) + np.diag(Qw / scale)
+    top = cp.diag(-mu - Qw / scale) + np.outer(r, r) * Gam
+    cross = r[:, None] * Qx / scale
+    Y = cp.bmat([[top, cross], [cross.T, cp.diag(-nu)]])
+    cons = [(Y + Y.T) / 2 >> 0]
+    multi = np.flatnonzero(nf >= 2)
+    if len(multi):
+        cons.append((-mu - Qw / scale)[multi] >= 0)
+    if constraints.get(problem.constraint).mu_sign == "nonpositive":
+        cons += [mu <= 0, nu <= 0]
+    prob = cp.Problem(cp.Maximize(nf @ mu + cp.sum(nu)), cons)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prob.solve(solver="CLARABEL")
+    except cp.error.SolverError:
+        return None
+    if prob.status not in ("optimal", "optimal_inaccurate") or mu.value is None:
+        return None
+    m, v = np.asarray(mu.value) * scale, np.asarray(nu.value) * scale
+    if constraints.get(problem.constraint).mu_sign == "nonpositive":
+        m, v = np.minimum(m, 0.0), np.minimum(v, 0.0)
+    return m, v
+
+
+def bcl_class_bound(problem: ClassProblem, d: np.ndarray, a: np.ndarray, M: np.ndarray, X: np.ndarray,
+                    P: np.ndarray, optimal_multipliers: bool = True) -> DualBound:
+    """Proved lower bound on the class-level minimum of a contrastive loss with class prototypes (BCL), full batch,
+    from a candidate joint Gram of ``[Z; C]`` constant on class blocks: samples' diagonal ``d (K,)``, within-class
+    ``a (K,)``, between-class ``M (K, K)``, the cross block ``X (K, K)`` (``<z_i in c, p_c'>``) and the prototypes'
+    Gram ``P (K, K)`` (docs/theory.md §5). The class sizes may be real (``ufm.ClassProblem``); nothing N-sized is
+    formed.
+
+    The construction is :func:`sc_class_bound`'s on the ``(N + K)``-row Gram: per anchor class ``c`` the softmax
+    ``q`` at the candidate over its ``kk_c'`` class-``c'`` samples and the prototypes ``p_c'`` gives the affine
+    minorant ``<Q, G> + const`` (``Q`` constant on the blocks: within ``Qw``, between ``Qb``, sample-prototype
+    ``Qx``, 0 between prototypes and on the diagonal); then ``<Q, G> >= rho^2 (sum_c n_c mu_c + sum_c' nu_c') +
+    (N + K) rho^2 min(0, lambda_min(A))`` for ``A = Q - Diag(mu on the samples, nu on the prototypes)``
+    (``mu, nu <= 0`` on the ball), whose eigenvalues are ``-mu_c - Qw_c`` (``n_c - 1`` times) and those of the
+    ``2K x 2K`` matrix on the class indicators ``1_c / sqrt(n_c)`` and the prototypes, bounded below by a Cholesky
+    factorisation. ``optimal_multipliers``: ``mu``, ``nu`` from a 2K-variable program (else from the candidate
+    by complementary slackness); either way the arithmetic proves the result."""
+    _require(problem, "contrastive")
+    if not objectives.of(problem).prototypes:
+        raise ValueError(f"loss {problem.loss!r} has no class prototypes: use sc_class_bound")
+    if problem.orbits is not None or problem.nonneg:
+        return DualBound(None, math.nan, math.nan, math.nan, 0, 0, "class-level with prototypes: the full batch "
+                         "without nonneg only")
+    tau, rho2 = problem.tau, problem.radius ** 2
+    nf = np.asarray(problem.counts, dtype=np.float64)
+    K = len(nf)
+    a, M, X = (np.asarray(v, dtype=np.float64) for v in (a, M, X))
+    T = math.fsum(nf.tolist())  # anchor slots: every sample (its prototype is a positive)
+    eye = np.eye(K, dtype=bool)
+    Wss, Wsp = np.zeros((K, K)), np.zeros((K, K))  # per anchor class: (q - [positive]/n_c), per member
+    Ass, Asp = np.zeros((K, K)), np.zeros((K, K))  # the same with absolute values, for the rounding of Q
+    ent_parts, lin_err, const_err = [], 0.0, 0.0
+    g = gamma(4 * K + 4)
+    for c in range(K):
+        kk = nf - eye[c]
+        lw = -np.log(kk + 1.0)
+        has = kk > 0
+        ls = np.where(eye[c], a[c], M[c]) / tau + lw
+        lp = X[c] / tau + lw
+        mx = max(float(np.max(ls[has], initial=-np.inf)), float(np.max(lp)))
+        es = np.where(has, np.exp(np.where(has, ls - mx, 0.0)), 0.0)
+        ep = np.exp(lp - mx)
+        Zs = float(np.sum(kk * es)) + float(np.sum(ep))
+        qs, qp = es / Zs, ep / Zs  # per member
+        Sf = float(np.sum(kk * qs)) + float(np.sum(qp))
+        delta = abs(Sf - 1.0) + 1.01 * g * Sf
+        if delta > 1e-6:
+            return DualBound(None, math.nan, math.nan, math.nan, 0, 0, "softmax weights far from normalised")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            qls = np.where(qs > 0, qs * np.log(np.where(qs > 0, qs, 1.0)), 0.0)
+            qlp = np.where(qp > 0, qp * np.log(np.where(qp > 0, qp, 1.0)), 0.0)
+        h = -float(np.sum(kk * qls)) - float(np.sum(qlp)) + float(np.sum((kk * qs + qp) * lw))
+        habs = float(np.sum(kk * np.abs(qls))) + float(np.sum(np.abs(qlp))) + float(np.sum((kk * qs + qp) * -lw))
+        w = float(nf[c])
+        ent_parts.append(w * h)
+        d1 = delta * (1 + 2 * delta)
+        lin_err += w * d1 * rho2 / (T * tau)
+        const_err += w * (abs(h) * d1 + habs * d1 + d1 + (g + 2 * FN * U) * habs) / T
+        inv = 1.0 / nf[c]  # each of the n_c positives (kk_c class-mates and p_c) weighs 1/n_c
+        Wss[c] = qs - eye[c] * inv
+        Ass[c] = qs + eye[c] * inv
+        Wsp[c] = qp - eye[c] * inv
+        Asp[c] = qp + eye[c] * inv
+    cst = 1.0 / (2.0 * T * tau)
+    Qss = (Wss + Wss.T) * cst  # Q of a sample pair (i in c, k in c'), i != k
+    multi = nf >= 2
+    Qw, Qb = np.where(multi, np.diag(Qss), 0.0), Qss  # a singleton class has no within-class pair
+    Qx = Wsp * cst  # Q of (sample in c, prototype c'), and of its transpose
+    pair_count = np.outer(nf, nf) - np.diag(nf)
+    q_err = rho2 * gamma(24) * cst * (1 + 4 * U) * (float(np.sum(pair_count * (Ass + Ass.T)))
+                                                    + 2.0 * float(np.sum(nf[:, None] * Asp)))
+    const = math.fsum(ent_parts) / T
+    # -- min <Q, G> over the feasible joint Grams
+    best = _proto_multipliers(problem, nf, Qw, Qb, Qx) if optimal_multipliers else None
+    if best is None:  # complementary slackness at the candidate: mu_c = (Q Ĝ)_ii / rho^2, nu_c' = (Q Ĝ)_pp / rho^2
+        off = Qb * ~eye
+        mu_hat = (np.where(multi, (nf - 1) * Qw * a, 0.0) + (off * M) @ nf + np.sum(Qx * X, axis=1)) / rho2
+        nu_hat = (nf @ (Qx * X)) / rho2
+        if constraints.get(problem.constraint).mu_sign == "nonpositive":
+            mu_hat, nu_hat = np.minimum(mu_hat, 0.0), np.minimum(nu_hat, 0.0)
+    else:
+        mu_hat, nu_hat = best
+    alpha = -mu_hat  # mu := -alpha, nu := -pdiag: exact reals defined by the stored floats (Q's diagonal is 0)
+    pdiag = -nu_hat
+    parts = (-(nf * alpha)).tolist() + (-pdiag).tolist()
+    mu_term = rho2 * math.fsum(parts)
+    mu_margin = 4 * U * abs(mu_term) + 2 * U * rho2 * float(np.sum(nf * np.abs(alpha)) + np.sum(np.abs(pdiag)))
+    diff = alpha - Qw
+    r = np.sqrt(nf)
+    Gam = Qb.copy()
+    np.fill_diagonal(Gam, Qw)
+    top = np.diag(diff) + Gam * np.outer(r, r)
+    cross = r[:, None] * Qx
+    Y = np.block([[top, cross], [cross.T, np.diag(pdiag)]])
+    Y = (Y + Y.T) / 2
+    err = 6 * U * float(np.linalg.norm(Y)) + 4 * U * float(np.max(np.abs(diff)))
+    lam = lambda_min_lower(Y)
+    if lam is None:
+        return DualBound(None, math.nan, math.nan, math.nan, 1, int(T) + K,
+                         "no Cholesky factorisation completed: the eigenvalue bound failed")
+    lam = lam - err
+    if multi.any():
+        lam = min(lam, float(np.min(diff[multi] - 2 * U * (np.abs(alpha[multi]) + np.abs(Qw[multi])))))
+    lam = _down(lam)
+    term = (T + K) * rho2 * min(0.0, lam)
+    val = mu_term + term
+    fmargin = mu_margin + 8 * U * abs(term)
+    size_err = gamma(2 * K + 4) * (abs(const) + abs(val))  # T = N: a sum of (real) class sizes, rounded
+    return _finish([const, val], fmargin + lin_err + const_err + q_err + 4 * U * abs(const) + size_err, lam, 1,
+                   int(T) + K, "")
 
 
 def ce_class_bound(problem: ClassProblem, d: np.ndarray, a: np.ndarray, M: np.ndarray, C: np.ndarray, upper: float,

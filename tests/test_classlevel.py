@@ -202,3 +202,95 @@ def test_ce_embedding_with_rank_deficient_means_keeps_the_logits():
     ref = ce_loss_loops(Z, W, np.repeat(np.arange(4), [200, 200, 2, 2]))
     ref += 0.05 * float(np.sum(W ** 2))
     assert ref == pytest.approx(sol.loss, rel=1e-9)
+
+
+# -- BCL: the class prototypes as K extra rows of the class-level point ---------------------------------------------
+@pytest.mark.parametrize("constraint, spread", [("sphere", False), ("sphere", True), ("ball", True)])
+def test_bcl_value_is_the_loss_of_the_embedding(constraint, spread):
+    """Means and prototypes (inside the ball or on the sphere, a singleton class included): the class-level value
+    equals Zhu et al.'s BalSCL (transcribed) at the embedding and its prototypes."""
+    from reference import bcl_loss_loops
+
+    rng = np.random.default_rng(7)
+    counts = (4, 3, 2, 1)
+    shrink = [0.8, 0.9, 0.7, 1.0 if constraint == "sphere" else 0.6] if spread else None
+    dim = 3 + (3 + 2 + 1 if spread and constraint == "sphere" else 0)
+    cp = ClassProblem(counts=counts, loss="bcl", tau=0.3, dim=dim, constraint=constraint, radius=1.2)
+    mu = np.zeros((4, dim))
+    mu[:, :3] = 1.2 * _random_mu(rng, 4, 3, shrink=shrink)
+    C = np.zeros((4, dim))
+    C[:, :3] = 1.2 * _random_mu(rng, 4, 3, shrink=[1.0, 0.5, 0.9, 0.7] if constraint == "ball" else None)
+    Z, Ce = embedding(mu, cp, C=C)
+    assert Z.shape == (10, dim)
+    labels = np.repeat(np.arange(4), counts)
+    ref = bcl_loss_loops(Z, labels, 0.3, Ce)
+    assert loss_of(cp, {"mu": mu, "C": C}) == pytest.approx(ref, rel=1e-12)
+    G = np.vstack([Z, Ce]) @ np.vstack([Z, Ce]).T  # the embedding's joint Gram is the class-level point's
+    np.testing.assert_allclose(G[:10, 10:], (mu @ C.T)[labels], atol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [dict(counts=(3, 3, 3), tau=0.3), dict(counts=(3.0, 3.0), tau=2.0, constraint="ball"),
+                                dict(counts=(4, 4, 4, 4), tau=0.5, dim=4, radius=1.5)])
+def test_bcl_class_bound_certifies_the_etf_and_stays_below_it(kw):
+    """Balanced counts: the simplex ETF with the prototypes at their vertices is BCL's minimum (Zhu et al. 2022,
+    ``ufm.objectives.bcl.etf_loss``); the class-level solve reaches it and the proved bound lies below it."""
+    from ufm.objectives.bcl import etf_loss
+
+    cp = ClassProblem(loss="bcl", **kw)
+    sol = solve_classes([cp])[0]
+    cert = certify_classes([cp], [sol])[0]
+    ref = etf_loss(cp.counts, cp.tau, cp.radius)
+    assert cert.certified
+    assert cert.lower_bound <= ref
+    assert sol.loss == pytest.approx(ref, rel=1e-8, abs=1e-12)
+
+
+def test_bcl_class_bound_at_a_poor_candidate_is_still_below_the_minimum():
+    """A random (far from optimal) point: the bound proved from it is weak but never above the certified
+    minimum; with imbalance the minimum lies below the ETF's value."""
+    from solvers.dual import bcl_class_bound
+    from ufm.classlevel import block_gram
+
+    cp = ClassProblem(counts=(10, 3, 1), loss="bcl", tau=0.5, dim=4)
+    sol = solve_classes([cp])[0]
+    best = certify_classes([cp], [sol])[0]
+    assert best.certified
+    rng = np.random.default_rng(2)
+    mu, C = _random_mu(rng, 3, 4, shrink=[0.6, 0.9, 1.0]), _random_mu(rng, 3, 4)
+    d, a, M = block_gram(mu, cp)
+    for optimal in (False, True):
+        b = bcl_class_bound(cp, d, a, M, mu @ C.T, C @ C.T, optimal_multipliers=optimal)
+        assert b.lower_bound is not None and b.lower_bound <= best.lower_bound
+    assert loss_of(cp, {"mu": mu, "C": C}) >= best.lower_bound
+
+
+def test_bcl_refuses_what_it_has_no_bound_for():
+    with pytest.raises(ValueError, match="nonneg"):
+        ClassProblem(counts=(3, 3), loss="bcl", nonneg=True)
+    with pytest.raises(ValueError, match="orbits"):
+        ClassProblem(counts=(3, 3), loss="bcl", orbits=(((2, 2), 1.0),))
+
+
+@pytest.mark.parametrize("kw", [dict(counts=(4, 2, 1), tau=0.5), dict(counts=(3, 3, 2), tau=0.3, constraint="ball")])
+@pytest.mark.slow
+def test_bcl_agrees_with_full_pgd_and_certificate(kw):
+    """Integer counts: the class-level BCL optimum is certified, its embedding with its prototypes has the same
+    full loss (the transcribed BalSCL), it is no worse than the full solve, and it lies above the full
+    certificate's proved bound (on the Gram of [Z; C]), within the certificate's tolerance."""
+    from reference import bcl_loss_loops
+    from solvers.certificate import certify
+    from solvers.pgd import solve
+
+    P = Problem(loss="bcl", **kw)
+    cp = ClassProblem.from_problem(P)
+    sol = solve_classes([cp])[0]
+    cert = certify_classes([cp], [sol])[0]
+    assert cert.certified and cert.lower_bound <= sol.loss
+    full = solve(P, seed=1)
+    full_cert = certify(P, full)
+    assert sol.loss <= full.loss + 1e-9 * max(1.0, abs(full.loss))
+    assert full_cert.lower_bound is not None and full_cert.lower_bound <= sol.loss + 1e-12
+    assert cert.lower_bound <= full.loss
+    assert sol.loss - full_cert.lower_bound <= 1e-5 * max(1.0, abs(sol.loss))
+    Z, Ce = embedding(sol.mu, cp, C=sol.C)
+    assert bcl_loss_loops(Z, P.label_array, P.tau, Ce) == pytest.approx(sol.loss, rel=1e-10)

@@ -83,13 +83,15 @@ def test_every_loss_declares_what_it_supports(loss):
     obj = objectives.get(loss)
     assert obj.name == loss
     assert obj.relaxation in (None, "contrastive", "ce") and obj.dual_bound in (None, "contrastive", "ce")
-    assert obj.class_level in (None, "contrastive", "ce") and obj.deepnet in (None, "sc", "ce")
+    assert obj.class_level in (None, "contrastive", "prototypes", "ce") and obj.deepnet in (None, "sc", "ce")
     assert obj.certifiable == (obj.relaxation is not None and obj.dual_bound is not None)
     p = tiny(loss).to_dict()
     assert obj.summary_fields and all(f in p for f in obj.summary_fields)
     # a contrastive program reads log-weights, a class-level contrastive value class log-weights
     assert obj.relaxation != "contrastive" or obj.log_weights is not None
     assert obj.class_level != "contrastive" or obj.class_log_weights is not None
+    # the class-level value with prototypes is BCL's own (the prototypes as K more rows), and only for them
+    assert (obj.class_level == "prototypes") == (obj.class_level is not None and obj.prototypes)
     assert obj.relaxation != "ce" or obj.variables == ("Z", "W", "b")
 
 

@@ -81,6 +81,24 @@ def test_cli_writes_phase_json(tmp_path, capsys):
     assert [b["tau"] for b in d["boundaries"]["attraction"]] == [0.3, 1.0]
 
 
+def test_cli_bcl_runs_certified_on_the_class_level_path(tmp_path, capsys):
+    """BCL with its class prototypes: every point proved by the class-level bound with prototype rows; balanced
+    (R = 1) it is the simplex ETF with BCL's closed-form value, and the bound lies below that value."""
+    from ufm.objectives.bcl import etf_loss
+
+    out = tmp_path / "bcl"
+    code, _, err = run_cli(capsys, "phase", "--loss", "bcl", "--classes", "3", "--ratios", "1,4", "--taus", "0.5",
+                           "--out", str(out), "--no-figures")
+    assert code == 0, err
+    d = json.loads((out / "phase.json").read_text())
+    assert d["loss_type"] == "bcl" and d["certified_points"] == d["points"] == 2
+    assert d["method"].startswith("class-level") and "reduced path has none" in d["method"]
+    etf = etf_loss((5.0, 5.0, 5.0), 0.5)
+    assert d["lower_bound"][0][0] <= etf and d["loss"][0][0] == pytest.approx(etf, rel=1e-8)
+    assert d["min_min"][0][0] == pytest.approx(-0.5, abs=1e-6)
+    assert all(lb <= v for lb, v in zip(d["lower_bound"][0], d["loss"][0]))
+
+
 @pytest.mark.slow
 def test_cli_ce_axis_is_the_weight_decay(tmp_path, capsys):
     out = tmp_path / "ce"
@@ -109,6 +127,7 @@ def test_cli_ce_axis_is_the_weight_decay(tmp_path, capsys):
     (["--n-min", "1.5"], "--n-min"),
     (["--loss", "hinge"], "--loss"),
     (["--classes", "1"], "--classes"),
+    (["--loss", "bcl", "--nonneg"], "--nonneg"),
     (["--ratios", "1:10:1000", "--taus", "0.1:1:1000"], "limits"),
 ])
 def test_cli_bad_input_exits_2(tmp_path, capsys, argv, match):

@@ -17,10 +17,16 @@ dimensions per spread class; a collapsed optimum needs none). With ``nonneg`` th
 sample problem where a class has spread (``a_c`` may then be negative, which no non-negative samples have); a
 collapsed point is exact.
 
-Contrastive (SC, BCL), per batch composition ``k`` (``(k, m)``: ``m`` batches of class composition ``k``;
+Contrastive without prototypes (SC, ``bcl-avg``), per batch composition ``k`` (``(k, m)``: ``m`` batches of class composition ``k``;
 the full batch is ``((counts, 1),)``) and ``T = sum m sum k`` anchor slots: an anchor of class ``c`` with
 ``k_c >= 2`` contributes ``-a_c/tau + log(sum_c' mult_cc' w_cc' exp(G_cc'/tau))``, ``mult_cc' = k_c' - [c = c']``,
 ``w`` the objective's ``class_log_weights``, ``G_cc = a_c``, ``G_cc' = M_cc'``; the loss is the mean over slots.
+BCL (class prototypes ``C (K, r)``, rows on the features' set; full batch only, no ``nonneg``): the joint Gram of
+``[Z; C]`` is also constant on class blocks (a within-class permutation of the samples leaves the prototypes and
+the loss alone), with the cross block ``X = mu Cᵀ`` (``<z_i, p_c'>`` for every ``i`` in ``c``: the spread is
+orthogonal to the prototypes too) and ``P = C Cᵀ``. An anchor of class ``c`` (every sample: its prototype is
+always a positive), weight ``n_c / N``, sees ``kk = n - e_c`` other samples: ``log sum_c' [kk_c' exp(G_cc'/tau) +
+exp(X_cc'/tau)] / (kk_c' + 1) - ((n_c - 1) a_c + X_cc) / (n_c tau)`` (docs/theory.md §5).
 CE: ``sum_c (n_c/N) CE(C_c, c) + lambda_W ||W||_F^2 + lambda_Z sum_c (n_c/N) d_c``, ``C = mu Wᵀ`` the class-level
 logits and ``d_c = rho^2`` (sphere) or ``||mu_c||^2`` (ball).
 """
@@ -75,9 +81,6 @@ class ClassProblem:
                                  "exactly 1")
         set_("counts", counts)
         obj = objectives.get(self.loss)
-        if obj.prototypes:
-            raise ValueError(f"loss {self.loss!r}: the class-level problem has no class prototypes (BCL's "
-                             "class-complement); 'bcl-avg', the class-averaging part alone, runs here")
         if obj.class_level is None:
             raise ValueError(f"loss {self.loss!r} declares no class-level value (ufm.objectives: class_level)")
         for name in ("tau", "radius"):
@@ -95,6 +98,12 @@ class ClassProblem:
         set_("feature_decay", float(self.feature_decay))
         for k, v in obj.validate(self).items():
             set_(k, float(v) if k in ("weight_decay", "feature_decay") else v)
+        if obj.prototypes and self.orbits is not None:
+            raise ValueError(f"orbits: loss {self.loss!r} (class prototypes) has a class-level value for the full "
+                             "batch only; give orbits=None")
+        if obj.prototypes and self.nonneg:
+            raise ValueError(f"nonneg: loss {self.loss!r} (class prototypes) has no class-level bound with "
+                             "non-negative features")
         if self.orbits is not None:
             if not obj.contrastive:
                 raise ValueError("orbits: CE's objective is the full mean; give orbits=None")
@@ -158,6 +167,14 @@ def weights(problem: ClassProblem) -> dict:
            "feature_decay": problem.feature_decay}
     if obj.class_level == "ce":
         return {**out, "w": n / n.sum()}
+    if obj.class_level == "prototypes":
+        # full batch: an anchor of class c sees kk = n - e_c other samples; per class c' the weight 1/(kk_c' + 1)
+        # on its kk_c' samples and on the prototype p_c'; its positives are its kk_c class-mates and p_c
+        eye = np.eye(K, dtype=bool)
+        kk = n[None, :] - eye  # (K anchors, K classes)
+        with np.errstate(divide="ignore"):
+            lws = np.where(kk > 0, np.log(np.where(kk > 0, kk, 1.0)), -np.inf) - np.log(kk + 1)
+        return {**out, "w": n / n.sum(), "lws": lws, "lwp": -np.log(kk + 1), "pa": (n - 1) / n, "px": 1.0 / n}
     comps = problem.compositions
     T = sum(m * sum(k) for k, m in comps)
     w, logb = np.zeros((len(comps), K)), np.full((len(comps), K, K), -np.inf)
@@ -197,6 +214,12 @@ def value(x, h, *, contrastive: bool, sphere: bool, constant: bool = True):
     a = within(mu2, h["n"], h["rho2"], sphere)
     K = mu.shape[0]
     off = ~jnp.eye(K, dtype=bool)
+    if "C" in x:  # class prototypes (BCL), the full batch: module doc
+        G = M - jnp.diag(mu2) + jnp.diag(a)
+        X = mu @ x["C"].T  # X_cc' = <mu_c, p_c'> = <z_i, p_c'> for every i in c
+        pos = (h["pa"] * a + h["px"] * jnp.diagonal(X)) / h["tau"]  # the mean logit over the positives
+        logits = jnp.concatenate([G / h["tau"] + h["lws"], X / h["tau"] + h["lwp"]], axis=1) - pos[:, None]
+        return h["w"] @ jax.nn.logsumexp(logits, axis=1)
     if contrastive:
         G = M - jnp.diag(mu2) + jnp.diag(a)
         X = G[None] / h["tau"] + h["logb"]  # (O, K, K)
@@ -229,7 +252,7 @@ def block_gram(mu: ArrayLike, problem: ClassProblem) -> tuple[np.ndarray, np.nda
 
 
 def embedding(mu: ArrayLike, problem: ClassProblem, W: ArrayLike | None = None,
-              tol: float = 1e-9) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+              tol: float = 1e-9, C: ArrayLike | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """An embedding ``Z (N, dim)`` whose class-constant Gram is that of ``mu`` (integer counts; samples class by
     class), and with ``W`` the classifier in the same coordinates.
 
@@ -240,8 +263,10 @@ def embedding(mu: ArrayLike, problem: ClassProblem, W: ArrayLike | None = None,
         the means are rotated onto their span, ``W``'s part outside it, which meets no mean and is 0 at an
         optimum, is dropped: the loss at ``(Z, W')`` is then at most the class-level value).
       tol: relative tolerance of the rank and of the norms.
+      C: optional class prototypes ``(K, r)`` (BCL); then ``(Z, C')`` is returned with the joint Gram of
+        ``[Z; C']`` that of the class-level point (the within-class spread is orthogonal to the prototypes too).
     Returns:
-      ``Z``, or ``(Z, W')`` when ``W`` is given.
+      ``Z``, or ``(Z, W')`` when ``W`` is given, or ``(Z, C')`` when ``C`` is given.
     Raises:
       ValueError: non-integer counts; a row off its set (a singleton off the sphere, a row outside the ball, a
       negative entry with ``nonneg``); within-class spread that needs more dimensions than ``dim``, or with
@@ -267,15 +292,26 @@ def embedding(mu: ArrayLike, problem: ClassProblem, W: ArrayLike | None = None,
     if problem.nonneg and extra:
         raise ValueError("nonneg: a class-level point with within-class spread has no non-negative embedding built "
                          "here (with nonneg the class-level problem relaxes the sample problem there)")
+    if C is not None:  # the prototypes are rows of the same point: rotate them with the means, spread off both
+        if W is not None:
+            raise ValueError("give W or C, not both")
+        Cm = np.asarray(C, dtype=np.float64)
+        cn = np.linalg.norm(Cm, axis=1)
+        if np.any(cn > rho * (1 + tol)) or (sphere and np.any(np.abs(cn - rho) > tol * rho)):
+            raise ValueError("C: a prototype off the features' set")
     base, Wb = mu, (None if W is None else np.asarray(W, dtype=np.float64))
-    if mu.shape[1] + extra > problem.dim:  # rotate the means onto their span to make room for the spread
-        _, s, Vt = np.linalg.svd(mu, full_matrices=False)
+    if C is not None:
+        base = np.vstack([mu, np.asarray(C, dtype=np.float64)])
+    if base.shape[1] + extra > problem.dim:  # rotate the means onto their span to make room for the spread
+        _, s, Vt = np.linalg.svd(base, full_matrices=False)
         r = int(np.sum(s > tol * max(1.0, float(s.max(initial=0.0)))))
         if r + extra > problem.dim:
             raise ValueError(f"dim {problem.dim}: the class means span {r} dimensions and the within-class spread "
                              f"needs {extra} more; no embedding in {problem.dim} dimensions has this Gram")
-        base = mu @ Vt[:r].T
+        base = base @ Vt[:r].T
         Wb = None if Wb is None else Wb @ Vt[:r].T  # W's part outside the span meets no mean: logits unchanged
+    if C is not None:
+        base, Cb = base[:len(n)], base[len(n):]
     Z = np.zeros((int(n.sum()), problem.dim))
     row, col = 0, base.shape[1]
     for c in range(len(n)):
@@ -286,6 +322,10 @@ def embedding(mu: ArrayLike, problem: ClassProblem, W: ArrayLike | None = None,
             Z[row:row + n[c], col:col + n[c] - 1] = Q * math.sqrt(spread[c] * n[c] / (n[c] - 1))
             col += n[c] - 1
         row += n[c]
+    if C is not None:
+        Cout = np.zeros((len(Cb), problem.dim))
+        Cout[:, :Cb.shape[1]] = Cb
+        return Z, Cout
     if W is None:
         return Z
     Wout = np.zeros((len(n), problem.dim))

@@ -34,7 +34,7 @@ u_g> - t_g r_g / (s_g - 1)`` (another class of the group) and ``<m_g, u_h>``; ``
 r_g^2)``; the variables are ``m, u (G, 2G)`` and ``t, r (G,)``.
 
 Not covered (the class-level path runs): non-negative features (the reduced Gram would relax the
-completely-positive one) and batch orbits.
+completely-positive one), batch orbits, and a loss with class prototypes (BCL).
 """
 from __future__ import annotations
 
@@ -93,8 +93,8 @@ class GroupProblem:
             raise ValueError("classes: the class-level problem needs at least 2 classes")
         obj = objectives.get(self.loss)
         if obj.prototypes:
-            raise ValueError(f"loss {self.loss!r}: the class-level problem has no class prototypes (BCL's "
-                             "class-complement); 'bcl-avg', the class-averaging part alone, runs here")
+            raise ValueError(f"loss {self.loss!r}: the reduced problem has no class prototypes (BCL's "
+                             "class-complement); the class-level problem (ufm.ClassProblem) runs it")
         if obj.class_level is None:
             raise ValueError(f"loss {self.loss!r} declares no class-level value (ufm.objectives: class_level)")
         if self.nonneg:
@@ -174,7 +174,7 @@ def groups_of(counts):
 
 def supported(loss: str, nonneg: bool, orbits=None) -> bool:
     """Whether the reduced path covers this family (module doc): not a loss with class prototypes (the
-    class-level problem has none), not ``nonneg``, the full batch."""
+    reduced problem has none; the class-level path runs it), not ``nonneg``, the full batch."""
     return not objectives.get(loss).prototypes and not nonneg and orbits is None
 
 

@@ -19,7 +19,9 @@ relative; ``certified`` says whether every point the bisection solved was certif
 Two paths compute a point (``method`` in the result): ``"reduced"`` (``ufm.reduced``, ``solvers.reduced``: classes of
 equal size are exchangeable, so a point is ``G`` rows of ``G + 1`` numbers whatever ``K``; taken when the profile
 has fewer groups of equal size than classes, the loss is contrastive, without ``nonneg`` and with ``dim >= K``) and
-``"class-level"`` (``K`` class means; every other case). Both prove the same class-level minimum.
+``"class-level"`` (``K`` class means; every other case, and always for a loss with class prototypes, BCL, whose
+``method`` then says that the reduced path has none: its ``K`` prototypes are extra rows of the point). Both prove
+the same class-level minimum. The geometry is read from the class means only.
 
 On the class-level path the grid is solved in chains, one vmapped slot per ratio taking the next axis value as
 soon as its point has converged (no point waits for the slowest of the grid); with ``warm`` each point starts from
@@ -116,8 +118,12 @@ class _ClassPath:
     name = "class-level"
 
     def __init__(self, spec):
+        from ufm import objectives
+
         self.spec = spec
         self.majority = imbalance.majority_classes(spec["classes"], spec["minority_fraction"])
+        if objectives.get(spec["loss"]).prototypes:  # the reduced path has no prototypes: say why this one ran
+            self.name = "class-level (class prototypes: the reduced path has none)"
 
     def problem(self, R, v):
         return grid_problem(self.spec, R, v)

@@ -74,7 +74,7 @@ def axis_values(text: str, name: str, max_n: int = MAX_POINTS) -> list[float]:
 
 def add_parser(sub):
     p = sub.add_parser("phase", help=HELP, description=HELP + ". float64; every point proved by a lower bound.")
-    p.add_argument("--loss", default="sc", help="sc, ce or bcl-avg (default sc; bcl has no class-level form)")
+    p.add_argument("--loss", default="sc", help="sc, ce, bcl or bcl-avg (default sc; bcl: class-level path, full batch, no --nonneg)")
     p.add_argument("--nonneg", action="store_true", help="UFM+: a ReLU before the loss (Z >= 0)")
     p.add_argument("--classes", type=int, default=4, help="K (default 4)")
     p.add_argument("--imbalance", choices=["step", "long-tail"], default="step",
@@ -104,9 +104,9 @@ def _spec(args) -> tuple[dict, list[float], list[float]]:
     if args.loss not in NAMES:
         raise UsageError(f"--loss must be one of {', '.join(NAMES)}, got {args.loss!r}")
     contrastive = objectives.get(args.loss).contrastive
-    if objectives.get(args.loss).prototypes:
-        raise UsageError(f"--loss {args.loss}: the class-level path (phase) has no class prototypes (BCL's "
-                         "class-complement); --loss bcl-avg, the class-averaging part alone, runs here")
+    if objectives.get(args.loss).prototypes and args.nonneg:
+        raise UsageError(f"--nonneg: --loss {args.loss} (class prototypes) has no class-level bound with "
+                         "non-negative features")
     if objectives.get(args.loss).class_level is None:
         raise UsageError(f"--loss {args.loss}: its objective declares no class-level value (ufm.objectives: "
                          "class_level); the phase diagram needs one")
@@ -152,8 +152,9 @@ def _spec(args) -> tuple[dict, list[float], list[float]]:
     else:  # solved in chains, one slot per ratio: the estimated memory, not points x K x d, is the limit
         from solvers.workflows.phase import BASE_BYTES, memory_bytes
 
-        work, what = 0, f"K = {K}, d = {dim}, points x K x d"
-        need = max(memory_bytes(spec, len(ratios), len(values)) - BASE_BYTES, 0) + CLASS_WORKSPACE
+        rows = 2 if objectives.get(args.loss).prototypes else 1  # BCL: the prototypes are K more rows
+        work, what = 0, f"K = {K}, d = {dim}, points x {rows * K} x d"
+        need = rows * rows * max(memory_bytes(spec, len(ratios), len(values)) - BASE_BYTES, 0) + CLASS_WORKSPACE
     if points > MAX_POINTS or work > MAX_WORK:
         raise UsageError(f"{len(values)} x {len(ratios)} points with {what} exceed this command's limits "
                          f"({MAX_POINTS} points, work <= {MAX_WORK:.0e}); split the grid into several runs")

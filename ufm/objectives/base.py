@@ -52,8 +52,9 @@ class Objective(NamedTuple):
       loss's ``log_weights``), ``"ce"`` (the joint Gram of ``[Z; W]`` of L2-regularised cross-entropy), or None.
     dual_bound: which proof turns a candidate into a lower bound (``solvers.dual``): ``"contrastive"``,
       ``"ce"``, or None.
-    class_level: which class-level value exists (``ufm.classlevel``, the phase diagrams): ``"contrastive"``,
-      ``"ce"``, or None.
+    class_level: which class-level value exists (``ufm.classlevel``, the phase diagrams): ``"contrastive"``
+      (the class means and ``class_log_weights``), ``"prototypes"`` (BCL's: the class means and the prototypes,
+      full batch), ``"ce"``, or None.
     summary_fields: the problem's fields ``ufm solve`` prints in its one-line summary (``tau`` for a
       contrastive loss, the weight decays for a classifier).
     deepnet: the deep-net path's loss head (``solvers.deepnet``: ``"sc"``, ``"ce"``), or None where ``ufm train``

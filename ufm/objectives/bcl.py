@@ -64,4 +64,5 @@ def predict(p) -> Prediction:
 OBJECTIVE = Objective(name="bcl", title="balanced contrastive with class prototypes (Zhu et al. 2022)",
                       kind="contrastive", validate=_contrastive.validate, value=value, predict=predict,
                       log_weights=log_weights, class_log_weights=None, unit_radius=_contrastive.unit_radius,
-                      prototypes=True, relaxation="contrastive", dual_bound="contrastive", summary_fields=("tau",))
+                      prototypes=True, relaxation="contrastive", dual_bound="contrastive", class_level="prototypes",
+                      summary_fields=("tau",))
