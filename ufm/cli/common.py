@@ -12,9 +12,10 @@ import contextlib
 import difflib
 import os
 import platform
-import re
 import sys
 import warnings
+
+from ufm.runs import clean_stale_tmp  # noqa: F401  (one implementation; the commands and tests reach it here)
 
 
 class UsageError(Exception):
@@ -322,8 +323,6 @@ def check_size(problem, args, *, certificate: str | None = None, extra: int = 0,
 
 # --- atomic files ----------------------------------------------------------------------------------------------
 
-_TMP = re.compile(r"\.tmp(\d+)(\.[A-Za-z0-9]+)?$")
-
 
 def tmp_path(path) -> str:
     """A temporary name beside ``path`` that keeps its extension (NumPy and matplotlib read it):
@@ -348,39 +347,6 @@ def atomic(path):
             with contextlib.suppress(OSError):
                 os.remove(tmp)
             raise
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, OSError):
-        return True
-    return True
-
-
-def clean_stale_tmp(folder) -> list[str]:
-    """Remove temporaries (``*.tmpPID`` / ``.NAME.tmpPID.EXT``) left in ``folder`` by writers that were killed
-    (their process no longer runs); returns the names removed."""
-    removed: list[str] = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        m = _TMP.search(name)
-        if m is None or _pid_alive(int(m.group(1))):
-            continue
-        full = os.path.join(folder, name)
-        if os.path.isfile(full):
-            with contextlib.suppress(OSError):
-                os.remove(full)
-                removed.append(name)
-    return removed
-
 
 def add_problem_args(p: argparse.ArgumentParser, default_counts="30,30,3,3"):
     """The flags that state a ``ufm.Problem``."""
