@@ -566,6 +566,8 @@ def certify_local(problem: Problem, Z: np.ndarray, *, global_loss: float | None 
     import flint
 
     t0 = time.perf_counter()
+    if radius is not None and not (isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0):
+        raise ValueError(f"radius must be a finite number > 0 (or None), got {radius!r}")
     Z = np.asarray(Z, dtype=np.float64)
     N, d = problem.N, problem.dim
     if Z.shape != (N, d):

@@ -9,7 +9,8 @@ one class.
 
 **Certify** (:func:`certify_groups`): ``solvers.dual.sc_group_bound``, the class-level dual bound at the lifted
 candidate with its eigenvalues taken group by group, vectorised over the grid: a proved lower bound on the
-*class-level* minimum. ``certified``: ``loss - lower_bound <= tol max(1, |loss|)``.
+*class-level* minimum. ``certified``: ``loss - lower_bound <= tol max(1, |loss|)`` and the solution's class means fit
+in ``dim`` (``rank <= dim``; a solution that needs more dimensions is no point of the problem).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ufm import constraints, objectives
-from ufm.reduced import GroupProblem, ce_logits, stack_gram, stack_weights, weights
+from ufm.reduced import GroupProblem, ce_logits, rank, stack_gram, stack_weights, weights
 
 from .classlevel import ClassCertificate, pga_segment, run_segments
 
@@ -247,10 +248,15 @@ def certify_groups(problems, solutions, *, tol: float = 1e-6) -> list[ClassCerti
             bounds[i] = b
             how[i] = "optimal"
     out = []
-    for s, b, w in zip(solutions, bounds, how):
+    for p, s, b, w in zip(problems, solutions, bounds, how):
         if b.lower_bound is None:
             out.append(ClassCertificate(s.loss, None, None, False, w, b.why))
             continue
         gap = s.loss - b.lower_bound
+        need = int(rank(s.m, s.t, p.classes, p.radius, u=s.u, r=s.r))
+        if need > p.dim:  # the class means need more dimensions than the problem has: not a point of it
+            out.append(ClassCertificate(s.loss, b.lower_bound, gap, False, w,
+                                        f"the solution needs {need} dimensions, dim is {p.dim}"))
+            continue
         out.append(ClassCertificate(s.loss, b.lower_bound, gap, bool(gap <= tol * max(1.0, abs(s.loss))), w))
     return out

@@ -297,3 +297,9 @@ def test_verify_fails_the_landscape_conjecture_on_the_10_1_1_counterexample(caps
     lm = land[0]["local_minimum"]
     assert lm["proved"] and lm["spurious"] and lm["loss_interval"][0] > land[0]["minimum"]["loss"]
     assert rows["sc-etf"]["verdict"] == "not applicable"
+
+
+@pytest.mark.parametrize("radius", [float("nan"), float("inf"), -1.0, 0.0])
+def test_a_bad_chart_radius_is_refused(radius):
+    with pytest.raises(ValueError, match="radius"):
+        certify_local(ETF, etf_point(ETF), radius=radius)

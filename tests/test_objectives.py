@@ -188,11 +188,13 @@ def test_bcl_bound_never_above_a_found_minimum_or_the_etf():
     assert abs(bounds[0] - bounds[1]) <= 1e-6 and sol.loss - bounds[0] <= 1e-8  # the relaxation is tight here
 
 
-def test_bcl_refuses_the_class_level_path_naming_bcl_avg():
+def test_bcl_on_the_class_level_refuses_relu_features():
+    """BCL's class level carries the prototypes as K more rows; with non-negative features it is refused by name."""
     from ufm import ClassProblem
 
-    with pytest.raises(ValueError, match="bcl-avg"):
-        ClassProblem(counts=(3, 2), loss="bcl", tau=0.5)
+    with pytest.raises(ValueError, match="nonneg"):
+        ClassProblem(counts=(3, 2), loss="bcl", tau=0.5, nonneg=True)
+    ClassProblem(counts=(3, 2), loss="bcl", tau=0.5)
     ClassProblem(counts=(3, 2), loss="bcl-avg", tau=0.5)
 
 

@@ -198,3 +198,16 @@ def test_ce_optimum_and_bound_against_the_class_level_path_and_the_etf():
         assert a.lower_bound <= s.loss and b.lower_bound <= r.loss
     etf = closed_forms.ce_etf_loss(6, 0.01, constraint="sphere")[0]
     assert rs[0].loss == pytest.approx(etf, rel=1e-9) and rc[0].lower_bound <= etf
+
+
+def test_a_solution_that_needs_more_dimensions_than_dim_is_not_certified():
+    """The reduced problem ignores dim while solving; a solution whose class means need more dimensions than the
+    problem has is no point of it, so its (valid) bound does not certify it."""
+    from solvers.reduced import certify_groups, solve_groups
+    from ufm.reduced import GroupProblem
+
+    low, high = (GroupProblem(sizes=(2,), classes=(4,), loss="sc", tau=0.3, dim=d) for d in (2, 4))
+    c_low, = certify_groups([low], solve_groups([low]))
+    c_high, = certify_groups([high], solve_groups([high]))
+    assert c_high.certified and not c_low.certified and "needs 3 dimensions" in c_low.why
+    assert c_low.lower_bound <= c_low.loss

@@ -85,8 +85,10 @@ def test_a_finished_command_stops_its_watchdog():
 
 
 COMMANDS = {
-    "solve": ["solve", "--counts", "300,300,30,30", "--steps", "20000"],
-    "phase": ["phase", "--ratios", "1:100:6", "--taus", "0.1:1:3", "--no-figures"],
+    # long enough to be running at 6 s on an idle machine (tol 0: every step; the class-level path, K = 100)
+    "solve": ["solve", "--counts", "300,300,30,30", "--steps", "200000", "--tol", "0"],
+    "phase": ["phase", "--imbalance", "long-tail", "--classes", "100", "--ratios", "1:100:10", "--taus", "0.1:1:5",
+              "--no-figures"],
     "sweep": ["sweep", "--classes", "2", "--n-min", "2", "--ratios", "1,2,3,4,5,6", "--taus", "1.0", "--no-certify"],
 }
 
