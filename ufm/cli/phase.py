@@ -164,7 +164,7 @@ def _spec(args) -> tuple[dict, list[float], list[float]]:
 
 
 REDUCED_WORKSPACE = 64 << 20  # what the reduced path's first solve compiles and holds, whatever G (measured ~55 MiB)
-CLASS_WORKSPACE = 320 << 20  # the same for the class-level path (measured 220-370 MiB; docs/reliability.md)
+CLASS_WORKSPACE = 192 << 20  # the same for the class-level path (measured 140-150 MiB, up to 370 on other runs; docs/reliability.md)
 
 
 def memory_estimate(points: int, K: int, dim: int) -> int:
