@@ -482,6 +482,20 @@ def _block_lambda(n, alpha, beta, Gam):
     return _down(lam)
 
 
+
+def _solved(prob, var) -> bool:
+    """Solve ``prob`` with Clarabel, quietly; whether it found a point (``var`` has a value). Its multipliers only
+    choose a dual point: the bound built from them is proved by the caller whatever the solver's accuracy."""
+    import cvxpy as cp
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prob.solve(solver="CLARABEL")
+    except cp.error.SolverError:
+        return False
+    return prob.status in ("optimal", "optimal_inaccurate") and var.value is not None
+
 def _best_class_multipliers(problem, nf, Qw, Qb, diag_q):
     """``mu``, ``Lambda`` that maximise the class-level bound for this ``Q`` (a K-variable SDP, the dual of
     ``min <Q, G>`` over block-constant feasible Grams), or None. Only a proposal: the caller proves the result."""
@@ -507,13 +521,7 @@ def _best_class_multipliers(problem, nf, Qw, Qb, diag_q):
         cons.append((alpha - beta)[multi] >= 0)
     cons.append((X + X.T) / 2 >> 0)
     prob = cp.Problem(cp.Maximize(nf @ mu), cons)
-    try:
-        with warnings.catch_warnings():  # the status is checked; the result is proved by the caller anyway
-            warnings.simplefilter("ignore")
-            prob.solve(solver="CLARABEL")
-    except cp.error.SolverError:
-        return None
-    if prob.status not in ("optimal", "optimal_inaccurate") or mu.value is None:
+    if not _solved(prob, mu):
         return None
     lw = np.zeros(K) if not problem.nonneg else np.clip(np.asarray(Lw.value), 0, None) * scale
     lb = np.zeros((K, K)) if not problem.nonneg else np.clip((Lb.value + Lb.value.T) / 2, 0, None) * scale
@@ -654,13 +662,7 @@ def _proto_multipliers(problem, nf, Qw, Qb, Qx):
     if constraints.get(problem.constraint).mu_sign == "nonpositive":
         cons += [mu <= 0, nu <= 0]
     prob = cp.Problem(cp.Maximize(nf @ mu + cp.sum(nu)), cons)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            prob.solve(solver="CLARABEL")
-    except cp.error.SolverError:
-        return None
-    if prob.status not in ("optimal", "optimal_inaccurate") or mu.value is None:
+    if not _solved(prob, mu):
         return None
     m, v = np.asarray(mu.value) * scale, np.asarray(nu.value) * scale
     if constraints.get(problem.constraint).mu_sign == "nonpositive":
@@ -964,13 +966,7 @@ def _best_group_multipliers(n, s, Qw, Qs, Qb, ball_floor=None):
     Y = cp.diag(alpha) + Yc
     cons.append((Y + Y.T) / 2 >> 0)
     prob = cp.Problem(cp.Minimize((sn / sn.max()) @ alpha), cons)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            prob.solve(solver="CLARABEL")
-    except cp.error.SolverError:
-        return None
-    if prob.status not in ("optimal", "optimal_inaccurate") or alpha.value is None:
+    if not _solved(prob, alpha):
         return None
     return np.asarray(alpha.value) * scale
 
