@@ -6,7 +6,13 @@ Sections (each ``python -m benchmarks.<name>`` on its own, each run here in a fr
     and two floors: the exps alone (one per ordered pair, N^2) and those exps with the two N x N x d products;
   * ``certified``: time to a certified UFM+ solution (gap <= 1e-6): ufm vs PyTorch PGD vs pymanopt;
   * ``many``: ``solve_many`` of 256 problems vs a Python loop of ``solve``;
-  * ``memory``: peak memory of one full-batch loss + gradient for N up to 10^5.
+  * ``memory``: peak memory of one full-batch loss + gradient for N up to 10^5;
+  * ``phase``: ``ufm phase`` against ``ufm sweep`` at K = 4, and the 100 x 100 STEP grid at K = 10 ... 10,000
+    (the symmetry-reduced path), cold and warm compilation cache;
+  * ``phase_long_tail`` (``benchmarks.phase --long-tail``): the class-level path at K = 100 and one K = 1,000
+    point, every class size different;
+  * ``phase_ce`` (``benchmarks.phase --ce``): a cross-entropy phase grid against SC's of the same shape;
+  * ``compile_cache``: a tiny ``ufm solve`` and ``ufm phase``'s fixed cost with the compilation cache and without.
 Results: ``OUT/<section>_<backend>.json`` and ``OUT/suite_<backend>.json`` (the targets), where backend is what
 JAX runs on (``cpu``, ``gpu``): on a machine where JAX sees a GPU the same command is the GPU mode. ``OUT`` is
 ``--out DIR``, by default a new folder ``./ufm-bench-YYYYmmdd-HHMMSS``; the repository's ``benchmarks/results/``
@@ -24,7 +30,10 @@ import time
 
 from .common import COMMITTED, ROOT, backend, load, log, results_in, save, table
 
-SECTIONS = ["sc_step", "certified", "many", "memory"]
+SECTIONS = ["sc_step", "certified", "many", "memory", "phase", "phase_long_tail", "phase_ce", "compile_cache"]
+# a section that is a mode of another module: name -> (module, extra flags, its render function)
+MODES = {"phase_long_tail": ("phase", ["--long-tail"], "render_long_tail"),
+         "phase_ce": ("phase", ["--ce"], "render_ce")}
 
 
 def targets(res) -> list[dict]:
@@ -64,6 +73,35 @@ def targets(res) -> list[dict]:
     if mini:
         v = mini["loop_s"] / mini["many_s"]
         row("the same, warm (every program compiled)", ">= 5x", f"{v:.2f}x", v >= 5)
+    phase = res.get("phase")
+    for r in (phase or {}).get("scale", []):
+        ok = r["certified"] == r["points"] and r["warm_wall_s"] <= 10
+        row(f"ufm phase, 100 x 100 STEP grid, K = {r['K']:,}, all certified", "<= 10 s",
+            f"{r['warm_wall_s']:.1f} s wall ({r['cold_wall_s']:.1f} s cold), {r['certified']}/{r['points']}", ok)
+    lt = res.get("phase_long_tail")
+    for r in (lt or {}).get("rows", []):
+        P, M = r["grid"]
+        if P * M > 1:
+            ms = r["cpu_ms_per_point"]
+            row(f"long-tail phase grid, K = {r['K']}, {P} x {M}, all certified", "<= 90 ms CPU per point",
+                f"{ms:.0f} ms, {r['certified']}/{r['points']}", ms <= 90 and r["certified"] == r["points"])
+        else:
+            row(f"one long-tail point, K = {r['K']:,}", "<= 30 s", f"{r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU",
+                r["wall_s"] <= 30 and r["certified"] == r["points"])
+        est, peak = r["estimated_bytes"], r["peak_rss_bytes"]
+        row(f"long-tail memory estimate vs peak RSS, K = {r['K']}", "within 2x", f"{est / peak:.2f}x",
+            0.5 <= est / peak <= 2)
+    ce = res.get("phase_ce")
+    if ce and "ratio" in ce:
+        row("CE phase grid vs SC's, K = 10, 8 x 8, all certified", "<= 2x CPU",
+            f"{ce['ratio']:.2f}x, {ce.get('certified', '?')}", ce["ratio"] <= 2 and bool(ce.get("all_certified")))
+    cc = res.get("compile_cache")
+    if cc:
+        r = cc["ratios"]
+        row("tiny ufm solve (cache warm) vs import jax + one operation", "<= 1.5x",
+            f"{r['solve_over_bare_wall']:.2f}x", r["solve_over_bare_wall"] <= 1.5)
+        row("ufm phase fixed cost, cache warm vs off", "<= 0.5x CPU", f"{r['phase_warm_over_off_cpu']:.2f}x",
+            r["phase_warm_over_off_cpu"] <= 0.5)
     return out
 
 
@@ -143,7 +181,8 @@ def _run(a, only, out) -> int:
     for name in only:
         bar.update(0, f"{name} running")
         start = time.perf_counter()
-        code = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *flags], cwd=ROOT, env=env,
+        module, extra, render = MODES.get(name, (name, [], "render"))
+        code = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *extra, *flags], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL).returncode  # its table is printed here, as it finishes
         seconds[name] = time.perf_counter() - start
         res[name] = load(name, be)
@@ -151,7 +190,7 @@ def _run(a, only, out) -> int:
             failed.append(name)
             log(f"benchmarks: {name} failed (exit {code})")
         elif res[name] is not None:
-            bar.write("\n" + importlib.import_module(f"benchmarks.{name}").render(res[name]) + "\n")
+            bar.write("\n" + getattr(importlib.import_module(f"benchmarks.{module}"), render)(res[name]) + "\n")
         bar.update(1, f"{name} done in {seconds[name]:.0f} s")
     bar.close()
     tg = targets(res)

@@ -10,7 +10,7 @@ compilation included), float64, SC on the sphere, STEP imbalance, K = 4, d = 4, 
 Reported: wall seconds (median over repeats, runs interleaved), points per second, their ratio, and whether every
 point was certified. Targets: 100 x 100 certified in < 60 s; >= 50x the sweep's points per second.
 
-* ``scale``: ``ufm phase --classes K --ratios 1:100:M --taus 0.05:1:P`` (STEP, n_min = 5, the reduced path) at
+* ``scale``: ``ufm phase --classes K --ratios 1:100:100 --taus 0.05:1:100`` (STEP, n_min = 5, the reduced path) at
   K = 10, 100, 1,000, 10,000 in fresh processes: once with an empty compilation cache (``cold``), then ``repeats``
   times with the cache it filled (``warm``, the median); wall and CPU seconds (user + system of the process) and
   its peak resident memory. Target: the 100 x 100 grid, every point certified, in <= 10 s at each K. The K = 1,000
@@ -42,11 +42,12 @@ SWEEP_RATIOS, SWEEP_TAUS = "1,4,16,64", "0.1,0.5"
 TARGET_SECONDS, TARGET_SPEEDUP = 60.0, 50.0
 SCALE_K = (10, 100, 1000, 10000)
 SCALE_TARGET_SECONDS = 10.0
+SCALE_GRID = (100, 100)  # the target's grid, in every mode
 
 
 def _run(argv):
     start = time.perf_counter()
-    proc = subprocess.run(["ufm", *argv], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "ufm", *argv], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode not in (0, 3):
         raise RuntimeError(f"ufm {' '.join(argv)} exited {proc.returncode}: {proc.stderr[-2000:]}")
@@ -183,7 +184,7 @@ def main(argv=None):
     repeats = args.repeats or 3
     runs = {"phase": [], "sweep": []}
     with tempfile.TemporaryDirectory() as tmp:
-        scale = run_scale(P, M, repeats, tmp)
+        scale = run_scale(*SCALE_GRID, repeats, tmp)
         for k in range(repeats):  # interleaved: the machine's load falls on both alike
             log(f"round {k + 1}/{repeats}")
             runs["phase"].append(run_phase(P, M, os.path.join(tmp, f"phase{k}")))

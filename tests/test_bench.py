@@ -187,3 +187,17 @@ def test_the_suite_is_packaged_and_importable_from_anywhere(tmp_path):
                         "print(m.SECTIONS, c.ROOT)"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr  # after `pip install -e .` (or `pip install .`) of this pyproject
     assert "sc_step" in r.stdout
+
+
+def test_phase_and_cache_targets_are_judged_from_the_results():
+    scale = [{"K": 10, "points": 4, "certified": 4, "warm_wall_s": 8.0, "cold_wall_s": 12.0},
+             {"K": 1000, "points": 4, "certified": 3, "warm_wall_s": 8.0, "cold_wall_s": 12.0}]
+    lt = [{"K": 100, "grid": [4, 4], "points": 16, "certified": 16, "cpu_ms_per_point": 120.0, "wall_s": 9.0,
+           "cpu_s": 2.0, "estimated_bytes": 3 << 20, "peak_rss_bytes": 2 << 20},
+          {"K": 1000, "grid": [1, 1], "points": 1, "certified": 1, "cpu_ms_per_point": 9e3, "wall_s": 20.0,
+           "cpu_s": 9.0, "estimated_bytes": 1 << 20, "peak_rss_bytes": 3 << 20}]
+    cc = {"ratios": {"solve_over_bare_wall": 1.2, "phase_warm_over_off_cpu": 0.7}}
+    got = targets({"phase": {"scale": scale}, "phase_long_tail": {"rows": lt}, "compile_cache": cc,
+                   "phase_ce": {"ratio": 1.5, "all_certified": True, "certified": "64/64"}})
+    assert [t["met"] for t in got] == [True, False, False, True, True, False, True, True, False]
+    assert got[2]["measured"] == "120 ms, 16/16" and got[5]["measured"] == "0.33x"
