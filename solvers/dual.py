@@ -306,6 +306,14 @@ def _require(problem, which: str) -> None:
                          "this way")
 
 
+def _not_finite(*arrays) -> DualBound | None:
+    """No bound (with the reason) when a candidate holds a NaN or an infinity: nothing is proved from it, and the
+    multiplier program must not see it."""
+    if all(np.all(np.isfinite(np.asarray(x, dtype=np.float64))) for x in arrays):
+        return None
+    return DualBound(None, math.nan, math.nan, math.nan, 0, 0, "the candidate holds a NaN or an infinity")
+
+
 def sc_bound(problem: Problem, gram: np.ndarray | Callable[[np.ndarray], np.ndarray]) -> DualBound:
     """Proved lower bound on the SC minimum from a candidate Gram (the problem's fixed batch set, ``batch_list``).
 
@@ -581,6 +589,8 @@ def sc_class_bound(problem: ClassProblem, orbits: Sequence[tuple], d: np.ndarray
     class sizes may be real (``ufm.ClassProblem``). ``optimal_multipliers``: as ``optimal`` of
     :func:`_class_feasible`."""
     _require(problem, "contrastive")
+    if (bad := _not_finite(d, a, M)) is not None:
+        return bad
     if objectives.of(problem).prototypes:
         return DualBound(None, math.nan, math.nan, math.nan, 0, 0, f"class-level: {problem.loss!r} has class "
                          "prototypes, which this bound does not hold; bcl_class_bound proves it over the joint Gram of [Z; C]")
@@ -690,6 +700,8 @@ def bcl_class_bound(problem: ClassProblem, d: np.ndarray, a: np.ndarray, M: np.n
     _require(problem, "contrastive")
     if not objectives.of(problem).prototypes:
         raise ValueError(f"loss {problem.loss!r} has no class prototypes: use sc_class_bound")
+    if (bad := _not_finite(d, a, M, X, P)) is not None:
+        return bad
     if problem.orbits is not None or problem.nonneg:
         return DualBound(None, math.nan, math.nan, math.nan, 0, 0, "class-level with prototypes: the full batch "
                          "without nonneg only")
@@ -788,6 +800,8 @@ def ce_class_bound(problem: ClassProblem, d: np.ndarray, a: np.ndarray, M: np.nd
     (``d``, ``a``, ``M`` as in :func:`sc_class_bound`) and class-level logits ``C (K, K)`` (``<z_i in c,
     w_c'>``). ``upper``: an upper bound on the minimum (:func:`ce_bound`)."""
     _require(problem, "ce")
+    if (bad := _not_finite(d, a, M, C, upper)) is not None:
+        return bad
     if problem.bias:
         return DualBound(None, math.nan, math.nan, math.nan, 0, 0,
                          "CE with a bias: no rigorous bound is implemented (the dual needs exact class marginals)")

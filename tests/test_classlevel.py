@@ -264,6 +264,26 @@ def test_bcl_class_bound_at_a_poor_candidate_is_still_below_the_minimum():
     assert loss_of(cp, {"mu": mu, "C": C}) >= best.lower_bound
 
 
+@pytest.mark.parametrize("optimal", [False, True])
+def test_class_bounds_give_no_bound_for_a_nan_candidate(optimal):
+    """A NaN (a diverged solve) proves nothing: no bound and the reason, never an error from the multiplier
+    program."""
+    from solvers.dual import bcl_class_bound, ce_class_bound, sc_class_bound
+    from ufm.classlevel import block_gram
+
+    rng = np.random.default_rng(3)
+    mu = _random_mu(rng, 3, 4)
+    mu[1, 2] = np.nan
+    sc = ClassProblem(counts=(5, 3, 2), tau=0.5, dim=4)
+    d, a, M = block_gram(mu, sc)
+    got = [sc_class_bound(sc, [((5, 3, 2), 1)], d, a, M, optimal_multipliers=optimal),
+           bcl_class_bound(sc.replace(loss="bcl"), d, a, M, mu @ mu.T, mu @ mu.T, optimal_multipliers=optimal),
+           ce_class_bound(ClassProblem(counts=(5, 3, 2), loss="ce", dim=4, constraint="ball"), d, a, M, mu @ mu.T,
+                          1.0, optimal_multipliers=optimal)]
+    for b in got:
+        assert b.lower_bound is None and "NaN" in b.why
+
+
 def test_bcl_refuses_what_it_has_no_bound_for():
     with pytest.raises(ValueError, match="nonneg"):
         ClassProblem(counts=(3, 3), loss="bcl", nonneg=True)
