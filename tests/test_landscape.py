@@ -248,6 +248,24 @@ def test_hessian_estimate_tells_the_etf_minimum_from_the_collapsed_saddle():
 # --- resume and landscape.json --------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def proved_upper(monkeypatch):
+    """The stand-in records have no problem to prove an upper bound on: their float64 global loss stands for it."""
+    monkeypatch.setattr(ls, "_global_upper", lambda problem, rec: (rec["global_loss"], True))
+
+
+def test_an_unproved_global_upper_bound_calls_nothing_spurious():
+    point = {"counts": [3, 2, 2], "tau": 0.1, "dim": 4, "starts": 4, "seed": 0, "tol": 1e-6}
+
+    def cert(problem, Z, *, global_loss=None):
+        loss = 1.0 if Z[0][0] == 1.0 else 2.0
+        return _Cert({"proved": True, "kind": "local minimum", "loss_interval": [loss, loss], "spurious": None})
+
+    rec = _quick_record(point, cert)  # no problem: the upper bound is float64, not proved
+    assert rec["global_upper_proved"] is False
+    assert [g["spurious"] for g in rec["groups"]] == [False, None] and rec["groups"][1]["certified"]
+
+
 def _quick_record(point, certify_local=None):
     rec = {**point, "id": ls.records.point_id(point), "R": max(point["counts"]) / min(point["counts"]),
            "K": len(point["counts"]), "N": sum(point["counts"]), "status": "ok", "error": None,
@@ -258,7 +276,7 @@ def _quick_record(point, certify_local=None):
     return ls._certify_groups(rec, None, certify_local)
 
 
-def test_resume_skips_done_points_and_recertifies_without_solving(tmp_path, monkeypatch):
+def test_resume_skips_done_points_and_recertifies_without_solving(tmp_path, monkeypatch, proved_upper):
     solved = []
     monkeypatch.setattr(ls, "run_point", lambda p, c: solved.append(p["tau"]) or _quick_record(p, c))
     pts = ls.grid_points(counts=[[3, 2, 2]], taus=[0.1, 0.2], starts=4)
@@ -286,7 +304,7 @@ def test_resume_skips_done_points_and_recertifies_without_solving(tmp_path, monk
     assert solved[-1] == 0.1 and len(solved) == 4
 
 
-def test_landscape_json_has_the_contract_keys_and_loads_into_pandas(tmp_path, monkeypatch, capsys):
+def test_landscape_json_has_the_contract_keys_and_loads_into_pandas(tmp_path, monkeypatch, capsys, proved_upper):
     pd = pytest.importorskip("pandas")
     monkeypatch.setattr(ls, "run_point", lambda p, c: _quick_record(p, c))
 

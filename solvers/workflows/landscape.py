@@ -262,12 +262,12 @@ def _local(certify_local, problem, Z, global_loss) -> dict:
     return {**{k: d.get(k) for k in LOCAL_KEYS}, **{k: v for k, v in d.items() if k != "Z"}}
 
 
-def _verdicts(group, global_upper, lower_bound, tol):
+def _verdicts(group, global_upper, lower_bound, tol, upper_proved=True):
     """Fill ``group``'s ``at_global`` (its loss within ``tol`` of the proved ``lower_bound``), ``certified`` (a
     proved strict local minimum), ``saddle`` (a proved saddle: ``kind`` "saddle" with the critical point proved,
     ``critical_point_proved`` or ``proved``) and ``spurious`` (True: a proved local minimum whose proved loss
-    interval lies above ``global_upper``, an upper bound on the global minimum; False at the certified global
-    minimum or at a proved saddle; None when not proved either way)."""
+    interval lies above ``global_upper``, a proved upper bound on the global minimum (``upper_proved``); False
+    at the certified global minimum or at a proved saddle; None when not proved either way)."""
     loss = group["loss"]
     group["at_global"] = bool(lower_bound is not None and loss - lower_bound <= tol * max(1.0, abs(loss)))
     cert = group.get("certificate") or {}
@@ -278,7 +278,7 @@ def _verdicts(group, global_upper, lower_bound, tol):
     if group["certified"]:
         interval = cert.get("loss_interval") or [None]
         lo = interval[0] if isinstance(interval[0], (int, float)) and math.isfinite(interval[0]) else None
-    if lo is not None and global_upper is not None and lo > global_upper:
+    if lo is not None and global_upper is not None and upper_proved and lo > global_upper:
         group["spurious"] = True
     elif group["at_global"] or group["saddle"]:
         group["spurious"] = False
@@ -311,7 +311,8 @@ def _summaries(rec):
 def _global_upper(problem, rec):
     """``(upper, proved)``: an upper bound on the global minimum, the loss at the best start. Proved in ball
     arithmetic by ``solvers.local.loss_upper`` at the stored ``best_Z`` (or at the stored representative of
-    that loss) when both exist; otherwise the float64 ``global_loss`` raised by ``ROUNDING`` relative."""
+    that loss) when both exist; otherwise the float64 ``global_loss`` raised by ``ROUNDING`` relative, not proved
+    (no group is then called spurious: a strict local minimum above it stays undecided)."""
     g = rec.get("global_loss")
     if g is None:
         return None, False
@@ -335,7 +336,7 @@ def _certify_groups(rec, problem, certify_local):
     rec["global_upper"], rec["global_upper_proved"] = upper, proved
     for g in rec["groups"]:
         g["certificate"] = None if certify_local is None else _local(certify_local, problem, g["Z"], upper)
-        _verdicts(g, upper, rec["lower_bound"], rec["tol"])
+        _verdicts(g, upper, rec["lower_bound"], rec["tol"], proved)
     rec["local_certificate"] = "missing" if certify_local is None else "available"
     return _summaries(rec)
 
