@@ -44,3 +44,21 @@ def batches_of(problem):
     batches = None if epochs else batch_list(problem)
     return epochs, batches, batches is None and not epochs
 
+
+def etf_prediction(p, name: str, etf_value, claim: str, extra=None):
+    """The prediction of a balanced contrastive loss whose literature claims the simplex ETF for any counts at full
+    batch (BCL's forms): ``unknown`` with the reason outside that setting (one class, ReLU features, mini-batches,
+    ``extra(p)``'s reason when it returns one, ``dim < K - 1``), else ``etf`` at ``etf_value(counts, tau,
+    radius)``, its reason ``claim``."""
+    from .base import Prediction
+
+    _, _, full = batches_of(p)
+    why = ("one class: no between-class geometry" if p.K < 2 else
+           f"{name} with ReLU features: no theorem" if p.nonneg else
+           f"{name} under mini-batches: no closed form" if not full else
+           (extra(p) if extra is not None else None) or
+           (f"dim={p.dim} < K-1={p.K - 1}: no simplex ETF fits" if p.dim < p.K - 1 else None))
+    if why is not None:
+        return Prediction("unknown", None, why)
+    return Prediction("etf", etf_value(p.counts, p.tau, p.radius), claim)
+

@@ -47,18 +47,8 @@ def etf_loss(counts, tau, radius=1.0) -> float:
 
 
 def predict(p) -> Prediction:
-    unknown = lambda why: Prediction("unknown", None, why)  # noqa: E731
-    epochs, batches, full = _contrastive.batches_of(p)
-    if p.K < 2:
-        return unknown("one class: no between-class geometry")
-    if p.nonneg:
-        return unknown("BCL with ReLU features: no theorem")
-    if not full:
-        return unknown("BCL under mini-batches: no closed form")
-    if p.dim < p.K - 1:
-        return unknown(f"dim={p.dim} < K-1={p.K - 1}: no simplex ETF fits")
-    return Prediction("etf", etf_loss(p.counts, p.tau, p.radius),
-                      "BCL, full batch: simplex ETF for any counts (the claim of Zhu et al. 2022)")
+    return _contrastive.etf_prediction(p, "BCL", etf_loss, "BCL, full batch: simplex ETF for any counts (the claim "
+                                       "of Zhu et al. 2022)")
 
 
 OBJECTIVE = Objective(name="bcl", title="balanced contrastive with class prototypes (Zhu et al. 2022)",

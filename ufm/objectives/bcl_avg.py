@@ -56,21 +56,12 @@ def etf_loss(counts, tau, radius=1.0) -> float:
 
 
 def predict(p) -> Prediction:
-    unknown = lambda why: Prediction("unknown", None, why)  # noqa: E731
-    epochs, batches, full = _contrastive.batches_of(p)
-    if p.K < 2:
-        return unknown("one class: no between-class geometry")
-    if p.nonneg:
-        return unknown("bcl-avg with ReLU features: no theorem")
-    if not full:
-        return unknown("bcl-avg under mini-batches: no closed form")
-    if max(p.counts) < 2:
-        return unknown("single-sample classes: no anchor has a positive, the loss is 0 everywhere")
-    if p.dim < p.K - 1:
-        return unknown(f"dim={p.dim} < K-1={p.K - 1}: no simplex ETF fits")
-    return Prediction("etf", etf_loss(p.counts, p.tau, p.radius),
-                      "bcl-avg, full batch: simplex ETF for any counts (the class-averaging analogue of the claim "
-                      "of Zhu et al. 2022)")
+    def singletons(p):
+        return None if max(p.counts) >= 2 else ("single-sample classes: no anchor has a positive, the loss is 0 "
+                                                "everywhere")
+
+    return _contrastive.etf_prediction(p, "bcl-avg", etf_loss, "bcl-avg, full batch: simplex ETF for any counts "
+                                       "(the class-averaging analogue of the claim of Zhu et al. 2022)", singletons)
 
 
 OBJECTIVE = Objective(name="bcl-avg", title="balanced contrastive, class-averaging part only (no prototypes)",
