@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from ._lazy import lazy
 
 
-
 def _version() -> str:
     """The installed distribution's version (pyproject.toml is its one source); ``0+unknown`` when ufm runs from a
     source tree that was never installed."""
@@ -33,6 +32,7 @@ __version__ = _version()
 # public name -> (submodule, attribute; None: the submodule itself)
 _EXPORTS = {
     "Problem": ("problem", "Problem"),
+    "ProblemBase": ("problem", "ProblemBase"),
     "sc_loss": ("losses", "sc_loss"),
     "ce_loss": ("losses", "ce_loss"),
     "bcl_loss": ("losses", "bcl_loss"),
@@ -50,16 +50,16 @@ _EXPORTS = {
     "classlevel": ("classlevel", None),
 }
 
-__all__ = ["Problem", "sc_loss", "ce_loss", "bcl_loss", "bcl_avg_loss", "project", "predict", "objectives",
-           "geometry", "theory", "batching", "interaction", "kernels", "Tracker", "ClassProblem", "classlevel",
-           "__version__"]
+__all__ = ["Problem", "ProblemBase", "sc_loss", "ce_loss", "bcl_loss", "bcl_avg_loss", "project", "predict",
+           "objectives", "geometry", "theory", "batching", "interaction", "kernels", "Tracker", "ClassProblem",
+           "classlevel", "__version__"]
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from . import batching, classlevel, geometry, interaction, kernels, objectives, theory
     from .classlevel import ClassProblem
     from .constraints import project
     from .losses import bcl_avg_loss, bcl_loss, ce_loss, sc_loss
-    from .problem import Problem
+    from .problem import Problem, ProblemBase
     from .theory import predict
     from .tracker import Tracker
 

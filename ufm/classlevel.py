@@ -32,23 +32,23 @@ logits and ``d_c = rho^2`` (sphere) or ``||mu_c||^2`` (ball).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from . import constraints, objectives
-from .problem import check_real
+from .problem import ProblemBase
 
 __all__ = ["ClassProblem", "weights", "value", "block_gram", "embedding"]
 
 
-@dataclass(frozen=True)
-class ClassProblem:
-    """A class-level problem (module doc). Fields as in ``ufm.Problem``, except:
+@dataclass(frozen=True, repr=False)
+class ClassProblem(ProblemBase):
+    """A class-level problem (module doc). Fields as in ``ufm.Problem`` (the shared ones are
+    ``ufm.ProblemBase``'s, keyword-only), except:
 
       counts: class sizes ``(K,)``, real numbers ``>= 2`` or exactly 1 (a singleton class).
       orbits: ``((k, m), ...)``: ``m`` batches of class composition ``k`` (real, ``k_c <= counts_c``); None: the
@@ -56,16 +56,9 @@ class ClassProblem:
     """
 
     counts: tuple[float, ...]
-    loss: str = "sc"
-    tau: float = 0.1
-    dim: int = None  # type: ignore[assignment]  # optional argument; __post_init__ always sets an int
-    constraint: str = "sphere"
-    radius: float = 1.0
-    nonneg: bool = False
-    weight_decay: float | None = None
-    feature_decay: float = 0.0
-    bias: bool = False
-    orbits: tuple | None = None
+    orbits: tuple | None = field(default=None, kw_only=True)
+
+    bounded_only: ClassVar[str | None] = "the class-level problem"
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -80,24 +73,8 @@ class ClassProblem:
                 raise ValueError(f"counts: class {c} has size {n!r}; a class size is a finite number >= 2 or "
                                  "exactly 1")
         set_("counts", counts)
+        self._check_shared(len(counts))
         obj = objectives.get(self.loss)
-        if obj.class_level is None:
-            raise ValueError(f"loss {self.loss!r} declares no class-level value (ufm.objectives: class_level)")
-        for name in ("tau", "radius"):
-            set_(name, check_real(name, getattr(self, name), positive=True))
-        dim = len(counts) if self.dim is None else self.dim
-        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
-            raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
-        set_("dim", int(dim))
-        if not constraints.get(self.constraint).bounded:
-            raise ValueError(f"constraint {self.constraint!r}: the class-level problem needs 'sphere' or 'ball'")
-        set_("nonneg", bool(self.nonneg))
-        set_("bias", bool(self.bias))
-        if self.bias:
-            raise ValueError("bias: the class-level problem has no classifier bias")
-        set_("feature_decay", float(self.feature_decay))
-        for k, v in obj.validate(self).items():
-            set_(k, float(v) if k in ("weight_decay", "feature_decay") else v)
         if obj.prototypes and self.orbits is not None:
             raise ValueError(f"orbits: loss {self.loss!r} (class prototypes) has a class-level value for the full "
                              "batch only; give orbits=None")
@@ -113,29 +90,16 @@ class ClassProblem:
                     raise ValueError(f"orbits: a batch composition {k} x {m} does not fit the counts {counts}")
             set_("orbits", orbits)
 
-    @property
-    def K(self) -> int:
-        return len(self.counts)
-
-    @property
-    def N(self) -> float:
-        return float(sum(self.counts))
+    def _refuse(self, obj) -> None:
+        if obj.class_level is None:
+            raise ValueError(f"loss {self.loss!r} declares no class-level value (ufm.objectives: class_level)")
+        if self.bias:
+            raise ValueError("bias: the class-level problem has no classifier bias")
 
     @property
     def compositions(self) -> tuple:
         """``((k, m), ...)``: the orbits, or the full batch ``((counts, 1),)``."""
         return self.orbits if self.orbits is not None else ((self.counts, 1.0),)
-
-    def replace(self, **changes) -> "ClassProblem":
-        return dataclasses.replace(self, **changes)
-
-    def at_unit_radius(self) -> tuple["ClassProblem", float]:
-        """``(the same problem at radius 1, rho)``, as ``ufm.Problem.at_unit_radius``."""
-        if self.radius == 1.0:
-            return self, 1.0
-        rho2 = self.radius ** 2
-        fields = objectives.get(self.loss).unit_radius(self, rho2)  # type: ignore[misc]  # every loss has one
-        return self.replace(radius=1.0, **fields), self.radius
 
     @classmethod
     def from_problem(cls, problem, orbits=None) -> "ClassProblem":

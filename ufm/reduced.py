@@ -38,44 +38,37 @@ completely-positive one), batch orbits, and a loss with class prototypes (BCL).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 
 from . import constraints, objectives
 from .classlevel import ClassProblem, within
-from .problem import check_real
+from .problem import ProblemBase
 
 __all__ = ["GroupProblem", "groups_of", "supported", "weights", "stack_weights", "value", "gram", "class_means", "rank",
            "cosine_groups", "delta_gm"]
 
 
-@dataclass(frozen=True)
-class GroupProblem:
+@dataclass(frozen=True, repr=False)
+class GroupProblem(ProblemBase):
     """A class-level problem (``ufm.ClassProblem``, full batch) whose classes come in groups of equal size.
 
       sizes: the class size of each group ``(G,)``, real ``>= 2`` or exactly 1.
       classes: how many classes each group holds ``(G,)``, integers ``>= 1`` (``K = sum(classes)``).
-    Other fields as in ``ClassProblem`` (``nonneg`` must be False).
+    Other fields as in ``ClassProblem`` (``ufm.ProblemBase``'s, keyword-only; ``nonneg`` must be False).
     """
 
     sizes: tuple[float, ...]
     classes: tuple[int, ...]
-    loss: str = "sc"
-    tau: float = 0.1
-    dim: int = None  # type: ignore[assignment]  # optional argument; __post_init__ always sets an int
-    constraint: str = "sphere"
-    radius: float = 1.0
-    nonneg: bool = False
-    weight_decay: float | None = None
-    feature_decay: float = 0.0
-    bias: bool = False
 
-    def __post_init__(self):
+    bounded_only: ClassVar[str | None] = "the class-level problem"
+
+    def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         sizes = tuple(float(x) for x in self.sizes)
         classes = tuple(self.classes)
@@ -91,7 +84,9 @@ class GroupProblem:
         set_("classes", tuple(int(s) for s in classes))
         if sum(self.classes) < 2:
             raise ValueError("classes: the class-level problem needs at least 2 classes")
-        obj = objectives.get(self.loss)
+        self._check_shared(self.K)
+
+    def _refuse(self, obj) -> None:
         if obj.prototypes:
             raise ValueError(f"loss {self.loss!r}: the reduced problem has no class prototypes (BCL's "
                              "class-complement); the class-level problem (ufm.ClassProblem) runs it")
@@ -99,44 +94,22 @@ class GroupProblem:
             raise ValueError(f"loss {self.loss!r} declares no class-level value (ufm.objectives: class_level)")
         if self.nonneg:
             raise ValueError("nonneg: the reduced problem has no non-negative form (use the class-level path)")
-        for name in ("tau", "radius"):
-            set_(name, check_real(name, getattr(self, name), positive=True))
-        dim = self.K if self.dim is None else self.dim
-        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
-            raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
-        set_("dim", int(dim))
-        if not constraints.get(self.constraint).bounded:
-            raise ValueError(f"constraint {self.constraint!r}: the class-level problem needs 'sphere' or 'ball'")
-        set_("feature_decay", float(self.feature_decay))
-        for k, v in obj.validate(self).items():
-            set_(k, float(v) if k in ("weight_decay", "feature_decay") else v)
+        if self.bias:
+            raise ValueError("bias: the class-level problem has no classifier bias")
 
     @property
     def G(self) -> int:
         return len(self.sizes)
 
     @property
-    def K(self) -> int:
-        return int(sum(self.classes))
-
-    @property
     def N(self) -> float:
+        """Number of samples, ``sum_g sizes_g classes_g`` (real)."""
         return float(sum(n * s for n, s in zip(self.sizes, self.classes)))
 
     @property
     def counts(self) -> tuple[float, ...]:
         """The ``K`` class sizes, group by group."""
         return tuple(n for n, s in zip(self.sizes, self.classes) for _ in range(s))
-
-    def replace(self, **changes) -> "GroupProblem":
-        return dataclasses.replace(self, **changes)
-
-    def at_unit_radius(self) -> tuple["GroupProblem", float]:
-        if self.radius == 1.0:
-            return self, 1.0
-        rho2 = self.radius ** 2
-        fields = objectives.get(self.loss).unit_radius(self, rho2)  # type: ignore[misc]  # every loss has one
-        return self.replace(radius=1.0, **fields), self.radius
 
     def class_problem(self) -> ClassProblem:
         """The same problem on the class level (``K`` class means; for tests and small ``K``)."""
