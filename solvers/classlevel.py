@@ -25,6 +25,7 @@ import numpy as np
 
 from ufm import constraints, objectives
 from ufm.classlevel import ClassProblem, block_gram, weights
+from ufm.defaults import CLASS_STEPS
 
 __all__ = ["ClassSolution", "ClassCertificate", "solve_classes", "solve_chains", "certify_classes", "CHUNK"]
 
@@ -182,7 +183,7 @@ def _start(p: ClassProblem, rng):
     return x
 
 
-def solve_classes(problems: Sequence[ClassProblem], *, steps: int = 4000, seed: int | Sequence[int] = 0,
+def solve_classes(problems: Sequence[ClassProblem], *, steps: int = CLASS_STEPS, seed: int | Sequence[int] = 0,
                   ftol: float = 1e-13, starts: Sequence[dict] | None = None) -> list[ClassSolution]:
     """Solve class-level problems (``ufm.ClassProblem`` s), grouped by structure, each group one vmapped loop.
 
@@ -235,7 +236,7 @@ def solve_classes(problems: Sequence[ClassProblem], *, steps: int = 4000, seed: 
     return out
 
 
-def solve_chains(problems, chains, *, steps: int = 4000, seed=0, ftol: float = 1e-13,
+def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: float = 1e-13,
                  warm: bool = False) -> list[ClassSolution]:
     """Solve class-level problems along chains, one vmapped slot per chain, a slot taking the next point of its
     chain as soon as its point has converged; with ``warm`` each point starts from the previous point's solution.

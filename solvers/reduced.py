@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ufm import constraints, objectives
+from ufm.defaults import CLASS_STEPS
 from ufm.reduced import GroupProblem, ce_logits, rank, stack_gram, stack_weights, weights
 
 from .classlevel import ClassCertificate, pga_segment, run_segments
@@ -128,7 +129,7 @@ def start_of(problem: GroupProblem, sol: GroupSolution) -> dict:
     return x
 
 
-def solve_groups(problems, *, steps: int = 4000, seed=0, ftol: float = 1e-13, pad_to: int | None = None,
+def solve_groups(problems, *, steps: int = CLASS_STEPS, seed=0, ftol: float = 1e-13, pad_to: int | None = None,
                  starts=None) -> list[GroupSolution]:
     """Solve reduced problems, grouped by ``(G, constraint)``, in stacks of two fixed lengths (``SMALL``, or
     chunks of ``ROWS``), each one vmapped loop: a grid, its retries and the boundary bisection reuse two compiled

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ufm import Problem, geometry, theory
+from ufm.defaults import REFERENCE_STEPS
 
 __all__ = ["ufm_problem", "scale_counts", "cosine_groups", "compare", "train_report"]
 
@@ -61,7 +62,7 @@ def _summary(G, counts) -> dict:
             "max_cosine": float(off.max()) if off.size else None, "cosine_groups": cosine_groups(G, counts)}
 
 
-def compare(net_cosines, counts, config, *, dim, max_n=2000, steps=20000, seed=0, certify=True) -> dict:
+def compare(net_cosines, counts, config, *, dim, max_n=2000, steps=REFERENCE_STEPS, seed=0, certify=True) -> dict:
     """Solve the UFM of ``config`` for ``counts`` (module doc) and return ``ufm_prediction``: ``problem``,
     ``counts_scaled``, ``loss``, ``converged``, ``steps``, ``seconds``, ``dtype``, ``mean_cosines``,
     ``delta_gm``, ``nc1``, ``etf_distance``, ``min_cosine``, ``max_cosine``, ``cosine_groups``, ``prediction``

@@ -58,6 +58,7 @@ import optax
 from ufm import objectives
 from ufm.batching import epoch_batches, pad, parse_scheme, subset_batches
 from .data import DATASETS, Dataset, load, parse_imbalance
+from ufm.defaults import REFERENCE_STEPS
 from ufm.losses import sc_loss
 from ufm.progress import Progress
 from ufm.records import clean
@@ -341,7 +342,7 @@ def tracker_for(config, out=None, reference=False) -> Tracker:
                    reference=reference, normalize=True)
 
 
-def ufm_reference(config, *, max_n=2000, steps=20000, certify=True):
+def ufm_reference(config, *, max_n=2000, steps=REFERENCE_STEPS, certify=True):
     """The UFM of a run of ``config`` as a tracker's reference (``ufm.measurement``'s module doc):
     ``solvers.deepnet.compare.compare`` (full batch, dimension ``min(d, K)``, counts scaled past ``max_n``,
     certified), its whole answer kept under ``comparison``."""

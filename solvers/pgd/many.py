@@ -14,6 +14,7 @@ import numpy as np
 
 from ufm import objectives
 from ufm.batching import batch_list
+from ufm.defaults import DEFAULT_STEPS
 from ufm.kernels import sc_slots_vg, slot_layout
 
 from .loop import loop_parts, run, run_jit
@@ -302,7 +303,7 @@ def lockstep_pays(static) -> bool:
     return jax.default_backend() != "cpu" or static.N <= LOCKSTEP_MAX_N
 
 
-def solve_many(problems, *, steps: int = 5000, lr: float | None = None, optimizer="pgd",
+def solve_many(problems, *, steps: int = DEFAULT_STEPS, lr: float | None = None, optimizer="pgd",
                tol: float | None = None, seed=0, dtype: str | None = None, pad="auto", devices=None,
                progress: bool = False, continuation: bool | None = None, starts: int | None = None
                ) -> list[Solution]:

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ufm import objectives
+from ufm.defaults import DEFAULT_STEPS
 from ufm.kernels import ROW_AXIS
 
 from .loop import PROGRESS_WORK, run_jit, run_with_bar
@@ -43,7 +44,7 @@ def init_arrays(init, static):
 
 
 
-def solve(problem, *, steps: int = 5000, lr: float | None = None, optimizer="pgd", tol: float | None = None,
+def solve(problem, *, steps: int = DEFAULT_STEPS, lr: float | None = None, optimizer="pgd", tol: float | None = None,
           seed: int = 0, dtype: str | None = None, init=None, continuation: bool | None = None,
           starts: int | None = None, devices=None, progress: bool | None = None) -> Solution:
     """Minimise ``problem`` by projected gradient from a random start drawn from ``seed``.

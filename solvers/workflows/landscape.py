@@ -58,6 +58,7 @@ import time
 import numpy as np
 
 from ufm import Problem, imbalance, records
+from ufm.defaults import DEFAULT_STEPS
 
 __all__ = ["grid_points", "point_problem", "gram_signature", "signature_distance", "class_permutations",
            "group_points", "hessian_estimate", "run_point", "run_landscape", "assemble", "local_certifier",
@@ -83,7 +84,7 @@ class LocalCertificateMissing(RuntimeError):
 # --- the grid ------------------------------------------------------------------------------------------------------
 
 def grid_points(*, counts=None, classes=3, n_min=2, ratios=(1.0,), imbalance_profile="step", minority_fraction=0.5,
-                taus=(0.1,), dim=None, starts=8, seed=0, steps=5000, tol=1e-6, gram_tol=1e-2) -> list[dict]:
+                taus=(0.1,), dim=None, starts=8, seed=0, steps=DEFAULT_STEPS, tol=1e-6, gram_tol=1e-2) -> list[dict]:
     """The points of a grid, in order (count vectors outer, temperatures inner). Class sizes are integers: from
     ``counts`` (a list of count vectors) or from the family ``imbalance.counts_for(imbalance_profile, classes, n_min,
     R, minority_fraction)`` for each ``R`` in ``ratios`` (rounded sizes; a count vector that rounds to one already

@@ -33,6 +33,7 @@ import zipfile
 import numpy as np
 
 from ufm import geometry, measurement, objectives
+from ufm.defaults import REFERENCE_STEPS
 from ufm.measurement import InputError, network_geometry, normalizes, to_numpy, validate
 
 __all__ = ["InputError", "load_array", "validate", "ufm_problem", "solve_ufm", "certified_reference",
@@ -343,7 +344,7 @@ def ufm_problem(labels, d, *, loss="sc", tau=0.1, relu=False, batching="full", b
     return Problem(counts=scaled, batching=batching, **kw), scaled != counts
 
 
-def solve_ufm(problem, *, steps=20000, seed=0, certify=True) -> dict:
+def solve_ufm(problem, *, steps=REFERENCE_STEPS, seed=0, certify=True) -> dict:
     """Solve ``problem`` in float64 and certify it: ``loss``, ``converged``, ``lower_bound`` (a proved bound or
     None), ``gap``, ``certified``, ``certificate_method``, ``certificate_error`` (why no certificate ran, or
     None), ``prediction`` (``ufm.predict``), ``mean_cosines``, ``delta_gm``, ``nc1``, ``etf_distance``,
@@ -383,7 +384,7 @@ def solve_ufm(problem, *, steps=20000, seed=0, certify=True) -> dict:
 
 
 def certified_reference(counts, dim, *, loss="sc", tau=0.1, relu=False, batching="full", batches=None, labels=None,
-                        weight_decay=5e-3, max_n=MAX_N, steps=20000, seed=0, certify=True) -> dict:
+                        weight_decay=5e-3, max_n=MAX_N, steps=REFERENCE_STEPS, seed=0, certify=True) -> dict:
     """The UFM side of a measurement (module doc), the ``certified`` entry point of ``ufm.references``:
     :func:`solve_ufm` of :func:`ufm_problem` for ``counts`` (a tuple of K ints) and embedding dimension ``dim``,
     plus ``counts_scaled``.

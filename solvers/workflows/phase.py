@@ -42,6 +42,7 @@ import numpy as np
 
 from ufm import geometry, imbalance
 from ufm.classlevel import ClassProblem
+from ufm.defaults import CLASS_STEPS
 
 __all__ = ["phase", "grid_problem", "grid_group_problem", "choose_path", "boundary", "COLLAPSE", "ZERO", "RETRIES",
            "ARRAYS", "MAX_GROUPS", "memory_bytes"]
@@ -246,7 +247,7 @@ def _solve(path, problems, seed, tol, steps, pad=None, chains=None, warm=False):
     return sols, certs
 
 
-def boundary(spec, values, brackets, level, *, seed=0, tol=1e-6, rtol=1e-3, steps=4000, path=None):
+def boundary(spec, values, brackets, level, *, seed=0, tol=1e-6, rtol=1e-3, steps=CLASS_STEPS, path=None):
     """Bisect ``min_min(R) = level`` in ``log R`` inside each bracket ``(lo, hi)`` (None: no boundary), all axis
     values at once. Returns ``(Rs, proved)``: one ``R`` (or None) per value, the end of the final bracket at which
     the level is reached (:func:`_reached`), within ``rtol`` relative of the other end (or the next float64 to
@@ -301,7 +302,7 @@ def _brackets(ratios, row, level, certified):
     return None
 
 
-def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol: float = 1e-3, steps: int = 4000,
+def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol: float = 1e-3, steps: int = CLASS_STEPS,
           progress=None, warm: bool = False) -> dict:
     """Solve, certify and measure the grid ``values x ratios``; find the boundaries.
 

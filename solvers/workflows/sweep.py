@@ -29,6 +29,7 @@ from itertools import groupby
 
 from ufm import Problem, geometry, imbalance, objectives, records, theory
 from ufm.batching import EPOCH_SCHEMES, parse_scheme
+from ufm.defaults import DEFAULT_STEPS
 from ufm.progress import Progress
 
 __all__ = ["sweep_points", "point_problem", "point_task", "run_sweep", "unique", "failed", "RESULTS", "RECORD_KEYS",
@@ -49,7 +50,7 @@ def _nonempty(name, values):
 
 def sweep_points(*, losses=("sc",), profile="step", classes=4, n_min=3, ratios=(1, 10), taus=(0.5,),
                  dim=None, nonneg=(False,), batchings=("full",), minority_fraction=0.5, radius=1.0,
-                 weight_decay=None, seed=0, steps=5000, epochs=200, dtype="float64") -> list[dict]:
+                 weight_decay=None, seed=0, steps=DEFAULT_STEPS, epochs=200, dtype="float64") -> list[dict]:
     """The grid as a list of points (dicts). Raises ``ValueError`` naming the bad argument."""
     losses, ratios, taus = _nonempty("loss", losses), _nonempty("ratios", ratios), _nonempty("taus", taus)
     nonneg, batchings = _nonempty("nonneg", nonneg), _nonempty("batchings", batchings)

@@ -75,6 +75,7 @@ import numpy as np
 
 from ufm import Problem, geometry, interaction, objectives, theory
 from ufm.batching import epoch_batch_list, is_epoch_scheme, parse_scheme
+from ufm.defaults import DEFAULT_STEPS
 
 __all__ = ["Row", "Setting", "Theorem", "THEOREMS", "VERDICTS", "verify", "verify_setting", "found_geometry",
            "applicability", "etf_vectors", "of_point", "etf_point", "SUITE", "run_suite", "random_setting",
@@ -307,7 +308,7 @@ class Setting:
         return (f"counts {','.join(map(str, self.counts))}, tau {self.tau:g}, dim {self.dim}, {self.constraint} of "
                 f"radius {self.radius:g}, {batching}{wd}")
 
-    def command(self, steps: int = 5000, starts: int = DEFAULT_STARTS, tol: float = TOL) -> str:
+    def command(self, steps: int = DEFAULT_STEPS, starts: int = DEFAULT_STARTS, tol: float = TOL) -> str:
         """The ``ufm verify`` command line that checks this setting again (floats written exactly)."""
         parts = ["ufm", "verify", "--counts", ",".join(map(str, self.counts)), "--tau", repr(float(self.tau)),
                  "--dim", str(self.dim), "--radius", repr(float(self.radius)), "--constraint", self.constraint]
@@ -318,7 +319,7 @@ class Setting:
         elif self.batching != "full":
             parts += ["--batching", self.batching]
         parts += ["--seed", str(self.seed)]
-        if steps != 5000:
+        if steps != DEFAULT_STEPS:
             parts += ["--steps", str(steps)]
         if starts != DEFAULT_STARTS:
             parts += ["--starts", str(starts)]
@@ -1102,7 +1103,8 @@ def _bcl_etf(case: _Case) -> Row:
     return row
 
 
-def verify_setting(setting: Setting, *, steps: int = 5000, starts: int = DEFAULT_STARTS, tol: float = TOL) -> list[Row]:
+def verify_setting(setting: Setting, *, steps: int = DEFAULT_STEPS, starts: int = DEFAULT_STARTS,
+                   tol: float = TOL) -> list[Row]:
     """Check every theorem of ``THEOREMS`` on ``setting`` (module doc): one row per theorem, applicable or not.
     Raises ``ValueError`` (naming the field) for a bad setting."""
     if not isinstance(steps, (int, np.integer)) or steps < 1:
@@ -1141,7 +1143,7 @@ def _check(case: _Case, t: Theorem) -> Row:
 
 
 def verify(counts, *, tau=0.5, dim=None, radius=1.0, constraint="sphere", weight_decay=None, batching="full",
-           batches=None, steps=5000, seed=0, starts=DEFAULT_STARTS, tol=TOL) -> list[Row]:
+           batches=None, steps=DEFAULT_STEPS, seed=0, starts=DEFAULT_STARTS, tol=TOL) -> list[Row]:
     """:func:`verify_setting` for the setting of these arguments (``dim`` None: ``K + 2``; ``seed``: the random
     starts and the batching's ``batch_seed``)."""
     return verify_setting(Setting(tuple(counts), tau, dim, radius, constraint, weight_decay,
@@ -1162,7 +1164,7 @@ SUITE = (
 )
 
 
-def run_suite(steps: int = 5000, starts: int = DEFAULT_STARTS, tol: float = TOL, settings=SUITE) -> list[Row]:
+def run_suite(steps: int = DEFAULT_STEPS, starts: int = DEFAULT_STARTS, tol: float = TOL, settings=SUITE) -> list[Row]:
     """Every row of every setting of ``SUITE`` (each theorem applies in at least one of them)."""
     return [r for s in settings for r in verify_setting(s, steps=steps, starts=starts, tol=tol)]
 
@@ -1280,7 +1282,7 @@ def applied_fraction(rows) -> float:
     return sum(v != "not applicable" for v in verdicts) / max(1, len(verdicts))
 
 
-def audit(n: int, seed: int = 0, *, steps: int = 5000, starts: int = DEFAULT_STARTS, tol: float = TOL,
+def audit(n: int, seed: int = 0, *, steps: int = DEFAULT_STEPS, starts: int = DEFAULT_STARTS, tol: float = TOL,
           progress: bool = True) -> dict:
     """Check every row of ``THEOREMS`` on ``n`` random settings drawn inside the theorems' hypotheses and near
     their edges (:func:`audit_setting`, the profiles of ``PROFILES`` in turn, the numbers drawn from ``seed``).

@@ -15,6 +15,7 @@ import platform
 import sys
 import warnings
 
+from ufm.defaults import DEFAULT_STEPS
 from ufm.runs import clean_stale_tmp  # noqa: F401  (one implementation; the commands and tests reach it here)
 
 
@@ -378,7 +379,8 @@ def add_solver_args(p: argparse.ArgumentParser, tol_flag: str = "--tol"):
     uses ``--solve-tol``, keeping ``--tol`` for the certificate); the value lands in ``args.tol`` or, renamed,
     in ``args.solve_tol``."""
     g = p.add_argument_group("solver")
-    g.add_argument("--steps", type=int, default=5000, help="most projected-gradient steps (default 5000)")
+    g.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"most projected-gradient steps (default {DEFAULT_STEPS})")
     g.add_argument("--lr", type=float, default=None, help="initial/fixed step (default: the tau/N rule)")
     g.add_argument("--optimizer", default="pgd", choices=["pgd", "sgd", "momentum", "nesterov", "adam"])
     g.add_argument(tol_flag, type=float, default=None,

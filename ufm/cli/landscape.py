@@ -13,6 +13,8 @@ import math
 import os
 import sys
 
+from ufm.defaults import DEFAULT_STEPS
+
 from .common import (UsageError, dumps, eprint, hold_folder, named_int_list, seed_int, write_json)
 
 HELP = "where the SC landscape is benign: random starts per point, stationary points grouped and certified"
@@ -45,7 +47,8 @@ def add_parser(sub):
     s = p.add_argument_group("starts and certificates")
     s.add_argument("--starts", type=int, default=8, help="random starts per point (default 8)")
     s.add_argument("--seed", type=seed_int, default=0, help="start i of every point is drawn from seed + i")
-    s.add_argument("--steps", type=int, default=5000, help="most projected-gradient steps per start (default 5000)")
+    s.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"most projected-gradient steps per start (default {DEFAULT_STEPS})")
     s.add_argument("--tol", type=float, default=1e-6,
                    help="relative tolerance of the global certificate and of equal losses (default 1e-6)")
     s.add_argument("--gram-tol", type=float, default=1e-2,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from ufm.defaults import DEFAULT_STEPS
+
 from .common import (UsageError, add_dtype_args, add_size_args, check_memory, dtype_of, dumps, float_list,
                      hold_folder, memory_estimate, seed_int)
 
@@ -77,7 +79,8 @@ def add_parser(sub):
     p.add_argument("--dim", type=int, default=None, help="d (default K)")
     p.add_argument("--radius", type=float, default=1.0)
     p.add_argument("--weight-decay", type=float, default=None, help="CE lambda_W (default 5e-3)")
-    p.add_argument("--steps", type=int, default=5000, help="most PGD steps per point (default 5000)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"most PGD steps per point (default {DEFAULT_STEPS})")
     p.add_argument("--epochs", type=int, default=200, help="epochs for shuffled / binding batchings (default 200)")
     p.add_argument("--seed", type=seed_int, default=0)
     add_dtype_args(p)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from ufm.defaults import REFERENCE_STEPS
+
 from .common import (UsageError, add_size_args, atomic, check_memory, dumps, eprint, fmt_matrix, hold_folder,
                      loss_choices, seed_int, versions, write_json)
 
@@ -58,7 +60,8 @@ def add_parser(sub):
     g.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     g = p.add_argument_group("UFM comparison")
     g.add_argument("--no-ufm", dest="ufm", action="store_false", help="skip the UFM solve")
-    g.add_argument("--ufm-steps", type=int, default=20000, help="most PGD steps of the UFM solve (20000)")
+    g.add_argument("--ufm-steps", type=int, default=REFERENCE_STEPS,
+                   help=f"most PGD steps of the UFM solve ({REFERENCE_STEPS})")
     g.add_argument("--ufm-max-n", type=int, default=2000, help="scale the UFM counts down above this N (2000)")
     add_size_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")

@@ -12,6 +12,8 @@ import argparse
 import math
 import os
 
+from ufm.defaults import DEFAULT_STEPS
+
 from .common import UsageError, dumps, ensure_dir, int_list, seed_int, versions, write_json
 
 HELP = "check every theorem that applies to a setting against its statement (holds / fails / inconclusive)"
@@ -65,7 +67,8 @@ def add_parser(sub):
     p.add_argument("--batching", default="full", metavar="SCHEME",
                    help="full | fixed:b | subsets:b | binding:b | shuffled:b (epoch schemes: epoch 0's batches)")
     p.add_argument("--batches", default=None, help="explicit batches '0,1,3;2,4,5' or a file")
-    p.add_argument("--steps", type=int, default=5000, help="most PGD steps per run (default 5000)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"most PGD steps per run (default {DEFAULT_STEPS})")
     p.add_argument("--starts", type=int, default=16, help="random starts of the landscape check (default 16)")
     p.add_argument("--tol", type=float, default=1e-6, help="relative loss tolerance (default 1e-6)")
     p.add_argument("--seed", type=seed_int, default=0, help="random starts and batch seed; with --audit, the draw")
