@@ -23,7 +23,7 @@ CASES = [(a, kw, s) for a, kw in ARCHS for s in SHAPES if not (a == "resnet18" a
 @pytest.mark.parametrize("arch,kw,shape", CASES, ids=[f"{a}-{len(s) - 1}d" for a, _, s in CASES])
 @pytest.mark.slow
 def test_shapes_determinism_relu_and_gradients(arch, kw, shape):
-    enc = deepnet.encoder(arch, relu=True, **kw)
+    enc = deepnet.encoder(arch, nonneg=True, **kw)
     dim = kw.get("dim", 8 * kw["width"])
     x = batch(shape)
     init = enc.init
@@ -51,10 +51,10 @@ def test_shapes_determinism_relu_and_gradients(arch, kw, shape):
 @pytest.mark.slow
 def test_no_relu_gives_signed_embeddings_and_head_sets_dim(arch, kw):
     shape = (40, 1)  # 1-D signals (mnist1d)
-    enc = deepnet.encoder(arch, relu=False, **kw)
+    enc = deepnet.encoder(arch, nonneg=False, **kw)
     Z = jax.jit(enc.apply)(enc.init(jax.random.PRNGKey(0), shape), batch(shape))
     assert float(Z.min()) < 0 < float(Z.max())
-    enc = deepnet.encoder(arch, relu=True, head=10, dim=5, width=kw["width"])
+    enc = deepnet.encoder(arch, nonneg=True, head=10, dim=5, width=kw["width"])
     p = enc.init(jax.random.PRNGKey(0), shape)
     Z = jax.jit(enc.apply)(p, batch(shape))
     assert Z.shape == (6, 5) and enc.dim == 5 and float(Z.min()) >= 0

@@ -27,13 +27,13 @@ def embeddings(kind, counts, noise=0.01, seed=0, d=None):
 @pytest.fixture(scope="module")
 def of_case():
     Z, y, _ = embeddings("of", [20, 20, 5, 5])
-    return Z, y, M.measure_row(Z, y, loss="sc", tau=0.1, relu=True)
+    return Z, y, M.measure_row(Z, y, loss="sc", tau=0.1, nonneg=True)
 
 
 @pytest.fixture(scope="module")
 def etf_case():
     Z, y, V = embeddings("etf", [10] * K)
-    return Z, y, V, M.measure_row(Z, y, 3 * V, loss="sc", tau=0.1, relu=False)
+    return Z, y, V, M.measure_row(Z, y, 3 * V, loss="sc", tau=0.1, nonneg=False)
 
 
 @pytest.mark.slow
@@ -59,7 +59,7 @@ def test_the_simplex_etf_beside_the_balanced_ufm(etf_case):
     assert r["geometry"]["etf_distance"] < 0.03
     # the ETF is far from the UFM+ (the orthogonal frame)
     Z, y, _, _ = etf_case
-    far = M.measure_row(Z, y, loss="sc", tau=0.1, relu=True)
+    far = M.measure_row(Z, y, loss="sc", tau=0.1, nonneg=True)
     assert far["distance_to_ufm"] > 0.4
 
 
@@ -243,7 +243,7 @@ def test_explicit_batches_keep_the_rows_order(tmp_path):
     Z, y, _ = embeddings("of", [3, 3])
     order = np.array([0, 3, 1, 4, 2, 5])
     batches = ((0, 1, 2, 3), (2, 3, 4, 5), (4, 5, 0, 1))  # two samples of each class, in the shuffled order
-    r = M.measure_row(Z[order], y[order], loss="sc", tau=0.5, relu=True, batches=batches)
+    r = M.measure_row(Z[order], y[order], loss="sc", tau=0.5, nonneg=True, batches=batches)
     p = r["ufm"]["problem"]
     assert p["batching"] == "explicit" and p["labels"] == [0, 1, 0, 1, 0, 1]
     assert r["distance_to_ufm"] < 0.05 and r["ufm"]["delta_gm"] < 1e-3

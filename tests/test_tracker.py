@@ -37,7 +37,7 @@ def test_one_row_per_log_and_one_solve_per_count_vector(tmp_path):
         return certified_reference(counts, dim, **kw)
 
     out = tmp_path / "run"
-    with ufm.Tracker(out, loss="sc", tau=0.2, relu=True, reference=counting) as t:
+    with ufm.Tracker(out, loss="sc", tau=0.2, nonneg=True, reference=counting) as t:
         for epoch, noise in enumerate([0.5, 0.2, 0.05]):
             Z, y = collapsing([6, 6, 2], noise, seed=epoch)
             row = t.log(epoch, Z, y, train_loss=1.0 / (epoch + 1), lr=np.float32(0.1))
@@ -63,18 +63,18 @@ def test_any_callable_is_a_reference_and_false_turns_the_ufm_side_off(tmp_path):
     Z, y = collapsing([4, 4, 2], 0.1)
     seen = []
 
-    def etf(counts, dim, *, loss, tau, relu, batching, batches, labels, **options):
-        seen.append(dict(counts=counts, dim=dim, loss=loss, tau=tau, relu=relu, batching=batching, options=options,
+    def etf(counts, dim, *, loss, tau, nonneg, batching, batches, labels, **options):
+        seen.append(dict(counts=counts, dim=dim, loss=loss, tau=tau, nonneg=nonneg, batching=batching, options=options,
                          labels=labels.tolist()))
         K = len(counts)
         return {"mean_cosines": (np.eye(K) * (K / (K - 1)) - 1 / (K - 1)).tolist(), "loss": 1.5}
 
-    with ufm.Tracker(None, loss="ce", tau=0.5, relu=False, batching="fixed:4", reference=etf,
+    with ufm.Tracker(None, loss="ce", tau=0.5, nonneg=False, batching="fixed:4", reference=etf,
                      weight_decay=1e-3) as t:
         row = t.log(0, Z, y)
         t.log(1, Z * 2, y)
     assert len(seen) == 1 and t.solves == 1
-    assert seen[0] == dict(counts=(4, 4, 2), dim=3, loss="ce", tau=0.5, relu=False, batching="fixed:4",
+    assert seen[0] == dict(counts=(4, 4, 2), dim=3, loss="ce", tau=0.5, nonneg=False, batching="fixed:4",
                            options={"weight_decay": 1e-3}, labels=y.tolist())
     K = 3
     G = np.eye(K) * (K / (K - 1)) - 1 / (K - 1)
@@ -109,9 +109,9 @@ def test_without_an_installed_reference_the_error_says_what_to_do(monkeypatch):
 def test_the_row_is_the_measure_commands_numbers(tmp_path):
     Z, y = collapsing([4, 4, 2], 0.1)
     W = np.eye(3)
-    with Tracker(tmp_path, loss="sc", tau=0.1, relu=True) as t:
+    with Tracker(tmp_path, loss="sc", tau=0.1, nonneg=True) as t:
         row = t.log(0, Z, y, W=W)
-    r = measure_row(Z, y, W, loss="sc", tau=0.1, relu=True)
+    r = measure_row(Z, y, W, loss="sc", tau=0.1, nonneg=True)
     assert row["delta_gm"] == pytest.approx(r["geometry"]["delta_gm"], rel=1e-12)
     assert row["nc3"] == pytest.approx(r["geometry"]["nc3"], rel=1e-12) and row["nc4"] == r["geometry"]["nc4"]
     assert row["distance_to_ufm"] == pytest.approx(r["distance_to_ufm"], abs=1e-6)

@@ -153,7 +153,7 @@ def test_training_fits_separable_data_and_records_every_epoch():
     d = tiny_data()
     # CE without the final ReLU: a width-16 CE net with one can lose a whole class to dead units
     for loss, relu in (("sc", True), ("ce", False)):
-        r = train(TrainConfig(loss=loss, relu=relu, **{**TINY, "epochs": 8}), data=d, progress=False)
+        r = train(TrainConfig(loss=loss, nonneg=relu, **{**TINY, "epochs": 8}), data=d, progress=False)
         assert len(r.history) == 8 and r.steps == 8 * 5
         assert r.final["train_accuracy"] == 1.0 and r.final["test_accuracy"] == 1.0
         assert r.steps_to_fit is not None and r.steps_to_fit <= r.steps
@@ -164,19 +164,19 @@ def test_training_fits_separable_data_and_records_every_epoch():
 
 
 def test_compare_maps_the_config_to_the_ufm():
-    sc = compare.ufm_problem((5, 5, 2), TrainConfig(relu=True, tau=0.2), 3)
+    sc = compare.ufm_problem((5, 5, 2), TrainConfig(nonneg=True, tau=0.2), 3)
     assert sc == Problem(counts=(5, 5, 2), loss="sc", tau=0.2, dim=3, constraint="sphere", nonneg=True)
-    ce = compare.ufm_problem((5, 5, 2), TrainConfig(loss="ce", relu=False, weight_decay=1e-3, bias=True), 3)
+    ce = compare.ufm_problem((5, 5, 2), TrainConfig(loss="ce", nonneg=False, weight_decay=1e-3, bias=True), 3)
     assert (ce.constraint, ce.weight_decay, ce.feature_decay, ce.bias, ce.nonneg) == ("none", 1e-3, 1e-3, True, False)
     assert compare.scale_counts((3000, 3000, 300), 2000) == (952, 952, 95)
     assert compare.scale_counts((30, 3), 2000) == (30, 3)
     G = np.eye(3)
-    out = compare.compare(G, (6, 6, 2), TrainConfig(relu=True, tau=0.5), dim=8)
+    out = compare.compare(G, (6, 6, 2), TrainConfig(nonneg=True, tau=0.5), dim=8)
     assert out["prediction"]["geometry"] == "of" and out["delta_gm"] < 1e-6 and out["distance_to_ufm"] < 1e-6
     assert abs(out["loss"] - out["prediction"]["loss"]) < 1e-8
     cert = out["certificate"]
     assert cert["certified"] and abs(cert["lower_bound"] - out["prediction"]["loss"]) <= 1e-6
-    assert compare.compare(G, (6, 6, 2), TrainConfig(relu=True, tau=0.5), dim=8, certify=False)["certificate"] is None
+    assert compare.compare(G, (6, 6, 2), TrainConfig(nonneg=True, tau=0.5), dim=8, certify=False)["certificate"] is None
     groups = compare.cosine_groups(np.array([[1, .1, .2], [.1, 1, .3], [.2, .3, 1]]), (10, 10, 2))
     assert groups == {"maj_maj": .1, "maj_min": pytest.approx(.25), "min_min": None}
 
@@ -194,10 +194,10 @@ def test_digits_step10_binding_sc_reaches_the_orthogonal_frame_with_relu():
     the class means approach the orthogonal frame (delta_gm <= 0.1) with test accuracy >= 0.85; without the
     ReLU the geometry stays far from it (delta_gm >= 0.3)."""
     pytest.importorskip("sklearn")
-    cfg = TrainConfig(dataset="digits", arch="mlp", loss="sc", relu=True, imbalance="step:10",
+    cfg = TrainConfig(dataset="digits", arch="mlp", loss="sc", nonneg=True, imbalance="step:10",
                       batching="binding:64", epochs=60, seed=0, probe=False)
     r = train(cfg, progress=False)
     assert r.final["delta_gm"] <= 0.1 and r.final["test_accuracy"] >= 0.85
     assert r.final["min_cosine"] >= 0  # ReLU features: no negative cosine
-    r = train(cfg.replace(relu=False, epochs=20), progress=False)
+    r = train(cfg.replace(nonneg=False, epochs=20), progress=False)
     assert r.final["delta_gm"] >= 0.3 and r.final["min_cosine"] < 0

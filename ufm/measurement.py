@@ -14,9 +14,10 @@ fewer samples than the mean count), ``min_cosine`` / ``max_cosine`` (off-diagona
 **The UFM side** is not computed here: ``ufm`` never imports the solvers. :func:`measure_row` takes a
 *reference*, a callable that states, solves and certifies the UFM for the network's counts (the ``certified``
 entry point of the group ``ufm.references``: ``solvers.workflows.measure.certified_reference``; docs/design.md).
-It is called as ``reference(counts, dim, *, loss, tau, relu, batching, batches, labels, **options)`` with
-``counts`` a tuple of ``K`` ints, ``dim = d``, ``labels (N,)`` int64, and returns a dict holding at least
-``mean_cosines (K, K)`` (and, when it has them, ``delta_gm``, ``nc1``, ``etf_distance``, ``loss``,
+It is called as ``reference(counts, dim, *, loss, tau, nonneg, batching, batches, labels, **options)`` with
+``counts`` a tuple of ``K`` ints, ``dim = d``, ``labels (N,)`` int64 (a reference that still takes the
+deprecated ``relu`` instead of ``nonneg`` gets it under that name, with a ``DeprecationWarning``), and returns a
+dict holding at least ``mean_cosines (K, K)`` (and, when it has them, ``delta_gm``, ``nc1``, ``etf_distance``, ``loss``,
 ``lower_bound``, ``certified``, ``counts_scaled``); :func:`call_reference` adds ``delta_gm_renormalised``.
 
 **Distance** ``distance_to_ufm = ufm.geometry.gram_distance(G_net, G_ufm)``: the Frobenius distance between the
@@ -28,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import geometry, objectives
+from .deprecation import call_renamed, renamed
 
 __all__ = ["InputError", "to_numpy", "validate", "normalizes", "network_geometry", "measure_row", "call_reference"]
 
@@ -153,12 +155,15 @@ def network_geometry(Z, labels, W=None, loss="sc", normalize=None) -> dict:
     return rep
 
 
-def call_reference(reference, counts, dim, labels, *, loss, tau, relu, batching, batches, **options) -> dict:
+def call_reference(reference, counts, dim, labels, *, loss, tau, nonneg=False, batching, batches, relu=None,
+                   **options) -> dict:
     """``reference(counts, dim, loss=..., ...)`` (module doc), its answer checked: a dict with ``mean_cosines``
     of shape ``(K, K)``. ``delta_gm`` stays the reference's own (None when it leaves it out: Kini et al.'s metric
-    needs the class means, not only their cosines); ``delta_gm_renormalised`` is added from the cosines."""
-    side = reference(tuple(int(c) for c in counts), int(dim), loss=loss, tau=tau, relu=bool(relu),
-                     batching=batching, batches=batches, labels=np.asarray(labels, dtype=np.int64), **options)
+    needs the class means, not only their cosines); ``delta_gm_renormalised`` is added from the cosines.
+    ``relu``: the deprecated name of ``nonneg``."""
+    nonneg = renamed("relu", relu, "nonneg", nonneg)
+    side = call_renamed(reference, tuple(int(c) for c in counts), int(dim), loss=loss, tau=tau, nonneg=bool(nonneg),
+                        batching=batching, batches=batches, labels=np.asarray(labels, dtype=np.int64), **options)
     K = len(counts)
     name = getattr(reference, "__qualname__", None) or type(reference).__name__
     if not isinstance(side, dict) or "mean_cosines" not in side:
@@ -171,32 +176,36 @@ def call_reference(reference, counts, dim, labels, *, loss, tau, relu, batching,
     return {**side, "delta_gm": side.get("delta_gm"), "delta_gm_renormalised": geometry.gram_distance(G, np.eye(K))}
 
 
-def measure_row(Z, labels, W=None, *, loss="sc", tau=0.1, relu=False, batching="full", batches=None,
-                normalize=None, reference=None, **options) -> dict:
-    """One measurement (module doc): ``loss``, ``tau``, ``relu``, ``counts``, ``N``, ``d``, ``K``, ``geometry``
+def measure_row(Z, labels, W=None, *, loss="sc", tau=0.1, nonneg=False, batching="full", batches=None,
+                normalize=None, reference=None, relu=None, **options) -> dict:
+    """One measurement (module doc): ``loss``, ``tau``, ``nonneg`` (also written as ``relu``, its older name),
+    ``counts``, ``N``, ``d``, ``K``, ``geometry``
     (:func:`network_geometry`), and with a ``reference`` its answer ``ufm``, ``counts_scaled`` and
     ``distance_to_ufm`` (None, False and None without one).
 
     Args:
       Z, labels, W: the rows ``(N, d)``, labels ``(N,)`` and classifier ``(K, d)`` or None (:func:`validate`).
-      loss, tau, relu: the network's loss, temperature and whether its embeddings pass a ReLU.
+      loss, tau, nonneg: the network's loss, temperature and whether its embeddings are non-negative (they pass
+        a ReLU: UFM+).
       batching, batches: the UFM's batching scheme, or explicit batches (index lists of the rows).
       normalize: None for the loss's convention (:func:`network_geometry`), or True / False.
       reference: the UFM side (module doc), or None for the network alone.
       options: more keyword arguments for ``reference`` (``weight_decay``, ``max_n``, ``seed`` ...).
+      relu: the deprecated name of ``nonneg`` (a ``DeprecationWarning``).
     Raises:
       InputError for bad arrays; ValueError naming a bad field (``loss``; the reference's own).
     """
+    nonneg = bool(renamed("relu", relu, "nonneg", nonneg))
     Z, y, W = validate(Z, labels, W)
     objectives.get(loss)  # ValueError naming loss
     geo = network_geometry(Z, y, W, loss, normalize)
     counts = np.bincount(y).tolist()
-    out = {"loss": loss, "tau": tau, "relu": bool(relu), "counts": counts, "N": int(Z.shape[0]),
+    out = {"loss": loss, "tau": tau, "nonneg": nonneg, "relu": nonneg, "counts": counts, "N": int(Z.shape[0]),
            "d": int(Z.shape[1]), "K": len(counts), "geometry": geo, "ufm": None, "counts_scaled": False,
            "distance_to_ufm": None}
     if reference is not None:
-        side = call_reference(reference, counts, Z.shape[1], y, loss=loss, tau=tau, relu=relu, batching=batching,
-                              batches=batches, **options)
+        side = call_reference(reference, counts, Z.shape[1], y, loss=loss, tau=tau, nonneg=nonneg,
+                              batching=batching, batches=batches, **options)
         out.update(ufm=side, counts_scaled=bool(side.get("counts_scaled", False)),
                    distance_to_ufm=geometry.gram_distance(geo["mean_cosines"], side["mean_cosines"]))
     return out

@@ -2,7 +2,7 @@
 
     import ufm
 
-    with ufm.Tracker("runs/a", loss="sc", tau=0.1, relu=True) as t:
+    with ufm.Tracker("runs/a", loss="sc", tau=0.1, nonneg=True) as t:
         for epoch in range(epochs):
             ...                                   # train
             t.log(epoch, Z, labels, W=None, train_loss=loss)
@@ -29,9 +29,12 @@ distinct problem: count vector and embedding dimension (with explicit batches, t
 from __future__ import annotations
 
 import os
+import warnings
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
+
+from .deprecation import call_renamed, renamed
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -86,14 +89,15 @@ class Tracker:
     Args:
       out_dir: the folder (created) of ``history.jsonl`` and the figure; rows are appended to an existing file.
         None: no files, the rows are kept in ``rows`` only.
-      loss, tau, relu: the network's loss (``sc``, ``ce``, ``bcl``), temperature and whether the embeddings pass a
-        ReLU. batching: a scheme (``"full"``, ``"fixed:b"``, ...) for the UFM, or explicit batches (a list of index
-        lists of the logged rows); None: full batch.
+      loss, tau, nonneg: the network's loss (``sc``, ``ce``, ``bcl``), temperature and whether the embeddings are
+        non-negative (they pass a ReLU: UFM+). batching: a scheme (``"full"``, ``"fixed:b"``, ...) for the UFM,
+        or explicit batches (a list of index lists of the logged rows); None: full batch.
       reference: None (the ``certified`` entry point), an entry point's name, a callable, or False (no UFM side).
       normalize: None to measure the rows as the loss sees them (normalised for SC/BCL, raw for CE); True / False
         to measure the normalised / raw rows whatever the loss.
       options: keyword arguments passed on to the reference (the certified one takes ``weight_decay`` (CE),
         ``max_n``, ``steps``, ``seed``, ``certify``).
+      relu: the deprecated name of ``nonneg`` (a ``DeprecationWarning``).
     Raises:
       ValueError naming a bad ``loss`` or ``tau``; :class:`ReferenceNotFound` when no reference can be found;
       ``ufm.records.Busy`` when another writer (another ``Tracker``, in this process or another, or another ufm
@@ -104,9 +108,11 @@ class Tracker:
     a killed run, is moved to ``history.jsonl.rejected``).
     """
 
-    def __init__(self, out_dir, loss="sc", tau=0.1, relu=True, batching=None, *, reference=None, normalize=None,
-                 **options):
+    def __init__(self, out_dir, loss="sc", tau=0.1, nonneg=True, batching=None, *, reference=None, normalize=None,
+                 relu=None, **options):
         from . import objectives
+
+        nonneg = renamed("relu", relu, "nonneg", nonneg)
 
         objectives.get(loss)  # ValueError naming loss
         if not float(tau) > 0:
@@ -114,7 +120,7 @@ class Tracker:
         self.out_dir = None if out_dir is None else os.fspath(out_dir)
         self.path = None
         self._lock = None
-        self.loss, self.tau, self.relu, self.normalize = loss, float(tau), bool(relu), normalize
+        self.loss, self.tau, self.nonneg, self.normalize = loss, float(tau), bool(nonneg), normalize
         if batching is None or isinstance(batching, str):
             self.batching, self.batches = batching or "full", None
         else:
@@ -160,6 +166,13 @@ class Tracker:
             self._lock = None
 
     @property
+    def relu(self) -> bool:
+        """The deprecated name of ``nonneg`` (a ``DeprecationWarning``)."""
+        warnings.warn("Tracker.relu is deprecated; use Tracker.nonneg (the same meaning)", DeprecationWarning,
+                      stacklevel=2)
+        return self.nonneg
+
+    @property
     def has_reference(self) -> bool:
         """Whether the tracker has a UFM side."""
         return self._entry is not None or self._reference is not None
@@ -177,12 +190,12 @@ class Tracker:
         """The reference, called once per distinct problem (module doc)."""
         key = (counts, dim, None if self.batches is None else tuple(int(v) for v in labels))
         if key not in self._done:
-            self._done[key] = self._resolve()(counts, dim, labels=labels, **kw)
+            self._done[key] = call_renamed(self._resolve(), counts, dim, labels=labels, **kw)
             self.solves += 1
         return self._done[key]
 
     def _measure_kwargs(self):
-        return dict(loss=self.loss, tau=self.tau, relu=self.relu, normalize=self.normalize,
+        return dict(loss=self.loss, tau=self.tau, nonneg=self.nonneg, normalize=self.normalize,
                     batching=self.batching if self.batches is None else None, batches=self.batches)
 
     def reference_result(self, labels: ArrayLike, dim: int) -> dict | None:

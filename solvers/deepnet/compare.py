@@ -2,7 +2,7 @@
 how far the network's class-mean Gram is from the UFM's.
 
 **The UFM problem** (:func:`ufm_problem`): the training counts (after imbalance and label noise), the same loss
-and ``tau``, ``nonneg = relu``, full batch, float64, dimension ``min(d, K)`` (the minimiser collapses every
+and ``tau``, ``nonneg`` that of the network, full batch, float64, dimension ``min(d, K)`` (the minimiser collapses every
 class, so K dimensions lose nothing: for the digits STEP-10 counts the optimum at d = 10, 20 and 128 agrees to
 1e-11). SC: the unit sphere (the network's embeddings are L2-normalised). CE: no norm constraint, with
 ``weight_decay = feature_decay =`` the network's weight decay (Zhu et al.'s regularised UFM).
@@ -41,10 +41,10 @@ def scale_counts(counts, max_n):
 def ufm_problem(counts, config, dim) -> Problem:
     """The UFM ``Problem`` of a training ``config`` (module doc) for ``counts`` in dimension ``dim``."""
     if config.loss_head == "sc":
-        return Problem(counts=counts, loss="sc", tau=config.tau, dim=dim, constraint="sphere", nonneg=config.relu)
+        return Problem(counts=counts, loss="sc", tau=config.tau, dim=dim, constraint="sphere", nonneg=config.nonneg)
     if config.weight_decay <= 0:
         raise ValueError("the CE UFM needs weight_decay > 0 (without it no minimiser exists)")
-    return Problem(counts=counts, loss="ce", dim=dim, constraint="none", nonneg=config.relu,
+    return Problem(counts=counts, loss="ce", dim=dim, constraint="none", nonneg=config.nonneg,
                    weight_decay=config.weight_decay, feature_decay=config.weight_decay, bias=config.bias)
 
 

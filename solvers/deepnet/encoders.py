@@ -2,7 +2,7 @@
 
 An :class:`Encoder` is a pair of pure functions, as an optax ``GradientTransformation`` is:
 
-    enc = encoder("mlp", dim=128, relu=True)
+    enc = encoder("mlp", dim=128, nonneg=True)
     params = enc.init(key, input_shape)        # input_shape: one sample's shape, e.g. (8, 8, 1)
     Z = enc.apply(params, x, train=True)       # x (n, *input_shape) -> Z (n, enc.dim)
 
@@ -23,14 +23,14 @@ e.g. an 8 x 8 digit after three stride-2 stages, still normalises over 8 or more
 (padding slots and batch-binding examples leave the others unchanged), and train and eval outputs are equal.
 ``train`` is kept in the signature for a uniform interface (nothing here is stochastic).
 
-**Final activation.** ``relu=True`` puts a ReLU on the embedding (UFM+, Kini et al.): for the MLP and CNN after
-the last linear layer; for the ResNet the last block's ReLU, before the pooling, as in the standard network.
-``relu=False`` leaves it out (the last block's output is ``F(x) + x`` without ReLU), so embeddings can be
-negative.
+**Final activation.** ``nonneg=True`` puts a ReLU on the embedding, so that it is non-negative (UFM+, Kini et al.):
+for the MLP and CNN after the last linear layer; for the ResNet the last block's ReLU, before the pooling, as in
+the standard network. ``nonneg=False`` leaves it out (the last block's output is ``F(x) + x`` without ReLU), so
+embeddings can be negative.
 
 **Projection head** (``head=h``): the body's features (after a ReLU) go through ``dense(h) - ReLU - dense(dim)``
 (SupCon's head); the loss, the geometry and the probes all see the head's output (the embedding the UFM models),
-and ``relu`` applies to that output.
+and ``nonneg`` applies to that output. (``relu=`` is the deprecated name of ``nonneg``.)
 
 Initialisation: He-normal weights, zero biases, GroupNorm scale 1 and offset 0; all from the ``key``, by one
 random draw (:func:`materialize`).
@@ -43,6 +43,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ufm.deprecation import renamed
 
 ARCHS = ("mlp", "cnn", "resnet18")
 
@@ -169,10 +171,10 @@ def _identity(x):
     return x
 
 
-def _finish(body_spec, body_apply, dim_body, dim, relu, head):
+def _finish(body_spec, body_apply, dim_body, dim, nonneg, head):
     """Wrap a body (``body_spec(input_shape)`` -> parameter specs) with the optional projection head and the
     final activation."""
-    act = jax.nn.relu if relu else _identity
+    act = jax.nn.relu if nonneg else _identity
     if head is None:
         def apply(params, x, train=False):
             return body_apply(params["body"], jnp.asarray(x, jnp.float32), act)
@@ -193,8 +195,11 @@ def _finish(body_spec, body_apply, dim_body, dim, relu, head):
 
 # --- architectures --------------------------------------------------------------------------------------------
 
-def mlp(dim=128, width=512, depth=2, relu=True, head=None) -> Encoder:
-    """Flatten, ``depth`` x (dense ``width`` + ReLU), dense to ``dim`` (+ ReLU with ``relu``)."""
+def mlp(dim=128, width=512, depth=2, nonneg=True, head=None, *, relu=None) -> Encoder:
+    """Flatten, ``depth`` x (dense ``width`` + ReLU), dense to ``dim`` (+ ReLU with ``nonneg``; ``relu``: its
+    deprecated name)."""
+    nonneg = renamed("relu", relu, "nonneg", nonneg)
+
     def spec(shape):
         sizes = [math.prod(shape)] + [width] * depth + [dim]
         return [_dense_init(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
@@ -205,11 +210,13 @@ def mlp(dim=128, width=512, depth=2, relu=True, head=None) -> Encoder:
             h = jax.nn.relu(_dense(p, h))
         return final(_dense(params[-1], h))
 
-    return _finish(spec, apply, dim, dim, relu, head)
+    return _finish(spec, apply, dim, dim, nonneg, head)
 
 
-def cnn(dim=128, width=32, relu=True, head=None) -> Encoder:
-    """Three 3 x 3 conv + GroupNorm + ReLU layers (strides 1, 2, 2), average pool, dense to ``dim``."""
+def cnn(dim=128, width=32, nonneg=True, head=None, *, relu=None) -> Encoder:
+    """Three 3 x 3 conv + GroupNorm + ReLU layers (strides 1, 2, 2), average pool, dense to ``dim`` (+ ReLU with
+    ``nonneg``; ``relu``: its deprecated name)."""
+    nonneg = renamed("relu", relu, "nonneg", nonneg)
     chans, strides = (width, 2 * width, 4 * width), (1, 2, 2)
 
     def spec(shape):
@@ -225,7 +232,7 @@ def cnn(dim=128, width=32, relu=True, head=None) -> Encoder:
             x = jax.nn.relu(_group_norm(p["norm"], _conv(p["conv"], x, s)))
         return final(_dense(params["out"], _pool(x)))
 
-    return _finish(spec, apply, dim, dim, relu, head)
+    return _finish(spec, apply, dim, dim, nonneg, head)
 
 
 def _block_init(rank, c_in, c_out, stride):
@@ -244,8 +251,10 @@ def _block(p, x, stride, act):
     return act(out + short)
 
 
-def resnet18(width=64, relu=True, head=None, dim=None) -> Encoder:
-    """CIFAR-style ResNet-18 (module doc); embedding ``8 width`` wide, or ``dim`` through a projection head."""
+def resnet18(width=64, nonneg=True, head=None, dim=None, *, relu=None) -> Encoder:
+    """CIFAR-style ResNet-18 (module doc); embedding ``8 width`` wide, or ``dim`` through a projection head
+    (``nonneg``: the last ReLU; ``relu``: its deprecated name)."""
+    nonneg = renamed("relu", relu, "nonneg", nonneg)
     stages = [(width, 1), (2 * width, 2), (4 * width, 2), (8 * width, 2)]
     if head is None and dim not in (None, 8 * width):
         raise ValueError(f"dim: resnet18's embedding is its pooled features, 8 x width = {8 * width}; "
@@ -269,15 +278,17 @@ def resnet18(width=64, relu=True, head=None, dim=None) -> Encoder:
             x = _block(p, x, s, final if j == len(blocks) - 1 else jax.nn.relu)
         return _pool(x)
 
-    return _finish(spec, apply, 8 * width, dim or 8 * width, relu, head)
+    return _finish(spec, apply, 8 * width, dim or 8 * width, nonneg, head)
 
 
 DEFAULT_WIDTH = {"mlp": 512, "cnn": 32, "resnet18": 64}
 
 
-def encoder(arch: str, *, dim=None, width=None, relu=True, head=None) -> Encoder:
+def encoder(arch: str, *, dim=None, width=None, nonneg=True, head=None, relu=None) -> Encoder:
     """The encoder named ``arch`` (``ARCHS``); ``width`` defaults to ``DEFAULT_WIDTH[arch]``, ``dim`` to 128
-    (mlp, cnn) or ``8 width`` (resnet18). Raises ``ValueError`` naming the bad argument."""
+    (mlp, cnn) or ``8 width`` (resnet18); ``nonneg``: a ReLU on the embedding (``relu``: its deprecated name).
+    Raises ``ValueError`` naming the bad argument."""
+    nonneg = renamed("relu", relu, "nonneg", nonneg)
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
     width = DEFAULT_WIDTH[arch] if width is None else width
@@ -285,9 +296,9 @@ def encoder(arch: str, *, dim=None, width=None, relu=True, head=None) -> Encoder
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
     if arch == "resnet18":
-        return resnet18(width, relu, head, dim)
+        return resnet18(width, nonneg, head, dim)
     dim = 128 if dim is None else dim
-    return mlp(dim, width, 2, relu, head) if arch == "mlp" else cnn(dim, width, relu, head)
+    return mlp(dim, width, 2, nonneg, head) if arch == "mlp" else cnn(dim, width, nonneg, head)
 
 
 def head_init(key, K, dim, bias=False):

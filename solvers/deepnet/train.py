@@ -1,6 +1,6 @@
 """Train an encoder under SC or CE on real data (pure JAX + optax) and measure the UFM's geometry every epoch.
 
-    cfg = TrainConfig(dataset="digits", arch="mlp", loss="sc", relu=True, imbalance="step:10",
+    cfg = TrainConfig(dataset="digits", arch="mlp", loss="sc", nonneg=True, imbalance="step:10",
                       batching="binding:64", epochs=60)
     result = train(cfg)                       # TrainResult: params, history (one dict per epoch), Z_train, ...
 
@@ -48,7 +48,8 @@ import functools
 import math
 import statistics
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import InitVar, dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +60,7 @@ from ufm import objectives
 from ufm.batching import epoch_batches, pad, parse_scheme, subset_batches
 from .data import DATASETS, Dataset, load, parse_imbalance
 from ufm.defaults import REFERENCE_STEPS
+from ufm.deprecation import renamed
 from ufm.losses import sc_loss
 from ufm.progress import Progress
 from ufm.records import clean
@@ -98,10 +100,14 @@ class TrainConfig:
 
     Data: ``dataset`` (``solvers.deepnet.data.DATASETS``), ``data_dir``, ``imbalance`` (``step:R[:fraction]``,
     ``longtail:R``, ``none``), ``label_noise``, ``test_fraction``. Model: ``arch`` (``deepnet.ARCHS``),
-    ``dim``, ``width``, ``head``, ``relu``, ``loss`` (``sc``/``ce``), ``tau`` (SC), ``bias`` (CE head).
+    ``dim``, ``width``, ``head``, ``nonneg`` (a ReLU on the embedding: UFM+), ``loss`` (``sc``/``ce``), ``tau``
+    (SC), ``bias`` (CE head).
     Optimisation: ``optimizer``, ``lr`` (None: 0.1 sgd / 1e-3 adam), ``momentum``, ``weight_decay``,
     ``schedule``, ``epochs``, ``batching``, ``views``, ``augment``, ``seed``. ``probe``: fit the linear probe
-    every epoch (off saves time in sweeps).
+    every epoch (off saves time in sweeps). ``relu`` (keyword only): the deprecated name of ``nonneg``.
+
+    ``to_dict`` writes ``nonneg`` and, for files read by older versions, the same value as ``relu``;
+    :meth:`from_dict` reads either.
     """
 
     dataset: str = "digits"
@@ -113,7 +119,7 @@ class TrainConfig:
     dim: int | None = None
     width: int | None = None
     head: int | None = None
-    relu: bool = True
+    nonneg: bool = True
     loss: str = "sc"
     tau: float = 0.1
     bias: bool = False
@@ -128,8 +134,10 @@ class TrainConfig:
     augment: bool = False
     seed: int = 0
     probe: bool = True
+    relu: InitVar[bool | None] = field(default=None, kw_only=True)
 
-    def __post_init__(self):
+    def __post_init__(self, relu):
+        object.__setattr__(self, "nonneg", renamed("relu", relu, "nonneg", self.nonneg, stacklevel=4))
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         parse_imbalance(self.imbalance)
@@ -156,7 +164,7 @@ class TrainConfig:
             raise ValueError(f"views must be 1 or 2, got {self.views!r}")
         if self.loss_head == "sc" and self.bias:
             raise ValueError("bias applies to loss='ce' only (SC has no classifier)")
-        deepnet.encoder(self.arch, dim=self.dim, width=self.width, relu=self.relu, head=self.head)
+        deepnet.encoder(self.arch, dim=self.dim, width=self.width, nonneg=self.nonneg, head=self.head)
 
     @property
     def loss_head(self) -> str:
@@ -173,11 +181,30 @@ class TrainConfig:
         return self.augment or self.views == 2
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields, and ``relu`` (``nonneg``'s older name) for readers of older files."""
+        return {**dataclasses.asdict(self), "relu": self.nonneg}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """The config ``to_dict`` wrote, or an older file's (``relu`` for ``nonneg``); other keys are ignored."""
+        d = dict(d)
+        if "nonneg" not in d and "relu" in d:
+            d["nonneg"] = d["relu"]
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
+
+
+def _deprecated_relu(self) -> bool:
+    warnings.warn("TrainConfig.relu is deprecated; use TrainConfig.nonneg (the same meaning)", DeprecationWarning,
+                  stacklevel=2)
+    return self.nonneg
+
+
+setattr(TrainConfig, "relu", property(_deprecated_relu, doc="The deprecated name of ``nonneg``."))
 
 @dataclass
 class TrainResult:
@@ -285,7 +312,7 @@ def _compiled(model: TrainConfig, total_steps: int):
     the config with its data-only fields reset), cached so that runs differing only in data, noise or seed
     (a sweep, a resumed run) reuse one compilation. ``step(params, opt_state, x_all, y_all, row, key)`` takes
     one padded row of batch indices; ``apply(params, x)`` embeds."""
-    enc = deepnet.encoder(model.arch, dim=model.dim, width=model.width, relu=model.relu, head=model.head)
+    enc = deepnet.encoder(model.arch, dim=model.dim, width=model.width, nonneg=model.nonneg, head=model.head)
     opt = make_optimizer(model, total_steps)
 
     def step(params, opt_state, x_all, y_all, row, key):
@@ -338,7 +365,7 @@ def tracker_for(config, out=None, reference=False) -> Tracker:
     """The ``ufm.Tracker`` of a run of ``config``: its loss, tau, ReLU and batching, measuring the normalised
     embeddings (the module doc); ``out``: the folder of ``history.jsonl`` and ``geometry_per_epoch.png`` (None:
     rows in memory only); ``reference``: the UFM side (:func:`ufm_reference`) or False."""
-    return Tracker(out, loss=config.loss, tau=config.tau, relu=config.relu, batching=config.batching,
+    return Tracker(out, loss=config.loss, tau=config.tau, nonneg=config.nonneg, batching=config.batching,
                    reference=reference, normalize=True)
 
 
@@ -348,7 +375,7 @@ def ufm_reference(config, *, max_n=2000, steps=REFERENCE_STEPS, certify=True):
     certified), its whole answer kept under ``comparison``."""
     from . import compare
 
-    def reference(counts, dim, **_):  # loss, tau, ReLU: those of config; batching: full (compare's doc)
+    def reference(counts, dim, **_):  # loss, tau, nonneg: those of config; batching: full (compare's doc)
         # compare measures a distance to the cosines it is given; the tracker measures that of every row instead
         out = compare.compare(np.eye(len(counts)), counts, config, dim=dim, max_n=max_n, steps=steps,
                               seed=config.seed, certify=certify)
@@ -376,7 +403,9 @@ def _load_data(config) -> Dataset:
 
 def _resume(folder, config, templates):
     trees, meta = checkpoint.load(folder, templates, required=("epoch", "history"))
-    saved = meta.get("config", {})
+    saved = dict(meta.get("config", {}))
+    if "nonneg" not in saved and "relu" in saved:  # a checkpoint written before nonneg had its name
+        saved["nonneg"] = saved["relu"]
     diff = sorted(k for k, v in config.to_dict().items() if saved.get(k, v) != v or k not in saved)
     if diff:
         raise ValueError(f"resume: the checkpoint in {folder} is of another run (differs in "

@@ -34,6 +34,7 @@ import numpy as np
 
 from ufm import geometry, measurement, objectives
 from ufm.defaults import REFERENCE_STEPS
+from ufm.deprecation import renamed
 from ufm.measurement import InputError, network_geometry, normalizes, to_numpy, validate
 
 __all__ = ["InputError", "load_array", "validate", "ufm_problem", "solve_ufm", "certified_reference",
@@ -319,16 +320,18 @@ def _scale(counts, max_n):
     return tuple(int(c) for c in np.maximum(2, np.floor(counts * max_n / counts.sum())))
 
 
-def ufm_problem(labels, d, *, loss="sc", tau=0.1, relu=False, batching="full", batches=None, weight_decay=5e-3,
-                max_n=MAX_N, seed=0):
+def ufm_problem(labels, d, *, loss="sc", tau=0.1, nonneg=False, batching="full", batches=None, weight_decay=5e-3,
+                max_n=MAX_N, seed=0, relu=None):
     """``(problem, counts_scaled)``: the UFM of the module doc for these labels and embedding dimension ``d``.
-    Raises ``ValueError`` naming a bad field."""
+    Raises ``ValueError`` naming a bad field. ``relu``: the deprecated name of ``nonneg``."""
     from ufm import Problem
+
+    nonneg = renamed("relu", relu, "nonneg", nonneg)
 
     labels = np.asarray(labels)
     K = int(labels.max()) + 1
     counts = tuple(int(c) for c in np.bincount(labels, minlength=K))
-    kw = dict(loss=loss, tau=tau, dim=max(int(d), K), nonneg=bool(relu), batch_seed=seed)
+    kw = dict(loss=loss, tau=tau, dim=max(int(d), K), nonneg=bool(nonneg), batch_seed=seed)
     if normalizes(loss) or objectives.get(loss).contrastive:
         kw.update(constraint="sphere")
     else:
@@ -383,33 +386,39 @@ def solve_ufm(problem, *, steps=REFERENCE_STEPS, seed=0, certify=True) -> dict:
     return out
 
 
-def certified_reference(counts, dim, *, loss="sc", tau=0.1, relu=False, batching="full", batches=None, labels=None,
-                        weight_decay=5e-3, max_n=MAX_N, steps=REFERENCE_STEPS, seed=0, certify=True) -> dict:
+def certified_reference(counts, dim, *, loss="sc", tau=0.1, nonneg=False, batching="full", batches=None,
+                        labels=None, weight_decay=5e-3, max_n=MAX_N, steps=REFERENCE_STEPS, seed=0, certify=True,
+                        relu=None) -> dict:
     """The UFM side of a measurement (module doc), the ``certified`` entry point of ``ufm.references``:
     :func:`solve_ufm` of :func:`ufm_problem` for ``counts`` (a tuple of K ints) and embedding dimension ``dim``,
     plus ``counts_scaled``.
 
     Args:
       counts, dim: the network's class counts and embedding dimension.
-      loss, tau, relu, batching, batches: the network's loss, temperature, ReLU and batching (a scheme, or
-        explicit batches: index lists of the rows, which then need ``labels``).
+      loss, tau, nonneg, batching, batches: the network's loss, temperature, non-negative embeddings (a ReLU:
+        UFM+) and batching (a scheme, or explicit batches: index lists of the rows, which then need ``labels``).
       labels: ``(N,)`` the rows' labels in order (used with explicit batches; default: sorted by class).
       weight_decay: CE only. max_n: full-batch counts past this are scaled down. steps, seed, certify: the solve.
+      relu: the deprecated name of ``nonneg`` (a ``DeprecationWarning``).
     """
+    nonneg = renamed("relu", relu, "nonneg", nonneg)
     if labels is None:
         labels = np.repeat(np.arange(len(counts)), counts)
-    problem, scaled = ufm_problem(labels, dim, loss=loss, tau=tau, relu=relu, batching=batching, batches=batches,
+    problem, scaled = ufm_problem(labels, dim, loss=loss, tau=tau, nonneg=nonneg, batching=batching, batches=batches,
                                   weight_decay=weight_decay, max_n=max_n, seed=seed)
     return {**solve_ufm(problem, steps=steps, seed=seed, certify=certify), "counts_scaled": scaled}
 
 
 # --- one measurement --------------------------------------------------------------------------------------------
 
-def measure_row(Z, labels, W=None, *, loss="sc", tau=0.1, relu=False, batching="full", batches=None,
-                weight_decay=5e-3, max_n=MAX_N, seed=0, ufm=True) -> dict:
+def measure_row(Z, labels, W=None, *, loss="sc", tau=0.1, nonneg=False, batching="full", batches=None,
+                weight_decay=5e-3, max_n=MAX_N, seed=0, ufm=True, relu=None) -> dict:
     """One measurement: ``ufm.measurement.measure_row`` with :func:`certified_reference` (``ufm=False``: the
-    network alone). Inputs are validated (``validate``, raising :class:`InputError`)."""
-    return measurement.measure_row(Z, labels, W, loss=loss, tau=tau, relu=relu, batching=batching, batches=batches,
+    network alone). Inputs are validated (``validate``, raising :class:`InputError`). ``relu``: the deprecated
+    name of ``nonneg``."""
+    nonneg = renamed("relu", relu, "nonneg", nonneg)
+    return measurement.measure_row(Z, labels, W, loss=loss, tau=tau, nonneg=nonneg, batching=batching,
+                                   batches=batches,
                                    reference=certified_reference if ufm else None, weight_decay=weight_decay,
                                    max_n=max_n, seed=seed)
 

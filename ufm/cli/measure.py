@@ -34,7 +34,8 @@ def add_parser(sub):
     u.add_argument("--loss", choices=loss_choices(), default="sc",
                    help="the loss the network was trained with (default sc; sc and bcl normalise the rows)")
     u.add_argument("--tau", type=float, default=0.1, help="temperature (default 0.1)")
-    u.add_argument("--relu", action="store_true", help="the embeddings pass a ReLU (UFM+: non-negative features)")
+    u.add_argument("--nonneg", "--relu", dest="nonneg", action="store_true",
+                   help="the embeddings are non-negative: they pass a ReLU (UFM+); --relu is its older name")
     u.add_argument("--weight-decay", type=float, default=5e-3, help="CE: weight and feature decay (default 5e-3)")
     b = u.add_mutually_exclusive_group()
     b.add_argument("--batching", default="full", metavar="SCHEME",
@@ -61,8 +62,8 @@ def _load(path, key, what, header=False):
 def summary(res) -> str:
     g, u = res["geometry"], res["ufm"]
     lines = [f"N={res['N']}, d={res['d']}, K={res['K']}, counts {','.join(map(str, res['counts']))}; "
-             f"loss {res['loss']}, tau={res['tau']:g}{', ReLU' if res['relu'] else ''}; rows normalised: "
-             f"{g['normalization']}",
+             f"loss {res['loss']}, tau={res['tau']:g}{', ReLU' if res.get('nonneg', res.get('relu')) else ''}; "
+             f"rows normalised: {g['normalization']}",
              "network: cosines between class means:", fmt_matrix(g["mean_cosines"]),
              f"  delta_gm {g['delta_gm']:.4f} (0 at OF)   etf_distance {g['etf_distance']:.4f}   nc1 {g['nc1']:.4e}"]
     if g["nc3"] is not None:
@@ -102,7 +103,7 @@ def run(args) -> int:
         raise UsageError(f"tau must be > 0, got {args.tau}")
     hold_folder(args, "ufm measure", OUTPUTS)
     try:
-        res = measure_row(Z, y, W, loss=args.loss, tau=args.tau, relu=args.relu, batching=args.batching,
+        res = measure_row(Z, y, W, loss=args.loss, tau=args.tau, nonneg=args.nonneg, batching=args.batching,
                           batches=batches, weight_decay=args.weight_decay, seed=args.seed, ufm=not args.no_ufm)
     except InputError as e:
         raise UsageError(str(e)) from None

@@ -35,8 +35,9 @@ def add_parser(sub):
     g.add_argument("--dim", type=int, default=None, help="embedding dimension (128; resnet18: 8 x width)")
     g.add_argument("--width", type=int, default=None, help="hidden width / base channels (512 / 32 / 64)")
     g.add_argument("--head", type=int, default=None, help="projection head with this hidden width (none)")
-    g.add_argument("--relu", action=argparse.BooleanOptionalAction, default=True,
-                   help="ReLU on the embedding (UFM+); --no-relu leaves it out (default --relu)")
+    g.add_argument("--nonneg", "--relu", dest="nonneg", action=argparse.BooleanOptionalAction, default=True,
+                   help="a ReLU on the embedding, so it is non-negative (UFM+); --no-nonneg leaves it out; --relu / "
+                        "--no-relu: the same flags under their older name (default --nonneg)")
     g.add_argument("--loss", choices=loss_choices(), default="sc",
                    help="a registered loss (ufm.objectives) with a deep-net head: sc or ce (default sc)")
     g.add_argument("--tau", type=float, default=0.1, help="SC temperature (0.1)")
@@ -91,7 +92,7 @@ def train_memory(config, data) -> int:
     from solvers.deepnet.encoders import encoder, parameter_count
     from solvers.deepnet.train import batch_width
 
-    enc = encoder(config.arch, dim=config.dim, width=config.width, relu=config.relu, head=config.head)
+    enc = encoder(config.arch, dim=config.dim, width=config.width, nonneg=config.nonneg, head=config.head)
     shape = tuple(int(v) for v in data.x_train.shape[1:])
     n_params = parameter_count(enc, shape)
     width = config.width or {"mlp": 512, "cnn": 32, "resnet18": 64}[config.arch]
@@ -127,7 +128,7 @@ def config_from_args(args):
     try:
         return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, imbalance=args.imbalance,
                            label_noise=args.label_noise, test_fraction=args.test_fraction, arch=args.arch,
-                           dim=args.dim, width=args.width, head=args.head, relu=args.relu, loss=args.loss,
+                           dim=args.dim, width=args.width, head=args.head, nonneg=args.nonneg, loss=args.loss,
                            tau=args.tau, bias=args.bias, optimizer=args.optimizer, lr=args.lr,
                            momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
                            epochs=args.epochs, batching=batching_of(args), views=args.views, augment=args.augment,
@@ -161,7 +162,7 @@ def summary(rep) -> str:
     tau = "tau" in objectives.get(c["loss"]).summary_fields  # the loss's own numbers (the objective says)
     lines = [f"{c['arch']} on {c['dataset']} ({rep['data']['n_train']} train / {rep['data']['n_test']} test, "
              f"counts {','.join(map(str, rep['data']['counts']))}), {c['loss'].upper()}"
-             f"{' tau=%g' % c['tau'] if tau else ''}, {'ReLU' if c['relu'] else 'no ReLU'}, "
+             f"{' tau=%g' % c['tau'] if tau else ''}, {'ReLU' if c.get('nonneg', c.get('relu')) else 'no ReLU'}, "
              f"{c['batching']}, {rep['epochs']} epochs, {rep['steps']} steps, {rep['seconds']:.1f} s on "
              f"{rep['device']}",
              f"train accuracy {rep['train_accuracy']:.4f}   test accuracy {rep['test_accuracy']:.4f}"
@@ -230,7 +231,7 @@ def run(args) -> int:
         with atomic(os.path.join(args.out, "embeddings.npz")) as tmp:
             np.savez(tmp, Z_train=result.Z_train, y_train=result.data.y_train, Z_test=result.Z_test,
                      y_test=result.data.y_test)
-        title = f"{config.arch}, {config.dataset}, {config.loss.upper()}, {'ReLU' if config.relu else 'no ReLU'}, " \
+        title = f"{config.arch}, {config.dataset}, {config.loss.upper()}, {'ReLU' if config.nonneg else 'no ReLU'}, " \
                 f"{config.imbalance}, {config.batching}"
         with atomic(os.path.join(args.out, "geometry.png")) as tmp:
             plot_history(result.history, tmp, cmp, title)
