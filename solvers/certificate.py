@@ -99,7 +99,7 @@ def _fixed_batches(problem):
                          "to certify (use 'full', 'fixed:b' or explicit batches)") from None
 
 
-def choose_method(problem, method: str = "auto", has_solution: bool = True) -> str:
+def choose_method(problem: Problem, method: str = "auto", has_solution: bool = True) -> str:
     """Resolve ``"auto"`` (module doc) and check that the method applies; ``ValueError`` naming ``method``."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -116,7 +116,7 @@ def choose_method(problem, method: str = "auto", has_solution: bool = True) -> s
     return method
 
 
-def prediction_check(problem, lower_bound=None, solution_cosines=None, relaxation_cosines=None,
+def prediction_check(problem: Problem, lower_bound=None, solution_cosines=None, relaxation_cosines=None,
                      tol: float = 1e-3) -> dict:
     """Does the geometry match the theorem's prediction (``ufm.theory.predict``), and by how much?
 
@@ -229,7 +229,7 @@ def certify(problem: Problem, solution: Any = None, method: str = "auto", solver
                        None if best is None else best.margin)
 
 
-def not_certifiable(problem, solution=None, tol: float = 1e-6) -> Certificate:
+def not_certifiable(problem: Problem, solution=None, tol: float = 1e-6) -> Certificate:
     """The one result for a loss whose objective declares no certificate (``Objective.certifiable`` False):
     nothing proved, ``status`` ``"not certifiable"``; with a solution its float64 loss is still reported."""
     obj = objectives.of(problem)

@@ -286,7 +286,7 @@ def _sc_minorant(problem, Gh, batches, ys, T, anchors=None):
     return Q, const, margin, slots
 
 
-def sc_minorant(problem, Ghat):
+def sc_minorant(problem: Problem, Ghat):
     """``(Q (R, R), const)``: the SC affine minorant ``f(G) >= <Q, G> + const`` at the candidate ``Ghat`` (up to
     the margins :func:`sc_bound` subtracts); ``Q`` is the symmetrised gradient ``df/dG`` at ``Ghat`` and
     ``<Q, Ghat> + const = f(Ghat)``. For tests and small N."""

@@ -145,7 +145,7 @@ def _batches(problem):
     return [list(range(problem.N))] if b is None else b
 
 
-def class_orbits(problem):
+def class_orbits(problem: Problem):
     """The batching as class compositions, when it is invariant under permutations within each class.
 
     Returns a list of ``(k, m)``: ``k`` ``(K,)`` the class counts of a batch, ``m`` how many batches have that
@@ -166,7 +166,7 @@ def class_orbits(problem):
         orbit = math.prod(math.comb(n, kc) for n, kc in zip(counts, k))
         if len(sets) % orbit:
             return None
-        mult = {}
+        mult: dict[frozenset, int] = {}
         for s in sets:
             mult[s] = mult.get(s, 0) + 1
         if len(mult) != orbit or len(set(mult.values())) != 1:
@@ -201,7 +201,7 @@ def _acyclic(sets) -> bool:
     return not edges
 
 
-def cliques(problem, decompose: bool = True, batches=None):
+def cliques(problem: Problem, decompose: bool = True, batches=None):
     """The PSD blocks of the full SC program: ``(cliques, tree)``; ``batches``: the row sets the loss reads (None:
     the problem's batches; a loss with prototypes passes its batches with the prototype rows appended).
 

@@ -7,11 +7,27 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def imports(path: pathlib.Path) -> set[str]:
-    """Absolute module names ``path`` imports (relative imports resolved inside the ``ufm`` package)."""
+def type_checking_only(tree: ast.AST) -> set[ast.AST]:
+    """The import nodes inside ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``) blocks: read by type checkers,
+    never run, so they make no import cycle."""
+    out: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING" or
+                                         isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING"):
+            out |= {n for stmt in node.body for n in ast.walk(stmt) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    return out
+
+
+def imports(path: pathlib.Path, runtime_only: bool = False) -> set[str]:
+    """Absolute module names ``path`` imports (relative imports resolved inside the ``ufm`` package);
+    ``runtime_only`` leaves out the imports made for type checkers alone (:func:`type_checking_only`)."""
     out = set()
     pkg = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skip = type_checking_only(tree) if runtime_only else set()
+    for node in ast.walk(tree):
+        if node in skip:
+            continue
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -36,7 +52,8 @@ def test_core_never_imports_engines_workflows_or_benchmarks():
 
 def test_core_modules_form_no_import_cycle():
     names = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in core_modules()}
-    graph = {n: {m for m in imports(p) if m in names and m != n} for n, p in names.items() if not n.endswith("ufm")}
+    graph = {n: {m for m in imports(p, runtime_only=True) if m in names and m != n} for n, p in names.items()
+             if not n.endswith("ufm")}
     state = {}
 
     def visit(n, path):
@@ -50,6 +67,17 @@ def test_core_modules_form_no_import_cycle():
     for n in graph:
         if n not in state:
             visit(n, [n])
+
+
+def test_only_type_checking_imports_are_left_out_of_the_cycle_check():
+    """An import under ``if TYPE_CHECKING:`` never runs, so the cycle check leaves it out; the layer rule above
+    still reads it (``imports`` without ``runtime_only``: the model may not name the engines even for a type
+    checker)."""
+    tree = ast.parse("import typing\nfrom typing import TYPE_CHECKING\nimport numpy\nif TYPE_CHECKING:\n"
+                     "    from .problem import Problem\nif typing.TYPE_CHECKING:\n    import solvers\n"
+                     "if True:\n    import os\n")
+    names = {a.name for n in type_checking_only(tree) for a in n.names}
+    assert names == {"Problem", "solvers"}
 
 
 def test_engines_never_import_workflows_or_the_command_line():

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, NamedTuple, Sequence
 import numpy as np
 
 if TYPE_CHECKING:
+    from .problem import Problem
     from numpy.typing import ArrayLike
 
 SCHEMES = ("full", "fixed", "shuffled", "binding", "subsets")
@@ -155,7 +156,7 @@ def epoch_batches(scheme: str | Scheme, labels: ArrayLike, epoch: int = 0, batch
     return _cut(rng.permutation(n), s.b)
 
 
-def batch_list(problem):
+def batch_list(problem: Problem):
     """The fixed batches that define ``problem``'s objective as a list of index lists, or ``None`` for the
     full batch. Epoch schemes have no fixed batch set: ``ValueError``."""
     if problem.batches is not None:
@@ -166,7 +167,7 @@ def batch_list(problem):
     if s.name == "fixed":
         return [b.tolist() for b in epoch_batches(s, problem.label_array, 0, problem.batch_seed)]
     if s.name == "subsets":
-        return subset_batches(problem.N, s.b, problem.batch_seed)[0]
+        return subset_batches(problem.N, s.b, problem.batch_seed)[0]  # type: ignore[arg-type]  # subsets:b has b
     raise ValueError(f"batching {problem.batching!r} draws new batches every epoch, so it has no fixed "
                      "objective: solve it with solvers.solve (stochastic epochs, solvers.epochs), or take "
                      "one epoch's batches with epoch_batch_list / several with union_batches")
@@ -259,12 +260,12 @@ def batches_from_text(text: str) -> tuple[tuple[int, ...], ...]:
     raise ValueError(f"batches: {text!r} is neither index text like '0,1,3;2,4,5' nor a file")
 
 
-def is_epoch_scheme(problem) -> bool:
+def is_epoch_scheme(problem: Problem) -> bool:
     """Whether ``problem`` draws a new batch set every epoch (``shuffled``, ``binding``)."""
     return problem.batches is None and parse_scheme(problem.batching).name in EPOCH_SCHEMES
 
 
-def epoch_batch_list(problem, epoch: int = 0) -> list[list[int]]:
+def epoch_batch_list(problem: Problem, epoch: int = 0) -> list[list[int]]:
     """The batches of one epoch of ``problem`` (any batching; a fixed set is the same every epoch; the full
     batch is ``[[0..N-1]]``)."""
     if is_epoch_scheme(problem):
@@ -274,7 +275,7 @@ def epoch_batch_list(problem, epoch: int = 0) -> list[list[int]]:
     return [list(range(problem.N))] if fixed is None else fixed
 
 
-def union_batches(problem, epochs: int = 1) -> list[list[int]]:
+def union_batches(problem: Problem, epochs: int = 1) -> list[list[int]]:
     """The batch set of ``epochs`` epochs: for an epoch scheme the batches of epochs ``0..epochs-1`` one
     after the other (the objective a run of that many epochs minimises on average); for a fixed set (and the
     full batch) its batches once (repeating a set leaves its mean loss unchanged)."""
@@ -283,7 +284,7 @@ def union_batches(problem, epochs: int = 1) -> list[list[int]]:
     return [b for e in range(epochs) for b in epoch_batch_list(problem, e)]
 
 
-def describe(problem, epochs: int = 1) -> str:
+def describe(problem: Problem, epochs: int = 1) -> str:
     """In words, the batch set that :func:`union_batches` returns."""
     if problem.batches is not None:
         return f"{len(problem.batches)} explicit batches"

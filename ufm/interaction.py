@@ -47,13 +47,16 @@ different.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from . import constraints
 from .batching import epoch_batch_list, is_epoch_scheme, pad, parse_scheme, union_batches
 from .closed_forms import sc_of_loss
+
+if TYPE_CHECKING:
+    from .problem import Problem
 
 __all__ = ["Graph", "Verdict", "interaction_graph", "check", "check_problem", "of_unique", "report"]
 
@@ -372,7 +375,7 @@ def check(batches, labels, dim: int, K: int | None = None, tau: float = 1.0, rad
     return verdict(None, "conditions (a)/(b) fail and no witness was found (undecided)")
 
 
-def of_unique(problem) -> tuple[bool | None, str]:
+def of_unique(problem: Problem) -> tuple[bool | None, str]:
     """Whether the OF is the unique UFM+ minimiser (as a Gram) for ``problem``'s batching, and why
     (``ufm.interaction.check``; sphere only). Fixed batch sets and the full batch are checked as they are;
     ``binding`` on its first epoch (with ``K >= 2`` the verdict is the same for every epoch: each batch holds
@@ -388,7 +391,7 @@ def of_unique(problem) -> tuple[bool | None, str]:
     return v.unique_of, v.reason
 
 
-def check_problem(problem, epochs: int = 1, verify: bool = True) -> Verdict:
+def check_problem(problem: Problem, epochs: int = 1, verify: bool = True) -> Verdict:
     """:func:`check` for a ``ufm.Problem``: its fixed batch set, or the batches of ``epochs`` epochs of an
     epoch scheme (``ufm.batching.union_batches``), with the problem's ``dim``, ``tau`` and ``radius``."""
     return check(union_batches(problem, epochs), problem.label_array, problem.dim, problem.K, problem.tau,

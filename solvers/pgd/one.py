@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,9 @@ from ufm.kernels import ROW_AXIS
 
 from .loop import PROGRESS_WORK, run_jit, run_with_bar
 from .state import NonFiniteLoss, PGDState, Solution, check_args, hyper_of, static_of, stop_reason
+
+if TYPE_CHECKING:
+    from ufm.problem import Problem
 
 __all__ = ["F32_AGREEMENT", "AUTO_STARTS", "solve", "n_starts", "start_key", "start_keys", "init_arrays", "to_unit",
            "restore", "best_of_starts", "solution_of", "row_mesh"]
@@ -44,9 +48,10 @@ def init_arrays(init, static):
 
 
 
-def solve(problem, *, steps: int = DEFAULT_STEPS, lr: float | None = None, optimizer="pgd", tol: float | None = None,
-          seed: int = 0, dtype: str | None = None, init=None, continuation: bool | None = None,
-          starts: int | None = None, devices=None, progress: bool | None = None) -> Solution:
+def solve(problem: Problem, *, steps: int = DEFAULT_STEPS, lr: float | None = None, optimizer="pgd",
+          tol: float | None = None, seed: int = 0, dtype: str | None = None, init=None,
+          continuation: bool | None = None, starts: int | None = None, devices=None,
+          progress: bool | None = None) -> Solution:
     """Minimise ``problem`` by projected gradient from a random start drawn from ``seed``.
 
     Args:
@@ -129,7 +134,7 @@ def restore(sol, problem, rho):
     return sol
 
 
-def n_starts(problem, starts=None, init=None) -> int:
+def n_starts(problem: Problem, starts=None, init=None) -> int:
     """The number of random starts ``solve`` runs for ``starts`` (its docstring)."""
     if starts is not None:
         if not isinstance(starts, (int, np.integer)) or isinstance(starts, bool) or starts < 1:
@@ -157,7 +162,7 @@ def start_keys(seeds, starts):
     return _fold_in_starts(jnp.asarray(np.stack([base[s] for s in seeds])), jnp.asarray(starts, jnp.uint32))
 
 
-def best_of_starts(problem, states, start, dtype, seed, optimizer):
+def best_of_starts(problem: Problem, states, start, dtype, seed, optimizer):
     """The ``Solution`` of the first start whose final loss is the lowest up to rounding (64 eps, relative: so
     that ``solve`` and ``solve_many`` keep the same start); ``NonFiniteLoss`` when no loss is finite."""
     losses = [float(s.f) if bool(s.finite) else float("nan") for s in states]
@@ -179,7 +184,7 @@ def row_mesh(devices):
     return jax.set_mesh(jax.sharding.Mesh(np.asarray(devices), (ROW_AXIS,)))
 
 
-def solution_of(problem, s: PGDState, start, dtype, seed, optimizer):
+def solution_of(problem: Problem, s: PGDState, start, dtype, seed, optimizer):
     """The ``Solution`` of a final state ``s`` (``start``: the ``perf_counter`` at the start of the run);
     ``NonFiniteLoss`` when its loss is not finite."""
     t = int(s.t)

@@ -116,7 +116,7 @@ class PGDState(NamedTuple):
     opt: object = None
 
 
-def hyper_of(problem, dtype, continuation=None, start=0) -> Hyper:
+def hyper_of(problem: Problem, dtype, continuation=None, start=0) -> Hyper:
     """The :class:`Hyper` of a problem. ``continuation``: whether this start runs the low-temperature stage
     (None: contrastive losses with ``nonneg``, odd starts only)."""
     contrastive = objectives.of(problem).contrastive
@@ -130,14 +130,14 @@ def hyper_of(problem, dtype, continuation=None, start=0) -> Hyper:
                  continuation=np.asarray(contrastive and bool(continuation)))
 
 
-def batch_array(problem):
+def batch_array(problem: Problem):
     """The fixed batch set of the objective as a padded ``int32`` array ``(n_batches, width)``, ``-1`` marking an
     empty slot, or None (full batch)."""
     b = batch_list(problem)
     return None if b is None else pad_batches(b)
 
 
-def static_of(problem, steps, optimizer, dtype, continuation=None) -> Static:
+def static_of(problem: Problem, steps, optimizer, dtype, continuation=None) -> Static:
     """The static part of a solve. The program holds the continuation stage for SC unless
     ``continuation=False`` (``hyper_of``'s flag then turns it on or off per problem)."""
     b = batch_array(problem)

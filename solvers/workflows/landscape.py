@@ -383,7 +383,7 @@ def _perturbed_loss(problem, Z, point, salt):
 HESSIAN_MAX = 1200  # the floating-point Hessian estimate for N * d up to this (an (N d) x (N d) matrix)
 
 
-def hessian_estimate(problem, Z) -> dict | None:
+def hessian_estimate(problem: Problem, Z) -> dict | None:
     """A floating-point estimate (float64 autodiff, **no proof**) of the second-order picture at ``Z (N, d)``:
     the norm of the Riemannian gradient on the product of spheres, and the smallest eigenvalue of the Riemannian
     Hessian on the tangent directions orthogonal to the rotation orbit ``{Z A : A skew}`` (the loss is

@@ -29,6 +29,7 @@ import io
 import os
 import warnings
 import zipfile
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from ufm import geometry, measurement, objectives
 from ufm.defaults import REFERENCE_STEPS
 from ufm.deprecation import renamed
 from ufm.measurement import InputError, network_geometry, normalizes, to_numpy, validate
+
+if TYPE_CHECKING:
+    from ufm.problem import Problem
 
 __all__ = ["InputError", "load_array", "validate", "ufm_problem", "solve_ufm", "certified_reference",
            "network_geometry", "measure_row", "measure", "to_numpy", "per_class_rows", "write_per_class_csv",
@@ -347,7 +351,7 @@ def ufm_problem(labels, d, *, loss="sc", tau=0.1, nonneg=False, batching="full",
     return Problem(counts=scaled, batching=batching, **kw), scaled != counts
 
 
-def solve_ufm(problem, *, steps=REFERENCE_STEPS, seed=0, certify=True) -> dict:
+def solve_ufm(problem: Problem, *, steps=REFERENCE_STEPS, seed=0, certify=True) -> dict:
     """Solve ``problem`` in float64 and certify it: ``loss``, ``converged``, ``lower_bound`` (a proved bound or
     None), ``gap``, ``certified``, ``certificate_method``, ``certificate_error`` (why no certificate ran, or
     None), ``prediction`` (``ufm.predict``), ``mean_cosines``, ``delta_gm``, ``nc1``, ``etf_distance``,

@@ -374,12 +374,12 @@ def etf_vectors(K: int, dim: int) -> np.ndarray:
     return out
 
 
-def of_point(problem) -> np.ndarray:
+def of_point(problem: Problem) -> np.ndarray:
     """The orthogonal frame ``z_i = rho e_{y_i}`` ``(N, d)``."""
     return problem.radius * np.eye(problem.dim)[problem.label_array]
 
 
-def etf_point(problem, norm: float | None = None) -> np.ndarray:
+def etf_point(problem: Problem, norm: float | None = None) -> np.ndarray:
     """The simplex-ETF collapse ``z_i = rho v_{y_i}`` ``(N, d)`` (``norm`` instead of ``rho`` when given)."""
     rho = problem.radius if norm is None else norm
     return rho * etf_vectors(problem.K, problem.dim)[problem.label_array]

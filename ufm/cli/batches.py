@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .common import (UsageError, add_output_args, add_problem_args, add_size_args, atomic, check_size, dumps,
                      hold_folder, problem_from_args, seed_int, versions, write_json)
+
+if TYPE_CHECKING:
+    from ufm.problem import Problem
 
 HELP = ("show a batching's batches and interaction graph, and whether they force the orthogonal frame "
         "(SC in the UFM+); when not, a witness")
@@ -35,7 +38,7 @@ def _forced_by_graph(problem, epochs: int) -> bool:
     return not disconnected and not unmet
 
 
-def epochs_to_judge(problem, given: int | None, limit: int) -> tuple[int, str]:
+def epochs_to_judge(problem: Problem, given: int | None, limit: int) -> tuple[int, str]:
     """How many epochs ``ufm batches`` judges, and why.
 
     An epoch scheme draws new batches every epoch, and a run minimises the loss over the union of the batches of
@@ -81,7 +84,7 @@ EPOCHS_RULE = {
 }
 
 
-def batches_report(problem, epochs: int) -> tuple[dict, Any]:
+def batches_report(problem: Problem, epochs: int) -> tuple[dict, Any]:
     """The ``--json`` object (module keys) and the witness embedding (or None)."""
     from ufm import interaction, theory
     from ufm.batching import describe, union_batches

@@ -14,9 +14,13 @@ import os
 import platform
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
 from ufm.defaults import DEFAULT_STEPS
 from ufm.runs import clean_stale_tmp  # noqa: F401  (one implementation; the commands and tests reach it here)
+
+if TYPE_CHECKING:
+    from ufm.problem import Problem
 
 
 class UsageError(Exception):
@@ -305,7 +309,7 @@ def check_memory(args, need: int, what: str, shrink: str) -> int:
     return need
 
 
-def check_size(problem, args, *, certificate: str | None = None, extra: int = 0,
+def check_size(problem: Problem, args, *, certificate: str | None = None, extra: int = 0,
                shrink: str = "--counts / --dim", solve: bool = True) -> int:
     """Refuse (``UsageError``, exit 2) a problem whose :func:`memory_estimate` (plus ``extra`` bytes) exceeds
     :func:`available_memory`, unless ``--allow-large``; returns the estimate."""

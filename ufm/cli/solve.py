@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from .common import (add_output_args, add_problem_args, add_size_args, add_solver_args, atomic, check_size,
                      dtype_of, dumps, eprint, fmt_matrix, hold_folder, problem_from_args, versions, write_json)
+
+if TYPE_CHECKING:
+    from ufm.problem import Problem
 
 HELP = "minimise a UFM problem by projected gradient; report loss, geometry and prediction"
 
@@ -21,7 +25,7 @@ def add_parser(sub):
 SLOW_WORK = 5e6  # N * (d + largest batch) above which a solve is announced on stderr (a few seconds or more)
 
 
-def expected_work(problem) -> float:
+def expected_work(problem: Problem) -> float:
     """A rough size of one solve: ``N * (d + b)`` (the per-step cost is ~ N d and ~ N b in the logits)."""
     from .common import largest_batch, counts_and_dim
 
@@ -30,7 +34,7 @@ def expected_work(problem) -> float:
     return float(N) * (d + largest_batch(problem, N))
 
 
-def solve_with_progress(problem, args, what="solve"):
+def solve_with_progress(problem: Problem, args, what="solve"):
     """``run_solve``, announced on stderr (the size) when :func:`expected_work` exceeds ``SLOW_WORK``, with the
     solver's progress bar (steps, elapsed time, ETA, loss) or, for the epoch solver, its per-epoch bar."""
     if expected_work(problem) <= SLOW_WORK:
@@ -41,7 +45,7 @@ def solve_with_progress(problem, args, what="solve"):
     return run_solve(problem, args, progress=True)
 
 
-def run_solve(problem, args, progress=None):
+def run_solve(problem: Problem, args, progress=None):
     """Solve with the solver flags of ``args``; returns the Solution. Epoch schemes, and ``--epochs`` on any
     batching, run the stochastic epoch solver (``solvers.epochs``); the rest the deterministic ``solvers.pgd``.
     float64 unless ``args.float32``."""

@@ -17,6 +17,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..problem import Problem, ProblemBase
     from .base import Objective
 
 NAMES = ("sc", "ce", "bcl", "bcl-avg")
@@ -31,13 +32,13 @@ def get(name: str) -> Objective:
     return importlib.import_module(f"{__name__}.{name.replace('-', '_')}").OBJECTIVE
 
 
-def of(problem) -> Objective:
+def of(problem: ProblemBase) -> Objective:
     """The objective of ``problem`` (``problem.loss``)."""
     return get(problem.loss)
 
 
 
-def gram_layout(problem):
+def gram_layout(problem: Problem):
     """The rows of the Gram matrix a contrastive ``problem``'s loss reads, for the relaxation and the bound.
 
     Returns ``(R, batches, labels, anchor)``: ``R`` rows (``N``; ``N + K`` for a loss with prototypes, whose rows

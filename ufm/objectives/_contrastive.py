@@ -2,15 +2,20 @@
 them (the orthogonal frame under non-negativity is SC's theorem; BCL states its own)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import constraints
 from ..batching import batch_list, is_epoch_scheme
+
+if TYPE_CHECKING:
+    from ..problem import Problem, ProblemBase
 
 __all__ = ["validate", "unit_radius", "batches_of", "LOGIT_MAX"]
 
 LOGIT_MAX = 1e9  # largest rho^2 / tau: float64 resolves a loss to ~1e-16 * rho^2 / tau
 
 
-def validate(problem) -> dict:
+def validate(problem: ProblemBase) -> dict:
     """Contrastive losses have no classifier and need a bounded feature set; ``ValueError`` naming the field."""
     wd = 0.0 if problem.weight_decay is None else problem.weight_decay
     if wd != 0:
@@ -31,13 +36,13 @@ def validate(problem) -> dict:
     return {"weight_decay": 0.0}
 
 
-def unit_radius(problem, rho2) -> dict:
+def unit_radius(problem: ProblemBase, rho2) -> dict:
     """The loss reads ``<z_i, z_k> / tau`` only: radius ``rho`` and temperature ``tau`` are radius 1 and
     ``tau / rho^2``."""
     return {"tau": problem.tau / rho2}
 
 
-def batches_of(problem):
+def batches_of(problem: Problem):
     """``(epochs, batches, full)``: whether the batching is an epoch scheme, the fixed batch list (None for the
     full batch or an epoch scheme), and whether the objective is the full batch."""
     epochs = is_epoch_scheme(problem)
@@ -45,7 +50,7 @@ def batches_of(problem):
     return epochs, batches, batches is None and not epochs
 
 
-def etf_prediction(p, name: str, etf_value, claim: str, extra=None):
+def etf_prediction(p: Problem, name: str, etf_value, claim: str, extra=None):
     """The prediction of a balanced contrastive loss whose literature claims the simplex ETF for any counts at full
     batch (BCL's forms): ``unknown`` with the reason outside that setting (one class, ReLU features, mini-batches,
     ``extra(p)``'s reason when it returns one, ``dim < K - 1``), else ``etf`` at ``etf_value(counts, tau,

@@ -19,10 +19,14 @@ Reference:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 
 from . import _contrastive, bcl_avg
 from .base import Objective, Prediction
+
+if TYPE_CHECKING:
+    from ..problem import Problem
 
 __all__ = ["OBJECTIVE", "etf_loss"]
 
@@ -46,7 +50,7 @@ def etf_loss(counts, tau, radius=1.0) -> float:
     return float(math.log1p((K - 1) * math.exp(-K / ((K - 1) * t))))
 
 
-def predict(p) -> Prediction:
+def predict(p: Problem) -> Prediction:
     return _contrastive.etf_prediction(p, "BCL", etf_loss, "BCL, full batch: simplex ETF for any counts (the claim "
                                        "of Zhu et al. 2022)")
 

@@ -12,11 +12,15 @@ Reference:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import _contrastive
 from .base import Objective, Prediction
+
+if TYPE_CHECKING:
+    from ..problem import Problem
 
 __all__ = ["OBJECTIVE", "etf_loss"]
 
@@ -55,7 +59,7 @@ def etf_loss(counts, tau, radius=1.0) -> float:
     return float(n[n >= 2].sum() / N * math.log1p((K - 1) * math.exp(-K / ((K - 1) * t))))
 
 
-def predict(p) -> Prediction:
+def predict(p: Problem) -> Prediction:
     def singletons(p):
         return None if max(p.counts) >= 2 else ("single-sample classes: no anchor has a positive, the loss is 0 "
                                                 "everywhere")

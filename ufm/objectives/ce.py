@@ -11,17 +11,22 @@ References:
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import constraints
 from ..batching import is_epoch_scheme
 from ..closed_forms import ce_etf_loss
 from .base import Objective, Prediction
+
+if TYPE_CHECKING:
+    from ..problem import Problem, ProblemBase
 
 __all__ = ["OBJECTIVE", "DEFAULT_WEIGHT_DECAY"]
 
 DEFAULT_WEIGHT_DECAY = 5e-3
 
 
-def validate(problem) -> dict:
+def validate(problem: ProblemBase) -> dict:
     wd = DEFAULT_WEIGHT_DECAY if problem.weight_decay is None else problem.weight_decay
     if wd == 0:
         raise ValueError("weight_decay must be > 0 for CE: without it the loss only tends to 0 as ||W|| grows "
@@ -31,7 +36,7 @@ def validate(problem) -> dict:
     return {"weight_decay": wd}
 
 
-def unit_radius(problem, rho2) -> dict:
+def unit_radius(problem: ProblemBase, rho2) -> dict:
     """``Z = rho Z'``, ``W = W' / rho`` keeps the logits; the decays follow: ``lambda_W / rho^2``,
     ``lambda_Z rho^2``."""
     return {"weight_decay": problem.weight_decay / rho2, "feature_decay": problem.feature_decay * rho2}
@@ -47,7 +52,7 @@ def value(x, h):
     return out + h.feature_decay * jnp.sum(x["Z"] ** 2) / h.n
 
 
-def predict(p) -> Prediction:
+def predict(p: Problem) -> Prediction:
     unknown = lambda why: Prediction("unknown", None, why)  # noqa: E731
     K = p.K
     if K < 2:
@@ -62,7 +67,8 @@ def predict(p) -> Prediction:
         return unknown("CE on imbalanced classes: no closed form (minority collapse)")
     if p.dim < K - 1:
         return unknown(f"dim={p.dim} < K-1={K - 1}: no simplex ETF fits")
-    loss, r, rho = ce_etf_loss(K, p.weight_decay, p.radius, p.feature_decay, p.constraint)
+    # validate set CE's weight_decay (its default when None was given)
+    loss, r, rho = ce_etf_loss(K, p.weight_decay, p.radius, p.feature_decay, p.constraint)  # type: ignore[arg-type]
     if r == 0:
         return Prediction("unknown", loss, "regularisation too strong: the minimiser is the zero solution")
     why = ("L2-regularised CE, balanced, feature decay: simplex ETF (Zhu et al. 2021)"

@@ -12,12 +12,17 @@ References:
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..closed_forms import sc_etf_loss, sc_of_loss
 from ..interaction import of_unique
 from . import _contrastive
 from .base import Objective, Prediction
+
+if TYPE_CHECKING:
+    from ..problem import Problem
 
 __all__ = ["OBJECTIVE"]
 
@@ -36,7 +41,7 @@ def class_log_weights(k, c):
     return np.zeros(len(k))
 
 
-def predict(p) -> Prediction:
+def predict(p: Problem) -> Prediction:
     """ETF (balanced, full batch, no ReLU) or OF (ReLU, any counts, any batching), else ``unknown`` with why."""
     K = p.K
     unknown = lambda why: Prediction("unknown", None, why)  # noqa: E731
