@@ -131,6 +131,8 @@ def test_every_level_shares_the_base_and_its_derived_fields():
         assert repr(p).startswith(f"{type(p).__name__}({list(p.to_dict())[0]}=")
         with pytest.raises(Exception):
             p.tau = 3.0  # frozen
+    with pytest.raises(TypeError, match="shared base"):
+        ProblemBase(tau=0.5)
 
 
 def test_the_sample_problem_keeps_its_field_order_and_positional_counts():

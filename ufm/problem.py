@@ -87,6 +87,10 @@ class ProblemBase:
         @property
         def counts(self) -> tuple: ...
 
+    def __post_init__(self) -> None:  # each level has its own, which calls _check_shared
+        raise TypeError("ProblemBase is the shared base of the problem types; state a Problem, a ClassProblem or a "
+                        "GroupProblem")
+
     def _refuse(self, obj) -> None:
         """Raise ``ValueError`` (naming the field) for what this level cannot state with objective ``obj``;
         run before the numeric checks."""
