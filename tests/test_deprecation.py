@@ -1,7 +1,9 @@
 """``nonneg`` is the one keyword for non-negative features (UFM+) in the Python API; ``relu=``, its older spelling,
 still works for one release: it warns (``DeprecationWarning``) and gives the same result. The ``--relu`` flags
 stay as aliases of ``--nonneg``, and files written with the old ``relu`` key are still read."""
+import dataclasses
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -86,6 +88,11 @@ def test_train_config_relu_warns_and_old_files_are_read():
     assert d["nonneg"] is False and d["relu"] is False  # the old key is still written
     legacy = {k: v for k, v in d.items() if k != "nonneg"}  # a file from before the rename
     assert TrainConfig.from_dict(legacy) == old and TrainConfig.from_dict(d) == old
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # copies of a config never go through the old name
+        assert dataclasses.replace(old, nonneg=True).nonneg is True and old.replace(epochs=2).nonneg is False
+    with pytest.raises(TypeError, match="not both"):
+        TrainConfig(relu=False, nonneg=True)
 
 
 @pytest.mark.parametrize("command,flags", [("measure", ["--nonneg", "--relu"]),

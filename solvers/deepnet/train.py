@@ -49,7 +49,7 @@ import math
 import statistics
 import time
 import warnings
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -134,10 +134,8 @@ class TrainConfig:
     augment: bool = False
     seed: int = 0
     probe: bool = True
-    relu: InitVar[bool | None] = field(default=None, kw_only=True)
 
-    def __post_init__(self, relu):
-        object.__setattr__(self, "nonneg", renamed("relu", relu, "nonneg", self.nonneg, stacklevel=4))
+    def __post_init__(self):
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         parse_imbalance(self.imbalance)
@@ -205,6 +203,20 @@ def _deprecated_relu(self) -> bool:
 
 
 setattr(TrainConfig, "relu", property(_deprecated_relu, doc="The deprecated name of ``nonneg``."))
+_fields_init = TrainConfig.__init__
+
+
+@functools.wraps(_fields_init)
+def _init_with_relu(self, *args, relu=None, **kwargs):
+    """The dataclass's ``__init__``, also taking ``relu=`` (``nonneg``'s deprecated name, keyword only)."""
+    if relu is not None:
+        if "nonneg" in kwargs:
+            raise TypeError("TrainConfig: give nonneg= (relu= is its deprecated name), not both")
+        kwargs["nonneg"] = renamed("relu", relu, "nonneg", True)
+    _fields_init(self, *args, **kwargs)
+
+
+setattr(TrainConfig, "__init__", _init_with_relu)
 
 @dataclass
 class TrainResult:
