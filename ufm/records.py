@@ -33,7 +33,7 @@ import numpy as np
 
 __all__ = ["read_records", "append_record", "repair", "scan", "point_id", "clean", "dumps", "write_json",
            "check", "rewrite", "dir_lock", "RecordsError", "Busy", "REJECTED_SUFFIX", "LOCK_NAME", "SWEEP_KEYS",
-           "WRITE_LOCK"]
+           "WRITE_LOCK", "versions"]
 
 REJECTED_SUFFIX = ".rejected"
 LOCK_NAME = ".lock"
@@ -90,6 +90,18 @@ def replace_bytes(path, data: bytes):
 def write_json(path, obj):
     """Write atomically (temp file + rename) so a killed run never leaves half a file."""
     replace_bytes(path, (json.dumps(clean(obj), indent=2, allow_nan=False) + "\n").encode())
+
+
+def versions() -> dict:
+    """The versions a result records (``versions``): ufm, JAX, NumPy and Python (JAX imported here)."""
+    import platform
+
+    import jax
+
+    from . import __version__
+
+    return {"ufm": __version__, "jax": jax.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
 
 
 def point_id(fields: dict) -> str:

@@ -43,9 +43,14 @@ import numpy as np
 from ufm import geometry, imbalance
 from ufm.classlevel import ClassProblem
 from ufm.defaults import CLASS_STEPS
+from ufm.specs import PhaseSpec
 
-__all__ = ["phase", "grid_problem", "grid_group_problem", "choose_path", "boundary", "COLLAPSE", "ZERO", "RETRIES",
-           "ARRAYS", "MAX_GROUPS", "memory_bytes"]
+__all__ = ["phase", "grid_problem", "grid_group_problem", "choose_path", "check_points", "boundary", "COLLAPSE",
+           "ZERO", "RETRIES", "ARRAYS", "MAX_GROUPS", "memory_bytes", "PhaseSpec", "OUTPUTS"]
+
+# the files a run with ``out`` writes: phase.json and, with figures, each figure as PNG and PDF
+OUTPUTS = ("phase.json",) + tuple(f"phase_{name}.{ext}" for name in ("diagram", "delta_gm", "cosines", "gap")
+                                  for ext in ("png", "pdf"))
 
 COLLAPSE = 0.99
 ZERO = 1e-6
@@ -58,20 +63,27 @@ RANK_TOL = 1e-6  # relative to the radius: the rank reported (the solver's accur
 MAX_BISECTIONS = 200  # rounds of a boundary's bisection; 64 already reach adjacent float64s from any bracket
 
 
-def grid_problem(spec: dict, R: float, value: float) -> ClassProblem:
-    """The class-level problem of one point: ``spec`` holds ``loss``, ``nonneg``, ``classes``, ``imbalance``,
-    ``n_min``, ``minority_fraction``, ``dim``, ``radius`` and ``axis`` (``"tau"`` or ``"weight_decay"``, whose
-    value is ``value``)."""
+def _family(spec: PhaseSpec | dict) -> dict:
+    """The family dict of a ``PhaseSpec`` (``PhaseSpec.family``), or the dict itself."""
+    return spec.family() if isinstance(spec, PhaseSpec) else spec
+
+
+def grid_problem(spec: PhaseSpec | dict, R: float, value: float) -> ClassProblem:
+    """The class-level problem of one point: ``spec`` is a ``PhaseSpec`` or its family dict
+    (``PhaseSpec.family``: ``loss``, ``nonneg``, ``classes``, ``imbalance``, ``n_min``, ``minority_fraction``,
+    ``dim``, ``radius`` and ``axis``, ``"tau"`` or ``"weight_decay"``, whose value is ``value``)."""
+    spec = _family(spec)
     counts = imbalance.class_sizes(spec["imbalance"], spec["classes"], spec["n_min"], R, spec["minority_fraction"])
     extra: dict[str, Any] = {"tau": value} if spec["axis"] == "tau" else {"weight_decay": value}
     return ClassProblem(counts=counts, loss=spec["loss"], dim=spec["dim"], nonneg=spec["nonneg"],
                         constraint=spec.get("constraint", "sphere"), radius=spec.get("radius", 1.0), **extra)
 
 
-def grid_group_problem(spec: dict, R: float, value: float):
+def grid_group_problem(spec: PhaseSpec | dict, R: float, value: float):
     """The reduced problem (``ufm.reduced.GroupProblem``) of one point, built without forming ``K`` sizes."""
     from ufm.reduced import GroupProblem
 
+    spec = _family(spec)
     sizes, classes = imbalance.group_sizes(spec["imbalance"], spec["classes"], spec["n_min"], R,
                                            spec["minority_fraction"])
     extra: dict[str, Any] = {"tau": value} if spec["axis"] == "tau" else {"weight_decay": value}
@@ -79,10 +91,11 @@ def grid_group_problem(spec: dict, R: float, value: float):
                         constraint=spec.get("constraint", "sphere"), radius=spec.get("radius", 1.0), **extra)
 
 
-def choose_path(spec: dict) -> str:
+def choose_path(spec: PhaseSpec | dict) -> str:
     """``"reduced"`` or ``"class-level"`` (module doc)."""
     from ufm.reduced import supported
 
+    spec = _family(spec)
     _, classes = imbalance.group_sizes(spec["imbalance"], spec["classes"], spec["n_min"], 1.0,
                                        spec["minority_fraction"])
     if (supported(spec["loss"], spec["nonneg"]) and len(classes) < spec["classes"] and len(classes) <= MAX_GROUPS
@@ -94,12 +107,13 @@ def choose_path(spec: dict) -> str:
 BASE_BYTES = 400 * 2 ** 20  # the process before the first point: Python, NumPy, JAX, SciPy, cvxpy
 
 
-def memory_bytes(spec: dict, n_ratios: int, n_values: int) -> int:
+def memory_bytes(spec: PhaseSpec | dict, n_ratios: int, n_values: int) -> int:
     """An estimate of the peak resident memory of :func:`phase` on the class-level path, in bytes: the process
     (``BASE_BYTES``), the class means kept for every point (``points x K x dim`` floats, twice: the solutions and
     the arrays built from them), and the vmapped loop's working set, one slot per ratio (the chains) or per point
     (a cold grid, the retries), each holding about 24 ``K x K`` and 12 ``K x dim`` float64 arrays (weights, Gram,
     softmax, gradients, iterates and their momentum, the jitted program's temporaries)."""
+    spec = _family(spec)
     K, d = spec["classes"], spec["dim"]
     points = n_ratios * n_values
     slots = n_ratios
@@ -224,6 +238,7 @@ class _ReducedPath:
 
 
 def _path(spec):
+    spec = _family(spec)
     return _ReducedPath(spec) if choose_path(spec) == "reduced" else _ClassPath(spec)
 
 
@@ -302,22 +317,89 @@ def _brackets(ratios, row, level, certified):
     return None
 
 
-def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol: float = 1e-3, steps: int = CLASS_STEPS,
-          progress=None, warm: bool = False) -> dict:
-    """Solve, certify and measure the grid ``values x ratios``; find the boundaries.
+def check_points(spec: PhaseSpec) -> None:
+    """Build the grid's corner points (first and last ratio x first and last axis value) on the path the run
+    takes, so that a family no point of which is a valid problem (a class size below 2, a temperature too small
+    for the float64 loss) raises its ``ValueError`` before any work."""
+    make = grid_group_problem if choose_path(spec) == "reduced" else grid_problem
+    for R in (spec.ratios[0], spec.ratios[-1]):
+        for v in (spec.values[0], spec.values[-1]):
+            make(spec, R, v)
+
+
+def _check_options(seed, tol, rtol, steps):
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**32 - 1:
+        raise ValueError(f"seed: must be an integer in 0..2^32-1, got {seed!r}")
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol: must be a finite number >= 0, got {tol!r}")
+    if not (isinstance(rtol, (int, float)) and math.isfinite(rtol) and 0 < rtol < 1):
+        raise ValueError(f"rtol: must lie in (0, 1), got {rtol!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: must be an integer >= 1, got {steps!r}")
+
+
+def phase(spec: PhaseSpec | dict, ratios=None, values=None, *, seed: int = 0, tol: float = 1e-6, rtol: float = 1e-3,
+          steps: int = CLASS_STEPS, progress=None, warm: bool = False, out: str | None = None,
+          figures: bool = True) -> dict:
+    """Solve, certify and measure the grid ``values x ratios``; find the boundaries (``ufm phase``).
 
     Args:
-      spec: the problem family (:func:`grid_problem`).
-      ratios: increasing imbalance ratios ``R >= 1``. values: the axis values (temperatures or weight decays).
-      seed: the starts. tol: relative tolerance of ``certified``. rtol: of the boundaries.
-      steps: most iterations per point. progress: an optional callable ``(message)``.
+      spec: the problem family and its grid (a ``ufm.specs.PhaseSpec``; the family dict of older calls, with
+        ``ratios`` and ``values``, is converted and validated).
+      ratios: with a dict ``spec`` only: increasing imbalance ratios ``R >= 1``.
+      values: with a dict ``spec`` only: the axis values (temperatures or weight decays).
+      seed: the starts.
+      tol: relative tolerance of ``certified``.
+      rtol: relative accuracy of the boundaries, in (0, 1).
+      steps: most iterations per point.
+      progress: an optional callable ``(message)``.
       warm: on the class-level path, start each point of a chain from the previous axis value's solution
         (``solvers.classlevel.solve_chains``; module doc); the certificates decide either way.
+      out: a folder to write ``phase.json`` (and, with ``figures``, the figures and their CSVs) into; None: write
+        nothing.
+      figures: with ``out``, draw the figures (``solvers.workflows.phase_figures.draw_phase``).
     Returns:
       the ``phase.json`` dict: ``ratios``, ``taus`` (or ``weight_decays``), the 2-D arrays ``ARRAYS`` indexed
-      ``[value][ratio]`` (``loss`` is the array of values; the loss's name is ``loss_type``), ``boundaries`` and
-      how it was made (``seconds``, ``points``, ``tol``).
+      ``[value][ratio]`` (``loss`` is the array of values; the loss's name is ``loss_type``), ``boundaries``, how
+      it was made (``seconds``, ``points``, ``tol``, ``method``) and ``versions``.
+    Raises:
+      ValueError: a bad field of ``spec`` or a bad option, naming it (before any work).
     """
+    if isinstance(spec, PhaseSpec):
+        if ratios is not None or values is not None:
+            raise ValueError("ratios: a PhaseSpec carries its grid; give ratios and values inside it")
+        record = spec
+    else:
+        record = PhaseSpec.from_dict(spec, ratios, values)
+    _check_options(seed, tol, rtol, steps)
+    check_points(record)
+    if out is not None:
+        from ufm import runs
+
+        with runs.open_run(out, "ufm phase", OUTPUTS, flag="out"):
+            result = _phase(record, seed=seed, tol=tol, rtol=rtol, steps=steps, progress=progress, warm=warm)
+            _write(result, out, figures)
+        return result
+    return _phase(record, seed=seed, tol=tol, rtol=rtol, steps=steps, progress=progress, warm=warm)
+
+
+def _write(result: dict, out: str, figures: bool) -> None:
+    import os
+
+    from ufm.records import write_json
+
+    write_json(os.path.join(out, "phase.json"), result)
+    if figures:
+        from .phase_figures import draw_phase
+
+        draw_phase(result, out)
+
+
+def _phase(record: PhaseSpec, *, seed, tol, rtol, steps, progress, warm) -> dict:
+    from ufm.records import versions
+
+    spec = record.family()
+    ratios, values = list(record.ratios), list(record.values)
     start = time.perf_counter()
     ratios, values = [float(r) for r in ratios], [float(v) for v in values]
     say = progress or (lambda message: None)
@@ -354,4 +436,4 @@ def phase(spec: dict, ratios, values, *, seed: int = 0, tol: float = 1e-6, rtol:
             "certified_points": int(sum(x for row in arrays["certified"] for x in row)), "solve_seconds": solved,
             "rank_above_dim": int(sum(r > spec["dim"] for row in arrays["rank"] for r in row)),
             "seconds": time.perf_counter() - start, "seed": seed, "method": path.name, "warm": chains is not None and warm,
-            "exact": "class-level (N-independent)"}
+            "exact": "class-level (N-independent)", "versions": versions()}

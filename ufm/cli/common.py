@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import difflib
 import os
-import platform
 import sys
 import warnings
 from typing import TYPE_CHECKING
@@ -25,6 +24,18 @@ if TYPE_CHECKING:
 
 class UsageError(Exception):
     """Bad input found after parsing: reported on stderr with exit code 2, no traceback."""
+
+
+def flag_error(e: Exception, flags: dict) -> UsageError:
+    """A library's error about a field (``"n_min: must be ..."``: the message starts with the field's name, as a
+    ``ufm.specs`` record or ``ufm.Problem`` raises it) as a ``UsageError`` naming the flag instead
+    (``"--n-min: must be ..."``); ``flags`` maps field names to flags, and a message about another field is kept
+    as it is."""
+    text = str(e)
+    name, sep, rest = text.partition(":")
+    if sep and name in flags:
+        text = f"{flags[name]}:{rest}"
+    return UsageError(text)
 
 
 CACHE_FLAG = "--no-compile-cache"
@@ -448,13 +459,10 @@ def problem_from_args(args):
 
 
 def versions() -> dict:
-    import jax
-    import numpy as np
+    """``ufm.records.versions``: what a result records of the versions (JAX imported when called)."""
+    from ufm.records import versions as _versions
 
-    import ufm
-
-    return {"ufm": ufm.__version__, "jax": jax.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+    return _versions()
 
 
 def ensure_dir(path, outputs=(), flag="--out"):

@@ -11,15 +11,15 @@ import argparse
 import math
 import os
 
-from .common import (UsageError, add_size_args, check_memory, comma_entries, dumps, eprint, hold_folder, seed_int,
-                     write_json)
+from .common import (UsageError, add_size_args, check_memory, comma_entries, dumps, eprint, flag_error, hold_folder,
+                     seed_int)
 
 HELP = "certified phase diagram over imbalance R and tau (or CE weight decay), with its boundaries"
 MAX_POINTS = 250_000  # a grid larger than this is refused (memory: points x K x dim floats, several copies)
 MAX_WORK = 5 * 10**7  # points x G x (G + 1) on the reduced path (the class-level path: memory_bytes, below)
 MAX_CLASSES = 10**6  # K: the families are built class by class
 OUTPUTS = ("phase.json",) + tuple(f"phase_{name}.{ext}" for name in ("diagram", "delta_gm", "cosines", "gap")
-                                  for ext in ("png", "pdf"))
+                                  for ext in ("png", "pdf"))  # solvers.workflows.phase.OUTPUTS, written out to stay light
 
 
 def axis_size(text: str) -> int:
@@ -97,70 +97,54 @@ def add_parser(sub):
     return p
 
 
-def _spec(args) -> tuple[dict, list[float], list[float]]:
-    from ufm import objectives
-    from ufm.objectives import NAMES
+FLAGS = {"loss": "--loss", "nonneg": "--nonneg", "classes": "--classes", "imbalance": "--imbalance",
+         "n_min": "--n-min", "minority_fraction": "--minority-fraction", "dim": "--dim", "constraint": "--constraint",
+         "ratios": "--ratios", "taus": "--taus", "weight_decays": "--weight-decays", "tol": "--tol",
+         "rtol": "--boundary-rtol", "seed": "--seed", "steps": "--steps"}
 
-    if args.loss not in NAMES:
-        raise UsageError(f"--loss must be one of {', '.join(NAMES)}, got {args.loss!r}")
-    contrastive = objectives.get(args.loss).contrastive
-    if objectives.get(args.loss).prototypes and args.nonneg:
-        raise UsageError(f"--nonneg: --loss {args.loss} (class prototypes) has no class-level bound with "
-                         "non-negative features")
-    if objectives.get(args.loss).class_level is None:
-        raise UsageError(f"--loss {args.loss}: its objective declares no class-level value (ufm.objectives: "
-                         "class_level); the phase diagram needs one")
-    if contrastive and args.weight_decays is not None:
-        raise UsageError(f"--weight-decays is CE's axis; {args.loss} has a temperature: use --taus")
-    if not contrastive and args.taus is not None:
-        raise UsageError("--taus: CE has no temperature; its axis is --weight-decays")
-    if args.classes < 2:
-        raise UsageError(f"--classes must be >= 2, got {args.classes}")
-    if args.dim is not None and args.dim < 1:
-        raise UsageError(f"--dim must be >= 1, got {args.dim}")
-    if not (math.isfinite(args.n_min) and (args.n_min >= 2 or args.n_min == 1)):
-        raise UsageError(f"--n-min must be a number >= 2 (or exactly 1), got {args.n_min}")
-    if not 0 < args.minority_fraction < 1:
-        raise UsageError(f"--minority-fraction must lie in (0, 1), got {args.minority_fraction}")
+
+def _spec(args):
+    """The ``ufm.specs.PhaseSpec`` of the flags, within this command's limits; ``UsageError`` naming the flag."""
+    from ufm.specs import PhaseSpec
+
+    if args.classes > MAX_CLASSES:  # the families are built class by class: refused before anything is built
+        raise UsageError(f"--classes: K = {args.classes} exceeds this command's limit (K <= {MAX_CLASSES}); shrink "
+                         "--classes")
+    taus = None if args.taus is None else axis_values(args.taus, "--taus")
+    decays = None if args.weight_decays is None else axis_values(args.weight_decays, "--weight-decays")
+    ratios = axis_values(args.ratios, "--ratios")
+    try:
+        spec = PhaseSpec(loss=args.loss, nonneg=bool(args.nonneg), classes=args.classes, imbalance=args.imbalance,
+                         n_min=args.n_min, minority_fraction=args.minority_fraction, dim=args.dim,
+                         constraint=args.constraint, ratios=tuple(ratios), taus=taus, weight_decays=decays)
+    except (ValueError, TypeError) as e:
+        raise flag_error(e, FLAGS) from None
     if not (math.isfinite(args.tol) and args.tol >= 0):
         raise UsageError(f"--tol must be a finite number >= 0, got {args.tol}")
     if not (math.isfinite(args.boundary_rtol) and 0 < args.boundary_rtol < 1):
         raise UsageError(f"--boundary-rtol must lie in (0, 1), got {args.boundary_rtol}")
-    axis_text = (args.taus or "0.05:1:8") if contrastive else (args.weight_decays or "1e-3:1e-1:8")
-    axis_flag = "--taus" if contrastive else "--weight-decays"
-    K, dim = args.classes, args.dim if args.dim is not None else args.classes
-    n_r, n_v = axis_size(args.ratios), axis_size(axis_text)
-    if n_r * n_v > MAX_POINTS or K > MAX_CLASSES:  # sizes from the text: nothing is built before they pass
-        raise UsageError(f"{n_v} x {n_r} points with K = {K} exceed this command's limits ({MAX_POINTS} points, "
-                         f"K <= {MAX_CLASSES}); shrink --classes or split the grid into several runs")
-    ratios = axis_values(args.ratios, "--ratios")
-    if ratios[0] < 1:
-        raise UsageError(f"--ratios: every R must be >= 1, got {ratios[0]}")
-    values = axis_values(axis_text, axis_flag)
-    spec = {"loss": args.loss, "nonneg": bool(args.nonneg), "classes": K, "imbalance": args.imbalance,
-            "n_min": args.n_min, "minority_fraction": args.minority_fraction, "dim": dim,
-            "constraint": args.constraint, "axis": "tau" if contrastive else "weight_decay"}
-    points = len(ratios) * len(values)
+    K, dim, points, n_r, n_v = spec.classes, spec.dim, spec.points, len(spec.ratios), len(spec.values)
+    from ufm import objectives
     from ufm.imbalance import group_sizes
 
     from solvers.workflows.phase import choose_path
 
     if choose_path(spec) == "reduced":
-        G = len(group_sizes(spec["imbalance"], spec["classes"], spec["n_min"], 1.0, spec["minority_fraction"])[1])
+        G = len(group_sizes(spec.imbalance, spec.classes, spec.n_min, 1.0, spec.minority_fraction)[1])
         work, what = points * G * (G + 1), f"G = {G} groups of equal-size classes, points x G x (G + 1)"
         need = memory_estimate(points, G, G + 1) + REDUCED_WORKSPACE
     else:  # solved in chains, one slot per ratio: the estimated memory, not points x K x d, is the limit
         from solvers.workflows.phase import BASE_BYTES, memory_bytes
 
-        rows = 2 if objectives.get(args.loss).prototypes else 1  # BCL: the prototypes are K more rows
+        rows = 2 if objectives.get(spec.loss).prototypes else 1  # BCL: the prototypes are K more rows
         work, what = 0, f"K = {K}, d = {dim}, points x {rows * K} x d"
-        need = rows * rows * max(memory_bytes(spec, len(ratios), len(values)) - BASE_BYTES, 0) + CLASS_WORKSPACE
+        need = rows * rows * max(memory_bytes(spec, n_r, n_v) - BASE_BYTES, 0) + CLASS_WORKSPACE
     if points > MAX_POINTS or work > MAX_WORK:
-        raise UsageError(f"{len(values)} x {len(ratios)} points with {what} exceed this command's limits "
+        raise UsageError(f"{n_v} x {n_r} points with {what} exceed this command's limits "
                          f"({MAX_POINTS} points, work <= {MAX_WORK:.0e}); split the grid into several runs")
-    check_memory(args, need, f"{len(values)} x {len(ratios)} points with {what.split(', points')[0]}",
+    check_memory(args, need, f"{n_v} x {n_r} points with {what.split(', points')[0]}",
                  "--classes / --dim / the grid")
-    return spec, ratios, values
+    return spec
 
 
 REDUCED_WORKSPACE = 64 << 20  # what the reduced path's first solve compiles and holds, whatever G (measured ~55 MiB)
@@ -176,24 +160,16 @@ def memory_estimate(points: int, K: int, dim: int) -> int:
     return int(8 * points * (12 * K * dim + 8 * K * K))
 
 
-def _check_point(spec, ratios, values):
-    """Build the first and last point so a bad family (a class size below 2, a temperature too small) exits 2."""
-    from solvers.workflows.phase import choose_path, grid_group_problem, grid_problem
-
-    make = grid_group_problem if choose_path(spec) == "reduced" else grid_problem
-    for R in (ratios[0], ratios[-1]):
-        for v in (values[0], values[-1]):
-            try:
-                make(spec, R, v)
-            except ValueError as e:
-                raise UsageError(str(e)) from None
-
-
 def run(args) -> int:
-    spec, ratios, values = _spec(args)
-    _check_point(spec, ratios, values)
+    spec = _spec(args)
+    from solvers.workflows.phase import check_points
+
+    try:
+        check_points(spec)  # a bad family (a class size below 2, a temperature too small) exits 2 before any work
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     out = hold_folder(args, "ufm phase", OUTPUTS)
-    from solvers.workflows.phase import phase
+    from solvers.workflows import phase as workflow
 
     from ufm.progress import stages
 
@@ -201,19 +177,12 @@ def run(args) -> int:
     # when stderr is not a terminal
     say = stages("ufm phase", 3, enabled=not args.json)
     try:
-        result = phase(spec, ratios, values, seed=args.seed, tol=args.tol, rtol=args.boundary_rtol, progress=say)
+        result = workflow.phase(spec, seed=args.seed, tol=args.tol, rtol=args.boundary_rtol, progress=say, out=out,
+                                figures=not args.no_figures)
     except BaseException:
         say.abort()
         raise
     say.close()
-    from .common import versions
-
-    result["versions"] = versions()
-    write_json(os.path.join(out, "phase.json"), result)
-    if not args.no_figures:
-        from solvers.workflows.phase_figures import draw_phase
-
-        draw_phase(result, out)
     if args.json:
         print(dumps(result))
     n, ok = result["points"], result["certified_points"]
