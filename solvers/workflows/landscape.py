@@ -57,10 +57,11 @@ import time
 
 import numpy as np
 
-from ufm import Problem, imbalance, records
+from ufm import Problem, records
 from ufm.defaults import DEFAULT_STEPS
+from ufm.specs import LANDSCAPE_MAX_N, LandscapeSpec
 
-__all__ = ["grid_points", "point_problem", "gram_signature", "signature_distance", "class_permutations",
+__all__ = ["landscape", "LandscapeSpec", "OUTPUTS", "grid_points", "point_problem", "gram_signature", "signature_distance", "class_permutations",
            "group_points", "hessian_estimate", "run_point", "run_landscape", "assemble", "local_certifier",
            "LocalCertificateMissing", "RESULTS", "POINT_KEYS", "MAX_N", "ROUNDING", "ESCAPE_SCALE"]
 
@@ -70,7 +71,8 @@ RECORD_KEYS = ("id", "counts", "tau")
 POINT_KEYS = ("counts", "taus", "R", "K", "N", "dim", "starts", "converged_starts", "global_loss", "lower_bound",
               "global_certified", "local_minima", "saddles", "spurious_fraction", "above_global_fraction",
               "certified", "local_certificate", "status", "error", "seconds")
-MAX_N = 400  # most samples of one point (the local certificate works with (N d) x (N d) Hessians)
+MAX_N = LANDSCAPE_MAX_N  # most samples of one point (the local certificate works with (N d) x (N d) Hessians)
+OUTPUTS = ("landscape.jsonl", "landscape.json", "landscape.png", "landscape.pdf")  # what a run with out= writes
 MAX_PERMUTATIONS = 5040  # relabellings of equal-size classes tried when grouping; above it, only the identity
 ROUNDING = 1e-12  # relative float64 rounding allowed on the loss of the best start when judging "spurious"
 ESCAPE_SCALE = 1e-2  # the perturbation (relative to rho) of the escape test
@@ -85,47 +87,18 @@ class LocalCertificateMissing(RuntimeError):
 
 def grid_points(*, counts=None, classes=3, n_min=2, ratios=(1.0,), imbalance_profile="step", minority_fraction=0.5,
                 taus=(0.1,), dim=None, starts=8, seed=0, steps=DEFAULT_STEPS, tol=1e-6, gram_tol=1e-2) -> list[dict]:
-    """The points of a grid, in order (count vectors outer, temperatures inner). Class sizes are integers: from
-    ``counts`` (a list of count vectors) or from the family ``imbalance.counts_for(imbalance_profile, classes, n_min,
-    R, minority_fraction)`` for each ``R`` in ``ratios`` (rounded sizes; a count vector that rounds to one already
-    in the grid is kept once). ``dim`` None: ``K + 1`` (the theorem's ``d > K``). Raises ``ValueError`` naming the
-    argument."""
-    if counts is None:
-        vectors = [list(imbalance.counts_for(imbalance_profile, classes, n_min, float(R), minority_fraction))
-                   for R in ratios]
-    else:
-        vectors = [list(c) for c in counts]
-    if not vectors:
-        raise ValueError("counts: the grid has no count vector")
-    taus = [float(t) for t in taus]
-    if not taus:
-        raise ValueError("taus: the list is empty")
-    for name, value in (("starts", starts), ("steps", steps)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
-    if not (math.isfinite(tol) and tol >= 0):
-        raise ValueError(f"tol: must be a finite number >= 0, got {tol!r}")
-    if not (math.isfinite(gram_tol) and gram_tol > 0):
-        raise ValueError(f"gram_tol: must be a finite number > 0, got {gram_tol!r}")
-    seen, points = set(), []
-    for c in vectors:
-        c = [int(v) for v in c]
-        if tuple(c) in seen:
-            continue
-        seen.add(tuple(c))
-        if len(c) < 2 or min(c) < 1 or max(c) < 2:
-            raise ValueError(f"counts: every vector needs K >= 2 classes of >= 1 sample and a class of >= 2, got {c}")
-        if sum(c) > MAX_N:
-            raise ValueError(f"counts: {c} has N = {sum(c)} samples; at most {MAX_N} per point (the local "
-                             "certificate's Hessian is (N d) x (N d)): lower --ratios or --n-min")
-        K = len(c)
-        d = K + 1 if dim is None else int(dim)
-        for tau in taus:
-            points.append({"counts": c, "tau": tau, "dim": d, "starts": starts, "seed": seed, "steps": steps,
-                           "tol": tol, "gram_tol": gram_tol})
-    for p in points:
-        point_problem(p)  # a bad temperature or dimension fails here, before any work
-    return points
+    """The points of a grid, in order (count vectors outer, temperatures inner): ``LandscapeSpec(...).points()``
+    with these fields (``imbalance_profile`` is the record's ``imbalance``; with ``counts`` the family arguments
+    are ignored). Class sizes are integers: from ``counts`` (a list of count vectors) or from the family
+    ``imbalance.counts_for(imbalance_profile, classes, n_min, R, minority_fraction)`` for each ``R`` in ``ratios``
+    (rounded sizes; a count vector that rounds to one already in the grid is kept once). ``dim`` None: ``K + 1``
+    (the theorem's ``d > K``). Raises ``ValueError`` naming the argument."""
+    family: dict = {} if counts is not None else dict(
+        classes=classes, n_min=n_min, ratios=tuple(ratios), imbalance=imbalance_profile,
+        minority_fraction=minority_fraction)
+    spec = LandscapeSpec(counts=None if counts is None else tuple(tuple(c) for c in counts), taus=tuple(taus),
+                         dim=dim, starts=starts, seed=seed, steps=steps, tol=tol, gram_tol=gram_tol, **family)
+    return spec.points()
 
 
 def point_problem(point) -> Problem:
@@ -633,3 +606,39 @@ def assemble(recs, settings: dict) -> dict:
             "certified_points": sum(bool(r.get("certified")) for r in recs),
             "failed_points": sum(r.get("status") == "failed" for r in recs),
             "local_certificate": kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else None)}
+
+
+def landscape(spec: LandscapeSpec, out: str, *, figures: bool = True, certify_local="auto", progress=None,
+              log=None) -> dict:
+    """Run every point of ``spec`` not yet in ``out/landscape.jsonl``, then write ``out/landscape.json`` and the
+    heat map (``ufm landscape``): :func:`run_landscape`, :func:`assemble`, ``landscape_figures.draw_landscape``.
+
+    Args:
+      spec: the grid (``ufm.specs.LandscapeSpec``).
+      out: the folder (created; a rerun skips the points done).
+      figures: draw ``landscape.png`` / ``.pdf``.
+      certify_local: as :func:`run_landscape` (``"auto"``: ``solvers.local.certify_local`` when installed).
+      progress: a ``ufm.progress.Progress``-like object with ``update(n, note)``, or None.
+      log: a callable taking a line (what is redone), or None.
+    Returns:
+      the ``landscape.json`` dict (:func:`assemble`, with ``seed`` and ``versions``); ``local_certificate`` says
+      whether the local minima were proved.
+    Raises:
+      TypeError: ``spec`` is not a ``LandscapeSpec``.
+      ufm.records.RecordsError: an unreadable records file, or another process writing to ``out``.
+    """
+    if not isinstance(spec, LandscapeSpec):
+        raise TypeError(f"spec: must be a ufm.specs.LandscapeSpec, got {type(spec).__name__}")
+    from ufm import runs
+    from ufm.records import versions, write_json
+
+    with runs.open_run(out, "ufm landscape", OUTPUTS, flag="out"):
+        recs = run_landscape(spec.points(), out, certify_local=certify_local, progress=progress, log=log)
+        result = assemble(recs, spec.settings())
+        result.update(seed=spec.seed, versions=versions())
+        write_json(os.path.join(out, "landscape.json"), result)
+        if figures:
+            from .landscape_figures import draw_landscape
+
+            draw_landscape(result, out)
+    return result

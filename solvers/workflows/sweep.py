@@ -20,7 +20,6 @@ says which executor computed it (``executor``).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 import threading
@@ -31,82 +30,29 @@ from ufm import Problem, geometry, imbalance, objectives, records, theory
 from ufm.batching import EPOCH_SCHEMES, parse_scheme
 from ufm.defaults import DEFAULT_STEPS
 from ufm.progress import Progress
+from ufm.specs import MAX_SAMPLES, MAX_SEED, SweepSpec
 
-__all__ = ["sweep_points", "point_problem", "point_task", "run_sweep", "unique", "failed", "RESULTS", "RECORD_KEYS",
-           "MAX_SAMPLES", "MAX_SEED"]
+__all__ = ["sweep", "sweep_points", "point_problem", "point_task", "run_sweep", "unique", "failed", "RESULTS",
+           "RECORD_KEYS", "MAX_SAMPLES", "MAX_SEED", "SweepSpec"]
 
 RESULTS = "results.jsonl"
 RECORD_KEYS = records.SWEEP_KEYS
-MAX_SAMPLES = 10**6  # most samples N of one point (the features alone are N x d floats, the Gram N x N)
-MAX_SEED = 2**32 - 1  # seeds are 32-bit (NumPy's and JAX's generators)
-
-
-def _nonempty(name, values):
-    values = list(values)
-    if not values:
-        raise ValueError(f"{name}: the list is empty")
-    return values
 
 
 def sweep_points(*, losses=("sc",), profile="step", classes=4, n_min=3, ratios=(1, 10), taus=(0.5,),
                  dim=None, nonneg=(False,), batchings=("full",), minority_fraction=0.5, radius=1.0,
                  weight_decay=None, seed=0, steps=DEFAULT_STEPS, epochs=200, dtype="float64") -> list[dict]:
-    """The grid as a list of points (dicts). Raises ``ValueError`` naming the bad argument."""
-    losses, ratios, taus = _nonempty("loss", losses), _nonempty("ratios", ratios), _nonempty("taus", taus)
-    nonneg, batchings = _nonempty("nonneg", nonneg), _nonempty("batchings", batchings)
-    for R in ratios:
-        if not (math.isfinite(R) and R >= 1):
-            raise ValueError(f"ratios: every R must be >= 1, got {R}")
-    for t in taus:
-        if not (math.isfinite(t) and t > 0):
-            raise ValueError(f"taus: every tau must be > 0, got {t}")
-    for name, value in (("steps", steps), ("epochs", epochs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed: must be an integer in [0, {MAX_SEED}] (2^32 - 1), got {seed!r}")
-    for loss in losses:
-        if loss not in objectives.NAMES:
-            raise ValueError(f"loss: must be one of {', '.join(objectives.NAMES)}, got {loss!r}")
-    points = []
-    for loss in losses:
-        for R in ratios:
-            if isinstance(n_min, int) and isinstance(classes, int) and n_min * max(R, classes) > MAX_SAMPLES:
-                raise ValueError(f"ratios: R = {R:g} with K = {classes} and n_min = {n_min} gives "
-                                 f"N >= {min(n_min * max(R, classes), 1.7e308):.3g} samples; at most {MAX_SAMPLES:.0e} "
-                                 f"(10^{round(math.log10(MAX_SAMPLES))}): lower R, --classes or --n-min")
-            counts = imbalance.counts_for(profile, classes, n_min, R, minority_fraction)
-            if sum(counts) > MAX_SAMPLES:
-                raise ValueError(f"ratios: R = {R:g} gives N = {sum(counts):.3g} samples; at most "
-                                 f"{MAX_SAMPLES:.0e} (10^{round(math.log10(MAX_SAMPLES))}): lower R or --n-min")
-            for b in batchings:
-                parse_scheme(b, sum(counts))
-                for nn in nonneg:
-                    for tau in (taus if objectives.get(loss).contrastive else [None]):
-                        points.append({
-                            "R": float(R), "tau": None if tau is None else float(tau), "loss_type": loss,
-                            "nonneg": bool(nn), "batching": b, "counts": list(counts), "K": classes,
-                            "dim": classes if dim is None else dim, "imbalance": profile, "n_min": n_min,
-                            "minority_fraction": minority_fraction, "radius": radius,
-                            "weight_decay": None if objectives.get(loss).contrastive else weight_decay,
-                            "seed": seed,
-                            "steps": steps, "dtype": dtype,
-                            **({"epochs": epochs} if parse_scheme(b).name in EPOCH_SCHEMES else {})})
-    for p in points:
-        point_problem(p)  # validate every point before any work
-    return points
+    """The grid as a list of points (dicts): ``SweepSpec(...).points()`` with these fields (``profile`` is the
+    record's ``imbalance``). Raises ``ValueError`` naming the bad argument."""
+    return SweepSpec(losses=tuple(losses), imbalance=profile, classes=classes, n_min=n_min, ratios=tuple(ratios),
+                     taus=tuple(taus), dim=dim, nonneg=tuple(nonneg), batchings=tuple(batchings),
+                     minority_fraction=minority_fraction, radius=radius, weight_decay=weight_decay, seed=seed,
+                     steps=steps, epochs=epochs, dtype=dtype).points()
 
 
 def point_problem(point) -> Problem:
-    """The ``ufm.Problem`` of a point."""
-    kw = dict(counts=point["counts"], loss=point["loss_type"], dim=point["dim"], nonneg=point["nonneg"],
-              radius=point["radius"], batching=point["batching"], batch_seed=point["seed"])
-    if point["tau"] is not None:
-        kw["tau"] = point["tau"]
-    if not objectives.get(point["loss_type"]).contrastive:  # a classifier: weight decay, features on the ball
-        kw["weight_decay"] = point["weight_decay"]
-        kw["constraint"] = "ball"
-    return Problem(**kw)
+    """The ``ufm.Problem`` of a point (``SweepSpec.problem``)."""
+    return SweepSpec.problem(point)
 
 
 def _solve_group(problems, steps, dtype, seed, epochs):
@@ -347,3 +293,43 @@ def run_sweep(points, out, *, certify=True, show_progress=True, log=None, execut
                     bar.update(1, f"R={rec['R']:g} {rec['loss_type']} tau={rec['tau']}"
                                   + (" failed" if failed(rec) else ""))
         return _compact(path)
+
+
+def sweep(spec: SweepSpec, out: str, *, certify: bool = True, executor: str = "local", scheduler: str | None = None,
+          workers: int | None = None, figures: bool = True, progress: bool = True, log=None) -> list[dict]:
+    """Solve (and certify) every point of ``spec`` not yet recorded in ``out/results.jsonl`` and draw the figures
+    (``ufm sweep``): :func:`run_sweep`, then ``ufm.plots.plot_all`` of the solved records.
+
+    Args:
+      spec: the grid (``ufm.specs.SweepSpec``).
+      out: the folder of ``results.jsonl`` and the figures (created; a rerun resumes it).
+      certify: certify each solution (``solvers.certify``).
+      executor: ``"local"`` (this process) or ``"dask"`` (``solvers.workflows.executors``).
+      scheduler: with ``"dask"``: a running scheduler's address (None: a local cluster).
+      workers: with ``"dask"`` and no scheduler: the local cluster's worker processes.
+      figures: draw ``cosines_vs_R``, ``heatmaps`` and ``gaps`` (PNG, PDF) from the solved records.
+      progress: show a progress bar on a terminal.
+      log: a callable taking a line (what is solved again); None: quiet.
+    Returns:
+      every record of the file (old and new), one per id: the lines ``ufm sweep --json`` prints.
+    Raises:
+      ValueError: ``spec`` is not a ``SweepSpec``, or a record (of another tool's making) the figures cannot use.
+      ufm.records.RecordsError: an unreadable results file, or another process writing to ``out``.
+      solvers.workflows.executors.ExecutorError: the executor cannot start.
+    """
+    if not isinstance(spec, SweepSpec):
+        raise TypeError(f"spec: must be a ufm.specs.SweepSpec, got {type(spec).__name__}")
+    from ufm import runs
+
+    with runs.open_run(out, "ufm sweep", (RESULTS,), flag="out"):
+        recs = run_sweep(spec.points(), out, certify=certify, show_progress=progress, log=log, executor=executor,
+                         scheduler=scheduler, workers=workers)
+        drawn = [r for r in recs if not failed(r)]
+        if figures and drawn:
+            from ufm.plots import plot_all
+
+            try:
+                plot_all(drawn, out)
+            except ValueError as e:  # a record of another tool's making that the figures cannot use
+                raise ValueError(f"{os.path.join(out, RESULTS)}: {e}") from None
+    return recs

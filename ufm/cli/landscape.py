@@ -9,13 +9,11 @@ Exit codes: 0 every point proved, 3 some point not proved (the local certificate
 that did not converge, a stationary point neither proved a local minimum nor a saddle), 2 bad input."""
 from __future__ import annotations
 
-import math
-import os
 import sys
 
 from ufm.defaults import DEFAULT_STEPS
 
-from .common import (UsageError, dumps, eprint, hold_folder, named_int_list, seed_int, write_json)
+from .common import UsageError, dumps, eprint, flag_error, hold_folder, named_int_list, seed_int
 
 HELP = "where the SC landscape is benign: random starts per point, stationary points grouped and certified"
 MAX_POINTS = 2000
@@ -59,87 +57,57 @@ def add_parser(sub):
     return p
 
 
+FLAGS = {"counts": "--counts", "classes": "--classes", "imbalance": "--imbalance", "n_min": "--n-min",
+         "minority_fraction": "--minority-fraction", "ratios": "--ratios", "taus": "--taus", "dim": "--dim",
+         "starts": "--starts", "seed": "--seed", "steps": "--steps", "tol": "--tol", "gram_tol": "--gram-tol"}
+
+
 def _spec(args):
-    """The validated grid arguments: ``(kwargs of grid_points, settings)``; ``UsageError`` naming the flag."""
+    """The ``ufm.specs.LandscapeSpec`` of the flags, within this command's limits; ``UsageError`` naming the
+    flag."""
+    from ufm.specs import LandscapeSpec
+
     from .phase import axis_values
 
     family = {"--classes": args.classes, "--imbalance": args.imbalance, "--n-min": args.n_min,
               "--minority-fraction": args.minority_fraction, "--ratios": args.ratios}
+    counts = None
     if args.counts is not None:
         given = [k for k, v in family.items() if v is not None]
         if given:
             raise UsageError(f"--counts states the class sizes: drop {', '.join(given)} (the family flags)")
-        counts = [c for group in args.counts for c in group]
-        for c in counts:
-            if len(c) < 2 or min(c) < 1 or max(c) < 2:
-                raise UsageError(f"--counts: every vector needs >= 2 classes, each of >= 1 sample, one of >= 2; "
-                                 f"got {','.join(map(str, c))}")
-        K = {len(c) for c in counts}
-    else:
-        classes = 3 if args.classes is None else args.classes
-        if classes < 2:
-            raise UsageError(f"--classes must be >= 2, got {classes}")
-        n_min = 2 if args.n_min is None else args.n_min
-        if n_min < 1:
-            raise UsageError(f"--n-min must be an integer >= 1, got {n_min}")
-        frac = 0.5 if args.minority_fraction is None else args.minority_fraction
-        if not 0 < frac < 1:
-            raise UsageError(f"--minority-fraction must lie in (0, 1), got {frac}")
-        ratios = axis_values(args.ratios or "1,2,5", "--ratios")
-        if ratios[0] < 1:
-            raise UsageError(f"--ratios: every R must be >= 1, got {ratios[0]}")
-        counts = None
-        K = {classes}
-    taus = axis_values(args.taus, "--taus")
-    if args.dim is not None and args.dim < 1:
-        raise UsageError(f"--dim must be >= 1, got {args.dim}")
+        counts = tuple(tuple(c) for group in args.counts for c in group)
+    ratios = None if args.ratios is None else tuple(axis_values(args.ratios, "--ratios"))
     if not 1 <= args.starts <= MAX_STARTS:
         raise UsageError(f"--starts must be an integer in 1..{MAX_STARTS}, got {args.starts}")
-    if args.steps < 1:
-        raise UsageError(f"--steps must be >= 1, got {args.steps}")
-    if not (math.isfinite(args.tol) and args.tol >= 0):
-        raise UsageError(f"--tol must be a finite number >= 0, got {args.tol}")
-    if not (math.isfinite(args.gram_tol) and args.gram_tol > 0):
-        raise UsageError(f"--gram-tol must be a finite number > 0, got {args.gram_tol}")
-    kwargs = {"taus": taus, "dim": args.dim, "starts": args.starts, "seed": args.seed, "steps": args.steps,
-              "tol": args.tol, "gram_tol": args.gram_tol}
-    settings = {"loss": "sc", "constraint": "sphere", "radius": 1.0, "batching": "full", "nonneg": False,
-                "dtype": "float64", "dim": args.dim if args.dim is not None else "K+1", "starts": args.starts,
-                "steps": args.steps, "tol": args.tol, "gram_tol": args.gram_tol, "seed": args.seed}
-    if counts is not None:
-        kwargs["counts"] = counts
-        settings.update(family=None)
-    else:
-        kwargs.update(classes=classes, n_min=n_min, ratios=ratios, imbalance_profile=args.imbalance or "step",
-                      minority_fraction=frac)
-        settings.update(family={"classes": classes, "imbalance": args.imbalance or "step", "n_min": n_min,
-                                "minority_fraction": frac, "ratios": ratios})
-    n = (len(counts) if counts is not None else len(ratios)) * len(taus)
-    if n > MAX_POINTS:
+    taus = tuple(axis_values(args.taus, "--taus"))
+    n = len(counts if counts is not None else ratios or (1.0, 2.0, 5.0)) * len(taus)
+    if n > MAX_POINTS:  # before the record builds its points
         raise UsageError(f"{n} points exceed this command's limit ({MAX_POINTS}); split the grid into several runs")
+    try:
+        spec = LandscapeSpec(counts=counts, classes=args.classes, imbalance=args.imbalance, n_min=args.n_min,
+                             minority_fraction=args.minority_fraction, ratios=ratios,
+                             taus=taus, dim=args.dim, starts=args.starts,
+                             seed=args.seed, steps=args.steps, tol=args.tol, gram_tol=args.gram_tol)
+    except (ValueError, TypeError) as e:
+        raise flag_error(e, FLAGS) from None
+    K = {len(c) for c in spec.vectors()}
     if args.dim is not None and min(K) >= args.dim:
         eprint(f"ufm landscape: note: --dim {args.dim} <= K: outside the theorem's d > K")
-    return kwargs, settings
+    return spec
 
 
 def run(args) -> int:
-    kwargs, settings = _spec(args)
-    try:
-        from solvers.workflows.landscape import grid_points
-
-        points = grid_points(**kwargs)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    asked = len(kwargs.get("counts") or kwargs.get("ratios") or []) * len(kwargs["taus"])
+    spec = _spec(args)
+    points = spec.points()
+    asked = len(spec.vectors()) * len(spec.taus)
     if len(points) < asked:
-        eprint(f"ufm landscape: note: {(asked - len(points)) // len(kwargs['taus'])} count vector(s) repeat one "
+        eprint(f"ufm landscape: note: {(asked - len(points)) // len(spec.taus)} count vector(s) repeat one "
                "already in the grid (after rounding); each is run once")
     out = hold_folder(args, "ufm landscape", ("landscape.jsonl", "landscape.json", "landscape.png", "landscape.pdf"))
     from solvers.workflows import landscape as ls
     from ufm.progress import Progress
     from ufm.records import RecordsError
-
-    from .common import versions
 
     try:
         certify_local = ls.local_certifier()
@@ -148,17 +116,10 @@ def run(args) -> int:
         certify_local, missing = None, str(e)
     try:
         with Progress(len(points), "ufm landscape", enabled=not args.json) as bar:
-            recs = ls.run_landscape(points, out, certify_local=certify_local, progress=bar,
-                                    log=lambda line: bar.write(f"ufm landscape: {line}", file=sys.stderr))
+            result = ls.landscape(spec, out, figures=not args.no_figures, certify_local=certify_local,
+                                  progress=bar, log=lambda line: bar.write(f"ufm landscape: {line}", file=sys.stderr))
     except RecordsError as e:
         raise UsageError(str(e)) from None
-    result = ls.assemble(recs, settings)
-    result.update(seed=args.seed, versions=versions())
-    write_json(os.path.join(out, "landscape.json"), result)
-    if not args.no_figures:
-        from solvers.workflows.landscape_figures import draw_landscape
-
-        draw_landscape(result, out)
     if args.json:
         print(dumps(result))
     n, ok = result["points"], result["certified_points"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 
 from .common import (UsageError, add_size_args, check_memory, comma_entries, dumps, eprint, flag_error, hold_folder,
                      seed_int)

@@ -105,7 +105,7 @@ def run(args) -> int:
     from solvers.workflows import executors, sweep
 
     from .. import records
-    from ..plots import plot_all
+    from ..specs import SweepSpec
     from .common import eprint
 
     try:  # the flags first, and Dask's presence: before any work
@@ -114,31 +114,26 @@ def run(args) -> int:
             executors.require_dask()
     except executors.ExecutorError as e:
         raise UsageError(str(e)) from None
-    nonneg = {"yes": [True], "no": [False], "both": [False, True]}[args.nonneg]
+    nonneg = {"yes": (True,), "no": (False,), "both": (False, True)}[args.nonneg]
     try:
-        points = sweep.sweep_points(
-            losses=_list(str)(args.loss), profile=args.imbalance, classes=args.classes, n_min=args.n_min,
-            ratios=args.ratios, taus=args.taus, dim=args.dim, nonneg=nonneg,
-            batchings=_list(str)(args.batchings), minority_fraction=args.minority_fraction, radius=args.radius,
-            weight_decay=args.weight_decay, seed=args.seed, steps=args.steps, epochs=args.epochs,
+        spec = SweepSpec(
+            losses=tuple(_list(str)(args.loss)), imbalance=args.imbalance, classes=args.classes, n_min=args.n_min,
+            ratios=tuple(args.ratios), taus=tuple(args.taus), dim=args.dim, nonneg=nonneg,
+            batchings=tuple(_list(str)(args.batchings)), minority_fraction=args.minority_fraction,
+            radius=args.radius, weight_decay=args.weight_decay, seed=args.seed, steps=args.steps, epochs=args.epochs,
             dtype=dtype_of(args))
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
+    points = spec.points()
     check_memory(args, sweep_memory(points, certify=not args.no_certify), _largest(points),
                  "--classes / --n-min / --ratios / --dim")
     hold_folder(args, "ufm sweep", ("results.jsonl",))
     try:
-        with records.dir_lock(args.out):
-            recs = sweep.run_sweep(points, args.out, certify=not args.no_certify, log=eprint,
-                                   show_progress=not args.json, executor=args.executor, scheduler=args.scheduler,
-                                   workers=args.workers)
-            drawn = [r for r in recs if not sweep.failed(r)]
-            try:
-                figures = plot_all(drawn, args.out) if drawn else []
-            except ValueError as e:  # a record of another tool's making that the figures cannot use
-                raise UsageError(f"{os.path.join(args.out, sweep.RESULTS)}: {e}") from None
-    except (records.RecordsError, executors.ExecutorError) as e:
+        recs = sweep.sweep(spec, args.out, certify=not args.no_certify, log=eprint, progress=not args.json,
+                           executor=args.executor, scheduler=args.scheduler, workers=args.workers)
+    except (records.RecordsError, executors.ExecutorError, ValueError) as e:
         raise UsageError(str(e)) from None
+    figures = any(not sweep.failed(r) for r in recs)
     ids = {records.point_id(p) for p in points}
     bad = [r for r in recs if r["id"] in ids and sweep.failed(r)]
     if args.json:
