@@ -77,7 +77,7 @@ from ufm import Problem, geometry, interaction, objectives, theory
 from ufm.batching import epoch_batch_list, is_epoch_scheme, parse_scheme
 from ufm.defaults import DEFAULT_STEPS
 
-__all__ = ["Row", "Setting", "Theorem", "THEOREMS", "VERDICTS", "verify", "verify_setting", "found_geometry",
+__all__ = ["Row", "Setting", "Theorem", "THEOREMS", "VERDICTS", "verify", "verify_report", "exit_code", "verify_setting", "found_geometry",
            "applicability", "etf_vectors", "of_point", "etf_point", "SUITE", "run_suite", "random_setting",
            "audit_setting", "PROFILES", "applied_fraction", "audit", "GEOMETRY_TOL", "NC1_TOL", "TOL", "WITNESS_TOL",
            "EXACT_TOL", "DEFAULT_STARTS"]
@@ -273,8 +273,21 @@ _TITLE = {t.key: t for t in THEOREMS}
 
 @dataclass(frozen=True)
 class Setting:
-    """What one ``verify`` run checks. ``batches``: explicit batches (a tuple of index tuples) instead of the
-    scheme ``batching``; ``seed``: the random starts and the scheme's ``batch_seed``."""
+    """What one ``verify`` run checks; validated on construction (a bad field raises one ``ValueError`` or
+    ``TypeError`` whose message starts with the field's name; the loss-specific checks follow in ``ufm.Problem``
+    when the rows are built). Lists given for ``counts`` and ``batches`` are stored as tuples.
+
+    Args:
+      counts: samples per class, integers >= 1.
+      tau: the SC temperature, > 0.
+      dim: the features' dimension >= 1 (None: ``K + 2`` once :meth:`resolved`).
+      radius: the sphere's or ball's radius, > 0.
+      constraint: ``"sphere"`` or ``"ball"``.
+      weight_decay: CE's lambda_W (None: CE's default).
+      batching: a batching scheme (``"full"``, ``"fixed:b"``, ...); ``"explicit"`` with ``batches``.
+      batches: explicit batches (a tuple of index tuples) instead of the scheme ``batching``.
+      seed: the random starts and the scheme's ``batch_seed``, in 0..2^32-1.
+    """
 
     counts: tuple
     tau: float = 0.5
@@ -285,6 +298,48 @@ class Setting:
     batching: str = "full"
     batches: tuple | None = None
     seed: int = 0
+
+    def __post_init__(self):
+        def is_int(v):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+        def real(name, v, positive=True):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise TypeError(f"{name}: must be a number, got {v!r}")
+            if not math.isfinite(float(v)) or (positive and not float(v) > 0) or float(v) < 0:
+                raise ValueError(f"{name}: must be a finite number {'>' if positive else '>='} 0, got {v!r}")
+
+        if isinstance(self.counts, (str, bytes)) or not hasattr(self.counts, "__iter__"):
+            raise TypeError(f"counts: must be a list of integers, got {self.counts!r}")
+        counts = tuple(self.counts)
+        if not counts:
+            raise ValueError("counts: empty; there are no classes")
+        for c in counts:
+            if not is_int(c):
+                raise TypeError(f"counts: must hold integers, got {c!r}")
+            if c < 1:
+                raise ValueError(f"counts: every class needs >= 1 sample, got {c}")
+        object.__setattr__(self, "counts", tuple(int(c) for c in counts))
+        real("tau", self.tau)
+        real("radius", self.radius)
+        if self.weight_decay is not None:
+            real("weight_decay", self.weight_decay, positive=False)
+        if self.dim is not None and (not is_int(self.dim) or self.dim < 1):
+            raise ValueError(f"dim: must be an integer >= 1, got {self.dim!r}")
+        if self.constraint not in ("sphere", "ball"):
+            raise ValueError(f"constraint: must be one of sphere, ball, got {self.constraint!r}")
+        if not isinstance(self.batching, str):
+            raise TypeError(f"batching: must be a text like 'fixed:4', got {self.batching!r}")
+        if not is_int(self.seed) or not 0 <= self.seed <= 2**32 - 1:
+            raise ValueError(f"seed: must be an integer in 0..2^32-1, got {self.seed!r}")
+        if self.batches is not None:
+            try:
+                batches = tuple(tuple(B) for B in self.batches)
+            except TypeError:
+                raise TypeError(f"batches: must be a list of index lists, got {self.batches!r}") from None
+            if any(not is_int(i) for B in batches for i in B):
+                raise TypeError("batches: every index must be an integer")
+            object.__setattr__(self, "batches", tuple(tuple(int(i) for i in B) for B in batches))
 
     def resolved(self) -> "Setting":
         """``dim`` None becomes ``K + 2`` (room for every theorem: d > K for the landscape); ``counts`` and
@@ -1323,3 +1378,78 @@ def audit(n: int, seed: int = 0, *, steps: int = DEFAULT_STEPS, starts: int = DE
     return {"settings": n, "seed": seed, "rows": [r.to_dict() for r in rows], "applied": applied_fraction(rows),
             "counterexamples": cex, "refuted_claims": refuted, "inconclusive": inc, "within_tolerance": near,
             "verdicts": {v: sum(r.verdict == v for r in rows) for v in VERDICTS}}
+
+
+def exit_code(verdicts: dict) -> int:
+    """The exit code of ``ufm verify`` for a count of verdicts: 1 when a theorem or a conjecture fails (a certified
+    counterexample), else 3 when something is inconclusive, else 0 (a refuted claim from the literature still 0)."""
+    return 1 if verdicts["fails"] else 3 if verdicts["inconclusive"] else 0
+
+
+def _tally(rows) -> dict:
+    return {v: sum((r["verdict"] if isinstance(r, dict) else r.verdict) == v for r in rows) for v in VERDICTS}
+
+
+_audit = audit
+
+
+def verify_report(setting: Setting | None = None, *, steps: int = 5000, starts: int = DEFAULT_STARTS,
+                  tol: float = TOL, audit: int | None = None, seed: int = 0, progress: bool = False,
+                  out: str | None = None) -> dict:
+    """Check every row of ``THEOREMS`` that applies to ``setting``, to each setting of the built-in ``SUITE``
+    (``setting`` None), or to ``audit`` random settings (``ufm verify``, ``--counts`` / no flag / ``--audit``).
+
+    Args:
+      setting: the setting to check (:class:`Setting`; ``dim`` None becomes ``K + 2``), or None.
+      steps: most projected-gradient steps per run, >= 1.
+      starts: random starts of the landscape check, >= 1.
+      tol: relative loss tolerance, finite and >= 0.
+      audit: check this many random settings instead (:func:`audit`); ``setting`` must then be None.
+      seed: with ``audit``: the draw (a setting carries its own seed).
+      progress: with ``audit``: a progress bar on a terminal.
+      out: a folder to write ``verify.json`` into; None: write nothing.
+    Returns:
+      the ``verify.json`` dict: ``setting`` (its dict, or ``{"suite": [...]}``), ``rows`` (``Row.to_dict``),
+      ``holds``, ``verdicts`` (the count of each verdict), ``exit`` (:func:`exit_code`) and ``versions``; with
+      ``audit``, :func:`audit`'s dict with ``holds``, ``exit`` and ``versions``.
+    Raises:
+      ValueError: a bad option or setting, naming it.
+    """
+    from ufm.records import versions
+
+    for name, value in (("steps", steps), ("starts", starts)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol: must be a finite number >= 0, got {tol!r}")
+    if setting is not None and not isinstance(setting, Setting):
+        raise TypeError(f"setting: must be a Setting or None, got {type(setting).__name__}")
+    if audit is not None:
+        if isinstance(audit, bool) or not isinstance(audit, int) or audit < 1:
+            raise ValueError(f"audit: must be an integer >= 1, got {audit!r}")
+        if setting is not None:
+            raise ValueError("audit: draws its own settings: give no setting")
+        rep = _audit(audit, seed, steps=steps, starts=starts, tol=tol, progress=progress)
+        tally = rep["verdicts"]
+        result = {**rep, "holds": tally["fails"] == 0 and tally["inconclusive"] == 0, "exit": exit_code(tally),
+                  "versions": versions()}
+    else:
+        if setting is None:
+            rows = run_suite(steps=steps, starts=starts, tol=tol)
+            described: dict = {"suite": [s.resolved().to_dict() for s in SUITE]}
+        else:
+            resolved = setting.resolved()
+            rows = verify_setting(resolved, steps=steps, starts=starts, tol=tol)
+            described = resolved.to_dict()
+        tally = _tally(rows)
+        result = {"setting": described, "rows": [r.to_dict() for r in rows],
+                  "holds": tally["fails"] == 0 and tally["inconclusive"] == 0, "verdicts": tally,
+                  "exit": exit_code(tally), "versions": versions()}
+    if out is not None:
+        import os
+
+        from ufm import runs
+        from ufm.records import write_json
+
+        write_json(os.path.join(runs.prepare(out, ("verify.json",), flag="out"), "verify.json"), result)
+    return result

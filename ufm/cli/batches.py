@@ -1,14 +1,9 @@
 """``ufm batches``: a batching's batches and interaction graph; is the orthogonal frame the unique minimiser?"""
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Any
 
-from .common import (UsageError, add_output_args, add_problem_args, add_size_args, atomic, check_size, dumps,
-                     hold_folder, problem_from_args, seed_int, versions, write_json)
-
-if TYPE_CHECKING:
-    from ufm.problem import Problem
+from .common import (UsageError, add_output_args, add_problem_args, add_size_args, check_size, dumps, hold_folder,
+                     problem_from_args, seed_int)
 
 HELP = ("show a batching's batches and interaction graph, and whether they force the orthogonal frame "
         "(SC in the UFM+); when not, a witness")
@@ -28,76 +23,12 @@ def add_parser(sub):
     return p
 
 
-def _forced_by_graph(problem, epochs: int) -> bool:
-    """Whether the batches of ``epochs`` epochs meet conditions (a) and (b) of the batch interaction graph."""
-    from ufm import interaction
-    from ufm.batching import union_batches
+def __getattr__(name):  # the report's pieces moved to the library (solvers.workflows.batches)
+    if name in ("epochs_to_judge", "batches_report", "EPOCHS_RULE"):
+        from solvers.workflows import batches
 
-    g = interaction.interaction_graph(union_batches(problem, epochs), problem.label_array, problem.K, problem.dim)
-    disconnected, unmet = interaction._conditions(g)
-    return not disconnected and not unmet
-
-
-def epochs_to_judge(problem: Problem, given: int | None, limit: int) -> tuple[int, str]:
-    """How many epochs ``ufm batches`` judges, and why.
-
-    An epoch scheme draws new batches every epoch, and a run minimises the loss over the union of the batches of
-    all its epochs; adding batches only adds edges to the batch interaction graph, so once the union meets
-    conditions (a) and (b) every longer run does too. One epoch says little about a run of many.
-
-    Args:
-      problem: the problem (its batching and batch seed).
-      given: ``--epochs`` (None: search).
-      limit: the most epochs searched (the epochs ``ufm solve`` runs at most by default).
-    Returns:
-      ``(epochs, rule)``: ``rule`` is ``"given"``, ``"one set"`` (a batching that does not change between
-      epochs), ``"fewest meeting (a) and (b)"`` (the fewest epochs whose union meets conditions (a) and (b),
-      found by doubling and bisection; with few dimensions the OF may be unique earlier) or ``"limit"`` (not met
-      within ``limit`` epochs: judged at the limit).
-    """
-    from ufm.batching import is_epoch_scheme
-
-    if not is_epoch_scheme(problem):
-        return 1 if given is None else given, "one set"
-    if given is not None:
-        return given, "given"
-    hi = 1
-    while not _forced_by_graph(problem, hi):
-        if hi >= limit:
-            return limit, "limit"
-        hi = min(2 * hi, limit)
-    lo = hi // 2  # not forced at lo (or lo = 0)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _forced_by_graph(problem, mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi, "fewest meeting (a) and (b)"
-
-
-EPOCHS_RULE = {
-    "given": "the epochs given by --epochs",
-    "one set": "the batch set is the same every epoch",
-    "fewest meeting (a) and (b)": "the fewest epochs whose batch graph meets (a) and (b); so does every longer run's",
-    "limit": "not forced within {n} epochs, the most `ufm solve` runs by default; --epochs to judge another number",
-}
-
-
-def batches_report(problem: Problem, epochs: int) -> tuple[dict, Any]:
-    """The ``--json`` object (module keys) and the witness embedding (or None)."""
-    from ufm import interaction, theory
-    from ufm.batching import describe, union_batches
-
-    batches = union_batches(problem, epochs)
-    v = interaction.check(batches, problem.label_array, problem.dim, problem.K, problem.tau, problem.radius)
-    rep = {"problem": problem.to_dict(), "setting": "SC in the UFM+: non-negative rows on the sphere of radius "
-           f"{problem.radius:g} in dim {problem.dim}", "batch_set": describe(problem, epochs),
-           **interaction.report(v),
-           "of_loss": theory.sc_of_loss(problem.counts, problem.tau, problem.radius, batches=batches,
-                                        labels=problem.label_array),
-           "batches": batches}
-    return rep, v.witness_Z
+        return getattr(batches, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def summary(rep) -> str:
@@ -121,7 +52,7 @@ def summary(rep) -> str:
 
 
 def run(args) -> int:
-    import numpy as np
+    from solvers.workflows.batches import batches
 
     problem = problem_from_args(args)
     if args.epochs is not None and args.epochs < 1:
@@ -131,15 +62,7 @@ def run(args) -> int:
     most = DEFAULT_EPOCHS if args.epochs is None else args.epochs
     check_size(problem, args, extra=2 * 8 * most * sum(int(c) for c in problem.counts),  # epochs' batches
                shrink="--counts / --dim / --epochs")
-    hold_folder(args, "ufm batches", ("result.json", "witness.npz"))
-    epochs, rule = epochs_to_judge(problem, args.epochs, DEFAULT_EPOCHS)
-    rep, Zw = batches_report(problem, epochs)
-    rep.update(epochs=epochs, epochs_rule=rule, epochs_rule_text=EPOCHS_RULE[rule].format(n=DEFAULT_EPOCHS))
-    rep["versions"] = versions()
-    if args.out:
-        write_json(os.path.join(args.out, "result.json"), rep)
-        if Zw is not None:
-            with atomic(os.path.join(args.out, "witness.npz")) as tmp:
-                np.savez(tmp, Z=Zw, labels=problem.label_array)
+    out = hold_folder(args, "ufm batches", ("result.json", "witness.npz"))
+    rep = batches(problem, epochs=args.epochs, out=out)
     print(dumps(rep) if args.json else summary(rep))
     return 0

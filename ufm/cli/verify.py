@@ -9,12 +9,10 @@ counterexample), 3 nothing fails but something is inconclusive, 2 bad input.
 from __future__ import annotations
 
 import argparse
-import math
-import os
 
 from ufm.defaults import DEFAULT_STEPS
 
-from .common import UsageError, dumps, ensure_dir, int_list, seed_int, versions, write_json
+from .common import UsageError, dumps, ensure_dir, flag_error, int_list, seed_int
 
 HELP = "check every theorem that applies to a setting against its statement (holds / fails / inconclusive)"
 
@@ -167,7 +165,10 @@ def _tally(rows) -> dict:
 
 
 def exit_code(tally) -> int:
-    return 1 if tally["fails"] else 3 if tally["inconclusive"] else 0
+    """``solvers.workflows.verify.exit_code`` (imported when called)."""
+    from solvers.workflows.verify import exit_code as code
+
+    return code(tally)
 
 
 _COUNTED = {"holds": "HOLD", "fails": "FAIL", "inconclusive": "INCONCLUSIVE", "refuted": "REFUTED"}
@@ -214,25 +215,26 @@ def last_line(tally, kinds=None) -> str:
     return f"{counts}. Result: {held}{refuted} (exit 0)."
 
 
-def _check_numbers(args):
-    if not (args.steps >= 1):
-        raise UsageError(f"--steps must be >= 1, got {args.steps}")
-    if not (args.starts >= 1):
-        raise UsageError(f"--starts must be >= 1, got {args.starts}")
-    if not (math.isfinite(args.tol) and args.tol >= 0):
-        raise UsageError(f"--tol must be a finite number >= 0, got {args.tol}")
-    if args.audit is not None and args.audit < 1:
-        raise UsageError(f"--audit must be >= 1, got {args.audit}")
+FLAGS = {"counts": "--counts", "tau": "--tau", "dim": "--dim", "radius": "--radius", "constraint": "--constraint",
+         "weight_decay": "--weight-decay", "batches": "--batches", "seed": "--seed", "steps": "--steps",
+         "starts": "--starts", "tol": "--tol", "audit": "--audit"}
 
 
-def _write(args, out):
+def _report(args, setting=None):
+    """``solvers.workflows.verify.verify_report`` with the flags; a ``UsageError`` naming the flag for bad input.
+    The folder of ``--out`` is checked before the run."""
+    from solvers.workflows.verify import verify_report
+
     if args.out:
-        write_json(os.path.join(ensure_dir(args.out), "verify.json"), out)
+        ensure_dir(args.out, ("verify.json",))
+    try:
+        return verify_report(setting, steps=args.steps, starts=args.starts, tol=args.tol, audit=args.audit,
+                             seed=args.seed, progress=not args.json, out=args.out)
+    except (ValueError, TypeError) as e:
+        raise flag_error(e, FLAGS) from None
 
 
 def _run_audit(args) -> int:
-    from solvers.workflows.verify import audit
-
     given = [f for f, v in (("--counts", args.counts), ("--batches", args.batches), ("--dim", args.dim),
                             ("--weight-decay", args.weight_decay)) if v is not None]
     given += [f for f, v, default in (("--batching", args.batching, "full"), ("--tau", args.tau, 0.5),
@@ -240,72 +242,64 @@ def _run_audit(args) -> int:
               if v != default]
     if given:
         raise UsageError(f"--audit draws its own settings: drop {', '.join(given)}")
-    rep = audit(args.audit, args.seed, steps=args.steps, starts=args.starts, tol=args.tol, progress=not args.json)
-    tally = rep["verdicts"]
-    out = {**rep, "holds": tally["fails"] == 0 and tally["inconclusive"] == 0, "exit": exit_code(tally),
-           "versions": versions()}
-    _write(args, out)
+    if args.audit < 1:
+        raise UsageError(f"--audit must be >= 1, got {args.audit}")
+    out = _report(args)
+    tally = out["verdicts"]
     if args.json:
         print(dumps(out))
     else:
         print(f"ufm verify --audit {args.audit} --seed {args.seed}: {args.audit} random settings\n")
-        for r in rep["rows"]:
+        for r in out["rows"]:
             if r["verdict"] != "not applicable":
                 s = r["setting"]
                 word = WORDS[r["verdict"]] + ("~" if r.get("within_tolerance") else "")
                 print(f"  {word:13} {r['key']:13} counts {','.join(map(str, s['counts']))}, "
                       f"tau {s['tau']:.3g}, dim {s['dim']}, {s['constraint']}, "
                       f"{'explicit' if s['batches'] else s['batching']}: {r['reason'][:110]}")
-        for c in rep["counterexamples"]:
+        for c in out["counterexamples"]:
             print(f"\ncounterexample ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
-        for c in rep.get("refuted_claims", []):
+        for c in out.get("refuted_claims", []):
             print(f"\nclaim refuted ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
-        for c in rep.get("within_tolerance", []):
+        for c in out.get("within_tolerance", []):
             print(f"\nholds within the tolerance only ({c['theorem']}, margin {c['margin']:.1e}): "
                   f"{c['command']}")
-        for c in rep["inconclusive"]:
+        for c in out["inconclusive"]:
             print(f"\ninconclusive ({c['theorem']}): {c['reason']}\n  reproduce: {c['command']}")
-        print(f"\n{100 * rep['applied']:.0f}% of the rows apply (the settings are drawn inside the hypotheses)")
-        print(last_line(tally, _kind_tallies(rep["rows"])))
+        print(f"\n{100 * out['applied']:.0f}% of the rows apply (the settings are drawn inside the hypotheses)")
+        print(last_line(tally, _kind_tallies(out["rows"])))
     return exit_code(tally)
 
 
 def run(args) -> int:
-    from solvers.workflows.verify import SUITE, Setting, run_suite, verify_setting
+    from solvers.workflows.verify import SUITE, Row, Setting
 
     from ufm.batching import batches_from_text
 
-    _check_numbers(args)
     if args.audit is not None:
         return _run_audit(args)
-    try:
-        if args.counts is None:
-            given = [f for f, v in (("--batches", args.batches), ("--dim", args.dim)) if v is not None]
-            if given or args.batching != "full":
-                raise UsageError(f"{', '.join(given or ['--batching'])} needs --counts (without it the built-in "
-                                 "suite runs)")
-            settings = list(SUITE)
-            rows = run_suite(steps=args.steps, starts=args.starts, tol=args.tol)
-            setting = {"suite": [s.resolved().to_dict() for s in settings]}
-            head = f"the built-in suite ({len(settings)} settings)"
-        else:
-            batches, batching = None, args.batching
+    setting = None
+    if args.counts is None:
+        given = [f for f, v in (("--batches", args.batches), ("--dim", args.dim)) if v is not None]
+        if given or args.batching != "full":
+            raise UsageError(f"{', '.join(given or ['--batching'])} needs --counts (without it the built-in "
+                             "suite runs)")
+        head = f"the built-in suite ({len(SUITE)} settings)"
+    else:
+        batches, batching = None, args.batching
+        try:
             if args.batches is not None:
                 if args.batching != "full":
                     raise ValueError("batches: give --batches or --batching, not both")
                 batches, batching = batches_from_text(args.batches), "explicit"
-            s = Setting(tuple(args.counts), args.tau, args.dim, args.radius, args.constraint, args.weight_decay,
-                        batching, batches, args.seed).resolved()
-            rows = verify_setting(s, steps=args.steps, starts=args.starts, tol=args.tol)
-            setting = s.to_dict()
-            head = s.describe()
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    tally = _tally(rows)
-    out = {"setting": setting, "rows": [r.to_dict() for r in rows],
-           "holds": tally["fails"] == 0 and tally["inconclusive"] == 0, "verdicts": tally,
-           "exit": exit_code(tally), "versions": versions()}
-    _write(args, out)
+            setting = Setting(tuple(args.counts), args.tau, args.dim, args.radius, args.constraint,
+                              args.weight_decay, batching, batches, args.seed).resolved()
+        except (ValueError, TypeError) as e:
+            raise flag_error(e, FLAGS) from None
+        head = setting.describe()
+    out = _report(args, setting)
+    rows = [Row(**r) for r in out["rows"]]
+    tally = out["verdicts"]
     if args.json:
         print(dumps(out))
     else:
