@@ -12,6 +12,13 @@ has its own name, so importing it never shadows the function ``solvers.certify``
 ``solvers.local``: a proved strict local minimum or saddle at a point (:func:`certify_local`, ball arithmetic).
 ``solvers.classlevel``: the class-level problem (``ufm.ClassProblem``, any N, real class sizes), many at once, and
 its proved bounds.
+
+One call per command of the ``ufm`` command line, each returning the dict the command prints with ``--json`` (and
+writing its files with ``out=``): :func:`solve` (``ufm solve``: a ``Solution``; ``solvers.workflows.report`` makes
+its report) and :func:`certify`, :func:`verify` (a :class:`Setting`, the built-in suite or an audit),
+:func:`sweep` (a ``ufm.SweepSpec``), :func:`phase` (a ``ufm.PhaseSpec``), :func:`landscape` (a
+``ufm.LandscapeSpec``), :func:`batches` (what a batching forces) and :func:`measure` (a network's embeddings beside
+the UFM). They live in ``solvers.workflows`` and load on first use.
 """
 from __future__ import annotations
 
@@ -27,10 +34,16 @@ _EXPORTS = {
     "Solution": ("pgd", "Solution"), "certify": ("certificate", "certify"), "Certificate": ("certificate", "Certificate"),
     "certificate": ("certificate", None),
     "local": ("local", None), "certify_local": ("local", "certify_local"), "LocalCertificate": ("local", "LocalCertificate"),
+    # the workflows, one call per command of the command line (each returns the dict its command prints)
+    "verify": ("workflows.verify", "verify_report"), "Setting": ("workflows.verify", "Setting"),
+    "sweep": ("workflows.sweep", "sweep"), "phase": ("workflows.phase", "phase"),
+    "landscape": ("workflows.landscape", "landscape"), "batches": ("workflows.batches", "batches"),
+    "measure": ("workflows.measure", "measure"),
 }
 
 __all__ = ["pgd", "epochs", "relaxation", "first_order", "dual", "classlevel", "certificate", "solve", "solve_many",
-           "Solution", "certify", "Certificate", "local", "certify_local", "LocalCertificate"]
+           "Solution", "certify", "Certificate", "local", "certify_local", "LocalCertificate",
+           "verify", "Setting", "sweep", "phase", "landscape", "batches", "measure"]
 
 if TYPE_CHECKING:
     from . import certificate, classlevel, dual, epochs, first_order, local, pgd, relaxation
@@ -39,6 +52,13 @@ if TYPE_CHECKING:
     from ufm.problem import Problem
 
     from .pgd import Solution, solve_many
+    from .workflows.batches import batches
+    from .workflows.landscape import landscape
+    from .workflows.measure import measure
+    from .workflows.phase import phase
+    from .workflows.sweep import sweep
+    from .workflows.verify import Setting
+    from .workflows.verify import verify_report as verify
 
 
 __getattr__, __dir__ = lazy(__name__, _EXPORTS, __all__)

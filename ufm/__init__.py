@@ -48,11 +48,14 @@ _EXPORTS = {
     "Tracker": ("tracker", "Tracker"),
     "ClassProblem": ("classlevel", "ClassProblem"),
     "classlevel": ("classlevel", None),
+    "PhaseSpec": ("specs", "PhaseSpec"),
+    "SweepSpec": ("specs", "SweepSpec"),
+    "LandscapeSpec": ("specs", "LandscapeSpec"),
 }
 
 __all__ = ["Problem", "ProblemBase", "sc_loss", "ce_loss", "bcl_loss", "bcl_avg_loss", "project", "predict",
            "objectives", "geometry", "theory", "batching", "interaction", "kernels", "Tracker", "ClassProblem",
-           "classlevel", "__version__"]
+           "classlevel", "PhaseSpec", "SweepSpec", "LandscapeSpec", "__version__"]
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from . import batching, classlevel, geometry, interaction, kernels, objectives, theory
@@ -60,6 +63,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from .constraints import project
     from .losses import bcl_avg_loss, bcl_loss, ce_loss, sc_loss
     from .problem import Problem, ProblemBase
+    from .specs import LandscapeSpec, PhaseSpec, SweepSpec
     from .theory import predict
     from .tracker import Tracker
 

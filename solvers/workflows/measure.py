@@ -24,6 +24,7 @@ is a proved bound or None.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["InputError", "load_array", "validate", "ufm_problem", "solve_ufm", "certified_reference",
            "network_geometry", "measure_row", "measure", "to_numpy", "per_class_rows", "write_per_class_csv",
-           "cosines_figure", "FORMATS", "MAX_N"]
+           "cosines_figure", "declared_shape", "FORMATS", "MAX_N", "OUTPUTS"]
 
 FORMATS = (".npy", ".npz", ".csv", ".tsv", ".pt", ".pth", ".safetensors")
 MAX_N = 2000  # full batch: the UFM's counts are scaled down past this many samples
@@ -427,7 +428,80 @@ def measure_row(Z, labels, W=None, *, loss="sc", tau=0.1, nonneg=False, batching
                                    max_n=max_n, seed=seed)
 
 
-measure = measure_row
+OUTPUTS = ("result.json", "cosines.png", "per_class.csv")  # what a run with out= writes
+
+
+def _array(value, key, what, header):
+    """``(array, path)``: ``value`` read by :func:`load_array` when it is a path, else taken as it is."""
+    if isinstance(value, (str, os.PathLike)):
+        return load_array(value, key, what, header=header), os.fspath(value)
+    return value, None
+
+
+def measure(embeddings, labels, classifier=None, *, key: str | None = None, labels_key: str | None = None,
+            classifier_key: str | None = None, header: bool | None = None, loss: str = "sc", tau: float = 0.1,
+            nonneg: bool = False, batching: str = "full", batches=None, weight_decay: float = 5e-3, seed: int = 0,
+            ufm: bool = True, out: str | None = None) -> dict:
+    """A network's embeddings measured beside the UFM with the same counts, loss, tau, ReLU and batching (``ufm
+    measure``): :func:`measure_row` on arrays or files, with the inputs and versions recorded.
+
+    Args:
+      embeddings: ``Z (N, d)``: an array, or a file (:func:`load_array`: ``FORMATS``; nothing is unpickled).
+      labels: ``(N,)`` integers ``0..K-1``, every class used: an array or a file.
+      classifier: ``W (K, d)`` (adds NC3 and NC4): an array, a file, or None.
+      key: the embeddings' array in a file holding several (default: the only one, else ``"embeddings"``).
+      labels_key: likewise for ``labels`` (default ``"labels"``).
+      classifier_key: likewise for ``classifier`` (default ``"classifier"``).
+      header: CSV / TSV: whether the first line is a header (None: only when none of its cells is a number).
+      loss: the loss the network was trained with (``ufm.objectives.NAMES``).
+      tau: the temperature, > 0.
+      nonneg: whether the embeddings are non-negative (a ReLU before the loss: the UFM+).
+      batching: the batching scheme (``"full"``, ``"fixed:b"``, ...).
+      batches: explicit batches instead (indices of the embeddings' rows): a list of index lists or a file
+        (``ufm.batching.read_batches``).
+      weight_decay: CE: weight and feature decay.
+      seed: the UFM's random start and batch seed.
+      ufm: solve and certify the UFM (False: the network only).
+      out: a folder to write ``result.json``, ``cosines.png`` (network beside UFM) and ``per_class.csv`` into;
+        None: write nothing.
+    Returns:
+      :func:`measure_row`'s dict with ``inputs`` (the file names, None for an array given directly) and
+      ``versions``: the ``result.json`` of ``ufm measure``.
+    Raises:
+      InputError: an unreadable or inconsistent input, naming it (a ``ValueError``).
+      ValueError: a field the UFM problem refuses (``tau``, ``batching``, ``batches``, ...), naming it.
+    """
+    from ufm.batching import read_batches
+    from ufm.records import versions, write_json
+
+    y, labels_path = _array(labels, labels_key, "labels", header)
+    if isinstance(embeddings, (str, os.PathLike)):  # the rows are checked before the embeddings are read
+        shape = declared_shape(embeddings, key, "embeddings")
+        if shape and len(shape) == 2 and getattr(y, "ndim", 0) >= 1 and shape[0] != max(y.shape):
+            raise InputError(f"labels: {max(y.shape)} labels for {shape[0]} embeddings ({os.fspath(embeddings)} "
+                             f"declares shape {shape})")
+    Z, embeddings_path = _array(embeddings, key, "embeddings", header)
+    W, classifier_path = (None, None) if classifier is None else _array(classifier, classifier_key, "classifier",
+                                                                          header)
+    if isinstance(batches, (str, os.PathLike)):
+        batches = read_batches(batches)
+    if not (isinstance(tau, (int, float)) and not isinstance(tau, bool) and tau > 0):
+        raise ValueError(f"tau must be > 0, got {tau}")
+    with contextlib.ExitStack() as stack:
+        if out is not None:  # the folder is checked and held before the UFM is solved
+            from ufm import runs
+
+            stack.enter_context(runs.open_run(out, "ufm measure", OUTPUTS, flag="out"))
+        res = measure_row(Z, y, W, loss=loss, tau=tau, nonneg=nonneg, batching=batching, batches=batches,
+                          weight_decay=weight_decay, seed=seed, ufm=ufm)
+        res["inputs"] = {"embeddings": embeddings_path, "labels": labels_path, "classifier": classifier_path,
+                         "key": key, "labels_key": labels_key, "classifier_key": classifier_key}
+        res["versions"] = versions()
+        if out is not None:
+            write_json(os.path.join(out, "result.json"), res)
+            cosines_figure(res, os.path.join(out, "cosines.png"))
+            write_per_class_csv(os.path.join(out, "per_class.csv"), per_class_rows(res, Z, y))
+    return res
 
 
 # --- per-class table and figure -------------------------------------------------------------------------------

@@ -2,9 +2,8 @@
 batching (``solvers.workflows.measure``)."""
 from __future__ import annotations
 
-import os
 
-from .common import UsageError, dumps, fmt_matrix, hold_folder, loss_choices, seed_int, versions, write_json
+from .common import UsageError, dumps, fmt_matrix, loss_choices, seed_int
 
 HELP = "measure a network's embeddings (NC1, Delta_GM, NC3, NC4) and their distance to the UFM's geometry"
 
@@ -50,15 +49,6 @@ def add_parser(sub):
     return p
 
 
-def _load(path, key, what, header=False):
-    from solvers.workflows.measure import InputError, load_array
-
-    try:
-        return load_array(path, key, what, header=True if header else None)
-    except InputError as e:
-        raise UsageError(str(e)) from None
-
-
 def summary(res) -> str:
     g, u = res["geometry"], res["ufm"]
     lines = [f"N={res['N']}, d={res['d']}, K={res['K']}, counts {','.join(map(str, res['counts']))}; "
@@ -80,41 +70,19 @@ def summary(res) -> str:
 
 
 def run(args) -> int:
-    from solvers.workflows.measure import (InputError, cosines_figure, measure_row, per_class_rows,
-                                           write_per_class_csv)
-    from ufm.batching import read_batches
+    from solvers.workflows.measure import measure
 
-    from solvers.workflows.measure import declared_shape
+    from ufm import runs
+    from ufm.records import RecordsError
 
-    y = _load(args.labels, args.labels_key, "labels", args.header)
-    shape = declared_shape(args.embeddings, args.key, "embeddings")  # rows checked before the embeddings are read
-    if shape and len(shape) == 2 and getattr(y, "ndim", 0) >= 1 and shape[0] != max(y.shape):
-        raise UsageError(f"labels: {max(y.shape)} labels for {shape[0]} embeddings ({args.embeddings} declares shape "
-                         f"{shape})")
-    Z = _load(args.embeddings, args.key, "embeddings", args.header)
-    W = None if args.classifier is None else _load(args.classifier, args.classifier_key, "classifier", args.header)
-    batches = None
-    if args.batches is not None:
-        try:
-            batches = read_batches(args.batches)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-    if not (args.tau > 0):
-        raise UsageError(f"tau must be > 0, got {args.tau}")
-    hold_folder(args, "ufm measure", OUTPUTS)
     try:
-        res = measure_row(Z, y, W, loss=args.loss, tau=args.tau, nonneg=args.nonneg, batching=args.batching,
-                          batches=batches, weight_decay=args.weight_decay, seed=args.seed, ufm=not args.no_ufm)
-    except InputError as e:
+        res = measure(args.embeddings, args.labels, args.classifier, key=args.key, labels_key=args.labels_key,
+                      classifier_key=args.classifier_key, header=True if args.header else None, loss=args.loss,
+                      tau=args.tau, nonneg=args.nonneg, batching=args.batching, batches=args.batches,
+                      weight_decay=args.weight_decay, seed=args.seed, ufm=not args.no_ufm, out=args.out)
+    except runs.FolderError as e:  # the folder is named by its flag here
+        raise UsageError(f"--{e}" if str(e).startswith("out ") else str(e)) from None
+    except (RecordsError, ValueError) as e:  # an input file, or a field the UFM problem refused
         raise UsageError(str(e)) from None
-    except ValueError as e:  # the UFM problem refused a field (batching, batches, tau...)
-        raise UsageError(str(e)) from None
-    res["inputs"] = {"embeddings": args.embeddings, "labels": args.labels, "classifier": args.classifier,
-                     "key": args.key, "labels_key": args.labels_key, "classifier_key": args.classifier_key}
-    res["versions"] = versions()
-    if args.out:
-        write_json(os.path.join(args.out, "result.json"), res)
-        cosines_figure(res, os.path.join(args.out, "cosines.png"))
-        write_per_class_csv(os.path.join(args.out, "per_class.csv"), per_class_rows(res, Z, y))
     print(dumps(res) if args.json else summary(res))
     return 0
