@@ -3,6 +3,8 @@ benchmarks, and the model's modules import each other without cycles."""
 import ast
 import os
 import pathlib
+import subprocess
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -81,11 +83,22 @@ def test_only_type_checking_imports_are_left_out_of_the_cycle_check():
 
 
 def test_engines_never_import_workflows_or_the_command_line():
+    """The engines import no workflow. The package's facade (``solvers/__init__.py``) names the workflows' one-call
+    functions lazily only (``_EXPORTS``, and for type checkers under ``TYPE_CHECKING``): importing ``solvers``
+    loads no workflow."""
+    facade = ROOT / "solvers" / "__init__.py"
     engines = [p for p in (ROOT / "solvers").rglob("*.py")
-               if not {"workflows", "deepnet"} & set(p.relative_to(ROOT / "solvers").parts)]
+               if not {"workflows", "deepnet"} & set(p.relative_to(ROOT / "solvers").parts) and p != facade]
     bad = {str(p.relative_to(ROOT)): sorted(m for m in imports(p) if m.startswith(("solvers.workflows",
            "solvers.deepnet", "ufm.cli"))) for p in engines}
     assert not {k: v for k, v in bad.items() if v}
+    tree = ast.parse(facade.read_text())
+    runtime = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not [n for n in runtime if "workflows" in ast.unparse(n) or "deepnet" in ast.unparse(n)]
+    code = "import sys, solvers; print(any(m.startswith('solvers.workflows') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "False", out.stderr
 
 
 def test_no_submodule_shadows_a_lazy_function():

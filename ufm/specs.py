@@ -512,7 +512,8 @@ class LandscapeSpec:
     def _build(self) -> list[dict]:
         from .problem import Problem
 
-        seen, points = set(), []
+        seen: set = set()
+        points: list[dict[str, Any]] = []
         for c in self.vectors():
             c = [int(v) for v in c]
             if tuple(c) in seen:
@@ -529,7 +530,7 @@ class LandscapeSpec:
                 points.append({"counts": c, "tau": tau, "dim": d, "starts": self.starts, "seed": self.seed,
                                "steps": self.steps, "tol": self.tol, "gram_tol": self.gram_tol})
         for p in points:  # a bad temperature or dimension fails here, before any work
-            Problem(counts=p["counts"], loss="sc", tau=p["tau"], dim=p["dim"])
+            Problem(counts=tuple(p["counts"]), loss="sc", tau=p["tau"], dim=p["dim"])
         return points
 
     def points(self) -> list[dict]:
