@@ -99,7 +99,7 @@ def add_parser(sub):
 FLAGS = {"loss": "--loss", "nonneg": "--nonneg", "classes": "--classes", "imbalance": "--imbalance",
          "n_min": "--n-min", "minority_fraction": "--minority-fraction", "dim": "--dim", "constraint": "--constraint",
          "ratios": "--ratios", "taus": "--taus", "weight_decays": "--weight-decays", "tol": "--tol",
-         "rtol": "--boundary-rtol", "seed": "--seed", "steps": "--steps"}
+         "rtol": "--boundary-rtol", "seed": "--seed"}
 
 
 def _spec(args):
