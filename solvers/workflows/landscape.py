@@ -61,8 +61,9 @@ from ufm import Problem, records
 from ufm.defaults import DEFAULT_STEPS
 from ufm.specs import LANDSCAPE_MAX_N, LandscapeSpec
 
-__all__ = ["landscape", "LandscapeSpec", "OUTPUTS", "grid_points", "point_problem", "gram_signature", "signature_distance", "class_permutations",
-           "group_points", "hessian_estimate", "run_point", "run_landscape", "assemble", "local_certifier",
+__all__ = ["landscape", "LandscapeSpec", "OUTPUTS", "grid_points", "point_problem", "gram_signature",
+           "signature_distance", "class_permutations", "group_points", "hessian_estimate", "run_point",
+           "run_landscape", "assemble", "local_certifier",
            "LocalCertificateMissing", "RESULTS", "POINT_KEYS", "MAX_N", "ROUNDING", "ESCAPE_SCALE"]
 
 RESULTS = "landscape.jsonl"
