@@ -166,9 +166,10 @@ class PhaseSpec:
             raise ValueError(f"loss: {self.loss}: its objective declares no class-level value (ufm.objectives: "
                              "class_level); the phase diagram needs one")
         if obj.contrastive and self.weight_decays is not None:
-            raise ValueError(f"weight_decays: is CE's axis; {self.loss} has a temperature: give taus")
+            raise ValueError(f"weight_decays: the weight decay is CE's axis; {self.loss} has a temperature: give its "
+                             "temperatures instead")
         if not obj.contrastive and self.taus is not None:
-            raise ValueError("taus: CE has no temperature; its axis is weight_decays")
+            raise ValueError("taus: CE has no temperature; give its weight decays instead")
         _set(self, "classes", _int("classes", self.classes, 2))
         if self.dim is not None:
             _set(self, "dim", _int("dim", self.dim, 1))
