@@ -81,15 +81,21 @@ def test_batches_matches_the_command(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_solve_matches_the_command(capsys):
+def test_solve_and_certify_match_the_commands(capsys):
     import solvers
     from solvers.workflows.report import solution_report
     from ufm import Problem
 
     code, out, err = run_cli(capsys, "solve", "--counts", "3,3,1", "--tau", "0.5", "--steps", "400", "--json")
     assert code == 0, err
-    rep = solution_report(solvers.solve(Problem(counts=(3, 3, 1), tau=0.5), steps=400, seed=0))
+    problem = Problem(counts=(3, 3, 1), tau=0.5)
+    sol = solvers.solve(problem, steps=400, seed=0)
+    rep = solution_report(sol)
     _same(json.loads(out), rep)
+    code, out, err = run_cli(capsys, "certify", "--counts", "3,3,1", "--tau", "0.5", "--steps", "400", "--json")
+    assert code == 0, err
+    cert = solvers.certify(problem, sol)
+    _same(json.loads(out), {**rep, **cert.to_dict()})
 
 
 def test_measure_matches_the_command(tmp_path, capsys):
