@@ -20,6 +20,8 @@ import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .defaults import DEFAULT_STEPS
+
 __all__ = ["PhaseSpec", "SweepSpec", "LandscapeSpec", "log_grid", "IMBALANCES", "MAX_SAMPLES", "MAX_SEED",
            "LANDSCAPE_MAX_N"]
 
@@ -308,7 +310,7 @@ class SweepSpec:
     radius: float = 1.0
     weight_decay: float | None = None
     seed: int = 0
-    steps: int = 5000
+    steps: int = DEFAULT_STEPS
     epochs: int = 200
     dtype: str = "float64"
     _points: tuple = field(default=(), init=False, repr=False, compare=False)
@@ -442,7 +444,7 @@ class LandscapeSpec:
     dim: int | None = None
     starts: int = 8
     seed: int = 0
-    steps: int = 5000
+    steps: int = DEFAULT_STEPS
     tol: float = 1e-6
     gram_tol: float = 1e-2
     _points: tuple = field(default=(), init=False, repr=False, compare=False)

@@ -1393,7 +1393,7 @@ def _tally(rows) -> dict:
 _audit = audit
 
 
-def verify_report(setting: Setting | None = None, *, steps: int = 5000, starts: int = DEFAULT_STARTS,
+def verify_report(setting: Setting | None = None, *, steps: int = DEFAULT_STEPS, starts: int = DEFAULT_STARTS,
                   tol: float = TOL, audit: int | None = None, seed: int = 0, progress: bool = False,
                   out: str | None = None) -> dict:
     """Check every row of ``THEOREMS`` that applies to ``setting``, to each setting of the built-in ``SUITE``
