@@ -9,8 +9,8 @@ import optax
 from ufm import constraints
 
 from .state import Hyper, PGDState, Static
-from .step import (MAX_HALVINGS, SHRINK, armijo_trial, default_eta0, init_params, metric, n_samples, next_eta,
-                   objective, optax_of, project_vars, small_step)
+from .step import (MAX_HALVINGS, SHRINK, armijo_trial, default_eta0, extrapolate, init_params, metric, n_samples,
+                   next_eta, objective, optax_of, project_vars, small_step)
 
 __all__ = ["CONTINUATION_TAU", "CONTINUATION_TOL", "PROGRESS_WORK", "PROGRESS_SEGMENTS", "loop_parts", "run",
            "run_jit", "run_with_bar"]
@@ -28,7 +28,10 @@ def loop_parts(static: Static, h: Hyper, lr, tol, history=True, fun=None, draw=N
     state's ``hist`` is a scalar, the objective recorded at the last step (``solve_many``'s slot pool writes it
     to its own table, so that the loop state stays small). ``fun``: ``(x, tau) -> (f, grad)`` in place of the
     autodiff of :func:`objective` (the same function, computed another way); ``draw``: ``key -> x0`` in place of
-    :func:`init_params` (a feasible point)."""
+    :func:`init_params` (a feasible point).
+
+    With ``static.acceleration`` the body is the accelerated one (:func:`_accelerated_body`'s doc in the code
+    below): the same trial, step-size rule and stop test, taken from the extrapolated point."""
     tm = jax.tree_util.tree_map
     vg = fun or jax.value_and_grad(lambda x, tau: objective(static, x, h._replace(tau=tau)))
     w = metric(static, h)
@@ -47,6 +50,7 @@ def loop_parts(static: Static, h: Hyper, lr, tol, history=True, fun=None, draw=N
         return jnp.sqrt(sum(jnp.sum(v ** 2) for v in d.values()) / n)
 
     pgd_ = static.optimizer == "pgd"
+    acc = pgd_ and static.acceleration
     eta0 = eta0_at(tau1 if pgd_ else h.tau)
     rate = eta0 if pgd_ else jnp.where(lr > 0, lr, jnp.where(static.optimizer == "adam", 0.01 * scale, 0.5 * eta0))
     opt = None if pgd_ else optax_of(static.optimizer, rate)
@@ -57,13 +61,18 @@ def loop_parts(static: Static, h: Hyper, lr, tol, history=True, fun=None, draw=N
             x0 = project_vars(static, {**x0, **init}, h)
         f0, g0 = vg(x0, tau1)
         hist = jnp.full((static.steps + 1,), jnp.nan, jnp.dtype(static.dtype)).at[0].set(f0) if history else f0
-        return PGDState(x=x0, f=f0, g=g0, t=jnp.int32(0), hist=hist, done=~jnp.isfinite(f0),
-                        gm=jnp.asarray(jnp.inf, f0.dtype), finite=jnp.isfinite(f0), stalled=jnp.asarray(False),
-                        tau=tau1, stage0=stage0, stage1=jnp.int32(0), eta=rate, eta_step=rate, k=jnp.int32(0),
-                        opt=None if pgd_ else opt.init(x0))
+        s0 = PGDState(x=x0, f=f0, g=g0, t=jnp.int32(0), hist=hist, done=~jnp.isfinite(f0),
+                      gm=jnp.asarray(jnp.inf, f0.dtype), finite=jnp.isfinite(f0), stalled=jnp.asarray(False),
+                      tau=tau1, stage0=stage0, stage1=jnp.int32(0), eta=rate, eta_step=rate, k=jnp.int32(0),
+                      opt=None if pgd_ else opt.init(x0), evals=jnp.int32(1))
+        if acc:  # y = x: the first step is a plain one
+            s0 = s0._replace(y=x0, fy=f0, gy=g0, momentum=jnp.ones_like(f0))
+        return s0
 
-    def stop_test(s, xn, fn, step):
-        d = tm(lambda a, b: a - b, s.x, xn)
+    def stop_test(s, xn, fn, step, origin=None):
+        """The gradient mapping of the step from ``origin`` (default ``s.x``; the accelerated loop's ``y``) to
+        ``xn`` and the stop test (``step.small_step``) on it and the loss change from ``s.f`` to ``fn``."""
+        d = tm(lambda a, b: a - b, s.x if origin is None else origin, xn)
         gm = rms_rows(d) / step * eta0_at(s.tau)
         t_ = jnp.where(s.stage0, jnp.maximum(tol, CONTINUATION_TOL), tol)
         small = small_step(gm, fn, s.f, t_, scale)
@@ -83,7 +92,46 @@ def loop_parts(static: Static, h: Hyper, lr, tol, history=True, fun=None, draw=N
                                eta_step=jnp.where(switch, eta0_at(h.tau), out.eta_step))
         return out
 
-    if pgd_:
+    if acc:
+        def body(s):
+            """FISTA with the engine's rules (``solvers.pgd.step``): one projected Armijo trial per iteration from
+            the extrapolated point ``y`` (its value ``fy`` and gradient ``gy``). A passed trial whose loss is not
+            above ``f(x)`` is the step: ``x+`` the trial point, ``y+ = P(x+ + (t - 1) / t+ (x+ - x))``
+            (:func:`extrapolate`, then projected, so every point evaluated is feasible). A passed trial that raises
+            the loss takes no step and restarts the momentum (O'Donoghue & Candes's function restart): ``y = x``,
+            ``t = 1``; so the loss never rises and ``hist`` is monotone, as without acceleration. A failed trial
+            halves the step (at most ``MAX_HALVINGS`` times: then a restart, or, when ``y`` is ``x``, numerical
+            stationarity as without acceleration). The step size follows :func:`next_eta`; the stop test is
+            :func:`small_step` on the gradient mapping at ``y``. While the counter is below 2 (``t = 1``, or
+            the counter after it) the momentum coefficient was 0: ``y`` is ``x`` and the trial is exactly the
+            plain loop's step."""
+            plain = s.momentum < 2
+            xn, fn, gn, ok = armijo_trial(lambda x: vg(x, s.tau), project_fn, s.y, s.fy, s.gy, s.eta, w)
+            searched_out = ~ok & (s.k >= MAX_HALVINGS)
+            stalled = searched_out & plain  # no step from x decreases the loss: numerically stationary
+            accept = ok & (plain | (fn <= s.f))
+            restart = (ok & ~accept) | (searched_out & ~plain)
+            xa, fa, ga = tm(lambda a, b: jnp.where(accept, a, b), (xn, fn, gn), (s.x, s.f, s.g))
+            gm, conv = stop_test(s, xa, fa, s.eta, origin=tm(lambda a, b: jnp.where(accept, a, b), s.y, s.x))
+            conv = conv | (stalled & (tol > 0))
+            eta_next = next_eta(ok, s.eta, eta0_at(s.tau), s.eta_step)
+            y_raw, t_new = extrapolate(xa, s.x, s.momentum, accept)
+            y_new = project_fn(y_raw)
+            moved = accept & (s.momentum > 1)  # the momentum coefficient (t - 1) / t+ is > 0: y+ is not x+
+            fy, gy = jax.lax.cond(moved, lambda: vg(y_new, s.tau), lambda: (fa, ga))
+            stepped = finish(s, xa, fa, ga, gm, conv, eta=eta_next, eta_step=eta_next, k=jnp.int32(0),
+                             stalled=stalled, evals=s.evals + 1 + moved.astype(jnp.int32))
+            switch = s.stage0 & ~stepped.stage0  # the low-temperature stage ended: restart at tau
+            stepped = stepped._replace(y=tm(lambda a, b: jnp.where(switch, a, b), xa, y_new),
+                                       fy=jnp.where(switch, stepped.f, fy), gy=tm(lambda a, b: jnp.where(
+                                           switch, a, b), ga, gy), momentum=jnp.where(switch, 1.0, t_new))
+            again = s._replace(y=s.x, fy=s.f, gy=s.g, momentum=jnp.ones_like(s.momentum), k=jnp.int32(0),
+                               eta=jnp.where(ok, s.eta, s.eta_step), eta_step=jnp.where(ok, s.eta, s.eta_step),
+                               evals=s.evals + 1)
+            retry = s._replace(eta=s.eta * SHRINK, k=s.k + 1, evals=s.evals + 1)
+            out = tm(lambda a, b: jnp.where(restart, a, b), again, retry)
+            return tm(lambda a, b: jnp.where(accept | stalled, a, b), stepped, out)
+    elif pgd_:
         # One trial step per loop iteration: the backtracking search (halve eta until the Armijo test passes, at
         # most MAX_HALVINGS times) is unrolled into the main loop, so that under vmap (solve_many) every iteration costs
         # one evaluation per problem instead of the most halvings any problem needs. The sequence of trials, and
@@ -96,8 +144,8 @@ def loop_parts(static: Static, h: Hyper, lr, tol, history=True, fun=None, draw=N
             conv = conv | (stalled & (tol > 0))
             eta_next = next_eta(ok, s.eta, eta0_at(s.tau), s.eta_step)
             stepped = finish(s, xn, fn, gn, gm, conv, eta=eta_next, eta_step=eta_next, k=jnp.int32(0),
-                             stalled=stalled)
-            retry = s._replace(eta=s.eta * SHRINK, k=s.k + 1)
+                             stalled=stalled, evals=s.evals + 1)
+            retry = s._replace(eta=s.eta * SHRINK, k=s.k + 1, evals=s.evals + 1)
             return tm(lambda a, b: jnp.where(ok | stalled, a, b), stepped, retry)
     else:
         def body(s):
@@ -105,11 +153,11 @@ def loop_parts(static: Static, h: Hyper, lr, tol, history=True, fun=None, draw=N
             xn = project_fn(optax.apply_updates(s.x, u))
             fn, gn = vg(xn, s.tau)
             gm, conv = stop_test(s, xn, fn, rate)
-            return finish(s, xn, fn, gn, gm, conv, opt=opt_state)
+            return finish(s, xn, fn, gn, gm, conv, opt=opt_state, evals=s.evals + 1)
 
     def final(s):  # a run that ended at the switch has f = inf: its value at tau
         value = objective(static, s.x, h) if fun is None else fun(s.x, h.tau)[0]
-        return s._replace(f=jnp.where(jnp.isfinite(s.f), s.f, value), opt=None)
+        return s._replace(f=jnp.where(jnp.isfinite(s.f), s.f, value), opt=None, y=None, fy=None, gy=None)
 
     return start, body, final
 

@@ -305,8 +305,8 @@ def lockstep_pays(static) -> bool:
 
 def solve_many(problems, *, steps: int = DEFAULT_STEPS, lr: float | None = None, optimizer="pgd",
                tol: float | None = None, seed=0, dtype: str | None = None, pad="auto", devices=None,
-               progress: bool = False, continuation: bool | None = None, starts: int | None = None
-               ) -> list[Solution]:
+               progress: bool = False, continuation: bool | None = None, starts: int | None = None,
+               acceleration: bool = False) -> list[Solution]:
     """Solve many problems, one jit-compiled loop per group of equal shape; returns one ``Solution`` per problem,
     in order, as ``solve(problem, ...)`` would (same start, same steps, same stop rule, to rounding).
 
@@ -337,13 +337,14 @@ def solve_many(problems, *, steps: int = DEFAULT_STEPS, lr: float | None = None,
       continuation: as for ``solve`` (None: on for the odd starts of each SC problem with ``nonneg``).
       starts: as for ``solve``, per problem (None: ``AUTO_STARTS`` for each imbalanced problem with ``nonneg``); every
         start is one more row of its group's vmap.
+      acceleration: as for ``solve`` (the FISTA step; part of each group's compiled program).
     Returns:
       ``Solution`` s; ``seconds`` is the wall time of the problem's group (compilation included).
     Raises:
       NonFiniteLoss: a problem's loss became NaN or infinite (its index in the message).
     """
     problems = list(problems)
-    check_args(steps, lr, optimizer, tol, dtype)
+    check_args(steps, lr, optimizer, tol, dtype, acceleration)
     if pad not in ("auto", True, False):
         raise ValueError(f"pad must be 'auto', True or False, got {pad!r}")
     seeds = [seed] * len(problems) if isinstance(seed, (int, np.integer)) else list(seed)
@@ -359,7 +360,7 @@ def solve_many(problems, *, steps: int = DEFAULT_STEPS, lr: float | None = None,
     out: list = [None] * len(problems)
     with jax.enable_x64(dtype == "float64"):
         dt = jnp.dtype(dtype)
-        statics = [static_of(p, steps, optimizer, dtype, continuation) for p in problems]
+        statics = [static_of(p, steps, optimizer, dtype, continuation, acceleration) for p in problems]
         groups = group_problems(problems, statics, pad)
         for g, (static, members, hyper) in enumerate(groups):
             start = time.perf_counter()

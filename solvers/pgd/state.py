@@ -54,6 +54,8 @@ class Solution:
     start_losses: tuple = ()
     reason: str = ""
     C: np.ndarray | None = None
+    evaluations: int = 0
+    acceleration: bool = False
 
 
 class Static(NamedTuple):
@@ -70,6 +72,7 @@ class Static(NamedTuple):
     optimizer: object
     dtype: str
     continuation: bool = False
+    acceleration: bool = False
 
 
 class Hyper(NamedTuple):
@@ -96,7 +99,12 @@ class PGDState(NamedTuple):
     taken, ``hist`` the objective after each step, ``gm`` the last gradient mapping, ``done``/``finite``/
     ``stalled`` (the line search could not decrease the loss), ``tau`` the temperature of the current stage,
     ``stage0`` still in the low-temperature stage, ``stage1`` the step where it ended; ``eta`` the step,
-    ``eta_step`` the step the current line search began with, ``k`` its halvings; ``opt`` the optax state."""
+    ``eta_step`` the step the current line search began with, ``k`` its halvings; ``opt`` the optax state;
+    ``evals`` the objective-and-gradient evaluations so far.
+
+    With acceleration (``Static.acceleration``; None without), as in jaxopt's ``ProximalGradient``: ``y`` the
+    extrapolated point the next trial starts from, ``fy``/``gy`` the objective and gradient there, ``momentum``
+    the FISTA counter (``1`` at a start or restart; ``y`` is ``x`` while it is below 2, see ``solvers.pgd.loop``)."""
 
     x: dict
     f: jax.Array
@@ -114,6 +122,11 @@ class PGDState(NamedTuple):
     eta_step: jax.Array
     k: jax.Array
     opt: object = None
+    evals: jax.Array | None = None
+    y: dict | None = None
+    fy: jax.Array | None = None
+    gy: dict | None = None
+    momentum: jax.Array | None = None
 
 
 def hyper_of(problem: Problem, dtype, continuation=None, start=0) -> Hyper:
@@ -137,14 +150,15 @@ def batch_array(problem: Problem):
     return None if b is None else pad_batches(b)
 
 
-def static_of(problem: Problem, steps, optimizer, dtype, continuation=None) -> Static:
+def static_of(problem: Problem, steps, optimizer, dtype, continuation=None, acceleration=False) -> Static:
     """The static part of a solve. The program holds the continuation stage for SC unless
-    ``continuation=False`` (``hyper_of``'s flag then turns it on or off per problem)."""
+    ``continuation=False`` (``hyper_of``'s flag then turns it on or off per problem); ``acceleration`` (the
+    FISTA step, ``optimizer="pgd"`` only) is a program of its own."""
     b = batch_array(problem)
     shape = None if b is None else tuple(b.shape)
     return Static(problem.loss, problem.constraint, problem.bias, problem.N, problem.K, problem.dim, shape,
                    int(steps), optimizer, dtype, objectives.of(problem).contrastive and optimizer == "pgd"
-                   and continuation is not False)
+                   and continuation is not False, bool(acceleration))
 
 
 
@@ -162,9 +176,9 @@ def stop_reason(s: PGDState) -> str:
 MAX_STEPS = 2**31 - 2  # the compiled loop's step counter is an int32 (steps + 1 must fit)
 
 
-def check_args(steps, lr, optimizer, tol, dtype):
-    """``ValueError`` naming the argument for a bad ``steps``, ``lr``, ``optimizer``, ``tol`` or ``dtype`` (the
-    arguments ``solve``, ``solve_many`` and ``solvers.epochs.solve`` share)."""
+def check_args(steps, lr, optimizer, tol, dtype, acceleration=False):
+    """``ValueError`` naming the argument for a bad ``steps``, ``lr``, ``optimizer``, ``tol``, ``dtype`` or
+    ``acceleration`` (the arguments ``solve``, ``solve_many`` and ``solvers.epochs.solve`` share)."""
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if steps > MAX_STEPS:  # the compiled loop counts in int32
@@ -178,3 +192,8 @@ def check_args(steps, lr, optimizer, tol, dtype):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
     if dtype not in (None, "float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if not isinstance(acceleration, (bool, np.bool_)):
+        raise ValueError(f"acceleration must be True or False, got {acceleration!r}")
+    if acceleration and optimizer != "pgd":
+        raise ValueError(f"acceleration: the FISTA step is a variant of optimizer='pgd' (its line search), not of "
+                         f"{optimizer!r}; an optax optimizer brings its own momentum")
