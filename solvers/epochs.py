@@ -19,11 +19,14 @@ constant step needs thousands). ``"sgd"`` is a constant step (``lr``, default ``
 epoch is one jit-compiled ``lax.scan`` over its batches (one compilation for all epochs: every epoch has the
 same batch shapes).
 
-**Stopping.** After each epoch, the RMS displacement of the rows over the epoch (``moves``): converged when it
-has been at most ``sqrt(tol) * rho`` in each of the last ``patience`` epochs (``tol`` defaults as in
-``solvers.pgd``: 1e-12 in float64, 1e-6 in float32; ``tol=0`` runs every epoch). The patience matters for epoch
-schemes: the rows of a small class move only in the epochs whose batches happen to hold two of its members
-with another class, so one quiet epoch proves nothing; for a claim, run a fixed number of epochs (``tol=0``).
+**Stopping.** The engine's stop test (``solvers.pgd.step.small_step``) after each epoch, held in each of the last
+``patience`` epochs: the RMS displacement of the rows over the epoch (``moves``, in units of ``rho``; an epoch's
+steps in place of ``solvers.pgd``'s one gradient mapping) at most ``sqrt(tol)`` *and* the relative change of the
+epoch's own objective (its batches' loss before and after the epoch: consecutive epochs have different batches,
+so their losses are not comparable) at most ``tol`` (``tol`` defaults as in ``solvers.pgd``: 1e-12 in float64,
+1e-6 in float32; ``tol=0`` runs every epoch and skips the test). The patience matters for epoch schemes: the rows
+of a small class move only in the epochs whose batches happen to hold two of its members with another class, so
+one quiet epoch proves nothing; for a claim, run a fixed number of epochs (``tol=0``).
 
 **What is reported** (:class:`EpochSolution`). ``loss``: the objective of the batch set of *all the epochs
 run* (``ufm.batching.union_batches(problem, epochs)``: the mean over the anchor slots of every batch of every
@@ -54,7 +57,8 @@ if TYPE_CHECKING:
     from ufm.problem import Problem
 
 from .pgd.state import NonFiniteLoss, Solution, check_args, hyper_of, static_of
-from .pgd.step import MAX_HALVINGS, SHRINK, armijo_trial, init_params, next_eta, objective, optax_of, project_vars
+from .pgd.step import (MAX_HALVINGS, SHRINK, armijo_trial, init_params, next_eta, objective, optax_of, project_vars,
+                        small_step)
 
 __all__ = ["solve", "EpochSolution", "DEFAULT_EPOCHS"]
 
@@ -175,8 +179,8 @@ def solve(problem: Problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = 
         pgd, ``0.5 tau / rho^2`` for the optax optimizers, ``0.01 rho`` for adam).
       optimizer: ``"pgd"`` (stochastic Armijo line search), ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``,
         or an ``optax.GradientTransformation`` (it brings its own rate).
-      tol: stopping tolerance on the RMS row displacement of an epoch, ``sqrt(tol) * rho``; patience: in how
-        many consecutive epochs (module doc).
+      tol: stopping tolerance (module doc: the RMS row displacement of an epoch at most ``sqrt(tol) * rho`` and
+        the relative change of its objective at most ``tol``); patience: in how many consecutive epochs.
       seed: the random start (the same start as ``solvers.pgd.solve`` with this seed).
       dtype: ``"float64"`` (default) or ``"float32"`` (opt-in; recorded). progress: True, False, or None (after 2 s).
     Raises:
@@ -207,10 +211,12 @@ def solve(problem: Problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = 
         sets = [jnp.asarray(pad(epoch_batch_list(problem, 0)))]
         history = [float(_loss_jit(static, x, h, sets[0]))]
         dgm = [_delta_gm(x, labels, problem.K)]
-        converged, move, moves = False, float("nan"), []
+        converged, move, moves, quiet = False, float("nan"), [], 0
         for e in range(epochs):
             if e > 0:
                 sets.append(jnp.asarray(pad(epoch_batch_list(problem, e))))
+            # the epoch's objective before it, for the stop test (epoch 0's is history[0])
+            before = history[0] if e == 0 or tol == 0 else float(_loss_jit(static, x, h, sets[e]))
             x, opt_state, mv = _epoch_jit(static, name, h, x, opt_state, sets[e], rate)
             f = float(_loss_jit(static, x, h, sets[e]))
             if not math.isfinite(f):
@@ -223,7 +229,8 @@ def solve(problem: Problem, *, epochs: int = DEFAULT_EPOCHS, lr: float | None = 
             if progress is None and not bar.enabled and time.perf_counter() - start > 2.0:
                 bar.enabled = True
             bar.update(1, f"loss {f:.6g} delta_gm {dgm[-1]:.2e} move {move:.1e}")
-            if tol > 0 and len(moves) >= patience and max(moves[-patience:]) <= math.sqrt(tol):
+            quiet = quiet + 1 if tol > 0 and bool(small_step(move, f, before, tol, 1.0)) else 0
+            if quiet >= patience:
                 converged = True
                 break
         run = len(sets)

@@ -77,6 +77,27 @@ def test_stochastic_passes_over_a_fixed_partition_reach_its_minimum_but_not_the_
     assert of_gram_error(sol.Z, p.label_array) >= 0.1  # a minimiser, but another one
 
 
+def test_epoch_stop_rule_is_the_engines_small_step():
+    """A run stops after ``patience`` consecutive epochs in which ``solvers.pgd.step.small_step`` held, and not
+    before: the rows' RMS displacement over the epoch at most ``sqrt(tol) rho`` and the epoch's own objective (its
+    batches' loss, plain loops, at the rows before and after it) changed by at most ``tol`` relative. Stopping
+    changes no iterate: the run is the first epochs of a ``tol=0`` run."""
+    p, tol, patience = BINDING.replace(batch_seed=1), 1e-12, 10
+    sol = epochs.solve(p, epochs=400, seed=1, tol=tol, patience=patience)
+    assert sol.converged and patience + 1 < sol.epochs < 400
+    E = sol.epochs
+    runs = {k: epochs.solve(p, epochs=k, seed=1, tol=0) for k in range(E - patience - 1, E + 1)}
+    assert np.array_equal(runs[E].Z, sol.Z) and np.array_equal(runs[E].moves, sol.moves)
+
+    def quiet(e):  # the stop test of epoch e (0-based): from runs[e].Z to runs[e + 1].Z
+        B = batching.epoch_batch_list(p, e)
+        before, after = (sc_loss_loops(runs[k].Z, p.label_array, p.tau, B) for k in (e, e + 1))
+        return sol.moves[e] <= np.sqrt(tol) and abs(after - before) <= tol * (1 + abs(before)) + 1e-14
+
+    assert all(quiet(e) for e in range(E - patience, E))
+    assert not quiet(E - patience - 1)
+
+
 def test_dispatch_and_bad_arguments():
     with pytest.raises(ValueError, match="steps"):
         solvers.solve(BINDING, steps=10)
