@@ -19,6 +19,15 @@ in units of ``eta0``) and the relative loss change. The run has converged when
 can no longer decrease the loss (numerical stationarity). ``tol=0`` runs exactly ``steps`` steps. Default
 ``tol``: 1e-12 in float64, 1e-6 in float32.
 
+**Acceleration.** ``acceleration=True`` (``optimizer="pgd"`` only) runs FISTA (Beck & Teboulle 2009) on the same
+rules (``step``'s module doc): the Armijo trial is taken from the extrapolated point ``y``, a passed trial is the
+step if it does not raise the loss (then ``y+ = P(x+ + (t - 1) / t+ (x+ - x))``), and one that raises it restarts
+the momentum from ``x`` without a step (O'Donoghue & Candes 2015); so the loss never rises. The stop test is the
+one above with the gradient mapping at ``y``. The first step is the plain one. A momentum step costs two
+objective-and-gradient evaluations (``Solution.evaluations``); the method pays off on ill-conditioned problems
+(small ``tau``, small decays), where the plain loop takes thousands of steps (docs/solve.md has measurements).
+The default is off, and with it the loop is the plain one, step for step.
+
 **Spurious minima (UFM+) and what the solver does.** With ``nonneg`` and imbalanced counts the landscape
 has stationary points above the orthogonal frame (the global minimum, Kini et al. 2024): two minority classes
 sit on one coordinate axis while a majority class spreads over two; rows sit *exactly* on one point and the
@@ -34,8 +43,8 @@ continuation (CE with ReLU has a trap of its own: a minority class whose rows al
 the first ``Solution.continuation_steps`` steps.
 
 **Layout.** ``state`` (the types: :class:`Static`, :class:`Hyper`, :class:`PGDState`, :class:`Solution`, stop
-reasons), ``step`` (the objective, projection, metric and the projected Armijo trial), ``loop`` (the compiled
-loop), ``one`` (:func:`solve`, with starts), ``many`` (:func:`solve_many` and its pools; the slot-layout SC kernel
+reasons), ``step`` (the objective, projection, metric, and the rules: the projected Armijo trial, the step size,
+the stop test, the FISTA step), ``loop`` (the compiled loop, plain or accelerated), ``one`` (:func:`solve`, with starts), ``many`` (:func:`solve_many` and its pools; the slot-layout SC kernel
 is ``ufm.kernels.sc_slots_vg``). This package re-exports their public names.
 """
 from __future__ import annotations

@@ -4,12 +4,18 @@ projection, the step metric, the initial step ``eta0``, and the rules of ufm's p
 
 * the trial (:func:`armijo_trial`, all three loops): one projected step and its Armijo test, with one rounding
   slack (``ARMIJO_SLACK``);
-* the step size (:func:`next_eta`, ``pgd`` and ``epochs``): after an accepted step grow by ``GROW``, at most
-  ``ETA_MAX * eta0``; after a rejected one halve (``SHRINK``), at most ``MAX_HALVINGS`` times in a row (the
-  class-level loop makes one trial per iteration and doubles or halves);
-* the stop test (:func:`small_step`, ``pgd``): the gradient mapping and the relative change of the loss both
-  small (``epochs`` stops on the rows' displacement over epochs, ``classlevel`` on the loss over a segment);
-* acceleration (:func:`extrapolate`, ``classlevel``): the FISTA momentum step with adaptive restart.
+* the step size (:func:`next_eta`, ``pgd`` with or without acceleration, and ``epochs``): after an accepted step
+  grow by ``GROW``, at most ``ETA_MAX * eta0``; after a rejected one halve (``SHRINK``), at most
+  ``MAX_HALVINGS`` times in a row (the class-level loop makes one trial per iteration and doubles or halves);
+* the stop test (:func:`small_step`, ``pgd`` and ``epochs``): the step small and the relative change of the loss
+  small. ``pgd`` tests each step (the gradient mapping; from the extrapolated point under acceleration);
+  ``epochs`` tests each epoch (the rows' displacement over the epoch, and its own batches' loss before and
+  after it, since consecutive epochs have different batches) and stops after ``patience`` epochs in a row.
+  ``classlevel`` stops on the relative change of its loss over a segment of iterations instead (each segment a
+  fixed-length scan over a batch of problems, the test made between segments);
+* acceleration (:func:`extrapolate`, ``classlevel`` always, ``pgd`` with ``acceleration=True``): the FISTA
+  momentum step with adaptive restart (the loops project the extrapolated point). The epoch solver has none of
+  its own (its optax optimizers ``"momentum"`` and ``"nesterov"`` carry momentum across batches).
 
 References:
   Beck & Teboulle, "A fast iterative shrinkage-thresholding algorithm for linear inverse problems", SIAM J.
@@ -148,11 +154,13 @@ def next_eta(ok, eta, eta0, rejected):
 
 
 def small_step(gm, fn, f, tol, scale):
-    """The stop test: the gradient mapping ``gm`` (RMS per row, in units of ``eta0``) at most ``sqrt(tol) * scale``
-    and the relative change of the loss from ``f`` to ``fn`` at most ``tol`` (``|fn - f| <= tol (1 + |f|)``).
+    """The stop test: the size of the step ``gm`` at most ``sqrt(tol) * scale`` and the relative change of the
+    loss from ``f`` to ``fn`` at most ``tol`` (``|fn - f| <= tol (1 + |f|)``).
 
     Args:
-      gm: the gradient mapping of the step. fn: the loss after it. f: the loss before it.
+      gm: the size of the step, RMS per row: ``solvers.pgd``'s gradient mapping (in units of ``eta0``, so a step of
+        ``eta0`` counts its displacement), ``solvers.epochs``'s displacement over an epoch (in units of ``rho``,
+        ``scale = 1``). fn: the loss after it. f: the loss before it (of the same objective).
       tol: the tolerance (``0``: never small). scale: the radius (``1`` for an unbounded set).
     Returns:
       A boolean array.
