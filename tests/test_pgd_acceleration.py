@@ -26,6 +26,8 @@ def test_accelerated_solve_reaches_the_certified_minimum(p):
     assert abs(acc.loss - plain.loss) <= 1e-9 * max(1.0, abs(plain.loss))
     assert np.all(np.diff(acc.history) <= 1e-12 * (1 + np.abs(acc.history[:-1])))  # monotone up to rounding
     assert acc.evaluations >= acc.steps + 1
+    if p is UFM_PLUS:  # every start reaches the minimum, the odd ones (continuation) restarting at tau included
+        assert len(acc.start_losses) == 4 and max(acc.start_losses) - acc.loss <= 1e-9
 
 
 @pytest.mark.slow
@@ -64,3 +66,25 @@ def test_bad_acceleration_is_refused():
         pgd.solve(SC_SPHERE, acceleration=True, optimizer="adam")
     with pytest.raises(ValueError, match="acceleration"):
         pgd.solve_many([SC_SPHERE], acceleration="yes")
+
+
+def test_no_convergence_on_the_first_step_after_the_low_temperature_stage():
+    """After the switch to ``tau`` the state's loss is ``inf`` (any first trial passes): that step's loss-change
+    test has nothing to compare, so it never ends the run, whatever the step (here a zero gradient: no move but
+    rounding)."""
+    import jax
+    import jax.numpy as jnp
+
+    from solvers.pgd.loop import loop_parts
+    from solvers.pgd.state import hyper_of, static_of
+
+    p = UFM_PLUS
+    with jax.enable_x64(True):
+        static, h = static_of(p, 100, "pgd", "float64"), hyper_of(p, jnp.float64, continuation=True, start=1)
+        lr, tol = jnp.asarray(0.0), jnp.asarray(1e-12)
+        start, body, _ = loop_parts(static, h, lr, tol)
+        s = start(jax.random.PRNGKey(0), None)
+        s = s._replace(f=jnp.asarray(jnp.inf), stage0=jnp.asarray(False), tau=jnp.asarray(p.tau),
+                       g=jax.tree_util.tree_map(jnp.zeros_like, s.g))
+        s1 = body(s)
+    assert int(s1.t) == 1 and float(s1.gm) <= 1e-12 and not bool(s1.done)  # a small step, yet not done

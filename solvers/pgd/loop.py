@@ -76,7 +76,8 @@ def loop_parts(static: Static, h: Hyper, lr, tol, history=True, fun=None, draw=N
         gm = rms_rows(d) / step * eta0_at(s.tau)
         t_ = jnp.where(s.stage0, jnp.maximum(tol, CONTINUATION_TOL), tol)
         small = small_step(gm, fn, s.f, t_, scale)
-        return gm, small & (tol > 0)
+        # f = inf (the first step after the low-temperature stage) leaves no loss change to test: not converged
+        return gm, small & (tol > 0) & jnp.isfinite(s.f)
 
     def finish(s, xn, fn, gn, gm, conv, **extra):
         """Record the step; end the run at convergence, or end the low-temperature stage instead: from the
@@ -104,7 +105,9 @@ def loop_parts(static: Static, h: Hyper, lr, tol, history=True, fun=None, draw=N
             stationarity as without acceleration). The step size follows :func:`next_eta`; the stop test is
             :func:`small_step` on the gradient mapping at ``y``. While the counter is below 2 (``t = 1``, or
             the counter after it) the momentum coefficient was 0: ``y`` is ``x`` and the trial is exactly the
-            plain loop's step."""
+            plain loop's step. When the low-temperature stage ends, the momentum restarts at ``x`` with its value
+            and gradient at ``tau`` (one evaluation more; the plain loop's first step at ``tau`` instead uses the
+            last gradient at ``tau1`` and ``f = inf``, which passes any trial: momentum from there overshoots)."""
             plain = s.momentum < 2
             xn, fn, gn, ok = armijo_trial(lambda x: vg(x, s.tau), project_fn, s.y, s.fy, s.gy, s.eta, w)
             searched_out = ~ok & (s.k >= MAX_HALVINGS)
@@ -117,14 +120,17 @@ def loop_parts(static: Static, h: Hyper, lr, tol, history=True, fun=None, draw=N
             eta_next = next_eta(ok, s.eta, eta0_at(s.tau), s.eta_step)
             y_raw, t_new = extrapolate(xa, s.x, s.momentum, accept)
             y_new = project_fn(y_raw)
-            moved = accept & (s.momentum > 1)  # the momentum coefficient (t - 1) / t+ is > 0: y+ is not x+
-            fy, gy = jax.lax.cond(moved, lambda: vg(y_new, s.tau), lambda: (fa, ga))
             stepped = finish(s, xa, fa, ga, gm, conv, eta=eta_next, eta_step=eta_next, k=jnp.int32(0),
-                             stalled=stalled, evals=s.evals + 1 + moved.astype(jnp.int32))
-            switch = s.stage0 & ~stepped.stage0  # the low-temperature stage ended: restart at tau
-            stepped = stepped._replace(y=tm(lambda a, b: jnp.where(switch, a, b), xa, y_new),
-                                       fy=jnp.where(switch, stepped.f, fy), gy=tm(lambda a, b: jnp.where(
-                                           switch, a, b), ga, gy), momentum=jnp.where(switch, 1.0, t_new))
+                             stalled=stalled)
+            # the low-temperature stage ended: restart at x with its value and gradient at tau (body's doc)
+            switch = s.stage0 & ~stepped.stage0
+            y_new = tm(lambda a, b: jnp.where(switch, a, b), xa, y_new)
+            moved = switch | accept & (s.momentum > 1)  # y+ is not x+ (momentum (t - 1) / t+ > 0), or tau changed
+            fy, gy = jax.lax.cond(moved, lambda: vg(y_new, stepped.tau), lambda: (fa, ga))
+            stepped = stepped._replace(y=y_new, fy=fy, gy=gy, momentum=jnp.where(switch, 1.0, t_new),
+                                       f=jnp.where(switch, fy, stepped.f),
+                                       g=tm(lambda a, b: jnp.where(switch, a, b), gy, stepped.g),
+                                       evals=s.evals + 1 + moved.astype(jnp.int32))
             again = s._replace(y=s.x, fy=s.f, gy=s.g, momentum=jnp.ones_like(s.momentum), k=jnp.int32(0),
                                eta=jnp.where(ok, s.eta, s.eta_step), eta_step=jnp.where(ok, s.eta, s.eta_step),
                                evals=s.evals + 1)
