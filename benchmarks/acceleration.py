@@ -19,6 +19,7 @@ from .common import finish
 CASES = {
     "SC sphere, 6x4, tau 0.5, d 4": dict(counts=(6,) * 4, tau=0.5, dim=4),
     "SC sphere, 6x3, tau 0.1, d 3": dict(counts=(6,) * 3, tau=0.1, dim=3),
+    "SC sphere, 6x3, tau 0.05, d 3": dict(counts=(6,) * 3, tau=0.05, dim=3),
     "SC ball, 8,4,2, tau 0.4, d 3": dict(counts=(8, 4, 2), tau=0.4, dim=3, constraint="ball"),
     "UFM+ SC, 20,20,3,3, tau 0.2, d 6": dict(counts=(20, 20, 3, 3), tau=0.2, dim=6, nonneg=True),
     "CE ball, 5x3, wd 5e-3": dict(counts=(5,) * 3, loss="ce", constraint="ball", weight_decay=5e-3),
@@ -53,8 +54,8 @@ def run(seeds: int) -> dict:
 
 
 def render(out: dict) -> str:
-    lines = [f"| problem | steps: plain / FISTA | evaluations: plain / FISTA | warm s: plain / FISTA | "
-             f"max gap to bound: plain / FISTA |", "|---|---|---|---|---|"]
+    lines = ["| problem | steps: plain / FISTA | evaluations: plain / FISTA | warm s: plain / FISTA | "
+             "max gap to bound: plain / FISTA |", "|---|---|---|---|---|"]
     for r in out["rows"]:
         a, b = r["plain"], r["accelerated"]
         gap = "n/a" if a["max_gap"] is None else f"{a['max_gap']:.1e} / {b['max_gap']:.1e}"

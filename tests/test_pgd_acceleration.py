@@ -53,12 +53,14 @@ def test_first_accelerated_step_is_the_plain_step():
 
 @pytest.mark.slow
 def test_solve_many_accelerated_matches_solve():
-    problems = [SC_SPHERE, SC_SPHERE.replace(tau=0.3)]
+    """One padded group (the SC problems of different N), the UFM+ problem's four starts (two with the
+    low-temperature stage) rows of it: each answer is ``solve``'s, to rounding."""
+    problems = [SC_SPHERE, SC_SPHERE.replace(tau=0.3), UFM_PLUS]
     many = pgd.solve_many(problems, seed=0, acceleration=True)
     for p, m in zip(problems, many):
         one = pgd.solve(p, seed=0, acceleration=True)
-        assert m.acceleration and m.steps == one.steps
-        assert abs(m.loss - one.loss) <= 1e-12 * max(1.0, abs(one.loss))
+        assert m.acceleration and abs(m.steps - one.steps) <= 2
+        assert np.allclose(m.start_losses, one.start_losses, rtol=1e-9, atol=0)
 
 
 def test_bad_acceleration_is_refused():
