@@ -16,7 +16,9 @@ rate ``0.5 * eta0`` (``0.01 * rho`` for adam) and no line search.
 **Stopping.** After step t, with ``x+ = P(x - eta g)``: the gradient mapping ``G = (x - x+) / eta`` (row RMS,
 in units of ``eta0``) and the relative loss change. The run has converged when
 ``eta0 * rms(G) <= sqrt(tol) * rho`` *and* ``|f(x+) - f(x)| <= tol * (1 + |f(x)|)``, or when the line search
-can no longer decrease the loss (numerical stationarity). ``tol=0`` runs exactly ``steps`` steps. Default
+can no longer decrease the loss (numerical stationarity). The first step at ``tau`` after the low-temperature
+stage (below) has no previous loss at ``tau`` to compare: it never ends the run. ``tol=0`` runs exactly ``steps``
+steps. Default
 ``tol``: 1e-12 in float64, 1e-6 in float32.
 
 **Acceleration.** ``acceleration=True`` (``optimizer="pgd"`` only) runs FISTA (Beck & Teboulle 2009) on the same
@@ -26,7 +28,7 @@ the momentum from ``x`` without a step (O'Donoghue & Candes 2015); so the loss n
 one above with the gradient mapping at ``y``. The first step is the plain one. A momentum step costs two
 objective-and-gradient evaluations (``Solution.evaluations``); the method pays off on ill-conditioned problems
 (small ``tau``, small decays), where the plain loop takes thousands of steps (docs/solve.md has measurements).
-The default is off, and with it the loop is the plain one, step for step.
+The default is off: the plain loop.
 
 **Spurious minima (UFM+) and what the solver does.** With ``nonneg`` and imbalanced counts the landscape
 has stationary points above the orthogonal frame (the global minimum, Kini et al. 2024): two minority classes
