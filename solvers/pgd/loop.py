@@ -30,8 +30,8 @@ def loop_parts(static: Static, h: Hyper, lr, tol, history=True, fun=None, draw=N
     autodiff of :func:`objective` (the same function, computed another way); ``draw``: ``key -> x0`` in place of
     :func:`init_params` (a feasible point).
 
-    With ``static.acceleration`` the body is the accelerated one (:func:`_accelerated_body`'s doc in the code
-    below): the same trial, step-size rule and stop test, taken from the extrapolated point."""
+    With ``static.acceleration`` the body is the accelerated one (the docstring of its ``body`` below): the same
+    trial, step-size rule and stop test, taken from the extrapolated point."""
     tm = jax.tree_util.tree_map
     vg = fun or jax.value_and_grad(lambda x, tau: objective(static, x, h._replace(tau=tau)))
     w = metric(static, h)
@@ -119,13 +119,13 @@ def loop_parts(static: Static, h: Hyper, lr, tol, history=True, fun=None, draw=N
             conv = conv | (stalled & (tol > 0))
             eta_next = next_eta(ok, s.eta, eta0_at(s.tau), s.eta_step)
             y_raw, t_new = extrapolate(xa, s.x, s.momentum, accept)
-            y_new = project_fn(y_raw)
             stepped = finish(s, xa, fa, ga, gm, conv, eta=eta_next, eta_step=eta_next, k=jnp.int32(0),
                              stalled=stalled)
             # the low-temperature stage ended: restart at x with its value and gradient at tau (body's doc)
             switch = s.stage0 & ~stepped.stage0
-            y_new = tm(lambda a, b: jnp.where(switch, a, b), xa, y_new)
-            moved = switch | accept & (s.momentum > 1)  # y+ is not x+ (momentum (t - 1) / t+ > 0), or tau changed
+            momentum = accept & (s.momentum > 1) & ~switch  # the coefficient (t - 1) / t+ is > 0: y+ is not x+
+            y_new = tm(lambda a, b: jnp.where(momentum, a, b), project_fn(y_raw), xa)  # else y+ is x+, bit for bit
+            moved = momentum | switch  # y+ is not x+, or tau changed: evaluate there
             fy, gy = jax.lax.cond(moved, lambda: vg(y_new, stepped.tau), lambda: (fa, ga))
             stepped = stepped._replace(y=y_new, fy=fy, gy=gy, momentum=jnp.where(switch, 1.0, t_new),
                                        f=jnp.where(switch, fy, stepped.f),
