@@ -90,3 +90,28 @@ def test_no_convergence_on_the_first_step_after_the_low_temperature_stage():
                        g=jax.tree_util.tree_map(jnp.zeros_like, s.g))
         s1 = body(s)
     assert int(s1.t) == 1 and float(s1.gm) <= 1e-12 and not bool(s1.done)  # a small step, yet not done
+
+
+@pytest.mark.slow
+def test_lockstep_vmap_of_the_accelerated_loop_is_the_loop():
+    """The GPU path of ``solve_many`` (one ``vmap`` of all rows, ``run_many``; its ``lax.cond`` becomes a select):
+    each row ends where its own loop does."""
+    import jax
+    import jax.numpy as jnp
+
+    from solvers.pgd.loop import run_jit
+    from solvers.pgd.many import run_many_jit, stack
+    from solvers.pgd.one import start_keys
+    from solvers.pgd.state import hyper_of, static_of
+
+    problems = [SC_SPHERE, SC_SPHERE.replace(tau=0.3), SC_SPHERE.replace(tau=0.15)]
+    with jax.enable_x64(True):
+        static = static_of(SC_SPHERE, 500, "pgd", "float64", acceleration=True)
+        hs = [hyper_of(p, jnp.float64) for p in problems]
+        keys = start_keys([0, 1, 2], [0, 0, 0])
+        lr, tol = jnp.asarray(0.0), jnp.asarray(1e-12)
+        many = jax.device_get(run_many_jit(static, stack(hs), keys, lr, tol))
+        for k, h in enumerate(hs):
+            one = jax.device_get(run_jit(static, h, keys[k], lr, tol))
+            assert bool(one.done) and int(many.t[k]) == int(one.t) and int(many.evals[k]) == int(one.evals)
+            assert abs(float(many.f[k]) - float(one.f)) <= 1e-12 * abs(float(one.f))
