@@ -115,3 +115,18 @@ def test_lockstep_vmap_of_the_accelerated_loop_is_the_loop():
             one = jax.device_get(run_jit(static, h, keys[k], lr, tol))
             assert bool(one.done) and int(many.t[k]) == int(one.t) and int(many.evals[k]) == int(one.evals)
             assert abs(float(many.f[k]) - float(one.f)) <= 1e-12 * abs(float(one.f))
+
+
+def test_ufm_solve_takes_acceleration_and_refuses_it_where_it_has_none(capsys):
+    import json
+
+    from cli_run import run_cli
+
+    code, out, _ = run_cli(capsys, "solve", "--counts", "6,6,6", "--tau", "0.1", "--dim", "3", "--acceleration",
+                           "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["converged"]
+    assert rep["loss"] == pytest.approx(theory.sc_etf_loss(6, 3, 0.1, 1.0), abs=1e-9)
+    for extra in (["--optimizer", "adam"], ["--epochs", "3"]):
+        code, _, err = run_cli(capsys, "solve", "--counts", "6,6,6", "--dim", "3", "--acceleration", *extra)
+        assert code == 2 and "acceleration" in err and "Traceback" not in err

@@ -398,6 +398,9 @@ def add_solver_args(p: argparse.ArgumentParser, tol_flag: str = "--tol"):
                    help=f"most projected-gradient steps (default {DEFAULT_STEPS})")
     g.add_argument("--lr", type=float, default=None, help="initial/fixed step (default: the tau/N rule)")
     g.add_argument("--optimizer", default="pgd", choices=["pgd", "sgd", "momentum", "nesterov", "adam"])
+    g.add_argument("--acceleration", action="store_true",
+                   help="FISTA momentum with adaptive restart on the projected-gradient step (--optimizer pgd; "
+                        "fewer steps at a low temperature)")
     g.add_argument(tol_flag, type=float, default=None,
                    help="stopping tolerance (default 1e-12 in float64, 1e-6 with --float32)")
     g.add_argument("--epochs", type=int, default=None,

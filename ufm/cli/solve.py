@@ -60,9 +60,14 @@ def run_solve(problem: Problem, args, progress=None):
             from .common import UsageError
 
             raise UsageError("--starts: the epoch solver runs one start (use --seed)")
+        if getattr(args, "acceleration", False):
+            from .common import UsageError
+
+            raise UsageError("--acceleration: the epoch solver has none (it runs the projected-gradient step)")
         kw.update(epochs=DEFAULT_EPOCHS if args.epochs is None else args.epochs, progress=False if quiet else None)
     else:
-        kw.update(steps=args.steps, starts=getattr(args, "starts", None), progress=False if quiet else progress)
+        kw.update(steps=args.steps, starts=getattr(args, "starts", None), progress=False if quiet else progress,
+                  acceleration=bool(getattr(args, "acceleration", False)))
     try:
         return solve(problem, **kw)
     except ValueError as e:
