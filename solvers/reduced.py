@@ -98,6 +98,134 @@ def _helpers(sphere):
     return _HELPERS[sphere]
 
 
+POLISH_ROWS = 16  # the polish's stack length (its cost per row does not fall with longer stacks)
+POLISH_FTOL = 1e-6  # CE on the sphere: the first-order loop hands over to the polish at this ftol
+NEWTON_CHUNK = 10  # Newton iterations per jitted polish segment
+NEWTON_SEGMENTS = 6  # at most this many segments
+NEWTON_FTOL = 1e-15  # a polish stops when every row moved less than this (relative) over a segment
+ON_SPHERE = 1e-9  # a row (m_g, t_g) within this of the unit norm is kept on the sphere by the polish
+
+
+_POLISH: dict = {}
+
+
+def _polish_segment(G):
+    """A jitted, vmapped segment of ``NEWTON_CHUNK`` damped Newton iterations on CE's reduced problem on the
+    sphere, for ``G`` groups: ``segment(x, lam, on, h) -> (x, f, lam)``.
+
+    Why: near minority collapse the loss is nearly flat in the minority spread (its curvature vanishes at the
+    collapse), and the first-order loop closes the spread sublinearly: it stops on its step budget or its
+    ``ftol`` with the spread, and so ``min_min``, where they left it (two budgets put the collapse boundary
+    apart). The reduced point has ``2 G (2 G + 1)`` numbers, so its Hessian is cheap, and a Newton step takes
+    the flat direction at its own curvature. A row ``(m_g, t_g)`` on the unit sphere (``on``) is parametrised by
+    ``z_g / |z_g|`` (a retraction onto the sphere), one inside the ball is free (and projected on the ball); the
+    classifier's ``(u, r)`` (in the solver's scaled variables) are free. Each iteration takes ``-(H + lam'
+    I)^-1 g`` with ``lam' = max(0, -lambda_min(H)) + lam |H|`` (eigendecomposition of the small Hessian; the
+    rotations and the radial directions are null directions of it), keeps it only when the objective decreases
+    (then ``lam`` falls tenfold, else it rises tenfold): the polish never makes the point worse. Nothing here is
+    part of a proof: the certificate bounds whatever point comes out.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    if G in _POLISH:
+        return _POLISH[G]
+    c = 2 * G
+    cuts = np.cumsum([G * c, G, G * c])[:].tolist()
+
+    def unpack(v, on, h):
+        m, t, u, r = jnp.split(v, cuts)
+        m, u = m.reshape(G, c), u.reshape(G, c)
+        keep = h["s"] >= 2
+        t, r = t * keep, r * keep
+        norm = jnp.maximum(jnp.sqrt(jnp.sum(m * m, axis=1) + t * t), 1e-300)
+        scale = jnp.where(on, 1.0 / norm, jnp.minimum(1.0, 1.0 / norm))
+        return {"m": m * scale[:, None], "t": t * scale, "u": u, "r": r}
+
+    def pack(x):
+        return jnp.concatenate([x["m"].ravel(), x["t"], x["u"].ravel(), x["r"]])
+
+    def f(v, on, h):
+        return _scaled_value(unpack(v, on, h), h, True, False)
+
+    def grad2(v, on, h):
+        g = jax.grad(f)(v, on, h)
+        return g, g
+
+    hess = jax.jacfwd(grad2, has_aux=True)  # (H, g) from one trace of the gradient
+
+    def step(state, on, h):
+        v, fv, lam = state
+        H, g = hess(v, on, h)
+        w, V = jnp.linalg.eigh(H)
+        scale = jnp.maximum(jnp.max(jnp.abs(w)), 1e-300)
+        shift = jnp.maximum(0.0, -w[0]) + lam * scale
+        d = -V @ ((V.T @ g) / (w + shift))
+        vn = pack(unpack(v + d, on, h))
+        fn = f(vn, on, h)
+        ok = jnp.isfinite(fn) & (fn < fv)
+        v = jnp.where(ok, vn, v)
+        fv = jnp.where(ok, fn, fv)
+        lam = jnp.where(ok, jnp.maximum(lam / 10.0, 1e-12), jnp.minimum(lam * 10.0, 1e12))
+        return (v, fv, lam)
+
+    def segment(x, lam, on, h):
+        v = pack(unpack(pack(x), on, h))
+
+        def body(st, _):
+            return step(st, on, h), None
+        v, fv, lam = jax.lax.scan(body, (v, f(v, on, h), lam), None, length=NEWTON_CHUNK)[0]
+        return unpack(v, on, h), fv, lam
+
+    _POLISH[G] = jax.jit(jax.vmap(segment))
+    return _POLISH[G]
+
+
+def _polish(G, x, fx, h, segments=NEWTON_SEGMENTS, ftol=NEWTON_FTOL):
+    """Run :func:`_polish_segment` from the stacked solver state ``x`` (objective ``fx``, radius 1) until every
+    row moved less than ``ftol max(1, |f|)`` over a segment, at most ``segments`` segments. Returns ``(x, fx,
+    still)``, ``still (L,)``: the rows that moved less than that over the last segment."""
+    import jax.numpy as jnp
+
+    t = np.asarray(x["t"]) * (np.asarray(h["s"]) >= 2)
+    norm = np.sqrt(np.sum(np.asarray(x["m"]) ** 2, axis=-1) + t * t)
+    on = jnp.asarray((norm >= 1.0 - ON_SPHERE) | (np.asarray(h["n"]) < 2))
+    seg = _polish_segment(G)
+    lam = jnp.full(np.shape(fx), 1e-6)
+    last = np.asarray(fx)
+    for _ in range(segments):
+        x, fx, lam = seg(x, lam, on, h)
+        now = np.asarray(fx)
+        still = np.abs(last - now) <= ftol * np.maximum(1.0, np.abs(now))
+        last = now
+        if still.all():
+            break
+    return x, fx, still
+
+
+def _polish_rows(G, x, fx, h, todo):
+    """Polish (:func:`_polish`) the rows ``todo`` of a stacked state, in stacks of ``POLISH_ROWS`` rows (padded with
+    the first of them). Returns ``(x, fx, polished (L,))``: the state with those rows replaced, and the rows whose
+    polish converged."""
+    import jax.numpy as jnp
+
+    x = {k: np.array(v) for k, v in x.items()}
+    fx = np.array(fx)
+    done = np.zeros(len(fx), dtype=bool)
+    for a in range(0, len(todo), POLISH_ROWS):
+        sel = todo[a:a + POLISH_ROWS]
+        rows = np.concatenate([sel, np.full(POLISH_ROWS - len(sel), sel[0])])
+        xq, fq, still = _polish(G, {k: jnp.asarray(v[rows]) for k, v in x.items()}, jnp.asarray(fx[rows]),
+                                {k: v[rows] for k, v in h.items()})
+        fq = np.asarray(fq)[:len(sel)]
+        better = fq <= fx[sel]  # the polish's start is the solution retracted: keep whichever is lower
+        for k in x:
+            x[k][sel[better]] = np.asarray(xq[k])[:len(sel)][better]
+        fx[sel[better]] = fq[better]
+        done[sel] = still[:len(sel)]
+    return {k: jnp.asarray(v) for k, v in x.items()}, jnp.asarray(fx), done
+
+
 SMALL, ROWS = 128, 1024  # the two stack lengths compiled: a stack of <= SMALL rows, else chunks of ROWS
 
 
@@ -130,7 +258,7 @@ def start_of(problem: GroupProblem, sol: GroupSolution) -> dict:
 
 
 def solve_groups(problems, *, steps: int = CLASS_STEPS, seed=0, ftol: float = 1e-13, pad_to: int | None = None,
-                 starts=None) -> list[GroupSolution]:
+                 starts=None, polish: bool = True) -> list[GroupSolution]:
     """Solve reduced problems, grouped by ``(G, constraint)``, in stacks of two fixed lengths (``SMALL``, or
     chunks of ``ROWS``), each one vmapped loop: a grid, its retries and the boundary bisection reuse two compiled
     programs.
@@ -167,12 +295,17 @@ def solve_groups(problems, *, steps: int = CLASS_STEPS, seed=0, ftol: float = 1e
                 hall["kappa"] = 1.0 / np.sqrt(hall["weight_decay"])
                 xall["u"] = xall["u"] * hall["kappa"][:, None, None]
                 xall["r"] = xall["r"] * hall["kappa"][:, None]
+            newton = polish and not contrastive and sphere
             for lo, hi, size in _chunks(len(idx), pad_to):
                 rows = np.concatenate([np.arange(lo, hi), np.full(size - (hi - lo), lo)])
                 h = {k: jnp.asarray(v[rows]) for k, v in hall.items()}
                 x, f0 = init({k: jnp.asarray(v[rows]) for k, v in xall.items()}, h)
                 state = (x, x, f0, jnp.ones(size), jnp.ones(size))
-                state, taken, converged = run_segments(_segment(sphere), state, h, steps, ftol)
+                state, taken, converged = run_segments(_segment(sphere), state, h, steps,
+                                                       max(ftol, POLISH_FTOL) if newton else ftol)
+                if newton:
+                    x, fx, converged = _polish_rows(G, state[0], state[2], h, np.arange(hi - lo))
+                    state = (x, x, fx, *state[3:])
                 full = np.asarray(f_full(state[0], h))
                 xs = {k: np.asarray(v) for k, v in state[0].items()}
                 if "u" in xs:
