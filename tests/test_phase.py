@@ -255,3 +255,22 @@ def test_cold_chains_equal_one_vmapped_loop():
     alone = solve_classes(probs)
     np.testing.assert_allclose([s.loss for s in chained], [s.loss for s in alone], rtol=0, atol=1e-9)
     assert all(c.certified for c in certify_classes(probs, chained))
+
+
+@pytest.mark.slow
+def test_ce_collapse_boundary_does_not_depend_on_where_the_first_order_loop_hands_over(monkeypatch):
+    """CE's collapse boundary (K = 10, the reduced path, the strongest weight decay of the default axis) bisected
+    twice, the first-order loop handing over to the Newton polish at ftol 1e-4 and at 1e-10: every bisection
+    point certified, and the same boundary to the bisection's accuracy."""
+    from solvers import reduced
+    from solvers.workflows.phase import COLLAPSE, boundary
+
+    spec = {"loss": "ce", "nonneg": False, "classes": 10, "imbalance": "step", "n_min": 5.0,
+            "minority_fraction": 0.5, "dim": 10, "axis": "weight_decay"}
+    Rs = []
+    for handover in (1e-4, 1e-10):
+        monkeypatch.setattr(reduced, "POLISH_FTOL", handover)
+        (R,), (proved,) = boundary(spec, [0.1], [(7.2, 13.9)], COLLAPSE, rtol=1e-3)
+        assert proved and 7.2 < R <= 13.9
+        Rs.append(R)
+    assert Rs[0] == pytest.approx(Rs[1], rel=2e-3)

@@ -211,3 +211,51 @@ def test_a_solution_that_needs_more_dimensions_than_dim_is_not_certified():
     c_high, = certify_groups([high], solve_groups([high]))
     assert c_high.certified and not c_low.certified and "needs 3 dimensions" in c_low.why
     assert c_low.lower_bound <= c_low.loss
+
+
+def test_ce_polish_goes_on_where_the_first_order_loop_stalls_near_collapse():
+    """CE near minority collapse (strong weight decay, R = 100): the first-order loop alone stops on its budget
+    with the minority spread open; the Newton polish goes on to a lower loss (recomputed from the returned
+    point), the proved gap shrinks by orders of magnitude, and the minorities collapse."""
+    from solvers.workflows.phase import _ReducedPath
+
+    gp = GroupProblem(sizes=(500.0, 5.0), classes=(5, 5), loss="ce", weight_decay=0.1)
+    plain, = solve_groups([gp], polish=False)
+    done, = solve_groups([gp])
+    c_plain, c_done = certify_groups([gp, gp], [plain, done])
+    assert done.loss <= plain.loss
+    assert reduced_loss(gp, done.m, done.t, done.u, done.r) == pytest.approx(done.loss, rel=1e-13)
+    assert c_done.certified and c_done.lower_bound <= done.loss
+    assert c_done.gap < 1e-3 * c_plain.gap
+    spec = {"classes": 10, "imbalance": "step", "n_min": 5.0, "minority_fraction": 0.5}
+    geo_plain, geo_done = _ReducedPath(spec).geometry([gp, gp], [plain, done])
+    assert geo_plain["min_min"] < 0.99 < 1 - 1e-6 < geo_done["min_min"]
+
+
+def test_ce_polish_from_a_row_inside_the_ball_stays_feasible_and_never_raises_the_loss():
+    """The polish retracts only the rows on the unit sphere (a row inside the ball is a free variable of it,
+    projected on the ball): from a start with a row inside, every row stays in the ball, the loss returned is
+    the loss at the returned point, and it is no higher than at the start."""
+    import jax
+    import jax.numpy as jnp
+
+    from solvers import reduced as sr
+
+    gps = [GroupProblem(sizes=(20.0, 5.0), classes=(2, 3), loss="ce", weight_decay=wd) for wd in (0.003, 0.03)]
+    h = {k: v for k, v in stack_weights(gps).items() if k != "clw"}
+    h["kappa"] = 1.0 / np.sqrt(h["weight_decay"])
+    rng = np.random.default_rng(3)
+    xs = [sr._start(2, rng, True) for _ in gps]
+    x = {k: np.stack([s[k] for s in xs]) for k in xs[0]}
+    x["m"][0, 1] *= 0.5  # inside the ball
+    x["t"][0, 1] *= 0.5
+    with jax.enable_x64(True):
+        hj = {k: jnp.asarray(v) for k, v in h.items()}
+        xj = {k: jnp.asarray(v) for k, v in x.items()}
+        f0 = jax.vmap(lambda a, b: sr._scaled_value(a, b, True, False))(xj, hj)
+        y, f, _ = sr._polish_rows(2, xj, f0, hj, np.arange(2))
+        again = jax.vmap(lambda a, b: sr._scaled_value(a, b, True, False))(y, hj)
+    assert np.all(np.asarray(f) <= np.asarray(f0))
+    assert np.asarray(again) == pytest.approx(np.asarray(f), rel=1e-13)
+    norms = np.sqrt(np.sum(np.asarray(y["m"]) ** 2, axis=-1) + np.asarray(y["t"]) ** 2)
+    assert np.all(norms <= 1 + 1e-12)
