@@ -23,6 +23,13 @@ point was certified. Targets: 100 x 100 certified in < 60 s; >= 50x the sweep's 
   seconds, not in the points), peak resident memory beside ``solvers.workflows.phase.memory_bytes``'s estimate, and
   the load average. Targets: the 100 x 100 grid at K = 100 certified in <= 15 minutes (90 ms per point); the
   K = 1,000 point in <= 30 s.
+* ``ce`` (``python -m benchmarks.phase --ce [--repeats R]``): the cost of CE against SC on grids of the same shape
+  on the reduced path: ``ufm phase --loss ce --classes 10 --ratios 1:100:8 --weight-decays 1e-3:1e-1:8`` and
+  ``ufm phase --classes 10 --ratios 1:100:8 --taus 0.05:1:8`` (STEP, n_min = 5, boundaries included), each in a
+  fresh process with the compilation cache warm (one unmeasured run of each fills it), ``R`` rounds (default 3)
+  interleaved so that the machine's load falls on both alike; the median CPU seconds (user + system), their
+  ratio, wall seconds, peak resident memory, certified points and the load average. Target: CE <= 2x SC's CPU
+  seconds, every point certified.
 """
 from __future__ import annotations
 
@@ -162,6 +169,66 @@ def main_long_tail(argv):
     return finish("phase_long_tail", out, render_long_tail)
 
 
+CE_ARGV = ["phase", "--loss", "ce", "--classes", "10", "--ratios", "1:100:8", "--weight-decays", "1e-3:1e-1:8",
+           "--n-min", "5", "--no-figures"]
+SC_ARGV = ["phase", "--classes", "10", "--ratios", "1:100:8", "--taus", "0.05:1:8", "--n-min", "5", "--no-figures"]
+CE_TARGET_RATIO = 2.0
+
+
+def run_ce(repeats, tmp):
+    """``{"ce": [...], "sc": [...]}``: one row per measured run (module doc)."""
+    env = {**os.environ, "UFM_JAX_CACHE": os.path.join(tmp, "cache-ce")}
+    runs: dict = {"ce": [], "sc": []}
+    for k in range(1 + repeats):  # the first round fills the compilation cache and is not counted
+        for what, argv in (("ce", CE_ARGV), ("sc", SC_ARGV)):
+            out = os.path.join(tmp, f"{what}{k}")
+            log(f"{what}, round {k + 1}/{1 + repeats}")
+            load = os.getloadavg()[0]
+            wall, cpu, rss, code = _run_measured(argv + ["--out", out], env)
+            with open(os.path.join(out, "phase.json")) as fh:
+                d = json.load(fh)
+            if k:
+                runs[what].append({"wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": rss, "exit": code,
+                                   "points": d["points"], "certified": d["certified_points"],
+                                   "load_1min_before": load,
+                                   "collapse_R": [b["R"] for b in d["boundaries"]["collapse"]]})
+    return runs
+
+
+def render_ce(out):
+    rows = [[r["what"], f"{r['certified']}/{r['points']}", r["cpu_s"], r["wall_s"], r["peak_rss_bytes"] / 2 ** 20,
+             ", ".join(f"{c:.2f}" for c in r["cpu_runs_s"])] for r in out["rows"]]
+    return "\n".join([table(["grid", "certified", "median CPU s", "median wall s", "peak RSS MiB", "CPU s per run"],
+                             rows), "",
+                      f"CE / SC CPU: {out['ratio']:.2f} (target <= {CE_TARGET_RATIO:g}); load average "
+                      f"{out['load_average'][0]:.1f} to {out['load_average'][1]:.1f} (1 min)"])
+
+
+def main_ce(argv):
+    args = section_args(__doc__, argv)
+    repeats = args.repeats or 3
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = run_ce(repeats, tmp)
+    rows = []
+    for what, argv_ in (("ce", CE_ARGV), ("sc", SC_ARGV)):
+        rs = runs[what]
+        rows.append({"what": what, "argv": argv_, "points": rs[0]["points"],
+                     "certified": min(r["certified"] for r in rs),
+                     "cpu_s": statistics.median(r["cpu_s"] for r in rs),
+                     "wall_s": statistics.median(r["wall_s"] for r in rs),
+                     "peak_rss_bytes": max(r["peak_rss_bytes"] for r in rs),
+                     "cpu_runs_s": [r["cpu_s"] for r in rs], "runs": rs})
+    loads = [r["load_1min_before"] for rs in runs.values() for r in rs]
+    ratio = rows[0]["cpu_s"] / rows[1]["cpu_s"]
+    out = {"what": "ufm phase, CE against SC on grids of the same shape (8 x 8, STEP K=10 d=10 n_min=5, the "
+                   "reduced path, boundaries included), fresh process per run, compilation cache warm, rounds "
+                   "interleaved", "repeats": repeats, "rows": rows, "ratio": ratio, "cores": os.cpu_count(),
+           "load_average": [min(loads), max(loads)], "target_ratio": CE_TARGET_RATIO,
+           "met": {"ratio": ratio <= CE_TARGET_RATIO,
+                   "all_certified": all(r["certified"] == r["points"] for r in rows)}}
+    return finish("phase_ce", out, render_ce)
+
+
 def render(out):
     rows = [[r["what"], r["points"], r["median_s"], r["points_per_s"], r["certified"]] for r in out["rows"]]
     lines = [table(["run", "points", "median s", "points/s", "certified"], rows), "",
@@ -179,6 +246,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--long-tail" in argv:
         return main_long_tail([a for a in argv if a != "--long-tail"])
+    if "--ce" in argv:
+        return main_ce([a for a in argv if a != "--ce"])
     args = section_args(__doc__, argv)
     P, M = GRID[args.mode]
     repeats = args.repeats or 3

@@ -6,6 +6,10 @@ centres ``m (G, G)`` and spreads ``t (G,)``, one ``vmap``-ed, jit-compiled loop 
 the same ``G`` and constraint; every number (sizes, classes per group, tau) is traced. Each row ``(m_g, t_g)`` is
 projected on the ball of radius 1 (a singleton group of the sphere onto the sphere); ``t_g = 0`` for a group of
 one class.
+CE on the sphere: the first-order loop stops at a loose ``ftol`` (``POLISH_FTOL``) and a damped Newton polish
+(:func:`_polish_segment`) goes on, in stacks of ``POLISH_ROWS``: near minority collapse the loss is flat in the
+minority spread, which a first-order loop closes sublinearly, so without it ``min_min`` (and the collapse boundary)
+depended on the step budget.
 
 **Certify** (:func:`certify_groups`): ``solvers.dual.sc_group_bound``, the class-level dual bound at the lifted
 candidate with its eigenvalues taken group by group, vectorised over the grid: a proved lower bound on the
@@ -265,13 +269,16 @@ def solve_groups(problems, *, steps: int = CLASS_STEPS, seed=0, ftol: float = 1e
 
     Args:
       problems: ``ufm.reduced.GroupProblem`` s.
-      steps: most iterations per problem. seed: one int, or one per problem. ftol: as
-        ``solvers.classlevel.solve_classes`` (a stack stops when all its rows moved less).
+      steps: most first-order iterations per problem (``GroupSolution.steps`` counts these; the polish's Newton
+        steps are not counted). seed: one int, or one per problem. ftol: as ``solvers.classlevel.solve_classes``
+        (a stack stops when all its rows moved less; CE on the sphere: at least ``POLISH_FTOL``, then the polish).
       pad_to: the number of rows later calls may bring (a stack of fewer rows is compiled at the length they
         will need).
       starts: optional start dicts ``{"m", "t"}`` (radius 1), one per problem.
+      polish: run the Newton polish (CE on the sphere; module doc); False: the first-order loop alone, to ``ftol``.
     Returns:
-      :class:`GroupSolution` s, in order.
+      :class:`GroupSolution` s, in order (CE on the sphere: ``reason`` ``"converged"`` when the polish stopped on
+      its ``NEWTON_FTOL``).
     """
     import jax
     import jax.numpy as jnp
