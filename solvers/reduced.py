@@ -6,8 +6,8 @@ centres ``m (G, G)`` and spreads ``t (G,)``, one ``vmap``-ed, jit-compiled loop 
 the same ``G`` and constraint; every number (sizes, classes per group, tau) is traced. Each row ``(m_g, t_g)`` is
 projected on the ball of radius 1 (a singleton group of the sphere onto the sphere); ``t_g = 0`` for a group of
 one class.
-CE on the sphere: the first-order loop stops at a loose ``ftol`` (``POLISH_FTOL``) and a damped Newton polish
-(:func:`_polish_segment`) goes on, in stacks of ``POLISH_ROWS``: near minority collapse the loss is flat in the
+CE on the sphere (``G <= POLISH_MAX_GROUPS``): the first-order loop stops at a loose ``ftol`` (``POLISH_FTOL``) and
+a damped Newton polish (:func:`_polish_segment`) goes on, in stacks of ``POLISH_ROWS``: near minority collapse the loss is flat in the
 minority spread, which a first-order loop closes sublinearly, so without it ``min_min`` (and the collapse boundary)
 depended on the step budget.
 
@@ -103,6 +103,7 @@ def _helpers(sphere):
 
 
 POLISH_ROWS = 16  # the polish's stack length (its cost per row does not fall with longer stacks)
+POLISH_MAX_GROUPS = 8  # the polish's Hessian has (2G (2G + 1))^2 entries per row: above this G, no polish
 POLISH_FTOL = 1e-6  # CE on the sphere: the first-order loop hands over to the polish at this ftol
 NEWTON_CHUNK = 10  # Newton iterations per jitted polish segment
 NEWTON_SEGMENTS = 6  # at most this many segments
@@ -302,7 +303,7 @@ def solve_groups(problems, *, steps: int = CLASS_STEPS, seed=0, ftol: float = 1e
                 hall["kappa"] = 1.0 / np.sqrt(hall["weight_decay"])
                 xall["u"] = xall["u"] * hall["kappa"][:, None, None]
                 xall["r"] = xall["r"] * hall["kappa"][:, None]
-            newton = polish and not contrastive and sphere
+            newton = polish and not contrastive and sphere and G <= POLISH_MAX_GROUPS
             for lo, hi, size in _chunks(len(idx), pad_to):
                 rows = np.concatenate([np.arange(lo, hi), np.full(size - (hi - lo), lo)])
                 h = {k: jnp.asarray(v[rows]) for k, v in hall.items()}
