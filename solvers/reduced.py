@@ -105,8 +105,8 @@ def _helpers(sphere):
 POLISH_ROWS = 16  # the polish's stack length (its cost per row does not fall with longer stacks)
 POLISH_MAX_GROUPS = 8  # the polish's Hessian has (2G (2G + 1))^2 entries per row: above this G, no polish
 POLISH_FTOL = 1e-6  # CE on the sphere: the first-order loop hands over to the polish at this ftol
-NEWTON_CHUNK = 10  # Newton iterations per jitted polish segment
-NEWTON_SEGMENTS = 6  # at most this many segments
+NEWTON_CHUNK = 5  # Newton iterations per jitted polish segment
+NEWTON_SEGMENTS = 12  # at most this many segments
 NEWTON_FTOL = 1e-15  # a polish stops when every row moved less than this (relative) over a segment
 ON_SPHERE = 1e-9  # a row (m_g, t_g) within this of the unit norm is kept on the sphere by the polish
 
