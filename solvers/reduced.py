@@ -106,7 +106,7 @@ POLISH_ROWS = 16  # the polish's stack length (its cost per row does not fall wi
 POLISH_MAX_GROUPS = 8  # the polish's Hessian has (2G (2G + 1))^2 entries per row: above this G, no polish
 POLISH_FTOL = 1e-6  # CE on the sphere: the first-order loop hands over to the polish at this ftol
 NEWTON_CHUNK = 5  # Newton iterations per jitted polish segment
-NEWTON_SEGMENTS = 12  # at most this many segments
+NEWTON_SEGMENTS = 40  # at most this many segments
 NEWTON_FTOL = 1e-15  # a polish stops when every row moved less than this (relative) over a segment
 ON_SPHERE = 1e-9  # a row (m_g, t_g) within this of the unit norm is kept on the sphere by the polish
 
@@ -186,7 +186,7 @@ def _polish_segment(G):
     return _POLISH[G]
 
 
-def _polish(G, x, fx, h, segments=NEWTON_SEGMENTS, ftol=NEWTON_FTOL):
+def _polish(G, x, fx, h, segments=None, ftol=None):
     """Run :func:`_polish_segment` from the stacked solver state ``x`` (objective ``fx``, radius 1) until every
     row moved less than ``ftol max(1, |f|)`` over a segment, at most ``segments`` segments. Returns ``(x, fx,
     still)``, ``still (L,)``: the rows that moved less than that over the last segment."""
@@ -195,6 +195,8 @@ def _polish(G, x, fx, h, segments=NEWTON_SEGMENTS, ftol=NEWTON_FTOL):
     t = np.asarray(x["t"]) * (np.asarray(h["s"]) >= 2)
     norm = np.sqrt(np.sum(np.asarray(x["m"]) ** 2, axis=-1) + t * t)
     on = jnp.asarray((norm >= 1.0 - ON_SPHERE) | (np.asarray(h["n"]) < 2))
+    segments = NEWTON_SEGMENTS if segments is None else segments
+    ftol = NEWTON_FTOL if ftol is None else ftol
     seg = _polish_segment(G)
     lam = jnp.full(np.shape(fx), 1e-6)
     last = np.asarray(fx)
