@@ -7,9 +7,9 @@ the same ``G`` and constraint; every number (sizes, classes per group, tau) is t
 projected on the ball of radius 1 (a singleton group of the sphere onto the sphere); ``t_g = 0`` for a group of
 one class.
 CE on the sphere (``G <= POLISH_MAX_GROUPS``): the first-order loop stops at a loose ``ftol`` (``POLISH_FTOL``) and
-a damped Newton polish (:func:`_polish_segment`) goes on, in stacks of ``POLISH_ROWS``: near minority collapse the loss is flat in the
-minority spread, which a first-order loop closes sublinearly, so without it ``min_min`` (and the collapse boundary)
-depended on the step budget.
+a damped Newton polish (:func:`_polish_segment`) goes on, in stacks of ``POLISH_ROWS``: near minority collapse the
+loss is flat in the minority spread, which a first-order loop closes sublinearly, so without it ``min_min`` (and
+the collapse boundary) depended on the step budget.
 
 **Certify** (:func:`certify_groups`): ``solvers.dual.sc_group_bound``, the class-level dual bound at the lifted
 candidate with its eigenvalues taken group by group, vectorised over the grid: a proved lower bound on the
@@ -136,7 +136,7 @@ def _polish_segment(G):
     if G in _POLISH:
         return _POLISH[G]
     c = 2 * G
-    cuts = np.cumsum([G * c, G, G * c])[:].tolist()
+    cuts = np.cumsum([G * c, G, G * c]).tolist()
 
     def unpack(v, on, h):
         m, t, u, r = jnp.split(v, cuts)
@@ -200,6 +200,7 @@ def _polish(G, x, fx, h, segments=None, ftol=None):
     seg = _polish_segment(G)
     lam = jnp.full(np.shape(fx), 1e-6)
     last = np.asarray(fx)
+    still = np.zeros(len(last), dtype=bool)
     for _ in range(segments):
         x, fx, lam = seg(x, lam, on, h)
         now = np.asarray(fx)
