@@ -192,9 +192,13 @@ def _polish(G, x, fx, h, segments=None, ftol=None):
     still)``, ``still (L,)``: the rows that moved less than that over the last segment."""
     import jax.numpy as jnp
 
-    t = np.asarray(x["t"]) * (np.asarray(h["s"]) >= 2)
-    norm = np.sqrt(np.sum(np.asarray(x["m"]) ** 2, axis=-1) + t * t)
-    on = jnp.asarray((norm >= 1.0 - ON_SPHERE) | (np.asarray(h["n"]) < 2))
+    keep, single = np.asarray(h["s"]) >= 2, np.asarray(h["n"]) < 2
+
+    def on_sphere(x):  # the rows the next segment keeps on the sphere (a free row that reached it joins them)
+        t = np.asarray(x["t"]) * keep
+        norm = np.sqrt(np.sum(np.asarray(x["m"]) ** 2, axis=-1) + t * t)
+        return jnp.asarray((norm >= 1.0 - ON_SPHERE) | single)
+
     segments = NEWTON_SEGMENTS if segments is None else segments
     ftol = NEWTON_FTOL if ftol is None else ftol
     seg = _polish_segment(G)
@@ -202,7 +206,7 @@ def _polish(G, x, fx, h, segments=None, ftol=None):
     last = np.asarray(fx)
     still = np.zeros(len(last), dtype=bool)
     for _ in range(segments):
-        x, fx, lam = seg(x, lam, on, h)
+        x, fx, lam = seg(x, lam, on_sphere(x), h)
         now = np.asarray(fx)
         still = np.abs(last - now) <= ftol * np.maximum(1.0, np.abs(now))
         last = now
