@@ -198,6 +198,6 @@ def test_phase_and_cache_targets_are_judged_from_the_results():
            "cpu_s": 9.0, "estimated_bytes": 1 << 20, "peak_rss_bytes": 3 << 20}]
     cc = {"ratios": {"solve_over_bare_wall": 1.2, "phase_warm_over_off_cpu": 0.7}}
     got = targets({"phase": {"scale": scale}, "phase_long_tail": {"rows": lt}, "compile_cache": cc,
-                   "phase_ce": {"ratio": 1.5, "all_certified": True, "certified": "64/64"}})
+                   "phase_ce": {"ratio": 1.5, "rows": [{"certified": 64, "points": 64}] * 2}})
     assert [t["met"] for t in got] == [True, False, False, True, True, False, True, True, False]
     assert got[2]["measured"] == "120 ms, 16/16" and got[5]["measured"] == "0.33x"
