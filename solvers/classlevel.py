@@ -4,8 +4,10 @@
 for CE), one ``vmap``-ed, jit-compiled loop for every group of problems with the same structure (loss, K, dim,
 constraint, ReLU, number of batch compositions); every number (counts, tau, decays) is traced, so a 100 x 100 grid
 is one compilation. Step sizes adapt per problem (the engine's projected Armijo trial on the quadratic upper
-model, ``solvers.pgd.step.armijo_trial``; growth after success) and momentum restarts when the objective goes up
-(``solvers.pgd.step.extrapolate``, O'Donoghue & Candes 2015). Rows are projected on the ball (and the
+model, ``solvers.pgd.step.armijo_trial``, one per iteration, and its step rule ``next_eta``: growth by ``GROW``
+after a pass, halving after a failure, which keeps the extrapolated point and the momentum) and momentum restarts
+when the objective goes up (``solvers.pgd.step.extrapolate``, O'Donoghue & Candes 2015); a problem stops when its
+objective moved less than ``ftol`` relative over a segment (``solvers.pgd.step.small_change``). Rows are projected on the ball (and the
 non-negative orthant), singletons of the sphere onto the sphere (``ufm.constraints``).
 
 **Certify** (:func:`certify_classes`): the proved class-level bounds of ``solvers.dual`` at each solution's
@@ -30,6 +32,9 @@ from ufm.defaults import CLASS_STEPS
 __all__ = ["ClassSolution", "ClassCertificate", "solve_classes", "solve_chains", "certify_classes", "CHUNK"]
 
 CHUNK = 50  # iterations per jitted segment; the stop rule is read between segments
+# the optimal multipliers (a K-variable SDP with a K x K PSD constraint) are tried only up to this K: the interior
+# point solver's KKT system grows like (K^2 / 2)^2 (K = 1,000: 2 TB, an abort), ~0.5 GiB at 128
+OPTIMAL_MAX_K = 128
 
 
 class ClassSolution(NamedTuple):
@@ -102,20 +107,31 @@ def _segment_fn(contrastive, sphere, nonneg):
     return pga_segment(f, proj)
 
 
-def pga_segment(f, proj):
+def pga_segment(f, proj, grow=None, keep=True):
     """A jitted, vmapped segment of CHUNK projected accelerated gradient steps (module doc) for the objective
-    ``f(x, h)`` and the projection ``proj(x, h)``. The state is ``(x, y, f(x), eta, t)``, one row per problem."""
+    ``f(x, h)`` and the projection ``proj(x, h)``. The state is ``(x, y, f(x), eta, t)``, one row per problem.
+
+    Args:
+      f: the objective ``(x, h) -> scalar``. proj: the projection ``(x, h) -> x``.
+      grow: the step's growth after an accepted trial (``solvers.pgd.step.next_eta``; None: ``GROW``).
+      keep: a rejected trial keeps the extrapolated point and the momentum (the next iteration retries from
+        there with half the step); False: it restarts the momentum from the last accepted point.
+    Returns:
+      ``segment(state, h) -> state``, jitted and vmapped over the leading axis.
+    """
     import jax
     import jax.numpy as jnp
 
-    from .pgd.step import SHRINK, armijo_trial, extrapolate
+    from .pgd.step import GROW, SHRINK, armijo_trial, extrapolate, next_eta
 
+    grow = GROW if grow is None else grow
     fg = jax.value_and_grad(f)
     tree = jax.tree_util
 
     def step(state, h):
         # the engine's projected Armijo trial (plain metric: every variable moves by its gradient) from the
-        # extrapolated point y; one trial per iteration: the step doubles after a pass and halves after a failure
+        # extrapolated point y; one trial per iteration, the step from next_eta (no cap: the objective without its
+        # constant part is exponentially small at small tau, and so are its curvature and its steps' lengths)
         x, y, fx, eta, t = state
         fy, g = fg(y, h)
         w = {k: 1.0 for k in y}
@@ -126,7 +142,10 @@ def pga_segment(f, proj):
         f_new = jnp.where(better, fn, fx)
         y_new, t_new = extrapolate(x_new, x, t, better)  # restart when not better
         y_new = proj(y_new, h)
-        eta_new = jnp.where(ok, eta * 2.0, eta * SHRINK)
+        if keep:
+            y_new = tree.tree_map(lambda a, b: jnp.where(ok, a, b), y_new, y)
+            t_new = jnp.where(ok, t_new, t)
+        eta_new = next_eta(ok, eta, jnp.inf, eta * SHRINK, grow)
         return (x_new, y_new, f_new, eta_new, t_new)
 
     def segment(state, h):
@@ -138,7 +157,8 @@ def pga_segment(f, proj):
 
 
 def run_segments(segment, state, h, steps, ftol):
-    """Run ``segment`` until every problem's objective moved less than ``ftol max(1, |f|)`` over a segment, or
+    """Run ``segment`` until every problem's objective moved less than ``ftol (1 + |f|)`` over a segment
+    (``solvers.pgd.step.small_change``), or
     ``steps`` iterations. Returns ``(state, taken (L,), converged (L,))``."""
     last = np.asarray(state[2])
     L = len(last)
@@ -148,7 +168,7 @@ def run_segments(segment, state, h, steps, ftol):
         state = segment(state, h)
         done += CHUNK
         fnow = np.asarray(state[2])
-        moved = np.abs(last - fnow) <= ftol * np.maximum(1.0, np.abs(fnow))
+        moved = _small_change(fnow, last, ftol)
         taken[moved & ~converged] = done
         converged |= moved
         last = fnow
@@ -159,6 +179,12 @@ def run_segments(segment, state, h, steps, ftol):
 
 
 _SEGMENTS: dict = {}
+
+
+def _small_change(fn, f, tol):
+    from .pgd.step import small_change
+
+    return small_change(fn, f, tol)
 
 
 def _stack(problems):
@@ -191,7 +217,8 @@ def solve_classes(problems: Sequence[ClassProblem], *, steps: int = CLASS_STEPS,
       problems: class-level problems.
       steps: most iterations per problem.
       seed: one int, or one per problem (the start: rows of ``mu`` uniform on the sphere, ``W`` small).
-      ftol: stop a group when every problem's loss moved less than ``ftol max(1, |loss|)`` over a segment.
+      ftol: stop a group when every problem's objective moved less than ``ftol (1 + |f|)`` over a segment
+        (``solvers.pgd.step.small_change``).
       starts: optional list of start dicts (``{"mu": ..., "W": ...}`` at radius 1) replacing the random ones.
     Returns:
       :class:`ClassSolution` s, in order.
@@ -237,7 +264,7 @@ def solve_classes(problems: Sequence[ClassProblem], *, steps: int = CLASS_STEPS,
 
 
 def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: float = 1e-13,
-                 warm: bool = False) -> list[ClassSolution]:
+                 warm: bool = False, starts=None, dtype=np.float64) -> list[ClassSolution]:
     """Solve class-level problems along chains, one vmapped slot per chain, a slot taking the next point of its
     chain as soon as its point has converged; with ``warm`` each point starts from the previous point's solution.
 
@@ -279,38 +306,50 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
         if fn_key not in _SEGMENTS:
             _SEGMENTS[fn_key] = _segment_fn(*fn_key)
         segment = _SEGMENTS[fn_key]
-        proj = jax.jit(jax.vmap(lambda a, b: _project(a, b, sphere=sphere, nonneg=p0.nonneg)))
-        val = jax.jit(jax.vmap(lambda a, b: _value(a, b, contrastive, sphere, False)))
-        full = jax.jit(jax.vmap(lambda a, b: _value(a, b, contrastive, sphere)))
+        proj, val, full = _helpers(contrastive, sphere, p0.nonneg)
         rho = p0.at_unit_radius()[1]
         hs = [weights(p.at_unit_radius()[0]) for p in problems]
         L = len(chains)
         pos = [0] * L  # the position of each slot in its chain
         H = {k: np.stack([np.asarray(hs[c[0]][k], dtype=np.float64) for c in chains]) for k in hs[0]}
-        x0 = [_start(problems[c[0]], np.random.default_rng(seed)) for c in chains]
-        x = {k: np.stack([s[k] for s in x0]) for k in x0[0]}
+        first = lambda i: (_start(problems[i], np.random.default_rng(seed)) if starts is None or starts[i] is None
+                           else starts[i])  # noqa: E731
+        x0 = [first(c[0]) for c in chains]
+        x = {k: np.stack([s[k] for s in x0]).astype(dtype) for k in x0[0]}
         taken = np.zeros(L, dtype=int)
         last = np.full(L, np.nan)
         live = np.ones(L, dtype=bool)
-        h = {k: jnp.asarray(v) for k, v in H.items()}
+        h = {k: jnp.asarray(v, dtype) for k, v in H.items()}
         xj = proj({k: jnp.asarray(v) for k, v in x.items()}, h)
-        state = (xj, xj, val(xj, h), jnp.full(L, 1.0), jnp.ones(L))
+        state = (xj, xj, val(xj, h), jnp.full(L, 1.0, dtype), jnp.ones(L, dtype))
         while live.any():
+            if live.sum() <= len(live) // 2:  # compact: the live slots, padded to a power of two (few programs)
+                keep = np.flatnonzero(live)
+                size = 1 << int(len(keep) - 1).bit_length()
+                idx = np.concatenate([keep, np.full(size - len(keep), keep[0])])
+                chains, pos = [chains[i] for i in idx], [pos[i] for i in idx]
+                H = {k: v[idx] for k, v in H.items()}
+                taken, last = taken[idx], last[idx]
+                live = np.arange(size) < len(keep)
+                ji = jnp.asarray(idx)
+                state = jax.tree_util.tree_map(lambda a: a[ji], state)
+                h = {k: jnp.asarray(v, dtype) for k, v in H.items()}
+                L = size
             state = segment(state, h)
             taken[live] += CHUNK
             fnow = np.asarray(state[2])
-            moved = np.abs(last - fnow) <= ftol * np.maximum(1.0, np.abs(fnow))
+            moved = _small_change(fnow, last, ftol)  # over the segment
             last = fnow.copy()
             finished = live & (moved | (taken >= steps))
             if not finished.any():
                 continue
             xs = {k: np.array(v) for k, v in state[0].items()}
-            fv = np.asarray(full(state[0], h))
+            fv = np.asarray(full(_f64(state[0]), {k: jnp.asarray(v) for k, v in H.items()}))
             t, eta = np.array(state[4]), np.array(state[3])
             fresh = np.zeros(L, dtype=bool)
             for s in np.flatnonzero(finished):
                 i = chains[s][pos[s]]
-                out[i] = ClassSolution(xs["mu"][s] * rho, xs["W"][s] / rho if "W" in xs else None, float(fv[s]),
+                out[i] = ClassSolution(xs["mu"][s].astype(np.float64) * rho, xs["W"][s] / rho if "W" in xs else None, float(fv[s]),
                                        int(taken[s]), "converged" if moved[s] else "max_steps")
                 pos[s] += 1
                 if pos[s] == len(chains[s]):
@@ -321,21 +360,44 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
                     H[k][s] = hs[nxt][k]
                 taken[s], last[s], t[s], fresh[s] = 0, np.nan, 1.0, True
                 if not warm:  # the point's own start, as solve_classes would give it
-                    x0 = _start(problems[nxt], np.random.default_rng(seed))
+                    x0 = first(nxt)
                     for k in xs:
                         xs[k][s] = x0[k]
                     eta[s] = 1.0
             if not fresh.any():
                 continue
             # the refilled slots start at their chain's last solution; the others go on unchanged
-            h = {k: jnp.asarray(v) for k, v in H.items()}
+            h = {k: jnp.asarray(v, dtype) for k, v in H.items()}
+            xs = {k: v.astype(dtype) for k, v in xs.items()}
             xp = proj({k: jnp.asarray(v) for k, v in xs.items()}, h)
             m = jnp.asarray(fresh)
             pick = lambda a, b: jnp.where(m.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
             xn = {k: pick(xp[k], state[0][k]) for k in xp}
             yn = {k: pick(xp[k], state[1][k]) for k in xp}
-            state = (xn, yn, pick(val(xp, h), state[2]), jnp.asarray(eta), jnp.asarray(t))
+            state = (xn, yn, pick(val(xp, h), state[2]), jnp.asarray(eta, dtype), jnp.asarray(t, dtype))
     return out
+
+
+_HELPERS: dict = {}
+
+
+def _helpers(contrastive, sphere, nonneg):
+    """Jitted, vmapped projection, objective and full value (one program per stack shape, made once per
+    process: a new jitted function per call would be traced and compiled again each time)."""
+    import jax
+
+    key = (contrastive, sphere, nonneg)
+    if key not in _HELPERS:
+        _HELPERS[key] = (jax.jit(jax.vmap(lambda a, b: _project(a, b, sphere=sphere, nonneg=nonneg))),
+                         jax.jit(jax.vmap(lambda a, b: _value(a, b, contrastive, sphere, False))),
+                         jax.jit(jax.vmap(lambda a, b: _value(a, b, contrastive, sphere))))
+    return _HELPERS[key]
+
+
+def _f64(x):
+    import jax.numpy as jnp
+
+    return {k: jnp.asarray(v, jnp.float64) for k, v in x.items()}
 
 
 def _value(x, h, contrastive, sphere, constant=True):
@@ -390,6 +452,8 @@ def certify_classes(problems: Sequence[ClassProblem], solutions: Sequence[ClassS
         unit, rho = p.at_unit_radius()
         best, how = None, "candidate"
         for optimal in (False, True):
+            if optimal and p.K > OPTIMAL_MAX_K:
+                break
             b = _bound(unit, s, rho, optimal)
             if b.lower_bound is not None and (best is None or b.lower_bound > best.lower_bound):
                 best, how = b, "optimal" if optimal else "candidate"

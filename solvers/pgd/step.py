@@ -4,18 +4,21 @@ projection, the step metric, the initial step ``eta0``, and the rules of ufm's p
 
 * the trial (:func:`armijo_trial`, all three loops): one projected step and its Armijo test, with one rounding
   slack (``ARMIJO_SLACK``);
-* the step size (:func:`next_eta`, ``pgd`` with or without acceleration, and ``epochs``): after an accepted step
-  grow by ``GROW``, at most ``ETA_MAX * eta0``; after a rejected one halve (``SHRINK``), at most
-  ``MAX_HALVINGS`` times in a row (the class-level loop makes one trial per iteration and doubles or halves);
+* the step size (:func:`next_eta`, ``pgd`` with or without acceleration, ``epochs`` and the class-level loops):
+  after an accepted step grow by ``GROW``, at most ``ETA_MAX * eta0``; after a rejected one halve (``SHRINK``), at
+  most ``MAX_HALVINGS`` times in a row. The class-level loops (``classlevel``, ``reduced``) make one trial per
+  iteration with no cap (their objective without its constant part is exponentially small at small ``tau``, and
+  its steps exponentially long) and grow by 2 (``solvers.classlevel.CLASS_GROW``, measured there);
 * the stop test (:func:`small_step`, ``pgd`` and ``epochs``): the step small and the relative change of the loss
-  small. ``pgd`` tests each step (the gradient mapping; from the extrapolated point under acceleration);
-  ``epochs`` tests each epoch (the rows' displacement over the epoch, and its own batches' loss before and
-  after it, since consecutive epochs have different batches) and stops after ``patience`` epochs in a row.
-  ``classlevel`` stops on the relative change of its loss over a segment of iterations instead (each segment a
-  fixed-length scan over a batch of problems, the test made between segments);
-* acceleration (:func:`extrapolate`, ``classlevel`` always, ``pgd`` with ``acceleration=True``): the FISTA
-  momentum step with adaptive restart (the loops project the extrapolated point). The epoch solver has none of
-  its own (its optax optimizers ``"momentum"`` and ``"nesterov"`` carry momentum across batches).
+  small (:func:`small_change`). ``pgd`` tests each step (the gradient mapping; from the extrapolated point under
+  acceleration); ``epochs`` tests each epoch (the rows' displacement over the epoch, and its own batches' loss
+  before and after it, since consecutive epochs have different batches) and stops after ``patience`` epochs in a
+  row. The class-level loops (``classlevel``, ``reduced``) use :func:`small_change` alone, on their loss over a
+  segment of iterations (each segment a fixed-length scan over a batch of problems, the test made between
+  segments; a momentum method's single step may change the loss little far from a minimum);
+* acceleration (:func:`extrapolate`, ``classlevel`` and ``reduced`` always, ``pgd`` with ``acceleration=True``):
+  the FISTA momentum step with adaptive restart (the loops project the extrapolated point). The epoch solver has
+  none of its own (its optax optimizers ``"momentum"`` and ``"nesterov"`` carry momentum across batches).
 
 References:
   Beck & Teboulle, "A fast iterative shrinkage-thresholding algorithm for linear inverse problems", SIAM J.
@@ -35,6 +38,7 @@ from .state import Static
 
 __all__ = ["ETA_MAX", "GROW", "SHRINK", "MAX_HALVINGS", "ARMIJO_SLACK", "objective", "project_vars", "n_samples",
            "metric", "default_eta0", "optax_of", "init_params", "inner", "armijo_trial", "next_eta", "small_step",
+           "small_change",
            "extrapolate"]
 
 ETA_MAX = 1000  # the step never grows beyond ETA_MAX * eta0
@@ -139,18 +143,19 @@ def armijo_trial(value_and_grad, project_fn, x, f, g, eta, w):
     return xn, fn, gn, ok
 
 
-def next_eta(ok, eta, eta0, rejected):
-    """The step-size rule: after an accepted trial (``ok``) the step grows by ``GROW``, at most ``ETA_MAX * eta0``;
-    after a rejected one it is ``rejected`` (the caller's halving, ``SHRINK * eta``, or where its search
-    restarts).
+def next_eta(ok, eta, eta0, rejected, grow=GROW):
+    """The step-size rule: after an accepted trial (``ok``) the step grows by ``grow`` (``GROW``), at most
+    ``ETA_MAX * eta0`` (``eta0 = inf``: no cap); after a rejected one it is ``rejected`` (the caller's halving,
+    ``SHRINK * eta``, or where its search restarts).
 
     Args:
       ok: whether the trial at ``eta`` passed. eta: the trial step. eta0: the initial step of the rule.
       rejected: the step after a failed trial.
+      grow: the growth factor after an accepted trial.
     Returns:
       The next step.
     """
-    return jnp.where(ok, jnp.minimum(eta * GROW, ETA_MAX * eta0), rejected)
+    return jnp.where(ok, jnp.minimum(eta * grow, ETA_MAX * eta0), rejected)
 
 
 def small_step(gm, fn, f, tol, scale):
@@ -165,7 +170,19 @@ def small_step(gm, fn, f, tol, scale):
     Returns:
       A boolean array.
     """
-    return (gm <= jnp.sqrt(tol) * scale) & (jnp.abs(fn - f) <= tol * (1 + jnp.abs(f)))
+    return (gm <= jnp.sqrt(tol) * scale) & small_change(fn, f, tol)
+
+
+def small_change(fn, f, tol):
+    """The loss half of :func:`small_step`: ``|fn - f| <= tol (1 + |f|)`` (False where ``f`` is NaN: no previous
+    value). Arithmetic only, so it takes JAX or NumPy arrays (the class-level loops test it between segments).
+
+    Args:
+      fn: the loss now. f: the loss before. tol: the tolerance.
+    Returns:
+      A boolean array.
+    """
+    return abs(fn - f) <= tol * (1 + abs(f))
 
 
 def extrapolate(x_new, x, t, better):

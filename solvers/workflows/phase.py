@@ -143,12 +143,25 @@ class _ClassPath:
     def problem(self, R, v):
         return grid_problem(self.spec, R, v)
 
-    def solve(self, problems, seed, steps, pad=None, chains=None, warm=False):
+    def solve(self, problems, seed, steps, pad=None, chains=None, warm=False, starts=None):
         from solvers.classlevel import solve_chains, solve_classes
 
+        if starts is not None:  # one point per slot, each from its own start (the boundary bisection)
+            return solve_chains(problems, [[i] for i in range(len(problems))], seed=seed, steps=steps,
+                                starts=starts)
         if chains is not None:
             return solve_chains(problems, chains, seed=seed, steps=steps, warm=warm)
         return solve_classes(problems, seed=seed, steps=steps)
+
+    def start_of(self, problem, sol):
+        """The solution ``sol`` as a start (radius 1) for a neighbouring point ``problem``."""
+        rho = problem.radius
+        x = {"mu": sol.mu / rho}
+        if sol.W is not None:
+            x["W"] = sol.W * rho
+        if sol.C is not None:
+            x["C"] = sol.C / rho
+        return x
 
     def certify(self, problems, sols, tol):
         from solvers.classlevel import certify_classes
@@ -242,9 +255,12 @@ def _path(spec):
     return _ReducedPath(spec) if choose_path(spec) == "reduced" else _ClassPath(spec)
 
 
-def _solve(path, problems, seed, tol, steps, pad=None, chains=None, warm=False):
-    sols = path.solve(problems, seed, steps, pad, chains, warm) if chains is not None else \
-        path.solve(problems, seed, steps, pad)
+def _solve(path, problems, seed, tol, steps, pad=None, chains=None, warm=False, starts=None):
+    if starts is not None:
+        sols = path.solve(problems, seed, steps, pad, starts=starts)
+    else:
+        sols = path.solve(problems, seed, steps, pad, chains, warm) if chains is not None else \
+            path.solve(problems, seed, steps, pad)
     certs = path.certify(problems, sols, tol)
     for retry in range(1, RETRIES + 1):
         todo = [i for i, c in enumerate(certs) if not c.certified]
@@ -262,13 +278,17 @@ def _solve(path, problems, seed, tol, steps, pad=None, chains=None, warm=False):
     return sols, certs
 
 
-def boundary(spec, values, brackets, level, *, seed=0, tol=1e-6, rtol=1e-3, steps=CLASS_STEPS, path=None):
+def boundary(spec, values, brackets, level, *, seed=0, tol=1e-6, rtol=1e-3, steps=CLASS_STEPS, path=None,
+             starts=None):
     """Bisect ``min_min(R) = level`` in ``log R`` inside each bracket ``(lo, hi)`` (None: no boundary), all axis
     values at once. Returns ``(Rs, proved)``: one ``R`` (or None) per value, the end of the final bracket at which
     the level is reached (:func:`_reached`), within ``rtol`` relative of the other end (or the next float64 to
     it, when ``rtol`` is finer than float64 resolves; at most ``MAX_BISECTIONS`` rounds); and whether every point
     the bisection solved was certified. Every round's stack is padded to the number of axis values, so the
-    rounds reuse one compiled program."""
+    rounds reuse one compiled program. ``starts`` (the class-level path): one solution per axis value at an end of
+    its bracket (or None); a midpoint then starts from the solution of the previous round's midpoint (or from
+    it), an end of its bracket: a nearby problem, so far fewer steps than a cold start (the retries of a point
+    that does not certify start cold)."""
     path = path or _path(spec)
     lo = [b[0] if b else None for b in brackets]
     hi = [b[1] if b else None for b in brackets]
@@ -281,7 +301,12 @@ def boundary(spec, values, brackets, level, *, seed=0, tol=1e-6, rtol=1e-3, step
         if not active:
             break
         probs = [path.problem(mids[i], values[i]) for i in active]
-        sols, certs = _solve(path, probs, seed, tol, steps, pad=len(values))
+        warm = starts is not None and hasattr(path, "start_of") and all(starts[i] is not None for i in active)
+        sols, certs = _solve(path, probs, seed, tol, steps, pad=len(values),
+                             starts=[path.start_of(p, starts[i]) for p, i in zip(probs, active)] if warm else None)
+        if starts is not None:
+            for i, sol in zip(active, sols):
+                starts[i] = sol
         for i, geo, c in zip(active, path.geometry(probs, sols), certs):
             proved[i] = proved[i] and bool(c.certified)
             if _reached(geo["min_min"], level):
@@ -425,7 +450,9 @@ def _phase(record: PhaseSpec, *, seed, tol, rtol, steps, progress, warm) -> dict
         say(f"bisecting the {name} boundary")
         brackets = [_brackets(ratios, arrays["min_min"][i], level, arrays["certified"][i])
                     for i in range(len(values))]
-        Rs, proved = boundary(spec, values, brackets, level, seed=seed, tol=tol, rtol=rtol, steps=steps, path=path)
+        ends = [sols[i * m + ratios.index(b[0])] if b else None for i, b in enumerate(brackets)]
+        Rs, proved = boundary(spec, values, brackets, level, seed=seed, tol=tol, rtol=rtol, steps=steps, path=path,
+                              starts=ends if hasattr(path, "start_of") else None)
         bounds[name] = [{key: v, "R": R, "certified": bool(ok) if R is not None else None}
                         for v, R, ok in zip(values, Rs, proved)]
     axis_name = "taus" if spec["axis"] == "tau" else "weight_decays"
