@@ -46,7 +46,8 @@ from ufm.defaults import CLASS_STEPS
 from ufm.specs import PhaseSpec
 
 __all__ = ["phase", "grid_problem", "grid_group_problem", "choose_path", "check_points", "boundary", "COLLAPSE",
-           "ZERO", "RETRIES", "ARRAYS", "MAX_GROUPS", "memory_bytes", "PhaseSpec", "OUTPUTS"]
+           "ZERO", "RETRIES", "ARRAYS", "MAX_GROUPS", "memory_bytes", "PhaseSpec", "OUTPUTS",
+           "BLAS_THREADS"]
 
 # the files a run with ``out`` writes: phase.json and, with figures, each figure as PNG and PDF
 OUTPUTS = ("phase.json",) + tuple(f"phase_{name}.{ext}" for name in ("diagram", "delta_gm", "cosines", "gap")
@@ -59,6 +60,10 @@ ARRAYS = ("loss", "lower_bound", "certified", "min_min", "maj_maj", "maj_min", "
 MAX_GROUPS = 64  # the reduced path's G x G blocks stay small
 CONTINUE = 25  # the reduced path's first retry goes on from the solution for this many times the steps
 SNAP = 0.5  # ... after trying the solution with the spreads below this (radius 1) set to 0
+# BLAS threads while a diagram runs: JAX's own thread pool runs the solver beside NumPy/SciPy's BLAS, and with
+# OpenBLAS's default (one thread per core) the two pools contend: on a 2-core machine the certificate's K = 100
+# eigenvalue work and the rank's SVD ran about 6 and 10 times slower than with one BLAS thread (docs/phase.md)
+BLAS_THREADS = 1
 RANK_TOL = 1e-6  # relative to the radius: the rank reported (the solver's accuracy, not the rounding)
 MAX_BISECTIONS = 200  # rounds of a boundary's bisection; 64 already reach adjacent float64s from any bracket
 
@@ -421,6 +426,13 @@ def _write(result: dict, out: str, figures: bool) -> None:
 
 
 def _phase(record: PhaseSpec, *, seed, tol, rtol, steps, progress, warm) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+        return _run(record, seed=seed, tol=tol, rtol=rtol, steps=steps, progress=progress, warm=warm)
+
+
+def _run(record: PhaseSpec, *, seed, tol, rtol, steps, progress, warm) -> dict:
     from ufm.records import versions
 
     spec = record.family()
