@@ -274,3 +274,52 @@ def test_ce_collapse_boundary_does_not_depend_on_where_the_first_order_loop_hand
         assert proved and 7.2 < R <= 13.9
         Rs.append(R)
     assert Rs[0] == pytest.approx(Rs[1], rel=2e-3)
+
+
+@pytest.mark.slow
+def test_chains_of_unequal_length_compact_and_take_starts():
+    """Five chains, one long: the live slots are compacted (5 -> 2 -> 1) as chains end, and every point still
+    reaches the minimum it reaches alone; a start given per point (a neighbour's solution) is taken and gives the
+    same minimum, certified."""
+    from solvers.classlevel import certify_classes, solve_chains, solve_classes
+    from solvers.workflows.phase import grid_problem
+
+    spec = {**SPEC, "classes": 6, "dim": 6, "imbalance": "long-tail"}
+    probs = [grid_problem(spec, R, t) for t, R in ((0.2, 2.0), (0.2, 5.0), (0.2, 9.0), (0.2, 20.0), (0.2, 50.0),
+                                                   (0.5, 50.0), (1.0, 50.0))]
+    chained = solve_chains(probs, [[0], [1], [2], [3], [4, 5, 6]])
+    alone = solve_classes(probs)
+    np.testing.assert_allclose([s.loss for s in chained], [s.loss for s in alone], rtol=0, atol=1e-9)
+    starts = [None] + [{"mu": chained[i - 1].mu} for i in range(1, 5)] + [None, None]  # radius 1
+    warm = solve_chains(probs, [[i] for i in range(7)], starts=starts)
+    np.testing.assert_allclose([s.loss for s in warm], [s.loss for s in alone], rtol=0, atol=1e-9)
+    assert all(c.certified for c in certify_classes(probs, warm))
+
+
+def test_small_change_is_the_loss_half_of_small_step():
+    import jax.numpy as jnp
+
+    from solvers.pgd.step import small_change, small_step
+
+    f = np.array([1.0, 1.0, np.nan, 3.0])
+    fn = np.array([1.0 + 1e-14, 1.0 + 1e-12, 1.0, 3.0 + 5e-13])  # the last: 5e-13 > 1e-13 (1 + 3)
+    np.testing.assert_array_equal(small_change(fn, f, 1e-13), [True, False, False, False])
+    np.testing.assert_array_equal(small_step(jnp.zeros(4), fn, f, 1e-13, 1.0), small_change(fn, f, 1e-13))
+
+
+@pytest.mark.slow
+def test_optimal_multipliers_are_not_tried_beyond_their_size_limit(monkeypatch):
+    """Above OPTIMAL_MAX_K the K-variable program (whose interior-point system grows like K^4) is not built: a
+    candidate bound that does not certify stays uncertified, and nothing else is proved."""
+    from solvers import classlevel
+    from solvers.classlevel import ClassSolution, certify_classes
+    from ufm.classlevel import ClassProblem
+
+    p = ClassProblem(counts=(20.0, 9.0, 5.0), tau=0.3)
+    mu = np.eye(3)  # far from the minimum: the candidate multipliers do not certify it
+    sol = ClassSolution(mu, None, classlevel.loss_of(p, {"mu": mu}), 0, "max_steps")
+    optimal = certify_classes([p], [sol])[0]
+    monkeypatch.setattr(classlevel, "OPTIMAL_MAX_K", 2)
+    capped = certify_classes([p], [sol])[0]
+    assert not capped.certified and capped.multipliers == "candidate"
+    assert capped.lower_bound <= optimal.lower_bound <= sol.loss
