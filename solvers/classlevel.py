@@ -104,7 +104,8 @@ def _segment_fn(contrastive, sphere, nonneg):
 
     f = lambda x, h: value(x, h, contrastive=contrastive, sphere=sphere, constant=False)  # noqa: E731
     proj = lambda x, h: _project(x, h, sphere=sphere, nonneg=nonneg)  # noqa: E731
-    return pga_segment(f, proj)
+    import os
+    return pga_segment(f, proj, float(os.environ.get("UFM_GROW", "1.25")), os.environ.get("UFM_KEEP", "1") == "1")
 
 
 def pga_segment(f, proj, grow=None, keep=True):
