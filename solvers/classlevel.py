@@ -4,8 +4,8 @@
 for CE), one ``vmap``-ed, jit-compiled loop for every group of problems with the same structure (loss, K, dim,
 constraint, ReLU, number of batch compositions); every number (counts, tau, decays) is traced, so a 100 x 100 grid
 is one compilation. Step sizes adapt per problem (the engine's projected Armijo trial on the quadratic upper
-model, ``solvers.pgd.step.armijo_trial``, one per iteration, and its step rule ``next_eta``: growth by ``GROW``
-after a pass, halving after a failure, which keeps the extrapolated point and the momentum) and momentum restarts
+model, ``solvers.pgd.step.armijo_trial``, one per iteration, and its step rule ``next_eta``: growth by
+``CLASS_GROW`` after a pass, halving after a failure) and momentum restarts
 when the objective goes up (``solvers.pgd.step.extrapolate``, O'Donoghue & Candes 2015); a problem stops when its
 objective moved less than ``ftol`` relative over a segment (``solvers.pgd.step.small_change``). Rows are projected on the ball (and the
 non-negative orthant), singletons of the sphere onto the sphere (``ufm.constraints``).
@@ -35,6 +35,11 @@ CHUNK = 50  # iterations per jitted segment; the stop rule is read between segme
 # the optimal multipliers (a K-variable SDP with a K x K PSD constraint) are tried only up to this K: the interior
 # point solver's KKT system grows like (K^2 / 2)^2 (K = 1,000: 2 TB, an abort), ~0.5 GiB at 128
 OPTIMAL_MAX_K = 128
+# the class-level loops' step growth after an accepted trial (solvers.pgd.step.next_eta; the engine's GROW is
+# 1.25): with one trial per iteration, 1.25 (with the momentum kept through a rejected trial) took about 10% fewer
+# steps on a K = 100 long-tail grid but stopped the K = 1,000 long-tail point (R = 30, tau = 0.1) short of its
+# minimum (the loss moved less than ftol over a segment at a gap of 2e-4: not certified), where 2 certifies it
+CLASS_GROW = 2.0
 
 
 class ClassSolution(NamedTuple):
@@ -104,28 +109,24 @@ def _segment_fn(contrastive, sphere, nonneg):
 
     f = lambda x, h: value(x, h, contrastive=contrastive, sphere=sphere, constant=False)  # noqa: E731
     proj = lambda x, h: _project(x, h, sphere=sphere, nonneg=nonneg)  # noqa: E731
-    import os
-    return pga_segment(f, proj, float(os.environ.get("UFM_GROW", "1.25")), os.environ.get("UFM_KEEP", "1") == "1")
+    return pga_segment(f, proj)
 
 
-def pga_segment(f, proj, grow=None, keep=True):
+def pga_segment(f, proj, grow=CLASS_GROW):
     """A jitted, vmapped segment of CHUNK projected accelerated gradient steps (module doc) for the objective
     ``f(x, h)`` and the projection ``proj(x, h)``. The state is ``(x, y, f(x), eta, t)``, one row per problem.
 
     Args:
       f: the objective ``(x, h) -> scalar``. proj: the projection ``(x, h) -> x``.
-      grow: the step's growth after an accepted trial (``solvers.pgd.step.next_eta``; None: ``GROW``).
-      keep: a rejected trial keeps the extrapolated point and the momentum (the next iteration retries from
-        there with half the step); False: it restarts the momentum from the last accepted point.
+      grow: the step's growth after an accepted trial (``solvers.pgd.step.next_eta``).
     Returns:
       ``segment(state, h) -> state``, jitted and vmapped over the leading axis.
     """
     import jax
     import jax.numpy as jnp
 
-    from .pgd.step import GROW, SHRINK, armijo_trial, extrapolate, next_eta
+    from .pgd.step import SHRINK, armijo_trial, extrapolate, next_eta
 
-    grow = GROW if grow is None else grow
     fg = jax.value_and_grad(f)
     tree = jax.tree_util
 
@@ -143,9 +144,6 @@ def pga_segment(f, proj, grow=None, keep=True):
         f_new = jnp.where(better, fn, fx)
         y_new, t_new = extrapolate(x_new, x, t, better)  # restart when not better
         y_new = proj(y_new, h)
-        if keep:
-            y_new = tree.tree_map(lambda a, b: jnp.where(ok, a, b), y_new, y)
-            t_new = jnp.where(ok, t_new, t)
         eta_new = next_eta(ok, eta, jnp.inf, eta * SHRINK, grow)
         return (x_new, y_new, f_new, eta_new, t_new)
 

@@ -81,7 +81,7 @@ _SEGMENTS: dict = {}
 def _segment(sphere):
     if sphere not in _SEGMENTS:
         _SEGMENTS[sphere] = pga_segment(lambda x, h: _scaled_value(x, h, sphere, False),
-                                        lambda x, h: _project(x, h, sphere=sphere), grow=2.0, keep=False)
+                                        lambda x, h: _project(x, h, sphere=sphere))
     return _SEGMENTS[sphere]
 
 
