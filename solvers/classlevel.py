@@ -276,7 +276,8 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
     stop rule of :func:`solve_classes`, per point) hands its solution to the next point of its chain and goes on
     from it, with the momentum restarted. No slot waits for the slowest point of the batch, and the memory is
     that of ``len(chains)`` points whatever the number of points. The first point of a chain starts as in
-    :func:`solve_classes` (``seed``). Every problem must have the same structure (loss, K, dim, constraint,
+    :func:`solve_classes` (``seed``). As chains end, the loop is compacted to its live slots, padded to a power
+    of two (few programs). Every problem must have the same structure (loss, K, dim, constraint,
     nonneg, compositions) and radius.
 
     Args:
@@ -284,6 +285,9 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
       chains: lists of indices into ``problems``, together each index once; a chain is solved in its order.
       steps: most iterations per point. seed: the starts (one int). ftol: as in :func:`solve_classes`.
       warm: start each point after the first of a chain from the previous point's solution.
+      starts: optional, one start dict (``{"mu": ...}`` at radius 1, as :func:`solve_classes`) or None per
+        problem, replacing the random start of a point that starts cold (the bisection: a neighbour's solution).
+      dtype: the loop's floating type (the solutions' values are float64 whatever it is).
     Returns:
       :class:`ClassSolution` s, in the order of ``problems``.
     """
