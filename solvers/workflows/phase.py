@@ -291,9 +291,9 @@ def boundary(spec, values, brackets, level, *, seed=0, tol=1e-6, rtol=1e-3, step
     it, when ``rtol`` is finer than float64 resolves; at most ``MAX_BISECTIONS`` rounds); and whether every point
     the bisection solved was certified. Every round's stack is padded to the number of axis values, so the
     rounds reuse one compiled program. ``starts`` (the class-level path): one solution per axis value at an end of
-    its bracket (or None); a midpoint then starts from the solution of the previous round's midpoint (or from
-    it), an end of its bracket: a nearby problem, so far fewer steps than a cold start (the retries of a point
-    that does not certify start cold)."""
+    its bracket (or None); each midpoint starts from the latest solution at its axis value (the previous round's
+    midpoint, first that end), always an end of its bracket: a nearby problem, so fewer steps than a cold start
+    (a midpoint that does not certify is solved again from cold starts)."""
     path = path or _path(spec)
     lo = [b[0] if b else None for b in brackets]
     hi = [b[1] if b else None for b in brackets]
