@@ -315,8 +315,9 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
         L = len(chains)
         pos = [0] * L  # the position of each slot in its chain
         H = {k: np.stack([np.asarray(hs[c[0]][k], dtype=np.float64) for c in chains]) for k in hs[0]}
-        first = lambda i: (_start(problems[i], np.random.default_rng(seed)) if starts is None or starts[i] is None
-                           else starts[i])  # noqa: E731
+        def first(i):
+            return _start(problems[i], np.random.default_rng(seed)) if starts is None or starts[i] is None else starts[i]
+
         x0 = [first(c[0]) for c in chains]
         x = {k: np.stack([s[k] for s in x0]).astype(dtype) for k in x0[0]}
         taken = np.zeros(L, dtype=int)
