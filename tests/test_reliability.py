@@ -162,7 +162,7 @@ def test_a_boundary_bisection_ends_at_adjacent_floats(monkeypatch):
         def geometry(self, problems, sols):
             return [{"min_min": 1.0 if R >= 3.3 else -1.0} for R in problems]
 
-    def fake_solve(path, problems, seed, tol, steps, pad=None):
+    def fake_solve(path, problems, seed, tol, steps, pad=None, **kw):
         calls.append(len(problems))
         assert len(calls) < 1000, "the bisection does not end"
         return list(problems), [Cert() for _ in problems]
