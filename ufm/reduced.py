@@ -102,6 +102,11 @@ class GroupProblem(ProblemBase):
         return len(self.sizes)
 
     @property
+    def K(self) -> int:
+        """Number of classes, ``sum_g classes_g`` (without forming the ``K`` class sizes)."""
+        return sum(self.classes)
+
+    @property
     def N(self) -> float:
         """Number of samples, ``sum_g sizes_g classes_g`` (real)."""
         return float(sum(n * s for n, s in zip(self.sizes, self.classes)))
