@@ -88,17 +88,12 @@ def test_nonneg_real_sizes_reach_the_of_closed_form():
     np.testing.assert_allclose(cos, np.eye(5), atol=1e-6)
 
 
-@pytest.mark.parametrize("kw", [dict(counts=(12, 12, 3, 3), tau=0.2),
-                                dict(counts=(9, 9, 2, 2), loss="ce", weight_decay=0.02),
-                                dict(counts=(6, 6, 6, 2, 2, 2), tau=0.5, loss="bcl-avg")])
-@pytest.mark.slow
-def test_agrees_with_full_pgd_and_certificate(kw):
-    """Integer counts: the class-level optimum is certified, its embedding has the same full loss, it is no worse
-    than the full solve, and it lies above the full certificate's proved bound."""
+def _class_and_full(P):
+    """The class-level solve and certificate of ``P`` beside a full PGD solve and its certificate: the class-level
+    point is certified, no worse than the full solve, and above the full certificate's proved bound."""
     from solvers.certificate import certify
     from solvers.pgd import solve
 
-    P = Problem(**kw)
     cp = ClassProblem.from_problem(P)
     sol = solve_classes([cp])[0]
     cert = certify_classes([cp], [sol])[0]
@@ -107,6 +102,18 @@ def test_agrees_with_full_pgd_and_certificate(kw):
     full_cert = certify(P, full)
     assert sol.loss <= full.loss + 1e-9 * max(1.0, abs(full.loss))
     assert full_cert.lower_bound is not None and full_cert.lower_bound <= sol.loss + 1e-12
+    return cp, sol, cert, full, full_cert
+
+
+@pytest.mark.parametrize("kw", [dict(counts=(12, 12, 3, 3), tau=0.2),
+                                dict(counts=(9, 9, 2, 2), loss="ce", weight_decay=0.02),
+                                dict(counts=(6, 6, 6, 2, 2, 2), tau=0.5, loss="bcl-avg")])
+@pytest.mark.slow
+def test_agrees_with_full_pgd_and_certificate(kw):
+    """Integer counts: the class-level optimum is certified, its embedding has the same full loss, it is no worse
+    than the full solve, and it lies above the full certificate's proved bound."""
+    P = Problem(**kw)
+    cp, sol, cert, full, full_cert = _class_and_full(P)
     assert sol.loss - full_cert.lower_bound <= 1e-5 * max(1.0, abs(sol.loss))
     Z, labels = embedding(sol.mu, cp), P.label_array
     if P.loss == "ce":
@@ -298,18 +305,8 @@ def test_bcl_agrees_with_full_pgd_and_certificate(kw):
     full loss (the transcribed BalSCL), it is no worse than the full solve, and it lies above the full
     certificate's proved bound (on the Gram of [Z; C]), within the certificate's tolerance."""
     from reference import bcl_loss_loops
-    from solvers.certificate import certify
-    from solvers.pgd import solve
-
     P = Problem(loss="bcl", **kw)
-    cp = ClassProblem.from_problem(P)
-    sol = solve_classes([cp])[0]
-    cert = certify_classes([cp], [sol])[0]
-    assert cert.certified and cert.lower_bound <= sol.loss
-    full = solve(P, seed=1)
-    full_cert = certify(P, full)
-    assert sol.loss <= full.loss + 1e-9 * max(1.0, abs(full.loss))
-    assert full_cert.lower_bound is not None and full_cert.lower_bound <= sol.loss + 1e-12
+    cp, sol, cert, full, full_cert = _class_and_full(P)
     assert cert.lower_bound <= full.loss
     assert sol.loss - full_cert.lower_bound <= 1e-5 * max(1.0, abs(sol.loss))
     Z, Ce = embedding(sol.mu, cp, C=sol.C)
