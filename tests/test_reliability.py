@@ -182,12 +182,18 @@ def _finishes(fn, limit=30):
     return box[0]
 
 
+def _not_regular(tmp_path, kind, name):
+    """A path that is no regular file: a FIFO named ``name`` in ``tmp_path``, ``/dev/zero`` or a folder."""
+    path = {"fifo": str(tmp_path / name), "dev_zero": "/dev/zero", "directory": str(tmp_path)}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    return path
+
+
 @pytest.mark.parametrize("kind", ["fifo", "dev_zero", "directory"])
 def test_measure_refuses_a_batches_file_that_is_not_a_regular_file(tmp_path, capsys, kind):
     zp, yp = data(tmp_path)
-    path = {"fifo": str(tmp_path / "fifo"), "dev_zero": "/dev/zero", "directory": str(tmp_path)}[kind]
-    if kind == "fifo":
-        os.mkfifo(path)
+    path = _not_regular(tmp_path, kind, "fifo")
     code, out, err = _finishes(lambda: run_cli(capsys, "measure", "--no-ufm", "--embeddings", zp, "--labels", yp,
                                                "--batches", path))
     one_line(code, out, err)
@@ -197,9 +203,7 @@ def test_measure_refuses_a_batches_file_that_is_not_a_regular_file(tmp_path, cap
 @pytest.mark.parametrize("kind", ["fifo", "dev_zero", "directory"])
 def test_measure_refuses_an_array_file_that_is_not_a_regular_file(tmp_path, capsys, kind):
     _, yp = data(tmp_path)
-    path = {"fifo": str(tmp_path / "z.npy"), "dev_zero": "/dev/zero", "directory": str(tmp_path)}[kind]
-    if kind == "fifo":
-        os.mkfifo(path)
+    path = _not_regular(tmp_path, kind, "z.npy")
     code, out, err = _finishes(lambda: run_cli(capsys, "measure", "--no-ufm", "--embeddings", path, "--labels", yp))
     one_line(code, out, err)
 
