@@ -32,6 +32,10 @@ from ufm.defaults import CLASS_STEPS
 __all__ = ["ClassSolution", "ClassCertificate", "solve_classes", "solve_chains", "certify_classes", "CHUNK"]
 
 CHUNK = 50  # iterations per jitted segment; the stop rule is read between segments
+# a warm-started point (a neighbour's solution, solve_chains) is read every WARM_CHUNK iterations: it has no
+# plateau to cross, and one small change over WARM_CHUNK steps ends it (a cold start in the same loop needs two in
+# a row, about CHUNK steps); on a K = 100 long-tail grid this took about 80 steps a point against 120 at CHUNK
+WARM_CHUNK = 25
 # the optimal multipliers (a K-variable SDP with a K x K PSD constraint) are tried only up to this K: the interior
 # point solver's KKT system grows like (K^2 / 2)^2 (K = 1,000: 2 TB, an abort), ~0.5 GiB at 128
 OPTIMAL_MAX_K = 128
@@ -103,22 +107,23 @@ def _project(x, h, *, sphere, nonneg):
     return out
 
 
-def _segment_fn(contrastive, sphere, nonneg):
-    """One jitted segment of CHUNK iterations for a stack of problems (``vmap`` over the leading axis)."""
+def _segment_fn(contrastive, sphere, nonneg, chunk=CHUNK):
+    """One jitted segment of ``chunk`` iterations for a stack of problems (``vmap`` over the leading axis)."""
     from ufm.classlevel import value
 
     f = lambda x, h: value(x, h, contrastive=contrastive, sphere=sphere, constant=False)  # noqa: E731
     proj = lambda x, h: _project(x, h, sphere=sphere, nonneg=nonneg)  # noqa: E731
-    return pga_segment(f, proj)
+    return pga_segment(f, proj, chunk=chunk)
 
 
-def pga_segment(f, proj, grow=CLASS_GROW):
-    """A jitted, vmapped segment of CHUNK projected accelerated gradient steps (module doc) for the objective
+def pga_segment(f, proj, grow=CLASS_GROW, chunk=CHUNK):
+    """A jitted, vmapped segment of ``chunk`` projected accelerated gradient steps (module doc) for the objective
     ``f(x, h)`` and the projection ``proj(x, h)``. The state is ``(x, y, f(x), eta, t)``, one row per problem.
 
     Args:
       f: the objective ``(x, h) -> scalar``. proj: the projection ``(x, h) -> x``.
       grow: the step's growth after an accepted trial (``solvers.pgd.step.next_eta``).
+      chunk: iterations per segment.
     Returns:
       ``segment(state, h) -> state``, jitted and vmapped over the leading axis.
     """
@@ -150,7 +155,7 @@ def pga_segment(f, proj, grow=CLASS_GROW):
     def segment(state, h):
         def body(s, _):
             return step(s, h), None
-        return jax.lax.scan(body, state, None, length=CHUNK)[0]
+        return jax.lax.scan(body, state, None, length=chunk)[0]
 
     return jax.jit(jax.vmap(segment))
 
@@ -263,14 +268,16 @@ def solve_classes(problems: Sequence[ClassProblem], *, steps: int = CLASS_STEPS,
 
 
 def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: float = 1e-13,
-                 warm: bool = False, starts=None, dtype=np.float64) -> list[ClassSolution]:
+                 warm: bool = False, starts=None, dtype=np.float64, chunk: int | None = None) -> list[ClassSolution]:
     """Solve class-level problems along chains, one vmapped slot per chain, a slot taking the next point of its
     chain as soon as its point has converged; with ``warm`` each point starts from the previous point's solution.
 
     Without ``warm`` every point starts as in :func:`solve_classes` (``seed``) and takes the same steps; what
-    changes is that no point waits for the slowest of the batch. ``warm`` can save steps between neighbours, but
-    a symmetric optimum (classes merged) is a stationary point of the next problem too, so a warm start can stop
-    there: at K = 100 (long-tail) it left points far from their minima, which the certificates then reject.
+    changes is that no point waits for the slowest of the batch. ``warm`` saves steps between neighbours (about
+    80 a point against 300 on a K = 100 long-tail grid of 100 axis values), each point with the step size and
+    momentum of a fresh start; a symmetric optimum (classes merged) is a stationary point of the next problem too,
+    so a warm start can stop there, which the certificates would reject (the caller solves such a point again
+    from cold starts).
 
     One vmapped loop holds one *slot* per chain; after every segment a slot whose point has converged (the
     stop rule of :func:`solve_classes`, per point) hands its solution to the next point of its chain and goes on
@@ -288,6 +295,8 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
       starts: optional, one start dict (``{"mu": ...}`` at radius 1, as :func:`solve_classes`) or None per
         problem, replacing the random start of a point that starts cold (the bisection: a neighbour's solution).
       dtype: the loop's floating type (the solutions' values are float64 whatever it is).
+      chunk: iterations between two reads of the stop rule (default ``WARM_CHUNK`` with ``warm`` or ``starts``,
+        where a cold-started point needs two small changes in a row, else ``CHUNK``).
     Returns:
       :class:`ClassSolution` s, in the order of ``problems``.
     """
@@ -303,7 +312,9 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
         raise ValueError("problems: solve_chains needs one structure and one radius")
     contrastive = objectives.of(p0).contrastive
     sphere = constraints.get(p0.constraint).equality
-    fn_key = (contrastive, sphere, p0.nonneg)
+    near = warm or starts is not None
+    chunk = chunk or (WARM_CHUNK if near else CHUNK)
+    fn_key = (contrastive, sphere, p0.nonneg, chunk)
     out: list = [None] * len(problems)
     with jax.enable_x64(True):
         if fn_key not in _SEGMENTS:
@@ -323,6 +334,13 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
         taken = np.zeros(L, dtype=int)
         last = np.full(L, np.nan)
         live = np.ones(L, dtype=bool)
+        # small changes in a row a slot's point needs to stop: a cold start twice at the short chunk (a plateau
+        # to cross), a neighbour's solution once
+        def needs(i, follows):
+            return 1 if follows or (starts is not None and starts[i] is not None) or not near else 2
+
+        need = np.array([needs(c[0], False) for c in chains])
+        streak = np.zeros(L, dtype=int)
         h = {k: jnp.asarray(v, dtype) for k, v in H.items()}
         xj = proj({k: jnp.asarray(v) for k, v in x.items()}, h)
         state = (xj, xj, val(xj, h), jnp.full(L, 1.0, dtype), jnp.ones(L, dtype))
@@ -333,16 +351,18 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
                 idx = np.concatenate([keep, np.full(size - len(keep), keep[0])])
                 chains, pos = [chains[i] for i in idx], [pos[i] for i in idx]
                 H = {k: v[idx] for k, v in H.items()}
-                taken, last = taken[idx], last[idx]
+                taken, last, need, streak = taken[idx], last[idx], need[idx], streak[idx]
                 live = np.arange(size) < len(keep)
                 ji = jnp.asarray(idx)
                 state = jax.tree_util.tree_map(lambda a: a[ji], state)
                 h = {k: jnp.asarray(v, dtype) for k, v in H.items()}
                 L = size
             state = segment(state, h)
-            taken[live] += CHUNK
+            taken[live] += chunk
             fnow = np.asarray(state[2])
             moved = _small_change(fnow, last, ftol)  # over the segment
+            streak = np.where(moved, streak + 1, 0)
+            moved = streak >= need
             last = fnow.copy()
             finished = live & (moved | (taken >= steps))
             if not finished.any():
@@ -362,12 +382,14 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
                 nxt = chains[s][pos[s]]
                 for k in H:
                     H[k][s] = hs[nxt][k]
-                taken[s], last[s], t[s], fresh[s] = 0, np.nan, 1.0, True
+                # a fresh start's step and momentum: a step carried over from the previous point can sit where
+                # every trial fails, and the point then stops where it starts
+                taken[s], last[s], t[s], eta[s], fresh[s], streak[s] = 0, np.nan, 1.0, 1.0, True, 0
+                need[s] = needs(nxt, warm)
                 if not warm:  # the point's own start, as solve_classes would give it
                     x0 = first(nxt)
                     for k in xs:
                         xs[k][s] = x0[k]
-                    eta[s] = 1.0
             if not fresh.any():
                 continue
             # the refilled slots start at their chain's last solution; the others go on unchanged

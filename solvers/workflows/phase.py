@@ -24,9 +24,10 @@ has fewer groups of equal size than classes, the loss is contrastive, without ``
 the same class-level minimum. The geometry is read from the class means only.
 
 On the class-level path the grid is solved in chains, one vmapped slot per ratio taking the next axis value as
-soon as its point has converged (no point waits for the slowest of the grid); with ``warm`` each point starts from
-the previous axis value's solution, which can stop at a symmetric stationary point (classes merged) that the
-certificate then rejects, so it is off by default. Points that do not certify
+soon as its point has converged (no point waits for the slowest of the grid); with ``warm`` (the default) each
+point after the first of its chain starts from the previous axis value's solution, a neighbouring problem (a
+fraction of a cold start's steps); a warm start can stop at a symmetric stationary point (classes merged), which
+the certificate rejects and the retries below solve again from cold starts. Points that do not certify
 with the first start are solved again (on the reduced path first by going on from the
 solution with its small spreads set to 0, then from the solution itself for ``CONTINUE`` times the steps, then)
 from other starts, ``RETRIES`` tries in all, keeping the lowest
@@ -369,7 +370,7 @@ def _check_options(seed, tol, rtol, steps):
 
 
 def phase(spec: PhaseSpec | dict, ratios=None, values=None, *, seed: int = 0, tol: float = 1e-6, rtol: float = 1e-3,
-          steps: int = CLASS_STEPS, progress=None, warm: bool = False, out: str | None = None,
+          steps: int = CLASS_STEPS, progress=None, warm: bool = True, out: str | None = None,
           figures: bool = True) -> dict:
     """Solve, certify and measure the grid ``values x ratios``; find the boundaries (``ufm phase``).
 
@@ -384,7 +385,8 @@ def phase(spec: PhaseSpec | dict, ratios=None, values=None, *, seed: int = 0, to
       steps: most iterations per point.
       progress: an optional callable ``(message)``.
       warm: on the class-level path, start each point of a chain from the previous axis value's solution
-        (``solvers.classlevel.solve_chains``; module doc); the certificates decide either way.
+        (``solvers.classlevel.solve_chains``; module doc; False: every point from its own cold start); the
+        certificates decide either way.
       out: a folder to write ``phase.json`` (and, with ``figures``, the figures and their CSVs) into; None: write
         nothing.
       figures: with ``out``, draw the figures (``solvers.workflows.phase_figures.draw_phase``).
