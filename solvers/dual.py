@@ -604,38 +604,40 @@ def sc_class_bound(problem: ClassProblem, orbits: Sequence[tuple], d: np.ndarray
     Wabs = np.zeros((K, K))
     ent_parts, lin_err, const_err, slots, terms = [], 0.0, 0.0, 0.0, 0
     for k, m in orbits:
+        # every anchor class c of the orbit at once (rows), against the classes present (columns): the same
+        # floating-point operations per row as one anchor class alone, so the same error terms per row
         k = np.asarray(k, dtype=np.float64)
-        for c in np.flatnonzero(k >= 2):
-            cls = np.flatnonzero(k >= 1)
-            mult = np.where(cls == c, k[cls] - 1, k[cls]).astype(np.float64)
-            keep = mult > 0
-            cls, mult = cls[keep], mult[keep]
-            clw = class_log_weights(k, c)[cls]  # type: ignore[misc]  # prototypes refused above: set
-            logit = np.where(cls == c, a[c], M[c, cls]) / tau + clw
-            mx = logit.max()
-            e = np.exp(logit - mx)
-            qv = e / float(np.sum(mult * e))  # per-member weight
-            Sf = float(np.sum(mult * qv))
-            delta = abs(Sf - 1.0) + 1.01 * gamma(2 * len(cls) + 2) * Sf  # K products, K sums
-            if delta > 1e-6:
-                return DualBound(None, math.nan, math.nan, math.nan, 0, 0, "softmax weights far from normalised")
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ql = np.where(qv > 0, qv * np.log(np.where(qv > 0, qv, 1.0)), 0.0)
-            h = -float(np.sum(mult * ql)) + float(np.sum(mult * qv * clw))
-            habs = float(np.sum(mult * np.abs(ql))) + float(np.sum(mult * qv * np.abs(clw)))
-            w = m * float(k[c])  # slots of this kind
-            slots += w
-            ent_parts.append(w * h)
-            d1 = delta * (1 + 2 * delta)
-            lin_err += w * d1 * rho2 / (T * tau)
-            const_err += w * (abs(h) * d1 + habs * d1 + d1 + (gamma(2 * len(cls) + 2) + 2 * FN * U) * habs) / T
-            # pairs (i in c, j in c'): the batches of this orbit holding both, per pair (whole orbits)
-            # (vectorised over c': the same floating-point operations, in the same order, per entry)
-            same = cls == c
-            frac = np.where(same, k[c] * (k[c] - 1) / (nf[c] * (nf[c] - 1)), k[c] * k[cls] / (nf[c] * nf[cls]))
-            Wpair[c, cls] += m * frac * np.where(same, qv - 1.0 / (k[c] - 1), qv)
-            Wabs[c, cls] += m * frac * np.where(same, qv + 1.0 / (k[c] - 1), qv)
-            terms += 1
+        A = np.flatnonzero(k >= 2)
+        if not len(A):
+            continue
+        cls = np.flatnonzero(k >= 1)
+        same = cls[None, :] == A[:, None]  # (|A|, |cls|)
+        mult = k[cls][None, :] - same  # >= 1 everywhere: k[c] >= 2 on the diagonal
+        clw = np.stack([class_log_weights(k, c)[cls] for c in A])  # type: ignore[misc]  # prototypes refused above
+        logit = np.where(same, a[A][:, None], M[A][:, cls]) / tau + clw
+        e = np.exp(logit - logit.max(axis=1, keepdims=True))
+        qv = e / np.sum(mult * e, axis=1, keepdims=True)  # per-member weight
+        Sf = np.sum(mult * qv, axis=1)
+        delta = np.abs(Sf - 1.0) + 1.01 * gamma(2 * len(cls) + 2) * Sf  # K products, K sums
+        if np.any(delta > 1e-6):
+            return DualBound(None, math.nan, math.nan, math.nan, 0, 0, "softmax weights far from normalised")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ql = np.where(qv > 0, qv * np.log(np.where(qv > 0, qv, 1.0)), 0.0)
+        h = -np.sum(mult * ql, axis=1) + np.sum(mult * qv * clw, axis=1)
+        habs = np.sum(mult * np.abs(ql), axis=1) + np.sum(mult * qv * np.abs(clw), axis=1)
+        w = m * k[A]  # slots of this kind, per anchor class
+        slots += float(np.sum(w))
+        ent_parts.extend((w * h).tolist())
+        d1 = delta * (1 + 2 * delta)
+        lin_err += float(np.sum(w * d1)) * rho2 / (T * tau) * (1 + gamma(len(A) + 4))  # + the sum's rounding
+        const_err += float(np.sum(w * (np.abs(h) * d1 + habs * d1 + d1 + (gamma(2 * len(cls) + 2) + 2 * FN * U)
+                                       * habs))) / T * (1 + gamma(len(A) + 4))
+        # pairs (i in c, j in c'): the batches of this orbit holding both, per pair (whole orbits)
+        kA, nA = k[A][:, None], nf[A][:, None]
+        frac = np.where(same, kA * (kA - 1) / (nA * (nA - 1)), kA * k[cls][None, :] / (nA * nf[cls][None, :]))
+        Wpair[np.ix_(A, cls)] += m * frac * np.where(same, qv - 1.0 / (kA - 1), qv)
+        Wabs[np.ix_(A, cls)] += m * frac * np.where(same, qv + 1.0 / (kA - 1), qv)
+        terms += len(A)
     if slots == 0:
         return DualBound(0.0, 0.0, 0.0, 0.0, 0, 0)
     cst = 1.0 / (2.0 * T * tau)
