@@ -464,12 +464,14 @@ def _bound(unit: ClassProblem, sol: ClassSolution, rho: float, optimal: bool):
 
 
 def certify_classes(problems: Sequence[ClassProblem], solutions: Sequence[ClassSolution], *,
-                    tol: float = 1e-6) -> list[ClassCertificate]:
+                    tol: float = 1e-6, optimal_max_k: int = OPTIMAL_MAX_K) -> list[ClassCertificate]:
     """Proved lower bounds for class-level solutions (module doc), one per problem.
 
     Args:
       problems: class-level problems. solutions: their :class:`ClassSolution` s.
       tol: relative tolerance of ``certified``.
+      optimal_max_k: try the optimal multipliers (module doc) only up to this many classes (their program's
+        time and memory grow about like ``K^4``: 3 s and 250 MiB at K = 32, 30 s and 1.5 GiB at K = 100).
     Returns:
       :class:`ClassCertificate` s, in order.
     """
@@ -478,7 +480,7 @@ def certify_classes(problems: Sequence[ClassProblem], solutions: Sequence[ClassS
         unit, rho = p.at_unit_radius()
         best, how = None, "candidate"
         for optimal in (False, True):
-            if optimal and p.K > OPTIMAL_MAX_K:
+            if optimal and p.K > optimal_max_k:
                 break
             b = _bound(unit, s, rho, optimal)
             if b.lower_bound is not None and (best is None or b.lower_bound > best.lower_bound):

@@ -28,8 +28,9 @@ soon as its point has converged (no point waits for the slowest of the grid); wi
 point after the first of its chain starts from the previous axis value's solution, a neighbouring problem (a
 fraction of a cold start's steps); a warm start can stop at a symmetric stationary point (classes merged), which
 the certificate rejects and the retries below solve again from cold starts. Points that do not certify
-with the first start are solved again (on the reduced path first by going on from the
-solution with its small spreads set to 0, then from the solution itself for ``CONTINUE`` times the steps, then)
+with the first start are solved again: first by going on from the solution (on the reduced path with its small
+spreads set to 0, then from the solution itself for ``CONTINUE`` times the steps; on the class-level path with a
+stricter stop test, its certificate trying the optimal multipliers only up to ``OPTIMAL_MAX_K`` classes), then
 from other starts, ``RETRIES`` tries in all, keeping the lowest
 loss; a point that still does not certify is reported with ``certified = False``.
 """
@@ -47,7 +48,7 @@ from ufm.defaults import CLASS_STEPS
 from ufm.specs import PhaseSpec
 
 __all__ = ["phase", "grid_problem", "grid_group_problem", "choose_path", "check_points", "boundary", "COLLAPSE",
-           "ZERO", "RETRIES", "ARRAYS", "MAX_GROUPS", "memory_bytes", "PhaseSpec", "OUTPUTS",
+           "ZERO", "RETRIES", "OPTIMAL_MAX_K", "ARRAYS", "MAX_GROUPS", "memory_bytes", "PhaseSpec", "OUTPUTS",
            "BLAS_THREADS"]
 
 # the files a run with ``out`` writes: phase.json and, with figures, each figure as PNG and PDF
@@ -60,6 +61,10 @@ RETRIES = 3
 ARRAYS = ("loss", "lower_bound", "certified", "min_min", "maj_maj", "maj_min", "delta_gm", "rank")
 MAX_GROUPS = 64  # the reduced path's G x G blocks stay small
 CONTINUE = 25  # the reduced path's first retry goes on from the solution for this many times the steps
+# the class-level path tries the optimal multipliers (solvers.classlevel.certify_classes) only up to this K: their
+# program's memory (about 460 MiB at K = 64, 1.5 GiB at K = 100) would be no part of memory_bytes; a point
+# the candidate multipliers do not certify goes on from its solution instead (_ClassPath.resume)
+OPTIMAL_MAX_K = 48
 SNAP = 0.5  # ... after trying the solution with the spreads below this (radius 1) set to 0
 # BLAS threads while a diagram runs: JAX's own thread pool runs the solver beside NumPy/SciPy's BLAS, and with
 # OpenBLAS's default (one thread per core) the two pools contend: on a 2-core machine the certificate's K = 100
@@ -169,10 +174,19 @@ class _ClassPath:
             x["C"] = sol.C / rho
         return x
 
+    def resume(self, problems, sols, steps, pad=None, tol=1e-6):
+        """Go on from ``sols`` with a stricter stop test (``ftol = 1e-15``) for ``steps``, one slot a point: a
+        point stopped short (a slow stretch read as convergence) gets closer to its minimum."""
+        from solvers.classlevel import CHUNK, solve_chains
+
+        out = solve_chains(problems, [[i] for i in range(len(problems))], steps=steps, ftol=1e-15, chunk=CHUNK,
+                           starts=[self.start_of(p, s) for p, s in zip(problems, sols)])
+        return [o if o.loss <= s.loss else s for o, s in zip(out, sols)]
+
     def certify(self, problems, sols, tol):
         from solvers.classlevel import certify_classes
 
-        return certify_classes(problems, sols, tol=tol)
+        return certify_classes(problems, sols, tol=tol, optimal_max_k=OPTIMAL_MAX_K)
 
     def geometry(self, problems, sols):
         out = []
