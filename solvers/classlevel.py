@@ -268,7 +268,8 @@ def solve_classes(problems: Sequence[ClassProblem], *, steps: int = CLASS_STEPS,
 
 
 def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: float = 1e-13,
-                 warm: bool = False, starts=None, dtype=np.float64, chunk: int | None = None) -> list[ClassSolution]:
+                 warm: bool = False, starts=None, dtype=np.float64, chunk: int | None = None,
+                 slots: int | None = None) -> list[ClassSolution]:
     """Solve class-level problems along chains, one vmapped slot per chain, a slot taking the next point of its
     chain as soon as its point has converged; with ``warm`` each point starts from the previous point's solution.
 
@@ -297,6 +298,8 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
       dtype: the loop's floating type (the solutions' values are float64 whatever it is).
       chunk: iterations between two reads of the stop rule (default ``WARM_CHUNK`` with ``warm`` or ``starts``,
         where a cold-started point needs two small changes in a row, else ``CHUNK``).
+      slots: the loop's slots, at least one per chain (more: idle, so that calls with different numbers of chains
+        share one compiled program).
     Returns:
       :class:`ClassSolution` s, in the order of ``problems``.
     """
@@ -312,6 +315,7 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
         raise ValueError("problems: solve_chains needs one structure and one radius")
     contrastive = objectives.of(p0).contrastive
     sphere = constraints.get(p0.constraint).equality
+    n_chains = len(chains)
     near = warm or starts is not None
     chunk = chunk or (WARM_CHUNK if near else CHUNK)
     fn_key = (contrastive, sphere, p0.nonneg, chunk)
@@ -323,6 +327,8 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
         proj, val, full = _helpers(contrastive, sphere, p0.nonneg)
         rho = p0.at_unit_radius()[1]
         hs = [weights(p.at_unit_radius()[0]) for p in problems]
+        if slots is not None and slots > len(chains):  # idle slots (copies of the first chain, never live)
+            chains = chains + [chains[0]] * (slots - len(chains))
         L = len(chains)
         pos = [0] * L  # the position of each slot in its chain
         H = {k: np.stack([np.asarray(hs[c[0]][k], dtype=np.float64) for c in chains]) for k in hs[0]}
@@ -333,7 +339,7 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
         x = {k: np.stack([s[k] for s in x0]).astype(dtype) for k in x0[0]}
         taken = np.zeros(L, dtype=int)
         last = np.full(L, np.nan)
-        live = np.ones(L, dtype=bool)
+        live = np.arange(L) < n_chains
         # small changes in a row a slot's point needs to stop: a cold start twice at the short chunk (a plateau
         # to cross), a neighbour's solution once
         def needs(i, follows):
@@ -341,9 +347,12 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
 
         need = np.array([needs(c[0], False) for c in chains])
         streak = np.zeros(L, dtype=int)
-        h = {k: jnp.asarray(v, dtype) for k, v in H.items()}
-        xj = proj({k: jnp.asarray(v) for k, v in x.items()}, h)
-        state = (xj, xj, val(xj, h), jnp.full(L, 1.0, dtype), jnp.ones(L, dtype))
+        # the loop's state lives in NumPy between segments (every change below is NumPy's: a JAX operation
+        # outside a jitted program would be compiled again for every new stack shape)
+        host = lambda tree: jax.tree_util.tree_map(np.asarray, tree)  # noqa: E731
+        h = {k: v.astype(dtype) for k, v in H.items()}
+        xp = host(proj(x, h))
+        state = (xp, xp, host(val(xp, h)), np.full(L, 1.0, dtype), np.ones(L, dtype))
         while live.any():
             if live.sum() <= len(live) // 2:  # compact: the live slots, padded to a power of two (few programs)
                 keep = np.flatnonzero(live)
@@ -353,13 +362,12 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
                 H = {k: v[idx] for k, v in H.items()}
                 taken, last, need, streak = taken[idx], last[idx], need[idx], streak[idx]
                 live = np.arange(size) < len(keep)
-                ji = jnp.asarray(idx)
-                state = jax.tree_util.tree_map(lambda a: a[ji], state)
-                h = {k: jnp.asarray(v, dtype) for k, v in H.items()}
+                state = jax.tree_util.tree_map(lambda a: a[idx], state)
+                h = {k: v.astype(dtype) for k, v in H.items()}
                 L = size
-            state = segment(state, h)
+            state = host(segment(state, h))
             taken[live] += chunk
-            fnow = np.asarray(state[2])
+            fnow = state[2]
             moved = _small_change(fnow, last, ftol)  # over the segment
             streak = np.where(moved, streak + 1, 0)
             moved = streak >= need
@@ -368,7 +376,7 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
             if not finished.any():
                 continue
             xs = {k: np.array(v) for k, v in state[0].items()}
-            fv = np.asarray(full(_f64(state[0]), {k: jnp.asarray(v) for k, v in H.items()}))
+            fv = np.asarray(full({k: v.astype(np.float64) for k, v in xs.items()}, H))
             t, eta = np.array(state[4]), np.array(state[3])
             fresh = np.zeros(L, dtype=bool)
             for s in np.flatnonzero(finished):
@@ -393,14 +401,13 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
             if not fresh.any():
                 continue
             # the refilled slots start at their chain's last solution; the others go on unchanged
-            h = {k: jnp.asarray(v, dtype) for k, v in H.items()}
+            h = {k: v.astype(dtype) for k, v in H.items()}
             xs = {k: v.astype(dtype) for k, v in xs.items()}
-            xp = proj({k: jnp.asarray(v) for k, v in xs.items()}, h)
-            m = jnp.asarray(fresh)
-            pick = lambda a, b: jnp.where(m.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
-            xn = {k: pick(xp[k], state[0][k]) for k in xp}
-            yn = {k: pick(xp[k], state[1][k]) for k in xp}
-            state = (xn, yn, pick(val(xp, h), state[2]), jnp.asarray(eta, dtype), jnp.asarray(t, dtype))
+            xp = host(proj(xs, h))
+            fp = host(val(xp, h))
+            pick = lambda a, b: np.where(fresh.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
+            state = ({k: pick(xp[k], state[0][k]) for k in xp}, {k: pick(xp[k], state[1][k]) for k in xp},
+                     pick(fp, state[2]), eta.astype(dtype), t.astype(dtype))
     return out
 
 
@@ -418,12 +425,6 @@ def _helpers(contrastive, sphere, nonneg):
                          jax.jit(jax.vmap(lambda a, b: _value(a, b, contrastive, sphere, False))),
                          jax.jit(jax.vmap(lambda a, b: _value(a, b, contrastive, sphere))))
     return _HELPERS[key]
-
-
-def _f64(x):
-    import jax.numpy as jnp
-
-    return {k: jnp.asarray(v, jnp.float64) for k, v in x.items()}
 
 
 def _value(x, h, contrastive, sphere, constant=True):
@@ -464,14 +465,15 @@ def _bound(unit: ClassProblem, sol: ClassSolution, rho: float, optimal: bool):
 
 
 def certify_classes(problems: Sequence[ClassProblem], solutions: Sequence[ClassSolution], *,
-                    tol: float = 1e-6, optimal_max_k: int = OPTIMAL_MAX_K) -> list[ClassCertificate]:
+                    tol: float = 1e-6, optimal_max_k: int | None = None) -> list[ClassCertificate]:
     """Proved lower bounds for class-level solutions (module doc), one per problem.
 
     Args:
       problems: class-level problems. solutions: their :class:`ClassSolution` s.
       tol: relative tolerance of ``certified``.
       optimal_max_k: try the optimal multipliers (module doc) only up to this many classes (their program's
-        time and memory grow about like ``K^4``: 3 s and 250 MiB at K = 32, 30 s and 1.5 GiB at K = 100).
+        time and memory grow about like ``K^4``: 3 s and 250 MiB at K = 32, 30 s and 1.5 GiB at K = 100; None:
+        ``OPTIMAL_MAX_K``).
     Returns:
       :class:`ClassCertificate` s, in order.
     """
@@ -480,7 +482,7 @@ def certify_classes(problems: Sequence[ClassProblem], solutions: Sequence[ClassS
         unit, rho = p.at_unit_radius()
         best, how = None, "candidate"
         for optimal in (False, True):
-            if optimal and p.K > optimal_max_k:
+            if optimal and p.K > (OPTIMAL_MAX_K if optimal_max_k is None else optimal_max_k):
                 break
             b = _bound(unit, s, rho, optimal)
             if b.lower_bound is not None and (best is None or b.lower_bound > best.lower_bound):

@@ -138,6 +138,10 @@ def _geometry(mu, majority):
     return {**groups, "delta_gm": geometry.delta_gm(geometry.normalize_rows(mu), np.arange(len(mu)))}
 
 
+def _pow2(n: int) -> int:
+    return 1 << int(n - 1).bit_length()
+
+
 class _ClassPath:
     """The class-level path: ``K`` class means per point."""
 
@@ -157,9 +161,11 @@ class _ClassPath:
     def solve(self, problems, seed, steps, pad=None, chains=None, warm=False, starts=None):
         from solvers.classlevel import solve_chains, solve_classes
 
-        if starts is not None:  # one point per slot, each from its own start (the boundary bisection)
+        if starts is not None:  # one point per slot, each from its own start (the boundary bisection), the
+            # slots padded to `pad` (the number of axis values, as many as the grid's chains): the rounds share
+            # the grid's programs
             return solve_chains(problems, [[i] for i in range(len(problems))], seed=seed, steps=steps,
-                                starts=starts)
+                                starts=starts, slots=pad)
         if chains is not None:
             return solve_chains(problems, chains, seed=seed, steps=steps, warm=warm)
         return solve_classes(problems, seed=seed, steps=steps)
@@ -180,7 +186,7 @@ class _ClassPath:
         from solvers.classlevel import CHUNK, solve_chains
 
         out = solve_chains(problems, [[i] for i in range(len(problems))], steps=steps, ftol=1e-15, chunk=CHUNK,
-                           starts=[self.start_of(p, s) for p, s in zip(problems, sols)])
+                           starts=[self.start_of(p, s) for p, s in zip(problems, sols)], slots=_pow2(len(problems)))
         return [o if o.loss <= s.loss else s for o, s in zip(out, sols)]
 
     def certify(self, problems, sols, tol):
