@@ -33,8 +33,9 @@ __all__ = ["ClassSolution", "ClassCertificate", "solve_classes", "solve_chains",
 
 CHUNK = 50  # iterations per jitted segment; the stop rule is read between segments
 # a warm-started point (a neighbour's solution, solve_chains) is read every WARM_CHUNK iterations: it has no
-# plateau to cross, and one small change over WARM_CHUNK steps ends it (a cold start in the same loop needs two in
-# a row, about CHUNK steps); on a K = 100 long-tail grid this took about 80 steps a point against 120 at CHUNK
+# plateau to cross, and one small change over WARM_CHUNK steps ends it (a cold start in the same loop needs a small
+# change over two segments, as over CHUNK steps); on a K = 100 long-tail grid this took about 80 steps a point
+# against 120 at CHUNK
 WARM_CHUNK = 25
 # the optimal multipliers (a K-variable SDP with a K x K PSD constraint) are tried only up to this K: the interior
 # point solver's KKT system grows like (K^2 / 2)^2 (K = 1,000: 2 TB, an abort), ~0.5 GiB at 128
@@ -297,7 +298,7 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
         problem, replacing the random start of a point that starts cold (the bisection: a neighbour's solution).
       dtype: the loop's floating type (the solutions' values are float64 whatever it is).
       chunk: iterations between two reads of the stop rule (default ``WARM_CHUNK`` with ``warm`` or ``starts``,
-        where a cold-started point needs two small changes in a row, else ``CHUNK``).
+        where a cold-started point's test spans two segments, else ``CHUNK``).
       slots: the loop's slots, at least one per chain (more: idle, so that calls with different numbers of chains
         share one compiled program).
     Returns:
@@ -340,13 +341,13 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
         taken = np.zeros(L, dtype=int)
         last = np.full(L, np.nan)
         live = np.arange(L) < n_chains
-        # small changes in a row a slot's point needs to stop: a cold start twice at the short chunk (a plateau
-        # to cross), a neighbour's solution once
+        # the segments a slot's point's stop test spans: a cold start two at the short chunk (the objective's
+        # change over about CHUNK steps: a plateau to cross), a neighbour's solution one
         def needs(i, follows):
             return 1 if follows or (starts is not None and starts[i] is not None) or not near else 2
 
         need = np.array([needs(c[0], False) for c in chains])
-        streak = np.zeros(L, dtype=int)
+        before = np.full(L, np.nan)  # the objective two segments ago
         # the loop's state lives in NumPy between segments (every change below is NumPy's: a JAX operation
         # outside a jitted program would be compiled again for every new stack shape)
         host = lambda tree: jax.tree_util.tree_map(np.asarray, tree)  # noqa: E731
@@ -360,7 +361,7 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
                 idx = np.concatenate([keep, np.full(size - len(keep), keep[0])])
                 chains, pos = [chains[i] for i in idx], [pos[i] for i in idx]
                 H = {k: v[idx] for k, v in H.items()}
-                taken, last, need, streak = taken[idx], last[idx], need[idx], streak[idx]
+                taken, last, need, before = taken[idx], last[idx], need[idx], before[idx]
                 live = np.arange(size) < len(keep)
                 state = jax.tree_util.tree_map(lambda a: a[idx], state)
                 h = {k: v.astype(dtype) for k, v in H.items()}
@@ -368,10 +369,8 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
             state = host(segment(state, h))
             taken[live] += chunk
             fnow = state[2]
-            moved = _small_change(fnow, last, ftol)  # over the segment
-            streak = np.where(moved, streak + 1, 0)
-            moved = streak >= need
-            last = fnow.copy()
+            moved = _small_change(fnow, np.where(need == 2, before, last), ftol)  # over the last `need` segments
+            before, last = last, fnow.copy()
             finished = live & (moved | (taken >= steps))
             if not finished.any():
                 continue
@@ -392,7 +391,7 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
                     H[k][s] = hs[nxt][k]
                 # a fresh start's step and momentum: a step carried over from the previous point can sit where
                 # every trial fails, and the point then stops where it starts
-                taken[s], last[s], t[s], eta[s], fresh[s], streak[s] = 0, np.nan, 1.0, 1.0, True, 0
+                taken[s], last[s], before[s], t[s], eta[s], fresh[s] = 0, np.nan, np.nan, 1.0, 1.0, True
                 need[s] = needs(nxt, warm)
                 if not warm:  # the point's own start, as solve_classes would give it
                     x0 = first(nxt)
