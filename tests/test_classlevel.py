@@ -311,3 +311,30 @@ def test_bcl_agrees_with_full_pgd_and_certificate(kw):
     assert sol.loss - full_cert.lower_bound <= 1e-5 * max(1.0, abs(sol.loss))
     Z, Ce = embedding(sol.mu, cp, C=sol.C)
     assert bcl_loss_loops(Z, P.label_array, P.tau, Ce) == pytest.approx(sol.loss, rel=1e-10)
+
+
+@pytest.mark.parametrize("sphere", [True, False])
+@pytest.mark.parametrize("kw", [dict(counts=(20.0, 9.0, 5.0, 1.0), tau=0.3),
+                                dict(counts=(20.0, 9.0, 5.0), tau=0.5, loss="bcl-avg"),
+                                dict(counts=(6.0, 4.0, 2.0, 3.0), tau=0.2,
+                                     orbits=(((2.0, 2.0, 0.0, 1.0), 3.0), ((1.0, 0.0, 2.0, 1.0), 2.0),
+                                             ((3.0, 1.0, 1.0, 0.0), 1.0)))])
+def test_hand_written_gradient_equals_automatic_differentiation(kw, sphere):
+    """The solver's gradient of the contrastive class-level objective (one softmax for value and gradient) against
+    JAX's automatic differentiation of ``ufm.classlevel.value``: singletons, class weights, batch orbits whose
+    compositions leave classes out (``-inf`` log-multiplicities)."""
+    import jax
+    import jax.numpy as jnp
+
+    from solvers.classlevel import contrastive_value_and_grad
+    from ufm.classlevel import value, weights
+
+    p = ClassProblem(**kw)
+    with jax.enable_x64(True):
+        h = {k: jnp.asarray(v) for k, v in weights(p.at_unit_radius()[0]).items()}
+        mu = jnp.asarray(np.random.default_rng(p.K).standard_normal((p.K, p.K + 1)) * 0.4)
+        f0, g0 = jax.value_and_grad(lambda z: value(z, h, contrastive=True, sphere=sphere, constant=False))({"mu": mu})
+        f1, g1 = contrastive_value_and_grad({"mu": mu}, h, sphere)
+        assert abs(float(f1 - f0)) <= 1e-14 * abs(float(f0))
+        np.testing.assert_allclose(np.asarray(g1["mu"]), np.asarray(g0["mu"]), rtol=0,
+                                   atol=1e-13 * float(jnp.max(jnp.abs(g0["mu"]))))
