@@ -150,10 +150,16 @@ def test_certify_bad_input_exits_2(capsys, argv, word):
 
 @pytest.mark.slow
 def test_solution_averaged_over_the_classes_certifies_where_the_relaxation_point_is_loose():
-    """CE at imbalance 100 (counts 300,300,3,3): the relaxation's own point proves a bound ~2e-6 below the
-    converged solution (not certified at 1e-6); the solution averaged over the class symmetry, with the best
-    class-level multipliers, proves it optimal."""
+    """CE at imbalance 100 (counts 300,300,3,3): the relaxation's own point can prove a bound ~2e-6 below the
+    converged solution (not certified at 1e-6; how loose depends on the interior-point solver's arithmetic, on
+    some machines it certifies); the solution averaged over the class symmetry, with the best class-level
+    multipliers, proves it optimal by itself, and ``certify`` keeps the best proof."""
+    from solvers.certificate import _class_solution_proof
+
     p = Problem(counts=(300, 300, 3, 3), loss="ce", dim=6, constraint="ball")
     sol = pgd.solve(p, dtype="float64")
     c = certify(p, sol)
-    assert c.certified and c.details["bound_from"] == "solution (class-level)" and 0 <= c.gap <= 1e-6
+    assert c.certified and 0 <= c.gap <= 1e-6
+    assert c.details["bound_from"] in ("relaxation", "solution (class-level)")
+    own = _class_solution_proof(p, sol, sol.loss)
+    assert own.lower_bound is not None and 0 <= sol.loss - own.lower_bound <= 1e-6 * max(1.0, abs(sol.loss))
