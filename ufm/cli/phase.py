@@ -147,7 +147,7 @@ def _spec(args):
 
 
 REDUCED_WORKSPACE = 64 << 20  # what the reduced path's first solve compiles and holds, whatever G (measured ~55 MiB)
-CLASS_WORKSPACE = 144 << 20  # the same for the class-level path (measured 92-98 MiB with one BLAS thread, 140-150 before; docs/reliability.md)
+CLASS_WORKSPACE = 96 << 20  # the same for the class-level path (measured 55-63 MiB with the compiled programs cached, 92-98 MiB earlier; docs/reliability.md)
 
 
 def memory_estimate(points: int, K: int, dim: int) -> int:
