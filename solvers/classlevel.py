@@ -29,7 +29,8 @@ from ufm import constraints, objectives
 from ufm.classlevel import ClassProblem, block_gram, weights
 from ufm.defaults import CLASS_STEPS
 
-__all__ = ["ClassSolution", "ClassCertificate", "solve_classes", "solve_chains", "certify_classes", "CHUNK"]
+__all__ = ["ClassSolution", "ClassCertificate", "solve_classes", "solve_chains", "certify_classes", "simplex_start",
+           "CHUNK"]
 
 CHUNK = 50  # iterations per jitted segment; the stop rule is read between segments
 # a warm-started point (a neighbour's solution, solve_chains) is read every WARM_CHUNK iterations: it has no
@@ -250,6 +251,38 @@ def _stack(problems):
     return {k: np.stack([np.asarray(h[k], dtype=np.float64) for h in hs]) for k in hs[0]}
 
 
+def simplex_start(p: ClassProblem) -> dict | None:
+    """The vertices of a regular simplex centred at 0 as unit class means ``{"mu": (K, dim)}``, or None where
+    that start does not apply: a loss without the contrastive form, the ReLU (``nonneg``: the simplex has negative
+    entries), or ``dim < K - 1`` (no room).
+
+    Why: the simplex is the balanced minimum (Graf et al., 2021), and an imbalanced minimum without collapse is a
+    deformation of it. A random start in ``dim ~ K`` is close to orthogonal, but its ``O(1 / sqrt(dim))``
+    between-class noise is removed only slowly where classes are small (their rows' gradients carry their small
+    weights). The coordinates are Helmert's: column ``j`` has ``1 / sqrt(j (j + 1))`` on its first ``j`` rows and
+    ``-j / sqrt(j (j + 1))`` on row ``j``, orthonormal columns orthogonal to the ones vector, zero-padded to
+    ``dim``.
+
+    Args:
+      p: a class-level problem.
+    Returns:
+      ``{"mu": (K, dim)}`` at radius 1 (with ``"C"``, the prototypes at their class's mean, for a loss that has
+      them), or None.
+    """
+    K, r = p.K, p.dim
+    if not objectives.of(p).contrastive or p.nonneg or r < K - 1 or K < 2:
+        return None
+    j = np.arange(1, K, dtype=np.float64)
+    rows = np.arange(K)[:, None]
+    H = np.where(rows < j[None, :], 1.0, np.where(rows == j[None, :], -j[None, :], 0.0)) / np.sqrt(j * (j + 1))
+    mu = np.zeros((K, r))
+    mu[:, :K - 1] = H / np.linalg.norm(H, axis=1, keepdims=True)
+    x = {"mu": mu}
+    if objectives.of(p).prototypes:  # as in _start
+        x["C"] = mu.copy()
+    return x
+
+
 def _start(p: ClassProblem, rng):
     K, r = p.K, p.dim
     mu = rng.standard_normal((K, r))
@@ -323,7 +356,7 @@ def solve_classes(problems: Sequence[ClassProblem], *, steps: int = CLASS_STEPS,
 
 def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: float = 1e-13,
                  warm: bool = False, starts=None, dtype=np.float64, chunk: int | None = None,
-                 slots: int | None = None) -> list[ClassSolution]:
+                 slots: int | None = None, start: str = "random") -> list[ClassSolution]:
     """Solve class-level problems along chains, one vmapped slot per chain, a slot taking the next point of its
     chain as soon as its point has converged; with ``warm`` each point starts from the previous point's solution.
 
@@ -354,12 +387,16 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
         where a cold-started point's test spans two segments, else ``CHUNK``).
       slots: the loop's slots, at least one per chain (more: idle, so that calls with different numbers of chains
         share one compiled program).
+      start: how a point without a start of its own starts cold: ``"random"`` (``seed``, as :func:`solve_classes`)
+        or ``"simplex"`` (:func:`simplex_start` where it applies, else random).
     Returns:
       :class:`ClassSolution` s, in the order of ``problems``.
     """
     import jax
     import jax.numpy as jnp
 
+    if start not in ("random", "simplex"):
+        raise ValueError(f"start: 'random' or 'simplex', not {start!r}")
     problems = list(problems)
     chains = [list(c) for c in chains if len(c)]
     if sorted(i for c in chains for i in c) != list(range(len(problems))):
@@ -387,7 +424,11 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
         pos = [0] * L  # the position of each slot in its chain
         H = {k: np.stack([np.asarray(hs[c[0]][k], dtype=np.float64) for c in chains]) for k in hs[0]}
         def first(i):
-            return _start(problems[i], np.random.default_rng(seed)) if starts is None or starts[i] is None else starts[i]
+            if starts is not None and starts[i] is not None:
+                return starts[i]
+            if start == "simplex" and (x := simplex_start(problems[i])) is not None:
+                return x
+            return _start(problems[i], np.random.default_rng(seed))
 
         x0 = [first(c[0]) for c in chains]
         x = {k: np.stack([s[k] for s in x0]).astype(dtype) for k in x0[0]}

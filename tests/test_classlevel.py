@@ -338,3 +338,38 @@ def test_hand_written_gradient_equals_automatic_differentiation(kw, sphere):
         assert abs(float(f1 - f0)) <= 1e-14 * abs(float(f0))
         np.testing.assert_allclose(np.asarray(g1["mu"]), np.asarray(g0["mu"]), rtol=0,
                                    atol=1e-13 * float(jnp.max(jnp.abs(g0["mu"]))))
+
+
+@pytest.mark.parametrize("K, dim", [(4, 3), (6, 6), (5, 9)])
+def test_simplex_start_is_the_regular_simplex(K, dim):
+    """Unit rows with the simplex's Gram (1 on the diagonal, -1/(K-1) off it), in ``dim`` coordinates."""
+    from solvers.classlevel import simplex_start
+
+    p = ClassProblem(counts=list(range(3, 3 + K)), loss="sc", dim=dim, tau=0.2)
+    mu = simplex_start(p)["mu"]
+    assert mu.shape == (K, dim)
+    np.testing.assert_allclose(mu @ mu.T, (K * np.eye(K) - 1) / (K - 1), rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("kw", [dict(loss="sc", dim=2), dict(loss="sc", dim=4, nonneg=True),
+                                dict(loss="ce", dim=4, weight_decay=1e-2)])
+def test_simplex_start_refuses_where_it_does_not_apply(kw):
+    from solvers.classlevel import simplex_start
+
+    extra = {} if kw["loss"] == "ce" else {"tau": 0.2}
+    assert simplex_start(ClassProblem(counts=[3, 4, 5, 6], **kw, **extra)) is None
+
+
+def test_simplex_and_random_starts_reach_one_certified_minimum():
+    """The simplex start (where it applies) and a random start reach the same certified minimum; a loss the
+    simplex does not apply to falls back to the random start."""
+    from solvers.classlevel import certify_classes, solve_chains
+
+    probs = [ClassProblem(counts=[3, 5, 9, 20, 40], loss="sc", dim=5, tau=t) for t in (0.1, 0.5)]
+    out = {s: solve_chains(probs, [[0], [1]], start=s) for s in ("random", "simplex")}
+    np.testing.assert_allclose([s.loss for s in out["simplex"]], [s.loss for s in out["random"]], rtol=0, atol=1e-9)
+    assert all(c.certified for c in certify_classes(probs, out["simplex"]))
+    nn = [ClassProblem(counts=[3, 5, 9], loss="sc", dim=3, tau=0.3, nonneg=True)]
+    np.testing.assert_array_equal(solve_chains(nn, [[0]], start="simplex")[0].mu, solve_chains(nn, [[0]])[0].mu)
+    with pytest.raises(ValueError, match="start"):
+        solve_chains(probs, [[0], [1]], start="etf")

@@ -65,6 +65,10 @@ CONTINUE = 25  # the reduced path's first retry goes on from the solution for th
 # program's memory (about 460 MiB at K = 64, 1.5 GiB at K = 100) would be no part of memory_bytes; a point
 # the candidate multipliers do not certify goes on from its solution instead (_ClassPath.resume)
 OPTIMAL_MAX_K = 48
+# the class-level path's chains start cold from the regular simplex where it applies (solvers.classlevel.
+# simplex_start; the seed draws the retries' starts): on the long-tail point K = 1,000, R = 30, tau = 0.1 the
+# candidate multipliers certified it after 250 steps from the simplex against 450 from a random start
+START = "simplex"
 SNAP = 0.5  # ... after trying the solution with the spreads below this (radius 1) set to 0
 # BLAS threads while a diagram runs: JAX's own thread pool runs the solver beside NumPy/SciPy's BLAS, and with
 # OpenBLAS's default (one thread per core) the two pools contend: on a 2-core machine the certificate's K = 100
@@ -167,7 +171,7 @@ class _ClassPath:
             return solve_chains(problems, [[i] for i in range(len(problems))], seed=seed, steps=steps,
                                 starts=starts, slots=pad)
         if chains is not None:
-            return solve_chains(problems, chains, seed=seed, steps=steps, warm=warm)
+            return solve_chains(problems, chains, seed=seed, steps=steps, warm=warm, start=START)
         return solve_classes(problems, seed=seed, steps=steps)
 
     def start_of(self, problem, sol):
