@@ -137,24 +137,17 @@ def contrastive_value_and_grad(x, h, sphere):
     import jax
     import jax.numpy as jnp
 
-    from ufm.classlevel import value, within
+    from ufm.classlevel import excess_logits, value, within
 
     if set(x) != {"mu"}:
         return jax.value_and_grad(lambda z: value(z, h, contrastive=True, sphere=sphere, constant=False))(x)
     mu = x["mu"]
     K = mu.shape[0]
     M = mu @ mu.T
-    mu2 = jnp.diagonal(M)
-    a = within(mu2, h["n"], h["rho2"], sphere)
-    eye = jnp.eye(K, dtype=bool)
-    G = jnp.where(eye, jnp.diag(a), M)
-    X = G[None] / h["tau"] + h["logb"]  # (O, K, K)
-    own = jnp.diagonal(X, axis1=1, axis2=2)
-    ok = ~eye[None] & jnp.isfinite(h["logb"])
-    rest = jnp.where(ok, X - own[..., None], -jnp.inf)
+    rest = excess_logits(M, within(jnp.diagonal(M), h["n"], h["rho2"], sphere), h)  # -inf off the negatives
     top = jnp.max(rest, axis=-1, keepdims=True)
     top = jnp.where(jnp.isfinite(top), top, 0.0)
-    e = jnp.where(ok, jnp.exp(rest - top), 0.0)
+    e = jnp.exp(rest - top)
     tot = jnp.sum(e, axis=-1)
     L = jnp.log(jnp.where(tot > 0, tot, 1.0)) + top[..., 0]
     use = (h["w"] > 0) & (tot > 0)  # an anchor with no negative contributes 0 (softplus(-inf))
@@ -165,7 +158,7 @@ def contrastive_value_and_grad(x, h, sphere):
     Sd = -jnp.sum(g, axis=0) / h["tau"]  # diagonal (a_c)
     n = h["n"]
     dadm2 = jnp.where(n >= 2, n / (n - 1 + (n < 2)), 1.0) if sphere else jnp.ones_like(n)
-    S_off = jnp.where(eye, 0.0, S)
+    S_off = jnp.where(jnp.eye(K, dtype=bool), 0.0, S)
     grad = (S_off + S_off.T) @ mu + (2 * Sd * dadm2)[:, None] * mu
     return f, {"mu": grad}
 
@@ -215,17 +208,17 @@ def pga_segment(f, proj, grow=CLASS_GROW, chunk=CHUNK, fg=None):
     return jax.jit(jax.vmap(segment))
 
 
-def run_segments(segment, state, h, steps, ftol):
-    """Run ``segment`` until every problem's objective moved less than ``ftol (1 + |f|)`` over a segment
-    (``solvers.pgd.step.small_change``), or
-    ``steps`` iterations. Returns ``(state, taken (L,), converged (L,))``."""
+def run_segments(segment, state, h, steps, ftol, chunk=CHUNK):
+    """Run ``segment`` (:func:`pga_segment`, ``chunk`` iterations a call) until every problem's objective moved
+    less than ``ftol (1 + |f|)`` over a segment (``solvers.pgd.step.small_change``), or ``steps`` iterations.
+    Returns ``(state, taken (L,), converged (L,))``."""
     last = np.asarray(state[2])
     L = len(last)
     done, taken = 0, np.zeros(L, dtype=int)
     converged = np.zeros(L, dtype=bool)
     while done < steps:
         state = segment(state, h)
-        done += CHUNK
+        done += chunk
         fnow = np.asarray(state[2])
         moved = _small_change(fnow, last, ftol)
         taken[moved & ~converged] = done
@@ -238,6 +231,11 @@ def run_segments(segment, state, h, steps, ftol):
 
 
 _SEGMENTS: dict = {}
+
+
+def padded(n: int) -> int:
+    """The number of slots for ``n`` live points: the next power of two (a few stack shapes, so few programs)."""
+    return 1 << int(n - 1).bit_length()
 
 
 def _small_change(fn, f, tol):
@@ -393,7 +391,6 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
       :class:`ClassSolution` s, in the order of ``problems``.
     """
     import jax
-    import jax.numpy as jnp
 
     if start not in ("random", "simplex"):
         raise ValueError(f"start: 'random' or 'simplex', not {start!r}")
@@ -451,7 +448,7 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
         while live.any():
             if live.sum() <= len(live) // 2:  # compact: the live slots, padded to a power of two (few programs)
                 keep = np.flatnonzero(live)
-                size = 1 << int(len(keep) - 1).bit_length()
+                size = padded(len(keep))
                 idx = np.concatenate([keep, np.full(size - len(keep), keep[0])])
                 chains, pos = [chains[i] for i in idx], [pos[i] for i in idx]
                 H = {k: v[idx] for k, v in H.items()}

@@ -163,6 +163,26 @@ def within(mu2, n, rho2, sphere):
     return spread * (n >= 2) + mu2 * (n < 2)
 
 
+def excess_logits(M, a, h):
+    """The contrastive class-level logits less the positives' (JAX; the forward part that :func:`value` and the
+    hand-written gradient, ``solvers.classlevel.contrastive_value_and_grad``, share).
+
+    Args:
+      M: ``mu muᵀ (K, K)``. a: the within-class inner products ``a_c (K,)`` (:func:`within`). h: :func:`weights`.
+    Returns:
+      ``(O, K, K)``: for each batch orbit ``o``, anchor class ``c`` and other class ``c'``, ``X_occ' - X_occ`` with
+      ``X_o = G / tau + logb_o`` and ``G`` the class-constant Gram (``M`` with ``a`` on its diagonal); ``-inf``
+      where ``c' = c`` or the orbit has no such negative.
+    """
+    import jax.numpy as jnp
+
+    K = M.shape[0]
+    G = M - jnp.diag(jnp.diagonal(M)) + jnp.diag(a)
+    X = G[None] / h["tau"] + h["logb"]  # (O, K, K)
+    own = jnp.diagonal(X, axis1=1, axis2=2)  # (O, K): the positives' logit, log(k_c - 1) included
+    return jnp.where(~jnp.eye(K, dtype=bool)[None] & jnp.isfinite(h["logb"]), X - own[..., None], -jnp.inf)
+
+
 def value(x, h, *, contrastive: bool, sphere: bool, constant: bool = True):
     """The class-level objective in JAX (jit/vmap-safe). ``x``: ``{"mu": (K, r)}`` and, for CE, ``"W": (K, r)``;
     ``h``: :func:`weights` as arrays. ``constant=False`` drops the contrastive loss's constant part
@@ -185,11 +205,7 @@ def value(x, h, *, contrastive: bool, sphere: bool, constant: bool = True):
         logits = jnp.concatenate([G / h["tau"] + h["lws"], X / h["tau"] + h["lwp"]], axis=1) - pos[:, None]
         return h["w"] @ jax.nn.logsumexp(logits, axis=1)
     if contrastive:
-        G = M - jnp.diag(mu2) + jnp.diag(a)
-        X = G[None] / h["tau"] + h["logb"]  # (O, K, K)
-        own = jnp.diagonal(X, axis1=1, axis2=2)  # (O, K): the positives' logit, log(k_c - 1) included
-        rest = jnp.where(off[None] & jnp.isfinite(h["logb"]), X - own[..., None], -jnp.inf)
-        excess = jax.nn.softplus(jax.nn.logsumexp(rest, axis=-1))
+        excess = jax.nn.softplus(jax.nn.logsumexp(excess_logits(M, a, h), axis=-1))
         base = jnp.diagonal(h["logb"], axis1=1, axis2=2)
         anchor = excess + jnp.where(jnp.isfinite(base), base, 0.0) if constant else excess
         return jnp.sum(jnp.where(h["w"] > 0, h["w"] * anchor, 0.0))

@@ -142,10 +142,6 @@ def _geometry(mu, majority):
     return {**groups, "delta_gm": geometry.delta_gm(geometry.normalize_rows(mu), np.arange(len(mu)))}
 
 
-def _pow2(n: int) -> int:
-    return 1 << int(n - 1).bit_length()
-
-
 class _ClassPath:
     """The class-level path: ``K`` class means per point."""
 
@@ -187,10 +183,10 @@ class _ClassPath:
     def resume(self, problems, sols, steps, pad=None, tol=1e-6):
         """Go on from ``sols`` with a stricter stop test (``ftol = 1e-15``) for ``steps``, one slot a point: a
         point stopped short (a slow stretch read as convergence) gets closer to its minimum."""
-        from solvers.classlevel import CHUNK, solve_chains
+        from solvers.classlevel import CHUNK, padded, solve_chains
 
         out = solve_chains(problems, [[i] for i in range(len(problems))], steps=steps, ftol=1e-15, chunk=CHUNK,
-                           starts=[self.start_of(p, s) for p, s in zip(problems, sols)], slots=_pow2(len(problems)))
+                           starts=[self.start_of(p, s) for p, s in zip(problems, sols)], slots=padded(len(problems)))
         return [o if o.loss <= s.loss else s for o, s in zip(out, sols)]
 
     def certify(self, problems, sols, tol):
