@@ -179,3 +179,12 @@ def test_the_entry_point_prints_one_line_and_exits_2():
         r = python("-m", "ufm", *argv)
         assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and "did you mean" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("argv, flag", [(["--taus", "0.5,-1"], "--taus"), (["--ratios", "0.5"], "--ratios"),
+                                        (["--loss", "mse"], "--loss"), (["--steps", "0"], "--steps"),
+                                        (["--batchings", "fixed:0"], "--batchings")])
+def test_sweep_errors_name_the_flag(capsys, tmp_path, argv, flag):
+    code, out, err = run_cli(capsys, "sweep", "--out", str(tmp_path / "s"), *argv)
+    assert code == 2 and out == "" and f"ufm sweep: error: {flag}: " in err, err
+    assert not (tmp_path / "s").exists()

@@ -11,8 +11,8 @@ import os
 
 from ufm.defaults import DEFAULT_STEPS
 
-from .common import (UsageError, add_dtype_args, add_size_args, check_memory, dtype_of, dumps, float_list,
-                     hold_folder, memory_estimate, seed_int)
+from .common import (UsageError, add_dtype_args, add_size_args, check_memory, dtype_of, dumps, flag_error,
+                     float_list, hold_folder, memory_estimate, seed_int)
 
 HELP = "phase plots: solve and certify a grid over imbalance R, tau, loss, ReLU and batching"
 
@@ -101,6 +101,14 @@ def add_parser(sub):
     return p
 
 
+# the record's fields (and a point's, ufm.Problem) as the flags that set them: errors name the flag
+FLAGS = {"losses": "--loss", "loss": "--loss", "imbalance": "--imbalance", "classes": "--classes", "n_min": "--n-min",
+         "ratios": "--ratios", "taus": "--taus", "tau": "--taus", "dim": "--dim", "nonneg": "--nonneg",
+         "batchings": "--batchings", "batching": "--batchings", "minority_fraction": "--minority-fraction",
+         "radius": "--radius", "weight_decay": "--weight-decay", "seed": "--seed", "steps": "--steps",
+         "epochs": "--epochs"}
+
+
 def run(args) -> int:
     from solvers.workflows import executors, sweep
 
@@ -123,7 +131,7 @@ def run(args) -> int:
             radius=args.radius, weight_decay=args.weight_decay, seed=args.seed, steps=args.steps, epochs=args.epochs,
             dtype=dtype_of(args))
     except (ValueError, TypeError) as e:
-        raise UsageError(str(e)) from None
+        raise flag_error(e, FLAGS) from None
     points = spec.points()
     check_memory(args, sweep_memory(points, certify=not args.no_certify), _largest(points),
                  "--classes / --n-min / --ratios / --dim")
