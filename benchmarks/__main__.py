@@ -103,8 +103,9 @@ def targets(res) -> list[dict]:
         r = cc["ratios"]
         row("tiny ufm solve (cache warm) vs import jax + one operation", "<= 1.5x",
             f"{r['solve_over_bare_wall']:.2f}x", r["solve_over_bare_wall"] <= 1.5)
-        row("ufm phase fixed cost, cache warm vs off", "<= 0.5x CPU", f"{r['phase_warm_over_off_cpu']:.2f}x",
-            r["phase_warm_over_off_cpu"] <= 0.5)
+        above = r["phase_above_bare_warm_over_off_cpu"]  # what a cache can save (benchmarks.compile_cache)
+        row("ufm phase fixed cost above the bare JAX start, cache warm vs off", "<= 0.5x CPU",
+            f"{above:.2f}x ({r['phase_warm_over_off_cpu']:.2f}x of the whole process)", above <= 0.5)
     return out
 
 
