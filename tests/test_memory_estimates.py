@@ -70,7 +70,7 @@ def test_the_sweep_estimate_counts_the_dense_dual_block_up_to_its_limit():
 
 @needs_proc
 @pytest.mark.slow
-@pytest.mark.parametrize("n_min", [250, 500, 1000])
+@pytest.mark.parametrize("n_min", [250, 1000])  # both ends of docs/reliability.md's table
 def test_the_sweep_estimate_matches_the_measured_peak_within_2x(tmp_path, n_min):
     def argv(n, out):
         return ["sweep", "--classes", "4", "--n-min", str(n), "--ratios", "1", "--taus", "1", "--steps", "5",
@@ -82,7 +82,7 @@ def test_the_sweep_estimate_matches_the_measured_peak_within_2x(tmp_path, n_min)
 @needs_proc
 @pytest.mark.slow
 @pytest.mark.parametrize("imbalance", ["step", "long-tail"])  # the reduced path, the class-level path
-@pytest.mark.parametrize("classes", [20, 40, 80])
+@pytest.mark.parametrize("classes", [20, 80])
 def test_the_phase_estimate_matches_the_measured_peak_within_2x(tmp_path, imbalance, classes):
     def argv(K, taus, out):  # the baseline after the imports: the first solve's compilation is the most of it
         return ["phase", "--classes", str(K), "--imbalance", imbalance, "--ratios", "1,10", "--taus", taus,
@@ -93,7 +93,7 @@ def test_the_phase_estimate_matches_the_measured_peak_within_2x(tmp_path, imbala
 
 @needs_proc
 @pytest.mark.slow
-@pytest.mark.parametrize("width", [64, 256, 1024])
+@pytest.mark.parametrize("width", [64, 1024])
 def test_the_train_estimate_matches_the_measured_peak_within_2x(tmp_path, width):
     argv = ["train", "--dataset", "digits", "--arch", "mlp", "--width", str(width), "--epochs", "1", "--no-probe",
             "--out", str(tmp_path / "run")]
