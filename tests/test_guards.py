@@ -118,3 +118,23 @@ def test_solve_out_cleans_stale_and_leaves_no_temporaries(capsys, tmp_path):
     code, _, err = run_cli(capsys, "solve", "--counts", "3,3", "--steps", "20", "--out", str(out))
     assert code == 0, err
     assert sorted(os.listdir(out)) == [".lock", "result.json", "solution.npz"]  # .lock: the folder's lock (ufm.runs)
+
+
+@pytest.mark.parametrize("where", ["write", "fsync", "close"])
+def test_a_ctrl_c_inside_the_folder_probe_leaves_no_probe(tmp_path, monkeypatch, where):
+    """A KeyboardInterrupt while the write probe exists (``ufm.runs.prepare``) still removes it: the run folder
+    holds no temporary after an interrupted start."""
+    from ufm import runs
+
+    real = getattr(os, where)
+
+    def interrupted(*args):
+        real(*args)  # the probe exists (and, for close, its descriptor is closed)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs.os, where, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runs.prepare(tmp_path / "out")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path / "out") == []
+    assert runs.prepare(tmp_path / "out") == str(tmp_path / "out")  # and the folder still takes a run

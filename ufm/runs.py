@@ -106,6 +106,7 @@ def prepare(folder, outputs=(), flag="--out") -> str:
         raise FolderError(f"{where}: exists and is not a folder")
     _check_fsize()
     probe = os.path.join(folder, f".probe.tmp{os.getpid()}")
+    failed = stuck = None
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -115,13 +116,18 @@ def prepare(folder, outputs=(), flag="--out") -> str:
         finally:
             os.close(fd)
     except OSError as e:
-        with contextlib.suppress(OSError):
+        failed = e
+    finally:  # on every way out, a Ctrl-C between creating and removing the probe included: no probe is left
+        try:
             os.remove(probe)
-        raise FolderError(f"{where}: cannot write in the folder ({_why(e)})") from None
-    try:
-        os.remove(probe)
-    except OSError as e:
-        raise FolderError(f"{where}: cannot remove a file in the folder ({_why(e)})") from None
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            stuck = e
+    if failed is not None:
+        raise FolderError(f"{where}: cannot write in the folder ({_why(failed)})") from None
+    if stuck is not None:
+        raise FolderError(f"{where}: cannot remove a file in the folder ({_why(stuck)})") from None
     for name in outputs:
         path = os.path.join(folder, name)
         try:
