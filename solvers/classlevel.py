@@ -420,11 +420,13 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
         L = len(chains)
         pos = [0] * L  # the position of each slot in its chain
         H = {k: np.stack([np.asarray(hs[c[0]][k], dtype=np.float64) for c in chains]) for k in hs[0]}
+        simplex = simplex_start(p0) if start == "simplex" else None  # one structure: one simplex for every point
+
         def first(i):
             if starts is not None and starts[i] is not None:
                 return starts[i]
-            if start == "simplex" and (x := simplex_start(problems[i])) is not None:
-                return x
+            if simplex is not None:  # read only (stacked or copied into the slots)
+                return simplex
             return _start(problems[i], np.random.default_rng(seed))
 
         x0 = [first(c[0]) for c in chains]
