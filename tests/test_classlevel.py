@@ -369,6 +369,15 @@ def test_simplex_and_random_starts_reach_one_certified_minimum():
     out = {s: solve_chains(probs, [[0], [1]], start=s) for s in ("random", "simplex")}
     np.testing.assert_allclose([s.loss for s in out["simplex"]], [s.loss for s in out["random"]], rtol=0, atol=1e-9)
     assert all(c.certified for c in certify_classes(probs, out["simplex"]))
+    # balanced, the simplex is the minimum: started there, one segment leaves it in place (a random start is not
+    # there yet), so the start was the simplex
+    from solvers.classlevel import CHUNK
+
+    K = 20
+    bal = [ClassProblem(counts=[6] * K, loss="sc", dim=K, tau=0.2)]
+    off = {s: solve_chains(bal, [[0]], start=s, steps=CHUNK)[0].mu for s in ("simplex", "random")}
+    off = {s: np.abs(mu @ mu.T - (K * np.eye(K) - 1) / (K - 1)).max() for s, mu in off.items()}
+    assert off["simplex"] <= 1e-13 < 1e-11 < off["random"], off
     nn = [ClassProblem(counts=[3, 5, 9], loss="sc", dim=3, tau=0.3, nonneg=True)]
     np.testing.assert_array_equal(solve_chains(nn, [[0]], start="simplex")[0].mu, solve_chains(nn, [[0]])[0].mu)
     with pytest.raises(ValueError, match="start"):

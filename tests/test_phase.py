@@ -323,3 +323,14 @@ def test_optimal_multipliers_are_not_tried_beyond_their_size_limit(monkeypatch):
     capped = certify_classes([p], [sol])[0]
     assert not capped.certified and capped.multipliers == "candidate"
     assert capped.lower_bound <= optimal.lower_bound <= sol.loss
+
+
+def test_class_level_chains_start_from_the_simplex(monkeypatch):
+    """``phase`` starts the class-level chains from the regular simplex (solvers.workflows.phase.START)."""
+    from solvers import classlevel
+
+    seen = []
+    real = classlevel.simplex_start
+    monkeypatch.setattr(classlevel, "simplex_start", lambda p: seen.append(p.K) or real(p))
+    d = phase({**SPEC, "classes": 5, "dim": 5, "imbalance": "long-tail"}, [2.0, 10.0], [0.5, 1.0])
+    assert seen and set(seen) == {5} and d["certified_points"] == 4 and d["method"] == "class-level"
