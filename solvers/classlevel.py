@@ -281,6 +281,16 @@ def simplex_start(p: ClassProblem) -> dict | None:
     return x
 
 
+def _solution(xs, j, rho, loss, taken, converged) -> ClassSolution:
+    """Row ``j`` of a loop's variables (radius 1) as a :class:`ClassSolution` at radius ``rho``: the means and the
+    prototypes scale with ``rho``, the classifier inversely (its logits stay)."""
+    def at(key, scale):
+        return xs[key][j].astype(np.float64) * scale if key in xs else None
+
+    return ClassSolution(at("mu", rho), at("W", 1 / rho), float(loss), int(taken),
+                         "converged" if converged else "max_steps", at("C", rho))
+
+
 def _start(p: ClassProblem, rng):
     K, r = p.K, p.dim
     mu = rng.standard_normal((K, r))
@@ -343,12 +353,7 @@ def solve_classes(problems: Sequence[ClassProblem], *, steps: int = CLASS_STEPS,
             full = np.asarray(jax.vmap(lambda a, b: _value(a, b, contrastive, sphere))(state[0], h))
             xs = {k: np.asarray(v) for k, v in state[0].items()}
             for j, i in enumerate(idx):
-                rho = units[j][1]
-                mu = xs["mu"][j] * rho
-                W = xs["W"][j] / rho if "W" in xs else None
-                C = xs["C"][j] * rho if "C" in xs else None
-                out[i] = ClassSolution(mu, W, float(full[j]), int(taken[j]),
-                                       "converged" if converged[j] else "max_steps", C)
+                out[i] = _solution(xs, j, units[j][1], full[j], taken[j], converged[j])
     return out
 
 
@@ -473,8 +478,7 @@ def solve_chains(problems, chains, *, steps: int = CLASS_STEPS, seed=0, ftol: fl
             fresh = np.zeros(L, dtype=bool)
             for s in np.flatnonzero(finished):
                 i = chains[s][pos[s]]
-                out[i] = ClassSolution(xs["mu"][s].astype(np.float64) * rho, xs["W"][s] / rho if "W" in xs else None, float(fv[s]),
-                                       int(taken[s]), "converged" if moved[s] else "max_steps")
+                out[i] = _solution(xs, s, rho, fv[s], taken[s], moved[s])
                 pos[s] += 1
                 if pos[s] == len(chains[s]):
                     live[s] = False  # the slot idles (its rows stay, unchanged) until every chain is done

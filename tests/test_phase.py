@@ -334,3 +334,19 @@ def test_class_level_chains_start_from_the_simplex(monkeypatch):
     monkeypatch.setattr(classlevel, "simplex_start", lambda p: seen.append(p.K) or real(p))
     d = phase({**SPEC, "classes": 5, "dim": 5, "imbalance": "long-tail"}, [2.0, 10.0], [0.5, 1.0])
     assert seen and set(seen) == {5} and d["certified_points"] == 4 and d["method"] == "class-level"
+
+
+@pytest.mark.slow
+def test_bcl_prototypes_survive_the_chains_and_the_boundary_bisection():
+    """A loss with class prototypes (BCL): solve_chains' solutions carry the prototypes (the bisection and the
+    retries go through it), so a grid whose attraction boundary is bisected certifies."""
+    from solvers.classlevel import certify_classes, solve_chains
+    from solvers.workflows.phase import grid_problem
+
+    spec = {**SPEC, "loss": "bcl", "classes": 6, "dim": 6, "imbalance": "long-tail", "n_min": 5.0}
+    probs = [grid_problem(spec, R, 0.5) for R in (2.0, 10.0)]
+    sols = solve_chains(probs, [[0, 1]], warm=True)
+    assert all(s.C is not None and s.C.shape == (6, 6) for s in sols)
+    assert all(c.certified for c in certify_classes(probs, sols))
+    d = phase(spec, [1.0, 5.0, 20.0], [0.2, 1.0])
+    assert d["certified_points"] == 6 and any(b["R"] is not None for b in d["boundaries"]["attraction"])
