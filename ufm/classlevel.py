@@ -42,7 +42,7 @@ from numpy.typing import ArrayLike
 from . import constraints, objectives
 from .problem import ProblemBase
 
-__all__ = ["ClassProblem", "weights", "value", "block_gram", "embedding"]
+__all__ = ["ClassProblem", "weights", "value", "prototype_anchor_loss", "block_gram", "embedding"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -183,6 +183,42 @@ def excess_logits(M, a, h):
     return jnp.where(~jnp.eye(K, dtype=bool)[None] & jnp.isfinite(h["logb"]), X - own[..., None], -jnp.inf)
 
 
+def _phi(x):
+    """``e^x - 1 - x >= 0`` to full relative accuracy for ``|x| <= 1`` (JAX): a Taylor series below 0.01, where
+    ``expm1(x) - x`` loses digits."""
+    import jax.numpy as jnp
+
+    small = jnp.abs(x) < 0.01
+    xs = jnp.where(small, x, 0.0)
+    series = xs * xs / 2 * (1 + xs / 3 * (1 + xs / 4 * (1 + xs / 5 * (1 + xs / 6 * (1 + xs / 7)))))
+    return jnp.where(small, series, jnp.expm1(x) - x)
+
+
+def prototype_anchor_loss(neg, delta, pa, px):
+    """The loss of one anchor of a loss with class prototypes, from logits relative to the positives' mean: ``log(pa
+    e^(px delta) + px e^(-pa delta) + sum_j e^(neg_j))`` (JAX, any leading axes).
+
+    Args:
+      neg: ``(..., J)`` the negatives' logits (log-weights included) minus the positives' mean logit ``pos =
+        (pa a + px Xo) / tau``; ``-inf`` for an empty slot.
+      delta: ``(...,)`` ``(a - Xo) / tau``, the class-mates' against the own prototype's inner product.
+      pa, px: ``(...,)`` the positives' shares, ``(n - 1)/n`` and ``1/n``.
+    Returns:
+      ``(...,)``. Why this form: at small ``tau`` the loss is exponentially small, the difference of two numbers of
+      size ``1/tau``; written so, it keeps its relative accuracy (the positives' part ``log(1 + pa phi(px delta) +
+      px phi(-pa delta))``, ``phi(x) = e^x - 1 - x >= 0``, has no cancellation), so the solver still sees descent
+      where the direct difference only sees rounding."""
+    import jax
+    import jax.numpy as jnp
+
+    near = jnp.abs(delta) < 1.0
+    dn = jnp.where(near, delta, 0.0)
+    with_pa = jnp.where(pa > 0, pa, 1.0)
+    far = jnp.logaddexp(jnp.where(pa > 0, jnp.log(with_pa) + px * delta, -jnp.inf), jnp.log(px) - pa * delta)
+    x = jnp.where(near, jnp.log1p(pa * _phi(px * dn) + px * _phi(-pa * dn)), far)
+    return x + jax.nn.softplus(jax.nn.logsumexp(neg, axis=-1) - x)
+
+
 def value(x, h, *, contrastive: bool, sphere: bool, constant: bool = True):
     """The class-level objective in JAX (jit/vmap-safe). ``x``: ``{"mu": (K, r)}`` and, for CE, ``"W": (K, r)``;
     ``h``: :func:`weights` as arrays. ``constant=False`` drops the contrastive loss's constant part
@@ -201,9 +237,11 @@ def value(x, h, *, contrastive: bool, sphere: bool, constant: bool = True):
     if "C" in x:  # class prototypes (BCL), the full batch: module doc
         G = M - jnp.diag(mu2) + jnp.diag(a)
         X = mu @ x["C"].T  # X_cc' = <mu_c, p_c'> = <z_i, p_c'> for every i in c
-        pos = (h["pa"] * a + h["px"] * jnp.diagonal(X)) / h["tau"]  # the mean logit over the positives
-        logits = jnp.concatenate([G / h["tau"] + h["lws"], X / h["tau"] + h["lwp"]], axis=1) - pos[:, None]
-        return h["w"] @ jax.nn.logsumexp(logits, axis=1)
+        Xo = jnp.diagonal(X)
+        pos = h["pa"] * a + h["px"] * Xo  # the mean inner product with the positives
+        neg = jnp.concatenate([jnp.where(off, (G - pos[:, None]) / h["tau"] + h["lws"], -jnp.inf),
+                               jnp.where(off, (X - pos[:, None]) / h["tau"] + h["lwp"], -jnp.inf)], axis=1)
+        return h["w"] @ prototype_anchor_loss(neg, (a - Xo) / h["tau"], h["pa"], h["px"])
     if contrastive:
         excess = jax.nn.softplus(jax.nn.logsumexp(excess_logits(M, a, h), axis=-1))
         base = jnp.diagonal(h["logb"], axis1=1, axis2=2)
