@@ -51,7 +51,8 @@ if TYPE_CHECKING:
     from ufm.reduced import GroupProblem
 
 __all__ = ["DualBound", "lambda_min_lower", "lambda_min_lower_many", "sc_bound", "ce_bound", "sc_class_bound",
-           "bcl_class_bound", "ce_class_bound", "sc_group_bound", "ce_group_bound", "components", "DENSE_LIMIT", "U"]
+           "bcl_class_bound", "ce_class_bound", "sc_group_bound", "ce_group_bound", "bcl_group_bound", "components",
+           "DENSE_LIMIT", "U"]
 
 U = 2.0 ** -53  # unit roundoff of float64
 FN = 8.0  # relative error allowed for one elementary function (exp, log) or a handful of operations
@@ -1005,22 +1006,10 @@ def _sc_group_bound_stack(problems, grams, G, stack_weights, optimal=False):
     has = n >= 2  # anchor groups
     live = (mult > 0) & has[:, :, None]
     gram_slots = np.concatenate([B, a[:, :, None]], axis=2)  # (P, G, L)
-    with np.errstate(invalid="ignore", over="ignore"):
-        logit = np.where(live, gram_slots / tau[:, None, None] + clw, -np.inf)
-        mx = np.max(logit, axis=2, keepdims=True)
-        mx = np.where(np.isfinite(mx), mx, 0.0)
-        e = np.where(live, np.exp(logit - mx), 0.0)
-        Z = np.sum(mult * e, axis=2, keepdims=True)
-        qv = np.where(live, e / np.where(Z > 0, Z, 1.0), 0.0)  # per-member weight: the dual point (any floats >= 0)
-    Sf = np.sum(mult * qv, axis=2)
+    qv, Sf, h, habs = _slot_softmax(gram_slots, tau, clw, mult, live)
     gk = gamma(2 * L + 8)
     delta = np.where(has, np.abs(Sf - 1.0) + 1.01 * gk * Sf, 0.0)
     bad = np.any(delta > 1e-6, axis=1) | ~np.all(np.isfinite(qv), axis=(1, 2))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ql = np.where(qv > 0, qv * np.log(np.where(qv > 0, qv, 1.0)), 0.0)
-    qc = np.where(live, qv * clw, 0.0)
-    h = -np.sum(mult * ql, axis=2) + np.sum(mult * qc, axis=2)  # (P, G)
-    habs = np.sum(mult * np.abs(ql), axis=2) + np.sum(mult * np.abs(qc), axis=2)
     wslots = np.where(has, s * n, 0.0)  # anchor slots of each group
     T = np.sum(s * n, axis=1)  # = N, the slots of the full batch (rounded: size_err)
     d1 = delta * (1 + 2 * delta)
@@ -1049,6 +1038,29 @@ def _sc_group_bound_stack(problems, grams, G, stack_weights, optimal=False):
     size_err = gamma(2 * G + 8) * (np.abs(const) + np.abs(val))
     margin = lin_err + const_err + q_err + fmargin + 4 * U * np.abs(const) + size_err
     return _group_results(bad, lam, const, val, margin, T)
+
+
+def _slot_softmax(slots, tau, lw, mult, live):
+    """The dual point of a reduced contrastive bound: per anchor group, the softmax over its slots (``slots (P, G,
+    L)`` Gram entries, ``lw`` their log-weights, ``mult`` their multiplicities; ``live`` the non-empty slots).
+
+    Returns:
+      ``(q, S, h, habs)``: the weight per member ``q (P, G, L)`` (any floats >= 0: the bound is proved for them),
+      their sum ``S = sum mult q (P, G)``, the entropy part ``h = -sum mult q log q + sum mult q lw`` and the same
+      with absolute values (for its rounding)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        logit = np.where(live, slots / tau[:, None, None] + lw, -np.inf)
+        mx = np.max(logit, axis=2, keepdims=True)
+        mx = np.where(np.isfinite(mx), mx, 0.0)
+        e = np.where(live, np.exp(logit - mx), 0.0)
+        Z = np.sum(mult * e, axis=2, keepdims=True)
+        qv = np.where(live, e / np.where(Z > 0, Z, 1.0), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ql = np.where(qv > 0, qv * np.log(np.where(qv > 0, qv, 1.0)), 0.0)
+    qc = np.where(live, qv * lw, 0.0)
+    h = -np.sum(mult * ql, axis=2) + np.sum(mult * qc, axis=2)
+    habs = np.sum(mult * np.abs(ql), axis=2) + np.sum(mult * np.abs(qc), axis=2)
+    return qv, np.sum(mult * qv, axis=2), h, habs
 
 
 def _group_results(bad, lam, const, val, margin, T):
@@ -1208,3 +1220,170 @@ def ce_group_bound(problems, grams, logits, uppers, optimal_multipliers: bool = 
     size_err = gamma(2 * G + 8) * (np.abs(const) + np.abs(val))
     margin = lin_err + const_err + q_err + fmargin + 4 * U * np.abs(const) + size_err
     return _group_results(bad, lam, const, val, margin, N)
+
+
+def bcl_group_bound(problems, grams, cross, optimal_multipliers: bool = False) -> list[DualBound]:
+    """Proved lower bounds on the minima of reduced problems of a loss with class prototypes (BCL; ``ufm.reduced``,
+    full batch, sphere or ball), one per problem, all with the same ``G``: the class-level dual point of
+    :func:`bcl_class_bound` at the lifted candidate, with its eigenvalues taken group by group.
+
+    Args:
+      problems: ``GroupProblem`` s (BCL). grams: one ``ufm.reduced.stack_gram`` dict of the candidates' samples.
+      cross: ``(X (P, G, G), Xo (P, G))``, ``ufm.reduced.ce_logits`` of the means and prototypes: ``<mu_c, p_c'>``
+        between groups, for another class of the group (diagonal) and for the own prototype.
+      optimal_multipliers: ``mu``, ``nu`` from a ``2G``-variable program (else from the candidate by
+        complementary slackness); either way the arithmetic proves the result.
+
+    The softmax weights of an anchor class are equal on its group, so ``Q`` is constant on the blocks: within a
+    class ``Qw``, between two classes of a group ``Qs``, between groups ``Qb``; sample to prototype ``Qxo`` (its
+    own), ``Qxs`` (another class of the group), ``Qxb``; and so are the multipliers (``mu = -alpha`` on the
+    samples, ``nu = -beta`` on the prototypes). The ``2K x 2K`` matrix of :func:`bcl_class_bound` splits exactly
+    into ``alpha_g - Qw_g`` (within a class), one ``2 x 2`` block per group on its sum-zero vectors, ``[[alpha_g +
+    (n_g - 1) Qw_g - n_g Qs_g, sqrt(n_g) (Qxo_g - Qxs_g)], [., beta_g]]``, and the ``2G x 2G`` matrix on the
+    group-ones vectors: samples ``Y_gg = alpha_g + (n_g - 1) Qw_g + (s_g - 1) n_g Qs_g``, ``Y_gh = sqrt(s_g n_g
+    s_h n_h) Qb_gh``; sample to prototype ``sqrt(n_g) (Qxo_g + (s_g - 1) Qxs_g)`` and ``sqrt(n_g s_g s_h) Qxb_gh``;
+    prototypes ``diag(beta)``. Each piece is bounded with its rounding (docs/phase.md); nothing ``K``-sized is
+    formed."""
+    problems = list(problems)
+    for p in problems:
+        _require(p, "contrastive")
+        if not objectives.of(p).prototypes:
+            raise ValueError(f"loss {p.loss!r} has no class prototypes: use sc_group_bound")
+    from ufm.reduced import stack_weights
+
+    hs = stack_weights(problems)
+    n, s, tau, rho2, mult, lws = hs["n"], hs["s"], hs["tau"], hs["rho2"], hs["mult"], hs["lws"]
+    P, G = n.shape
+    ball = np.array([constraints.get(p.constraint).mu_sign == "nonpositive" for p in problems])
+    a, B = np.asarray(grams["a"], float), np.asarray(grams["B"], float)
+    X, Xo = (np.asarray(v, dtype=np.float64) for v in cross)
+    eye = np.eye(G, dtype=bool)
+    live = mult > 0
+    slots = np.concatenate([B, a[:, :, None], X, Xo[:, :, None]], axis=2)  # (P, G, 2G + 2)
+    qv, Sf, h, habs = _slot_softmax(slots, tau, lws, mult, live)
+    gk = gamma(4 * G + 12)
+    delta = np.abs(Sf - 1.0) + 1.01 * gk * Sf
+    bad = np.any(delta > 1e-6, axis=1) | ~np.all(np.isfinite(qv), axis=(1, 2)) | ~np.all(np.isfinite(slots),
+                                                                                       axis=(1, 2))
+    sn = s * n  # anchor slots of each group: every sample
+    T = np.sum(sn, axis=1)  # = N (rounded: size_err)
+    K = np.sum(s, axis=1)
+    d1 = delta * (1 + 2 * delta)
+    lin_err = np.sum(sn * d1, axis=1) * rho2 / (T * tau)
+    const_err = np.sum(sn * (np.abs(h) * d1 + habs * d1 + d1 + (gk + 2 * FN * U) * habs), axis=1) / T
+    const = np.sum(sn * h, axis=1) / T
+    const_err += gamma(2 * G + 4) * np.sum(np.abs(sn * h), axis=1) / T
+    # Q: each of an anchor's n_c positives (its n_c - 1 class-mates and its prototype) weighs 1/n_c
+    inv = 1.0 / n
+    multi = n >= 2
+    q_own, q_same, q_cross = qv[:, :, G], qv[:, :, :G][:, eye], qv[:, :, :G]
+    p_own, p_same, p_cross = qv[:, :, 2 * G + 1], qv[:, :, G + 1:2 * G + 1][:, eye], qv[:, :, G + 1:2 * G + 1]
+    cst = (1.0 / (2.0 * T * tau))[:, None]
+    Qw = np.where(multi, 2.0 * (q_own - inv) * cst, 0.0)
+    Qs = 2.0 * q_same * cst
+    Qb = (q_cross + np.swapaxes(q_cross, 1, 2)) * cst[:, :, None]
+    Qb[:, eye] = Qs
+    Qxo, Qxs, Qxb = (p_own - inv) * cst, p_same * cst, p_cross * cst[:, :, None]
+    # entry-wise error of Q <= gamma(32) |W| cst, summed over every entry of the (N + K)-row Gram, times rho^2
+    pairs = (np.sum(sn * (n - 1) * 2 * np.where(multi, q_own + inv, 0.0) + s * (s - 1) * n * n * 2 * q_same, axis=1)
+             + np.einsum("pg,ph,pgh->p", sn, sn, np.where(eye, 0.0, q_cross + np.swapaxes(q_cross, 1, 2))))
+    sp = np.sum(sn * (p_own + inv + (s - 1) * p_same + np.einsum("ph,pgh->pg", s, np.where(eye, 0.0, p_cross))),
+                axis=1)
+    q_err = rho2 * gamma(32) * (pairs + 2.0 * sp) * cst[:, 0] * (1 + gamma(8))
+    # multipliers by complementary slackness: mu_g = (Q Ĝ)_ii / rho^2, nu_h = (Q Ĝ)_pp / rho^2 (any are valid)
+    b, Xs = np.diagonal(B, axis1=1, axis2=2), np.diagonal(X, axis1=1, axis2=2)
+    off = ~eye
+    mu_hat = ((n - 1) * Qw * a + (s - 1) * n * Qs * b + np.einsum("ph,pgh->pg", sn, Qb * off * B)
+              + Qxo * Xo + (s - 1) * Qxs * Xs + np.einsum("ph,pgh->pg", s, Qxb * off * X)) / rho2[:, None]
+    nu_hat = (n * Qxo * Xo + (s - 1) * n * Qxs * Xs + np.einsum("pg,pgh->ph", sn, Qxb * off * X)) / rho2[:, None]
+    mu_hat = np.where(ball[:, None], np.minimum(mu_hat, 0.0), mu_hat)
+    nu_hat = np.where(ball[:, None], np.minimum(nu_hat, 0.0), nu_hat)
+    alpha, beta = -mu_hat, -nu_hat
+    if optimal_multipliers:
+        for j in range(P):
+            best = _best_proto_group_multipliers(n[j], s[j], Qw[j], Qs[j], Qb[j], Qxo[j], Qxs[j], Qxb[j], ball[j])
+            if best is not None:
+                alpha[j], beta[j] = best
+    # a group's own negative eigenvalues cost s_g (n_g + 1) rho^2 |lambda| when its multipliers absorb them, (N +
+    # K) rho^2 |lambda| when left to the global term: raise alpha_g (and beta_g) by the deficit
+    need = np.where(multi, Qw - alpha + 2 * U * (np.abs(alpha) + np.abs(Qw)), -np.inf)
+    alpha = alpha + np.maximum(need, 0.0) * (1 + 1e-9)
+    x2, y2 = alpha + (n - 1) * Qw - n * Qs, np.sqrt(n) * (Qxo - Qxs)
+    with np.errstate(invalid="ignore"):
+        l2 = (x2 + beta) / 2 - np.sqrt(((x2 - beta) / 2) ** 2 + y2 * y2)
+    raise2 = np.where((s >= 2) & np.isfinite(l2), np.maximum(-l2, 0.0) * (1 + 1e-9), 0.0)
+    alpha, beta = alpha + raise2, beta + raise2
+    # the eigenvalues, each with its rounding
+    e1 = np.where(multi, alpha - Qw - 2 * U * (np.abs(alpha) + np.abs(Qw)), np.inf)
+    x2 = alpha + (n - 1) * Qw - n * Qs
+    x2_err = gamma(8) * (np.abs(alpha) + np.abs((n - 1) * Qw) + np.abs(n * Qs))
+    y2 = np.sqrt(n) * (Qxo - Qxs)
+    y2_err = gamma(8) * np.sqrt(n) * (np.abs(Qxo) + np.abs(Qxs))
+    M2 = np.stack([np.stack([x2, y2], axis=-1), np.stack([y2, beta], axis=-1)], axis=-2)  # (P, G, 2, 2)
+    lam2 = lambda_min_lower_many(M2.reshape(P * G, 2, 2)).reshape(P, G)
+    lam2 = lam2 - np.sqrt(x2_err ** 2 + 2 * y2_err ** 2) * (1 + gamma(4))
+    lam2 = np.where(s >= 2, lam2, np.inf)
+    rt = np.sqrt(sn)
+    Yss = rt[:, :, None] * rt[:, None, :] * Qb
+    ss_err = gamma(10) * np.abs(Yss)
+    Yss[:, eye] = alpha + (n - 1) * Qw + (s - 1) * n * Qs
+    ss_err[:, eye] = gamma(10) * (np.abs(alpha) + np.abs((n - 1) * Qw) + np.abs((s - 1) * n * Qs))
+    Ysp = (np.sqrt(n * s)[:, :, None] * np.sqrt(s)[:, None, :]) * Qxb
+    sp_err = gamma(10) * np.abs(Ysp)
+    Ysp[:, eye] = np.sqrt(n) * (Qxo + (s - 1) * Qxs)
+    sp_err[:, eye] = gamma(10) * np.sqrt(n) * (np.abs(Qxo) + np.abs((s - 1) * Qxs))
+    Y = np.zeros((P, 2 * G, 2 * G))
+    Y[:, :G, :G] = Yss
+    Y[:, :G, G:] = Ysp
+    Y[:, G:, :G] = np.swapaxes(Ysp, 1, 2)
+    Y[:, G:, G:][:, eye] = beta
+    Yfro = np.sqrt(np.sum(ss_err ** 2, axis=(1, 2)) + 2 * np.sum(sp_err ** 2, axis=(1, 2)))
+    lamY = lambda_min_lower_many(Y) - Yfro * (1 + gamma(4 * G * G + 2))
+    lam = np.minimum(np.minimum(lamY, np.min(e1, axis=1)), np.min(lam2, axis=1))
+    lam = _down_many(lam)
+    reach = (T + K) * (1 + gamma(G + 2)) * rho2 * (1 + 2 * U)  # >= (N + K) rho^2, the joint Gram's trace
+    term = reach * np.minimum(0.0, lam)
+    mu_term = -rho2 * (np.sum(sn * alpha, axis=1) + np.sum(s * beta, axis=1))
+    mu_margin = gamma(2 * G + 8) * rho2 * (np.sum(sn * np.abs(alpha), axis=1) + np.sum(s * np.abs(beta), axis=1))
+    val = mu_term + term
+    fmargin = mu_margin + 8 * U * np.abs(term) + 4 * U * (np.abs(mu_term) + np.abs(term)) + 1e-300
+    size_err = gamma(2 * G + 8) * (np.abs(const) + np.abs(val))
+    margin = lin_err + const_err + q_err + fmargin + 4 * U * np.abs(const) + size_err
+    return _group_results(bad, lam, const, val, margin, T)
+
+
+def _best_proto_group_multipliers(n, s, Qw, Qs, Qb, Qxo, Qxs, Qxb, ball):
+    """``(alpha (G,), beta (G,))`` maximising :func:`bcl_group_bound`'s ``-sum_g s_g (n_g alpha_g + beta_g)``
+    subject to every block of its ``A`` being PSD (a ``2G``-variable program), or None. Only a proposal: the
+    caller proves it."""
+    import cvxpy as cp
+
+    G = len(n)
+    sn = s * n
+    scale = float(np.max(np.abs(np.concatenate([Qw, Qs, Qb.ravel(), Qxo, Qxs, Qxb.ravel()])))) * float(
+        np.max(sn)) or 1.0
+    Qw, Qs, Qb, Qxo, Qxs, Qxb = (v / scale for v in (Qw, Qs, Qb, Qxo, Qxs, Qxb))
+    alpha, beta = cp.Variable(G), cp.Variable(G)
+    cons = []
+    off = ~np.eye(G, dtype=bool)
+    for g in range(G):
+        if n[g] >= 2:
+            cons.append(alpha[g] - Qw[g] >= 0)
+        if s[g] >= 2:
+            y = math.sqrt(n[g]) * (Qxo[g] - Qxs[g])
+            blk = cp.bmat([[cp.reshape(alpha[g] + (n[g] - 1) * Qw[g] - n[g] * Qs[g], (1, 1), order="C"),
+                            np.array([[y]])], [np.array([[y]]), cp.reshape(beta[g], (1, 1), order="C")]])
+            cons.append(blk >> 0)
+    rt = np.sqrt(sn)
+    Yss = cp.diag(alpha) + np.diag((n - 1) * Qw + (s - 1) * n * Qs) + np.outer(rt, rt) * np.where(off, Qb, 0.0)
+    Ysp = np.where(off, np.sqrt(n * s)[:, None] * np.sqrt(s)[None, :] * Qxb, np.diag(np.sqrt(n) * (Qxo + (s - 1)
+                                                                                                     * Qxs)))
+    Y = cp.bmat([[Yss, Ysp], [Ysp.T, cp.diag(beta)]])
+    cons.append((Y + Y.T) / 2 >> 0)
+    if ball:
+        cons += [alpha >= 0, beta >= 0]
+    prob = cp.Problem(cp.Minimize((sn / sn.max()) @ alpha + (s / sn.max()) @ beta), cons)
+    if not _solved(prob, alpha) or beta.value is None:
+        return None
+    out = np.asarray(alpha.value) * scale, np.asarray(beta.value) * scale
+    return out if all(np.all(np.isfinite(v)) for v in out) else None

@@ -9,11 +9,14 @@ one class.
 CE on the sphere (``G <= POLISH_MAX_GROUPS``): the first-order loop stops at a loose ``ftol`` (``POLISH_FTOL``) and
 a damped Newton polish (:func:`_polish_segment`) goes on, in stacks of ``POLISH_ROWS``: near minority collapse the
 loss is flat in the minority spread, which a first-order loop closes sublinearly, so without it ``min_min`` (and
-the collapse boundary) depended on the step budget.
+the collapse boundary) depended on the step budget. BCL on the sphere: the polish goes on from the points the
+first-order loop left on its step budget (at small ``tau`` its landscape is exponentially flat). BCL's prototype
+rows ``(u_g, r_g)`` are projected on the ball (``ufm.reduced``: a row inside reaches the sphere in fresh
+dimensions).
 
-**Certify** (:func:`certify_groups`): ``solvers.dual.sc_group_bound``, the class-level dual bound at the lifted
-candidate with its eigenvalues taken group by group, vectorised over the grid: a proved lower bound on the
-*class-level* minimum. ``certified``: ``loss - lower_bound <= tol max(1, |loss|)`` and the solution's class means fit
+**Certify** (:func:`certify_groups`): ``solvers.dual.sc_group_bound`` (CE ``ce_group_bound``, BCL
+``bcl_group_bound``), the class-level dual bound at the lifted candidate with its eigenvalues taken group by group,
+vectorised over the grid: a proved lower bound on the *class-level* minimum. ``certified``: ``loss - lower_bound <= tol max(1, |loss|)`` and the solution's class means fit
 in ``dim`` (``rank <= dim``; a solution that needs more dimensions is no point of the problem).
 """
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 
 from ufm import constraints, objectives
 from ufm.defaults import CLASS_STEPS
-from ufm.reduced import GroupProblem, ce_logits, rank, stack_gram, stack_weights, weights
+from ufm.reduced import GroupProblem, ce_logits, prototype_fill, rank, stack_gram, stack_weights, weights
 
 from .classlevel import ClassCertificate, pga_segment, run_segments
 
@@ -32,9 +35,10 @@ __all__ = ["GroupSolution", "solve_groups", "certify_groups", "loss_of", "start_
 
 
 class GroupSolution(NamedTuple):
-    """A reduced solution: group centres ``m (G, G)`` (CE: ``(G, 2G)``) and spreads ``t (G,)`` at the problem's
-    radius, ``loss`` (float64), ``steps`` and ``reason`` as ``solvers.classlevel.ClassSolution``; CE also the
-    classifier's centres ``u (G, 2G)`` and spreads ``r (G,)`` (``ufm.reduced``), else None."""
+    """A reduced solution: group centres ``m (G, G)`` (CE, BCL: ``(G, 2G)``) and spreads ``t (G,)`` at the
+    problem's radius, ``loss`` (float64), ``steps`` and ``reason`` as ``solvers.classlevel.ClassSolution``; CE also
+    the classifier's centres ``u (G, 2G)`` and spreads ``r (G,)``, BCL its prototypes' (``ufm.reduced``), else
+    None."""
 
     m: np.ndarray
     t: np.ndarray
@@ -57,6 +61,10 @@ def _project(x, h, *, sphere):
     out = {**x, "m": x["m"] * scale[:, None], "t": t * scale}
     if "r" in x:
         out["r"] = x["r"] * (h["s"] >= 2)
+    if "px" in h:  # BCL's prototype rows (u_g, r_g): the ball of radius rho, sphere or not (ufm.reduced)
+        pn = jnp.sqrt(jnp.sum(x["u"] * x["u"], axis=1) + out["r"] * out["r"])
+        ps = jnp.where(pn > rho, rho / jnp.maximum(pn, 1e-300), 1.0)
+        out["u"], out["r"] = x["u"] * ps[:, None], out["r"] * ps
     return out
 
 
@@ -70,7 +78,7 @@ def _scaled_value(x, h, sphere, constant=True):
     """The objective in the solver's variables: CE's classifier rows are stored times ``kappa = 1/sqrt(lambda_W)``
     (``h["kappa"]``), which balances their curvature against the features' (several times fewer steps near
     minority collapse)."""
-    if "u" in x:
+    if "kappa" in h:
         x = {**x, "u": x["u"] / h["kappa"], "r": x["r"] / h["kappa"]}
     return _value(x, h, sphere, constant)
 
@@ -114,9 +122,9 @@ ON_SPHERE = 1e-9  # a row (m_g, t_g) within this of the unit norm is kept on the
 _POLISH: dict = {}
 
 
-def _polish_segment(G):
-    """A jitted, vmapped segment of ``NEWTON_CHUNK`` damped Newton iterations on CE's reduced problem on the
-    sphere, for ``G`` groups: ``segment(x, lam, on, h) -> (x, f, lam)``.
+def _polish_segment(G, proto=False):
+    """A jitted, vmapped segment of ``NEWTON_CHUNK`` damped Newton iterations on CE's (``proto``: BCL's) reduced
+    problem on the sphere, for ``G`` groups: ``segment(x, lam, on, h) -> (x, f, lam)``.
 
     Why: near minority collapse the loss is nearly flat in the minority spread (its curvature vanishes at the
     collapse), and the first-order loop closes the spread sublinearly: it stops on its step budget or its
@@ -124,7 +132,10 @@ def _polish_segment(G):
     apart). The reduced point has ``2 G (2 G + 1)`` numbers, so its Hessian is cheap, and a Newton step takes
     the flat direction at its own curvature. A row ``(m_g, t_g)`` on the unit sphere (``on``) is parametrised by
     ``z_g / |z_g|`` (a retraction onto the sphere), one inside the ball is free (and projected on the ball); the
-    classifier's ``(u, r)`` (in the solver's scaled variables) are free. Each iteration takes ``-(H + lam'
+    classifier's ``(u, r)`` (in the solver's scaled variables) are free; BCL's prototype rows ``(u_g, r_g)`` are
+    treated as the means' rows (``on`` then has ``2G`` entries, the means' then the prototypes'). BCL needs it
+    for the same reason at small ``tau``: the positives are at their minimum whenever ``a_g = Xo_g``, and only
+    the exponentially small negatives pull further. Each iteration takes ``-(H + lam'
     I)^-1 g`` with ``lam' = max(0, -lambda_min(H)) + lam |H|`` (eigendecomposition of the small Hessian; the
     rotations and the radial directions are null directions of it), keeps it only when the objective decreases
     (then ``lam`` falls tenfold, else it rises tenfold): the polish never makes the point worse. Nothing here is
@@ -133,8 +144,8 @@ def _polish_segment(G):
     import jax
     import jax.numpy as jnp
 
-    if G in _POLISH:
-        return _POLISH[G]
+    if (G, proto) in _POLISH:
+        return _POLISH[(G, proto)]
     c = 2 * G
     cuts = np.cumsum([G * c, G, G * c]).tolist()
 
@@ -144,7 +155,11 @@ def _polish_segment(G):
         keep = h["s"] >= 2
         t, r = t * keep, r * keep
         norm = jnp.maximum(jnp.sqrt(jnp.sum(m * m, axis=1) + t * t), 1e-300)
-        scale = jnp.where(on, 1.0 / norm, jnp.minimum(1.0, 1.0 / norm))
+        scale = jnp.where(on[:G], 1.0 / norm, jnp.minimum(1.0, 1.0 / norm))
+        if proto:
+            pn = jnp.maximum(jnp.sqrt(jnp.sum(u * u, axis=1) + r * r), 1e-300)
+            ps = jnp.where(on[G:], 1.0 / pn, jnp.minimum(1.0, 1.0 / pn))
+            u, r = u * ps[:, None], r * ps
         return {"m": m * scale[:, None], "t": t * scale, "u": u, "r": r}
 
     def pack(x):
@@ -182,8 +197,8 @@ def _polish_segment(G):
         v, fv, lam = jax.lax.scan(body, (v, f(v, on, h), lam), None, length=NEWTON_CHUNK)[0]
         return unpack(v, on, h), fv, lam
 
-    _POLISH[G] = jax.jit(jax.vmap(segment))
-    return _POLISH[G]
+    _POLISH[(G, proto)] = jax.jit(jax.vmap(segment))
+    return _POLISH[(G, proto)]
 
 
 def _polish(G, x, fx, h, segments=None, ftol=None):
@@ -194,14 +209,21 @@ def _polish(G, x, fx, h, segments=None, ftol=None):
 
     keep, single = np.asarray(h["s"]) >= 2, np.asarray(h["n"]) < 2
 
+    proto = "px" in h
+
     def on_sphere(x):  # the rows the next segment keeps on the sphere (a free row that reached it joins them)
         t = np.asarray(x["t"]) * keep
         norm = np.sqrt(np.sum(np.asarray(x["m"]) ** 2, axis=-1) + t * t)
-        return jnp.asarray((norm >= 1.0 - ON_SPHERE) | single)
+        on = (norm >= 1.0 - ON_SPHERE) | single
+        if proto:
+            r = np.asarray(x["r"]) * keep
+            on = np.concatenate([on, np.sqrt(np.sum(np.asarray(x["u"]) ** 2, axis=-1) + r * r) >= 1.0 - ON_SPHERE],
+                                axis=-1)
+        return jnp.asarray(on)
 
     segments = NEWTON_SEGMENTS if segments is None else segments
     ftol = NEWTON_FTOL if ftol is None else ftol
-    seg = _polish_segment(G)
+    seg = _polish_segment(G, proto)
     lam = jnp.full(np.shape(fx), 1e-6)
     last = np.asarray(fx)
     still = np.zeros(len(last), dtype=bool)
@@ -248,16 +270,27 @@ def _chunks(L, pad_to=None):
     return [(i, min(i + size, L), size) for i in range(0, L, size)]
 
 
-def _start(G, rng, classifier=False):
-    cols = 2 * G if classifier else G
+def _start(G, rng, level="contrastive"):
+    """A random start at radius 1 for an objective's ``class_level`` (``level``): CE adds small classifier rows,
+    BCL its prototypes at their class means (its positives then at their largest)."""
+    cols = G if level == "contrastive" else 2 * G
     m = rng.standard_normal((G, cols))
     t = rng.standard_normal(G)
     norm = np.sqrt(np.sum(m * m, axis=1) + t * t)
     x = {"m": m / norm[:, None], "t": t / norm}
-    if classifier:
+    if level == "ce":
         x["u"] = 0.1 * rng.standard_normal((G, cols))
         x["r"] = 0.1 * rng.standard_normal(G)
+    elif level == "prototypes":
+        x["u"], x["r"] = x["m"].copy(), x["t"].copy()
     return x
+
+
+def _u_scale(problem) -> float:
+    """What ``u``, ``r`` at radius 1 are multiplied by at the problem's radius: prototypes scale with it, CE's
+    classifier inversely (its logits stay)."""
+    rho = problem.radius
+    return rho if objectives.of(problem).prototypes else 1.0 / rho
 
 
 def start_of(problem: GroupProblem, sol: GroupSolution) -> dict:
@@ -265,7 +298,8 @@ def start_of(problem: GroupProblem, sol: GroupSolution) -> dict:
     rho = problem.radius
     x = {"m": sol.m / rho, "t": sol.t / rho}
     if sol.u is not None:
-        x.update(u=sol.u * rho, r=sol.r * rho)  # type: ignore[operator, arg-type]  # u and r come together
+        k = _u_scale(problem)
+        x.update(u=sol.u / k, r=sol.r / k)  # type: ignore[operator, arg-type]  # u and r come together
     return x
 
 
@@ -296,39 +330,42 @@ def solve_groups(problems, *, steps: int = CLASS_STEPS, seed=0, ftol: float = 1e
     out: list = [None] * len(problems)
     groups: dict = {}
     for i, p in enumerate(problems):
-        groups.setdefault((p.G, p.constraint, objectives.of(p).contrastive), []).append(i)
+        groups.setdefault((p.G, p.constraint, objectives.of(p).class_level), []).append(i)
     with jax.enable_x64(True):
-        for (G, constraint, contrastive), idx in groups.items():
+        for (G, constraint, level), idx in groups.items():
             sphere = constraints.get(constraint).equality
             init, f_full = _helpers(sphere)
             units = [problems[i].at_unit_radius() for i in idx]
-            hall = {k: v for k, v in stack_weights([u for u, _ in units]).items() if k != "clw"}
-            x0 = [starts[i] if starts is not None else _start(G, np.random.default_rng(seeds[i]), not contrastive)
-                  for i in idx]
+            hall = {k: v for k, v in stack_weights([u for u, _ in units]).items() if k not in ("clw", "lws", "mult")}
+            x0 = [starts[i] if starts is not None else _start(G, np.random.default_rng(seeds[i]), level) for i in idx]
             xall = {k: np.stack([s[k] for s in x0]) for k in x0[0]}
-            if not contrastive:  # the solver's variables: classifier rows times kappa (_scaled_value)
+            if level == "ce":  # the solver's variables: classifier rows times kappa (_scaled_value)
                 hall["kappa"] = 1.0 / np.sqrt(hall["weight_decay"])
                 xall["u"] = xall["u"] * hall["kappa"][:, None, None]
                 xall["r"] = xall["r"] * hall["kappa"][:, None]
-            newton = polish and not contrastive and sphere and G <= POLISH_MAX_GROUPS
+            newton = polish and level in ("ce", "prototypes") and sphere and G <= POLISH_MAX_GROUPS
             for lo, hi, size in _chunks(len(idx), pad_to):
                 rows = np.concatenate([np.arange(lo, hi), np.full(size - (hi - lo), lo)])
                 h = {k: jnp.asarray(v[rows]) for k, v in hall.items()}
                 x, f0 = init({k: jnp.asarray(v[rows]) for k, v in xall.items()}, h)
                 state = (x, x, f0, jnp.ones(size), jnp.ones(size))
                 state, taken, converged = run_segments(_segment(sphere), state, h, steps,
-                                                       max(ftol, POLISH_FTOL) if newton else ftol)
-                if newton:
-                    x, fx, converged = _polish_rows(G, state[0], state[2], h, np.arange(hi - lo))
+                                                       max(ftol, POLISH_FTOL) if newton and level == "ce" else ftol)
+                # CE: every row goes on with the polish; BCL: the rows the first-order loop left on its budget
+                todo = np.arange(hi - lo) if level == "ce" else np.flatnonzero(~converged[:hi - lo])
+                if newton and len(todo):
+                    x, fx, done = _polish_rows(G, state[0], state[2], h, todo)
+                    converged = done if level == "ce" else converged | done
                     state = (x, x, fx, *state[3:])
                 full = np.asarray(f_full(state[0], h))
                 xs = {k: np.asarray(v) for k, v in state[0].items()}
-                if "u" in xs:
+                if level == "ce":
                     kap = hall["kappa"][rows]
                     xs["u"], xs["r"] = xs["u"] / kap[:, None, None], xs["r"] / kap[:, None]
                 for j in range(hi - lo):
                     rho = units[lo + j][1]
-                    cls = (xs["u"][j] / rho, xs["r"][j] / rho) if "u" in xs else (None, None)
+                    k = _u_scale(problems[idx[lo + j]])
+                    cls = (xs["u"][j] * k, xs["r"][j] * k) if "u" in xs else (None, None)
                     out[idx[lo + j]] = GroupSolution(xs["m"][j] * rho, xs["t"][j] * rho, float(full[j]),
                                                      int(taken[j]), "converged" if converged[j] else "max_steps",
                                                      *cls)
@@ -336,7 +373,7 @@ def solve_groups(problems, *, steps: int = CLASS_STEPS, seed=0, ftol: float = 1e
 
 
 def loss_of(problem: GroupProblem, m, t, u=None, r=None) -> float:
-    """The reduced objective at ``(m, t)`` (CE: and ``(u, r)``), at the problem's radius, float64."""
+    """The reduced objective at ``(m, t)`` (CE, BCL: and ``(u, r)``), at the problem's radius, float64."""
     import jax
     import jax.numpy as jnp
 
@@ -345,14 +382,15 @@ def loss_of(problem: GroupProblem, m, t, u=None, r=None) -> float:
         h = {k: jnp.asarray(v) for k, v in weights(unit).items() if k != "clw"}
         x = {"m": jnp.asarray(np.asarray(m, dtype=np.float64) / rho), "t": jnp.asarray(np.asarray(t) / rho)}
         if u is not None:
-            x["u"] = jnp.asarray(np.asarray(u, dtype=np.float64) * rho)
-            x["r"] = jnp.asarray(np.asarray(r, dtype=np.float64) * rho)
+            k = _u_scale(problem)
+            x["u"] = jnp.asarray(np.asarray(u, dtype=np.float64) / k)
+            x["r"] = jnp.asarray(np.asarray(r, dtype=np.float64) / k)
         return float(_value(x, h, constraints.get(problem.constraint).equality))
 
 
 def certify_groups(problems, solutions, *, tol: float = 1e-6) -> list[ClassCertificate]:
-    """Proved lower bounds (``solvers.dual.sc_group_bound``, CE ``ce_group_bound``) for reduced solutions, one per
-    problem.
+    """Proved lower bounds (``solvers.dual.sc_group_bound``, CE ``ce_group_bound``, BCL ``bcl_group_bound``) for
+    reduced solutions, one per problem.
 
     Args:
       problems: ``GroupProblem`` s. solutions: their :class:`GroupSolution` s.
@@ -368,7 +406,7 @@ def certify_groups(problems, solutions, *, tol: float = 1e-6) -> list[ClassCerti
     how = ["candidate"] * len(problems)
     by: dict = {}
     for i, p in enumerate(problems):
-        by.setdefault((p.G, p.constraint, objectives.of(p).contrastive), []).append(i)
+        by.setdefault((p.G, p.constraint, objectives.of(p).class_level), []).append(i)
 
     def bound(idx, optimal):
         us = [units[i][0] for i in idx]
@@ -378,11 +416,15 @@ def certify_groups(problems, solutions, *, tol: float = 1e-6) -> list[ClassCerti
         sphere = constraints.get(us[0].constraint).equality
         hs = stack_weights(us)
         grams = stack_gram(m, t, hs, sphere)
-        if objectives.of(us[0]).contrastive:
+        level = objectives.of(us[0]).class_level
+        if level == "contrastive":
             return dual.sc_group_bound(us, grams, optimal_multipliers=optimal)
-        u = np.stack([solutions[i].u for i in idx]) * rho[:, None, None]
-        r = np.stack([solutions[i].r for i in idx]) * rho[:, None]
+        k = np.array([_u_scale(problems[i]) for i in idx])  # u, r at radius 1
+        u = np.stack([solutions[i].u for i in idx]) / k[:, None, None]
+        r = np.stack([solutions[i].r for i in idx]) / k[:, None]
         logits = ce_logits(m, t, u, r, hs["s"], np)
+        if level == "prototypes":
+            return dual.bcl_group_bound(us, grams, logits, optimal_multipliers=optimal)
         return dual.ce_group_bound(us, grams, logits, [solutions[i].loss for i in idx], optimal_multipliers=optimal)
 
     for idx in by.values():
@@ -402,7 +444,8 @@ def certify_groups(problems, solutions, *, tol: float = 1e-6) -> list[ClassCerti
             out.append(ClassCertificate(s.loss, None, None, False, w, b.why))
             continue
         gap = s.loss - b.lower_bound
-        need = int(rank(s.m, s.t, p.classes, p.radius, u=s.u, r=s.r))
+        fill = prototype_fill(s.u, s.r, p) if objectives.of(p).prototypes else None
+        need = int(rank(s.m, s.t, p.classes, p.radius, u=s.u, r=s.r, fill=fill))
         if need > p.dim:  # the class means need more dimensions than the problem has: not a point of it
             out.append(ClassCertificate(s.loss, b.lower_bound, gap, False, w,
                                         f"the solution needs {need} dimensions, dim is {p.dim}"))

@@ -81,9 +81,11 @@ def test_cli_writes_phase_json(tmp_path, capsys):
     assert [b["tau"] for b in d["boundaries"]["attraction"]] == [0.3, 1.0]
 
 
-def test_cli_bcl_runs_certified_on_the_class_level_path(tmp_path, capsys):
-    """BCL with its class prototypes: every point proved by the class-level bound with prototype rows; balanced
-    (R = 1) it is the simplex ETF with BCL's closed-form value, and the bound lies below that value."""
+def test_cli_bcl_runs_certified_on_the_reduced_path(tmp_path, capsys, monkeypatch):
+    """BCL with its class prototypes: every point proved by the group-level bound with prototype rows; balanced
+    (R = 1) it is the simplex ETF with BCL's closed-form value, and the bound lies below that value. Forced onto
+    the class-level path (the prototypes as K more rows) the same grid has the same losses and cosines."""
+    import solvers.workflows.phase as ph
     from ufm.objectives.bcl import etf_loss
 
     out = tmp_path / "bcl"
@@ -92,7 +94,12 @@ def test_cli_bcl_runs_certified_on_the_class_level_path(tmp_path, capsys):
     assert code == 0, err
     d = json.loads((out / "phase.json").read_text())
     assert d["loss_type"] == "bcl" and d["certified_points"] == d["points"] == 2
-    assert d["method"].startswith("class-level") and "reduced path has none" in d["method"]
+    assert d["method"] == "reduced"
+    monkeypatch.setattr(ph, "choose_path", lambda spec: "class-level")
+    other = phase({**SPEC, "loss": "bcl", "classes": 3, "dim": 3, "n_min": 5.0}, [1.0, 4.0], [0.5])
+    assert other["method"] == "class-level" and other["certified_points"] == 2
+    np.testing.assert_allclose(d["loss"], other["loss"], rtol=1e-9)
+    np.testing.assert_allclose(d["min_min"], other["min_min"], atol=1e-5)
     etf = etf_loss((5.0, 5.0, 5.0), 0.5)
     assert d["lower_bound"][0][0] <= etf and d["loss"][0][0] == pytest.approx(etf, rel=1e-8)
     assert d["min_min"][0][0] == pytest.approx(-0.5, abs=1e-6)

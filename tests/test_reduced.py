@@ -11,7 +11,7 @@ from solvers.classlevel import certify_classes, loss_of, solve_classes
 from solvers.reduced import certify_groups, solve_groups
 from solvers.reduced import loss_of as reduced_loss
 from ufm import closed_forms, geometry
-from ufm.classlevel import embedding
+from ufm.classlevel import block_gram, embedding
 from ufm.reduced import (GroupProblem, class_means, cosine_groups, delta_gm, gram, groups_of, rank, stack_gram,
                          stack_weights)
 
@@ -60,8 +60,13 @@ def test_value_is_the_loss_of_an_embedding_with_spread():
 def test_optimum_equals_the_class_level_optimum(loss, constraint):
     """The reduced and the class-level paths reach the same minimum (1e-9 relative), both proved; the bounds lie
     below both losses."""
-    gps = [GroupProblem(sizes=(R * 5.0, 5.0), classes=(3, 3), loss=loss, tau=tau, constraint=constraint)
-           for R, tau in [(1.0, 0.3), (4.0, 0.2), (20.0, 0.5), (60.0, 0.1)]]
+    _both_paths([GroupProblem(sizes=(R * 5.0, 5.0), classes=(3, 3), loss=loss, tau=tau, constraint=constraint)
+                 for R, tau in [(1.0, 0.3), (4.0, 0.2), (20.0, 0.5), (60.0, 0.1)]])
+
+
+def _both_paths(gps):
+    """Solve and certify ``gps`` on the reduced and the class-level paths: both certified, the same minimum (1e-9
+    relative), each bound below both losses. Returns the reduced solutions and certificates."""
     rs = solve_groups(gps)
     rc = certify_groups(gps, rs)
     cps = [g.class_problem() for g in gps]
@@ -70,7 +75,8 @@ def test_optimum_equals_the_class_level_optimum(loss, constraint):
     for r, a, s, b in zip(rs, rc, cs, cc):
         assert a.certified and b.certified
         assert r.loss == pytest.approx(s.loss, rel=1e-9)
-        assert a.lower_bound <= min(r.loss, s.loss) and b.lower_bound <= r.loss
+        assert a.lower_bound <= min(r.loss, s.loss) and b.lower_bound <= min(r.loss, s.loss)
+    return rs, rc
 
 
 def test_cosines_equal_the_class_level_cosines():
@@ -157,8 +163,7 @@ def test_groups_and_validation():
         GroupProblem(sizes=(5.0, 2.0), classes=(2, 2), nonneg=True)
     with pytest.raises(ValueError, match="sizes"):
         GroupProblem(sizes=(1.5, 2.0), classes=(2, 2))
-    with pytest.raises(ValueError, match="prototypes"):
-        GroupProblem(sizes=(5.0, 2.0), classes=(2, 2), loss="bcl")
+    assert GroupProblem(sizes=(5.0, 2.0), classes=(2, 2), loss="bcl").K == 4  # prototypes: the reduced path has them
     with pytest.raises(ValueError, match="classes"):
         GroupProblem(sizes=(5.0, 2.0), classes=(0, 2))
 
@@ -185,17 +190,8 @@ def test_ce_value_is_the_class_level_value_at_the_lifted_point(constraint):
 def test_ce_optimum_and_bound_against_the_class_level_path_and_the_etf():
     """CE: the reduced minimum equals the class-level one (both certified) where the class-level path certifies;
     balanced, it is the ETF closed form, and the proved bound lies below it."""
-    gps = [GroupProblem(sizes=(R * 5.0, 5.0), classes=(3, 3), loss="ce", weight_decay=wd)
-           for R, wd in [(1.0, 0.01), (10.0, 0.001), (100.0, 0.01)]]
-    rs = solve_groups(gps)
-    rc = certify_groups(gps, rs)
-    cps = [g.class_problem() for g in gps]
-    cs = solve_classes(cps)
-    cc = certify_classes(cps, cs)
-    for r, a, s, b in zip(rs, rc, cs, cc):
-        assert a.certified and b.certified
-        assert r.loss == pytest.approx(s.loss, rel=1e-9)
-        assert a.lower_bound <= s.loss and b.lower_bound <= r.loss
+    rs, rc = _both_paths([GroupProblem(sizes=(R * 5.0, 5.0), classes=(3, 3), loss="ce", weight_decay=wd)
+                          for R, wd in [(1.0, 0.01), (10.0, 0.001), (100.0, 0.01)]])
     etf = closed_forms.ce_etf_loss(6, 0.01, constraint="sphere")[0]
     assert rs[0].loss == pytest.approx(etf, rel=1e-9) and rc[0].lower_bound <= etf
 
@@ -232,23 +228,31 @@ def test_ce_polish_goes_on_where_the_first_order_loop_stalls_near_collapse():
     assert geo_plain["min_min"] < 0.99 < 1 - 1e-6 < geo_done["min_min"]
 
 
-def test_ce_polish_from_a_row_inside_the_ball_stays_feasible_and_never_raises_the_loss():
+@pytest.mark.parametrize("loss", ["ce", "bcl"])
+def test_polish_from_a_row_inside_the_ball_stays_feasible_and_never_raises_the_loss(loss):
     """The polish retracts only the rows on the unit sphere (a row inside the ball is a free variable of it,
     projected on the ball): from a start with a row inside, every row stays in the ball, the loss returned is
-    the loss at the returned point, and it is no higher than at the start."""
+    the loss at the returned point, and it is no higher than at the start. BCL: its prototype rows likewise."""
     import jax
     import jax.numpy as jnp
 
     from solvers import reduced as sr
 
-    gps = [GroupProblem(sizes=(20.0, 5.0), classes=(2, 3), loss="ce", weight_decay=wd) for wd in (0.003, 0.03)]
-    h = {k: v for k, v in stack_weights(gps).items() if k != "clw"}
-    h["kappa"] = 1.0 / np.sqrt(h["weight_decay"])
+    if loss == "ce":
+        gps = [GroupProblem(sizes=(20.0, 5.0), classes=(2, 3), loss="ce", weight_decay=wd) for wd in (0.003, 0.03)]
+    else:
+        gps = [GroupProblem(sizes=(20.0, 5.0), classes=(2, 3), loss="bcl", tau=tau) for tau in (0.1, 0.5)]
+    h = {k: v for k, v in stack_weights(gps).items() if k not in ("clw", "lws", "mult")}
+    if loss == "ce":
+        h["kappa"] = 1.0 / np.sqrt(h["weight_decay"])
     rng = np.random.default_rng(3)
-    xs = [sr._start(2, rng, True) for _ in gps]
+    xs = [sr._start(2, rng, "ce" if loss == "ce" else "prototypes") for _ in gps]
     x = {k: np.stack([s[k] for s in xs]) for k in xs[0]}
     x["m"][0, 1] *= 0.5  # inside the ball
     x["t"][0, 1] *= 0.5
+    if loss == "bcl":
+        x["u"][1, 0] *= 0.5
+        x["r"][1, 0] *= 0.5
     with jax.enable_x64(True):
         hj = {k: jnp.asarray(v) for k, v in h.items()}
         xj = {k: jnp.asarray(v) for k, v in x.items()}
@@ -259,6 +263,9 @@ def test_ce_polish_from_a_row_inside_the_ball_stays_feasible_and_never_raises_th
     assert np.asarray(again) == pytest.approx(np.asarray(f), rel=1e-13)
     norms = np.sqrt(np.sum(np.asarray(y["m"]) ** 2, axis=-1) + np.asarray(y["t"]) ** 2)
     assert np.all(norms <= 1 + 1e-12)
+    if loss == "bcl":
+        norms = np.sqrt(np.sum(np.asarray(y["u"]) ** 2, axis=-1) + np.asarray(y["r"]) ** 2)
+        assert np.all(norms <= 1 + 1e-12)
 
 
 def test_ce_polish_settles_a_flat_corner_whatever_the_start():
@@ -276,3 +283,97 @@ def test_ce_polish_settles_a_flat_corner_whatever_the_start():
     mm = [g["min_min"] for g in _ReducedPath(spec).geometry([gp] * 3, sols)]
     assert max(mm) - min(mm) < 1e-3
     assert max(s.loss for s in sols) - min(s.loss for s in sols) < 1e-13
+
+
+def _bcl_point(rng, G, shrink=1.0):
+    """Random group rows ``(m, t)`` in the ball and prototype rows ``(u, r)`` ``shrink`` times inside it."""
+    m, t = _random(rng, G)
+    m = np.concatenate([m, np.zeros((G, G))], axis=1)
+    u, r = rng.standard_normal((G, 2 * G)), rng.standard_normal(G)
+    norm = np.sqrt(np.sum(u * u, axis=1) + r * r) / shrink
+    return m, t, u / norm[:, None], r / norm
+
+
+@pytest.mark.parametrize("constraint", ["sphere", "ball"])
+def test_bcl_value_is_the_class_level_value_at_the_lifted_point(constraint):
+    """BCL: means and prototypes lifted on the same simplices (prototypes inside the sphere filled out in fresh
+    dimensions) give the class-level value; on the sphere every lifted prototype is on it."""
+    from solvers.classlevel import loss_of as class_loss
+    from ufm.reduced import lift, prototype_fill
+
+    rng = np.random.default_rng(8)
+    gp = GroupProblem(sizes=(6.0, 1.0, 2.5), classes=(3, 2, 2), loss="bcl", tau=0.3, constraint=constraint)
+    m, t, u, r = _bcl_point(rng, 3, shrink=0.7)
+    t[1] = 0.0  # a group of singletons: on the sphere its means are on it
+    if constraint == "sphere":
+        m[1] /= np.linalg.norm(m[1])
+    mu, C = lift(m, t, gp, u, r)
+    fill = prototype_fill(u, r, gp)
+    assert fill.tolist() == ([True] * 3 if constraint == "sphere" else [False] * 3)
+    assert mu.shape == C.shape == (7, 6 + 2 + 1 + 1 + (7 if constraint == "sphere" else 0))
+    assert rank(m, t, gp.classes, u=u, r=r, fill=fill) == np.linalg.matrix_rank(np.vstack([mu, C]), tol=1e-9)
+    if constraint == "sphere":
+        np.testing.assert_allclose(np.sum(C * C, axis=1), 1.0, rtol=1e-13)
+    cp = gp.class_problem()
+    assert reduced_loss(gp, m, t, u, r) == pytest.approx(class_loss(cp, {"mu": mu, "C": C}), rel=1e-13)
+
+
+def test_bcl_value_keeps_its_relative_accuracy_at_small_tau():
+    """At the simplex ETF with prototypes at their vertices BCL is ``log1p((K - 1) exp(-K/((K - 1) tau)))``: at
+    tau = 0.02 about 1e-23, far below the rounding of the logits (1/tau); both values keep it to 1e-12."""
+    from solvers.classlevel import loss_of as class_loss
+    from ufm.objectives.bcl import etf_loss
+
+    K, tau = 6, 0.02
+    gp = GroupProblem(sizes=(4.0,), classes=(K,), loss="bcl", tau=tau)
+    m, t = np.zeros((1, 2)), np.ones(1)
+    want = etf_loss([4.0] * K, tau)
+    assert 0 < want < 1e-20
+    assert reduced_loss(gp, m, t, m, t) == pytest.approx(want, rel=1e-12)
+    mu = class_means(m, t, gp)
+    assert class_loss(gp.class_problem(), {"mu": mu, "C": mu}) == pytest.approx(want, rel=1e-12)
+
+
+def test_bcl_optimum_and_bound_against_the_class_level_path_and_the_etf():
+    """BCL: the reduced minimum equals the class-level one (1e-9 relative), both proved; balanced, it is the ETF
+    closed form; the reduced bound at the lifted candidate is the class-level bound's value to rounding."""
+    from ufm.objectives.bcl import etf_loss
+    from ufm.reduced import lift
+
+    gps = [GroupProblem(sizes=(R * 5.0, 5.0), classes=(3, 3), loss="bcl", tau=tau, dim=12)
+           for R, tau in [(1.0, 0.3), (4.0, 0.5), (20.0, 1.0), (60.0, 0.2)]]
+    rs, rc = _both_paths(gps)
+    for g, r in zip(gps, rs):
+        mu, C = lift(r.m, r.t, g, r.u, r.r)
+        one, = dual.bcl_group_bound([g], stack_gram(r.m[None], r.t[None], stack_weights([g]), True),
+                                    _cross(r))
+        d, a_, M = block_gram(mu, g.class_problem())
+        ref = dual.bcl_class_bound(g.class_problem(), d, a_, M, mu @ C.T, C @ C.T, optimal_multipliers=False)
+        assert one.value == pytest.approx(ref.value, abs=1e-9)
+    assert rs[0].loss == pytest.approx(etf_loss([5.0] * 6, 0.3), rel=1e-9) and rc[0].lower_bound <= rs[0].loss
+
+
+def _cross(sol):
+    from ufm.reduced import ce_logits
+
+    X, Xo = ce_logits(sol.m, sol.t, sol.u, sol.r, np.array([3.0, 3.0]), np)
+    return X[None], Xo[None]
+
+
+def test_bcl_bound_is_a_bound_at_any_candidate():
+    """A poor BCL candidate (prototypes anywhere in the ball) still gives a valid bound, with either multipliers:
+    below the class-level path's proved minimum."""
+    from ufm.reduced import ce_logits
+
+    rng = np.random.default_rng(9)
+    gp = GroupProblem(sizes=(10.0, 3.0), classes=(3, 3), loss="bcl", tau=0.4, dim=12)
+    s, = solve_classes([gp.class_problem()])
+    c, = certify_classes([gp.class_problem()], [s])
+    assert c.certified
+    for _ in range(4):
+        m, t, u, r = _bcl_point(rng, 2, shrink=rng.uniform(0.3, 1.0))
+        gr = stack_gram(m[None], t[None], stack_weights([gp]), True)
+        X, Xo = ce_logits(m, t, u, r, np.array([3.0, 3.0]), np)
+        for optimal in (False, True):
+            b, = dual.bcl_group_bound([gp], gr, (X[None], Xo[None]), optimal_multipliers=optimal)
+            assert b.lower_bound is not None and b.lower_bound <= s.loss

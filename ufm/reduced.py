@@ -33,8 +33,21 @@ means: a component of ``w_c`` in further fresh directions meets no mean, changes
 u_g> - t_g r_g / (s_g - 1)`` (another class of the group) and ``<m_g, u_h>``; ``||W||_F^2 = sum_g s_g (|u_g|^2 +
 r_g^2)``; the variables are ``m, u (G, 2G)`` and ``t, r (G,)``.
 
+BCL (class prototypes ``C``, rows on the features' set, never anchors) adds the prototype rows ``p_c = q_g + r_g
+v_c`` (``q (G, 2G)``, ``r (G,)``; the variables ``u``, ``r`` of the solver). The invariant joint Gram of ``[means;
+prototypes]`` has a 2 x 2 block on each group's sum-zero vectors: the prototypes share the means' simplex ``v``
+and may add a second one, orthogonal to every mean; that part meets no sample, changes no logit (prototypes are
+never anchors, so their own Gram enters no loss) and only adds to the prototypes' norms. So the rows ``(q_g,
+r_g)`` lie in the ball of radius ``rho`` on the sphere too: a row inside it reaches the sphere with a component in
+``s_g`` fresh dimensions (:func:`lift`). The cross inner products ``X_cc' = <mu_c, p_c'>`` are
+:func:`ce_logits` of ``(m, t, q, r)``. Per anchor group (every sample is an anchor: its prototype is a positive)
+there are ``2G + 2`` slots: the ``G + 1`` sample slots above and the prototypes of the other groups, of the
+group's other classes and its own, each slot weighted ``1/(kk_c' + 1)`` per member (``kk`` the other samples of
+class ``c'``, as ``ufm.classlevel``); the loss is ``sum_g (s_g n_g / N) [logsumexp_j(X_gj) - ((n_g - 1) a_g + Xo_g)
+/ (n_g tau)]``, exactly ``ufm.classlevel.value`` at the lifted means and prototypes (tested).
+
 Not covered (the class-level path runs): non-negative features (the reduced Gram would relax the
-completely-positive one), batch orbits, and a loss with class prototypes (BCL).
+completely-positive one) and batch orbits.
 """
 from __future__ import annotations
 
@@ -47,11 +60,11 @@ from typing import ClassVar
 import numpy as np
 
 from . import constraints, objectives
-from .classlevel import ClassProblem, within
+from .classlevel import ClassProblem, prototype_anchor_loss, within
 from .problem import ProblemBase
 
-__all__ = ["GroupProblem", "groups_of", "supported", "weights", "stack_weights", "value", "gram", "class_means", "rank",
-           "cosine_groups", "delta_gm"]
+__all__ = ["GroupProblem", "groups_of", "supported", "weights", "stack_weights", "value", "gram", "class_means", "lift",
+           "prototype_fill", "rank", "cosine_groups", "delta_gm"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -87,9 +100,6 @@ class GroupProblem(ProblemBase):
         self._check_shared(self.K)
 
     def _refuse(self, obj) -> None:
-        if obj.prototypes:
-            raise ValueError(f"loss {self.loss!r}: the reduced problem has no class prototypes (BCL's "
-                             "class-complement); the class-level problem (ufm.ClassProblem) runs it")
         if obj.class_level is None:
             raise ValueError(f"loss {self.loss!r} declares no class-level value (ufm.objectives: class_level)")
         if self.nonneg:
@@ -151,9 +161,9 @@ def groups_of(counts):
 
 
 def supported(loss: str, nonneg: bool, orbits=None) -> bool:
-    """Whether the reduced path covers this family (module doc): not a loss with class prototypes (the
-    reduced problem has none; the class-level path runs it), not ``nonneg``, the full batch."""
-    return not objectives.get(loss).prototypes and not nonneg and orbits is None
+    """Whether the reduced path covers this family (module doc): a loss with a class-level value, not
+    ``nonneg``, the full batch."""
+    return objectives.get(loss).class_level is not None and not nonneg and orbits is None
 
 
 @lru_cache(maxsize=4096)
@@ -219,6 +229,8 @@ def stack_weights(problems) -> dict:
                 "weight_decay": np.array([p.weight_decay for p in problems], dtype=np.float64),
                 "feature_decay": np.array([p.feature_decay for p in problems], dtype=np.float64),
                 "rho2": np.array([p.radius ** 2 for p in problems], dtype=np.float64)}
+    if objectives.get(problems[0].loss).class_level == "prototypes":
+        return _proto_weights(problems, n, s)
     cache: dict = {}
     clw = np.empty((P, G, G + 1))
     for i, p in enumerate(problems):
@@ -238,6 +250,30 @@ def stack_weights(problems) -> dict:
     own[~has] = 0.0  # no anchor: weight 0, kept finite (no NaN through the masked gradient)
     w = np.where(has, sn / sn.sum(axis=1, keepdims=True), 0.0)
     return {"n": n, "s": s, "w": w, "logb": logb, "clw": clw, "tau": np.array([p.tau for p in problems]),
+            "rho2": np.array([p.radius ** 2 for p in problems], dtype=np.float64)}
+
+
+def _proto_weights(problems, n, s) -> dict:
+    """:func:`stack_weights` of a loss with class prototypes (BCL; module doc): ``logb (P, G, 2G + 2)`` the
+    log-multiplicity plus ``-log(kk_c' + 1)`` of each slot (samples of group ``h`` / of the group's other classes
+    in column ``g`` / of the own class in column ``G``, then prototypes likewise in columns ``G + 1 + h`` and ``2G +
+    1``), ``-inf`` where a slot is empty; ``pa = (n - 1)/n`` and ``px = 1/n``, the positives' shares; ``w``
+    every sample's anchor share ``s_g n_g / N``."""
+    P, G = n.shape
+    eye = np.eye(G, dtype=bool)
+    sn = s * n
+    ms = np.repeat(sn[:, None, :], G, axis=1)
+    ms[:, eye] = (s - 1) * n
+    mp = np.repeat(s[:, None, :], G, axis=1)
+    mp[:, eye] = s - 1
+    lw = np.repeat(-np.log(n + 1.0)[:, None, :], G, axis=1)  # another class c': kk_c' = n_c'
+    own = -np.log(n)[:, :, None]  # the own class: kk_c + 1 = n_c
+    mult = np.concatenate([ms, (n - 1)[:, :, None], mp, np.ones((P, G, 1))], axis=2)
+    lws = np.concatenate([lw, own, lw, own], axis=2)
+    with np.errstate(divide="ignore"):
+        logb = np.where(mult > 0, np.log(np.where(mult > 0, mult, 1.0)), -np.inf) + lws
+    return {"n": n, "s": s, "w": sn / sn.sum(axis=1, keepdims=True), "logb": logb, "lws": lws, "mult": mult,
+            "pa": (n - 1) / n, "px": 1.0 / n, "tau": np.array([p.tau for p in problems]),
             "rho2": np.array([p.radius ** 2 for p in problems], dtype=np.float64)}
 
 
@@ -261,10 +297,18 @@ def value(x, h, *, sphere: bool, constant: bool = True):
     import jax
     import jax.numpy as jnp
 
-    if "u" in x:
+    if "logm" in h:
         return _ce_value(x, h, sphere=sphere)
     p, _, B = _parts(x["m"], x["t"], h["n"], h["s"], jnp)
     a = within(p, h["n"], h["rho2"], sphere)
+    if "px" in h:  # class prototypes (BCL): module doc
+        X, Xo = ce_logits(x["m"], x["t"], x["u"], x["r"], h["s"], jnp)
+        pos = h["pa"] * a + h["px"] * Xo  # the mean inner product with the positives
+        G = B.shape[0]
+        neg = jnp.concatenate([B, X], axis=1)  # every slot but the own class's samples and prototype
+        lb = jnp.concatenate([h["logb"][:, :G], h["logb"][:, G + 1:2 * G + 1]], axis=1)
+        neg = jnp.where(jnp.isfinite(lb), (neg - pos[:, None]) / h["tau"] + lb, -jnp.inf)
+        return h["w"] @ prototype_anchor_loss(neg, (a - Xo) / h["tau"], h["pa"], h["px"])
     X = jnp.concatenate([B, a[:, None]], axis=1) / h["tau"] + h["logb"]  # (G, G + 1)
     own = X[:, -1]
     rest = jnp.where(jnp.isfinite(h["logb"][:, :-1]), X[:, :-1] - own[:, None], -jnp.inf)
@@ -319,42 +363,100 @@ def stack_gram(m, t, h, sphere: bool):
     return {"d": d, "a": a, "b": b, "B": B, "p": p}
 
 
-def rank(m, t, classes, radius: float = 1.0, tol: float = 1e-9, u=None, r=None):
+def rank(m, t, classes, radius: float = 1.0, tol: float = 1e-9, u=None, r=None, fill=None):
     """The rank of the lifted class-mean Gram: ``rank(m)`` plus ``s_g - 1`` for every group with spread
     ``t_g != 0`` (the dimension the class means need: ``dim >= rank`` embeds them). With CE's ``u``, ``r``: the
     dimension the means and classifier rows need together (``rank([m; u])``, spread where ``t_g`` or ``r_g`` is not
-    0). ``m (..., G, c)``, ``t (..., G)``; an int array of the leading shape."""
+    0). With BCL's prototypes ``u``, ``r`` and ``fill (..., G)`` (the groups whose prototypes take fresh
+    dimensions to reach the sphere: :func:`prototype_fill`): the rank of the joint Gram of means and prototypes
+    (each group's sum-zero block of rank 0, 1 or 2, and the group-ones block with the fill beside the prototypes).
+    ``m (..., G, c)``, ``t (..., G)``; an int array of the leading shape."""
     m = np.asarray(m, dtype=np.float64)
+    s = np.asarray(classes)
     spread = np.abs(np.asarray(t)) > tol * radius
-    if u is not None:
+    per = spread.astype(int)  # the rank of each group's sum-zero block
+    if u is not None and fill is not None:  # BCL: the fill e_g adds diag(e) beside the prototypes' rows
+        u, r = np.asarray(u, dtype=np.float64), np.asarray(r, dtype=np.float64)
+        e2 = radius ** 2 - np.sum(u * u, axis=-1) - r * r * (s >= 2)
+        e = np.sqrt(np.maximum(e2, 0.0)) * fill
+        G = m.shape[-2]
+        top = np.concatenate([m, np.zeros(m.shape[:-1] + (G,))], axis=-1)
+        bottom = np.concatenate([u, e[..., :, None] * np.eye(G)], axis=-1)
+        m = np.concatenate([top, bottom], axis=-2)
+        big = np.abs(e) > tol * radius
+        # the sum-zero block of (means, prototypes) is [[t, 0], [r, e]] in the simplex and the fill directions
+        per = np.where(spread & big, 2, (spread | big | (np.abs(r) > tol * radius)).astype(int))
+    elif u is not None:
         m = np.concatenate([m, np.asarray(u, dtype=np.float64)], axis=-2)
-        spread = spread | (np.abs(np.asarray(r)) > tol / radius)
+        per = (spread | (np.abs(np.asarray(r)) > tol / radius)).astype(int)
     sv = np.linalg.svd(m, compute_uv=False)
     rk = np.sum(sv > tol * max(radius, 1.0) * np.maximum(1.0, sv.max(axis=-1, keepdims=True)), axis=-1)
-    s = np.asarray(classes)
-    return rk + np.sum((s - 1) * (spread & (s >= 2)), axis=-1)
+    return rk + np.sum((s - 1) * per * (s >= 2), axis=-1)
 
 
 def class_means(m, t, problem: GroupProblem, tol: float = 1e-9):
     """The ``K`` class means ``(K, r)`` of ``(m, t)``, group by group (module doc), ``r = G`` plus ``s_g - 1``
     per group with spread. Their Gram is the lifted reduced Gram; ``ufm.classlevel.embedding`` turns them into
     samples."""
+    return lift(m, t, problem, tol=tol)[0]
+
+
+def prototype_fill(u, r, problem: GroupProblem, tol: float = 1e-9):
+    """``(..., G)`` bools: the groups whose prototypes (rows ``(u_g, r_g)`` at the problem's radius) take ``s_g``
+    fresh dimensions to reach the sphere (module doc); all False on the ball."""
+    out = _fill(u, r, problem.classes, problem.radius, tol)
+    return out & constraints.get(problem.constraint).equality
+
+
+def _fill(u, r, classes, radius, tol=1e-9):
+    """``(..., G)`` bools: the prototype rows ``(u_g, r_g)`` more than ``tol`` inside the sphere of radius
+    ``radius`` (on the sphere they reach it in ``s_g`` fresh dimensions; module doc)."""
+    s = np.asarray(classes)
+    norm2 = np.sum(np.asarray(u, dtype=np.float64) ** 2, axis=-1) + np.asarray(r, dtype=np.float64) ** 2 * (s >= 2)
+    return np.sqrt(norm2) < radius * (1 - tol)
+
+
+def lift(m, t, problem: GroupProblem, u=None, r=None, tol: float = 1e-9):
+    """The ``K`` class means of ``(m, t)`` and, for a loss with class prototypes, the ``K`` prototypes of ``(u,
+    r)`` in the same coordinates (module doc): ``(mu (K, D), C (K, D) or None)``. ``D`` is ``m``'s columns, plus
+    ``s_g - 1`` per group with a spread (``t_g`` or ``r_g`` not 0), plus on the sphere ``s_g`` per group whose
+    prototypes lie inside it (their fill). The joint Gram of ``[mu; C]`` is the lifted reduced one."""
     m = np.asarray(m, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
     s = list(problem.classes)
-    spread = [g for g in range(len(s)) if s[g] >= 2 and abs(t[g]) > tol * problem.radius]
-    r = m.shape[1] + sum(s[g] - 1 for g in spread)
-    mu = np.zeros((sum(s), r))
+    rho = problem.radius
+    proto = u is not None
+    spread_of = np.abs(t) > tol * rho
+    if proto:
+        u, r = np.asarray(u, dtype=np.float64), np.asarray(r, dtype=np.float64)
+        spread_of = spread_of | (np.abs(r) > tol * rho)
+        fill = _fill(u, r, s, rho, tol) & constraints.get(problem.constraint).equality
+    spread = [g for g in range(len(s)) if s[g] >= 2 and spread_of[g]]
+    D = m.shape[1] + sum(s[g] - 1 for g in spread) + (sum(s[g] for g in range(len(s)) if fill[g]) if proto else 0)
+    mu = np.zeros((sum(s), D))
+    C = np.zeros((sum(s), D)) if proto else None
     row, col = 0, m.shape[1]
     for g in range(len(s)):
         mu[row:row + s[g], :m.shape[1]] = m[g]
+        if C is not None:
+            C[row:row + s[g], :m.shape[1]] = u[g]
         if g in spread:
             E = np.eye(s[g]) - 1.0 / s[g]
-            Q = np.linalg.qr(E[:, :-1])[0]  # rows: a centred simplex of squared norm (s-1)/s
-            mu[row:row + s[g], col:col + s[g] - 1] = Q * (t[g] * math.sqrt(s[g] / (s[g] - 1)))
+            V = np.linalg.qr(E[:, :-1])[0] * math.sqrt(s[g] / (s[g] - 1))  # rows: a centred simplex of unit vectors
+            mu[row:row + s[g], col:col + s[g] - 1] = V * t[g]
+            if C is not None:
+                C[row:row + s[g], col:col + s[g] - 1] = V * r[g]
             col += s[g] - 1
         row += s[g]
-    return mu
+    if C is not None:
+        row = 0
+        for g in range(len(s)):
+            if fill[g]:
+                rest = rho ** 2 - float(np.sum(C[row] ** 2))
+                C[row:row + s[g], col:col + s[g]] = np.eye(s[g]) * math.sqrt(max(rest, 0.0))
+                col += s[g]
+            row += s[g]
+    return mu, C
 
 
 def _cosines(gr):

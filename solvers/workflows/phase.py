@@ -18,10 +18,10 @@ relative; ``certified`` says whether every point the bisection solved was certif
 
 Two paths compute a point (``method`` in the result): ``"reduced"`` (``ufm.reduced``, ``solvers.reduced``: classes of
 equal size are exchangeable, so a point is ``G`` rows of ``G + 1`` numbers whatever ``K``; taken when the profile
-has fewer groups of equal size than classes, the loss is contrastive, without ``nonneg`` and with ``dim >= K``) and
-``"class-level"`` (``K`` class means; every other case, and always for a loss with class prototypes, BCL, whose
-``method`` then says that the reduced path has none: its ``K`` prototypes are extra rows of the point). Both prove
-the same class-level minimum. The geometry is read from the class means only.
+has fewer groups of equal size than classes, without ``nonneg`` and with ``dim >= K``; SC, ``bcl-avg``, CE and BCL
+with its class prototypes) and ``"class-level"`` (``K`` class means; every other case). Both prove the same
+class-level minimum. The geometry is read from the class means only; on the reduced path ``rank`` counts CE's
+classifier rows and BCL's prototypes too (the dimension the point needs).
 
 On the class-level path the grid is solved in chains, one vmapped slot per ratio taking the next axis value as
 soon as its point has converged (no point waits for the slowest of the grid); with ``warm`` (the default) each
@@ -148,12 +148,8 @@ class _ClassPath:
     name = "class-level"
 
     def __init__(self, spec):
-        from ufm import objectives
-
         self.spec = spec
         self.majority = imbalance.majority_classes(spec["classes"], spec["minority_fraction"])
-        if objectives.get(spec["loss"]).prototypes:  # the reduced path has no prototypes: say why this one ran
-            self.name = "class-level (class prototypes: the reduced path has none)"
 
     def problem(self, R, v):
         return grid_problem(self.spec, R, v)
@@ -259,7 +255,7 @@ class _ReducedPath:
         return certify_groups(problems, sols, tol=tol)
 
     def geometry(self, problems, sols):
-        from ufm import constraints, reduced
+        from ufm import constraints, objectives, reduced
 
         if not problems:
             return []
@@ -267,11 +263,12 @@ class _ReducedPath:
         m = np.stack([s.m for s in sols])
         t = np.stack([s.t for s in sols])
         gr = reduced.stack_gram(m, t, reduced.stack_weights(problems), constraints.get(p0.constraint).equality)
-        ce = sols[0].u is not None
-        u = np.stack([s.u for s in sols]) if ce else None
-        r = np.stack([s.r for s in sols]) if ce else None
+        rows = sols[0].u is not None  # CE's classifier or BCL's prototypes: the rank counts them too
+        u = np.stack([s.u for s in sols]) if rows else None
+        r = np.stack([s.r for s in sols]) if rows else None
+        fill = reduced.prototype_fill(u, r, p0, RANK_TOL) if rows and objectives.of(p0).prototypes else None
         geo = {**reduced.cosine_groups(gr, p0.classes, self.majority), "delta_gm": reduced.delta_gm(gr, p0.classes),
-               "rank": reduced.rank(m, t, p0.classes, p0.radius, RANK_TOL, u, r)}
+               "rank": reduced.rank(m, t, p0.classes, p0.radius, RANK_TOL, u, r, fill)}
         return [{k: (None if isinstance(v[i], float) and math.isnan(v[i]) else v[i].item()) for k, v in geo.items()}
                 for i in range(len(problems))]
 

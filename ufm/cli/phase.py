@@ -73,7 +73,7 @@ def axis_values(text: str, name: str, max_n: int = MAX_POINTS) -> list[float]:
 
 def add_parser(sub):
     p = sub.add_parser("phase", help=HELP, description=HELP + ". float64; every point proved by a lower bound.")
-    p.add_argument("--loss", default="sc", help="sc, ce, bcl or bcl-avg (default sc; bcl: class-level path, full batch, no --nonneg)")
+    p.add_argument("--loss", default="sc", help="sc, ce, bcl or bcl-avg (default sc; bcl: full batch, no --nonneg)")
     p.add_argument("--nonneg", action="store_true", help="UFM+: a ReLU before the loss (Z >= 0)")
     p.add_argument("--classes", type=int, default=4, help="K (default 4)")
     p.add_argument("--imbalance", choices=["step", "long-tail"], default="step",
