@@ -12,6 +12,8 @@ Sections (each ``python -m benchmarks.<name>`` on its own, each run here in a fr
   * ``phase_long_tail`` (``benchmarks.phase --long-tail``): the class-level path at K = 100 and one K = 1,000
     point, every class size different;
   * ``phase_ce`` (``benchmarks.phase --ce``): a cross-entropy phase grid against SC's of the same shape;
+  * ``phase_bcl`` (``benchmarks.phase --bcl``): the 100 x 100 STEP grid for BCL with its class prototypes at
+    K = 10 ... 10,000 (the reduced path), cold compilation cache;
   * ``compile_cache``: a tiny ``ufm solve`` and ``ufm phase``'s fixed cost with the compilation cache and without.
 Results: ``OUT/<section>_<backend>.json`` and ``OUT/suite_<backend>.json`` (the targets), where backend is what
 JAX runs on (``cpu``, ``gpu``): on a machine where JAX sees a GPU the same command is the GPU mode. ``OUT`` is
@@ -30,10 +32,12 @@ import time
 
 from .common import COMMITTED, ROOT, backend, load, log, results_in, save, table
 
-SECTIONS = ["sc_step", "certified", "many", "memory", "phase", "phase_long_tail", "phase_ce", "compile_cache"]
+SECTIONS = ["sc_step", "certified", "many", "memory", "phase", "phase_long_tail", "phase_ce", "phase_bcl",
+            "compile_cache"]
 # a section that is a mode of another module: name -> (module, extra flags, its render function)
 MODES = {"phase_long_tail": ("phase", ["--long-tail"], "render_long_tail"),
-         "phase_ce": ("phase", ["--ce"], "render_ce")}
+         "phase_ce": ("phase", ["--ce"], "render_ce"),
+         "phase_bcl": ("phase", ["--bcl"], "render_bcl")}
 
 
 def targets(res) -> list[dict]:
@@ -98,6 +102,10 @@ def targets(res) -> list[dict]:
         done = ", ".join(f"{r['certified']}/{r['points']}" for r in ce["rows"])
         row("CE phase grid vs SC's, K = 10, 8 x 8, all certified", "<= 2x CPU", f"{ce['ratio']:.2f}x, {done}",
             ce["ratio"] <= 2 and every)
+    for r in (res.get("phase_bcl") or {}).get("rows", []):
+        row(f"ufm phase --loss bcl, 100 x 100 STEP grid, K = {r['K']:,}, all certified", "<= 10 s",
+            f"{r['cold_wall_s']:.1f} s wall cold, {r['certified']}/{r['points']}",
+            r["certified"] == r["points"] and r["cold_wall_s"] <= 10)
     cc = res.get("compile_cache")
     if cc:
         r = cc["ratios"]

@@ -24,6 +24,10 @@ point was certified. Targets: 100 x 100 certified in < 60 s; >= 50x the sweep's 
   seconds, not in the points), peak resident memory beside ``solvers.workflows.phase.memory_bytes``'s estimate, and
   the load average. Targets: the 100 x 100 grid at K = 100 certified in <= 15 minutes (90 ms per point); the
   K = 1,000 point in <= 30 s.
+* ``bcl`` (``python -m benchmarks.phase --bcl [--repeats R]``): ``scale``'s grid for BCL with its class prototypes
+  (``--loss bcl``, the reduced path) at the same K, one fresh process with an empty compilation cache each
+  (``R`` more with it warm); the same columns. Measured against ``scale``'s target (<= 10 s, every point
+  certified).
 * ``ce`` (``python -m benchmarks.phase --ce [--repeats R]``): the cost of CE against SC on grids of the same shape
   on the reduced path: ``ufm phase --loss ce --classes 10 --ratios 1:100:8 --weight-decays 1e-3:1e-1:8`` and
   ``ufm phase --classes 10 --ratios 1:100:8 --taus 0.05:1:8`` (STEP, n_min = 5, boundaries included), each in a
@@ -35,6 +39,7 @@ point was certified. Targets: 100 x 100 certified in < 60 s; >= 50x the sweep's 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import statistics
@@ -94,27 +99,27 @@ def _run_measured(argv, env):
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, code
 
 
-def run_scale(P, M, repeats, tmp):
+def run_scale(P, M, repeats, tmp, loss="sc"):
     rows = []
     for K in SCALE_K:
-        cache = os.path.join(tmp, f"cache{K}")
+        cache = os.path.join(tmp, f"cache{loss}{K}")
         env = {**os.environ, "UFM_JAX_CACHE": cache}
-        out = os.path.join(tmp, f"scale{K}")
-        argv = ["phase", "--classes", str(K), "--ratios", f"1:100:{M}", "--taus", f"0.05:1:{P}", "--n-min", "5",
-                "--out", out]
+        out = os.path.join(tmp, f"scale{loss}{K}")
+        argv = ["phase", "--loss", loss, "--classes", str(K), "--ratios", f"1:100:{M}", "--taus", f"0.05:1:{P}",
+                "--n-min", "5", "--out", out]
         runs = []
         for k in range(1 + repeats):  # the first with an empty cache
-            log(f"K = {K}, run {k + 1}/{1 + repeats}")
+            log(f"{loss}, K = {K}, run {k + 1}/{1 + repeats}")
             runs.append(_run_measured(argv + ["--no-figures"], env))
-        if K == 1000:  # the figure, drawn in a run of its own (not timed: the target leaves figures out)
+        if K == 1000 and loss == "sc":  # the figure, in a run of its own (not timed: the target leaves figures out)
             _run_measured(argv, env)
             shutil.copyfile(os.path.join(out, "phase_diagram.png"), os.path.join(results_dir(),
                                                                                 "phase_diagram_k1000.png"))
         with open(os.path.join(out, "phase.json")) as fh:
             d = json.load(fh)
-        warm = runs[1:]
-        rows.append({"K": K, "points": d["points"], "certified": d["certified_points"], "method": d["method"],
-                     "cold_wall_s": runs[0][0], "cold_cpu_s": runs[0][1],
+        warm = runs[1:] or [(math.nan, math.nan)]
+        rows.append({"K": K, "loss": loss, "points": d["points"], "certified": d["certified_points"],
+                     "method": d["method"], "cold_wall_s": runs[0][0], "cold_cpu_s": runs[0][1],
                      "warm_wall_s": statistics.median(r[0] for r in warm),
                      "warm_cpu_s": statistics.median(r[1] for r in warm),
                      "warm_runs_s": [r[0] for r in warm], "peak_rss_bytes": max(r[2] for r in runs),
@@ -235,6 +240,25 @@ def main_ce(argv):
     return finish("phase_ce", out, render_ce)
 
 
+def render_bcl(out):
+    rows = [[r["K"], r["method"], f"{r['certified']}/{r['points']}", r["cold_wall_s"], r["cold_cpu_s"],
+             r["peak_rss_bytes"] / 2 ** 20] for r in out["rows"]]
+    return table(["K", "path", "certified", "cold wall s", "cold CPU s", "peak RSS MiB"], rows)
+
+
+def main_bcl(argv):
+    args = section_args(__doc__, argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = run_scale(*SCALE_GRID, args.repeats or 0, tmp, loss="bcl")
+    out = {"what": "ufm phase --loss bcl (class prototypes), 100 x 100 STEP grid over R in [1, 100] and tau in "
+                   "[0.05, 1], n_min = 5, d = K, the reduced path, boundaries included; a fresh process with an "
+                   "empty compilation cache per K", "rows": rows, "cores": os.cpu_count(),
+           "load_average_at_end": list(os.getloadavg()), "target_seconds": SCALE_TARGET_SECONDS,
+           "met": {"seconds": all(r["cold_wall_s"] <= SCALE_TARGET_SECONDS for r in rows),
+                   "all_certified": all(r["certified"] == r["points"] for r in rows)}}
+    return finish("phase_bcl", out, render_bcl)
+
+
 def render(out):
     rows = [[r["what"], r["points"], r["median_s"], r["points_per_s"], r["certified"]] for r in out["rows"]]
     lines = [table(["run", "points", "median s", "points/s", "certified"], rows), "",
@@ -254,6 +278,8 @@ def main(argv=None):
         return main_long_tail([a for a in argv if a != "--long-tail"])
     if "--ce" in argv:
         return main_ce([a for a in argv if a != "--ce"])
+    if "--bcl" in argv:
+        return main_bcl([a for a in argv if a != "--bcl"])
     args = section_args(__doc__, argv)
     P, M = GRID[args.mode]
     repeats = args.repeats or 3

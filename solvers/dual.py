@@ -1304,17 +1304,35 @@ def bcl_group_bound(problems, grams, cross, optimal_multipliers: bool = False) -
             best = _best_proto_group_multipliers(n[j], s[j], Qw[j], Qs[j], Qb[j], Qxo[j], Qxs[j], Qxb[j], ball[j])
             if best is not None:
                 alpha[j], beta[j] = best
-    # a group's own negative eigenvalues cost s_g (n_g + 1) rho^2 |lambda| when its multipliers absorb them, (N +
-    # K) rho^2 |lambda| when left to the global term: raise alpha_g (and beta_g) by the deficit
+    # a negative eigenvalue of a group's own parts costs s_g n_g rho^2 |lambda| (within a class: alpha_g) or s_g
+    # (n_g + 1) rho^2 |lambda| (its 2 x 2 block: alpha_g and beta_g) when that group's multipliers absorb it, (N +
+    # K) rho^2 |lambda| when left to the global term; neither is always cheaper (the 2G x 2G block may bind
+    # anyway), so both dual points are proved and the larger bound is kept (each is a valid dual point)
     need = np.where(multi, Qw - alpha + 2 * U * (np.abs(alpha) + np.abs(Qw)), -np.inf)
-    alpha = alpha + np.maximum(need, 0.0) * (1 + 1e-9)
-    x2, y2 = alpha + (n - 1) * Qw - n * Qs, np.sqrt(n) * (Qxo - Qxs)
+    a1 = alpha + np.maximum(need, 0.0) * (1 + 1e-9)
+    x2, y2 = a1 + (n - 1) * Qw - n * Qs, np.sqrt(n) * (Qxo - Qxs)
     with np.errstate(invalid="ignore"):
         l2 = (x2 + beta) / 2 - np.sqrt(((x2 - beta) / 2) ** 2 + y2 * y2)
     raise2 = np.where((s >= 2) & np.isfinite(l2), np.maximum(-l2, 0.0) * (1 + 1e-9), 0.0)
-    alpha, beta = alpha + raise2, beta + raise2
-    # the eigenvalues, each with its rounding
-    e1 = np.where(multi, alpha - Qw - 2 * U * (np.abs(alpha) + np.abs(Qw)), np.inf)
+    tries = [_proto_feasible(n, s, Qw, Qs, Qb, Qxo, Qxs, Qxb, al, be, rho2, T, K)
+             for al, be in ((alpha, beta), (a1 + raise2, beta + raise2))]
+    score = [np.where(np.isfinite(lm), v - m, -np.inf) for v, m, lm in tries]
+    first = score[0] >= score[1]
+    val, fmargin, lam = (np.where(first, x, y) for x, y in zip(*tries))
+    size_err = gamma(2 * G + 8) * (np.abs(const) + np.abs(val))
+    margin = lin_err + const_err + q_err + fmargin + 4 * U * np.abs(const) + size_err
+    return _group_results(bad, lam, const, val, margin, T)
+
+
+def _proto_feasible(n, s, Qw, Qs, Qb, Qxo, Qxs, Qxb, alpha, beta, rho2, T, K):
+    """``(value, margin, lambda)`` of :func:`bcl_group_bound`'s ``min <Q, G>`` over the feasible joint Grams for
+    the multipliers ``mu = -alpha`` (samples) and ``nu = -beta`` (prototypes), ``(P,)`` each: ``-rho^2 sum_g s_g
+    (n_g alpha_g + beta_g) + (N + K) rho^2 min(0, lambda)``, ``lambda`` a proved lower bound on every eigenvalue of
+    ``A`` (within a class, the ``2 x 2`` blocks, the ``2G x 2G`` block), each with its rounding."""
+    P, G = n.shape
+    eye = np.eye(G, dtype=bool)
+    sn = s * n
+    e1 = np.where(n >= 2, alpha - Qw - 2 * U * (np.abs(alpha) + np.abs(Qw)), np.inf)
     x2 = alpha + (n - 1) * Qw - n * Qs
     x2_err = gamma(8) * (np.abs(alpha) + np.abs((n - 1) * Qw) + np.abs(n * Qs))
     y2 = np.sqrt(n) * (Qxo - Qxs)
@@ -1339,17 +1357,14 @@ def bcl_group_bound(problems, grams, cross, optimal_multipliers: bool = False) -
     Y[:, G:, G:][:, eye] = beta
     Yfro = np.sqrt(np.sum(ss_err ** 2, axis=(1, 2)) + 2 * np.sum(sp_err ** 2, axis=(1, 2)))
     lamY = lambda_min_lower_many(Y) - Yfro * (1 + gamma(4 * G * G + 2))
-    lam = np.minimum(np.minimum(lamY, np.min(e1, axis=1)), np.min(lam2, axis=1))
-    lam = _down_many(lam)
+    lam = _down_many(np.minimum(np.minimum(lamY, np.min(e1, axis=1)), np.min(lam2, axis=1)))
     reach = (T + K) * (1 + gamma(G + 2)) * rho2 * (1 + 2 * U)  # >= (N + K) rho^2, the joint Gram's trace
     term = reach * np.minimum(0.0, lam)
     mu_term = -rho2 * (np.sum(sn * alpha, axis=1) + np.sum(s * beta, axis=1))
     mu_margin = gamma(2 * G + 8) * rho2 * (np.sum(sn * np.abs(alpha), axis=1) + np.sum(s * np.abs(beta), axis=1))
     val = mu_term + term
     fmargin = mu_margin + 8 * U * np.abs(term) + 4 * U * (np.abs(mu_term) + np.abs(term)) + 1e-300
-    size_err = gamma(2 * G + 8) * (np.abs(const) + np.abs(val))
-    margin = lin_err + const_err + q_err + fmargin + 4 * U * np.abs(const) + size_err
-    return _group_results(bad, lam, const, val, margin, T)
+    return val, fmargin, np.where(np.isfinite(lam), lam, np.nan)
 
 
 def _best_proto_group_multipliers(n, s, Qw, Qs, Qb, Qxo, Qxs, Qxb, ball):

@@ -200,9 +200,13 @@ def test_phase_and_cache_targets_are_judged_from_the_results():
            "wall_s": 960.0, "cpu_s": 1200.0, "estimated_bytes": 2 << 20, "peak_rss_bytes": 2 << 20}]
     cc = {"ratios": {"solve_over_bare_wall": 1.2, "phase_warm_over_off_cpu": 0.7,
                      "phase_above_bare_warm_over_off_cpu": 0.55}}
+    bcl = [{"K": 10, "points": 4, "certified": 4, "cold_wall_s": 8.0},
+           {"K": 100, "points": 4, "certified": 3, "cold_wall_s": 5.0}]
     got = targets({"phase": {"scale": scale}, "phase_long_tail": {"rows": lt}, "compile_cache": cc,
-                   "phase_ce": {"ratio": 1.5, "rows": [{"certified": 64, "points": 64}] * 2}})
+                   "phase_ce": {"ratio": 1.5, "rows": [{"certified": 64, "points": 64}] * 2},
+                   "phase_bcl": {"rows": bcl}})
     # a coarse grid has no speed target (its boundary bisection dominates), only the memory estimate's
-    assert [t["met"] for t in got] == [True, False, True, True, False, False, True, True, True, False]
+    assert [t["met"] for t in got] == [True, False, True, True, False, False, True, True, True, False, True, False]
     assert got[4]["measured"] == "0.33x" and got[5]["measured"].startswith("16.0 min wall, 20.0 min CPU (120 ms")
-    assert got[9]["measured"] == "0.55x (0.70x of the whole process)"  # judged above the bare start-up
+    assert got[8]["measured"] == "8.0 s wall cold, 4/4" and got[9]["measured"] == "5.0 s wall cold, 3/4"
+    assert got[11]["measured"] == "0.55x (0.70x of the whole process)"  # judged above the bare start-up

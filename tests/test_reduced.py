@@ -320,7 +320,8 @@ def test_bcl_value_is_the_class_level_value_at_the_lifted_point(constraint):
 
 def test_bcl_value_keeps_its_relative_accuracy_at_small_tau():
     """At the simplex ETF with prototypes at their vertices BCL is ``log1p((K - 1) exp(-K/((K - 1) tau)))``: at
-    tau = 0.02 about 1e-23, far below the rounding of the logits (1/tau); both values keep it to 1e-12."""
+    tau = 0.02 about 4e-26, far below the rounding of the logits (1/tau); the reduced value keeps it to 1e-12 (the
+    direct difference of the two log-sum-exp parts gives rounding, about 1e-15)."""
     from solvers.classlevel import loss_of as class_loss
     from ufm.objectives.bcl import etf_loss
 
@@ -329,9 +330,10 @@ def test_bcl_value_keeps_its_relative_accuracy_at_small_tau():
     m, t = np.zeros((1, 2)), np.ones(1)
     want = etf_loss([4.0] * K, tau)
     assert 0 < want < 1e-20
-    assert reduced_loss(gp, m, t, m, t) == pytest.approx(want, rel=1e-12)
+    assert reduced_loss(gp, m, t, m, t) == pytest.approx(want, rel=1e-12, abs=0)
     mu = class_means(m, t, gp)
-    assert class_loss(gp.class_problem(), {"mu": mu, "C": mu}) == pytest.approx(want, rel=1e-12)
+    # the lifted means are the ETF to rounding only (norms 1 - 5e-16), which moves a loss of 4e-26 by about 1e-30
+    assert class_loss(gp.class_problem(), {"mu": mu, "C": mu}) == pytest.approx(want, rel=1e-3, abs=0)
 
 
 def test_bcl_optimum_and_bound_against_the_class_level_path_and_the_etf():
@@ -377,3 +379,39 @@ def test_bcl_bound_is_a_bound_at_any_candidate():
         for optimal in (False, True):
             b, = dual.bcl_group_bound([gp], gr, (X[None], Xo[None]), optimal_multipliers=optimal)
             assert b.lower_bound is not None and b.lower_bound <= s.loss
+
+
+def test_bcl_class_level_optimum_is_invariant_and_the_reduced_one():
+    """BCL: the class-level solver from a random start reaches the reduced minimum, and its cross block ``X = mu
+    Cᵀ`` (means against prototypes) is invariant under permuting classes of equal size, rows and columns alike."""
+    gp = GroupProblem(sizes=(20.0, 4.0), classes=(2, 3), loss="bcl", tau=0.5, dim=10)
+    r, = solve_groups([gp])
+    s, = solve_classes([gp.class_problem()], seed=5)
+    assert s.loss == pytest.approx(r.loss, rel=1e-10)
+    X = s.mu @ s.C.T
+    perm = [1, 0, 4, 2, 3]
+    np.testing.assert_allclose(X[np.ix_(perm, perm)], X, atol=1e-5)
+    np.testing.assert_allclose((s.mu @ s.mu.T)[np.ix_(perm, perm)], s.mu @ s.mu.T, atol=1e-5)
+
+
+def test_prototype_anchor_loss_keeps_its_relative_accuracy_for_any_class_size():
+    """``ufm.classlevel.prototype_anchor_loss`` against 40-digit decimal arithmetic, on both sides of its switch
+    at ``|delta| = 1`` and for class sizes up to 1e12 (where the positives' part is about ``1/n``)."""
+    import decimal
+
+    import jax
+    import jax.numpy as jnp
+
+    from ufm.classlevel import prototype_anchor_loss
+
+    decimal.getcontext().prec = 40
+    D = decimal.Decimal
+    for n in (2.0, 10.0, 1e4, 3.3e7 + 0.5, 1e12):
+        for delta in (1e-7, 0.3, -0.99, 1.5, -3.0, 20.0):
+            neg = [-60.0, -45.5]  # far below the positives part, about 1/n
+            pa, px = D(n - 1) / D(n), 1 / D(n)
+            want = (pa * (px * D(delta)).exp() + px * (-pa * D(delta)).exp() + sum(D(v).exp() for v in neg)).ln()
+            with jax.enable_x64(True):
+                got = float(prototype_anchor_loss(jnp.asarray(neg), jnp.asarray(delta), jnp.asarray((n - 1) / n),
+                                                  jnp.asarray(1 / n)))
+            assert got == pytest.approx(float(want), rel=1e-13, abs=0), (n, delta)

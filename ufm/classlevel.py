@@ -213,8 +213,8 @@ def prototype_anchor_loss(neg, delta, pa, px):
 
     near = jnp.abs(delta) < 1.0
     dn = jnp.where(near, delta, 0.0)
-    with_pa = jnp.where(pa > 0, pa, 1.0)
-    far = jnp.logaddexp(jnp.where(pa > 0, jnp.log(with_pa) + px * delta, -jnp.inf), jnp.log(px) - pa * delta)
+    with_pa = jnp.where(pa > 0, px, 0.0)  # log(pa) as log1p(-px): its rounding stays relative to px, not 1
+    far = jnp.logaddexp(jnp.where(pa > 0, jnp.log1p(-with_pa) + px * delta, -jnp.inf), jnp.log(px) - pa * delta)
     x = jnp.where(near, jnp.log1p(pa * _phi(px * dn) + px * _phi(-pa * dn)), far)
     return x + jax.nn.softplus(jax.nn.logsumexp(neg, axis=-1) - x)
 
