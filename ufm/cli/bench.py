@@ -6,7 +6,8 @@ from .common import UsageError
 HELP = "run the benchmark suite: SC step, certified solve, solve_many, memory, phase diagrams, compile cache"
 
 # benchmarks.__main__.SECTIONS, written out for the help text (the parser imports nothing; a test checks they agree)
-SECTIONS = ["sc_step", "certified", "many", "memory", "phase", "phase_long_tail", "phase_ce", "compile_cache"]
+SECTIONS = ["sc_step", "certified", "many", "memory", "phase", "phase_long_tail", "phase_ce", "phase_bcl",
+            "compile_cache"]
 
 
 def add_parser(sub):
