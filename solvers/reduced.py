@@ -216,15 +216,13 @@ def _polish(G, x, fx, h, segments=None, ftol=None):
 
     proto = "px" in h
 
+    def on(centre, spread):  # rows (centre_g, spread_g) on the unit sphere
+        t = np.asarray(spread) * keep
+        return np.sqrt(np.sum(np.asarray(centre) ** 2, axis=-1) + t * t) >= 1.0 - ON_SPHERE
+
     def on_sphere(x):  # the rows the next segment keeps on the sphere (a free row that reached it joins them)
-        t = np.asarray(x["t"]) * keep
-        norm = np.sqrt(np.sum(np.asarray(x["m"]) ** 2, axis=-1) + t * t)
-        on = (norm >= 1.0 - ON_SPHERE) | single
-        if proto:
-            r = np.asarray(x["r"]) * keep
-            on = np.concatenate([on, np.sqrt(np.sum(np.asarray(x["u"]) ** 2, axis=-1) + r * r) >= 1.0 - ON_SPHERE],
-                                axis=-1)
-        return jnp.asarray(on)
+        rows = on(x["m"], x["t"]) | single
+        return jnp.asarray(np.concatenate([rows, on(x["u"], x["r"])], axis=-1) if proto else rows)
 
     segments = NEWTON_SEGMENTS if segments is None else segments
     ftol = NEWTON_FTOL if ftol is None else ftol

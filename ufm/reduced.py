@@ -404,16 +404,9 @@ def class_means(m, t, problem: GroupProblem, tol: float = 1e-9):
 def prototype_fill(u, r, problem: GroupProblem, tol: float = 1e-9):
     """``(..., G)`` bools: the groups whose prototypes (rows ``(u_g, r_g)`` at the problem's radius) take ``s_g``
     fresh dimensions to reach the sphere (module doc); all False on the ball."""
-    out = _fill(u, r, problem.classes, problem.radius, tol)
-    return out & constraints.get(problem.constraint).equality
-
-
-def _fill(u, r, classes, radius, tol=1e-9):
-    """``(..., G)`` bools: the prototype rows ``(u_g, r_g)`` more than ``tol`` inside the sphere of radius
-    ``radius`` (on the sphere they reach it in ``s_g`` fresh dimensions; module doc)."""
-    s = np.asarray(classes)
+    s = np.asarray(problem.classes)
     norm2 = np.sum(np.asarray(u, dtype=np.float64) ** 2, axis=-1) + np.asarray(r, dtype=np.float64) ** 2 * (s >= 2)
-    return np.sqrt(norm2) < radius * (1 - tol)
+    return (np.sqrt(norm2) < problem.radius * (1 - tol)) & constraints.get(problem.constraint).equality
 
 
 def lift(m, t, problem: GroupProblem, u=None, r=None, tol: float = 1e-9):
@@ -430,7 +423,7 @@ def lift(m, t, problem: GroupProblem, u=None, r=None, tol: float = 1e-9):
     if proto:
         u, r = np.asarray(u, dtype=np.float64), np.asarray(r, dtype=np.float64)
         spread_of = spread_of | (np.abs(r) > tol * rho)
-        fill = _fill(u, r, s, rho, tol) & constraints.get(problem.constraint).equality
+        fill = prototype_fill(u, r, problem, tol)
     spread = [g for g in range(len(s)) if s[g] >= 2 and spread_of[g]]
     D = m.shape[1] + sum(s[g] - 1 for g in spread) + (sum(s[g] for g in range(len(s)) if fill[g]) if proto else 0)
     mu = np.zeros((sum(s), D))
